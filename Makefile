@@ -1,0 +1,51 @@
+# nlteach: two commands. `make lab` opens the course, `make test` runs every check.
+# Both create .venv/ at the repository root on first use and reuse it afterwards.
+#
+# Variables (set on the command line, e.g. `make test TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu`):
+#   PYTHON           the interpreter that creates the venv (default: python3, must be >= 3.10)
+#   TORCH            the torch requirement installed first (default: torch)
+#   TORCH_INDEX_URL  a wheel index for torch only, e.g. the CPU-only wheels; empty = the default index
+#   PYTEST_ARGS      extra arguments for pytest (e.g. -x, -k memory, -m "not browser")
+
+PYTHON ?= python3
+TORCH ?= torch
+TORCH_INDEX_URL ?=
+PYTEST_ARGS ?=
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.nlteach-installed
+
+.PHONY: lab test venv sync lint bench clean-venv
+
+venv: $(STAMP)
+
+# Re-installs only when pyproject.toml changed since the last install (fast when up to date).
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "nlteach needs Python >= 3.10, found " + sys.version' 
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),)
+	$(PY) -m pip install --quiet -e ".[course,dev]"
+	@touch $@
+
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks/
+
+# Unit tests, every notebook executed at the tiny preset (nbval, lax), every solution graded.
+test: venv
+	NLTEACH_SIZE=tiny NLTEACH_DATA_MIRROR=$${NLTEACH_DATA_MIRROR:-$(CURDIR)/../shared/data} \
+	MPLBACKEND=agg $(PY) -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=300 \
+	    --durations=15 $(PYTEST_ARGS)
+
+# After editing a notebook (either side of the pair): bring .ipynb and .py back in sync.
+sync: venv
+	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.py
+
+lint: venv
+	$(VENV)/bin/ruff check nlteach tests solutions
+
+bench: venv
+	$(PY) -m nlteach.bench --help
+
+clean-venv:
+	rm -rf $(VENV)

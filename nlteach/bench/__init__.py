@@ -1,0 +1,94 @@
+"""Benchmarks: ``python -m nlteach.bench SUITE`` (suites: see ``python -m nlteach.bench --help``).
+
+Each suite is a module ``nlteach/bench/<suite>.py`` defining
+
+- ``DESCRIPTION: str``;
+- ``add_arguments(parser: argparse.ArgumentParser) -> None``;
+- ``run(args: argparse.Namespace) -> dict``: measures, prints a table of **ratios measured in
+  this one run** (chunked vs naive, model vs Transformer, ...), and returns a JSON-able dict.
+
+Absolute times depend on the machine and its load; the course only reports ratios of things timed
+side by side in one process. Tests never time anything.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def sync(device: torch.device | str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(fn: Callable[[], object], *, device: torch.device | str = "cpu", warmup: int = 1,
+            repeat: int = 5, min_time: float = 0.0) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeat`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    while len(times) < repeat or sum(times) < min_time:
+        gc.collect()
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 10 * max(repeat, 1):
+            break
+    return statistics.median(times)
+
+
+def matmul_flops_per_s(n: int = 1024, *, device: torch.device | str = "cpu",
+                       dtype: torch.dtype = torch.float32) -> float:
+    """This machine's plain-matmul rate (FLOP/s) for an n x n x n product, measured now."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    t = measure(lambda: a @ b, device=device, warmup=2, repeat=7)
+    return 2 * n**3 / t
+
+
+def peak_memory(fn: Callable[[], object], *, device: torch.device | str = "cpu") -> int | None:
+    """Peak extra memory of ``fn()`` in bytes: CUDA allocator stats on GPU, tracemalloc-free
+    resident-set sampling is unreliable on CPU, so on CPU this uses torch's profiler memory totals."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated(dev) - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    # running sum of allocations/frees in event order gives the peak
+    events = sorted(
+        (e for e in prof.events() if e.cpu_memory_usage != 0), key=lambda e: e.time_range.start
+    )
+    cur = peak = 0
+    for e in events:
+        cur += e.cpu_memory_usage
+        peak = max(peak, cur)
+    return peak
+
+
+def format_table(rows: list[dict], columns: list[str]) -> str:
+    widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        lines.append("  ".join(_fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths)))
+    return "\n".join(lines)
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return "" if v is None else str(v)

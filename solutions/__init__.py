@@ -1,0 +1,1 @@
+"""Solutions to every exercise, one module per notebook (``solutions/nbNN.py``), graded in CI."""
