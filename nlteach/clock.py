@@ -1,0 +1,201 @@
+"""Level clocks: which level of a nested system updates at which step (notebook 05).
+
+Nested Learning (Sec. 3, arXiv v1) orders the components of a model by **update frequency**
+(Def. 2): the number of updates a component makes per unit of time, one unit being one update on
+one data point. Components with the same frequency form a **level**; a higher level is slower.
+"Level clock" is this course's name for the schedule that says which level updates when; in the
+Continuum Memory System (Sec. 7) level l has a chunk size C^(l) and changes once every C^(l) steps.
+
+The rule (the library contract): steps are counted from 1, and level l updates at step s when
+``s % periods[l] == 0``. With periods (1, 4, 16, 64), step 16 updates levels 0, 1 and 2, and
+step 64 updates all four.
+
+This module also holds the drawings of notebook 05: the timeline widget and the "model as a set of
+nested optimization problems" diagrams for SGD with momentum, a Transformer block and Titans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
+
+
+def check_periods(periods: Sequence[int], name: str = "periods") -> tuple[int, ...]:
+    """Validate a sequence of level periods: a non-empty sequence of positive ints."""
+    if isinstance(periods, int | str | bytes) or not isinstance(periods, Sequence | np.ndarray):
+        raise TypeError(f"{name} must be a sequence of positive ints (e.g. (1, 4, 16, 64)), "
+                        f"got {periods!r}.")
+    out = []
+    for i, p in enumerate(periods):
+        if isinstance(p, bool) or not isinstance(p, int | np.integer):
+            raise TypeError(f"{name}[{i}] must be a positive int, got {p!r} ({type(p).__name__}).")
+        if p < 1:
+            raise ValueError(f"{name}[{i}] must be a positive int (a level updates every "
+                             f"{name}[{i}] steps), got {int(p)}.")
+        out.append(int(p))
+    if not out:
+        raise ValueError(f"{name} must name at least one level, got an empty sequence.")
+    return tuple(out)
+
+
+def _check_step(s: int) -> int:
+    if isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 1:
+        raise ValueError(f"step s must be an int >= 1 (steps are counted from 1), got {s!r}.")
+    return int(s)
+
+
+@dataclass(frozen=True)
+class LevelClock:
+    """The update schedule of a nested system: level l updates at step s when s % periods[l] == 0.
+
+    >>> clock = LevelClock((1, 4, 16, 64))
+    >>> clock.due(16)
+    (True, True, True, False)
+    >>> clock.count(64)
+    (64, 16, 4, 1)
+    """
+
+    periods: tuple[int, ...]
+
+    def __init__(self, periods: Sequence[int]) -> None:
+        object.__setattr__(self, "periods", check_periods(periods))
+
+    def __len__(self) -> int:
+        return len(self.periods)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.periods)
+
+    def due(self, s: int) -> tuple[bool, ...]:
+        """Which levels update at step ``s`` (counted from 1)."""
+        s = _check_step(s)
+        return tuple(s % p == 0 for p in self.periods)
+
+    def pending(self, s: int) -> tuple[int, ...]:
+        """How many steps each level has accumulated after step ``s`` without updating yet.
+
+        0 right after an update; a level of period p cycles 1, 2, ..., p - 1, 0.
+        """
+        s = _check_step(s)
+        return tuple(s % p for p in self.periods)
+
+    def ticks(self, n_steps: int, start: int = 1) -> Iterator[tuple[int, tuple[bool, ...]]]:
+        """Iterate ``(s, due(s))`` for ``s = start, ..., start + n_steps - 1``."""
+        for s in range(_check_step(start), start + n_steps):
+            yield s, self.due(s)
+
+    def timeline(self, n_steps: int, start: int = 1) -> np.ndarray:
+        """Boolean array ``[n_levels, n_steps]``: entry [l, i] says level l updates at step start + i."""
+        if n_steps < 0:
+            raise ValueError(f"n_steps must be >= 0, got {n_steps}.")
+        s = np.arange(_check_step(start), start + n_steps)
+        return np.stack([s % p == 0 for p in self.periods]) if n_steps else np.zeros((len(self), 0), bool)
+
+    def count(self, n_steps: int) -> tuple[int, ...]:
+        """Number of updates each level makes during steps 1..n_steps."""
+        return tuple(int(n_steps) // p for p in self.periods)
+
+    def frequencies(self) -> tuple[float, ...]:
+        """Updates per step of each level (Def. 2's frequency, one step = one data point)."""
+        return tuple(1.0 / p for p in self.periods)
+
+    def order(self) -> tuple[int, ...]:
+        """Level indices from the fastest (highest frequency) to the slowest; ties keep their order."""
+        return tuple(sorted(range(len(self)), key=lambda i: self.periods[i]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawings for notebook 05.
+
+LEVEL_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3")
+
+
+def draw_timeline(fig: Figure, step: int = 16, ratio: int = 4, n_levels: int = 4,
+                  n_steps: int = 64) -> None:
+    """The level-clock widget: periods ``ratio**l`` (1, 4, 16, 64 by default) over ``n_steps`` steps.
+
+    Left: one row per level, a filled square at every step where it updates, the current ``step``
+    marked. Right: how many gradients each level has accumulated at ``step`` (0 = it just updated).
+    """
+    periods = tuple(int(ratio) ** i for i in range(int(n_levels)))
+    clock = LevelClock(periods)
+    step = max(1, min(int(step), n_steps))
+    tl = clock.timeline(n_steps)
+    ax, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [4, 1]})
+    for lvl in range(len(clock)):
+        xs = np.nonzero(tl[lvl])[0] + 1
+        ax.scatter(xs, np.full(len(xs), lvl), marker="s", s=22,
+                   color=LEVEL_COLORS[lvl % len(LEVEL_COLORS)], label=f"period {periods[lvl]}")
+    ax.axvline(step, color="k", lw=1, ls="--")
+    ax.set_yticks(range(len(clock)), [f"level {i}\nC={p}" for i, p in enumerate(periods)])
+    ax.set_ylim(len(clock) - 0.5, -0.5)
+    ax.set_xlim(0.5, n_steps + 0.5)
+    ax.set_xlabel("step s (counted from 1)")
+    due = clock.due(step)
+    updating = [str(i) for i, d in enumerate(due) if d]
+    ax.set_title(f"step {step}: levels updating = {', '.join(updating) or 'none'}")
+    pend = clock.pending(step)
+    ax2.barh(range(len(clock)), pend, color=[LEVEL_COLORS[i % len(LEVEL_COLORS)] for i in range(len(clock))])
+    ax2.set_ylim(len(clock) - 0.5, -0.5)
+    ax2.set_yticks([])
+    ax2.set_xlim(0, max(periods))
+    ax2.set_title("gradients waiting")
+
+
+# A model as a set of nested optimization problems: for each system, its levels from the slowest
+# (outermost) to the fastest (innermost): (what is optimized, its objective, its context flow,
+# how often it updates).
+NESTED_SYSTEMS: dict[str, list[tuple[str, str, str, str]]] = {
+    "sgd_momentum": [
+        ("weights W", "task loss L(W; x)", "training examples x_t", "1 update / step"),
+        ("momentum m", "<m, g> + decay: compress the gradients", "gradients g_t = dL/dW",
+         "1 update / step, computed before W (so faster)"),
+    ],
+    "transformer": [
+        ("projections Wq, Wk, Wv and MLP weights", "next-token loss (pre-training)",
+         "the training corpus", "frozen after training (frequency 0 at test time)"),
+        ("attention (its KV cache)", "non-parametric regression over the context (Nadaraya-Watson)",
+         "the tokens of the sequence", "rewritten every token (frequency infinite)"),
+    ],
+    "titans": [
+        ("projections, gates, initial memory M0", "next-token loss (pre-training)",
+         "the training corpus", "frozen after training"),
+        ("memory MLP M (test-time weights)", "1/2 ||M(k_t) - v_t||^2 (surprise)",
+         "keys/values of the sequence", "1 update / chunk of C tokens"),
+        ("surprise momentum S", "compress the memory's gradients", "gradients of the memory loss",
+         "1 update / chunk, before M"),
+    ],
+}
+
+
+def draw_nested_system(fig: Figure, system: str = "sgd_momentum") -> None:
+    """Draw a model as nested optimization problems: one box per level, the slowest outermost."""
+    if system not in NESTED_SYSTEMS:
+        raise ValueError(f"system must be one of {sorted(NESTED_SYSTEMS)}, got {system!r}.")
+    levels = NESTED_SYSTEMS[system]
+    ax = fig.add_subplot()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.axis("off")
+    n = len(levels)
+    pad = 0.045
+    for i, (what, objective, context, freq) in enumerate(levels):
+        x0, y0 = i * pad, i * pad * 1.6
+        box = FancyBboxPatch((x0, y0), 1 - 2 * x0, 1 - 2 * y0 - 0.02, boxstyle="round,pad=0.005",
+                             fc=LEVEL_COLORS[i % len(LEVEL_COLORS)], alpha=0.18,
+                             ec=LEVEL_COLORS[i % len(LEVEL_COLORS)], lw=1.5)
+        ax.add_patch(box)
+        ytext = 1 - y0 - 0.06
+        ax.text(x0 + 0.015, ytext, f"level {n - 1 - i} ({'slowest' if i == 0 else 'faster'}): "
+                f"{what}", fontsize=9, weight="bold", va="top")
+        ax.text(x0 + 0.015, ytext - 0.075, f"objective: {objective}   |   context: {context}   |   {freq}",
+                fontsize=7.5, va="top")
+    ax.set_title({"sgd_momentum": "Training with SGD + momentum: a 2-level system",
+                  "transformer": "A Transformer block: two frequencies, infinity and 0",
+                  "titans": "Titans: a memory trained at test time inside a trained model"}[system],
+                 fontsize=10)

@@ -1,0 +1,489 @@
+"""The Continuum Memory System, CMS (Sec. 7 of arXiv v1; notebook 07).
+
+A Transformer has two memories: attention (rewritten every token) and MLP weights (frozen after
+training). CMS replaces the MLP by a chain of MLP blocks, each with its own **update period**
+(chunk size) C^(l): block l only changes once every C^(l) steps (Eq. 71), so knowledge that a fast
+block overwrites can survive in a slower one.
+
+What this module holds:
+
+- :class:`CMS`: the three variants as an ``nn.Module``:
+  ``"sequential"`` (Eq. 70/73) ``y = MLP_K(... MLP_1(x))``;
+  ``"independent"`` (Eq. 74) every block reads the full ``x``, outputs mixed by a learnable
+  softmax-weighted sum (no channel splitting);
+  ``"nested"`` (Eq. 72) the same chain, but each faster block's weights are
+  ``base + delta``: ``delta`` is the fast level's own parameter, ``base`` (its initial state) is a
+  parameter of the next slower level, and ``delta`` is reset to 0 (the block re-initialized from
+  the meta-learned ``base``) whenever that slower level updates.
+- :class:`MultiFrequencyOptimizer`: multi-frequency *training*; level l steps only when
+  ``s % periods[l] == 0``, with the gradients accumulated since its last step.
+- :func:`cms_in_context_naive` / :func:`cms_in_context_chunked`: *in-context* (token-time) updates,
+  Eq. 71 applied while a sequence is read; a token loop and a chunk-parallel version, equal.
+
+Choices (the paper leaves them open; notebook 07 states them too):
+
+- Each block is a residual two-layer MLP without bias or norm, ``MLP(u) = u + W_out silu(W_in u)``
+  (the form of the paper's memories, Eq. 89). The residual makes a block with ``W_out = 0`` the
+  identity, so stacking blocks or setting a level's learning rate to 0 leaves the rest intact
+  (Sec. 7.3). No norm inside the block keeps the in-context gradients closed-form; a model puts
+  its norms around the CMS.
+- Independent variant: the mixing logits belong to the slowest level (part of the outer model).
+- Nested variant (first-order meta-learning): the slower level's gradient for ``base`` is the sum
+  of the gradients the fast block received during its period (the gradient through the reset is
+  the identity); the fast level's optimizer state (e.g. momentum) is not reset.
+- In-context objective: block l regresses its output onto a target given per token,
+  ``loss_t = 1/2 ||MLP_l(u_t) - v_t||^2`` (a local objective, like Titans' memory; gradients do
+  not flow from later blocks). The caller chooses the targets (one tensor shared by all blocks,
+  or one per block). A token reads the weights its chunk started with (the update caused by a
+  chunk is visible from the next chunk on): causal, and the target never leaks into its own output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from nlteach.clock import LevelClock, check_periods
+
+VARIANTS = ("sequential", "independent", "nested")
+REDUCE = ("sum", "mean")
+
+
+# ---------------------------------------------------------------------------------------------
+# One CMS block: MLP(u) = u + W_out silu(W_in u)
+
+
+def silu_grad(h: torch.Tensor) -> torch.Tensor:
+    """d silu(h) / dh = s (1 + h (1 - s)) with s = sigmoid(h) (written out so it stays differentiable)."""
+    s = torch.sigmoid(h)
+    return s * (1 + h * (1 - s))
+
+
+def mlp_block(u: torch.Tensor, W_in: torch.Tensor, W_out: torch.Tensor) -> torch.Tensor:
+    """``u + W_out silu(W_in u)``. u: [..., n, D]; W_in: [..., hidden, D]; W_out: [..., D, hidden]."""
+    return u + torch.nn.functional.silu(u @ W_in.mT) @ W_out.mT
+
+
+def _check_pos_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    return value
+
+
+class MLPBlock(nn.Module):
+    """One CMS block, ``u + W_out silu(W_in u)``; W_in: [hidden, dim], W_out: [dim, hidden]."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.W_in = nn.Parameter(torch.randn(hidden, dim) / math.sqrt(dim))
+        self.W_out = nn.Parameter(torch.randn(dim, hidden) / math.sqrt(hidden))
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return mlp_block(u, self.W_in, self.W_out)
+
+
+class CMS(nn.Module):
+    """Continuum Memory System: K MLP blocks, block l with update period ``periods[l]``.
+
+    ``forward(x[..., dim])`` keeps the shape. ``level_parameters()`` gives one parameter list per
+    level, in the order of ``periods``, for :class:`MultiFrequencyOptimizer` (or use
+    :meth:`multi_frequency_optimizer`, which also wires the nested variant's resets).
+    """
+
+    def __init__(self, dim: int, hidden: int, periods: Sequence[int] = (1, 4, 16, 64),
+                 variant: str = "sequential") -> None:
+        super().__init__()
+        self.dim = _check_pos_int(dim, "dim")
+        self.hidden = _check_pos_int(hidden, "hidden")
+        self.periods = check_periods(periods)
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
+        self.variant = variant
+        self.clock = LevelClock(self.periods)
+        K = len(self.periods)
+        self.blocks = nn.ModuleList(MLPBlock(dim, hidden) for _ in range(K))
+        if variant == "independent":
+            self.mix_logits = nn.Parameter(torch.zeros(K))  # Eq. 74: learnable weighted sum
+        if variant == "nested":
+            if any(a > b for a, b in zip(self.periods, self.periods[1:], strict=False)):
+                raise ValueError(f"the nested variant needs periods ordered from fast to slow "
+                                 f"(non-decreasing), got {self.periods}.")
+            # delta[l] is level l's own fast parameter; blocks[l] holds its meta-learned initial
+            # state, which belongs to level l + 1. The slowest block has no delta.
+            self.deltas = nn.ModuleList(_Delta(dim, hidden) for _ in range(K - 1))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, hidden={self.hidden}, periods={self.periods}, variant={self.variant!r}"
+
+    def mix_weights(self) -> torch.Tensor:
+        """Independent variant: the softmax weights of the blocks' outputs, [K]."""
+        if self.variant != "independent":
+            raise ValueError(f"mix_weights() exists only for variant='independent', this is {self.variant!r}.")
+        return torch.softmax(self.mix_logits, dim=0)
+
+    def block_weights(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The effective ``(W_in, W_out)`` of every block (nested: base + delta)."""
+        out = []
+        for i, blk in enumerate(self.blocks):
+            if self.variant == "nested" and i < len(self.blocks) - 1:
+                out.append((blk.W_in + self.deltas[i].W_in, blk.W_out + self.deltas[i].W_out))
+            else:
+                out.append((blk.W_in, blk.W_out))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"x must have last dimension dim={self.dim}, got shape {tuple(x.shape)}.")
+        weights = self.block_weights()
+        if self.variant == "independent":
+            w = self.mix_weights()
+            return sum(w[i] * mlp_block(x, *wi) for i, wi in enumerate(weights))  # Eq. 74
+        for wi in weights:  # Eq. 70: y = MLP_K(... MLP_1(x))
+            x = mlp_block(x, *wi)
+        return x
+
+    def level_parameters(self) -> list[list[nn.Parameter]]:
+        """One list of parameters per level, in the order of ``periods``."""
+        K = len(self.periods)
+        levels: list[list[nn.Parameter]] = [[] for _ in range(K)]
+        if self.variant == "nested":
+            for i in range(K - 1):
+                levels[i] += list(self.deltas[i].parameters())  # the fast weights of block i
+                levels[i + 1] += list(self.blocks[i].parameters())  # block i's initial state
+            levels[K - 1] += list(self.blocks[K - 1].parameters())
+            return levels
+        for i, blk in enumerate(self.blocks):
+            levels[i] += list(blk.parameters())
+        if self.variant == "independent":
+            slowest = max(range(K), key=lambda i: (self.periods[i], i))
+            levels[slowest].append(self.mix_logits)
+        return levels
+
+    @torch.no_grad()
+    def after_step(self, due: Sequence[bool]) -> None:
+        """Called after each optimizer step with the clock's ``due`` tuple.
+
+        Nested variant (Eq. 72): when level l + 1 updates, block l is re-initialized from its
+        (just updated) meta-learned state, i.e. its fast delta is reset to 0. Other variants: no-op.
+        """
+        if len(due) != len(self.periods):
+            raise ValueError(f"due has {len(due)} entries, expected one per level ({len(self.periods)}).")
+        if self.variant != "nested":
+            return
+        for i, d in enumerate(self.deltas):
+            if due[i + 1]:
+                d.W_in.zero_()
+                d.W_out.zero_()
+
+    def multi_frequency_optimizer(self, base: type[torch.optim.Optimizer] = torch.optim.SGD,
+                                  reduce: str = "sum", **kw: Any) -> MultiFrequencyOptimizer:
+        """A :class:`MultiFrequencyOptimizer` over this CMS's levels (with the nested resets wired)."""
+        return MultiFrequencyOptimizer(self.level_parameters(), self.periods, base=base, reduce=reduce,
+                                       on_step=self.after_step, **kw)
+
+    def in_context(self, x: torch.Tensor, targets: torch.Tensor | Sequence[torch.Tensor],
+                   lr: float | Sequence[float | torch.Tensor], *, impl: str = "chunked"
+                   ) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
+        """Read ``x: [B, T, dim]`` while updating the blocks in context (Eq. 71), starting from this
+        module's weights (their meta-learned initial states). Sequential and independent variants."""
+        if self.variant == "nested":
+            raise ValueError("in-context updates are implemented for variant='sequential' and "
+                             "'independent', not 'nested'.")
+        fn = {"naive": cms_in_context_naive, "chunked": cms_in_context_chunked}.get(impl)
+        if fn is None:
+            raise ValueError(f"impl must be 'naive' or 'chunked', got {impl!r}.")
+        mix = self.mix_weights() if self.variant == "independent" else None
+        return fn(x, self.block_weights(), self.periods, lr, targets=targets, variant=self.variant, mix=mix)
+
+
+class _Delta(nn.Module):
+    """The fast part of a nested block's weights; starts at 0 (= the meta-learned initial state)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.W_in = nn.Parameter(torch.zeros(hidden, dim))
+        self.W_out = nn.Parameter(torch.zeros(dim, hidden))
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-frequency training
+
+
+class MultiFrequencyOptimizer:
+    """One base optimizer per level; level l steps only at steps s with ``s % periods[l] == 0``.
+
+    Use it like any optimizer: ``zero_grad()``, ``loss.backward()``, ``step()``. Every ``step()``
+    adds each parameter's ``.grad`` to an accumulator kept in this optimizer's state; when a level
+    is due, its base optimizer steps on the accumulated gradient, reduced by ``reduce``:
+    ``"sum"`` (Eq. 71: the sum of the last C^(l) per-step gradients) or ``"mean"`` (the sum
+    divided by the period, so a slow level moves like one step on the average gradient). Then the
+    accumulator is cleared. ``.grad`` is left as the backward pass wrote it.
+
+    ``lr`` may be one float or one per level. Other keywords go to ``base``. ``on_step(due)`` is
+    called after each step (``CMS.multi_frequency_optimizer`` uses it for the nested resets).
+    ``state_dict()`` holds the step count, the accumulators and each base optimizer's state, so a
+    fresh instance that loads it mid-period resumes exactly.
+    """
+
+    def __init__(self, param_groups_per_level: Sequence[Iterable[Any]], periods: Sequence[int],
+                 base: type[torch.optim.Optimizer] = torch.optim.SGD, reduce: str = "sum", *,
+                 on_step: Callable[[tuple[bool, ...]], None] | None = None, **kw: Any) -> None:
+        self.clock = LevelClock(periods)
+        self.periods = self.clock.periods
+        if reduce not in REDUCE:
+            raise ValueError(f"reduce must be one of {REDUCE}, got {reduce!r}.")
+        self.reduce = reduce
+        levels = [list(groups) for groups in param_groups_per_level]
+        K = len(self.periods)
+        if len(levels) != K:
+            raise ValueError(f"param_groups_per_level has {len(levels)} levels but periods has {K} "
+                             f"({self.periods}); give one parameter list per period.")
+        lr = kw.pop("lr", None)
+        if isinstance(lr, Sequence) or isinstance(lr, torch.Tensor) and lr.dim() > 0:
+            lrs = list(lr)
+            if len(lrs) != K:
+                raise ValueError(f"lr has {len(lrs)} entries but there are {K} levels; give one lr or one per level.")
+        else:
+            lrs = [lr] * K
+        self.optimizers: list[torch.optim.Optimizer] = []
+        seen: set[int] = set()
+        for i, groups in enumerate(levels):
+            if not groups:
+                raise ValueError(f"level {i} (period {self.periods[i]}) has no parameters.")
+            kw_i = dict(kw) if lrs[i] is None else {**kw, "lr": lrs[i]}
+            opt = base(groups, **kw_i)
+            for p in self._level_params(opt):
+                if id(p) in seen:
+                    raise ValueError(f"a parameter of shape {tuple(p.shape)} appears in level {i} and in "
+                                     "an earlier level; each parameter belongs to exactly one level.")
+                seen.add(id(p))
+            self.optimizers.append(opt)
+        self.on_step = on_step
+        self._step = 0
+        self.last_due: tuple[bool, ...] = (False,) * K
+        # accumulated gradients and whether a gradient was seen since the level's last update
+        self.accum = [[torch.zeros_like(p) for p in self._level_params(o)] for o in self.optimizers]
+        self.seen = [[False] * len(a) for a in self.accum]
+
+    @staticmethod
+    def _level_params(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+        return [p for g in opt.param_groups for p in g["params"]]
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        """All levels' param groups (level by level)."""
+        return [g for o in self.optimizers for g in o.param_groups]
+
+    @property
+    def step_count(self) -> int:
+        """Number of ``step()`` calls so far (the clock's current step)."""
+        return self._step
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._step += 1
+        due = self.clock.due(self._step)
+        for i, opt in enumerate(self.optimizers):
+            params = self._level_params(opt)
+            for j, p in enumerate(params):
+                if p.grad is not None:
+                    self.accum[i][j].add_(p.grad)  # accumulate every step
+                    self.seen[i][j] = True
+            if not due[i]:
+                continue  # Eq. 71: between its steps a level's parameters stay fixed
+            saved = [p.grad for p in params]
+            for j, p in enumerate(params):
+                acc = self.accum[i][j]
+                p.grad = (acc if self.reduce == "sum" else acc / self.periods[i]) if self.seen[i][j] else None
+            opt.step()
+            for j, p in enumerate(params):
+                p.grad = saved[j]
+                self.accum[i][j].zero_()
+                self.seen[i][j] = False
+        self.last_due = due
+        if self.on_step is not None:
+            self.on_step(due)
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self._step,
+            "periods": list(self.periods),
+            "reduce": self.reduce,
+            "levels": [o.state_dict() for o in self.optimizers],
+            "accum": [[a.clone() for a in acc] for acc in self.accum],
+            "seen": [list(s) for s in self.seen],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if tuple(state["periods"]) != self.periods:
+            raise ValueError(f"state_dict has periods {tuple(state['periods'])}, this optimizer {self.periods}.")
+        if state["reduce"] != self.reduce:
+            raise ValueError(f"state_dict has reduce={state['reduce']!r}, this optimizer {self.reduce!r}.")
+        if len(state["levels"]) != len(self.optimizers):
+            raise ValueError(f"state_dict has {len(state['levels'])} levels, this optimizer {len(self.optimizers)}.")
+        for i, (o, s) in enumerate(zip(self.optimizers, state["levels"], strict=True)):
+            o.load_state_dict(s)
+            if len(state["accum"][i]) != len(self.accum[i]):
+                raise ValueError(f"state_dict level {i} has {len(state['accum'][i])} accumulators, "
+                                 f"expected {len(self.accum[i])}.")
+            for a, b in zip(self.accum[i], state["accum"][i], strict=True):
+                a.copy_(b)
+        self.seen = [list(s) for s in state["seen"]]
+        self._step = int(state["step"])
+
+    def __repr__(self) -> str:
+        base = type(self.optimizers[0]).__name__
+        return f"MultiFrequencyOptimizer(periods={self.periods}, base={base}, reduce={self.reduce!r}, step={self._step})"
+
+
+# ---------------------------------------------------------------------------------------------
+# In-context (token-time) updates, Eq. 71
+#
+# Block l (weights W_in [B, hidden, D], W_out [B, D, hidden]) reads the token stream u_1..u_T.
+# Token t (counted from 1) is read with the current weights, o_t = MLP(u_t) (Eq. 70); its error
+# signal is the gradient of loss_t = 1/2 ||o_t - v_t||^2 at those same weights, scaled by eta_t:
+#     e_t = eta_t (o_t - v_t),  h_t = W_in u_t,  a_t = silu(h_t)
+#     dW_out_t = e_t a_t^T,      dW_in_t = ((W_out^T e_t) * silu'(h_t)) u_t^T
+# Eq. 71: at steps t with t % C == 0 the weights move by minus the sum of the last C updates;
+# otherwise they stay fixed. A trailing partial chunk's updates are never applied.
+
+
+def _prepare(x: torch.Tensor, weights: Sequence[Sequence[torch.Tensor]], periods: Sequence[int],
+             lr: Any, targets: Any, variant: str, mix: torch.Tensor | None):
+    if x.dim() != 3:
+        raise ValueError(f"x must be [B, T, D], got shape {tuple(x.shape)}.")
+    B, T, D = x.shape
+    periods = check_periods(periods)
+    K = len(periods)
+    if variant not in ("sequential", "independent"):
+        raise ValueError(f"variant must be 'sequential' or 'independent' for in-context updates, got {variant!r}.")
+    if len(weights) != K:
+        raise ValueError(f"weights has {len(weights)} blocks but periods has {K} levels ({periods}).")
+    ws = []
+    for i, pair in enumerate(weights):
+        if len(pair) != 2:
+            raise ValueError(f"weights[{i}] must be a pair (W_in, W_out), got {len(pair)} tensors.")
+        W_in, W_out = pair
+        if W_in.dim() == 2:
+            W_in = W_in.expand(B, *W_in.shape)
+        if W_out.dim() == 2:
+            W_out = W_out.expand(B, *W_out.shape)
+        hidden = W_in.shape[-2]
+        if tuple(W_in.shape) != (B, hidden, D) or tuple(W_out.shape) != (B, D, hidden):
+            raise ValueError(f"weights[{i}] must be W_in [B, hidden, D] and W_out [B, D, hidden] (or without B) "
+                             f"with B={B}, D={D}; got {tuple(W_in.shape)} and {tuple(W_out.shape)}.")
+        ws.append((W_in, W_out))
+    if isinstance(targets, torch.Tensor):
+        targets = [targets] * K
+    if len(targets) != K:
+        raise ValueError(f"targets must be one tensor [B, T, D] or one per level ({K}), got {len(targets)}.")
+    for i, v in enumerate(targets):
+        if tuple(v.shape) != (B, T, D):
+            raise ValueError(f"targets[{i}] must be [B, T, D] = {(B, T, D)}, got {tuple(v.shape)}.")
+    lrs = list(lr) if isinstance(lr, Sequence) else [lr] * K
+    if len(lrs) != K:
+        raise ValueError(f"lr must be one value or one per level ({K}), got {len(lrs)}.")
+    etas = []
+    for i, eta in enumerate(lrs):
+        eta = torch.as_tensor(eta, dtype=x.dtype, device=x.device)
+        if eta.dim() not in (0, 2) or (eta.dim() == 2 and tuple(eta.shape) != (B, T)):
+            raise ValueError(f"lr[{i}] must be a number or a per-token tensor [B, T] = {(B, T)}, "
+                             f"got shape {tuple(eta.shape)}.")
+        etas.append(eta.expand(B, T))
+    if variant == "independent":
+        mix = torch.full((K,), 1.0 / K, dtype=x.dtype, device=x.device) if mix is None else mix
+        if tuple(mix.shape) != (K,):
+            raise ValueError(f"mix must be [K] = ({K},), got {tuple(mix.shape)}.")
+    return periods, ws, list(targets), etas, mix
+
+
+def _combine(x, outs, variant, mix):
+    return sum(mix[i] * o for i, o in enumerate(outs)) if variant == "independent" else outs[-1]
+
+
+def cms_in_context_naive(x: torch.Tensor, weights: Sequence[Sequence[torch.Tensor]], periods: Sequence[int],
+                         lr: float | Sequence[float | torch.Tensor], *,
+                         targets: torch.Tensor | Sequence[torch.Tensor], variant: str = "sequential",
+                         mix: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
+    """In-context CMS, token by token: Eq. 71 as written.
+
+    x: [B, T, D]; weights: one ``(W_in [B?, hidden, D], W_out [B?, D, hidden])`` per level (the
+    initial states; without B they are shared by the batch); periods: C^(l) per level; lr: eta,
+    one number, or one per level, each a number or per-token ``[B, T]``; targets: ``[B, T, D]``
+    (shared) or one per level. Sequential: block l reads block l-1's outputs; independent: every
+    block reads x and the outputs are mixed with ``mix`` ([K], default uniform).
+    Returns ``(y [B, T, D], final weights per level, each [B, ...])``. Differentiable.
+    """
+    periods, ws, targets, etas, mix = _prepare(x, weights, periods, lr, targets, variant, mix)
+    T = x.shape[1]
+    u = x
+    outs, finals = [], []
+    for lvl, ((W_in, W_out), C) in enumerate(zip(ws, periods, strict=True)):
+        acc_in, acc_out = torch.zeros_like(W_in), torch.zeros_like(W_out)
+        o_seq = []
+        for t in range(T):
+            u_t = u[:, t]  # [B, D]
+            h = torch.einsum("bhd,bd->bh", W_in, u_t)
+            a = torch.nn.functional.silu(h)
+            o_t = u_t + torch.einsum("bdh,bh->bd", W_out, a)  # read with the current weights (Eq. 70)
+            o_seq.append(o_t)
+            e = etas[lvl][:, t, None] * (o_t - targets[lvl][:, t])  # eta_t * d loss_t / d o_t
+            acc_out = acc_out + e[:, :, None] * a[:, None, :]  # e_t a_t^T
+            acc_in = acc_in + (torch.einsum("bdh,bd->bh", W_out, e) * silu_grad(h))[:, :, None] * u_t[:, None, :]
+            if (t + 1) % C == 0:  # Eq. 71: update at i = 0 mod C^(l) by the sum of the last C^(l)
+                W_in, W_out = W_in - acc_in, W_out - acc_out
+                acc_in, acc_out = torch.zeros_like(W_in), torch.zeros_like(W_out)
+        o = torch.stack(o_seq, dim=1)  # [B, T, D]
+        outs.append(o)
+        finals.append((W_in, W_out))
+        if variant == "sequential":
+            u = o
+    return _combine(x, outs, variant, mix), tuple(finals)
+
+
+def cms_in_context_chunked(x: torch.Tensor, weights: Sequence[Sequence[torch.Tensor]], periods: Sequence[int],
+                           lr: float | Sequence[float | torch.Tensor], *,
+                           targets: torch.Tensor | Sequence[torch.Tensor], variant: str = "sequential",
+                           mix: torch.Tensor | None = None
+                           ) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
+    """In-context CMS, chunk-parallel; same signature and results as :func:`cms_in_context_naive`.
+
+    Inside a chunk of C^(l) tokens the weights do not change (Eq. 71), so every token of the chunk
+    is read at the chunk-start weights in one matmul, and the sum of the chunk's per-token updates
+    is a matmul too: sum_t e_t a_t^T = E^T A. Chunks start at token 1; only full chunks update.
+    """
+    periods, ws, targets, etas, mix = _prepare(x, weights, periods, lr, targets, variant, mix)
+    T = x.shape[1]
+    u = x
+    outs, finals = [], []
+    for lvl, ((W_in, W_out), C) in enumerate(zip(ws, periods, strict=True)):
+        o_chunks = []
+        for s in range(0, T, C):
+            U = u[:, s:s + C]  # [B, n, D], n <= C
+            H = U @ W_in.mT  # [B, n, hidden]
+            A = torch.nn.functional.silu(H)
+            O = U + A @ W_out.mT  # every token at the chunk-start weights
+            o_chunks.append(O)
+            if U.shape[1] == C:  # a full chunk ends at a step = 0 mod C: apply its summed update
+                E = etas[lvl][:, s:s + C, None] * (O - targets[lvl][:, s:s + C])  # [B, n, D]
+                G_in = ((E @ W_out) * silu_grad(H)).mT @ U  # sum_t ((W_out^T e_t) * silu'(h_t)) u_t^T
+                W_in, W_out = W_in - G_in, W_out - E.mT @ A  # sum_t e_t a_t^T
+        o = torch.cat(o_chunks, dim=1)
+        outs.append(o)
+        finals.append((W_in, W_out))
+        if variant == "sequential":
+            u = o
+    return _combine(x, outs, variant, mix), tuple(finals)
