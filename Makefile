@@ -6,6 +6,7 @@
 #   TORCH            the torch requirement installed first (default: torch)
 #   TORCH_INDEX_URL  a wheel index for torch only, e.g. the CPU-only wheels; empty = the default index
 #   PYTEST_ARGS      extra arguments for pytest (e.g. -x, -k memory, -m "not browser")
+#   LAB_ARGS         extra arguments for JupyterLab (e.g. --no-browser --port 8899)
 
 PYTHON ?= python3
 TORCH ?= torch
@@ -28,8 +29,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[course,dev]"
 	@touch $@
 
+# LAB_ARGS: extra JupyterLab options (e.g. --no-browser --port 8899). Root (containers) needs --allow-root.
+LAB_ARGS ?=
 lab: venv
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 # Unit tests, every notebook executed at the tiny preset (nbval, lax), every solution graded.
 test: venv
