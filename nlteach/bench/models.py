@@ -1,0 +1,116 @@
+"""Step time (forward + backward) of every registered language model, relative to the Transformer.
+
+Every model is sized to the same parameter budget (:func:`nlteach.models.size_to_budget`), fed the
+same batch, and timed in this one process with the measurements interleaved (round-robin over the
+models, ``--rounds`` times), so machine load affects all of them alike. The result is the ratio
+``step time / Transformer step time``; tokens/s is printed for information only.
+
+For stable CPU numbers run with ``MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+
+import torch
+import torch.nn.functional as F
+
+from nlteach.bench import format_table, measure
+from nlteach.config import by_preset
+from nlteach.models import (
+    IMPLS,
+    MODELS,
+    ModelConfig,
+    available_models,
+    build_model,
+    count_parameters,
+    size_to_budget,
+)
+
+DESCRIPTION = "step time (forward+backward) of each model relative to the Transformer at equal parameters"
+BASELINE = "transformer"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", default=None,
+                   help=f"comma-separated model names (default: all registered: {','.join(available_models())})")
+    p.add_argument("--impls", default="chunked", help="comma-separated implementations to time: naive,chunked")
+    p.add_argument("--params", type=float, default=None, help="parameter budget (default: by preset)")
+    p.add_argument("--seq-len", type=int, default=None, help="T (default: by preset; 512 at laptop)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--n-layers", type=int, default=None)
+    p.add_argument("--n-heads", type=int, default=None)
+    p.add_argument("--vocab-size", type=int, default=65, help="tiny Shakespeare has 65 characters")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds")
+
+
+def _step_fn(model: torch.nn.Module, idx: torch.Tensor, amp: bool):
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            logits = model(idx[:, :-1])
+        F.cross_entropy(logits.float().flatten(0, 1), idx[:, 1:].flatten()).backward()
+
+    return step
+
+
+def run(args: argparse.Namespace) -> dict:
+    preset, device = args.preset, torch.device(args.device)
+    names = args.models.split(",") if args.models else available_models()
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise SystemExit(f"--models: {unknown} not registered; available: {', '.join(available_models())}")
+    impls = args.impls.split(",")
+    if any(i not in IMPLS for i in impls):
+        raise SystemExit(f"--impls: {args.impls!r}; each must be one of {IMPLS}")
+    budget = int(args.params or by_preset(tiny=5e4, laptop=2e6, full=2.5e7, preset=preset))
+    T = args.seq_len or by_preset(tiny=64, laptop=512, full=2048, preset=preset)
+    B = args.batch_size or by_preset(tiny=2, laptop=4, full=8, preset=preset)
+    n_layers = args.n_layers or by_preset(tiny=2, laptop=4, full=8, preset=preset)
+    n_heads = args.n_heads or by_preset(tiny=2, laptop=4, full=8, preset=preset)
+    rounds = args.rounds or by_preset(tiny=1, laptop=5, full=5, preset=preset)
+    amp = device.type == "cuda"
+    base = ModelConfig(vocab_size=args.vocab_size, dim=2 * n_heads, n_layers=n_layers, n_heads=n_heads)
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, args.vocab_size, (B, T + 1), generator=gen).to(device)
+
+    rows, steps = [], {}
+    for name in names:
+        cfg = size_to_budget(name, budget, base)
+        for impl in (impls if MODELS[name].impl_dependent else impls[:1]):
+            torch.manual_seed(0)
+            model = build_model(name, cfg.replace(impl=impl)).to(device)
+            key = (name, impl if MODELS[name].impl_dependent else "-")
+            steps[key] = _step_fn(model, idx, amp)
+            rows.append({"model": name, "impl": key[1], "dim": cfg.dim, "params": count_parameters(model)})
+    if (BASELINE, "-") not in steps:
+        raise SystemExit(f"the baseline {BASELINE!r} must be among --models to compute ratios")
+
+    times: dict = {k: [] for k in steps}
+    for _ in range(rounds):  # interleave: each round times every model once
+        for key, fn in steps.items():
+            times[key].append(measure(fn, device=device, warmup=1, repeat=3))
+    base_t = statistics.median(times[(BASELINE, "-")])
+    for row in rows:
+        t = statistics.median(times[(row["model"], row["impl"])])
+        row["step_ms"] = 1e3 * t
+        row["x_transformer"] = t / base_t
+        row["tokens_per_s"] = B * T / t
+    print(f"models at ~{budget:,} parameters, B={B}, T={T}, n_layers={n_layers}, n_heads={n_heads}, "
+          f"device={device}, {rounds} interleaved round(s); load average {_load()}")
+    if device.type == "cpu" and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        print("note: set MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 for steadier CPU times")
+    print(format_table(rows, ["model", "impl", "dim", "params", "x_transformer", "tokens_per_s", "step_ms"]))
+    print("x_transformer = step time / Transformer step time, measured side by side in this run; "
+          "step_ms and tokens/s are for information only.")
+    return {"budget": budget, "batch_size": B, "seq_len": T, "n_layers": n_layers, "n_heads": n_heads,
+            "rounds": rounds, "load_average": _load(), "rows": rows}
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"

@@ -1,0 +1,158 @@
+import argparse
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nlteach.models import (
+    IMPLS,
+    MODELS,
+    ModelConfig,
+    TransformerLM,
+    available_models,
+    build_model,
+    count_parameters,
+    param_count,
+    size_to_budget,
+)
+
+V = 37
+SMALL = dict(vocab_size=V, dim=32, n_layers=2, n_heads=4)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # the CI box has 2 shared cores; one thread is faster and steadier there
+    yield
+    torch.set_num_threads(n)
+
+
+def make(name: str, impl: str = "chunked", seed: int = 0, **kw):
+    torch.manual_seed(seed)
+    return build_model(name, ModelConfig(**{**SMALL, **kw}, impl=impl))
+
+
+def test_registry_and_unknown_name_error():
+    assert "transformer" in available_models() and MODELS["transformer"] is TransformerLM
+    with pytest.raises(ValueError) as e:
+        build_model("hopeless", ModelConfig(**SMALL))
+    assert "'hopeless'" in str(e.value) and "transformer" in str(e.value)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(dim=30, n_heads=4), "divisible by n_heads"),
+    (dict(dim=12, n_heads=4), "must be even"),
+    (dict(vocab_size=0), "vocab_size must be a positive int"),
+    (dict(n_layers=2.0), "n_layers must be a positive int"),
+    (dict(impl="fast"), "impl='fast'"),
+    (dict(dropout=1.0), "dropout"),
+])
+def test_config_validation_names_the_field(bad, match):
+    with pytest.raises(ValueError, match=match):
+        ModelConfig(**{**SMALL, **bad})
+
+
+def test_forward_shape_and_input_errors():
+    m = make("transformer")
+    idx = torch.randint(0, V, (3, 11))
+    assert m(idx).shape == (3, 11, V)
+    with pytest.raises(ValueError, match=r"integer \(long\) tensor \[B, T\]"):
+        m(idx.float())
+    with pytest.raises(ValueError, match=r"\[B, T\]"):
+        m(idx[0])
+    with pytest.raises(ValueError, match="vocab_size is 37"):
+        m(torch.full((1, 4), V))
+
+
+@pytest.mark.parametrize("name", available_models())
+@pytest.mark.parametrize("impl", IMPLS)
+def test_causality(name, impl):
+    """Changing tokens after t leaves the logits at positions <= t unchanged (and changes later ones)."""
+    m = make(name, impl).double().eval()
+    g = torch.Generator().manual_seed(1)
+    idx = torch.randint(0, V, (2, 24), generator=g)
+    t = 9
+    changed = idx.clone()
+    changed[:, t + 1:] = torch.randint(0, V, (2, 24 - t - 1), generator=g)
+    with torch.no_grad():
+        a, b = m(idx), m(changed)
+    assert torch.equal(a[:, :t + 1], b[:, :t + 1])
+    assert not torch.allclose(a[:, t + 1:], b[:, t + 1:])
+
+
+@pytest.mark.parametrize("name", available_models())
+def test_naive_and_chunked_give_the_same_logits_and_grads(name):
+    naive, chunked = make(name, "naive"), make(name, "chunked", seed=1)
+    chunked.load_state_dict(naive.state_dict())
+    idx = torch.randint(0, V, (2, 21), generator=torch.Generator().manual_seed(2))
+    outs = []
+    for m in (naive, chunked):
+        logits = m(idx)
+        F.cross_entropy(logits.flatten(0, 1), idx.roll(-1, 1).flatten()).backward()
+        outs.append((logits.detach(), [p.grad for p in m.parameters()]))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-6)
+    for ga, gb in zip(outs[0][1], outs[1][1]):
+        torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", available_models())
+def test_overfits_one_small_batch(name):
+    m = make(name)
+    idx = torch.randint(0, V, (4, 33), generator=torch.Generator().manual_seed(3))
+    x, y = idx[:, :-1], idx[:, 1:]
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.0)
+    first = None
+    for _ in range(150):
+        loss = F.cross_entropy(m(x).flatten(0, 1), y.flatten())
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert first > 3.0 and loss.item() < 0.1, (first, loss.item())  # ln(37) = 3.6 at the start
+
+
+def test_tied_embeddings_share_one_matrix_and_count_once():
+    tied, untied = make("transformer"), make("transformer", tie_embeddings=False)
+    assert tied.head.weight is tied.embed.weight
+    assert untied.head.weight is not untied.embed.weight
+    assert count_parameters(untied) - count_parameters(tied) == V * 32
+    assert count_parameters(tied, non_embedding=True) == count_parameters(untied, non_embedding=True)
+
+
+def test_parameter_count_matches_the_formula():
+    cfg = ModelConfig(**SMALL)
+    d, h, L = cfg.dim, cfg.hidden, cfg.n_layers
+    per_layer = 4 * d * d + 3 * d * h + 2 * d  # qkv + out, SwiGLU gate/up/down, two RMSNorm gains
+    expected = V * d + L * per_layer + d  # tied embedding + blocks + final norm
+    assert cfg.hidden == 88  # 8/3 * 32 rounded up to a multiple of 8
+    assert count_parameters(make("transformer")) == expected == param_count("transformer", cfg)
+
+
+@pytest.mark.parametrize("name", available_models())
+def test_size_to_budget_picks_the_closest_width(name):
+    base = ModelConfig(**SMALL)
+    budget = 300_000
+    cfg = size_to_budget(name, budget, base)
+    m = 2 * base.n_heads
+    assert cfg.dim % m == 0 and cfg.n_layers == base.n_layers
+    got = param_count(name, cfg)
+    for other in (cfg.dim - m, cfg.dim + m):  # neither neighbour is closer to the budget
+        assert abs(param_count(name, cfg.replace(dim=other)) - budget) >= abs(got - budget)
+    with pytest.raises(ValueError, match="too small"):
+        size_to_budget(name, 100, base)
+
+
+def test_bench_models_runs_and_reports_ratios(capsys):
+    from nlteach.bench import models as bench_models
+
+    p = argparse.ArgumentParser()
+    bench_models.add_arguments(p)
+    args = p.parse_args(["--params", "20000", "--seq-len", "16", "--batch-size", "2", "--rounds", "1"])
+    args.preset, args.device = "tiny", torch.device("cpu")
+    result = bench_models.run(args)
+    rows = {r["model"]: r for r in result["rows"]}
+    assert set(rows) == set(available_models())
+    assert rows["transformer"]["x_transformer"] == 1.0
+    assert all(r["tokens_per_s"] > 0 for r in rows.values())
+    assert "x_transformer" in capsys.readouterr().out
