@@ -1,0 +1,332 @@
+"""nlteach.memory: naive == chunked (outputs, final states, gradients), the equations as written,
+gradcheck, numerical health, and the error messages."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nlteach import memory
+from nlteach.memory import (
+    delta_rule_chunked,
+    delta_rule_naive,
+    linear_attention_chunked,
+    linear_attention_naive,
+)
+
+
+def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    return ((a - b).pow(2).mean().sqrt() / b.pow(2).mean().sqrt().clamp_min(1e-300)).item()
+
+
+def make_inputs(B, H, T, d_k, d_v, *, dtype=torch.float64, seed=0, gated=False, state=True):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, H, T, d_k, generator=g, dtype=dtype)
+    k = F.normalize(torch.randn(B, H, T, d_k, generator=g, dtype=dtype), dim=-1)
+    v = torch.randn(B, H, T, d_v, generator=g, dtype=dtype)
+    beta = torch.rand(B, H, T, generator=g, dtype=dtype)
+    alpha = 0.5 + 0.5 * torch.rand(B, H, T, generator=g, dtype=dtype) if gated else None
+    S0 = torch.randn(B, H, d_k, d_v, generator=g, dtype=dtype) if state else None
+    return q, k, v, beta, alpha, S0
+
+
+def run_with_grads(fn, tensors: dict, seed: int):
+    """Run fn(**tensors), backprop random upstream gradients into output and final state."""
+    leaves = {n: (t.clone().requires_grad_() if t is not None else None) for n, t in tensors.items()}
+    o, S = fn(**leaves)
+    g = torch.Generator().manual_seed(seed + 1000)
+    go = torch.randn(o.shape, generator=g, dtype=o.dtype)
+    gS = torch.randn(S.shape, generator=g, dtype=S.dtype)
+    (o * go).sum().add((S * gS).sum()).backward()
+    grads = {n: t.grad for n, t in leaves.items() if t is not None}
+    return o.detach(), S.detach(), grads
+
+
+def assert_equivalent(naive, chunked, tensors, chunk_size, tol, seed=0):
+    o1, S1, g1 = run_with_grads(naive, tensors, seed)
+    o2, S2, g2 = run_with_grads(lambda **kw: chunked(**kw, chunk_size=chunk_size), tensors, seed)
+    assert rel_rms(o2, o1) < tol, f"outputs differ: {rel_rms(o2, o1):.3g}"
+    assert rel_rms(S2, S1) < tol, f"final states differ: {rel_rms(S2, S1):.3g}"
+    assert g1.keys() == g2.keys()
+    for name in g1:
+        assert g2[name] is not None, f"no gradient for {name}"
+        assert rel_rms(g2[name], g1[name]) < tol, f"grad of {name} differs: {rel_rms(g2[name], g1[name]):.3g}"
+
+
+shapes = st.fixed_dictionaries({
+    "B": st.integers(1, 2),
+    "H": st.integers(1, 2),
+    "T": st.integers(1, 300),
+    "d_k": st.integers(1, 9),
+    "d_v": st.integers(1, 9),
+    "chunk_size": st.integers(1, 128),
+    "state": st.booleans(),
+    "seed": st.integers(0, 10_000),
+})
+SWEEP = settings(max_examples=12, deadline=None, derandomize=True,
+                 suppress_health_check=[HealthCheck.too_slow])
+
+
+def _tensors(s, *, dtype, gated, rule):
+    q, k, v, beta, alpha, S0 = make_inputs(s["B"], s["H"], s["T"], s["d_k"], s["d_v"], dtype=dtype,
+                                           seed=s["seed"], gated=gated, state=s["state"])
+    t = {"q": q, "k": k, "v": v, "initial_state": S0}
+    if rule == "delta":
+        t["beta"] = beta
+        t["alpha"] = alpha
+    return t
+
+
+# ---------------------------------------------------------------------------------------------
+# naive == chunked
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+@given(s=shapes)
+@SWEEP
+def test_linear_attention_chunked_equals_naive(dtype, tol, s):
+    t = _tensors(s, dtype=dtype, gated=False, rule="linear")
+    assert_equivalent(linear_attention_naive, linear_attention_chunked, t, s["chunk_size"], tol, s["seed"])
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["delta", "gated_delta"])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+@given(s=shapes)
+@SWEEP
+def test_delta_rule_chunked_equals_naive(dtype, tol, gated, s):
+    t = _tensors(s, dtype=dtype, gated=gated, rule="delta")
+    assert_equivalent(delta_rule_naive, delta_rule_chunked, t, s["chunk_size"], tol, s["seed"])
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 16, 64, 100])
+def test_gated_delta_rule_fixed_cases(chunk_size):
+    """Not left to chance: T not a multiple of C, d_k != d_v, strong decay, random state."""
+    q, k, v, beta, alpha, S0 = make_inputs(2, 2, 77, 6, 4, gated=True, seed=chunk_size)
+    alpha = 0.05 + 0.95 * alpha.pow(8)  # some tokens forget almost everything
+    t = {"q": q, "k": k, "v": v, "beta": beta, "alpha": alpha, "initial_state": S0}
+    assert_equivalent(delta_rule_naive, delta_rule_chunked, t, chunk_size, 1e-10)
+
+
+def test_default_chunk_size_is_64():
+    import inspect
+
+    for fn in (linear_attention_chunked, delta_rule_chunked):
+        assert inspect.signature(fn).parameters["chunk_size"].default == 64
+
+
+# ---------------------------------------------------------------------------------------------
+# The naive versions are the equations as written
+
+
+def test_linear_attention_is_causal_unnormalised_attention():
+    q, k, v, *_ = make_inputs(1, 2, 11, 3, 5)
+    o, S = linear_attention_naive(q, k, v)
+    scores = (q @ k.transpose(-1, -2)).tril()  # o_t = sum_{j <= t} (q_t . k_j) v_j (inclusive)
+    assert torch.allclose(o, scores @ v, atol=1e-12)
+    assert torch.allclose(S, k.transpose(-1, -2) @ v, atol=1e-12)
+
+
+def test_delta_rule_naive_is_the_contract_equation():
+    """S_t = (I - beta_t k_t k_t^T)(alpha_t S_{t-1}) + beta_t k_t v_t^T, o_t = S_t^T q_t, one
+    (b, h) at a time with explicit identity matrices."""
+    q, k, v, beta, alpha, S0 = make_inputs(2, 1, 9, 4, 3, gated=True)
+    o, S_T = delta_rule_naive(q, k, v, beta, alpha=alpha, initial_state=S0)
+    for b in range(2):
+        S = S0[b, 0]
+        I = torch.eye(4, dtype=S.dtype)
+        for t in range(9):
+            kt, vt = k[b, 0, t, :, None], v[b, 0, t, :, None]
+            S = (I - beta[b, 0, t] * kt @ kt.T) @ (alpha[b, 0, t] * S) + beta[b, 0, t] * kt @ vt.T
+            assert torch.allclose(o[b, 0, t], S.T @ q[b, 0, t], atol=1e-12)
+        assert torch.allclose(S_T[b, 0], S, atol=1e-12)
+
+
+def test_delta_rule_with_beta_one_stores_the_last_value_exactly():
+    """With a unit key and beta = 1, reading the key right after writing returns v exactly."""
+    q, k, v, beta, _, S0 = make_inputs(1, 1, 5, 4, 2)
+    o, _ = delta_rule_naive(k, k, v, torch.ones_like(beta), initial_state=S0)
+    assert torch.allclose(o, v, atol=1e-12)
+
+
+@pytest.mark.parametrize("fn", [delta_rule_naive, delta_rule_chunked])
+def test_gated_rule_with_alpha_one_equals_plain_rule(fn):
+    q, k, v, beta, _, S0 = make_inputs(2, 2, 45, 5, 3, seed=3)
+    kw = {} if fn is delta_rule_naive else {"chunk_size": 8}
+    o1, S1 = fn(q, k, v, beta, initial_state=S0, **kw)
+    o2, S2 = fn(q, k, v, beta, alpha=torch.ones_like(beta), initial_state=S0, **kw)
+    assert rel_rms(o2, o1) < 1e-13 and rel_rms(S2, S1) < 1e-13
+
+
+def test_delta_rule_beta_zero_keeps_the_initial_state():
+    q, k, v, beta, alpha, S0 = make_inputs(1, 2, 20, 4, 4, gated=True)
+    o, S = delta_rule_chunked(q, k, v, torch.zeros_like(beta), initial_state=S0, chunk_size=7)
+    assert torch.allclose(S, S0) and torch.allclose(o, q @ S0)
+    o, S = delta_rule_chunked(q, k, v, torch.zeros_like(beta), alpha=alpha, initial_state=S0, chunk_size=7)
+    assert torch.allclose(S, alpha.prod(-1)[..., None, None] * S0)
+
+
+def test_sequence_can_be_split_with_the_final_state():
+    """Processing [0, t) then [t, T) from the returned state equals processing [0, T) at once."""
+    q, k, v, beta, alpha, S0 = make_inputs(1, 2, 50, 4, 3, gated=True)
+    o, S = delta_rule_chunked(q, k, v, beta, alpha=alpha, initial_state=S0, chunk_size=16)
+    cut = 21
+    oa, Sa = delta_rule_chunked(q[:, :, :cut], k[:, :, :cut], v[:, :, :cut], beta[..., :cut],
+                                alpha=alpha[..., :cut], initial_state=S0, chunk_size=16)
+    ob, Sb = delta_rule_chunked(q[:, :, cut:], k[:, :, cut:], v[:, :, cut:], beta[..., cut:],
+                                alpha=alpha[..., cut:], initial_state=Sa, chunk_size=16)
+    assert rel_rms(torch.cat([oa, ob], 2), o) < 1e-12 and rel_rms(Sb, S) < 1e-12
+
+
+def test_empty_sequence_returns_the_initial_state():
+    q, k, v, beta, _, S0 = make_inputs(1, 1, 0, 3, 2)
+    for fn, args in [(linear_attention_naive, ()), (linear_attention_chunked, ()),
+                     (delta_rule_naive, (beta,)), (delta_rule_chunked, (beta,))]:
+        o, S = fn(q, k, v, *args, initial_state=S0)
+        assert o.shape == (1, 1, 0, 2) and torch.equal(S, S0)
+
+
+# ---------------------------------------------------------------------------------------------
+# gradcheck (fp64, small)
+
+
+def test_gradcheck_chunked():
+    q, k, v, beta, alpha, S0 = make_inputs(1, 1, 7, 3, 2, gated=True)
+    args = [x.clone().requires_grad_() for x in (q, k, v, beta, alpha, S0)]
+
+    def gated(q, k, v, beta, alpha, S0):
+        return delta_rule_chunked(q, k, v, beta, alpha=alpha, initial_state=S0, chunk_size=3)
+
+    def plain(q, k, v, beta, S0):
+        return delta_rule_chunked(q, k, v, beta, initial_state=S0, chunk_size=4)
+
+    def linear(q, k, v, S0):
+        return linear_attention_chunked(q, k, v, initial_state=S0, chunk_size=3)
+
+    assert torch.autograd.gradcheck(gated, args)
+    assert torch.autograd.gradcheck(plain, [args[i] for i in (0, 1, 2, 3, 5)])
+    assert torch.autograd.gradcheck(linear, [args[i] for i in (0, 1, 2, 5)])
+
+
+def test_gradcheck_naive():
+    q, k, v, beta, alpha, S0 = make_inputs(1, 1, 4, 2, 2, gated=True)
+    args = [x.clone().requires_grad_() for x in (q, k, v, beta, alpha, S0)]
+    assert torch.autograd.gradcheck(
+        lambda q, k, v, b, a, s: delta_rule_naive(q, k, v, b, alpha=a, initial_state=s), args)
+
+
+# ---------------------------------------------------------------------------------------------
+# Numerical health
+
+
+def test_long_sequence_fp32_stays_finite():
+    q, k, v, beta, alpha, S0 = make_inputs(1, 1, 65536, 16, 16, dtype=torch.float32, gated=True)
+    for a in (None, alpha):
+        o, S = delta_rule_chunked(q, k, v, beta, alpha=a, initial_state=S0)
+        assert torch.isfinite(o).all() and torch.isfinite(S).all()
+    o, S = linear_attention_chunked(q, k, v, initial_state=S0)
+    assert torch.isfinite(o).all() and torch.isfinite(S).all()
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_bf16_chunked_is_close_to_fp32(gated):
+    q, k, v, beta, alpha, S0 = make_inputs(1, 2, 1024, 16, 16, dtype=torch.float32, gated=gated)
+    o32, S32 = delta_rule_naive(q, k, v, beta, alpha=alpha, initial_state=S0)
+    bf = [None if x is None else x.bfloat16() for x in (q, k, v, beta, alpha, S0)]
+    o16, S16 = delta_rule_chunked(bf[0], bf[1], bf[2], bf[3], alpha=bf[4], initial_state=bf[5])
+    assert o16.dtype == torch.bfloat16 and S16.dtype == torch.bfloat16
+    assert rel_rms(o16, o32) < 2e-2 and rel_rms(S16, S32) < 2e-2
+
+
+def test_output_dtype_follows_input():
+    for dtype in (torch.float32, torch.float64, torch.float16):
+        q, k, v, beta, *_ = make_inputs(1, 1, 10, 2, 3, dtype=dtype, state=False)
+        for o, S in (linear_attention_chunked(q, k, v), delta_rule_chunked(q, k, v, beta)):
+            assert o.dtype == dtype and S.dtype == dtype
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    q, k, v, beta, alpha, S0 = make_inputs(2, 2, 130, 16, 8, dtype=torch.float32, gated=True)
+    o, S = delta_rule_chunked(q, k, v, beta, alpha=alpha, initial_state=S0)
+    oc, Sc = delta_rule_chunked(*(x.cuda() for x in (q, k, v, beta)), alpha=alpha.cuda(),
+                                initial_state=S0.cuda())
+    assert rel_rms(oc.cpu(), o) < 1e-5 and rel_rms(Sc.cpu(), S) < 1e-5
+    ol, Sl = linear_attention_chunked(q.cuda(), k.cuda(), v.cuda(), initial_state=S0.cuda())
+    assert rel_rms(ol.cpu(), linear_attention_naive(q, k, v, initial_state=S0)[0]) < 1e-5
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors name the argument, what was received and what was expected
+
+
+def _base():
+    q, k, v, beta, alpha, S0 = make_inputs(2, 3, 10, 4, 5, dtype=torch.float32, gated=True)
+    return q, k, v, beta, alpha, S0
+
+
+@pytest.mark.parametrize("fn", [delta_rule_naive, delta_rule_chunked])
+def test_errors_delta_rule(fn):
+    q, k, v, beta, alpha, S0 = _base()
+    with pytest.raises(ValueError, match=r"q must be 4-D .*\(10, 4\)"):
+        fn(q[0, 0], k, v, beta)
+    with pytest.raises(ValueError, match=r"q must have the same shape as k"):
+        fn(q[..., :3], k, v, beta)
+    with pytest.raises(ValueError, match=r"v must be \[B, H, T, d_v\]"):
+        fn(q, k, v[:, :, :9], beta)
+    with pytest.raises(ValueError, match=r"beta must be \[B, H, T\] = \(2, 3, 10\).*\(2, 3, 10, 1\)"):
+        fn(q, k, v, beta[..., None])
+    with pytest.raises(ValueError, match=r"alpha must be \[B, H, T\]"):
+        fn(q, k, v, beta, alpha=alpha[:, :1])
+    with pytest.raises(ValueError, match=r"initial_state must be \[B, H, d_k, d_v\] = \(2, 3, 4, 5\)"):
+        fn(q, k, v, beta, initial_state=S0.transpose(-1, -2))
+    with pytest.raises(TypeError, match=r"v has dtype torch.float64 but q has torch.float32"):
+        fn(q, k, v.double(), beta)
+    with pytest.raises(TypeError, match=r"k must be a floating-point tensor"):
+        fn(q, k.long(), v, beta)
+    with pytest.raises(TypeError, match=r"beta must be a torch.Tensor, got float"):
+        fn(q, k, v, 0.5)
+    with pytest.raises(ValueError, match=r"k is on device meta but q is on cpu"):
+        fn(q, k.to("meta"), v, beta)
+    with pytest.raises(ValueError, match=r"beta must lie in \[0, 2\].*-0.5"):
+        fn(q, k, v, beta - 0.5 - beta.max())
+    with pytest.raises(ValueError, match=r"alpha must lie in \(0, 1\]"):
+        fn(q, k, v, beta, alpha=torch.zeros_like(alpha))
+    with pytest.raises(ValueError, match=r"alpha must lie in \(0, 1\].*1.5"):
+        fn(q, k, v, beta, alpha=alpha + 1.5 - alpha.max())
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "64"])
+def test_errors_chunk_size(bad):
+    q, k, v, beta, *_ = _base()
+    with pytest.raises(ValueError, match=r"chunk_size must be an int >= 1"):
+        delta_rule_chunked(q, k, v, beta, chunk_size=bad)
+    with pytest.raises(ValueError, match=r"chunk_size must be an int >= 1"):
+        linear_attention_chunked(q, k, v, chunk_size=bad)
+
+
+def test_errors_linear_attention():
+    q, k, v, *_ = _base()
+    with pytest.raises(ValueError, match="q must have the same shape as k"):
+        linear_attention_naive(q[:, :, :5], k, v)
+    with pytest.raises(ValueError, match=r"initial_state must be"):
+        linear_attention_chunked(q, k, v, initial_state=torch.zeros(2, 3, 4))
+
+
+# ---------------------------------------------------------------------------------------------
+# Module attributes
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        memory.nope  # noqa: B018
+
+
+def test_titans_is_reexported_from_deep_memory():
+    deep_memory = pytest.importorskip("nlteach.deep_memory")
+    from nlteach.memory import titans_chunked, titans_naive
+
+    assert titans_naive is deep_memory.titans_naive and titans_chunked is deep_memory.titans_chunked
