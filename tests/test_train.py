@@ -1,0 +1,224 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from nlteach import train as tr
+from nlteach.text import CharVocab
+
+ROOT = Path(__file__).resolve().parent.parent
+# A run small enough for seconds on a loaded 2-core box; log_every=2 and stopping at odd steps
+# puts interruptions in the middle of a log interval.
+SMALL = dict(preset="tiny", dim=16, n_layers=1, n_heads=2, seq_len=16, batch_size=4, steps=12,
+             log_every=2, eval_every=4, eval_windows=8, sample_chars=10, progress=False)
+SMALL_ARGS = ["--preset", "tiny", "--dim", "16", "--n-layers", "1", "--n-heads", "2", "--seq-len", "16",
+              "--batch-size", "4", "--steps", "12", "--log-every", "2", "--eval-every", "4",
+              "--eval-windows", "8", "--sample-chars", "10", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread(data_mirror):
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def metrics(out: Path, drop=("time",)) -> list[dict]:
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(ln).items() if k not in drop} for ln in lines]
+
+
+def weights(out: Path) -> dict:
+    return tr.load_checkpoint(out / "checkpoint.pt")["model"]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_run_writes_metrics_results_and_checkpoint(tmp_path):
+    logged = []
+    res = tr.train(SMALL, out=str(tmp_path), on_log=logged.append)
+    rows = metrics(tmp_path, drop=())
+    assert [r["step"] for r in rows] == [2, 4, 6, 8, 10, 12] and rows == logged
+    assert set(rows[0]) == {"step", "train_loss", "val_loss", "lr", "tokens", "time", "grad_norm"}
+    assert [r["val_loss"] is not None for r in rows] == [False, True, False, True, False, True]
+    assert rows[-1]["tokens"] == 12 * 4 * 16
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["val_loss"] == rows[-1]["val_loss"] == res["val_loss"]
+    assert saved["steps"] == 12 and not saved["interrupted"] and len(saved["sample"]) == 10
+    assert saved["n_params"] == 4416 and saved["vocab_size"] == 65
+    model, vocab, cfg = tr.load_model(tmp_path)
+    assert vocab.size == 65 and cfg["steps"] == 12
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_interrupted_and_resumed_run_is_bit_equal(tmp_path):
+    """stop after step 5 (mid log interval), resume: same metrics (all but time) and weights, bit for bit.
+
+    Dropout is on, so the restored RNG states matter too."""
+    cfg = {**SMALL, "dropout": 0.1}
+    full = tr.train(cfg, out=str(tmp_path / "a"))
+    part = tr.train(cfg, out=str(tmp_path / "b"), stop_after=5)
+    assert part["interrupted"] and part["stopped_by"] == "stop_after" and part["step"] == 5
+    assert [r["step"] for r in metrics(tmp_path / "b")] == [2, 4]
+    resumed = tr.train(cfg, out=str(tmp_path / "b"), resume=True)
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+    assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    for key in ("val_loss", "test_loss", "train_loss", "sample"):
+        assert full[key] == resumed[key], key
+
+
+def test_sigint_checkpoints_and_resume_matches(tmp_path):
+    """A real SIGINT during training: the step finishes, a checkpoint is written, resume is exact."""
+    def interrupt(record):
+        if record["step"] == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    res = tr.train(SMALL, out=str(tmp_path / "b"), on_log=interrupt)
+    assert res["interrupted"] and res["stopped_by"] == "signal" and res["step"] == 6
+    assert signal.getsignal(signal.SIGINT) is before  # handler restored
+    assert tr.load_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 6
+    tr.train(SMALL, out=str(tmp_path / "b"), resume=True)
+    tr.train(SMALL, out=str(tmp_path / "a"))
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+    assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    tr.atomic_save({"step": 1}, path)
+
+    def crash_midway(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash_midway)
+    with pytest.raises(OSError, match="disk full"):
+        tr.atomic_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert tr.load_checkpoint(path) == {"step": 1}  # the old file, intact
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no partial temp file left
+
+
+def test_resume_refuses_different_settings_and_missing_checkpoint(tmp_path):
+    tr.train(SMALL, out=str(tmp_path), stop_after=2)
+    with pytest.raises(tr.ConfigError, match="lr: checkpoint 0.003, now 0.01"):
+        tr.train(SMALL, out=str(tmp_path), resume=True, lr=0.01)
+    with pytest.raises(tr.ConfigError, match="already holds a run"):
+        tr.train(SMALL, out=str(tmp_path))
+    with pytest.raises(tr.ConfigError, match="no checkpoint"):
+        tr.train(SMALL, out=str(tmp_path / "empty"), resume=True)
+
+
+def test_optimizers_resolve_lazily_from_nlteach_optim(tmp_path, monkeypatch):
+    fake = types.ModuleType("nlteach.optim")
+
+    class FakeMomentum(torch.optim.SGD):
+        def __init__(self, params, lr=0.1):
+            super().__init__(params, lr=lr, momentum=0.5)
+
+    FakeMomentum.__module__ = "nlteach.optim"
+    fake.FakeMomentum = FakeMomentum
+    monkeypatch.setitem(sys.modules, "nlteach.optim", fake)
+    assert tr.resolve_optimizer("fakemomentum") is FakeMomentum
+    res = tr.train(SMALL, out=str(tmp_path / "f"), optimizer="FakeMomentum", steps=4, eval_every=2)
+    assert res["steps"] == 4 and res["val_loss"] < 4.2
+    with pytest.raises(tr.ConfigError, match="adamw, sgd, FakeMomentum"):
+        tr.resolve_optimizer("lion")
+    res = tr.train(SMALL, out=str(tmp_path / "s"), optimizer="sgd", steps=2, eval_every=2)
+    assert res["steps"] == 2
+
+
+def test_schedule_warms_up_then_decays_to_min():
+    f = tr.WarmupCosine(steps=100, warmup=10, min_ratio=0.1)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0) and f(10) == pytest.approx(1.0)
+    assert f(99) == pytest.approx(0.1) and all(f(e) >= f(e + 1) for e in range(10, 99))
+
+
+def test_sample_is_deterministic_and_uses_the_vocabulary():
+    torch.manual_seed(0)
+    from nlteach.models import ModelConfig, build_model
+
+    vocab = CharVocab("abcde\n")
+    model = build_model("transformer", ModelConfig(vocab_size=6, dim=8, n_layers=1, n_heads=2))
+    a = tr.sample(model, vocab, "ab", 20, seed=3, context=8)
+    assert a == tr.sample(model, vocab, "ab", 20, seed=3, context=8) and len(a) == 20 and set(a) <= set("abcde\n")
+    assert tr.sample(model, vocab, "ab", 5, temperature=0) == tr.sample(model, vocab, "ab", 5, temperature=0, seed=9)
+    assert model.training  # sampling restores the mode
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got '0'"),
+    (["--model", "gpt5"], "argument --model: invalid choice: 'gpt5'"),
+    (["--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
+    (["--optimizer", "lion"], "optimizer='lion' is not available; choose one of adamw, sgd"),
+    (["--dim", "30", "--n-heads", "4"], "dim=30 must be divisible by n_heads=4"),
+    (["--steps", "10", "--warmup", "10"], "warmup=10 must be smaller than steps=10"),
+    (["--lr", "-1"], "argument --lr: expected a positive number, got '-1'"),
+])
+def test_bad_arguments_are_clear_errors(argv, message, capsys, monkeypatch):
+    if "--optimizer" in argv:  # whatever nlteach.optim holds now, 'lion' is not in it
+        monkeypatch.setitem(sys.modules, "nlteach.optim", types.ModuleType("nlteach.optim"))
+    with pytest.raises(SystemExit) as e:
+        tr.main(argv + ["--out", "/nonexistent/never-written"])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_help():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "nlteach.train", "--help"], capture_output=True, text=True,
+                         check=True, cwd=ROOT, env=env).stdout
+    for flag in ("--model", "--preset", "--resume", "--optimizer", "--batch-size", "GLOBAL"):
+        assert flag in out
+
+
+def test_ddp_two_processes_match_one_process(tmp_path):
+    """torchrun, 2 gloo processes, global batch 4 (2 per rank) vs one process with batch 4.
+
+    Both see the same windows each step and average the same gradients; only the order of float
+    sums differs, so losses agree to ~1e-6 (tolerance 1e-5)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "nlteach.train", *SMALL_ARGS, "--out", str(tmp_path / "ddp")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tr.train(SMALL, out=str(tmp_path / "one"))
+    ddp, one = metrics(tmp_path / "ddp"), metrics(tmp_path / "one")
+    assert [r["step"] for r in ddp] == [r["step"] for r in one]
+    for a, b in zip(ddp, one):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
+        assert (a["val_loss"] is None) == (b["val_loss"] is None)
+        if a["val_loss"] is not None:
+            assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
+    results = json.loads((tmp_path / "ddp" / "results.json").read_text())
+    assert results["world_size"] == 2
+    assert not list((tmp_path / "ddp").glob(".*.tmp"))
+
+
+def test_crash_resume_drops_records_after_the_checkpoint(tmp_path):
+    """A crash (an exception, no final checkpoint) at step 6 with the last checkpoint at step 4:
+    resume drops the step-6 record, recomputes it, and ends equal to an uninterrupted run."""
+    def crash(record):
+        if record["step"] == 6:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        tr.train(SMALL, out=str(tmp_path / "b"), on_log=crash)
+    assert tr.load_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 4
+    assert [r["step"] for r in metrics(tmp_path / "b")] == [2, 4, 6]
+    tr.train(SMALL, out=str(tmp_path / "b"), resume=True)
+    tr.train(SMALL, out=str(tmp_path / "a"))
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+    assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
