@@ -183,19 +183,23 @@ def draw_nested_system(fig: Figure, system: str = "sgd_momentum") -> None:
     ax.set_ylim(0, 1)
     ax.axis("off")
     n = len(levels)
-    pad = 0.045
+    step = 0.8 / n  # vertical room for each level's three lines of text
     for i, (what, objective, context, freq) in enumerate(levels):
-        x0, y0 = i * pad, i * pad * 1.6
-        box = FancyBboxPatch((x0, y0), 1 - 2 * x0, 1 - 2 * y0 - 0.02, boxstyle="round,pad=0.005",
-                             fc=LEVEL_COLORS[i % len(LEVEL_COLORS)], alpha=0.18,
-                             ec=LEVEL_COLORS[i % len(LEVEL_COLORS)], lw=1.5)
-        ax.add_patch(box)
-        ytext = 1 - y0 - 0.06
-        ax.text(x0 + 0.015, ytext, f"level {n - 1 - i} ({'slowest' if i == 0 else 'faster'}): "
-                f"{what}", fontsize=9, weight="bold", va="top")
-        ax.text(x0 + 0.015, ytext - 0.075, f"objective: {objective}   |   context: {context}   |   {freq}",
-                fontsize=7.5, va="top")
+        left, top, bottom = i * 0.035, 1 - i * step, i * 0.03
+        color = LEVEL_COLORS[i % len(LEVEL_COLORS)]
+        ax.add_patch(FancyBboxPatch((left, bottom), 1 - 2 * left, top - bottom, boxstyle="round,pad=0.005",
+                                    fc=color, alpha=0.15, ec=color, lw=1.5))
+        role = "slowest" if i == 0 else ("fastest" if i == n - 1 else "faster")
+        ax.text(left + 0.012, top - 0.03, f"level {n - 1 - i} ({role}): {what}", fontsize=9,
+                weight="bold", va="top")
+        ax.text(left + 0.012, top - 0.03 - step * 0.3, f"objective: {objective}", fontsize=8, va="top")
+        ax.text(left + 0.012, top - 0.03 - step * 0.55, f"context: {context};  {freq}", fontsize=8, va="top")
     ax.set_title({"sgd_momentum": "Training with SGD + momentum: a 2-level system",
                   "transformer": "A Transformer block: two frequencies, infinity and 0",
                   "titans": "Titans: a memory trained at test time inside a trained model"}[system],
                  fontsize=10)
+
+
+def clock_due(periods: Sequence[int], s: int) -> tuple[bool, ...]:
+    """The clock rule as a function (the reference of exercise 05.clock_due)."""
+    return LevelClock(periods).due(s)
