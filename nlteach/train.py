@@ -1,7 +1,7 @@
 """Language-model training: ``python -m nlteach.train`` and ``train(config)`` for notebooks.
 
     python -m nlteach.train --model transformer --data tinyshakespeare --preset tiny --out runs/t
-    python -m nlteach.train --out runs/t --resume              # continue after Ctrl-C or a crash
+    python -m nlteach.train --out runs/t --resume    # continue after Ctrl-C or a crash (same settings)
     torchrun --nproc_per_node 2 -m nlteach.train --preset tiny   # DDP (gloo on CPU, nccl on CUDA)
 
 What a run does (``train(TrainConfig(...))``; the command line is a thin wrapper):
@@ -22,8 +22,8 @@ What a run does (``train(TrainConfig(...))``; the command line is a thin wrapper
   ``checkpoint.pt`` (written to a temporary file, then renamed: never a partial file under the real
   name); ``results.json`` at the end.
 - **Exact resume**: the checkpoint holds model, optimizer, scheduler, step, the sampler position,
-  the running train-loss sum of the unfinished log interval, and the RNG states of Python, NumPy
-  and torch (CPU and CUDA) of every rank. On CPU, a run interrupted at any step and resumed with
+  and, for every rank, the running train-loss sum of the unfinished log interval and the RNG
+  states of Python, NumPy and torch (CPU and CUDA). On CPU, a run interrupted at any step and resumed with
   ``resume=True`` writes the same ``metrics.jsonl`` as an uninterrupted run, bit for bit (every
   field except ``time``), and ends with bit-identical weights. (On CUDA, kernels may be
   non-deterministic, so expect agreement to rounding only.)
@@ -576,12 +576,15 @@ def _train(cfg: TrainConfig, device: torch.device, dist: _Dist, on_log) -> dict:
         sampler.load_state_dict(ckpt["sampler"])
         step = int(ckpt["step"])
         log = ckpt["log"]
-        loss_sum = log["loss_sum"].to(device)
         loss_count, elapsed = log["count"], log["elapsed"]
         best_val, last_val, last_train = log["best_val"], log["last_val"], log["last_train"]
+        per_rank = ckpt["per_rank"]  # [{"rng": ..., "loss_sum": ...}] for each rank that wrote it
         if ckpt["world_size"] == dist.world_size:
-            set_rng_state(ckpt["rng"][dist.rank], device)
-        elif dist.main:
+            set_rng_state(per_rank[dist.rank]["rng"], device)
+            loss_sum = per_rank[dist.rank]["loss_sum"].to(device)
+        else:  # the unfinished interval's mean loss is kept; its split over ranks is not
+            loss_sum = (sum(r["loss_sum"] for r in per_rank) / len(per_rank)).to(device)
+        if ckpt["world_size"] != dist.world_size and dist.main:
             print(f"[nlteach.train] the checkpoint was written by {ckpt['world_size']} process(es), this run "
                   f"has {dist.world_size}: data and weights resume exactly, RNG states (dropout) do not.",
                   file=sys.stderr)
@@ -597,18 +600,19 @@ def _train(cfg: TrainConfig, device: torch.device, dist: _Dist, on_log) -> dict:
     tokens_per_step = cfg.batch_size * cfg.seq_len
 
     def save_checkpoint() -> None:
-        states = [rng_state(device)]
+        mine = {"rng": rng_state(device), "loss_sum": loss_sum.cpu()}  # differ across ranks
+        per_rank = [mine]
         if dist.world_size > 1:
-            states = [None] * dist.world_size
-            torch.distributed.all_gather_object(states, rng_state(device))
+            per_rank = [None] * dist.world_size
+            torch.distributed.all_gather_object(per_rank, mine)
         if not dist.main:
             return
         atomic_save({
             "version": 1, "config": cfg.to_dict(), "model_config": model_cfg.to_dict(), "vocab": vocab.chars,
             "step": step, "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(), "rng": states,
+            "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(), "per_rank": per_rank,
             "world_size": dist.world_size,
-            "log": {"loss_sum": loss_sum.cpu(), "count": loss_count, "elapsed": elapsed,
+            "log": {"count": loss_count, "elapsed": elapsed,
                     "best_val": best_val, "last_val": last_val, "last_train": last_train},
         }, ckpt_path)
 
@@ -689,7 +693,7 @@ def _train(cfg: TrainConfig, device: torch.device, dist: _Dist, on_log) -> dict:
     if interrupted:
         if dist.main:
             print(f"[nlteach.train] stopped at step {step}; checkpoint written to {ckpt_path}. Continue with: "
-                  f"python -m nlteach.train --out {out} --resume (and the same settings).", file=sys.stderr)
+                  f"python -m nlteach.train --out {out} --resume", file=sys.stderr)
         return {"interrupted": True, "stopped_by": interrupted, "step": step, "checkpoint": str(ckpt_path),
                 "out": str(out)}
 
@@ -777,64 +781,88 @@ def _positive_float(text: str) -> float:
     return v
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, only_given: bool = False) -> argparse.ArgumentParser:
+    """The command-line parser; ``only_given=True`` gives one whose namespace holds only the
+    options actually typed (used to lay them over a checkpoint's settings on --resume)."""
     p = argparse.ArgumentParser(
         prog="python -m nlteach.train",
         description="Train a character-level language model (see the module docstring of nlteach.train). "
-                    "Unset sizes come from the size preset.",
+                    "Unset sizes come from the size preset. With --resume, unset options come from the "
+                    "checkpoint in --out, so `--out DIR --resume` is enough.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = TrainConfig()
-    p.add_argument("--model", default=d.model, choices=available_models(), help="registered model name")
-    p.add_argument("--data", default=d.data, choices=sorted(CORPORA), help="character-level corpus")
-    p.add_argument("--preset", choices=PRESETS, default=None, help="size preset (default: $NLTEACH_SIZE or laptop)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA if available)")
-    p.add_argument("--out", default=None, help="run folder (default: runs/<model>_<data>_<preset>_seed<seed>)")
-    p.add_argument("--seed", type=_nonneg_int, default=d.seed)
-    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps")
-    p.add_argument("--batch-size", type=_positive_int, default=None, help="GLOBAL batch (sequences per step, all ranks)")
-    p.add_argument("--seq-len", type=_positive_int, default=None, help="characters per training window")
-    p.add_argument("--lr", type=_positive_float, default=None, help="peak learning rate")
-    p.add_argument("--min-lr-ratio", type=float, default=d.min_lr_ratio, help="final lr / peak lr")
-    p.add_argument("--warmup", type=_nonneg_int, default=None, help="linear warmup steps")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay (matrices only)")
-    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max global grad norm (<= 0: off)")
-    p.add_argument("--optimizer", default=d.optimizer,
+
+    def add(*names, **kw):
+        if only_given:
+            kw["default"] = argparse.SUPPRESS
+        p.add_argument(*names, **kw)
+
+    add("--model", default=d.model, choices=available_models(), help="registered model name")
+    add("--data", default=d.data, choices=sorted(CORPORA), help="character-level corpus")
+    add("--preset", choices=PRESETS, default=None, help="size preset (default: $NLTEACH_SIZE or laptop)")
+    add("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA if available)")
+    add("--out", default=None, help="run folder (default: runs/<model>_<data>_<preset>_seed<seed>)")
+    add("--seed", type=_nonneg_int, default=d.seed)
+    add("--steps", type=_positive_int, default=None, help="optimizer steps")
+    add("--batch-size", type=_positive_int, default=None, help="GLOBAL batch (sequences per step, all ranks)")
+    add("--seq-len", type=_positive_int, default=None, help="characters per training window")
+    add("--lr", type=_positive_float, default=None, help="peak learning rate")
+    add("--min-lr-ratio", type=float, default=d.min_lr_ratio, help="final lr / peak lr")
+    add("--warmup", type=_nonneg_int, default=None, help="linear warmup steps")
+    add("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay (matrices only)")
+    add("--grad-clip", type=float, default=d.grad_clip, help="max global grad norm (<= 0: off)")
+    add("--optimizer", default=d.optimizer,
                    help="adamw, sgd, or the name of an optimizer class in nlteach.optim (e.g. Muon)")
-    p.add_argument("--dim", type=_positive_int, default=None, help="model width")
-    p.add_argument("--n-layers", type=_positive_int, default=None)
-    p.add_argument("--n-heads", type=_positive_int, default=None)
-    p.add_argument("--params", type=_positive_int, default=None,
+    add("--dim", type=_positive_int, default=None, help="model width")
+    add("--n-layers", type=_positive_int, default=None)
+    add("--n-heads", type=_positive_int, default=None)
+    add("--params", type=_positive_int, default=None,
                    help="parameter budget: choose dim to match it (e.g. 1e6)")
-    p.add_argument("--impl", choices=IMPLS, default=d.impl, help="memory implementation")
-    p.add_argument("--untied", dest="tie_embeddings", action="store_false", help="separate output head")
-    p.add_argument("--dropout", type=float, default=d.dropout)
-    p.add_argument("--eval-every", type=_positive_int, default=None)
-    p.add_argument("--eval-windows", type=_positive_int, default=None, help="val windows per evaluation")
-    p.add_argument("--log-every", type=_positive_int, default=None)
-    p.add_argument("--ckpt-every", type=_positive_int, default=None, help="default: --eval-every")
-    p.add_argument("--sample-chars", type=_nonneg_int, default=None, help="characters sampled at the end")
-    p.add_argument("--temperature", type=float, default=d.temperature)
-    p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on CUDA")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="start again even if --out holds a run")
-    p.add_argument("--stop-after", type=_positive_int, default=None, help="stop (with a checkpoint) after this step")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
+    add("--impl", choices=IMPLS, default=d.impl, help="memory implementation")
+    add("--untied", dest="tie_embeddings", action="store_false", help="separate output head")
+    add("--dropout", type=float, default=d.dropout)
+    add("--eval-every", type=_positive_int, default=None)
+    add("--eval-windows", type=_positive_int, default=None, help="val windows per evaluation")
+    add("--log-every", type=_positive_int, default=None)
+    add("--ckpt-every", type=_positive_int, default=None, help="default: --eval-every")
+    add("--sample-chars", type=_nonneg_int, default=None, help="characters sampled at the end")
+    add("--temperature", type=float, default=d.temperature)
+    add("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on CUDA")
+    add("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    add("--overwrite", action="store_true", help="start again even if --out holds a run")
+    add("--stop-after", type=_positive_int, default=None, help="stop (with a checkpoint) after this step")
+    add("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    threads = vars(args).pop("threads")
+    args = vars(parser.parse_args(argv))
+    threads = args.pop("threads")
     if threads:
         torch.set_num_threads(threads)
     try:
-        cfg = resolve_config(TrainConfig(**vars(args)))
+        if args["resume"]:
+            args = _resume_settings(args, vars(build_parser(only_given=True).parse_args(argv)))
+        cfg = resolve_config(TrainConfig(**args))
         result = train(cfg)
     except ConfigError as e:
         parser.error(str(e))
     return 130 if result.get("stopped_by") == "signal" else 0
+
+
+def _resume_settings(parsed: dict, given: dict) -> dict:
+    """Settings for --resume: the checkpoint's, then runtime options, then what was typed."""
+    if parsed["out"] is None:
+        raise ConfigError("--resume needs --out DIR, the folder of the run to continue.")
+    path = Path(parsed["out"]) / CHECKPOINT
+    if not path.exists():
+        raise ConfigError(f"--resume: there is no checkpoint at {path}; start without --resume.")
+    saved = load_checkpoint(path)["config"]
+    runtime = {k: parsed[k] for k in RUNTIME_FIELDS if k in parsed and k != "preset"}
+    given.pop("threads", None)
+    return {**saved, **runtime, **given, "resume": True}
 
 
 if __name__ == "__main__":

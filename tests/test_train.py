@@ -95,6 +95,16 @@ def test_sigint_checkpoints_and_resume_matches(tmp_path):
     assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
 
 
+def test_cli_resume_needs_only_out(tmp_path):
+    out = str(tmp_path / "b")
+    assert tr.main([*SMALL_ARGS, "--out", out, "--stop-after", "5"]) == 0
+    assert tr.main(["--out", out, "--resume", "--no-progress"]) == 0  # settings from the checkpoint
+    tr.train(SMALL, out=str(tmp_path / "a"))
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+    with pytest.raises(SystemExit):
+        tr.main(["--out", out, "--resume", "--lr", "0.5"])  # a setting that would change the numbers
+
+
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
     tr.atomic_save({"step": 1}, path)
@@ -185,15 +195,18 @@ def test_cli_help():
 
 
 def test_ddp_two_processes_match_one_process(tmp_path):
-    """torchrun, 2 gloo processes, global batch 4 (2 per rank) vs one process with batch 4.
+    """torchrun, 2 gloo processes, global batch 4 (2 per rank), stopped after step 5 (mid log
+    interval) and resumed under torchrun, vs one uninterrupted process with batch 4.
 
     Both see the same windows each step and average the same gradients; only the order of float
     sums differs, so losses agree to ~1e-6 (tolerance 1e-5)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "nlteach.train", *SMALL_ARGS, "--out", str(tmp_path / "ddp")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    resume = cmd[:cmd.index("nlteach.train") + 1] + ["--out", str(tmp_path / "ddp"), "--resume"]
+    for command in (cmd + ["--stop-after", "5"], resume):  # resume takes its settings from the checkpoint
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=240)
+        assert proc.returncode == 0, proc.stderr[-3000:]
     tr.train(SMALL, out=str(tmp_path / "one"))
     ddp, one = metrics(tmp_path / "ddp"), metrics(tmp_path / "one")
     assert [r["step"] for r in ddp] == [r["step"] for r in one]
