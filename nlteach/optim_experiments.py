@@ -1,0 +1,515 @@
+"""Experiments of notebook 06 (optimizers are memories): how much momentum remembers, the
+orthogonal-task example (Sec. 4.3), the time-varying-curvature toy (Eq. 53), and a real comparison
+of optimizers on digits and tiny Shakespeare (character level), with seeds and spreads.
+
+Everything returns plain data (dicts of lists) and has a ``draw_*(fig, ...)`` companion, so the
+notebook only calls and plots; the tests run the same functions at tiny sizes.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from nlteach import optim as nlo
+from nlteach.welcome import memory_horizon
+
+# ---------------------------------------------------------------------------------------------
+# 1. Momentum as a memory: how many past gradients does it remember?
+
+
+def momentum_weights(beta: float, n: int) -> np.ndarray:
+    """Share of gradient ``g_{t-k}`` (k = 0..n-1) in the momentum ``m_t = sum_k beta^k g_{t-k}``,
+    normalized by the total ``1 / (1 - beta)``: ``(1 - beta) beta^k``."""
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta must be in [0, 1), got {beta!r}.")
+    return (1 - beta) * beta ** np.arange(n)
+
+
+def draw_momentum_memory(fig: Figure, beta: float = 0.9) -> Figure:
+    """Widget of notebook 06: the weight of each past gradient in the momentum, and how many of
+    the most recent gradients carry 50% and 99% of it."""
+    n50, n99 = memory_horizon(beta, 0.5), memory_horizon(beta, 0.99)
+    n = max(60, int(1.2 * n99))
+    w = momentum_weights(beta, n)
+    ax, ax2 = fig.subplots(1, 2)
+    colors = ["C0" if k < n50 else ("C1" if k < n99 else "0.75") for k in range(n)]
+    ax.bar(np.arange(n), w, color=colors, width=1.0)
+    ax.set_xlabel("age k of the gradient (steps ago)")
+    ax.set_ylabel("share of g_{t-k} in m_t")
+    ax.set_title(f"beta={beta:.3f}: 50% in last {n50}, 99% in last {n99}")
+    ax2.plot(np.arange(1, n + 1), np.cumsum(w), color="C0")
+    for mass, nk, c in ((0.5, n50, "C0"), (0.99, n99, "C1")):
+        ax2.axhline(mass, color=c, ls=":", lw=1)
+        ax2.axvline(nk, color=c, ls=":", lw=1)
+    ax2.set_xlabel("number of most recent gradients")
+    ax2.set_ylabel("cumulative share")
+    ax2.set_ylim(0, 1.02)
+    ax2.set_title("what the memory holds")
+    return fig
+
+
+def momentum_as_memory(grads: torch.Tensor, beta: float, eta: float) -> torch.Tensor:
+    """The two-level system of momentum, run on a given gradient stream (reference of exercise
+    06.momentum_memory). grads: [T, n] -> weights [T, n] after each step, from ``W_0 = m_0 = 0``::
+
+        m_t = beta m_{t-1} - eta * dL/dm,  L(m) = <m, g_t>   (inner level: one GD step on its objective)
+        W_t = W_{t-1} + m_t                                   (outer level: read the memory)
+    """
+    m = torch.zeros_like(grads[0])
+    W = torch.zeros_like(grads[0])
+    out = []
+    for g in grads:
+        m = beta * m - eta * g  # dL/dm = g
+        W = W + m
+        out.append(W)
+    return torch.stack(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Orthogonal tasks (Sec. 4.3): the momentum forgets the old gradient subspace.
+
+
+def orthogonal_tasks(*, dim: int = 20, steps_a: int = 60, steps_b: int = 120, lr: float = 0.05,
+                     beta: float = 0.9, seed: int = 0) -> dict[str, Any]:
+    """Train one weight vector ``w`` on task A, then on task B, whose inputs (and so gradients)
+    live in orthogonal coordinate subspaces (first and second half of ``dim``). Track, for each
+    optimizer memory, the share of its norm that lies in task A's subspace.
+
+    Memories tracked: SGD momentum (``beta``), delta momentum (same ``beta``), and M3's fast and
+    slow momenta (``M1``, ``M2``; frequency 10). Returns ``{"steps", "switch", "share": {name: [..]}}``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    h = dim // 2
+    n = 64
+    XA = torch.zeros(n, dim, dtype=torch.float64)
+    XA[:, :h] = torch.randn(n, h, generator=g, dtype=torch.float64)
+    XB = torch.zeros(n, dim, dtype=torch.float64)
+    XB[:, h:] = torch.randn(n, dim - h, generator=g, dtype=torch.float64)
+    w_true = torch.randn(dim, generator=g, dtype=torch.float64)
+    yA, yB = XA @ w_true, XB @ w_true
+
+    def share_a(m: torch.Tensor) -> float:
+        m = m.reshape(-1)
+        return float(m[:h].norm() / (m.norm() + 1e-30))
+
+    makers = {
+        "momentum": lambda p: nlo.MomentumMemory(p, lr=lr, momentum=beta),
+        "delta momentum": lambda p: nlo.DeltaMomentum(p, lr=lr, momentum=beta, beta=1.0),
+        "M3": lambda p: nlo.M3(p, lr=lr * 0.1, frequency=10),
+    }
+    reads = {
+        "momentum": [("momentum", "memory")],
+        "delta momentum": [("delta momentum", "momentum")],
+        "M3": [("M3 fast (M1)", "M1"), ("M3 slow (M2)", "M2")],
+    }
+    shares: dict[str, list[float]] = {}
+    for name, make in makers.items():
+        w = torch.zeros(1, dim, dtype=torch.float64, requires_grad=True)
+        opt = make([w])
+        for t in range(steps_a + steps_b):
+            X, y = (XA, yA) if t < steps_a else (XB, yB)
+            opt.zero_grad()
+            (0.5 * (X @ w[0] - y).pow(2).mean()).backward()
+            opt.step()
+            for label, key in reads[name]:
+                shares.setdefault(label, []).append(share_a(opt.state[w][key]))
+    return {"steps": list(range(1, steps_a + steps_b + 1)), "switch": steps_a, "share": shares,
+            "beta": beta}
+
+
+def draw_orthogonal_tasks(fig: Figure, result: dict[str, Any]) -> Figure:
+    ax = fig.subplots()
+    for name, s in result["share"].items():
+        ax.plot(result["steps"], s, label=name, ls="--" if "slow" in name else "-")
+    ax.axvline(result["switch"] + 0.5, color="k", lw=1, ls=":")
+    ax.text(result["switch"] + 1, 0.5, " switch to task B", fontsize=8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("share of the memory in task A's subspace")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_title(f"what the optimizer remembers of task A (beta={result['beta']})")
+    ax.legend(fontsize=8)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Time-varying curvature toy, Eq. 53: psi(r, theta) = r^2 + k (r - theta + a sin(w r))^2.
+
+TOY_START = (-3.5, 2.0)
+
+
+def psi(z: torch.Tensor, k: float = 10.0, a: float = 1.0, w: float = 2.0) -> torch.Tensor:
+    """Eq. 53 (arXiv v1); ``z[..., 0] = r``, ``z[..., 1] = theta``. Minimum 0 at ``r = theta = 0``;
+    the valley ``theta = r + a sin(w r)`` bends, so the curvature along the path changes."""
+    r, th = z[..., 0], z[..., 1]
+    return r**2 + k * (r - th + a * torch.sin(w * r)) ** 2
+
+
+def toy_optimizers(lr: float = 0.01, beta: float = 0.9) -> dict[str, Callable[[list], torch.optim.Optimizer]]:
+    """The optimizers compared on the toy. Momentum and delta momentum share ``lr`` and ``beta``
+    (paper convention ``W += m``); the others get step sizes of comparable length."""
+    return {
+        "momentum": lambda p: nlo.PreconditionedMomentum(p, lr=lr, momentum=beta, preconditioner="identity"),
+        "delta momentum": lambda p: nlo.DeltaMomentum(p, lr=lr, momentum=beta, beta=0.1),
+        "DMGD": lambda p: nlo.DeepMomentum(p, lr=lr / (1 - beta), momentum=beta),
+        "Adam": lambda p: torch.optim.Adam(p, lr=0.05),
+        "Muon": lambda p: nlo.Muon(p, lr=0.05, momentum=beta),
+        "M3": lambda p: nlo.M3(p, lr=0.05, frequency=10),
+    }
+
+
+def run_toy(make: Callable[[list], torch.optim.Optimizer], *, steps: int = 300, k: float = 10.0,
+            a: float = 1.0, w: float = 2.0, start: Sequence[float] = TOY_START) -> dict[str, np.ndarray]:
+    """Optimize psi from ``start``; the parameter is a ``[1, 2]`` matrix (so Muon and M3 apply).
+    Returns ``{"path": [steps + 1, 2], "loss": [steps + 1]}`` (non-finite values stop the run)."""
+    z = torch.tensor([list(start)], dtype=torch.float64, requires_grad=True)
+    opt = make([z])
+    path, loss = [z.detach()[0].clone()], [float(psi(z[0], k, a, w))]
+    for _ in range(steps):
+        opt.zero_grad()
+        val = psi(z[0], k, a, w)
+        val.backward()
+        opt.step()
+        cur = float(psi(z[0].detach(), k, a, w))
+        if not math.isfinite(cur) or z.detach().abs().max() > 1e6:
+            break
+        path.append(z.detach()[0].clone())
+        loss.append(cur)
+    return {"path": torch.stack(path).numpy(), "loss": np.array(loss)}
+
+
+def toy_trajectories(*, steps: int = 300, k: float = 10.0, a: float = 1.0, w: float = 2.0,
+                     lr: float = 0.01, beta: float = 0.9) -> dict[str, dict[str, np.ndarray]]:
+    return {name: run_toy(make, steps=steps, k=k, a=a, w=w)
+            for name, make in toy_optimizers(lr, beta).items()}
+
+
+def steps_to_reach(loss: np.ndarray, threshold: float = 1e-3) -> int | None:
+    """First step at which the loss is below ``threshold`` (None if never)."""
+    hit = np.flatnonzero(np.asarray(loss) < threshold)
+    return int(hit[0]) if hit.size else None
+
+
+def toy_table(settings: Sequence[tuple[float, float, float, float]], *, steps: int = 500,
+              beta: float = 0.9, betas_delta: Sequence[float] = (0.1, 1.0),
+              threshold: float = 1e-3) -> list[dict[str, Any]]:
+    """Steps to reach ``psi < threshold`` for momentum vs delta momentum over ``(k, a, w, lr)``
+    settings (None = not within ``steps``; diverged runs also give None)."""
+    rows = []
+    for k, a, w, lr in settings:
+        row: dict[str, Any] = {"k": k, "a": a, "w": w, "lr": lr}
+        mom = run_toy(lambda p, lr=lr: nlo.PreconditionedMomentum(
+            p, lr=lr, momentum=beta, preconditioner="identity"), steps=steps, k=k, a=a, w=w)
+        row["momentum"] = steps_to_reach(mom["loss"], threshold)
+        for bd in betas_delta:
+            res = run_toy(lambda p, lr=lr, bd=bd: nlo.DeltaMomentum(p, lr=lr, momentum=beta, beta=bd),
+                          steps=steps, k=k, a=a, w=w)
+            row[f"delta (beta={bd:g})"] = steps_to_reach(res["loss"], threshold)
+        rows.append(row)
+    return rows
+
+
+def draw_toy(fig: Figure, runs: dict[str, dict[str, np.ndarray]], *, k: float = 10.0,
+             a: float = 1.0, w: float = 2.0) -> Figure:
+    ax, ax2 = fig.subplots(1, 2, width_ratios=[1.3, 1])
+    r = np.linspace(-4.5, 2.0, 200)
+    th = np.linspace(-4.0, 3.5, 200)
+    R, TH = np.meshgrid(r, th)
+    Z = psi(torch.tensor(np.stack([R, TH], -1)), k, a, w).numpy()
+    ax.contour(R, TH, np.log10(Z + 1e-3), levels=20, cmap="Greys", linewidths=0.6)
+    for i, (name, res) in enumerate(runs.items()):
+        p = res["path"]
+        ax.plot(p[:, 0], p[:, 1], lw=1.3, color=f"C{i}", label=name)
+        ax2.semilogy(np.maximum(res["loss"], 1e-12), color=f"C{i}", label=name)
+    ax.plot(*TOY_START, "ko", ms=4)
+    ax.plot(0, 0, "k*", ms=8)
+    ax.set_xlim(r[0], r[-1])
+    ax.set_ylim(th[0], th[-1])
+    ax.set_xlabel("r")
+    ax.set_ylabel("theta")
+    ax.set_title(f"Eq. 53 toy (k={k:g}, a={a:g}, w={w:g})")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("psi(r, theta)")
+    ax2.set_title("loss")
+    ax2.legend(fontsize=7)
+    return fig
+
+
+def delta_momentum_blowup(*, steps: int = 30, lr: float = 0.01, beta: float = 0.9) -> dict[str, list[float]]:
+    """Norm of the momentum on the toy for Eq. 49 as printed (``normalize=False``, ``beta=1``) and
+    for the course's normalized delta momentum, same lr and momentum."""
+    out = {}
+    for label, kw in (("raw Eq. 49", dict(normalize=False, beta=1.0)),
+                      ("normalized (course)", dict(normalize=True, beta=1.0))):
+        z = torch.tensor([list(TOY_START)], dtype=torch.float64, requires_grad=True)
+        opt = nlo.DeltaMomentum([z], lr=lr, momentum=beta, **kw)
+        norms = []
+        for _ in range(steps):
+            opt.zero_grad()
+            psi(z[0]).backward()
+            opt.step()
+            norms.append(float(opt.state[z]["momentum"].norm()))
+        out[label] = norms
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. The real comparison: the same small MLP on digits and on tiny Shakespeare (characters).
+
+COMPARED = ("SGD+momentum", "AdamW", "Muon", "M3", "DeltaMomentum", "DMGD")
+
+#: Learning rates used in the comparison, picked by a small sweep on seed 0 at the laptop preset
+#: (see notebook 06 and the project report); every other hyperparameter is the class default.
+DEFAULT_LRS: dict[str, dict[str, float]] = {
+    "digits": {"SGD+momentum": 0.1, "AdamW": 3e-3, "Muon": 0.02, "M3": 3e-3,
+               "DeltaMomentum": 0.1, "DMGD": 1.0},
+    "shakespeare": {"SGD+momentum": 0.1, "AdamW": 3e-3, "Muon": 0.02, "M3": 3e-3,
+                    "DeltaMomentum": 0.1, "DMGD": 1.0},
+}
+
+
+def make_optimizer(name: str, params: list[torch.Tensor], lr: float, **options: Any) -> torch.optim.Optimizer:
+    """The optimizers of the comparison by name (see :data:`COMPARED`); ``options`` override the
+    other hyperparameters."""
+    if name == "SGD+momentum":
+        return torch.optim.SGD(params, **{"lr": lr, "momentum": 0.9, **options})
+    if name == "AdamW":
+        return torch.optim.AdamW(params, **{"lr": lr, "weight_decay": 0.0, **options})
+    if name == "Muon":
+        return nlo.Muon(params, **{"lr": lr, "fallback_lr": 3e-3, **options})
+    if name == "M3":
+        return nlo.M3(params, **{"lr": lr, **options})
+    if name == "DeltaMomentum":
+        return nlo.DeltaMomentum(params, **{"lr": lr, "momentum": 0.9, **options})
+    if name == "DMGD":
+        return nlo.DeepMomentum(params, **{"lr": lr, "momentum": 0.9, **options})
+    raise ValueError(f"optimizer name {name!r} is not one of {COMPARED}.")
+
+
+class SmallMLP(nn.Module):
+    """The network of the comparison: an input encoder, two hidden GELU layers of width
+    ``hidden``, a linear head. For digits the input is the 64 pixels; for text it is the
+    concatenated embeddings of the last ``context`` characters (a Bengio-style character MLP)."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, *, vocab: int | None = None,
+                 embed: int = 8):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed) if vocab is not None else None
+        d = in_dim * embed if vocab is not None else in_dim
+        self.body = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, hidden),
+                                  nn.GELU(), nn.Linear(hidden, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.embed is not None:
+            x = self.embed(x).flatten(1)  # [B, context] -> [B, context * embed]
+        return self.body(x)
+
+
+def _digits_task(device: torch.device) -> dict[str, Any]:
+    from nlteach.data import load_digits_split
+
+    d = load_digits_split()
+    tr, te = d["train"], d["test"]
+    Xtr, ytr = torch.tensor(tr[0], device=device), torch.tensor(tr[1], device=device)
+    Xte, yte = torch.tensor(te[0], device=device), torch.tensor(te[1], device=device)
+
+    def batch(gen: torch.Generator, bs: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(len(ytr), (bs,), generator=gen).to(device)
+        return Xtr[idx], ytr[idx]
+
+    return {"batch": batch, "eval": (Xte, yte), "in_dim": 64, "out_dim": 10, "vocab": None,
+            "eval_name": "test"}
+
+
+def _shakespeare_task(device: torch.device, context: int, n_eval: int) -> dict[str, Any]:
+    from nlteach.data import load_tinyshakespeare
+
+    text = load_tinyshakespeare()
+    chars = sorted(set("".join(text.values())))
+    index = {c: i for i, c in enumerate(chars)}
+
+    def encode(s: str) -> torch.Tensor:
+        return torch.tensor([index[c] for c in s], dtype=torch.long)
+
+    train, val = encode(text["train"]), encode(text["val"])
+    offs = torch.arange(context)
+
+    def windows(data: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return data[starts[:, None] + offs].to(device), data[starts + context].to(device)
+
+    def batch(gen: torch.Generator, bs: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return windows(train, torch.randint(len(train) - context, (bs,), generator=gen))
+
+    eval_starts = torch.randint(len(val) - context, (n_eval,), generator=torch.Generator().manual_seed(1234))
+    return {"batch": batch, "eval": windows(val, eval_starts), "in_dim": context,
+            "out_dim": len(chars), "vocab": len(chars), "eval_name": "val"}
+
+
+def compare_optimizers(task: str, *, optimizers: Sequence[str] = COMPARED,
+                       seeds: Sequence[int] = (0, 1, 2), steps: int = 300, batch_size: int = 64,
+                       hidden: int = 128, context: int = 16, embed: int = 8, n_eval: int = 2000,
+                       n_evals: int = 10, lrs: dict[str, float] | None = None,
+                       options: dict[str, dict[str, Any]] | None = None,
+                       device: str | torch.device | None = None,
+                       progress: bool = False) -> dict[str, Any]:
+    """Train the same :class:`SmallMLP` with each optimizer and seed on ``task`` (``"digits"`` or
+    ``"shakespeare"``; cross-entropy, nats). For a given seed every optimizer starts from the same
+    weights and sees the same batches. Runs are interleaved (seed-major) so machine load affects
+    all optimizers alike.
+
+    Returns ``{"task", "config", "eval_steps", "runs": {name: [per seed {"seed", "train_loss",
+    "eval_loss", "step_time", "opt_time"}]}}``: ``train_loss`` per step, ``eval_loss`` at
+    ``eval_steps`` (``n_evals`` points incl. step 0 and the last), ``step_time`` / ``opt_time`` the
+    median wall time of a full training step / of ``optimizer.step()`` alone (seconds).
+    """
+    from nlteach.config import get_device
+
+    if task not in ("digits", "shakespeare"):
+        raise ValueError(f"task must be 'digits' or 'shakespeare', got {task!r}.")
+    for name in optimizers:
+        if name not in COMPARED:
+            raise ValueError(f"optimizer name {name!r} is not one of {COMPARED}.")
+    if steps < 1 or not seeds:
+        raise ValueError(f"need steps >= 1 and at least one seed, got steps={steps}, seeds={seeds}.")
+    dev = get_device(device)
+    data = _digits_task(dev) if task == "digits" else _shakespeare_task(dev, context, n_eval)
+    lr_table = {**DEFAULT_LRS[task], **(lrs or {})}
+    eval_steps = sorted({int(round(x)) for x in np.linspace(0, steps, n_evals)})
+    Xe, ye = data["eval"]
+    loss_fn = nn.functional.cross_entropy
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in optimizers}
+    total = len(seeds) * len(optimizers)
+    done = 0
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            init = SmallMLP(data["in_dim"], hidden, data["out_dim"], vocab=data["vocab"], embed=embed)
+        for name in optimizers:
+            model = SmallMLP(data["in_dim"], hidden, data["out_dim"], vocab=data["vocab"], embed=embed)
+            model.load_state_dict(init.state_dict())
+            model.to(dev)
+            opt = make_optimizer(name, list(model.parameters()), lr_table[name],
+                                 **(options or {}).get(name, {}))
+            gen = torch.Generator().manual_seed(10_000 + seed)
+            train_loss, eval_loss, step_t, opt_t = [], [], [], []
+
+            def evaluate(model: nn.Module = model) -> float:
+                with torch.no_grad():
+                    return float(loss_fn(model(Xe), ye))
+
+            if 0 in eval_steps:
+                eval_loss.append(evaluate())
+            for t in range(1, steps + 1):
+                xb, yb = data["batch"](gen, batch_size)
+                t0 = time.perf_counter()
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(xb), yb)
+                loss.backward()
+                t1 = time.perf_counter()
+                opt.step()
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                t2 = time.perf_counter()
+                step_t.append(t2 - t0)
+                opt_t.append(t2 - t1)
+                train_loss.append(loss.item())
+                if t in eval_steps:
+                    eval_loss.append(evaluate())
+            skip = min(5, steps - 1)  # first steps include allocation warm-up
+            runs[name].append({"seed": seed, "train_loss": train_loss, "eval_loss": eval_loss,
+                               "step_time": statistics.median(step_t[skip:]),
+                               "opt_time": statistics.median(opt_t[skip:])})
+            done += 1
+            if progress:
+                print(f"\r{task}: {done}/{total} runs (last: {name}, seed {seed}, "
+                      f"{data['eval_name']} loss {eval_loss[-1]:.3f})", end="", flush=True)
+    if progress:
+        print()
+    config = dict(task=task, optimizers=list(optimizers), seeds=list(seeds), steps=steps,
+                  batch_size=batch_size, hidden=hidden, context=context, embed=embed,
+                  n_eval=n_eval, lrs={n: lr_table[n] for n in optimizers},
+                  options={n: dict((options or {}).get(n, {})) for n in optimizers}, device=str(dev),
+                  eval_name=data["eval_name"])
+    return {"task": task, "config": config, "eval_steps": eval_steps, "runs": runs}
+
+
+def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
+    xs = [float(x) for x in xs]
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def summarize(result: dict[str, Any], baseline: str = "SGD+momentum") -> list[dict[str, Any]]:
+    """One row per optimizer: final eval loss and mean train loss over the last 10% of steps
+    (mean and std over seeds), and median step / optimizer-step time relative to ``baseline``
+    (ratios of times measured in the same run; a ratio is averaged over seeds)."""
+    runs = result["runs"]
+    base = runs.get(baseline)
+    rows = []
+    for name, per_seed in runs.items():
+        tail = max(1, len(per_seed[0]["train_loss"]) // 10)
+        ev_m, ev_s = _mean_std([r["eval_loss"][-1] for r in per_seed])
+        tr_m, tr_s = _mean_std([statistics.fmean(r["train_loss"][-tail:]) for r in per_seed])
+        row = {"optimizer": name, "eval_mean": ev_m, "eval_std": ev_s, "train_mean": tr_m,
+               "train_std": tr_s, "seeds": len(per_seed)}
+        if base is not None:
+            row["step_time_ratio"] = statistics.fmean(
+                r["step_time"] / b["step_time"] for r, b in zip(per_seed, base))
+            row["opt_time_ratio"] = statistics.fmean(
+                r["opt_time"] / b["opt_time"] for r, b in zip(per_seed, base))
+        rows.append(row)
+    return rows
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    ev = result["config"]["eval_name"]
+    lines = [f"{result['task']}: {result['config']['steps']} steps, seeds {result['config']['seeds']}",
+             f"{'optimizer':<15}{'lr':>8}  {ev + ' loss':>17}  {'train loss (last 10%)':>22}"
+             f"  {'step time / SGD':>15}  {'opt.step / SGD':>14}"]
+    for row in summarize(result):
+        lr = result["config"]["lrs"][row["optimizer"]]
+        lines.append(f"{row['optimizer']:<15}{lr:>8.3g}  {row['eval_mean']:>9.4f} +- {row['eval_std']:.4f}"
+                     f"  {row['train_mean']:>14.4f} +- {row['train_std']:.4f}"
+                     f"  {row.get('step_time_ratio', float('nan')):>15.2f}"
+                     f"  {row.get('opt_time_ratio', float('nan')):>14.2f}")
+    return "\n".join(lines)
+
+
+def draw_comparison(fig: Figure, results: Sequence[dict[str, Any]]) -> Figure:
+    """One panel of eval-loss curves (mean and min..max band over seeds) per task, then a bar
+    chart of step time relative to SGD+momentum for each task."""
+    axes = fig.subplots(1, len(results) + 1)
+    names: list[str] = []
+    for ax, res in zip(axes, results):
+        xs = res["eval_steps"]
+        for i, (name, per_seed) in enumerate(res["runs"].items()):
+            curves = np.array([r["eval_loss"] for r in per_seed])
+            mean = curves.mean(0)
+            ax.plot(xs, mean, color=f"C{i}", label=name)
+            ax.fill_between(xs, curves.min(0), curves.max(0), color=f"C{i}", alpha=0.2)
+            if name not in names:
+                names.append(name)
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"{res['config']['eval_name']} loss (nats)")
+        ax.set_title(f"{res['task']} ({len(res['config']['seeds'])} seeds)")
+    axes[0].legend(fontsize=7)
+    ax = axes[-1]
+    width = 0.8 / max(1, len(results))
+    for j, res in enumerate(results):
+        rows = {r["optimizer"]: r for r in summarize(res)}
+        vals = [rows[n].get("step_time_ratio", np.nan) if n in rows else np.nan for n in names]
+        ax.bar(np.arange(len(names)) + j * width, vals, width=width, label=res["task"])
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks(np.arange(len(names)) + width * (len(results) - 1) / 2)
+    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("time per step / SGD+momentum")
+    ax.set_title("time per training step")
+    ax.legend(fontsize=7)
+    return fig
