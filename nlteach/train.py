@@ -80,6 +80,7 @@ from nlteach.text import (
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 RESULTS = "results.json"
+CHECKPOINT_VERSION = 2  # bumped whenever the checkpoint layout changes
 BUILTIN_OPTIMIZERS = ("adamw", "sgd")
 
 
@@ -466,17 +467,19 @@ def _init_distributed(device: torch.device) -> tuple[_Dist, torch.device]:
 class _StopFlag:
     """Turns SIGINT/SIGTERM into a request to stop after the current step (main thread only)."""
 
-    def __init__(self, distributed: bool):
+    def __init__(self, distributed: bool, verbose: bool = True):
         self.requested = False
-        self.distributed = distributed
+        self.distributed, self.verbose = distributed, verbose
         self._previous: dict = {}
 
     def _handler(self, signum, frame):
         if self.requested and not self.distributed and signum == signal.SIGINT:
             raise KeyboardInterrupt  # second Ctrl-C: stop now
+        if self.verbose and not self.requested:
+            again = "" if self.distributed else " (Ctrl-C again to stop at once)"
+            print(f"\n[nlteach.train] {signal.Signals(signum).name} received: finishing this step, "
+                  f"writing a checkpoint, then stopping{again}.", file=sys.stderr)
         self.requested = True
-        print(f"\n[nlteach.train] {signal.Signals(signum).name} received: finishing this step, "
-              "writing a checkpoint, then stopping (Ctrl-C again to stop at once).", file=sys.stderr)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -520,6 +523,9 @@ def _train(cfg: TrainConfig, device: torch.device, dist: _Dist, on_log) -> dict:
         if not ckpt_path.exists():
             raise ConfigError(f"resume=True but there is no checkpoint at {ckpt_path}; start without --resume.")
         ckpt = load_checkpoint(ckpt_path)
+        if ckpt.get("version") != CHECKPOINT_VERSION:
+            raise ConfigError(f"{ckpt_path} has checkpoint format {ckpt.get('version')!r}; this version of "
+                              f"nlteach reads format {CHECKPOINT_VERSION} only, so it cannot resume that run.")
         _check_resume_config(ckpt["config"], cfg)
     elif (ckpt_path.exists() or metrics_path.exists()) and not cfg.overwrite:
         raise ConfigError(f"{out} already holds a run ({CHECKPOINT} or {METRICS}); pass --resume to continue "
@@ -608,7 +614,7 @@ def _train(cfg: TrainConfig, device: torch.device, dist: _Dist, on_log) -> dict:
         if not dist.main:
             return
         atomic_save({
-            "version": 1, "config": cfg.to_dict(), "model_config": model_cfg.to_dict(), "vocab": vocab.chars,
+            "version": CHECKPOINT_VERSION, "config": cfg.to_dict(), "model_config": model_cfg.to_dict(), "vocab": vocab.chars,
             "step": step, "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(), "per_rank": per_rank,
             "world_size": dist.world_size,
@@ -628,7 +634,7 @@ def _train(cfg: TrainConfig, device: torch.device, dist: _Dist, on_log) -> dict:
     bar = tqdm(total=cfg.steps, initial=step, desc=cfg.model, dynamic_ncols=True,
                disable=not (cfg.progress and dist.main))
     metrics_file = open(metrics_path, "a", encoding="utf-8") if dist.main else None  # noqa: SIM115
-    stop = _StopFlag(distributed=dist.world_size > 1)
+    stop = _StopFlag(distributed=dist.world_size > 1, verbose=dist.main)
     interrupted: str | None = None  # why the loop stopped early: "signal" or "stop_after"
     model.train()
     try:
@@ -692,8 +698,10 @@ def _train(cfg: TrainConfig, device: torch.device, dist: _Dist, on_log) -> dict:
     save_checkpoint()
     if interrupted:
         if dist.main:
+            launcher = (f"torchrun --nproc_per_node {dist.world_size} -m nlteach.train" if dist.world_size > 1
+                        else "python -m nlteach.train")
             print(f"[nlteach.train] stopped at step {step}; checkpoint written to {ckpt_path}. Continue with: "
-                  f"python -m nlteach.train --out {out} --resume", file=sys.stderr)
+                  f"{launcher} --out {out} --resume", file=sys.stderr)
         return {"interrupted": True, "stopped_by": interrupted, "step": step, "checkpoint": str(ckpt_path),
                 "out": str(out)}
 
