@@ -166,9 +166,9 @@ NESTED_SYSTEMS: dict[str, list[tuple[str, str, str, str]]] = {
         ("projections, gates, initial memory M0", "next-token loss (pre-training)",
          "the training corpus", "frozen after training"),
         ("memory MLP M (test-time weights)", "1/2 ||M(k_t) - v_t||^2 (surprise)",
-         "keys/values of the sequence", "1 update / chunk of C tokens"),
+         "keys/values of the sequence", "1 update / token (gradients at the chunk-start weights)"),
         ("surprise momentum S", "compress the memory's gradients", "gradients of the memory loss",
-         "1 update / chunk, before M"),
+         "1 update / token, computed before M (so faster)"),
     ],
 }
 
