@@ -424,7 +424,8 @@ def cms_in_context_naive(x: torch.Tensor, weights: Sequence[Sequence[torch.Tenso
     initial states; without B they are shared by the batch); periods: C^(l) per level; lr: eta,
     one number, or one per level, each a number or per-token ``[B, T]``; targets: ``[B, T, D]``
     (shared) or one per level. Sequential: block l reads block l-1's outputs; independent: every
-    block reads x and the outputs are mixed with ``mix`` ([K], default uniform).
+    block reads x and the outputs are mixed with ``mix`` ([K], default uniform); in both, each
+    block's inner loss is on its *own* output (local objective), never on the mixed or final one.
     Returns ``(y [B, T, D], final weights per level, each [B, ...])``. Differentiable.
     """
     periods, ws, targets, etas, mix = _prepare(x, weights, periods, lr, targets, variant, mix)
