@@ -23,7 +23,7 @@ SMALL_ARGS = ["--preset", "tiny", "--dim", "16", "--n-layers", "1", "--n-heads",
 
 
 @pytest.fixture(autouse=True)
-def one_thread(data_mirror):
+def one_thread():
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -45,7 +45,7 @@ def assert_same_weights(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
-def test_run_writes_metrics_results_and_checkpoint(tmp_path):
+def test_run_writes_metrics_results_and_checkpoint(tmp_path, data_mirror):
     logged = []
     res = tr.train(SMALL, out=str(tmp_path), on_log=logged.append)
     rows = metrics(tmp_path, drop=())
@@ -62,7 +62,7 @@ def test_run_writes_metrics_results_and_checkpoint(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_interrupted_and_resumed_run_is_bit_equal(tmp_path):
+def test_interrupted_and_resumed_run_is_bit_equal(tmp_path, data_mirror):
     """stop after step 5 (mid log interval), resume: same metrics (all but time) and weights, bit for bit.
 
     Dropout is on, so the restored RNG states matter too."""
@@ -78,7 +78,7 @@ def test_interrupted_and_resumed_run_is_bit_equal(tmp_path):
         assert full[key] == resumed[key], key
 
 
-def test_sigint_checkpoints_and_resume_matches(tmp_path):
+def test_sigint_checkpoints_and_resume_matches(tmp_path, data_mirror):
     """A real SIGINT during training: the step finishes, a checkpoint is written, resume is exact."""
     def interrupt(record):
         if record["step"] == 6:
@@ -95,7 +95,7 @@ def test_sigint_checkpoints_and_resume_matches(tmp_path):
     assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
 
 
-def test_cli_resume_needs_only_out(tmp_path):
+def test_cli_resume_needs_only_out(tmp_path, data_mirror):
     out = str(tmp_path / "b")
     assert tr.main([*SMALL_ARGS, "--out", out, "--stop-after", "5"]) == 0
     assert tr.main(["--out", out, "--resume", "--no-progress"]) == 0  # settings from the checkpoint
@@ -121,7 +121,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no partial temp file left
 
 
-def test_resume_refuses_different_settings_and_missing_checkpoint(tmp_path):
+def test_resume_refuses_different_settings_and_missing_checkpoint(tmp_path, data_mirror):
     tr.train(SMALL, out=str(tmp_path), stop_after=2)
     with pytest.raises(tr.ConfigError, match="lr: checkpoint 0.003, now 0.01"):
         tr.train(SMALL, out=str(tmp_path), resume=True, lr=0.01)
@@ -131,7 +131,7 @@ def test_resume_refuses_different_settings_and_missing_checkpoint(tmp_path):
         tr.train(SMALL, out=str(tmp_path / "empty"), resume=True)
 
 
-def test_optimizers_resolve_lazily_from_nlteach_optim(tmp_path, monkeypatch):
+def test_optimizers_resolve_lazily_from_nlteach_optim(tmp_path, monkeypatch, data_mirror):
     fake = types.ModuleType("nlteach.optim")
 
     class FakeMomentum(torch.optim.SGD):
@@ -194,7 +194,7 @@ def test_cli_help():
         assert flag in out
 
 
-def test_ddp_two_processes_match_one_process(tmp_path):
+def test_ddp_two_processes_match_one_process(tmp_path, data_mirror):
     """torchrun, 2 gloo processes, global batch 4 (2 per rank), stopped after step 5 (mid log
     interval) and resumed under torchrun, vs one uninterrupted process with batch 4.
 
@@ -220,7 +220,7 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     assert not list((tmp_path / "ddp").glob(".*.tmp"))
 
 
-def test_crash_resume_drops_records_after_the_checkpoint(tmp_path):
+def test_crash_resume_drops_records_after_the_checkpoint(tmp_path, data_mirror):
     """A crash (an exception, no final checkpoint) at step 6 with the last checkpoint at step 4:
     resume drops the step-6 record, recomputes it, and ends equal to an uninterrupted run."""
     def crash(record):
