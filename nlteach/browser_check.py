@@ -16,6 +16,7 @@ this module starts. The parts worth testing without a browser live here:
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import os
 import secrets
@@ -90,6 +91,29 @@ def free_port(host: str = LOCALHOST) -> int:
         return s.getsockname()[1]
 
 
+def listening_addresses(port: int) -> list[str]:
+    """IPv4/IPv6 addresses with a TCP socket listening on ``port`` (Linux /proc/net; [] elsewhere).
+
+    Used to prove that the test server is bound to 127.0.0.1 only.
+    """
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            addr_hex, port_hex = local.split(":")
+            if state != "0A" or int(port_hex, 16) != port:  # 0A = LISTEN
+                continue
+            raw = bytes.fromhex(addr_hex)
+            # /proc stores each 32-bit word in host (little-endian) order
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            found.append(str(ipaddress.ip_address(raw)))
+    return found
+
+
 def server_config(*, port: int, token: str, root_dir: Path) -> dict[str, Any]:
     """The Jupyter server/Lab configuration of the test server (token required, localhost only)."""
     if not token or len(token) < 16:
@@ -124,6 +148,7 @@ class LabServer:
     """A running test JupyterLab: ``url("lab/tree/x.ipynb")`` gives a URL that logs in."""
 
     base_url: str
+    port: int
     token: str
     root_dir: Path
     process: subprocess.Popen
@@ -220,7 +245,7 @@ def jupyter_lab(
             cmd, cwd=root_dir, env=server_env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
-    server = LabServer(f"http://{LOCALHOST}:{port}/", token, root_dir, proc, log_path, marker)
+    server = LabServer(f"http://{LOCALHOST}:{port}/", port, token, root_dir, proc, log_path, marker)
     try:
         _wait_until_ready(server, startup_timeout)
         yield server

@@ -55,6 +55,16 @@ def test_free_port_is_bindable():
         s.bind((bc.LOCALHOST, port))
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/net"), reason="needs Linux /proc/net")
+def test_listening_addresses_sees_a_listening_socket():
+    with socket.socket() as s:
+        s.bind((bc.LOCALHOST, 0))
+        port = s.getsockname()[1]
+        assert bc.listening_addresses(port) == []  # bound, not yet listening
+        s.listen()
+        assert bc.listening_addresses(port) == ["127.0.0.1"]
+
+
 def test_server_config_is_local_and_token_protected(tmp_path):
     cfg = bc.server_config(port=8899, token="x" * 32, root_dir=tmp_path)
     assert cfg["ServerApp"]["ip"] == "127.0.0.1"
