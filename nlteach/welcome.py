@@ -135,7 +135,7 @@ def draw_ema(fig: Figure, beta: float = 0.9, *, seed: int = 0) -> Figure:
     ax2.bar(np.arange(n), weights, color="C0")
     ax2.set_xlabel("age of the input (steps ago)")
     ax2.set_ylabel("weight in m_t")
-    ax2.set_title(f"half the weight: last {memory_horizon(beta)} inputs")
+    ax2.set_title(f"half the weight: last {memory_horizon(beta)}")
     return fig
 
 

@@ -11,6 +11,7 @@ The pattern every widget in the course follows:
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +21,37 @@ from matplotlib.figure import Figure
 Draw = Callable[..., Any]
 
 
+def png_bytes(fig: Figure) -> bytes:
+    """The figure as PNG bytes (the figure's own size and dpi, no cropping)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+class PngFigure(Figure):
+    """A ``Figure`` that shows itself as a PNG in Jupyter, whatever matplotlib backend is loaded.
+
+    A plain ``Figure`` made without pyplot has no rich display of its own: in a fresh kernel
+    ``display(fig)`` shows only ``<Figure size ...>``, because Jupyter's inline backend (which
+    registers a PNG formatter for figures) is loaded lazily, by the first pyplot drawing.
+    tests/test_browser.py caught this in JupyterLab.
+    """
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self)
+
+
+def as_image(fig: Figure) -> Any:
+    """``IPython.display.Image`` of the figure: displays the same before and after a later cell
+    loads the inline backend (whose formatter, once registered, would crop with bbox 'tight')."""
+    from IPython.display import Image
+
+    return Image(data=png_bytes(fig), format="png")
+
+
 def render(draw: Draw, values: dict[str, Any], *, figsize: tuple[float, float] = (8, 3.2)) -> Figure:
     """Call ``draw`` on a fresh figure (not registered with pyplot, so nothing leaks)."""
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = PngFigure(figsize=figsize, layout="constrained")
     draw(fig, **values)
     return fig
 
@@ -44,14 +73,14 @@ def interactive_figure(
         raise ValueError("controls must name at least one widget, got an empty dict.")
     values = {k: w.value for k, w in controls.items()}
     if show_static:
-        display(render(draw, values, figsize=figsize))
+        display(as_image(render(draw, values, figsize=figsize)))
     out = widgets.Output()
 
     def redraw(_change: Any = None) -> None:
         fig = render(draw, {k: w.value for k, w in controls.items()}, figsize=figsize)
         with out:
             out.clear_output(wait=True)
-            display(fig)
+            display(as_image(fig))
 
     for w in controls.values():
         w.observe(redraw, names="value")

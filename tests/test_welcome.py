@@ -37,7 +37,7 @@ def test_draw_ema_changes_with_beta():
     ya = a.axes[0].lines[1].get_ydata()
     yb = b.axes[0].lines[1].get_ydata()
     assert len(ya) == len(yb) and not (ya == yb).all()
-    assert "last 14 inputs" in b.axes[1].get_title()
+    assert b.axes[1].get_title().endswith("last 14")
 
 
 def test_interactive_figure_redraws_on_change():
@@ -55,3 +55,12 @@ def test_interactive_figure_redraws_on_change():
     assert isinstance(box, widgets.VBox)
     with pytest.raises(ValueError, match="controls"):
         interactive_figure(draw, {})
+
+
+def test_rendered_figures_display_as_png_without_pyplot():
+    """A bare Figure has no rich display until the inline backend loads; ours must (browser bug)."""
+    fig = render(welcome.draw_ema, {"beta": 0.9})
+    png = fig._repr_png_()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    from nlteach.widgets import as_image
+    assert as_image(fig).data == png
