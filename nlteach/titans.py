@@ -1,0 +1,444 @@
+"""Self-modifying Titans (Sec. 8 of arXiv v1, Eqs. 83-93; notebook 08).
+
+In Titans (notebook 04) only the memory learns in context; the projections that make its keys,
+values and learning rates are fixed after training. Self-modifying Titans makes *every* projection
+a memory that is itself updated while the sequence is read, and lets each memory produce its own
+training targets. Per head (vectors of width d; ``box`` is one of k, v, eta, alpha, memory)::
+
+    k_t     = normalize(M_k,t-1(u_t))                   keys       (Eq. 83)
+    v_t     = M_v,t-1(u_t)                              values     (Eq. 84)
+    eta_t   = eta_max * sigmoid(w_eta . M_eta,t-1(u_t) + b_eta)      learning rate (Eq. 85)
+    alpha_t = sigmoid(w_alpha . M_alpha,t-1(u_t) + b_alpha)          retention     (Eq. 85)
+    vhat_box,t = M_box,t-1(v_t)                         each memory generates its own values (Eq. 86)
+    M_box,t = M_box,t-1 (alpha_t I - eta_t k_t k_t^T) - eta_t grad L(M_box,t-1; k_t, vhat_box,t)
+                                                        DGD with weight decay, L = 1/2 ||M(k) - vhat||^2
+    o_t     = M_memory,t-1(q_t)                         the output (Eq. 88)
+
+Every memory is a residual two-layer MLP (Eq. 89), written here in row form with the weights
+stored transposed, ``M(x) = x + sigma(x S2) S1`` (``S2 = W2^T: [d, hidden]``,
+``S1 = W1^T: [hidden, d]``, sigma = SiLU). Their initial states are parameters trained by the
+outer optimizer (meta-learned initial states). ``u_t`` and ``q_t`` are made by the layer
+(:class:`SelfModifyingTitans`): a linear projection of the residual stream, a causal depthwise
+convolution of window 4, and for q an L2 normalization.
+
+Choices where the paper is open (PAPER_NOTES section 6; notebook 08 states them too):
+
+(a) **q is non-adaptive**: ``q_t = normalize(conv(x_t W_q))``. The paper calls q "the only
+    non-adaptive projection" although a later list of adaptive memories names it; we follow the
+    sentence that gives the equation, and the ablation of the paper shows adaptive q does not help.
+(b) **The factor (alpha I - eta k k^T) multiplies the first matrix** ``W2`` (the one the key
+    enters): only a matrix whose input width is d can be multiplied on the right by a d x d matrix,
+    so this is the one reading that type-checks. The second matrix ``W1`` gets the weight decay
+    ``alpha_t`` and the gradient step: ``W1 <- alpha_t W1 - eta'_t grad``. Its input is the hidden
+    activation ``a = sigma(W2 k)``, which is not normalized, so its step is normalized like DGD's
+    exact step (Eq. 57): ``eta'_t = eta_t / (1 + ||a_t||^2)``; without this a plain step diverges
+    once ``eta ||a||^2 > 2``.
+(c) **Momentum is an option** (``momentum=beta``, default 0 = off, the HOPE equations): Titans'
+    momentum on the update, ``S_t = beta S_{t-1} - eta_t grad_t``,
+    ``M_t = M_{t-1} (alpha_t I - eta_t k_t k_t^T) + S_t``; beta is a constant, not generated.
+(d) Scalars from vector memories: eta and alpha memories map ``u_t`` to a d-vector like the
+    others; a fixed (outer-trained) readout ``w . (.) + b`` and a sigmoid make the per-head scalar.
+(e) The target of the main memory is also self-generated, ``vhat_memory,t = M_memory(v_t)``,
+    literally as Eq. 86 lists "memory" among the boxes. The read is exclusive (``M_t-1``, Eq. 88).
+(f) Chunking (Eqs. 90-93): the k, v, eta and alpha memories share ``proj_chunk_size``, the main
+    memory has ``chunk_size``. Inside a chunk, every generated quantity (k, v, eta, alpha, vhat) and
+    every gradient is computed at the chunk-start state; the updates themselves still follow the
+    recurrence token by token (so the main memory's read at t sees the writes of t' < t of the same
+    chunk). Chunks start at token 0. ``proj_chunk_size = chunk_size = 1`` is the fully online model.
+
+Two implementations with the same signature and the same results:
+:func:`self_modifying_titans_naive` (a token loop, the equations above) and
+:func:`self_modifying_titans_chunked` (inside a chunk: matmuls and one triangular solve; the
+derivation is beside :func:`dgd_chunk`). Both return ``(o, (states_T, momenta_T))`` where states and
+momenta are dicts ``box -> (S2, S1)`` with leading ``[B, H]`` dims.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BOXES: tuple[str, ...] = ("k", "v", "eta", "alpha", "memory")
+PROJ_BOXES: tuple[str, ...] = BOXES[:4]
+Memory = tuple[torch.Tensor, torch.Tensor]  # (S2 [..., d, hidden], S1 [..., hidden, d])
+
+__all__ = [
+    "BOXES",
+    "mlp_read",
+    "generate",
+    "dgd_token",
+    "dgd_chunk",
+    "self_modifying_titans_naive",
+    "self_modifying_titans_chunked",
+    "SelfModifyingTitans",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# One memory: read, gradient, generation.
+
+
+def sigma(z: torch.Tensor) -> torch.Tensor:
+    """The memories' activation, SiLU."""
+    return F.silu(z)
+
+
+def sigma_prime(z: torch.Tensor) -> torch.Tensor:
+    """d silu(z)/dz = s (1 + z (1 - s)), s = sigmoid(z)."""
+    s = torch.sigmoid(z)
+    return s * (1 + z * (1 - s))
+
+
+def mlp_read(S2: torch.Tensor, S1: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Eq. 89 in row form: ``M(x) = x + sigma(x S2) S1``; ``x [..., N, d] -> [..., N, d]``."""
+    return x + sigma(x @ S2) @ S1
+
+
+def grad_terms(S2: torch.Tensor, S1: torch.Tensor, k: torch.Tensor, vhat: torch.Tensor):
+    """Pieces of the gradient of ``1/2 ||M(k) - vhat||^2`` at ``(S2, S1)``, rows ``[..., N, .]``.
+
+    With ``z = k S2``, ``a = sigma(z)``, ``r = M(k) - vhat``, ``delta = sigma'(z) * (r S1^T)``:
+    ``grad_S2 = k^T delta`` and ``grad_S1 = a^T r`` (one rank-one term per row). Returns (a, r, delta).
+    """
+    z = k @ S2  # [..., N, hidden]
+    a = sigma(z)
+    r = k + a @ S1 - vhat  # [..., N, d]
+    delta = sigma_prime(z) * (r @ S1.transpose(-1, -2))  # [..., N, hidden]
+    return a, r, delta
+
+
+def generate(states: Mapping[str, Memory], u: torch.Tensor, readout: Mapping[str, torch.Tensor],
+             eta_max: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """k, v, eta, alpha of tokens ``u [B, H, N, d]`` from the (chunk-start) states, Eqs. 83-85.
+
+    ``readout``: ``w_eta, w_alpha [H, d]`` and ``b_eta, b_alpha [H]``. Returns ``k, v [B, H, N, d]``
+    and ``eta, alpha [B, H, N]``.
+    """
+    k = F.normalize(mlp_read(*states["k"], u), dim=-1)  # Eq. 83, L2-normalized keys
+    v = mlp_read(*states["v"], u)  # Eq. 84
+    e = (mlp_read(*states["eta"], u) * readout["w_eta"][:, None, :]).sum(-1) + readout["b_eta"][:, None]
+    a = (mlp_read(*states["alpha"], u) * readout["w_alpha"][:, None, :]).sum(-1) + readout["b_alpha"][:, None]
+    return k, v, eta_max * torch.sigmoid(e), torch.sigmoid(a)  # Eq. 85
+
+
+# ---------------------------------------------------------------------------------------------
+# The update of one weight matrix, token by token (naive) and for a whole chunk (chunked).
+#
+# Both layers of a memory follow the same recurrence on a transposed weight S [n_in, n_out]:
+#     M_t = beta M_{t-1} - eta_t x_t e_t^T                  (momentum; beta = 0: M_t = the step)
+#     S_t = (alpha_t I - eta_t p_t p_t^T) S_{t-1} + M_t     (DGD projector, only when p is given)
+# where x_t e_t^T is the gradient taken at the chunk-start weights (first layer: x = k,
+# e = delta, p = k; second layer: x = a, e = r, no p, eta' instead of eta).
+
+
+def dgd_token(S: torch.Tensor, M: torch.Tensor, x: torch.Tensor, e: torch.Tensor, p: torch.Tensor | None,
+              eta: torch.Tensor, alpha: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token of the recurrence above. ``S, M [..., n_in, n_out]``, ``x, p [..., n_in]``,
+    ``e [..., n_out]``, ``eta, alpha [...]``. Returns the new ``(S, M)``."""
+    eta_, alpha_ = eta[..., None, None], alpha[..., None, None]
+    M = beta * M - eta_ * x[..., :, None] * e[..., None, :]  # momentum on the gradient step
+    S_new = alpha_ * S  # weight decay
+    if p is not None:  # S (alpha I - eta p p^T) in column form: subtract eta p (p^T S)
+        S_new = S_new - eta_ * p[..., :, None] * (p[..., None, :] @ S)
+    return S_new + M, M
+
+
+def segment_products(x: torch.Tensor) -> torch.Tensor:
+    """``x [..., n] -> [..., n, n]`` with ``out[i, l] = prod_{l < m <= i} x_m`` (i >= l), else 0.
+
+    Division free (so it is exact when some x_m is 0): cumulative product down the columns of a
+    matrix holding x_m below the diagonal and 1 elsewhere.
+    """
+    n = x.shape[-1]
+    idx = torch.arange(n, device=x.device)
+    X = torch.where(idx[:, None] > idx[None, :], x[..., :, None], torch.ones((), dtype=x.dtype, device=x.device))
+    return torch.cumprod(X, dim=-2).tril()
+
+
+# Chunked form. Number the chunk's tokens t = 1..C, state 0 = the chunk start. Let
+#   G[t, l] = prod_{l < m <= t} alpha_m        (decay from state l to state t)
+#   Bm[t, l] = beta^(t - l)                    (momentum decay)
+# 1. Without the projector, S_t = D_t with D_t = alpha_t D_{t-1} + M_t. Unrolling both recurrences,
+#      D_t = G[t,0] S_0 + mu_t M_0 - sum_{j<=t} c[t,j] eta_j x_j e_j^T,
+#      c = G Bm (both lower triangular),   mu_t = sum_{1<=l<=t} G[t,l] beta^l.
+#    Any read z D_{t-1} is then two matmuls with S_0, M_0 plus a C x C "attention"
+#    ((c_prev * eta) o (Z X^T)) E, with c_prev[t, j] = c[t-1, j] (strictly lower).
+# 2. The projector adds rank-one terms: S_t = D_t + sum_{l<=t} G[t,l] p_l y_l^T with
+#      y_t = -eta_t p_t^T S_{t-1} = -eta_t (p_t D_{t-1} + sum_{l<t} G[t-1,l] (p_t . p_l) y_l)
+#    (check: multiply S_{t-1} by (alpha_t I - eta_t p_t p_t^T) and add M_t). For all t at once
+#    this is a unit lower-triangular system (I + diag(eta) L) Y = -diag(eta) (P D_prev),
+#    L[t,l] = G[t-1,l] (p_t . p_l): one triangular solve (like the UT transform of the delta rule).
+# 3. Reads (exclusive): z_t S_{t-1} = z_t D_{t-1} + sum_{l<t} G[t-1,l] (z_t . p_l) y_l; the chunk's
+#    final state is row t = C of the same sums; M_C = beta^C M_0 - sum_j beta^(C-j) eta_j x_j e_j^T.
+
+
+def dgd_chunk(S0: torch.Tensor, M0: torch.Tensor, X: torch.Tensor, E: torch.Tensor, project: bool,
+              eta: torch.Tensor, alpha: torch.Tensor, beta: float, Z: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """C tokens of :func:`dgd_token` at once (``p = x`` when ``project``), see the derivation above.
+
+    ``S0, M0 [..., n_in, n_out]``, ``X [..., C, n_in]``, ``E [..., C, n_out]``, ``eta, alpha [..., C]``,
+    queries ``Z [..., C, n_in]`` (optional). Returns ``(reads z_t S_{t-1} [..., C, n_out] or None,
+    S_C, M_C)``.
+    """
+    C = X.shape[-2]
+    one = torch.ones_like(alpha[..., :1])
+    G = segment_products(torch.cat([one, alpha], dim=-1))  # [..., C+1, C+1], states 0..C
+    Bm = segment_products(torch.full((C + 1,), float(beta), dtype=X.dtype, device=X.device))
+    c = G @ Bm  # c[t, j] = sum_{j<=l<=t} G[t,l] beta^(l-j)
+    mu = (G[..., :, 1:] @ Bm[1:, :1])[..., 0]  # [..., C+1]
+    g0 = G[..., :, 0]  # decay of the chunk-start state
+    eE = eta[..., None] * E  # [..., C, n_out]
+    c_prev, G_prev = c[..., :-1, 1:], G[..., :-1, 1:]  # [..., C, C]: row t uses state t-1
+
+    def read_D(Zr: torch.Tensor) -> torch.Tensor:  # z_t D_{t-1} for every row t
+        return (g0[..., :-1, None] * (Zr @ S0) + mu[..., :-1, None] * (Zr @ M0)
+                - (c_prev * (Zr @ X.transpose(-1, -2))) @ eE)
+
+    Y = None
+    if project:
+        L = G_prev * (X @ X.transpose(-1, -2))  # strictly lower: G[t-1, l] (p_t . p_l), l < t
+        A = torch.eye(C, dtype=X.dtype, device=X.device) + eta[..., :, None] * L
+        Y = torch.linalg.solve_triangular(A, -eta[..., None] * read_D(X), upper=False, unitriangular=True)
+    reads = None
+    if Z is not None:
+        reads = read_D(Z)
+        if Y is not None:
+            reads = reads + (G_prev * (Z @ X.transpose(-1, -2))) @ Y
+    Xt = X.transpose(-1, -2)
+    S = g0[..., -1, None, None] * S0 + mu[..., -1, None, None] * M0 - Xt @ (c[..., -1, 1:, None] * eE)
+    if Y is not None:
+        S = S + Xt @ (G[..., -1, 1:, None] * Y)
+    M = (float(beta) ** C) * M0 - Xt @ (Bm[-1, 1:, None] * eE)
+    return reads, S, M
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checks (shared).
+
+
+def _check(u, q, init, readout, chunk_size, proj_chunk_size, momentum_state, momentum):
+    for name, x in (("u", u), ("q", q)):
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{name} must be a tensor [B, H, T, d], got {got}.")
+    if q.shape != u.shape:
+        raise ValueError(f"q must have the shape of u {tuple(u.shape)}, got {tuple(q.shape)}.")
+    B, H, T, d = u.shape
+    for name, c in (("chunk_size", chunk_size), ("proj_chunk_size", proj_chunk_size)):
+        if not isinstance(c, int) or isinstance(c, bool) or c < 1:
+            raise ValueError(f"{name} must be a positive int, got {c!r}.")
+    if not 0.0 <= float(momentum) < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}.")
+    if set(init) != set(BOXES):
+        raise ValueError(f"init must have one (S2, S1) per memory {BOXES}, got keys {sorted(init)}.")
+    for box in BOXES:
+        S2, S1 = init[box]
+        hidden = S2.shape[-1]
+        if tuple(S2.shape) != (B, H, d, hidden) or tuple(S1.shape) != (B, H, hidden, d):
+            raise ValueError(f"init[{box!r}] must be S2 [B, H, d, hidden] = [{B}, {H}, {d}, hidden] and "
+                             f"S1 [B, H, hidden, d]; got {list(S2.shape)} and {list(S1.shape)}.")
+    for name, shape in (("w_eta", (H, d)), ("w_alpha", (H, d)), ("b_eta", (H,)), ("b_alpha", (H,))):
+        if name not in readout or tuple(readout[name].shape) != shape:
+            got = list(readout[name].shape) if name in readout else "missing"
+            raise ValueError(f"readout[{name!r}] must have shape {list(shape)}, got {got}.")
+    if momentum_state is not None:
+        for box in BOXES:
+            if tuple(m.shape for m in momentum_state[box]) != tuple(s.shape for s in init[box]):
+                raise ValueError(f"momentum_state[{box!r}] must be shaped like init[{box!r}].")
+    M = momentum_state if momentum_state is not None else {
+        b: tuple(torch.zeros_like(s) for s in init[b]) for b in BOXES}
+    return dict(init), dict(M)
+
+
+def _memory_update(snap: Memory, state: Memory, mom: Memory, k, vhat, eta, alpha, beta, dgd, chunk: bool):
+    """Update one memory with keys k, targets vhat (gradients at ``snap``); tokens as rows."""
+    a, r, delta = grad_terms(*snap, k, vhat)
+    eta2 = eta / (1 + (a * a).sum(-1))  # choice (b): normalized step for the second matrix
+    if chunk:
+        _, S2, M2 = dgd_chunk(state[0], mom[0], k, delta, dgd, eta, alpha, beta)
+        _, S1, M1 = dgd_chunk(state[1], mom[1], a, r, False, eta2, alpha, beta)
+    else:
+        k, a, r, delta = k[..., 0, :], a[..., 0, :], r[..., 0, :], delta[..., 0, :]
+        S2, M2 = dgd_token(state[0], mom[0], k, delta, k if dgd else None, eta[..., 0], alpha[..., 0], beta)
+        S1, M1 = dgd_token(state[1], mom[1], a, r, None, eta2[..., 0], alpha[..., 0], beta)
+    return (S2, S1), (M2, M1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Naive: the token loop.
+
+
+def self_modifying_titans_naive(u: torch.Tensor, q: torch.Tensor, init: Mapping[str, Memory],
+                                readout: Mapping[str, torch.Tensor], *, chunk_size: int = 16,
+                                proj_chunk_size: int = 16, momentum: float = 0.0, eta_max: float = 1.0,
+                                dgd: bool = True, self_modify: bool = True,
+                                momentum_state: Mapping[str, Memory] | None = None,
+                                return_generated: bool = False):
+    """Self-modifying Titans, one token at a time (the reference).
+
+    Args:
+        u: memory inputs ``[B, H, T, d]``; q: queries ``[B, H, T, d]`` (normalized by the caller).
+        init: initial state per memory (``BOXES``), ``(S2 [B, H, d, hidden], S1 [B, H, hidden, d])``.
+        readout: ``w_eta, w_alpha [H, d]``, ``b_eta, b_alpha [H]`` (choice (d) of the module doc).
+        chunk_size: the main memory's chunk; proj_chunk_size: the k, v, eta, alpha memories' chunk.
+        momentum: beta of the optional momentum (0 = none). eta_max: largest learning rate.
+        dgd: False replaces the projector (alpha I - eta k k^T) by plain weight decay alpha I.
+        self_modify: False freezes the k, v, eta, alpha memories at their initial states.
+        momentum_state: initial momenta, shaped like ``init`` (default zeros).
+        return_generated: also return ``{"k", "v", "eta", "alpha"}`` for every token.
+
+    Returns:
+        ``(o [B, H, T, d], (states_T, momenta_T))`` (and the generated dict when asked).
+    """
+    state, mom = _check(u, q, init, readout, chunk_size, proj_chunk_size, momentum_state, momentum)
+    T = u.shape[2]
+    boxes = BOXES if self_modify else ("memory",)
+    outs, gen = [], {n: [] for n in ("k", "v", "eta", "alpha")}
+    snap: dict[str, Memory] = {}
+    for t in range(T):
+        if t % proj_chunk_size == 0:  # the k, v, eta, alpha memories' chunk starts: freeze them
+            snap.update({b: state[b] for b in PROJ_BOXES})
+        if t % chunk_size == 0:  # the main memory's chunk starts
+            snap["memory"] = state["memory"]
+        u_t, q_t = u[:, :, t:t + 1], q[:, :, t:t + 1]  # [B, H, 1, d]
+        k, v, eta, alpha = generate(snap, u_t, readout, eta_max)  # Eqs. 83-85 at the chunk-start state
+        for name, x in zip(("k", "v", "eta", "alpha"), (k, v, eta, alpha)):
+            gen[name].append(x)
+        outs.append(mlp_read(*state["memory"], q_t))  # Eq. 88: o_t = M_memory,t-1(q_t)
+        for b in boxes:
+            vhat = mlp_read(*snap[b], v)  # Eq. 86: the memory generates its own value
+            state[b], mom[b] = _memory_update(snap[b], state[b], mom[b], k, vhat, eta, alpha,
+                                              momentum, dgd, chunk=False)
+    o = torch.cat(outs, dim=2)
+    if return_generated:
+        return o, (state, mom), {n: torch.cat(x, dim=2) for n, x in gen.items()}
+    return o, (state, mom)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chunked: generation and gradients per chunk with matmuls, the updates by dgd_chunk.
+
+
+def self_modifying_titans_chunked(u: torch.Tensor, q: torch.Tensor, init: Mapping[str, Memory],
+                                  readout: Mapping[str, torch.Tensor], *, chunk_size: int = 16,
+                                  proj_chunk_size: int = 16, momentum: float = 0.0, eta_max: float = 1.0,
+                                  dgd: bool = True, self_modify: bool = True,
+                                  momentum_state: Mapping[str, Memory] | None = None,
+                                  return_generated: bool = False):
+    """Self-modifying Titans in chunks; same arguments and results as :func:`self_modifying_titans_naive`.
+
+    Stage 1: the k, v, eta, alpha memories do not depend on the main memory, so they run first,
+    chunk by chunk (``proj_chunk_size``), all four stacked in one batch dimension; each chunk's
+    k, v, eta, alpha come from the chunk-start states in one matmul each. Stage 2: the main memory
+    runs over chunks of ``chunk_size`` with those keys, values and gates, reading q.
+    """
+    state, mom = _check(u, q, init, readout, chunk_size, proj_chunk_size, momentum_state, momentum)
+    T = u.shape[2]
+    stack = lambda d, i: torch.stack([d[b][i] for b in PROJ_BOXES], dim=1)  # noqa: E731  [B, 4, H, ...]
+    S2, S1, M2, M1 = stack(state, 0), stack(state, 1), stack(mom, 0), stack(mom, 1)
+    ks, vs, etas, alphas = [], [], [], []
+    for s in range(0, T, proj_chunk_size):  # stage 1
+        uc = u[:, :, s:s + proj_chunk_size]
+        snap = {b: (S2[:, i], S1[:, i]) for i, b in enumerate(PROJ_BOXES)}
+        k, v, eta, alpha = generate(snap, uc, readout, eta_max)
+        ks.append(k), vs.append(v), etas.append(eta), alphas.append(alpha)
+        if self_modify:
+            vhat = mlp_read(S2, S1, v[:, None])  # [B, 4, H, C, d]: each memory's own values
+            (S2, S1), (M2, M1) = _memory_update((S2, S1), (S2, S1), (M2, M1), k[:, None], vhat,
+                                                eta[:, None], alpha[:, None], momentum, dgd, chunk=True)
+    for i, b in enumerate(PROJ_BOXES):
+        state[b], mom[b] = (S2[:, i], S1[:, i]), (M2[:, i], M1[:, i])
+    k, v, eta, alpha = (torch.cat(x, dim=2) for x in (ks, vs, etas, alphas))
+
+    (W2, W1), (N2, N1) = state["memory"], mom["memory"]
+    outs = []
+    for s in range(0, T, chunk_size):  # stage 2: the main memory
+        sl = slice(s, s + chunk_size)
+        kc, qc, ec, ac = k[:, :, sl], q[:, :, sl], eta[:, :, sl], alpha[:, :, sl]
+        vhat = mlp_read(W2, W1, v[:, :, sl])  # Eq. 86 at the chunk-start state
+        a, r, delta = grad_terms(W2, W1, kc, vhat)
+        e2 = ec / (1 + (a * a).sum(-1))
+        z, W2n, N2 = dgd_chunk(W2, N2, kc, delta, dgd, ec, ac, momentum, Z=qc)  # q_t S2_{t-1}
+        h, W1n, N1 = dgd_chunk(W1, N1, a, r, False, e2, ac, momentum, Z=sigma(z))  # sigma(.) S1_{t-1}
+        outs.append(qc + h)  # Eq. 88 with Eq. 89: q + sigma(q S2_{t-1}) S1_{t-1}
+        W2, W1 = W2n, W1n
+    state["memory"], mom["memory"] = (W2, W1), (N2, N1)
+    o = torch.cat(outs, dim=2)
+    if return_generated:
+        return o, (state, mom), {"k": k, "v": v, "eta": eta, "alpha": alpha}
+    return o, (state, mom)
+
+
+# ---------------------------------------------------------------------------------------------
+# The layer.
+
+
+class SelfModifyingTitans(nn.Module):
+    """Self-modifying Titans as a sequence layer ``x [B, T, dim] -> [B, T, dim]``.
+
+    ``x -> (u, q) = x W_in`` -> causal depthwise convolution (window 4) -> heads; q is
+    L2-normalized (keys are normalized after their memory generates them) -> the memories ->
+    ``o`` -> heads merged -> ``W_out``. Parameters: ``W_in``, the convolution, the readouts of eta
+    and alpha, ``W_out``, and the initial states of the five memories (``init_S2 [5, H, d, hidden]``,
+    ``init_S1 [5, H, hidden, d]``, in the order of ``BOXES``), which the outer optimizer trains.
+    """
+
+    def __init__(self, dim: int, n_heads: int, *, hidden: int | None = None, chunk_size: int = 16,
+                 proj_chunk_size: int = 16, momentum: float = 0.0, eta_max: float = 1.0, dgd: bool = True,
+                 self_modify: bool = True, impl: str = "chunked", conv_size: int = 4,
+                 out_std: float = 0.02) -> None:
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"dim={dim} must be divisible by n_heads={n_heads}.")
+        if impl not in ("naive", "chunked"):
+            raise ValueError(f"impl must be 'naive' or 'chunked', got {impl!r}.")
+        self.dim, self.n_heads, self.d = dim, n_heads, dim // n_heads
+        self.hidden = hidden or 2 * self.d
+        self.impl = impl
+        self.opts = dict(chunk_size=chunk_size, proj_chunk_size=proj_chunk_size, momentum=momentum,
+                         eta_max=eta_max, dgd=dgd, self_modify=self_modify)
+        H, d, h = n_heads, self.d, self.hidden
+        self.W_in = nn.Linear(dim, 2 * dim, bias=False)  # u and q
+        self.conv = nn.Conv1d(2 * dim, 2 * dim, conv_size, groups=2 * dim, padding=conv_size - 1, bias=False)
+        self.W_out = nn.Linear(dim, dim, bias=False)
+        self.init_S2 = nn.Parameter(torch.randn(len(BOXES), H, d, h))  # z = x S2 ~ unit scale for unit x
+        self.init_S1 = nn.Parameter(0.02 * torch.randn(len(BOXES), H, h, d))  # memories start near identity
+        self.w_eta = nn.Parameter(torch.randn(H, d) / math.sqrt(d))
+        self.w_alpha = nn.Parameter(torch.randn(H, d) / math.sqrt(d))
+        self.b_eta = nn.Parameter(torch.full((H,), -2.0))  # eta ~ 0.12 eta_max at the start
+        self.b_alpha = nn.Parameter(torch.full((H,), 4.0))  # alpha ~ 0.98: slow forgetting
+        nn.init.normal_(self.W_in.weight, std=0.02)
+        nn.init.normal_(self.W_out.weight, std=out_std)
+        with torch.no_grad():  # a short causal filter that starts as the identity (plus noise)
+            self.conv.weight.normal_(0, 0.02)
+            self.conv.weight[:, 0, -1] += 1.0
+
+    def readout(self) -> dict[str, torch.Tensor]:
+        return {"w_eta": self.w_eta, "b_eta": self.b_eta, "w_alpha": self.w_alpha, "b_alpha": self.b_alpha}
+
+    def initial_states(self, B: int) -> dict[str, Memory]:
+        """The meta-learned initial states, expanded to ``[B, H, ...]`` per memory."""
+        return {b: (self.init_S2[i].expand(B, -1, -1, -1), self.init_S1[i].expand(B, -1, -1, -1))
+                for i, b in enumerate(BOXES)}
+
+    def inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x [B, T, dim] -> (u, q)``, each ``[B, H, T, d]`` (q L2-normalized)."""
+        B, T, _ = x.shape
+        z = self.conv(self.W_in(x).transpose(1, 2))[..., :T]  # causal: pad left by conv_size - 1
+        u, q = z.view(B, 2, self.n_heads, self.d, T).permute(1, 0, 2, 4, 3)  # [B, H, T, d] each
+        return u, F.normalize(q, dim=-1)
+
+    def forward(self, x: torch.Tensor, *, return_generated: bool = False):
+        if x.dim() != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"x must be [B, T, dim={self.dim}], got {tuple(x.shape)}.")
+        B, T, _ = x.shape
+        u, q = self.inputs(x)
+        fn = self_modifying_titans_naive if self.impl == "naive" else self_modifying_titans_chunked
+        res = fn(u, q, self.initial_states(B), self.readout(), return_generated=return_generated, **self.opts)
+        y = self.W_out(res[0].transpose(1, 2).reshape(B, T, self.dim))
+        return (y, res[2]) if return_generated else y
