@@ -378,9 +378,11 @@ def delta_rule_chunked(
     F_ = F_.permute(2, 0, 1, 3, 4).reshape(N, B * H, d_k, d_v)
     S = S.reshape(B * H, d_k, d_v)
     states = []
-    for n in range(N):
+    # unbind once: indexing E[n] inside the loop would make autograd build a full-size zero
+    # gradient for every index (quadratic in the number of chunks).
+    for E_n, F_n in zip(E.unbind(0), F_.unbind(0)):
         states.append(S)
-        S = torch.baddbmm(F_[n], E[n], S)  # [B*H, d_k, d_v]
+        S = torch.baddbmm(F_n, E_n, S)  # [B*H, d_k, d_v]
     S_before = torch.stack(states, dim=1).reshape(B, H, N, d_k, d_v)  # state before each chunk
     S = S.reshape(B, H, d_k, d_v)
     O = O_intra + Q_state @ S_before  # [B, H, N, C, d_v]
