@@ -45,7 +45,7 @@ if "google.colab" in sys.modules:
 # %matplotlib inline
 import torch
 from IPython.display import display
-from matplotlib.figure import Figure
+
 
 from nlteach import config
 from nlteach.cms import CMS, cms_in_context_chunked, cms_in_context_naive
@@ -60,7 +60,7 @@ from nlteach.cms_experiments import (
     track_level_changes,
 )
 from nlteach.exercises import grade
-from nlteach.widgets import render
+from nlteach.widgets import PngFigure, render
 
 print(config.describe())
 gen = config.seed_everything(0)
@@ -238,7 +238,7 @@ blk = cms_ic.blocks[1]
 y_ex, _ = in_context_fn(xs[0], vs[0], blk.W_in.detach(), blk.W_out.detach(), 8, 0.02)
 errors["one block, period 8 (your function)"] = ((y_ex - vs[0]) ** 2).sum(-1).detach()
 
-fig = Figure(figsize=(8, 3), layout="constrained")
+fig = PngFigure(figsize=(8, 3), layout="constrained")
 ax = fig.add_subplot()
 window = 16
 for name, err in errors.items():
