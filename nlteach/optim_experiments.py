@@ -85,7 +85,9 @@ def orthogonal_tasks(*, dim: int = 20, steps_a: int = 60, steps_b: int = 120, lr
     optimizer memory, the share of its norm that lies in task A's subspace.
 
     Memories tracked: SGD momentum (``beta``), delta momentum (same ``beta``), and M3's fast and
-    slow momenta (``M1``, ``M2``; frequency 10). Returns ``{"steps", "switch", "share": {name: [..]}}``.
+    slow momenta (``M1``, ``M2``; frequency 10). Returns ``{"steps", "switch", "share": {name: [..]},
+    "kept": {name: [..]}}``: ``share`` is ``||P_A m|| / ||m||``, ``kept`` is ``||P_A m_t||`` relative
+    to its value at the last step of task A.
     """
     g = torch.Generator().manual_seed(seed)
     h = dim // 2
@@ -97,9 +99,9 @@ def orthogonal_tasks(*, dim: int = 20, steps_a: int = 60, steps_b: int = 120, lr
     w_true = torch.randn(dim, generator=g, dtype=torch.float64)
     yA, yB = XA @ w_true, XB @ w_true
 
-    def share_a(m: torch.Tensor) -> float:
+    def a_part(m: torch.Tensor) -> tuple[float, float]:
         m = m.reshape(-1)
-        return float(m[:h].norm() / (m.norm() + 1e-30))
+        return float(m[:h].norm()), float(m.norm())
 
     makers = {
         "momentum": lambda p: nlo.MomentumMemory(p, lr=lr, momentum=beta),
@@ -112,6 +114,7 @@ def orthogonal_tasks(*, dim: int = 20, steps_a: int = 60, steps_b: int = 120, lr
         "M3": [("M3 fast (M1)", "M1"), ("M3 slow (M2)", "M2")],
     }
     shares: dict[str, list[float]] = {}
+    a_norms: dict[str, list[float]] = {}
     for name, make in makers.items():
         w = torch.zeros(1, dim, dtype=torch.float64, requires_grad=True)
         opt = make([w])
@@ -121,22 +124,37 @@ def orthogonal_tasks(*, dim: int = 20, steps_a: int = 60, steps_b: int = 120, lr
             (0.5 * (X @ w[0] - y).pow(2).mean()).backward()
             opt.step()
             for label, key in reads[name]:
-                shares.setdefault(label, []).append(share_a(opt.state[w][key]))
+                a, total = a_part(opt.state[w][key])
+                shares.setdefault(label, []).append(a / (total + 1e-30))
+                a_norms.setdefault(label, []).append(a)
+    kept = {k: [x / (v[steps_a - 1] + 1e-30) for x in v] for k, v in a_norms.items()}
     return {"steps": list(range(1, steps_a + steps_b + 1)), "switch": steps_a, "share": shares,
-            "beta": beta}
+            "kept": kept, "beta": beta}
 
 
 def draw_orthogonal_tasks(fig: Figure, result: dict[str, Any]) -> Figure:
-    ax = fig.subplots()
+    ax, ax2 = fig.subplots(1, 2)
+    sw = result["switch"]
     for name, s in result["share"].items():
-        ax.plot(result["steps"], s, label=name, ls="--" if "slow" in name else "-")
-    ax.axvline(result["switch"] + 0.5, color="k", lw=1, ls=":")
-    ax.text(result["switch"] + 1, 0.5, " switch to task B", fontsize=8)
+        ls = "--" if "slow" in name else "-"
+        ax.plot(result["steps"], s, label=name, ls=ls)
+        ax2.semilogy(result["steps"][sw - 1:], np.maximum(result["kept"][name][sw - 1:], 1e-12),
+                     label=name, ls=ls)
+    k = np.arange(len(result["steps"]) - sw + 1)
+    ax2.semilogy(np.arange(sw, len(result["steps"]) + 1), result["beta"] ** k, color="k", lw=0.8,
+                 ls=":", label=f"beta^k (beta={result['beta']})")
+    ax.axvline(sw + 0.5, color="k", lw=1, ls=":")
+    ax.text(sw + 1, 0.5, " switch to task B", fontsize=8)
     ax.set_xlabel("step")
-    ax.set_ylabel("share of the memory in task A's subspace")
+    ax.set_ylabel("share of the memory in A's subspace")
     ax.set_ylim(-0.02, 1.05)
-    ax.set_title(f"what the optimizer remembers of task A (beta={result['beta']})")
-    ax.legend(fontsize=8)
+    ax.set_title("what the memory is about")
+    ax.legend(fontsize=7)
+    ax2.set_ylim(1e-6, 3)
+    ax2.set_xlabel("step (task B)")
+    ax2.set_ylabel("|A-part| / |A-part at the switch|")
+    ax2.set_title("how much of task A is kept")
+    ax2.legend(fontsize=7)
     return fig
 
 
@@ -222,14 +240,15 @@ def toy_table(settings: Sequence[tuple[float, float, float, float]], *, steps: i
 def draw_toy(fig: Figure, runs: dict[str, dict[str, np.ndarray]], *, k: float = 10.0,
              a: float = 1.0, w: float = 2.0) -> Figure:
     ax, ax2 = fig.subplots(1, 2, width_ratios=[1.3, 1])
-    r = np.linspace(-4.5, 2.0, 200)
-    th = np.linspace(-4.0, 3.5, 200)
+    r = np.linspace(-4.5, 4.0, 220)
+    th = np.linspace(-4.0, 5.0, 220)
     R, TH = np.meshgrid(r, th)
     Z = psi(torch.tensor(np.stack([R, TH], -1)), k, a, w).numpy()
     ax.contour(R, TH, np.log10(Z + 1e-3), levels=20, cmap="Greys", linewidths=0.6)
     for i, (name, res) in enumerate(runs.items()):
         p = res["path"]
-        ax.plot(p[:, 0], p[:, 1], lw=1.3, color=f"C{i}", label=name)
+        ax.plot(p[:, 0], p[:, 1], lw=2.2 if i == 1 else 1.2, color=f"C{i}", label=name,
+                zorder=3 if i == 1 else 2)
         ax2.semilogy(np.maximum(res["loss"], 1e-12), color=f"C{i}", label=name)
     ax.plot(*TOY_START, "ko", ms=4)
     ax.plot(0, 0, "k*", ms=8)
@@ -369,12 +388,12 @@ def comparison_sizes(task: str, preset: str | None = None) -> dict[str, Any]:
 
     if task == "digits":
         return by_preset(
-            tiny=dict(steps=20, hidden=16, seeds=(0, 1, 2), n_evals=5),
+            tiny=dict(steps=12, hidden=16, seeds=(0, 1, 2), n_evals=4),
             laptop=dict(steps=500, hidden=128, seeds=(0, 1, 2)),
             full=dict(steps=3000, hidden=512, seeds=(0, 1, 2, 3, 4)), preset=preset)
     if task == "shakespeare":
         return by_preset(
-            tiny=dict(steps=20, hidden=16, seeds=(0, 1, 2), n_eval=200, n_evals=5),
+            tiny=dict(steps=12, hidden=16, seeds=(0, 1, 2), n_eval=200, n_evals=4),
             laptop=dict(steps=1000, hidden=128, seeds=(0, 1, 2), n_eval=2000),
             full=dict(steps=5000, hidden=512, seeds=(0, 1, 2, 3, 4), n_eval=10000), preset=preset)
     raise ValueError(f"task must be 'digits' or 'shakespeare', got {task!r}.")
@@ -462,7 +481,7 @@ def compare_optimizers(task: str, *, optimizers: Sequence[str] = COMPARED,
                        hidden: int = 128, context: int = 16, embed: int = 8, n_eval: int = 2000,
                        n_evals: int = 10, lrs: dict[str, float] | None = None,
                        options: dict[str, dict[str, Any]] | None = None,
-                       device: str | torch.device | None = None,
+                       device: str | torch.device | None = None, threads: int | None = 1,
                        progress: bool = False) -> dict[str, Any]:
     """Train the same :class:`SmallMLP` with each optimizer and seed on ``task`` (``"digits"`` or
     ``"shakespeare"``; cross-entropy, nats). For a given seed every optimizer starts from the same
@@ -473,7 +492,25 @@ def compare_optimizers(task: str, *, optimizers: Sequence[str] = COMPARED,
     "eval_loss", "step_time", "opt_time"}]}}``: ``train_loss`` per step, ``eval_loss`` at
     ``eval_steps`` (``n_evals`` points incl. step 0 and the last), ``step_time`` / ``opt_time`` the
     median wall time of a full training step / of ``optimizer.step()`` alone (seconds).
+
+    ``threads``: torch CPU threads during the runs (restored afterwards; ``None`` leaves them
+    alone). The default 1 is deliberate: these small models gain nothing from more threads, and on
+    a shared or loaded machine multi-threaded small ops are slower and their timings erratic.
     """
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}.")
+        torch.set_num_threads(threads)
+    try:
+        return _compare(task, optimizers, seeds, steps, batch_size, hidden, context, embed, n_eval,
+                        n_evals, lrs, options, device, progress)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _compare(task, optimizers, seeds, steps, batch_size, hidden, context, embed, n_eval, n_evals,
+             lrs, options, device, progress) -> dict[str, Any]:
     from nlteach.config import get_device
 
     if task not in ("digits", "shakespeare"):
@@ -541,7 +578,7 @@ def compare_optimizers(task: str, *, optimizers: Sequence[str] = COMPARED,
                   batch_size=batch_size, hidden=hidden, context=context, embed=embed,
                   n_eval=n_eval, lrs={n: lr_table[n] for n in optimizers},
                   options={n: dict((options or {}).get(n, {})) for n in optimizers}, device=str(dev),
-                  eval_name=data["eval_name"])
+                  eval_name=data["eval_name"], threads=torch.get_num_threads())
     return {"task": task, "config": config, "eval_steps": eval_steps, "runs": runs}
 
 

@@ -52,6 +52,9 @@ def test_orthogonal_tasks_momentum_forgets_and_the_slow_memory_keeps():
         assert s[name][sw - 1] > 0.99  # all of the memory is task A before the switch
         assert s[name][sw + 44] < 0.05  # ~44 steps later it is (almost) gone
     assert s["M3 slow (M2)"][-1] > 0.3  # the slow sum still remembers task A
+    kept = res["kept"]
+    assert kept["momentum"][sw + 44] < 0.02 and kept["delta momentum"][sw + 44] < 0.02  # ~0.9^45
+    assert min(kept["M3 slow (M2)"][sw:]) > 0.99
     assert render(E.draw_orthogonal_tasks, {"result": res}).axes
 
 
@@ -91,8 +94,10 @@ def test_dgd_stream_gd_diverges_dgd_converges_literal_settles_at_half():
 
 @pytest.mark.parametrize("task", ["digits", "shakespeare"])
 def test_compare_optimizers_tiny(task):
+    threads = torch.get_num_threads()
     res = E.compare_optimizers(task, steps=4, hidden=8, seeds=(0, 1), n_eval=64, n_evals=3,
                                context=8, embed=4)
+    assert torch.get_num_threads() == threads and res["config"]["threads"] == 1
     assert list(res["runs"]) == list(E.COMPARED)
     assert res["eval_steps"] == [0, 2, 4]
     for per_seed in res["runs"].values():
@@ -117,6 +122,8 @@ def test_compare_optimizers_rejects_bad_input():
         E.compare_optimizers("mnist")
     with pytest.raises(ValueError, match="optimizer name"):
         E.compare_optimizers("digits", optimizers=["Lion"])
+    with pytest.raises(ValueError, match="threads"):
+        E.compare_optimizers("digits", threads=0)
     with pytest.raises(ValueError, match="optimizer name"):
         E.make_optimizer("Lion", [torch.zeros(1, requires_grad=True)], 0.1)
 
