@@ -696,7 +696,9 @@ class DGD(Optimizer):
 
     Batches: the N rows ``x_n`` the layer saw (batch and time flattened) are one step on the mean
     objective with ``u_n`` built from the per-row gradient ``N dL/dy_n`` (right for a loss that is
-    a mean over those rows; for N = 1 it is Eq. 57 exactly), see :func:`dgd_step_batch`. A bias in
+    a mean over those rows; for N = 1 it is Eq. 57 exactly), see :func:`dgd_step_batch`. Rows from
+    several forward passes before one ``step()`` are pooled into one step with the same scaling, so
+    gradient accumulation over micro-batches over-weights the gradient term. A bias in
     the optimizer is folded in as the weight of a constant input 1 (``x -> [x; 1]``).
 
     Inputs: call :meth:`watch` (model) once; it registers forward hooks on every ``nn.Linear`` whose
