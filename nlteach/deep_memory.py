@@ -1,0 +1,608 @@
+"""Deep memory (Titans): an associative memory trained by gradient descent at test time.
+
+The memory is a small network ``M`` whose weights are updated on every token by one gradient step
+on the regression loss of that token (Titans, Behrouz, Zhong and Mirrokni, arXiv 2501.00663,
+Sec. 3.1; Nested Learning arXiv v1 Sec. 8 reads it as the fastest level of a nested system)::
+
+    loss_t  = 1/2 ||M_W(k_t) - v_t||^2                       (the 1/2 only rescales theta)
+    g_t     = grad_W loss_t, taken at the chunk-start weights (chunk_size 1: exact online GD)
+    S_t     = eta_t S_{t-1} - theta_t g_t                     momentum: "surprise that persists"
+    W_t     = (1 - alpha_t) W_{t-1} + S_t                     forgetting (weight decay) gate
+    o_t     = M_{W_t}(q_t)                                    inclusive read (token t's own write)
+
+Two memories, both with per-sequence weights carrying leading ``[B, H]`` dims:
+
+- linear, ``params = (W,)`` with ``W: [B, H, d_v, d_k]``: ``M(x) = W x``;
+- residual two-layer MLP, ``params = (W_in, W_out)`` with ``W_in: [B, H, hidden, d_k]`` and
+  ``W_out: [B, H, d_v, hidden]``: ``M(x) = x + W_out sigma(W_in x)`` (the residual form of
+  Eq. 89, arXiv v1; it needs ``d_k == d_v``). **sigma is SiLU**, ``z * sigmoid(z)``: smooth (the
+  chunked form differentiates through sigma'), non-saturating, and the usual choice in this family.
+
+``titans_naive`` is the token loop that reads like the equations. ``titans_chunked`` is the dual
+form: inside a chunk every gradient is taken at the same weights W_0, so all gradients are rank-one
+outer products computed with matmuls, the momentum and decay recurrences become C x C matrices of
+cumulative products, and the read-out never materializes a per-token weight matrix; only the loop
+across chunks is sequential. Both are differentiable w.r.t. q, k, v, theta, eta, alpha, the initial
+weights and the initial momentum. The module also holds the per-token **surprise** readout and the
+helpers notebook 04 draws with.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:  # matplotlib is imported lazily: the kernels need only torch
+    from matplotlib.figure import Figure
+
+Params = tuple[torch.Tensor, ...]
+
+__all__ = [
+    "titans_naive",
+    "titans_chunked",
+    "titans_surprise",
+    "memory_read",
+    "init_params",
+    "dual_form_chunk_linear",
+    "momentum_decay_recurrence",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# The memory, its loss and its gradient (written out, so naive and chunked share no autograd).
+
+
+def sigma(z: torch.Tensor) -> torch.Tensor:
+    """The MLP memory's activation: SiLU, ``z * sigmoid(z)``."""
+    return F.silu(z)
+
+
+def sigma_prime(z: torch.Tensor) -> torch.Tensor:
+    """d sigma / dz = s (1 + z (1 - s)) with s = sigmoid(z)."""
+    s = torch.sigmoid(z)
+    return s * (1 + z * (1 - s))
+
+
+def memory_read(params: Params, x: torch.Tensor) -> torch.Tensor:
+    """Apply the memory to a batch of vectors: ``x [B, H, N, d_k] -> [B, H, N, d_v]``."""
+    if len(params) == 1:
+        (W,) = params
+        return x @ W.transpose(-1, -2)  # M(x) = W x
+    W_in, W_out = params
+    return x + sigma(x @ W_in.transpose(-1, -2)) @ W_out.transpose(-1, -2)  # x + W_out sigma(W_in x)
+
+
+def memory_grad(params: Params, k: torch.Tensor, v: torch.Tensor) -> Params:
+    """Gradient of 1/2 ||M(k) - v||^2 w.r.t. each weight, one token per sequence.
+
+    ``k: [B, H, d_k]``, ``v: [B, H, d_v]``; returns tensors shaped like ``params``.
+    Linear: ``e = W k - v``, ``dW = e k^T``. MLP: ``z = W_in k``, ``a = sigma(z)``,
+    ``r = k + W_out a - v``, ``dW_out = r a^T``, ``dW_in = (sigma'(z) * W_out^T r) k^T``.
+    """
+    if len(params) == 1:
+        (W,) = params
+        e = torch.einsum("bhvk,bhk->bhv", W, k) - v
+        return (e[..., :, None] * k[..., None, :],)
+    W_in, W_out = params
+    z = torch.einsum("bhnk,bhk->bhn", W_in, k)
+    a = sigma(z)
+    r = k + torch.einsum("bhvn,bhn->bhv", W_out, a) - v
+    delta = sigma_prime(z) * torch.einsum("bhvn,bhv->bhn", W_out, r)
+    return (delta[..., :, None] * k[..., None, :], r[..., :, None] * a[..., None, :])
+
+
+def init_params(B: int, H: int, d: int, *, hidden: int | None = None, scale: float = 1.0,
+                generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
+                device: torch.device | str = "cpu") -> Params:
+    """Random initial weights: ``(W,)`` when ``hidden`` is None, else ``(W_in, W_out)``.
+
+    Entries are N(0, scale^2 / fan_in); ``W_out`` of the MLP starts at zero scaled by ``scale``
+    like the others, so ``scale=0`` gives the identity map (residual) or the zero map (linear).
+    """
+    def rnd(*shape: int) -> torch.Tensor:
+        x = torch.randn(*shape, generator=generator, dtype=dtype)
+        return (x * (scale / math.sqrt(shape[-1]))).to(device)
+
+    if hidden is None:
+        return (rnd(B, H, d, d),)
+    return (rnd(B, H, hidden, d), rnd(B, H, d, hidden))
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checks (shared by both implementations).
+
+
+def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lr, momentum, decay, params,
+           chunk_size: int, momentum_state) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Params]:
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{name} must be a tensor [B, H, T, D], got {got}.")
+    B, H, T, d_k = k.shape
+    if q.shape != k.shape:
+        raise ValueError(f"q must have the shape of k {tuple(k.shape)}, got {tuple(q.shape)}.")
+    if v.shape[:3] != (B, H, T):
+        raise ValueError(f"v must be [B, H, T, d_v] = [{B}, {H}, {T}, d_v], got {tuple(v.shape)}.")
+    d_v = v.shape[-1]
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}.")
+    gates = []
+    for name, x in (("lr", lr), ("momentum", momentum), ("decay", decay)):
+        x = torch.as_tensor(x, dtype=k.dtype, device=k.device)
+        try:
+            x = x.expand(B, H, T)
+        except RuntimeError:
+            raise ValueError(
+                f"{name} must be a per-token gate of shape [B, H, T] = [{B}, {H}, {T}] (or broadcast "
+                f"to it), got {tuple(x.shape)}."
+            ) from None
+        gates.append(x)
+    if not isinstance(params, tuple | list) or len(params) not in (1, 2):
+        raise ValueError(
+            "params must be a tuple (W,) for the linear memory or (W_in, W_out) for the MLP memory, "
+            f"got {type(params).__name__} of length {len(params) if hasattr(params, '__len__') else '?'}."
+        )
+    if len(params) == 1:
+        expected = [(B, H, d_v, d_k)]
+    else:
+        if d_k != d_v:
+            raise ValueError(f"the MLP memory is residual, M(x) = x + W_out sigma(W_in x), so it needs "
+                             f"d_k == d_v; got d_k={d_k}, d_v={d_v}.")
+        hidden = params[0].shape[-2] if params[0].dim() == 4 else -1
+        expected = [(B, H, hidden, d_k), (B, H, d_v, hidden)]
+    names = ["W"] if len(params) == 1 else ["W_in", "W_out"]
+    for name, p, shape in zip(names, params, expected):
+        if tuple(p.shape) != shape:
+            raise ValueError(f"params {name} must have shape {list(shape)}, got {list(p.shape)}.")
+        if p.dtype != k.dtype:
+            raise ValueError(f"params {name} has dtype {p.dtype} but the inputs are {k.dtype}.")
+    if momentum_state is not None:
+        if len(momentum_state) != len(params) or any(
+            m.shape != p.shape for m, p in zip(momentum_state, params)
+        ):
+            raise ValueError(
+                "momentum_state must be a tuple shaped like params "
+                f"{[list(p.shape) for p in params]}, got {[list(m.shape) for m in momentum_state]}."
+            )
+    return gates[0], gates[1], gates[2], tuple(params)
+
+
+# ---------------------------------------------------------------------------------------------
+# Naive: the token loop, the equations as written.
+
+
+def titans_naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lr, momentum, decay,
+                 params: Params, *, chunk_size: int,
+                 momentum_state: Params | None = None) -> tuple[torch.Tensor, tuple[Params, Params]]:
+    """Titans memory, one token at a time (reference implementation).
+
+    Args:
+        q, k: ``[B, H, T, d_k]``; v: ``[B, H, T, d_v]``.
+        lr (theta), momentum (eta), decay (alpha): ``[B, H, T]`` (or anything broadcasting to it).
+        params: ``(W,)`` with ``W: [B, H, d_v, d_k]`` (linear memory) or ``(W_in, W_out)`` with
+            ``W_in: [B, H, hidden, d_k]``, ``W_out: [B, H, d_v, hidden]`` (residual MLP memory).
+        chunk_size: gradients are taken at the weights of the start of the token's chunk; chunks
+            start at token 0. ``chunk_size=1`` is exact online gradient descent.
+        momentum_state: initial momentum ``S_0`` shaped like ``params`` (default zeros).
+
+    Returns:
+        ``(o, (params_T, momentum_T))`` with ``o: [B, H, T, d_v]``, ``o_t = M_{W_t}(q_t)``.
+    """
+    theta, eta, alpha = _check(q, k, v, lr, momentum, decay, params, chunk_size, momentum_state)[:3]
+    W = tuple(params)
+    S = tuple(torch.zeros_like(p) for p in W) if momentum_state is None else tuple(momentum_state)
+    T = q.shape[2]
+    outs = []
+    for t in range(T):
+        if t % chunk_size == 0:
+            W_grad_point = W  # the chunk-start weights
+        g = memory_grad(W_grad_point, k[:, :, t], v[:, :, t])  # grad of 1/2||M(k_t) - v_t||^2
+        th, et, al = (x[:, :, t, None, None] for x in (theta, eta, alpha))
+        S = tuple(et * s - th * g_ for s, g_ in zip(S, g))  # S_t = eta_t S_{t-1} - theta_t g_t
+        W = tuple((1 - al) * w + s for w, s in zip(W, S))  # W_t = (1 - alpha_t) W_{t-1} + S_t
+        outs.append(memory_read(W, q[:, :, t, None])[:, :, 0])  # o_t = M_{W_t}(q_t)
+    return torch.stack(outs, dim=2), (W, S)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chunked: the dual form.
+#
+# Inside one chunk (local tokens i = 1..C, weights W_0 and momentum S_0 at the chunk start) every
+# gradient is taken at W_0, so g_i is a known rank-one matrix u_i x_i^T (linear: u = W_0 k - v,
+# x = k; MLP: one such pair per layer). Unroll the two linear recurrences:
+#
+#   S_i = eta_i S_{i-1} - theta_i g_i
+#       = P[i,0] S_0 - sum_{l<=i} P[i,l] theta_l g_l,           P[i,l] = prod_{l<m<=i} eta_m
+#   W_i = a_i W_{i-1} + S_i            (a = 1 - alpha)
+#       = A[i,0] W_0 + sum_{j<=i} A[i,j] S_j,                    A[i,j] = prod_{j<m<=i} a_m
+#       = A[i,0] W_0 + mu_i S_0 - sum_{l<=i} Q[i,l] theta_l g_l
+#
+# with mu_i = sum_{j<=i} A[i,j] P[j,0] and Q[i,l] = sum_{l<=j<=i} A[i,j] P[j,l], i.e. Q = A P
+# (both lower triangular). A weight matrix is only ever applied to vectors, so
+#
+#   W_i x = A[i,0] (W_0 x) + mu_i (S_0 x) - sum_{l<=i} Q[i,l] theta_l u_l (x_l . x),
+#
+# which for all i at once is two matmuls with W_0, S_0 plus ((Q * theta) o (X_read X^T)) U: a C x C
+# "attention" whose scores are the key-query products and whose weights are the cumulative
+# momentum/decay products. For the MLP memory, apply it to the first layer to get the hidden
+# pre-activations of every query, apply sigma, and apply it again to the second layer with those
+# hidden vectors as inputs. The chunk's final weights and momentum are row C of the same sums.
+# P is computed without divisions (so eta = 0 or alpha = 1 are fine): with X[m, l] = eta_m for
+# m > l and 1 otherwise, cumprod over m gives P[i, l] = prod_{l<m<=i} eta_m.
+
+
+def _segment_products(x: torch.Tensor) -> torch.Tensor:
+    """``x [..., C] -> [..., C, C]`` with ``out[i, l] = prod_{l < m <= i} x_m`` for i >= l, else 0."""
+    C = x.shape[-1]
+    idx = torch.arange(C, device=x.device)
+    later = idx[:, None] > idx[None, :]  # m > l
+    X = torch.where(later, x[..., :, None], torch.ones((), dtype=x.dtype, device=x.device))
+    return torch.cumprod(X, dim=-2).tril()
+
+
+def _chunk_coefficients(theta: torch.Tensor, eta: torch.Tensor, alpha: torch.Tensor):
+    """Coefficients of one chunk (``[..., C]`` gates) as in the derivation above.
+
+    Returns ``decay0 [..., C]`` (A[i,0]), ``mu [..., C]``, ``coef [..., C, C]`` (Q[i,l] theta_l),
+    and the end-of-chunk rows for the state: ``w_last [..., C]`` (Q[C,l] theta_l),
+    ``s_last [..., C]`` (P[C,l] theta_l) and ``eta0_last [...]`` (P[C,0]).
+    """
+    P = _segment_products(eta)  # [..., C, C]
+    A = _segment_products(1 - alpha)
+    p0 = torch.cumprod(eta, dim=-1)  # P[j, 0]
+    decay0 = torch.cumprod(1 - alpha, dim=-1)  # A[i, 0]
+    mu = (A @ p0[..., None])[..., 0]
+    coef = (A @ P) * theta[..., None, :]
+    return decay0, mu, coef, coef[..., -1, :], P[..., -1, :] * theta, p0[..., -1]
+
+
+def _apply(W0, S0, decay0, mu, coef, x_read, x_keys, u):
+    """``W_i x_i`` for every query row i of the chunk: ``[..., C, out]`` (see the derivation)."""
+    base = decay0[..., None] * (x_read @ W0.transpose(-1, -2)) + mu[..., None] * (x_read @ S0.transpose(-1, -2))
+    return base - (coef * (x_read @ x_keys.transpose(-1, -2))) @ u
+
+
+def _end_of_chunk(W0, S0, decay0_last, mu_last, eta0_last, w_last, s_last, x_keys, u):
+    """Weights and momentum after the chunk: ``W_C``, ``S_C`` (rank-C updates)."""
+    W = decay0_last[..., None, None] * W0 + mu_last[..., None, None] * S0 \
+        - u.transpose(-1, -2) @ (w_last[..., :, None] * x_keys)
+    S = eta0_last[..., None, None] * S0 - u.transpose(-1, -2) @ (s_last[..., :, None] * x_keys)
+    return W, S
+
+
+def _chunk_step(params: Params, S0: Params, q, k, v, theta, eta, alpha, want_surprise: bool):
+    """One chunk in the dual form. Gates ``[B, H, C]``, vectors ``[B, H, C, D]``."""
+    decay0, mu, coef, w_last, s_last, eta0_last = _chunk_coefficients(theta, eta, alpha)
+    ends = (decay0[..., -1], mu[..., -1], eta0_last, w_last, s_last)
+    if len(params) == 1:
+        (W0,), (S0w,) = params, S0
+        u = k @ W0.transpose(-1, -2) - v  # [B, H, C, d_v]: e_l = W_0 k_l - v_l, g_l = e_l k_l^T
+        o = _apply(W0, S0w, decay0, mu, coef, q, k, u) if q is not None else None
+        W, S = _end_of_chunk(W0, S0w, *ends, k, u)
+        surprise = u.norm(dim=-1) * k.norm(dim=-1) if want_surprise else None  # ||e k^T||_F
+        return o, (W,), (S,), surprise
+    (W_in, W_out), (S_in, S_out) = params, S0
+    z = k @ W_in.transpose(-1, -2)  # [B, H, C, hidden], all at the chunk-start weights
+    a = sigma(z)
+    r = k + a @ W_out.transpose(-1, -2) - v  # [B, H, C, d_v]: g_out,l = r_l a_l^T
+    delta = sigma_prime(z) * (r @ W_out)  # [B, H, C, hidden]: g_in,l = delta_l k_l^T
+    o = None
+    if q is not None:
+        h = sigma(_apply(W_in, S_in, decay0, mu, coef, q, k, delta))  # sigma(W_in,i q_i)
+        o = q + _apply(W_out, S_out, decay0, mu, coef, h, a, r)  # q_i + W_out,i h_i
+    W_in_T, S_in_T = _end_of_chunk(W_in, S_in, *ends, k, delta)
+    W_out_T, S_out_T = _end_of_chunk(W_out, S_out, *ends, a, r)
+    surprise = None
+    if want_surprise:  # ||(g_in, g_out)||_F = sqrt(|delta|^2 |k|^2 + |r|^2 |a|^2)
+        surprise = ((delta.norm(dim=-1) * k.norm(dim=-1)) ** 2 + (r.norm(dim=-1) * a.norm(dim=-1)) ** 2).sqrt()
+    return o, (W_in_T, W_out_T), (S_in_T, S_out_T), surprise
+
+
+def _run_chunks(q, k, v, theta, eta, alpha, params, chunk_size, momentum_state, want_surprise):
+    W = tuple(params)
+    S = tuple(torch.zeros_like(p) for p in W) if momentum_state is None else tuple(momentum_state)
+    T = k.shape[2]
+    outs, surprises = [], []
+    for s in range(0, T, chunk_size):  # the only sequential loop: across chunks
+        sl = slice(s, min(s + chunk_size, T))
+        o, W, S, sur = _chunk_step(W, S, None if q is None else q[:, :, sl], k[:, :, sl], v[:, :, sl],
+                                   theta[:, :, sl], eta[:, :, sl], alpha[:, :, sl], want_surprise)
+        outs.append(o)
+        surprises.append(sur)
+    o = torch.cat(outs, dim=2) if q is not None else None
+    return o, (W, S), (torch.cat(surprises, dim=2) if want_surprise else None)
+
+
+def titans_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lr, momentum, decay,
+                   params: Params, *, chunk_size: int = 64,
+                   momentum_state: Params | None = None) -> tuple[torch.Tensor, tuple[Params, Params]]:
+    """Titans memory in the chunked dual form; same arguments and result as :func:`titans_naive`.
+
+    Cost per chunk of C tokens: O(C^2 (d_k + hidden) + C d_k hidden) with matmuls; memory for
+    autograd grows linearly in T (a few C x C and C x hidden tensors per chunk).
+    """
+    theta, eta, alpha, params = _check(q, k, v, lr, momentum, decay, params, chunk_size, momentum_state)
+    o, state, _ = _run_chunks(q, k, v, theta, eta, alpha, params, chunk_size, momentum_state, False)
+    return o, state
+
+
+def titans_surprise(k: torch.Tensor, v: torch.Tensor, lr, momentum, decay, params: Params, *,
+                    chunk_size: int = 1, momentum_state: Params | None = None) -> torch.Tensor:
+    """Per-token surprise ``||grad loss_t||`` (Frobenius norm over all weights), ``[B, H, T]``.
+
+    It is the norm of the gradient the update of token t uses, i.e. taken *before* token t is
+    written, at the chunk-start weights (``chunk_size=1``: at ``W_{t-1}``, Titans' momentary
+    surprise). Computed with the chunked dual form, no per-token weights.
+    """
+    theta, eta, alpha, params = _check(k, k, v, lr, momentum, decay, params, chunk_size, momentum_state)
+    return _run_chunks(None, k, v, theta, eta, alpha, params, chunk_size, momentum_state, True)[2]
+
+
+# ---------------------------------------------------------------------------------------------
+# References for the exercises of notebook 04 (one sequence, no batch dims).
+
+
+def momentum_decay_recurrence(W0: torch.Tensor, S0: torch.Tensor, grads: torch.Tensor,
+                              theta: torch.Tensor, eta: torch.Tensor,
+                              alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply ``S_t = eta_t S_{t-1} - theta_t g_t``, ``W_t = (1 - alpha_t) W_{t-1} + S_t``.
+
+    ``W0, S0: [m, n]``, ``grads: [T, m, n]``, gates ``[T]``; returns ``(W, S)``, each ``[T, m, n]``
+    holding the weights and momentum after every token.
+    """
+    W, S, Ws, Ss = W0, S0, [], []
+    for t in range(grads.shape[0]):
+        S = eta[t] * S - theta[t] * grads[t]
+        W = (1 - alpha[t]) * W + S
+        Ws.append(W)
+        Ss.append(S)
+    return torch.stack(Ws), torch.stack(Ss)
+
+
+def dual_form_chunk_linear(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, W0: torch.Tensor,
+                           S0: torch.Tensor, theta: torch.Tensor, eta: torch.Tensor,
+                           alpha: torch.Tensor) -> torch.Tensor:
+    """Outputs of one chunk of the linear memory in the dual form (gradients at ``W0``).
+
+    ``q, k: [C, d_k]``, ``v: [C, d_v]``, ``W0, S0: [d_v, d_k]``, gates ``[C]`` -> ``o: [C, d_v]``.
+    """
+    decay0, mu, coef, *_ = _chunk_coefficients(theta, eta, alpha)
+    u = k @ W0.T - v  # e_l = W_0 k_l - v_l
+    return _apply(W0, S0, decay0, mu, coef, q, k, u)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 04: experiments and figures (each figure is a plain ``draw_*(fig, ...)``).
+
+
+def unit_pairs(n: int, d: int, *, seeds: int, generator: torch.Generator,
+               dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """``seeds`` independent sets of ``n`` random unit keys and unit values: ``[seeds, 1, n, d]`` each."""
+    k = F.normalize(torch.randn(seeds, 1, n, d, generator=generator, dtype=dtype), dim=-1)
+    v = F.normalize(torch.randn(seeds, 1, n, d, generator=generator, dtype=dtype), dim=-1)
+    return k, v
+
+
+def capacity_experiment(n_pairs: Sequence[int], d: int, hidden: int, *, epochs: int, seeds: int = 3,
+                        lr: float = 0.05, momentum: float = 0.9, chunk_size: int = 1,
+                        seed: int = 0) -> dict:
+    """Write N random unit key-value pairs into a linear and an MLP memory, then ask for all of them.
+
+    Both memories see the same stream (the N pairs, reshuffled each pass, ``epochs`` passes) with
+    the same gates (``lr``, ``momentum``, no decay); the linear memory starts at zero, the residual
+    MLP at ``W_out = 0`` (the identity map). Returns per N the mean squared recall error
+    ``||M(k_i) - v_i||^2`` over the N pairs for every seed (1.0 = no better than answering 0),
+    and the least-squares floor of a linear memory (the best any d x d matrix can do).
+    """
+    g = torch.Generator().manual_seed(seed)
+    out: dict = {"n_pairs": list(n_pairs), "linear": [], "mlp": [], "linear_floor": [],
+                 "d": d, "hidden": hidden, "epochs": epochs}
+    for n in n_pairs:
+        k, v = unit_pairs(n, d, seeds=seeds, generator=g)
+        order = torch.cat([torch.randperm(n, generator=g) for _ in range(epochs)])
+        ks, vs = k[:, :, order], v[:, :, order]
+        W_in = torch.randn(seeds, 1, hidden, d, generator=g) / math.sqrt(d)
+        memories = {"linear": (torch.zeros(seeds, 1, d, d),),
+                    "mlp": (W_in, torch.zeros(seeds, 1, d, hidden))}
+        for name, params in memories.items():
+            with torch.no_grad():
+                _, (W, _) = titans_chunked(ks, ks, vs, lr, momentum, 0.0, params, chunk_size=chunk_size)
+                err = (memory_read(W, k) - v).pow(2).sum(-1).mean(dim=(1, 2))
+            out[name].append(err.tolist())
+        # least squares: W* = argmin sum ||W k_i - v_i||^2, via lstsq on K W^T = V
+        sol = torch.linalg.lstsq(k[:, 0].double(), v[:, 0].double()).solution
+        floor = (k[:, 0].double() @ sol - v[:, 0].double()).pow(2).sum(-1).mean(-1)
+        out["linear_floor"].append(floor.tolist())
+    return out
+
+
+def draw_capacity(fig: Figure, result: dict) -> Figure:
+    """Recall error vs number of stored pairs: linear vs MLP memory (mean and spread over seeds)."""
+    import numpy as np
+
+    ax = fig.add_subplot(1, 1, 1)
+    n = np.array(result["n_pairs"])
+    styles = {"linear": ("C0", "o", "linear memory (d x d)"),
+              "mlp": ("C3", "s", f"MLP memory (hidden {result['hidden']})"),
+              "linear_floor": ("C0", "", "best possible matrix (least squares)")}
+    for name, (color, marker, label) in styles.items():
+        e = np.array(result[name])
+        ls = "--" if name == "linear_floor" else "-"
+        ax.plot(n, e.mean(1), ls, color=color, marker=marker or None, label=label)
+        if name != "linear_floor":
+            ax.fill_between(n, e.min(1), e.max(1), color=color, alpha=0.2)
+    ax.axvline(result["d"], color="gray", lw=0.8, ls=":")
+    ax.text(result["d"], ax.get_ylim()[1] * 0.95, f" N = d = {result['d']}", color="gray", va="top")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("number of stored pairs N")
+    ax.set_ylabel("recall error  mean ||M(k) - v||^2")
+    ax.set_title(f"capacity after {result['epochs']} passes over the same stream")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def rule_stream(T: int, d: int, *, p_break: float = 0.03, switch_at: int | None = None,
+                seed: int = 0, dtype: torch.dtype = torch.float32) -> dict:
+    """A stream of unit keys whose values follow one rule ``v = R k`` (R a random rotation), with
+    rare pairs (probability ``p_break``) whose value is random: they break the rule. From token
+    ``switch_at`` on a second rotation R2 takes over. Returns ``k, v: [T, d]``, ``broken: [T]``
+    (bool), ``rules: [T]`` (0 or 1) and the rotations ``R: [2, d, d]``."""
+    g = torch.Generator().manual_seed(seed)
+    R = torch.linalg.qr(torch.randn(2, d, d, generator=g, dtype=torch.float64)).Q.to(dtype)
+    k = F.normalize(torch.randn(T, d, generator=g, dtype=dtype), dim=-1)
+    rules = torch.zeros(T, dtype=torch.long)
+    if switch_at is not None:
+        rules[switch_at:] = 1
+    v = torch.einsum("tij,tj->ti", R[rules], k)
+    broken = torch.rand(T, generator=g) < p_break
+    broken[: min(10, T)] = False  # let the memory see the rule first
+    v[broken] = F.normalize(torch.randn(int(broken.sum()), d, generator=g, dtype=dtype), dim=-1)
+    return {"k": k, "v": v, "broken": broken, "rules": rules, "R": R}
+
+
+@torch.no_grad()
+def memory_trace(k: torch.Tensor, v: torch.Tensor, lr: float, momentum: float, decay: float,
+                 params: Params, *, chunk_size: int = 1, probe: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 probe_rules: torch.Tensor | None = None) -> dict:
+    """Token-by-token diagnostics of one sequence (``k, v: [T, d]``, ``params`` with ``[1, 1]`` lead dims).
+
+    Per token t: ``error`` = ``||M_{W_{t-1}}(k_t) - v_t||`` (how wrong the memory was before the
+    write), ``surprise`` = the norm of the gradient used (at the chunk-start weights),
+    ``momentum`` = ``||S_t||`` and, if ``probe = (keys [P, d], values [R, P, d])`` is given,
+    ``probe_error`` = mean ``||M_{W_t}(key) - value||^2`` over probe pairs of the rule in force at t
+    (``probe_rules[t]`` picks which set of values). Same recurrence as :func:`titans_naive`.
+    """
+    W = tuple(params)
+    S = tuple(torch.zeros_like(p) for p in W)
+    T = k.shape[0]
+    names = ("error", "surprise", "momentum", "probe_error")
+    rec = {n: torch.zeros(T) for n in names}
+    for t in range(T):
+        if t % chunk_size == 0:
+            W_grad_point = W
+        kt, vt = k[t].view(1, 1, -1), v[t].view(1, 1, -1)
+        rec["error"][t] = (memory_read(W, kt[:, :, None])[0, 0, 0] - v[t]).norm()
+        g = memory_grad(W_grad_point, kt, vt)
+        rec["surprise"][t] = torch.sqrt(sum(x.pow(2).sum() for x in g))
+        S = tuple(momentum * s - lr * g_ for s, g_ in zip(S, g))
+        W = tuple((1 - decay) * w + s for w, s in zip(W, S))
+        rec["momentum"][t] = torch.sqrt(sum(s.pow(2).sum() for s in S))
+        if probe is not None:
+            pk, pv = probe
+            r = 0 if probe_rules is None else int(probe_rules[t])
+            rec["probe_error"][t] = (memory_read(W, pk[None, None])[0, 0] - pv[r]).pow(2).sum(-1).mean()
+    return {n: x.numpy() for n, x in rec.items()}
+
+
+def gate_demo(theta: float, eta: float, alpha: float, chunk_size: int, *, T: int = 400, d: int = 8,
+              hidden: int = 32, seed: int = 0) -> dict:
+    """The stream behind notebook 04's widget: rule R1, rare rule-breaking pairs, R2 from T/2;
+    an MLP memory starting at the identity. Returns the stream and :func:`memory_trace`."""
+    s = rule_stream(T, d, switch_at=T // 2, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    params = (torch.randn(1, 1, hidden, d, generator=g) / math.sqrt(d), torch.zeros(1, 1, d, hidden))
+    pk = F.normalize(torch.randn(64, d, generator=g), dim=-1)
+    pv = torch.einsum("rij,pj->rpi", s["R"], pk)
+    trace = memory_trace(s["k"], s["v"], theta, eta, alpha, params, chunk_size=chunk_size,
+                         probe=(pk, pv), probe_rules=s["rules"])
+    return {**s, **trace}
+
+
+def draw_gates(fig: Figure, theta: float = 0.3, eta: float = 0.6, alpha: float = 0.0,
+               chunk_size: int = 1) -> Figure:
+    """Widget of notebook 04: surprise, momentum and how well the memory knows the current rule."""
+    import numpy as np
+
+    r = gate_demo(theta, eta, alpha, int(chunk_size))
+    t = np.arange(len(r["error"]))
+    brk = r["broken"].numpy()
+    ax1, ax2 = fig.subplots(2, 1, sharex=True)
+    ax1.plot(t, r["surprise"], color="C3", lw=0.9, label="surprise ||grad||")
+    ax1.plot(t, r["momentum"], color="C1", lw=0.9, label="momentum ||S_t||")
+    ax1.scatter(t[brk], r["surprise"][brk], color="k", s=12, zorder=3, label="rule-breaking pair")
+    ax1.set_yscale("log")
+    ax1.legend(fontsize=7, ncol=3, loc="upper right")
+    ax1.set_title(f"theta={theta:.2f}  eta={eta:.2f}  alpha={alpha:.3f}  chunk={int(chunk_size)}", fontsize=9)
+    ax2.plot(t, r["probe_error"], color="C0", lw=1.0, label="error on the current rule (held-out keys)")
+    ax2.axvline(len(t) // 2, color="gray", ls=":", lw=1)
+    ax2.text(len(t) // 2, 0.98, " rule switches", transform=ax2.get_xaxis_transform(), va="top",
+             color="gray", fontsize=8)
+    for x in t[brk]:
+        ax2.axvline(x, color="k", alpha=0.15, lw=0.8)
+    ax2.set_yscale("log")
+    ax2.set_xlabel("token t")
+    ax2.legend(fontsize=7, loc="upper right")
+    finite = np.isfinite(r["probe_error"]).all()
+    if not finite:
+        ax2.text(0.5, 0.5, "diverged: lower theta or eta", transform=ax2.transAxes, ha="center", color="C3")
+    return fig
+
+
+def chunk_tradeoff(chunk_sizes: Sequence[int], *, B: int, T: int, d: int, hidden: int,
+                   thetas: Sequence[float] = (0.05, 0.3), eta: float = 0.0, alpha: float = 0.0,
+                   repeat: int = 3, seed: int = 0) -> list[dict]:
+    """For each chunk size: forward+backward time per token of :func:`titans_chunked` (measured
+    now, on this machine, at ``thetas[0]``) and, for every learning rate in ``thetas``, the online
+    prediction error on rule streams (the read at token t asks for the *next* key,
+    ``q_t = k_{t+1}``, so the error says how well the memory predicts a pair it has not seen yet;
+    NaN when the memory diverged, i.e. the error exceeded 4, twice that of the untrained memory). Bigger chunks: fewer sequential steps, staler gradient points."""
+    from nlteach.bench import measure
+
+    streams = [rule_stream(T + 1, d, switch_at=(T + 1) // 2, seed=seed + b) for b in range(B)]
+    k = torch.stack([s["k"] for s in streams])[:, None]  # [B, 1, T+1, d]
+    v = torch.stack([s["v"] for s in streams])[:, None]
+    q, k, v, v_next = k[:, :, 1:], k[:, :, :-1], v[:, :, :-1], v[:, :, 1:]
+    g = torch.Generator().manual_seed(seed)
+    W_in = (torch.randn(B, 1, hidden, d, generator=g) / math.sqrt(d)).requires_grad_()
+    W_out = torch.zeros(B, 1, d, hidden, requires_grad=True)
+    rows = []
+    for c in chunk_sizes:
+        def step(c=c):
+            o, _ = titans_chunked(q, k, v, thetas[0], eta, alpha, (W_in, W_out), chunk_size=c)
+            o.square().mean().backward()
+
+        row = {"chunk_size": c, "us_per_token": 1e6 * measure(step, warmup=1, repeat=repeat) / (B * T),
+               "error_mean": {}, "error_per_seq": {}}
+        for theta in thetas:
+            with torch.no_grad():
+                o, _ = titans_chunked(q, k, v, theta, eta, alpha, (W_in, W_out), chunk_size=c)
+                err = (o - v_next).pow(2).sum(-1).mean(-1)[:, 0]  # [B]
+            # diverged: NaN/Inf, or worse than twice the error of the untrained memory (about 2)
+            err = torch.where(torch.isfinite(err) & (err < 4.0), err, torch.full_like(err, float("nan")))
+            row["error_mean"][theta] = err.mean().item()
+            row["error_per_seq"][theta] = err.tolist()
+        rows.append(row)
+    return rows
+
+
+def draw_chunk_tradeoff(fig: Figure, rows: list[dict]) -> Figure:
+    """Two panels against the chunk size: time per token and online prediction error."""
+    import numpy as np
+
+    c = [r["chunk_size"] for r in rows]
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(c, [r["us_per_token"] for r in rows], "o-", color="C2")
+    ax1.set_ylabel("fwd+bwd time per token (us)")
+    ax1.set_title("speed: fewer sequential steps")
+    cs = np.array(c)
+    for i, theta in enumerate(rows[0]["error_per_seq"]):
+        err = np.array([r["error_per_seq"][theta] for r in rows], dtype=float)
+        ok = np.isfinite(err).all(1)
+        color = f"C{3 + i}"
+        ax2.plot(cs[ok], err[ok].mean(1), "o-", color=color, label=f"theta = {theta}")
+        ax2.fill_between(cs[ok], err[ok].min(1), err[ok].max(1), color=color, alpha=0.2)
+        if (~ok).any():
+            ax2.scatter(cs[~ok], np.full((~ok).sum(), np.nanmax(err[ok]) if ok.any() else 1.0),
+                        marker="x", color=color, s=40, label=f"theta = {theta}: diverged")
+    ax2.set_ylabel("online prediction error")
+    ax2.set_title("quality: staler gradient points")
+    ax2.legend(fontsize=7)
+    for ax in (ax1, ax2):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("chunk size C")
+    ax1.set_yscale("log")
+    return fig

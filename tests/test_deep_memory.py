@@ -1,0 +1,322 @@
+"""Titans deep memory: naive == chunked (outputs, final states, gradients), chunk 1 == online GD
+computed independently with autograd, the delta-rule special case, surprise, exercises' references."""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nlteach import deep_memory as dm
+from nlteach.deep_memory import titans_chunked, titans_naive
+
+
+def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).pow(2).mean().sqrt() / b.pow(2).mean().sqrt().clamp_min(1e-300)).item()
+
+
+def make_case(B, H, T, d, hidden, dtype, seed, *, random_momentum=True):
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*s):
+        return torch.randn(*s, generator=g, dtype=torch.float64)
+
+    def uni(lo, hi):
+        return lo + (hi - lo) * torch.rand(B, H, T, generator=g, dtype=torch.float64)
+
+    case = {
+        "q": F.normalize(rnd(B, H, T, d), dim=-1),
+        "k": F.normalize(rnd(B, H, T, d), dim=-1),
+        "v": rnd(B, H, T, d),
+        "lr": uni(0.05, 0.5),
+        "momentum": uni(0.0, 0.95),
+        "decay": uni(0.0, 0.3),
+        "params": dm.init_params(B, H, d, hidden=hidden, scale=0.7, generator=g, dtype=torch.float64),
+    }
+    case["momentum_state"] = tuple(0.1 * rnd(*p.shape) for p in case["params"]) if random_momentum else None
+    return _cast(case, dtype)
+
+
+def _cast(case, dtype):
+    out = {}
+    for n, x in case.items():
+        if x is None:
+            out[n] = None
+        elif isinstance(x, tuple):
+            out[n] = tuple(t.to(dtype).requires_grad_() for t in x)
+        else:
+            out[n] = x.to(dtype).requires_grad_()
+    return out
+
+
+def leaves(case):
+    xs = [case[n] for n in ("q", "k", "v", "lr", "momentum", "decay")] + list(case["params"])
+    if case["momentum_state"] is not None:
+        xs += list(case["momentum_state"])
+    return xs
+
+
+LEAF_NAMES = ["q", "k", "v", "lr (theta)", "momentum (eta)", "decay (alpha)", "params", "params", "S0", "S0"]
+
+
+def run_with_grads(fn, case, chunk, seed=123):
+    o, (W, S) = fn(case["q"], case["k"], case["v"], case["lr"], case["momentum"], case["decay"],
+                   case["params"], chunk_size=chunk, momentum_state=case["momentum_state"])
+    outs = [o, *W, *S]
+    g = torch.Generator().manual_seed(seed)
+    ups = [torch.randn(x.shape, generator=g, dtype=torch.float64).to(x.dtype) for x in outs]
+    grads = torch.autograd.grad(outs, leaves(case), ups)
+    return [x.detach() for x in outs], grads
+
+
+@pytest.mark.parametrize("hidden", [None, 12], ids=["linear", "mlp"])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("B,H,T,d,chunk", [(2, 2, 37, 8, 8), (1, 3, 29, 6, 5), (2, 1, 20, 4, 20),
+                                           (1, 2, 23, 5, 64), (2, 1, 9, 4, 1)])
+def test_chunked_equals_naive(hidden, dtype, tol, B, H, T, d, chunk):
+    case = make_case(B, H, T, d, hidden, dtype, seed=T * 7 + chunk)
+    out_n, grad_n = run_with_grads(titans_naive, case, chunk)
+    out_c, grad_c = run_with_grads(titans_chunked, case, chunk)
+    names = ["o"] + [f"final weight {i}" for i in range(len(case["params"]))] + \
+            [f"final momentum {i}" for i in range(len(case["params"]))]
+    for name, a, b in zip(names, out_c, out_n):
+        assert a.shape == b.shape
+        assert rel_rms(a, b) < tol, f"{name}: rel RMS {rel_rms(a, b):.2e}"
+    n_p = len(case["params"])
+    gnames = ["q", "k", "v", "lr", "momentum", "decay"] + [f"W0[{i}]" for i in range(n_p)] + \
+             [f"S0[{i}]" for i in range(n_p)]
+    for name, a, b in zip(gnames, grad_c, grad_n):
+        assert b.abs().max() > 0, f"gradient w.r.t. {name} is zero: the test would be vacuous"
+        assert rel_rms(a, b) < tol, f"grad {name}: rel RMS {rel_rms(a, b):.2e}"
+
+
+def test_chunked_handles_zero_momentum_and_full_decay_without_nans():
+    case = make_case(1, 2, 19, 5, 10, torch.float64, seed=3)
+    with torch.no_grad():
+        case["momentum"][..., ::3] = 0.0
+        case["decay"][..., 1::4] = 1.0
+    out_n, grad_n = run_with_grads(titans_naive, case, 6)
+    out_c, grad_c = run_with_grads(titans_chunked, case, 6)
+    for a, b in zip(out_c + list(grad_c), out_n + list(grad_n)):
+        assert torch.isfinite(a).all() and rel_rms(a, b) < 1e-10
+
+
+# --- chunk size 1 is true online gradient descent, computed independently with autograd ----------
+
+
+def online_gd_reference(case, chunk=1):
+    """Per sequence, with torch.autograd on the memory written as a plain function, gradients
+    taken at the chunk-start weights (chunk=1: the previous token's weights)."""
+    q, k, v = (case[n].detach() for n in ("q", "k", "v"))
+    th, et, al = (case[n].detach() for n in ("lr", "momentum", "decay"))
+    P0 = [p.detach() for p in case["params"]]
+    S0 = [s.detach() for s in case["momentum_state"]]
+    B, H, T, _ = q.shape
+
+    def M(ws, x):
+        if len(ws) == 1:
+            return ws[0] @ x
+        return x + ws[1] @ (torch.sigmoid(ws[0] @ x) * (ws[0] @ x))
+
+    o = torch.zeros(B, H, T, v.shape[-1], dtype=q.dtype)
+    surprise = torch.zeros(B, H, T, dtype=q.dtype)
+    finals = []
+    for b in range(B):
+        for h in range(H):
+            W = [p[b, h].clone() for p in P0]
+            S = [s[b, h].clone() for s in S0]
+            for t in range(T):
+                if t % chunk == 0:
+                    at = [w.clone().requires_grad_() for w in W]
+                loss = 0.5 * (M(at, k[b, h, t]) - v[b, h, t]).pow(2).sum()
+                g = torch.autograd.grad(loss, at)
+                surprise[b, h, t] = torch.sqrt(sum(x.pow(2).sum() for x in g))
+                S = [et[b, h, t] * s - th[b, h, t] * gi for s, gi in zip(S, g)]
+                W = [(1 - al[b, h, t]) * w + s for w, s in zip(W, S)]
+                o[b, h, t] = M(W, q[b, h, t])
+            finals.append((W, S))
+    return o, finals, surprise
+
+
+@pytest.mark.parametrize("hidden", [None, 7], ids=["linear", "mlp"])
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_matches_independent_online_gd(hidden, chunk):
+    case = make_case(2, 2, 13, 5, hidden, torch.float64, seed=11)
+    o_ref, finals, sur_ref = online_gd_reference(case, chunk)
+    args = [case[n] for n in ("q", "k", "v", "lr", "momentum", "decay", "params")]
+    for fn in (titans_naive, titans_chunked):
+        o, (W, S) = fn(*args, chunk_size=chunk, momentum_state=case["momentum_state"])
+        assert rel_rms(o, o_ref) < 1e-10
+        for b in range(2):
+            for h in range(2):
+                Wr, Sr = finals[b * 2 + h]
+                for i in range(len(W)):
+                    assert rel_rms(W[i][b, h], Wr[i]) < 1e-10
+                    assert rel_rms(S[i][b, h], Sr[i]) < 1e-10
+    sur = dm.titans_surprise(*args[1:], chunk_size=chunk, momentum_state=case["momentum_state"])
+    assert sur.shape == (2, 2, 13) and rel_rms(sur, sur_ref) < 1e-10
+
+
+def test_chunk_size_changes_the_result_when_it_should():
+    # the stale gradient point is a real difference: chunk 1 and chunk 8 disagree (so the
+    # equivalence tests above compare like with like, not a degenerate case)
+    case = make_case(1, 1, 16, 4, None, torch.float64, seed=5)
+    args = [case[n] for n in ("q", "k", "v", "lr", "momentum", "decay", "params")]
+    o1 = titans_chunked(*args, chunk_size=1)[0]
+    o8 = titans_chunked(*args, chunk_size=8)[0]
+    assert rel_rms(o8, o1) > 1e-3
+
+
+# --- special case: the delta rule ---------------------------------------------------------------
+
+
+def test_linear_memory_without_momentum_and_decay_is_the_delta_rule():
+    memory = importlib.import_module("nlteach.memory") if importlib.util.find_spec("nlteach.memory") else None
+    if memory is None or not hasattr(memory, "delta_rule_naive"):
+        pytest.skip("nlteach.memory.delta_rule_naive is not written yet (notebook 03's issue)")
+    g = torch.Generator().manual_seed(0)
+    B, H, T, d_k, d_v = 2, 2, 17, 6, 5
+    q = F.normalize(torch.randn(B, H, T, d_k, generator=g, dtype=torch.float64), dim=-1)
+    k = F.normalize(torch.randn(B, H, T, d_k, generator=g, dtype=torch.float64), dim=-1)
+    v = torch.randn(B, H, T, d_v, generator=g, dtype=torch.float64)
+    beta = torch.rand(B, H, T, generator=g, dtype=torch.float64)
+    W0 = 0.3 * torch.randn(B, H, d_v, d_k, generator=g, dtype=torch.float64)
+    zeros = torch.zeros(B, H, T, dtype=torch.float64)
+    o_delta, S_delta = memory.delta_rule_naive(q, k, v, beta, initial_state=W0.transpose(-1, -2).clone())
+    for fn in (titans_naive, titans_chunked):
+        o, ((W,), (S,)) = fn(q, k, v, beta, zeros, zeros, (W0,), chunk_size=1)
+        assert rel_rms(o, o_delta) < 1e-12
+        assert rel_rms(W.transpose(-1, -2), S_delta) < 1e-12  # titans W [d_v, d_k] = delta S^T
+
+
+def test_reexport_from_memory_module():
+    memory = importlib.import_module("nlteach.memory") if importlib.util.find_spec("nlteach.memory") else None
+    if memory is None or not hasattr(memory, "delta_rule_naive"):
+        pytest.skip("nlteach.memory is not written yet (notebook 03's issue)")
+    from nlteach.memory import titans_chunked as tc
+    from nlteach.memory import titans_naive as tn
+
+    assert tc is titans_chunked and tn is titans_naive
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def test_bad_inputs_say_what_is_wrong():
+    case = make_case(1, 1, 6, 4, 8, torch.float64, seed=0, random_momentum=False)
+    q, k, v = case["q"], case["k"], case["v"]
+    p = case["params"]
+    with pytest.raises(ValueError, match="lr must be a per-token gate"):
+        titans_chunked(q, k, v, torch.ones(1, 1, 5), 0.9, 0.0, p)
+    with pytest.raises(ValueError, match="W_in must have shape"):
+        titans_naive(q, k, v, 0.1, 0.9, 0.0, (p[0][..., :3], p[1]), chunk_size=2)
+    with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+        titans_chunked(q, k, v, 0.1, 0.9, 0.0, p, chunk_size=0)
+    with pytest.raises(ValueError, match="d_k == d_v"):
+        titans_chunked(q, k, v[..., :3], 0.1, 0.9, 0.0, p)
+    with pytest.raises(ValueError, match="momentum_state must be a tuple shaped like params"):
+        titans_chunked(q, k, v, 0.1, 0.9, 0.0, p, momentum_state=(p[0],))
+    with pytest.raises(ValueError, match="q must be a tensor"):
+        titans_chunked(q[0], k, v, 0.1, 0.9, 0.0, p)
+
+
+def test_scalar_gates_broadcast():
+    case = make_case(1, 2, 10, 4, None, torch.float64, seed=1, random_momentum=False)
+    q, k, v, p = case["q"], case["k"], case["v"], case["params"]
+    a = titans_chunked(q, k, v, 0.1, 0.8, 0.05, p, chunk_size=4)[0]
+    full = torch.ones(1, 2, 10, dtype=torch.float64)
+    b = titans_naive(q, k, v, 0.1 * full, 0.8 * full, 0.05 * full, p, chunk_size=4)[0]
+    assert rel_rms(a, b) < 1e-12
+
+
+# --- exercise references --------------------------------------------------------------------------
+
+
+def test_momentum_decay_recurrence_reference():
+    g = torch.Generator().manual_seed(2)
+    T = 6
+    W0, S0 = torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)
+    grads = torch.randn(T, 3, 4, generator=g)
+    th, et, al = torch.rand(T, generator=g), torch.rand(T, generator=g), torch.rand(T, generator=g)
+    W, S = dm.momentum_decay_recurrence(W0, S0, grads, th, et, al)
+    # by hand, step 2
+    S1 = et[0] * S0 - th[0] * grads[0]
+    W1 = (1 - al[0]) * W0 + S1
+    S2 = et[1] * S1 - th[1] * grads[1]
+    assert torch.allclose(S[1], S2) and torch.allclose(W[1], (1 - al[1]) * W1 + S2)
+
+
+def test_dual_form_chunk_linear_matches_naive():
+    case = make_case(1, 1, 9, 5, None, torch.float64, seed=4)
+    args = [case[n].detach() for n in ("q", "k", "v", "lr", "momentum", "decay")]
+    W0, S0 = case["params"][0].detach(), case["momentum_state"][0].detach()
+    o_ref = titans_naive(*args, (W0,), chunk_size=9, momentum_state=(S0,))[0][0, 0]
+    o = dm.dual_form_chunk_linear(args[0][0, 0], args[1][0, 0], args[2][0, 0], W0[0, 0], S0[0, 0],
+                                  args[3][0, 0], args[4][0, 0], args[5][0, 0])
+    assert rel_rms(o, o_ref) < 1e-12
+
+
+# --- notebook 04 helpers ------------------------------------------------------------------------
+
+
+def test_memory_trace_surprise_matches_chunked_surprise():
+    s = dm.rule_stream(40, 6, p_break=0.1, switch_at=20, seed=0, dtype=torch.float64)
+    assert s["broken"].any() and not s["broken"][:10].any()
+    ok = ~s["broken"]
+    assert torch.allclose(s["v"][:20][ok[:20]], (s["k"][:20] @ s["R"][0].T)[ok[:20]])
+    g = torch.Generator().manual_seed(0)
+    params = (torch.randn(1, 1, 12, 6, generator=g, dtype=torch.float64) / 6**0.5,
+              torch.zeros(1, 1, 6, 12, dtype=torch.float64))
+    for chunk in (1, 4):
+        tr = dm.memory_trace(s["k"], s["v"], 0.2, 0.5, 0.01, params, chunk_size=chunk)
+        sur = dm.titans_surprise(s["k"][None, None], s["v"][None, None], 0.2, 0.5, 0.01, params, chunk_size=chunk)
+        assert torch.isfinite(sur).all() and sur.max() < 10
+        assert torch.allclose(torch.as_tensor(tr["surprise"], dtype=torch.float64), sur[0, 0].float().double(), rtol=1e-5)
+    # the first write: error before it is ||M_0(k_0) - v_0|| with the initial weights
+    e0 = (dm.memory_read(params, s["k"][None, None, :1])[0, 0, 0] - s["v"][0]).norm()
+    assert abs(tr["error"][0] - e0.item()) < 1e-5
+
+
+def test_surprise_is_larger_on_rule_breaking_pairs():
+    r = dm.gate_demo(0.3, 0.0, 0.0, 1, T=200)
+    brk = r["broken"].numpy()
+    assert brk.sum() >= 2
+    assert r["surprise"][brk].mean() > 2 * float(torch.as_tensor(r["surprise"][~brk]).median())
+
+
+def test_capacity_experiment_linear_memory_hits_the_least_squares_floor():
+    res = dm.capacity_experiment([4, 24], d=8, hidden=32, epochs=15, seeds=2, lr=0.3, momentum=0.5)
+    lin = torch.tensor(res["linear"]).mean(1)
+    floor = torch.tensor(res["linear_floor"]).mean(1)
+    assert lin[0] < 0.05  # N < d: stored
+    assert floor[1] > 0.3 and lin[1] >= floor[1] - 1e-6  # N > d: no matrix can do better
+
+
+def test_draw_functions_render():
+    from nlteach.widgets import render
+
+    fig = render(dm.draw_gates, {"theta": 0.3, "eta": 0.5, "alpha": 0.01, "chunk_size": 4})
+    assert len(fig.axes) == 2 and len(fig.axes[1].lines) >= 1
+    a = fig.axes[1].lines[0].get_ydata()
+    b = render(dm.draw_gates, {"theta": 0.3, "eta": 0.5, "alpha": 0.05, "chunk_size": 4}).axes[1].lines[0].get_ydata()
+    assert not (a == b).all()
+    cap = {"n_pairs": [4, 8], "linear": [[0.1, 0.2], [0.5, 0.6]], "mlp": [[0.0, 0.1], [0.2, 0.3]],
+           "linear_floor": [[0.0, 0.0], [0.4, 0.5]], "d": 4, "hidden": 16, "epochs": 3}
+    assert len(render(dm.draw_capacity, {"result": cap}).axes) == 1
+    rows = [{"chunk_size": c, "us_per_token": 10.0 / c, "error_mean": {0.1: 0.5, 0.3: e},
+             "error_per_seq": {0.1: [0.5, 0.5], 0.3: [e, e]}} for c, e in ((1, 0.4), (4, float("nan")))]
+    fig = render(dm.draw_chunk_tradeoff, {"rows": rows})
+    assert len(fig.axes) == 2
+
+
+def test_chunk_tradeoff_marks_divergence(monkeypatch):
+    import nlteach.bench
+
+    monkeypatch.setattr(nlteach.bench, "measure", lambda fn, **kw: (fn(), 1e-3)[1])  # no timing in tests
+    rows = dm.chunk_tradeoff([1, 64], B=1, T=64, d=4, hidden=8, thetas=(0.05, 3.0), repeat=1)
+    assert [r["chunk_size"] for r in rows] == [1, 64]
+    assert 0 < rows[0]["error_mean"][0.05] < 4
+    assert math.isnan(rows[1]["error_mean"][3.0])
