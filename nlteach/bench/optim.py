@@ -4,8 +4,9 @@ SGD with momentum on the same model, measured side by side in one run.
 The model is notebook 06's character MLP (embedding of a 16-character context, two hidden GELU
 layers, a linear head) at the preset's width, on random tokens (the data does not matter for
 timing). Two ratios per optimizer: a full training step (forward, backward, ``step()``) and
-``optimizer.step()`` alone. The optimizers are timed round-robin, ``--rounds`` times, and the
-median of the rounds is kept, so that a change in machine load hits every optimizer alike.
+``optimizer.step()`` alone. The optimizers are timed round-robin, ``--rounds`` times (each round
+starts at a different optimizer), and the median of the rounds is kept, so that a change in
+machine load hits every optimizer alike.
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         setups[n] = (train_step, grads, opt)
     step_t: dict[str, list[float]] = {n: [] for n in names}
     opt_t: dict[str, list[float]] = {n: [] for n in names}
-    for _ in range(max(1, args.rounds)):
-        for n in names:
+    for r in range(max(1, args.rounds)):
+        for n in names[r % len(names):] + names[: r % len(names)]:  # rotate: no fixed first slot
             train_step, grads, opt = setups[n]
             step_t[n].append(measure(train_step, device=dev, warmup=1, repeat=args.repeat))
             if isinstance(opt, nlo.DGD):  # DGD's step needs the inputs recorded by this pass
