@@ -53,6 +53,12 @@ class ModelConfig:
     of 8, which gives the same parameters as a 4x GELU MLP). tie_embeddings: share the embedding
     and output matrices. dropout: on attention weights and residual branches (0 = off).
     rope_base: RoPE frequency base. norm_eps: RMSNorm epsilon.
+
+    Memory models (Titans, HOPE): chunk_size: chunk of the main memory (Titans' memory, the
+    self-modifying Titans' main memory); proj_chunk_size: chunk shared by the self-modifying k, v,
+    eta and alpha memories; memory_hidden: hidden width of each per-head MLP memory (None:
+    ``2 * head_dim``); momentum: beta of the optional momentum of self-modifying Titans (0 = off);
+    cms_periods: update periods of the CMS levels (one residual MLP block per level).
     """
 
     vocab_size: int
@@ -65,6 +71,11 @@ class ModelConfig:
     dropout: float = 0.0
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
+    chunk_size: int = 16
+    proj_chunk_size: int = 16
+    memory_hidden: int | None = None
+    momentum: float = 0.0
+    cms_periods: tuple[int, ...] = (1, 4, 16)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "dim", "n_layers", "n_heads"):
@@ -91,10 +102,25 @@ class ModelConfig:
             raise ValueError(f"rope_base must be > 1, got {self.rope_base!r}.")
         if not self.norm_eps > 0.0:
             raise ValueError(f"norm_eps must be > 0, got {self.norm_eps!r}.")
+        for name in ("chunk_size", "proj_chunk_size"):
+            _check_positive_int(name, getattr(self, name))
+        if self.memory_hidden is not None:
+            _check_positive_int("memory_hidden", self.memory_hidden)
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}.")
+        periods = tuple(self.cms_periods)
+        if not periods or any(not isinstance(p, int) or isinstance(p, bool) or p < 1 for p in periods):
+            raise ValueError(f"cms_periods must be a non-empty sequence of positive ints, got {self.cms_periods!r}.")
+        self.cms_periods = periods
 
     @property
     def head_dim(self) -> int:
         return self.dim // self.n_heads
+
+    @property
+    def mem_hidden(self) -> int:
+        """Hidden width of each per-head MLP memory (``memory_hidden`` or ``2 * head_dim``)."""
+        return self.memory_hidden or 2 * self.head_dim
 
     @property
     def hidden(self) -> int:
@@ -296,6 +322,182 @@ class TransformerLM(LanguageModel):
 
     def make_block(self, config: ModelConfig, layer: int) -> nn.Module:
         return TransformerBlock(config)
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory models: Titans, HOPE (self-modifying Titans + CMS), Hope-Attention (attention + CMS).
+
+
+class CausalConv(nn.Module):
+    """Depthwise causal convolution over time, ``[B, T, C] -> [B, T, C]``, starting near the identity."""
+
+    def __init__(self, channels: int, size: int = 4):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, size, groups=channels, padding=size - 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.normal_(0, 0.02)
+            self.conv.weight[:, 0, -1] += 1.0  # the current token passes through
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.transpose(1, 2))[..., : x.shape[1]].transpose(1, 2)  # left padding only: causal
+
+
+class TitansMemoryLayer(nn.Module):
+    """Titans memory as a sequence layer (notebook 04's :mod:`nlteach.deep_memory` inside a model).
+
+    ``x -> q, k, v`` (linear, causal conv of window 4, heads; q and k L2-normalized), per-token gates
+    from linear maps of ``x``: learning rate ``theta = sigmoid(.)``, momentum ``eta = sigmoid(.)``,
+    forgetting ``alpha = sigmoid(.)``; a residual two-layer MLP memory per head whose initial weights
+    are parameters (meta-learned); ``o_t = M_t(q_t)`` (inclusive read); heads merged; output map.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        from nlteach.deep_memory import titans_chunked, titans_naive  # noqa: PLC0415
+
+        self.fn = titans_naive if config.impl == "naive" else titans_chunked
+        self.chunk_size = config.chunk_size
+        H, d, h = config.n_heads, config.head_dim, config.mem_hidden
+        self.H, self.d = H, d
+        self.qkv = nn.Linear(config.dim, 3 * config.dim, bias=False)
+        self.conv = CausalConv(3 * config.dim)
+        self.gates = nn.Linear(config.dim, 3 * H, bias=True)  # theta, eta, alpha per head
+        self.W_in = nn.Parameter(torch.randn(H, h, d) / math.sqrt(d))  # small pre-activations for unit keys
+        self.W_out = nn.Parameter(0.02 * torch.randn(H, d, h))  # starts near the identity map
+        self.out = nn.Linear(config.dim, config.dim, bias=False)
+        init_linear(self.qkv)
+        init_linear(self.out, residual_std(config))
+        nn.init.normal_(self.gates.weight, std=0.02)
+        with torch.no_grad():  # theta ~ 0.12, eta ~ 0.5, alpha ~ 0.02 at the start
+            self.gates.bias.view(3, H).copy_(torch.tensor([-2.0, 0.0, -4.0])[:, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        qkv = self.conv(self.qkv(x)).view(B, T, 3, self.H, self.d).permute(2, 0, 3, 1, 4)  # [B, H, T, d] each
+        q, k, v = F.normalize(qkv[0], dim=-1), F.normalize(qkv[1], dim=-1), qkv[2]
+        theta, eta, alpha = torch.sigmoid(self.gates(x)).view(B, T, 3, self.H).permute(2, 0, 3, 1)  # [B, H, T]
+        params = (self.W_in.expand(B, -1, -1, -1), self.W_out.expand(B, -1, -1, -1))
+        o, _ = self.fn(q, k, v, theta, eta, alpha, params, chunk_size=self.chunk_size)
+        return self.out(o.transpose(1, 2).reshape(B, T, C))
+
+
+class CMSBranch(nn.Module):
+    """The CMS of :mod:`nlteach.cms` as a residual branch: ``CMS(u) - u`` for ``u = norm(x)``.
+
+    The CMS is a chain of residual MLP blocks ``u + W_out silu(W_in u)``, one per level of
+    ``config.cms_periods``; its increment is what the block adds to the residual stream. Each
+    block's hidden width is ``3 hidden / (2 K)`` so the K blocks hold about the parameters of the
+    SwiGLU MLP they replace. ``W_out`` starts at the residual scale (the CMS starts near identity).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        from nlteach.cms import CMS  # noqa: PLC0415
+
+        K = len(config.cms_periods)
+        self.cms = CMS(config.dim, max(1, round(3 * config.hidden / (2 * K))), config.cms_periods, "sequential")
+        with torch.no_grad():
+            for blk in self.cms.blocks:
+                blk.W_out.normal_(0, residual_std(config))
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.cms(u) - u  # Eq. 70: y = MLP_K(... MLP_1(u)), minus the input the block already has
+
+    def level_parameters(self) -> list[list[nn.Parameter]]:
+        return self.cms.level_parameters()
+
+
+class MixerBlock(nn.Module):
+    """Pre-norm block with any sequence mixer and any MLP branch: ``x + mix(norm x)``, ``x + mlp(norm x)``."""
+
+    def __init__(self, config: ModelConfig, mixer: nn.Module, mlp: nn.Module):
+        super().__init__()
+        self.norm1 = RMSNorm(config.dim, config.norm_eps)
+        self.mixer = mixer
+        self.norm2 = RMSNorm(config.dim, config.norm_eps)
+        self.mlp = mlp
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.mixer(self.norm1(x)))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+def self_modifying_layer(config: ModelConfig, *, dgd: bool = True, self_modify: bool = True) -> nn.Module:
+    from nlteach.titans import SelfModifyingTitans  # noqa: PLC0415
+
+    return SelfModifyingTitans(config.dim, config.n_heads, hidden=config.mem_hidden,
+                               chunk_size=config.chunk_size, proj_chunk_size=config.proj_chunk_size,
+                               momentum=config.momentum, dgd=dgd, self_modify=self_modify,
+                               impl=config.impl, out_std=residual_std(config))
+
+
+@register_model("titans")
+class TitansLM(LanguageModel):
+    """Titans baseline: blocks of the Titans memory layer (MLP memory, momentum, forgetting) and a SwiGLU MLP."""
+
+    def make_block(self, config: ModelConfig, layer: int) -> nn.Module:
+        return MixerBlock(config, TitansMemoryLayer(config), SwiGLU(config))
+
+
+@register_model("hope")
+class HopeLM(LanguageModel):
+    """HOPE (Eqs. 94-97): blocks of self-modifying Titans followed by the Continuum Memory System.
+
+    Class attributes select the ablations of notebook 09 (each registered under its own name):
+    ``use_cms`` (False: a SwiGLU MLP instead of the CMS), ``self_modify`` (False: the k, v, eta,
+    alpha memories stay at their meta-learned initial states), ``dgd`` (False: plain gradient
+    step with weight decay instead of the DGD projector).
+    """
+
+    use_cms, self_modify, dgd = True, True, True
+
+    def make_block(self, config: ModelConfig, layer: int) -> nn.Module:
+        mixer = self_modifying_layer(config, dgd=self.dgd, self_modify=self.self_modify)
+        return MixerBlock(config, mixer, CMSBranch(config) if self.use_cms else SwiGLU(config))
+
+
+@register_model("hope-no-cms")
+class HopeNoCMS(HopeLM):
+    """Ablation: HOPE with a SwiGLU MLP in place of the CMS."""
+
+    use_cms = False
+
+
+@register_model("hope-no-selfmod")
+class HopeNoSelfModification(HopeLM):
+    """Ablation: HOPE whose k, v, eta, alpha memories are not updated in context."""
+
+    self_modify = False
+
+
+@register_model("hope-no-dgd")
+class HopeNoDGD(HopeLM):
+    """Ablation: HOPE with plain gradient steps (weight decay, no ``-eta k k^T`` projector)."""
+
+    dgd = False
+
+
+@register_model("hope-attention")
+class HopeAttentionLM(LanguageModel):
+    """Hope-Attention: causal softmax attention (RoPE) followed by the CMS."""
+
+    impl_dependent = False  # no in-context memory: naive and chunked are the same model
+
+    def make_block(self, config: ModelConfig, layer: int) -> nn.Module:
+        return MixerBlock(config, CausalSelfAttention(config), CMSBranch(config))
+
+
+def cms_level_parameters(model: LanguageModel) -> list[list[nn.Parameter]]:
+    """One parameter list per CMS level, gathered over all blocks (for a multi-frequency optimizer)."""
+    branches = [m for m in model.modules() if isinstance(m, CMSBranch)]
+    if not branches:
+        raise ValueError(f"{type(model).__name__} has no CMS.")
+    levels = [list(ps) for ps in branches[0].level_parameters()]
+    for b in branches[1:]:
+        for acc, ps in zip(levels, b.level_parameters(), strict=True):
+            acc.extend(ps)
+    return levels
 
 
 # ---------------------------------------------------------------------------------------------

@@ -96,7 +96,10 @@ def test_naive_and_chunked_give_the_same_logits_and_grads(name):
         torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", available_models())
+CONTRACT_MODELS = ["transformer", "titans", "hope", "hope-attention"]  # ablations share HOPE's code
+
+
+@pytest.mark.parametrize("name", CONTRACT_MODELS)
 def test_overfits_one_small_batch(name):
     m = make(name)
     idx = torch.randint(0, V, (4, 33), generator=torch.Generator().manual_seed(3))
@@ -156,3 +159,46 @@ def test_bench_models_runs_and_reports_ratios(capsys):
     assert rows["transformer"]["x_transformer"] == 1.0
     assert all(r["tokens_per_s"] > 0 for r in rows.values())
     assert "x_transformer" in capsys.readouterr().out
+
+
+def test_every_contract_name_builds_the_right_class():
+    from nlteach.models import HopeAttentionLM, HopeLM, TitansLM
+
+    classes = {"transformer": TransformerLM, "titans": TitansLM, "hope": HopeLM, "hope-attention": HopeAttentionLM}
+    for name, cls in classes.items():
+        assert type(make(name)) is cls
+
+
+def test_hope_ablations_change_what_they_say():
+    from nlteach.cms import CMS
+    from nlteach.titans import SelfModifyingTitans
+
+    def layers(m, cls):
+        return [x for x in m.modules() if isinstance(x, cls)]
+
+    assert len(layers(make("hope"), CMS)) == 2 and not layers(make("hope-no-cms"), CMS)
+    assert all(not x.opts["self_modify"] for x in layers(make("hope-no-selfmod"), SelfModifyingTitans))
+    assert all(not x.opts["dgd"] for x in layers(make("hope-no-dgd"), SelfModifyingTitans))
+    idx = torch.randint(0, V, (1, 20), generator=torch.Generator().manual_seed(4))
+    base = make("hope")(idx)
+    for name in ("hope-no-selfmod", "hope-no-dgd"):  # same weights, different in-context rule
+        m = make(name)
+        m.load_state_dict(make("hope").state_dict())
+        assert not torch.allclose(m(idx), base)
+
+
+def test_cms_level_parameters_cover_every_cms_weight():
+    from nlteach.models import cms_level_parameters
+
+    m = make("hope", cms_periods=(1, 8))
+    levels = cms_level_parameters(m)
+    assert len(levels) == 2 and all(len(lv) == 2 * m.config.n_layers for lv in levels)
+    with pytest.raises(ValueError, match="no CMS"):
+        cms_level_parameters(make("titans"))
+
+
+def test_memory_config_fields_are_validated():
+    for bad, match in [(dict(chunk_size=0), "chunk_size"), (dict(momentum=1.0), "momentum"),
+                       (dict(cms_periods=()), "cms_periods"), (dict(memory_hidden=-1), "memory_hidden")]:
+        with pytest.raises(ValueError, match=match):
+            ModelConfig(**{**SMALL, **bad})
