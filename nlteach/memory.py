@@ -146,6 +146,14 @@ def _pad_time(x: torch.Tensor, T_pad: int, value: float = 0.0) -> torch.Tensor:
     return F.pad(x, pad, value=value)
 
 
+def _matmul_add(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """``bias + alpha * (a @ b)`` for batched matrices [..., m, k] @ [..., k, n] in one fused call."""
+    m, n = bias.shape[-2:]
+    out = torch.baddbmm(bias.reshape(-1, m, n), a.reshape(-1, m, a.shape[-1]),
+                        b.reshape(-1, b.shape[-2], n), alpha=alpha)
+    return out.reshape(bias.shape)
+
+
 # ---------------------------------------------------------------------------------------------
 # Linear attention: S_t = S_{t-1} + k_t v_t^T, o_t = S_t^T q_t.
 
@@ -194,9 +202,10 @@ def linear_attention_chunked(
         O   = Q S + (Q K^T * M) V          M = lower-triangular ones, diagonal included
         S  <- S + K^T V                    the state after the chunk
 
-    The state before chunk n is ``S_0 + sum_{m < n} K_m^T V_m``: an exclusive cumulative sum, so no
-    step of this function loops over chunks or tokens. T need not be a multiple of C (the last
-    chunk is zero-padded; zero keys and values write nothing).
+    The state before chunk n is ``S_0 + sum_{m < n} K_m^T V_m``: an exclusive prefix sum, the only
+    sequential part (T / C additions of [d_k, d_v] matrices); every product is computed for all
+    chunks at once. T need not be a multiple of C (the last chunk is zero-padded; zero keys and
+    values write nothing).
     """
     _check(q, k, v, initial_state=initial_state, chunk_size=chunk_size)
     out_dtype, dt = q.dtype, _compute_dtype(q.dtype)
@@ -214,17 +223,20 @@ def linear_attention_chunked(
 
     # Intra-chunk term (Q K^T * M) V, for all chunks at once.
     mask = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()  # j <= i
-    P = (Q @ K.transpose(-1, -2)).masked_fill(~mask, 0.0)  # [B, H, N, C, C]
-    O = P @ V  # [B, H, N, C, d_v]
+    P = (Q @ K.transpose(-1, -2)).masked_fill_(~mask, 0.0)  # [B, H, N, C, C]
 
-    # Inter-chunk term Q S_n with S_n = S_0 + sum_{m < n} K_m^T V_m.
+    # Inter-chunk term Q S_n with S_n = S_0 + sum_{m < n} K_m^T V_m (an exclusive prefix sum
+    # over chunks: N additions of [d_k, d_v] matrices, cheaper than a cumsum along a middle axis).
     KV = K.transpose(-1, -2) @ V  # [B, H, N, d_k, d_v], each chunk's write K^T V
-    S_incl = torch.cumsum(KV, dim=2)  # state after chunk n minus S_0
-    S_before = S0.unsqueeze(2) + torch.cat([torch.zeros_like(KV[:, :, :1]), S_incl[:, :, :-1]], dim=2)
-    O = O + Q @ S_before  # [B, H, N, C, d_v]
+    states, S = [], S0
+    for KV_n in KV.unbind(2):
+        states.append(S)
+        S = S + KV_n
+    S_before = torch.stack(states, dim=2)  # [B, H, N, d_k, d_v]
+    O = P @ V + Q @ S_before  # [B, H, N, C, d_v]
 
     o = O.reshape(B, H, N * C, d_v)[:, :, :T]
-    S_T = S0 + S_incl[:, :, -1]
+    S_T = S
     return o.to(out_dtype), S_T.to(out_dtype)
 
 
@@ -335,9 +347,9 @@ def delta_rule_chunked(
     QK = Q @ K.transpose(-1, -2)  # [B, H, N, C, C], (q_i . k_j)
     if alpha is None:
         # g = 0: gamma = 1 and Gamma = 1 everywhere (step 2).
-        A = b * KK  # [B, H, N, C, C]; only its strictly lower part is used (step 3)
+        A_t = KK.mul_(b.transpose(-1, -2))  # A^T (K K^T is symmetric); [B, H, N, C, C]
         rhs_K = K
-        P = QK.masked_fill(~causal, 0.0)
+        P = QK.masked_fill_(~causal, 0.0)  # Q K^T * M
         Qg = Q
         K_to_end = K  # K * Gamma_C
         gamma_C = None
@@ -348,9 +360,9 @@ def delta_rule_chunked(
         # exp only where j <= i (there g_i - g_j <= 0); -inf elsewhere gives exactly 0 and no NaN.
         Gamma = diff.masked_fill(~causal, float("-inf")).exp()  # [B, H, N, C, C]
         gamma = g.exp().unsqueeze(-1)  # [B, H, N, C, 1]
-        A = b * KK * Gamma  # step 3, with Gamma; only its strictly lower part is used
+        A_t = KK * (Gamma * b).transpose(-1, -2)  # A^T, with Gamma (step 3)
         rhs_K = gamma * K  # gamma * K
-        P = QK * Gamma  # Gamma is already 0 above the diagonal
+        P = QK * Gamma  # Q K^T * Gamma * M (Gamma is already 0 above the diagonal)
         Qg = gamma * Q
         K_to_end = K * (g[..., -1:] - g).exp().unsqueeze(-1)  # rows k_j Gamma_Cj
         gamma_C = g[..., -1].exp()  # [B, H, N]
@@ -359,33 +371,34 @@ def delta_rule_chunked(
     # With upper=False and unitriangular=True the solver reads only the strictly lower part of
     # its matrix and takes ones on the diagonal: passing A means solving with I + strictly_lower(A)
     # (and autograd returns a gradient for that part only), so no mask or identity is needed.
-    rhs = b * torch.cat([V, rhs_K], dim=-1)  # [B, H, N, C, d_v + d_k]
-    UW = torch.linalg.solve_triangular(A, rhs, upper=False, unitriangular=True)
+    # LAPACK works on column-major matrices, so A and the right-hand side are built transposed
+    # (contiguous) and passed as transposed views: this saves the solver two copies.
+    rhs_t = torch.cat([V.transpose(-1, -2), rhs_K.transpose(-1, -2)], dim=-2) * b.transpose(-1, -2)
+    UW = torch.linalg.solve_triangular(A_t.transpose(-1, -2), rhs_t.transpose(-1, -2), upper=False,
+                                       unitriangular=True)  # [B, H, N, C, d_v + d_k]
     U, W = UW[..., :d_v], UW[..., d_v:]  # [B, H, N, C, d_v], [B, H, N, C, d_k]
 
     # Step 5: everything that does not depend on the state, for all chunks at once.
     O_intra = P @ U  # [B, H, N, C, d_v]
-    Q_state = Qg - P @ W  # [B, H, N, C, d_k], Q'
+    Q_state = _matmul_add(Qg, P, W, alpha=-1.0)  # [B, H, N, C, d_k], Q' = gamma * Q - P W
     K_t = K_to_end.transpose(-1, -2)  # [B, H, N, d_k, C]
     F_ = K_t @ U  # [B, H, N, d_k, d_v]
-    E = -(K_t @ W)  # [B, H, N, d_k, d_k]
-    eye_k = torch.eye(d_k, dtype=dt, device=q.device)
-    E = E + (eye_k if gamma_C is None else gamma_C[..., None, None] * eye_k)
+    KW = K_t @ W  # [B, H, N, d_k, d_k], so that E = gamma_C I - KW
 
-    # The only sequential part: S_{n+1} = E_n S_n + F_n over the N chunks (chunk axis first so
-    # that each step reads contiguous memory).
-    E = E.permute(2, 0, 1, 3, 4).reshape(N, B * H, d_k, d_k)
-    F_ = F_.permute(2, 0, 1, 3, 4).reshape(N, B * H, d_k, d_v)
+    # The only sequential part: S_{n+1} = E_n S_n + F_n = (gamma_C S_n + F_n) - KW_n S_n over the
+    # N chunks. unbind once: indexing KW[:, :, n] inside the loop would make autograd build a
+    # full-size zero gradient for every index (quadratic in the number of chunks).
     S = S.reshape(B * H, d_k, d_v)
     states = []
-    # unbind once: indexing E[n] inside the loop would make autograd build a full-size zero
-    # gradient for every index (quadratic in the number of chunks).
-    for E_n, F_n in zip(E.unbind(0), F_.unbind(0)):
+    gammas = [None] * N if gamma_C is None else gamma_C.reshape(B * H, N, 1, 1).unbind(1)
+    for KW_n, F_n, g_n in zip(KW.unbind(2), F_.unbind(2), gammas):
         states.append(S)
-        S = torch.baddbmm(F_n, E_n, S)  # [B*H, d_k, d_v]
+        keep = S if g_n is None else g_n * S  # gamma_C S_n
+        S = torch.baddbmm(keep + F_n.reshape(B * H, d_k, d_v), KW_n.reshape(B * H, d_k, d_k), S,
+                          alpha=-1.0)  # [B*H, d_k, d_v]
     S_before = torch.stack(states, dim=1).reshape(B, H, N, d_k, d_v)  # state before each chunk
     S = S.reshape(B, H, d_k, d_v)
-    O = O_intra + Q_state @ S_before  # [B, H, N, C, d_v]
+    O = _matmul_add(O_intra, Q_state, S_before)  # [B, H, N, C, d_v], O = O_intra + Q' S
     o = O.reshape(B, H, N * C, d_v)[:, :, :T]
     return o.to(out_dtype), S.to(out_dtype)
 
