@@ -1,0 +1,84 @@
+"""Continual-learning metrics computed from an accuracy matrix.
+
+``R[i][j]`` is the accuracy on task j's test set after learning tasks 0..i (T x T, every entry
+filled; entries above the diagonal are tasks not learned yet). With T tasks:
+
+- average accuracy after task i: ``A_i = mean_{j <= i} R[i][j]``; the headline number is A_{T-1},
+  the mean of the last row;
+- backward transfer (Lopez-Paz & Ranzato, 2017): ``BWT = 1/(T-1) sum_{j < T-1} (R[T-1][j] - R[j][j])``:
+  how much learning the later tasks changed each earlier task, measured from the moment it was
+  learned (negative = forgetting);
+- forgetting (Chaudhry et al., 2018): ``F = 1/(T-1) sum_{j < T-1} (max_{j <= l < T-1} R[l][j] - R[T-1][j])``:
+  the drop from the best accuracy a task ever had (after it was learned) to its final accuracy.
+  The max starts at l = j: rows before task j was learned are not counted (in class-incremental
+  streams they are 0 by construction; in domain-incremental ones they are chance-level guesses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def as_matrix(R: Any, *, name: str = "R") -> np.ndarray:
+    """``R`` as a float64 [T, T] array; raises ValueError if it is not square, finite and in [0, 1]."""
+    a = np.asarray(R, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 1:
+        raise ValueError(f"{name} must be a square T x T accuracy matrix, got shape {a.shape}.")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or Inf; every entry must be filled.")
+    if a.min() < 0.0 or a.max() > 1.0:
+        raise ValueError(f"{name} holds accuracies in [0, 1], got values in [{a.min():.3g}, {a.max():.3g}].")
+    return a
+
+
+def _need_two(a: np.ndarray, what: str) -> None:
+    if a.shape[0] < 2:
+        raise ValueError(f"{what} needs at least 2 tasks, got a {a.shape[0]} x {a.shape[0]} matrix.")
+
+
+def average_accuracy(R: Any) -> np.ndarray:
+    """``[T]``: entry i is the mean accuracy over the tasks learned so far, ``mean_{j<=i} R[i][j]``."""
+    a = as_matrix(R)
+    return np.array([a[i, : i + 1].mean() for i in range(a.shape[0])])
+
+
+def backward_transfer(R: Any) -> float:
+    """``1/(T-1) sum_{j<T-1} (R[T-1][j] - R[j][j])``; negative means the old tasks were forgotten."""
+    a = as_matrix(R)
+    _need_two(a, "backward transfer")
+    T = a.shape[0]
+    return float(np.mean(a[T - 1, : T - 1] - np.diag(a)[: T - 1]))
+
+
+def forgetting(R: Any) -> float:
+    """``1/(T-1) sum_{j<T-1} (max_{j<=l<T-1} R[l][j] - R[T-1][j])``; positive means forgotten.
+
+    Always ``>= -BWT`` (the best accuracy of a task is at least its accuracy right after learning it).
+    """
+    a = as_matrix(R)
+    _need_two(a, "forgetting")
+    T = a.shape[0]
+    drops = [a[j : T - 1, j].max() - a[T - 1, j] for j in range(T - 1)]
+    return float(np.mean(drops))
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float]:
+    """``{"mean", "std"}`` over seeds; std is the sample standard deviation (ddof=1), 0 for one seed."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("mean_std needs at least one value.")
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0}
+
+
+def summarize(matrices: Sequence[Any]) -> dict[str, dict[str, float]]:
+    """The ``summary`` of results.json: final average accuracy, BWT and forgetting, mean/std over seeds."""
+    if len(matrices) == 0:
+        raise ValueError("summarize needs at least one accuracy matrix (one per seed).")
+    return {
+        "avg_acc": mean_std([average_accuracy(R)[-1] for R in matrices]),
+        "bwt": mean_std([backward_transfer(R) for R in matrices]),
+        "forgetting": mean_std([forgetting(R) for R in matrices]),
+    }

@@ -1,0 +1,311 @@
+"""nlteach.continual: metrics, streams, learners, the resumable runner, results.json, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from nlteach.continual import (
+    available_learners,
+    average_accuracy,
+    backward_transfer,
+    draw_acc_matrix,
+    draw_avg_acc,
+    draw_comparison,
+    first_tasks,
+    forgetting,
+    hashed_ngrams,
+    make_learner,
+    make_stream,
+    mean_std,
+    preset_config,
+    run,
+    summarize,
+)
+from nlteach.continual import runner as runner_mod
+from nlteach.continual.__main__ import main
+from nlteach.continual.learners import register_learner
+from nlteach.continual.runner import ContinualConfig, train_task
+
+R3 = [[0.9, 0.0, 0.0],
+      [0.5, 0.8, 0.0],
+      [0.3, 0.6, 0.7]]
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics
+
+
+def test_average_accuracy_by_hand():
+    np.testing.assert_allclose(average_accuracy(R3), [0.9, 0.65, (0.3 + 0.6 + 0.7) / 3])
+
+
+def test_bwt_and_forgetting_by_hand():
+    assert backward_transfer(R3) == pytest.approx(((0.3 - 0.9) + (0.6 - 0.8)) / 2)
+    assert forgetting(R3) == pytest.approx(((0.9 - 0.3) + (0.8 - 0.6)) / 2)
+    # the best accuracy of task 0 came after task 1: forgetting uses it, BWT uses the diagonal
+    R = [[0.5, 0.0, 0.0], [0.9, 0.8, 0.0], [0.6, 0.8, 0.9]]
+    assert backward_transfer(R) == pytest.approx(((0.6 - 0.5) + 0.0) / 2)
+    assert forgetting(R) == pytest.approx(((0.9 - 0.6) + 0.0) / 2)
+    # rows before a task was learned do not count towards its forgetting (domain-IL guesses)
+    R = [[0.9, 0.95], [0.9, 0.5]]
+    assert forgetting(R) == pytest.approx(0.0)
+    assert backward_transfer(R) == pytest.approx(0.0)
+
+
+def test_no_forgetting_and_perfect_memory():
+    R = np.tril(np.ones((4, 4)))
+    assert backward_transfer(R) == 0.0 and forgetting(R) == 0.0
+    np.testing.assert_allclose(average_accuracy(R), 1.0)
+
+
+def test_summary_mean_std_over_seeds():
+    R2 = [[1.0, 0.0, 0.0], [0.5, 1.0, 0.0], [0.5, 0.5, 1.0]]
+    s = summarize([R3, R2])
+    assert set(s) == {"avg_acc", "bwt", "forgetting"}
+    assert s["bwt"]["mean"] == pytest.approx((backward_transfer(R3) + backward_transfer(R2)) / 2)
+    assert s["bwt"]["std"] == pytest.approx(np.std([backward_transfer(R3), backward_transfer(R2)], ddof=1))
+    assert mean_std([0.3]) == {"mean": 0.3, "std": 0.0}
+
+
+@pytest.mark.parametrize("bad, match", [
+    ([[0.5, 0.2]], "square"), ([[0.5, np.nan], [0.1, 0.2]], "NaN"), ([[1.5, 0], [0, 1]], r"\[0, 1\]")])
+def test_metrics_reject_bad_matrices(bad, match):
+    with pytest.raises(ValueError, match=match):
+        average_accuracy(bad)
+
+
+def test_bwt_needs_two_tasks():
+    with pytest.raises(ValueError, match="at least 2 tasks"):
+        backward_transfer([[0.9]])
+
+
+# ---------------------------------------------------------------------------------------------
+# streams
+
+
+@pytest.mark.parametrize("dataset, n_tasks, n_classes", [
+    ("clinc150", 15, 150), ("banking77", 7, 77), ("split-digits", 5, 10)])
+def test_class_incremental_streams(dataset, n_tasks, n_classes):
+    s = make_stream(dataset, 0, n_buckets=1024, max_train_per_class=5, max_test_per_class=3)
+    assert s.scenario == "class" and s.n_tasks == n_tasks and s.n_classes == n_classes
+    all_classes = [c for t in s.tasks for c in t.classes]
+    assert sorted(all_classes) == list(range(n_classes))  # every class exactly once, so disjoint
+    for t in s.tasks:
+        assert len(t.classes) == n_classes // n_tasks
+        assert set(t.y_train.tolist()) == set(t.classes) == set(t.y_test.tolist())
+    again = make_stream(dataset, 0, n_buckets=1024, max_train_per_class=5, max_test_per_class=3)
+    assert [t.classes for t in again.tasks] == [t.classes for t in s.tasks]  # seeded: reproducible
+    other = make_stream(dataset, 1, n_buckets=1024, max_train_per_class=5, max_test_per_class=3)
+    assert [t.classes for t in other.tasks] != [t.classes for t in s.tasks]
+    assert s.seen_classes(1) == sorted(s.tasks[0].classes + s.tasks[1].classes)
+
+
+def test_official_test_splits_are_used():
+    s = make_stream("clinc150", 0, n_buckets=1024)
+    assert sum(len(t.y_test) for t in s.tasks) == 150 * 30  # CLINC150 test: 30 per intent
+    assert sum(len(t.y_train) for t in s.tasks) == 150 * 100
+    d = make_stream("split-digits", 3)
+    d0 = make_stream("split-digits", 0)
+    # the held-out digits are the same images whatever the seed
+    assert sorted(map(tuple, torch.cat([t.x_test for t in d.tasks]).tolist())) == \
+        sorted(map(tuple, torch.cat([t.x_test for t in d0.tasks]).tolist()))
+
+
+def test_permuted_digits_is_domain_incremental():
+    s = make_stream("permuted-digits", 0, n_tasks=3)
+    assert s.scenario == "domain" and s.n_tasks == 3
+    base = s.tasks[0]
+    for t in s.tasks[1:]:
+        assert torch.equal(t.y_train, base.y_train)
+        assert not torch.equal(t.x_train, base.x_train)
+        assert torch.equal(t.x_train.sort(dim=1).values, base.x_train.sort(dim=1).values)  # same pixels
+    assert s.seen_classes(0) == list(range(10))
+
+
+def test_stream_errors():
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        make_stream("mnist", 0)
+    with pytest.raises(ValueError, match="must divide"):
+        make_stream("split-digits", 0, n_tasks=3)
+    with pytest.raises(ValueError, match="k must be"):
+        first_tasks(make_stream("split-digits", 0), 9)
+
+
+def test_hashed_ngrams():
+    ids, w = hashed_ngrams(["book a flight", "what is my balance", "x"], 512)
+    assert ids.shape == w.shape and ids.dtype == torch.int64
+    torch.testing.assert_close((w ** 2).sum(1), torch.ones(3))  # L2-normalized counts
+    assert (ids[2][w[2] == 0] == 0).all()  # padding: id 0 with weight 0
+    ids2, w2 = hashed_ngrams(["book a flight", "what is my balance", "x"], 512)
+    assert torch.equal(ids, ids2) and torch.equal(w, w2)  # no salt: deterministic across runs
+    assert int(ids.max()) < 512
+
+
+# ---------------------------------------------------------------------------------------------
+# learners
+
+
+def test_the_hope_learner_is_not_listed_yet():
+    assert set(available_learners()) == {"finetune", "ewc", "replay", "lwf", "cms", "joint"}
+    with pytest.raises(ValueError, match="registered twice"):
+        register_learner("finetune")(type("X", (), {}))
+
+
+@pytest.mark.parametrize("method", ["finetune", "ewc", "replay", "lwf", "cms", "joint"])
+def test_each_learner_runs_end_to_end_tiny(method):
+    cfg = preset_config("split-digits", method, "tiny", seeds=(0,))
+    res = run(cfg)
+    R = np.asarray(res["per_seed"][0]["acc_matrix"])
+    assert R.shape == (5, 5) and ((R >= 0) & (R <= 1)).all()
+    assert (R[np.triu_indices(5, 1)] == 0).all()  # class-IL: unseen classes are never predicted
+    # it learns: each task right after learning it (joint: all tasks at the end); chance is <= 0.5
+    score = average_accuracy(R)[-1] if method == "joint" else np.diag(R).mean()
+    assert score > 0.5
+
+
+def test_text_learner_runs_end_to_end_tiny():
+    cfg = preset_config("banking77", "replay", "tiny", seeds=(0,))
+    R = np.asarray(run(cfg)["per_seed"][0]["acc_matrix"])
+    assert R.shape == (7, 7)
+
+
+def test_future_classes_get_no_gradient():
+    cfg = preset_config("split-digits", "finetune", "tiny", seeds=(0,))
+    s = make_stream("split-digits", 0, max_train_per_class=20)
+    L = make_learner("finetune", s, cfg.learner)
+    before = L.model.head.weight.detach().clone()
+    train_task(L, s, 0, cfg, 0)
+    after = L.model.head.weight.detach()
+    future = [c for t in s.tasks[1:] for c in t.classes]
+    seen = list(s.tasks[0].classes)
+    assert torch.equal(after[future], before[future])
+    assert not torch.equal(after[seen], before[seen])
+
+
+def test_replay_buffer_is_small_and_holds_past_tasks():
+    cfg = preset_config("split-digits", "replay", "tiny", seeds=(0,), replay_size=8)
+    s = make_stream("split-digits", 0, max_train_per_class=20)
+    L = make_learner("replay", s, cfg.learner)
+    for t in range(3):
+        train_task(L, s, t, cfg, 0)
+    assert len(L.buf_y) == 8
+    assert set(L.buf_y.tolist()) <= set(s.seen_classes(2))
+    assert L.n_seen == sum(len(s.tasks[t].y_train) for t in range(3))
+
+
+def test_cms_learner_updates_slow_levels_less_often():
+    cfg = preset_config("split-digits", "cms", "tiny", seeds=(0,), periods=(1, 1000))
+    s = make_stream("split-digits", 0, max_train_per_class=20)
+    L = make_learner("cms", s, cfg.learner)
+    slow = [p.detach().clone() for p in L.model.body.blocks[1].parameters()]
+    fast = L.model.body.blocks[0].W_in.detach().clone()
+    train_task(L, s, 0, cfg, 0)
+    assert all(torch.equal(a, p) for a, p in zip(slow, L.model.body.blocks[1].parameters(), strict=True))
+    assert not torch.equal(fast, L.model.body.blocks[0].W_in)
+
+
+def test_same_backbone_size_and_initial_weights():
+    s = make_stream("split-digits", 0, max_train_per_class=5)
+    cfg = preset_config("split-digits", "finetune", "tiny")
+    sizes, inits = set(), []
+    for m in available_learners():
+        torch.manual_seed(0)
+        L = make_learner(m, s, cfg.learner)
+        sizes.add(sum(p.numel() for p in L.model.parameters()))
+        inits.append(L.model.head.weight.detach().clone())
+    assert len(sizes) == 1
+    assert all(torch.equal(w, inits[0]) for w in inits)
+
+
+# ---------------------------------------------------------------------------------------------
+# runner: results.json schema, resume, refusal, CLI
+
+
+def _check_schema(res: dict, n_seeds: int, T: int) -> None:
+    assert set(res) == {"config", "per_seed", "summary"}
+    assert len(res["per_seed"]) == n_seeds
+    for p in res["per_seed"]:
+        assert set(p) == {"seed", "acc_matrix"} and isinstance(p["seed"], int)
+        R = p["acc_matrix"]
+        assert len(R) == T and all(len(r) == T for r in R)
+        assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for r in R for v in r)
+    assert set(res["summary"]) == {"avg_acc", "bwt", "forgetting"}
+    for v in res["summary"].values():
+        assert set(v) == {"mean", "std"} and all(isinstance(x, float) for x in v.values())
+
+
+@pytest.mark.parametrize("method", ["cms", "ewc", "replay"])
+def test_resume_after_interruption_gives_the_same_results(tmp_path, method):
+    cfg = preset_config("split-digits", method, "tiny", seeds=(0, 1))
+    ref = run(cfg, tmp_path / "ref", figures=False)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "cut", figures=False, _stop_after_task=2)  # seed 0 stops after task 2
+    assert (tmp_path / "cut" / "seeds" / "seed_0.pt").exists()
+    assert not (tmp_path / "cut" / "seeds" / "seed_0.json").exists()
+    got = run(cfg, tmp_path / "cut", figures=False)
+    assert got == ref
+    assert not (tmp_path / "cut" / "seeds" / "seed_0.pt").exists()  # removed once the seed is done
+
+
+def test_finished_seeds_are_not_recomputed(tmp_path, monkeypatch):
+    cfg = preset_config("split-digits", "finetune", "tiny", seeds=(0,))
+    first = run(cfg, tmp_path, figures=False)
+
+    def boom(*a, **k):
+        raise AssertionError("a finished seed was recomputed")
+
+    monkeypatch.setattr(runner_mod, "run_seed", boom)
+    assert run(cfg, tmp_path, figures=False) == first
+    with pytest.raises(AssertionError, match="recomputed"):  # a new seed is computed
+        run(runner_mod.with_seeds(cfg, (0, 1)), tmp_path, figures=False)
+
+
+def test_results_json_schema_and_figures(tmp_path):
+    cfg = preset_config("split-digits", "lwf", "tiny", seeds=(0, 1))
+    res = run(cfg, tmp_path)
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk == res
+    _check_schema(on_disk, 2, 5)
+    assert ContinualConfig.from_dict(on_disk["config"]) == cfg
+    assert (tmp_path / "acc_matrix.png").stat().st_size > 0 and (tmp_path / "avg_acc.png").stat().st_size > 0
+
+
+def test_another_config_in_the_same_folder_is_refused(tmp_path):
+    run(preset_config("split-digits", "finetune", "tiny", seeds=(0,)), tmp_path, figures=False)
+    with pytest.raises(ValueError, match="other settings"):
+        run(preset_config("split-digits", "finetune", "tiny", seeds=(0,), lr=0.5), tmp_path, figures=False)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="method must be one of"):
+        preset_config("split-digits", "hope", "tiny")
+    with pytest.raises(ValueError, match="unknown setting"):
+        preset_config("split-digits", "finetune", "tiny", nonsense=1)
+
+
+def test_cli(tmp_path, capsys):
+    rc = main(["--dataset", "split-digits", "--method", "finetune", "replay", "--seeds", "0", "--preset", "tiny",
+               "--out", str(tmp_path), "--no-progress"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "finetune" in out and "replay" in out and "BWT" in out
+    for m in ("finetune", "replay"):
+        _check_schema(json.loads((tmp_path / m / "results.json").read_text()), 1, 5)
+    assert (tmp_path / "comparison.png").exists()
+
+
+def test_draw_functions():
+    res = {"config": {"dataset": "toy", "method": "m"},
+           "per_seed": [{"seed": 0, "acc_matrix": R3}, {"seed": 1, "acc_matrix": R3}]}
+    for draw, kw in [(draw_acc_matrix, {"results": res}), (draw_avg_acc, {"results_by_method": {"m": res}}),
+                     (draw_comparison, {"results_by_method": {"a": res, "b": res}})]:
+        fig = Figure()
+        draw(fig, **kw)
+        assert fig.axes
+    with pytest.raises(ValueError, match="empty"):
+        draw_avg_acc(Figure(), {})
