@@ -288,7 +288,7 @@ def test_surprise_is_larger_on_rule_breaking_pairs():
 
 
 def test_capacity_experiment_linear_memory_hits_the_least_squares_floor():
-    res = dm.capacity_experiment([4, 24], d=8, hidden=32, epochs=15, seeds=2, lr=0.3, momentum=0.5)
+    res = dm.capacity_experiment([4, 24], d=8, hidden=16, epochs=12, seeds=2, lr=0.3, momentum=0.5, chunk_size=2)
     lin = torch.tensor(res["linear"]).mean(1)
     floor = torch.tensor(res["linear_floor"]).mean(1)
     assert lin[0] < 0.05  # N < d: stored
