@@ -557,3 +557,86 @@ def size_to_budget(name: str, budget: int, base: ModelConfig, *, dim_multiple: i
         lo, hi = (mid, hi) if count(mid) <= budget else (lo, mid)
     k = lo if budget - count(lo) <= count(hi) - budget else hi
     return base.replace(dim=k * m)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 09: train several models at equal parameters and tokens, several seeds.
+
+
+def compare_models(names: list[str], seeds: list[int], *, out_dir: str, sample_chars: int = 0,
+                   **train_overrides) -> dict[str, list[dict]]:
+    """Train every model in ``names`` once per seed with :func:`nlteach.train.train` and the same
+    settings (pass ``params=`` for equal parameters; equal steps, batch and sequence length give
+    equal tokens). Returns ``{name: [per-seed record]}``; a record holds ``seed``, ``log`` (the
+    metrics lines), ``val_loss``, ``test_loss``, ``n_params``, ``time_s`` and ``sample`` (only the
+    first seed samples ``sample_chars`` characters)."""
+    from pathlib import Path
+
+    from nlteach.train import train  # noqa: PLC0415 (train imports this module)
+
+    runs: dict[str, list[dict]] = {}
+    for name in names:
+        for i, seed in enumerate(seeds):
+            log: list[dict] = []
+            res = train(model=name, seed=seed, out=str(Path(out_dir) / f"{name}_seed{seed}"), overwrite=True,
+                        progress=False, on_log=log.append, sample_chars=sample_chars if i == 0 else 0,
+                        **train_overrides)
+            runs.setdefault(name, []).append({
+                "seed": seed, "log": log, "val_loss": res["val_loss"], "test_loss": res["test_loss"],
+                "n_params": res["n_params"], "time_s": res["time_s"], "sample": res["sample"]})
+    return runs
+
+
+def summarize_comparison(runs: dict[str, list[dict]]) -> list[dict]:
+    """One row per model: parameters, final val/test loss (mean and std over seeds), time per run."""
+    import statistics
+
+    rows = []
+    for name, recs in runs.items():
+        val = [r["val_loss"] for r in recs]
+        test = [r["test_loss"] for r in recs]
+        sd = (lambda x: statistics.stdev(x) if len(x) > 1 else 0.0)  # noqa: E731
+        rows.append({"model": name, "params": recs[0]["n_params"], "seeds": len(recs),
+                     "val_mean": statistics.mean(val), "val_std": sd(val),
+                     "test_mean": statistics.mean(test), "test_std": sd(test),
+                     "s_per_run": statistics.mean(r["time_s"] for r in recs)})
+    return sorted(rows, key=lambda r: r["val_mean"])
+
+
+def draw_comparison(fig, runs: dict[str, list[dict]], key: str = "val_loss"):
+    """Loss (``val_loss`` or ``train_loss``) against tokens: mean over seeds, band = min..max."""
+    import numpy as np
+
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (name, recs) in enumerate(runs.items()):
+        points = [[(r["tokens"], r[key]) for r in rec["log"] if r[key] is not None] for rec in recs]
+        n = min(len(p) for p in points)
+        if n == 0:
+            continue
+        x = np.array([t for t, _ in points[0][:n]])
+        y = np.array([[v for _, v in p[:n]] for p in points])
+        ax.plot(x, y.mean(0), marker="o", ms=3, color=f"C{i}", label=f"{name} ({len(recs)} seeds)")
+        if len(recs) > 1:
+            ax.fill_between(x, y.min(0), y.max(0), color=f"C{i}", alpha=0.2)
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel(f"{key.replace('_', ' ')} (nats per character)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def comparison_verdict(rows: list[dict]) -> str:
+    """Plain-language reading of :func:`summarize_comparison` rows (sorted best first): which model
+    has the lowest mean validation loss, and whether each gap is larger than the seeds' spread
+    (gap > 2 x the larger standard deviation) or within noise."""
+    best = rows[0]
+    lines = [f"lowest mean validation loss: {best['model']} ({best['val_mean']:.4f} nats/char, "
+             f"{best['seeds']} seed(s))"]
+    for r in rows[1:]:
+        gap = r["val_mean"] - best["val_mean"]
+        noise = 2 * max(r["val_std"], best["val_std"])
+        if best["seeds"] < 2 or r["seeds"] < 2:
+            judged = "one seed: cannot tell signal from noise"
+        else:
+            judged = "larger than the seed spread" if gap > noise else "within the seed spread (no clear winner)"
+        lines.append(f"  {r['model']}: +{gap:.4f} behind ({judged})")
+    return "\n".join(lines)

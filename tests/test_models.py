@@ -202,3 +202,33 @@ def test_memory_config_fields_are_validated():
                        (dict(cms_periods=()), "cms_periods"), (dict(memory_hidden=-1), "memory_hidden")]:
         with pytest.raises(ValueError, match=match):
             ModelConfig(**{**SMALL, **bad})
+
+
+def _fake_runs():
+    def rec(seed, final):
+        log = [{"tokens": 100 * i, "train_loss": 4.0 - i * 0.1, "val_loss": None if i % 2 else 4.0 - i * final}
+               for i in range(1, 7)]
+        return {"seed": seed, "log": log, "val_loss": 4 - 6 * final, "test_loss": 4 - 6 * final,
+                "n_params": 1000, "time_s": 1.0, "sample": ""}
+    return {"a": [rec(0, 0.10), rec(1, 0.11)], "b": [rec(0, 0.20), rec(1, 0.21)], "c": [rec(0, 0.201), rec(1, 0.2)]}
+
+
+def test_comparison_summary_verdict_and_drawing():
+    import matplotlib
+
+    matplotlib.use("agg")
+    import matplotlib.pyplot as plt
+
+    from nlteach.models import comparison_verdict, draw_comparison, summarize_comparison
+
+    rows = summarize_comparison(_fake_runs())
+    assert [r["model"] for r in rows][0] == "b" and rows[-1]["model"] == "a"
+    assert rows[-1]["val_std"] == pytest.approx(0.06 / 2 ** 0.5)
+    text = comparison_verdict(rows)
+    assert text.startswith("lowest mean validation loss: b")
+    assert "a: +" in text and "larger than the seed spread" in text
+    assert "c: +" in text and "within the seed spread" in text
+    fig = plt.figure()
+    draw_comparison(fig, _fake_runs())
+    assert len(fig.axes[0].lines) == 3
+    plt.close(fig)
