@@ -54,29 +54,20 @@ def matmul_flops_per_s(n: int = 1024, *, device: torch.device | str = "cpu",
 
 
 def peak_memory(fn: Callable[[], object], *, device: torch.device | str = "cpu") -> int | None:
-    """Peak extra memory of ``fn()`` in bytes: CUDA allocator stats on GPU, tracemalloc-free
-    resident-set sampling is unreliable on CPU, so on CPU this uses torch's profiler memory totals."""
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats(dev)
-        base = torch.cuda.memory_allocated(dev)
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated(dev) - base
-    from torch.profiler import ProfilerActivity, profile
+    """Peak extra allocator memory of ``fn()`` in bytes on CUDA; ``None`` on CPU.
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    # running sum of allocations/frees in event order gives the peak
-    events = sorted(
-        (e for e in prof.events() if e.cpu_memory_usage != 0), key=lambda e: e.time_range.start
-    )
-    cur = peak = 0
-    for e in events:
-        cur += e.cpu_memory_usage
-        peak = max(peak, cur)
-    return peak
+    On CPU there is no reliable in-process peak (profiler events nest and double-count); measure
+    the rise of the resident set in a fresh subprocess instead, as ``nlteach.bench.titans`` does.
+    """
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats(dev)
+    base = torch.cuda.memory_allocated(dev)
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated(dev) - base
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:
