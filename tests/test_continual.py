@@ -19,6 +19,7 @@ from nlteach.continual import (
     first_tasks,
     forgetting,
     hashed_ngrams,
+    learning_accuracy,
     make_learner,
     make_stream,
     mean_std,
@@ -47,6 +48,7 @@ def test_average_accuracy_by_hand():
 def test_bwt_and_forgetting_by_hand():
     assert backward_transfer(R3) == pytest.approx(((0.3 - 0.9) + (0.6 - 0.8)) / 2)
     assert forgetting(R3) == pytest.approx(((0.9 - 0.3) + (0.8 - 0.6)) / 2)
+    assert learning_accuracy(R3) == pytest.approx((0.9 + 0.8 + 0.7) / 3)
     # the best accuracy of task 0 came after task 1: forgetting uses it, BWT uses the diagonal
     R = [[0.5, 0.0, 0.0], [0.9, 0.8, 0.0], [0.6, 0.8, 0.9]]
     assert backward_transfer(R) == pytest.approx(((0.6 - 0.5) + 0.0) / 2)

@@ -27,6 +27,7 @@ from nlteach.continual.metrics import (
     average_accuracy,
     backward_transfer,
     forgetting,
+    learning_accuracy,
     mean_std,
     summarize,
 )
@@ -46,6 +47,6 @@ from nlteach.continual.streams import STREAMS, Stream, Task, first_tasks, hashed
 __all__ = [
     "LEARNERS", "STREAMS", "Backbone", "ContinualConfig", "Learner", "LearnerConfig", "Stream", "Task",
     "available_learners", "average_accuracy", "backward_transfer", "draw_acc_matrix", "draw_avg_acc",
-    "draw_comparison", "draw_trace", "first_tasks", "forgetting", "format_table", "hashed_ngrams", "load_results",
+    "draw_comparison", "draw_trace", "first_tasks", "forgetting", "format_table", "hashed_ngrams", "learning_accuracy", "load_results",
     "make_learner", "make_stream", "mean_std", "preset_config", "run", "run_methods", "run_seed", "summarize", "trace_tasks",
 ]

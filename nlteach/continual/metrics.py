@@ -8,6 +8,9 @@ filled; entries above the diagonal are tasks not learned yet). With T tasks:
 - backward transfer (Lopez-Paz & Ranzato, 2017): ``BWT = 1/(T-1) sum_{j < T-1} (R[T-1][j] - R[j][j])``:
   how much learning the later tasks changed each earlier task, measured from the moment it was
   learned (negative = forgetting);
+- learning accuracy (Riemer et al., 2019): ``LA = mean_j R[j][j]``, the accuracy on each task
+  right after learning it: how well the learner still learns new tasks (plasticity), the
+  price some methods pay for forgetting less;
 - forgetting (Chaudhry et al., 2018): ``F = 1/(T-1) sum_{j < T-1} (max_{j <= l < T-1} R[l][j] - R[T-1][j])``:
   the drop from the best accuracy a task ever had (after it was learned) to its final accuracy.
   The max starts at l = j: rows before task j was learned are not counted (in class-incremental
@@ -51,6 +54,11 @@ def backward_transfer(R: Any) -> float:
     _need_two(a, "backward transfer")
     T = a.shape[0]
     return float(np.mean(a[T - 1, : T - 1] - np.diag(a)[: T - 1]))
+
+
+def learning_accuracy(R: Any) -> float:
+    """``mean_j R[j][j]``: accuracy on each task right after learning it (plasticity)."""
+    return float(np.mean(np.diag(as_matrix(R))))
 
 
 def forgetting(R: Any) -> float:

@@ -355,14 +355,17 @@ def run_methods(dataset: str, methods: list[str], *, preset: str | None = None, 
 
 
 def format_table(results_by_method: dict[str, dict[str, Any]]) -> str:
-    """A plain-text table: final average accuracy, BWT, forgetting (mean +- std over seeds)."""
-    lines = [f"{'method':10s} {'avg acc':>15s} {'BWT':>16s} {'forgetting':>15s}  seeds"]
+    """A plain-text table: final average accuracy, BWT, forgetting and learning accuracy (the mean
+    accuracy on each task right after learning it), mean +- std over seeds."""
+    lines = [f"{'method':10s} {'avg acc':>15s} {'BWT':>16s} {'forgetting':>15s} {'learning acc':>15s}  seeds"]
     for m, r in results_by_method.items():
         s = r["summary"]
         avg, bwt, fgt = (f"{s[k]['mean']:{'+' if k == 'bwt' else ''}.3f} ± {s[k]['std']:.3f}"
                          for k in ("avg_acc", "bwt", "forgetting"))
+        la = metrics.mean_std([metrics.learning_accuracy(p["acc_matrix"]) for p in r["per_seed"]])
+        la_s = f"{la['mean']:.3f} ± {la['std']:.3f}"
         seeds = ",".join(str(p["seed"]) for p in r["per_seed"])
-        lines.append(f"{m:10s} {avg:>15s} {bwt:>16s} {fgt:>15s}  {seeds}")
+        lines.append(f"{m:10s} {avg:>15s} {bwt:>16s} {fgt:>15s} {la_s:>15s}  {seeds}")
     return "\n".join(lines)
 
 
