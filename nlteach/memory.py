@@ -176,8 +176,9 @@ def linear_attention_naive(
     q, k, v = q.to(dt), k.to(dt), v.to(dt)
     S = _zero_state(k, v, dt) if initial_state is None else initial_state.to(dt)  # [B, H, d_k, d_v]
     outs = []
-    for t in range(k.shape[2]):
-        k_t, v_t, q_t = k[:, :, t], v[:, :, t], q[:, :, t]  # [B, H, d]
+    # (unbind splits the time axis once; indexing k[:, :, t] in the loop would make the backward
+    # pass allocate a full-size gradient for every token.)
+    for q_t, k_t, v_t in zip(q.unbind(2), k.unbind(2), v.unbind(2)):  # each [B, H, d]
         S = S + k_t.unsqueeze(-1) * v_t.unsqueeze(-2)  # S_t = S_{t-1} + k_t v_t^T
         outs.append(torch.einsum("bhk,bhkv->bhv", q_t, S))  # o_t = S_t^T q_t
     o = torch.stack(outs, dim=2) if outs else v.new_zeros(v.shape)
@@ -272,11 +273,12 @@ def delta_rule_naive(
     alpha = None if alpha is None else alpha.to(dt)
     S = _zero_state(k, v, dt) if initial_state is None else initial_state.to(dt)  # [B, H, d_k, d_v]
     outs = []
-    for t in range(k.shape[2]):
-        k_t, v_t, q_t = k[:, :, t], v[:, :, t], q[:, :, t]  # [B, H, d]
-        b_t = beta[:, :, t, None]  # [B, H, 1]
-        if alpha is not None:
-            S = alpha[:, :, t, None, None] * S  # alpha_t S_{t-1}
+    alphas = [None] * k.shape[2] if alpha is None else alpha.unbind(2)
+    for q_t, k_t, v_t, b_t, a_t in zip(q.unbind(2), k.unbind(2), v.unbind(2), beta.unbind(2), alphas):
+        # q_t, k_t: [B, H, d_k], v_t: [B, H, d_v], b_t, a_t: [B, H]
+        b_t = b_t.unsqueeze(-1)  # [B, H, 1]
+        if a_t is not None:
+            S = a_t[..., None, None] * S  # alpha_t S_{t-1}
         v_old = torch.einsum("bhkv,bhk->bhv", S, k_t)  # what the memory returns for k_t now
         S = S + k_t.unsqueeze(-1) * (b_t * (v_t - v_old)).unsqueeze(-2)  # the delta write
         outs.append(torch.einsum("bhk,bhkv->bhv", q_t, S))  # o_t = S_t^T q_t
