@@ -330,3 +330,25 @@ def test_titans_is_reexported_from_deep_memory():
     from nlteach.memory import titans_chunked, titans_naive
 
     assert titans_naive is deep_memory.titans_naive and titans_chunked is deep_memory.titans_chunked
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark suite runs end to end (nothing is timed against a threshold here)
+
+
+def test_bench_memory_suite_runs_and_reports_ratios(tmp_path):
+    import argparse
+
+    from nlteach.bench import memory as bench_memory
+
+    p = argparse.ArgumentParser()
+    bench_memory.add_arguments(p)
+    args = p.parse_args(["--T", "20", "--BH", "1", "--d", "4", "--chunk-size", "8", "--repeat", "1"])
+    args.preset, args.device, args.out = "tiny", torch.device("cpu"), tmp_path
+    res = bench_memory.run(args)
+    assert set(res["rules"]) == {"linear", "delta", "gated_delta"}
+    for r in res["rules"].values():
+        assert r["speedup_fwd"] > 0 and r["speedup_fwd_bwd"] > 0 and 0 < r["fwd_matmul_fraction"]
+    with pytest.raises(SystemExit, match="no such file"):
+        bench_memory.load_fla_chunkwise(str(tmp_path / "missing.py"))
+    assert bench_memory.chunked_flops("linear", 64, 1, 4, 4, 64) == 2 * 64 * 64 * 8 + 4 * 64 * 16
