@@ -165,7 +165,7 @@ print(f"average accuracy after each task {average_accuracy(R).round(3)}, "
 # | `ewc` | online EWC: a quadratic pull towards the previous weights, weighted by the diagonal empirical Fisher summed over tasks ($\lambda = 1000$, not tuned) | no (a Fisher vector) |
 # | `replay` | experience replay: a reservoir buffer (300 examples for CLINC150, 154 for Banking77, 50 for digits), a buffer batch appended to every batch | yes, a few |
 # | `lwf` | Learning without Forgetting: distills the previous model's old-class outputs on the new inputs (T = 2) | no (a model copy) |
-# | `cms` | the same network trained with **multi-frequency levels** (`MultiFrequencyOptimizer`, Eq. 71 of arXiv v1): block $\ell$ steps every $C^{(\ell)}$ = 1, 4, 16, 64 steps on the mean gradient of its period; encoder, norm and head are in the fastest level | no |
+# | `cms` | the same network trained with **multi-frequency levels** (`MultiFrequencyOptimizer`, Eq. 71 of arXiv v1): block $\ell$ steps every $C^{(\ell)}$ = 1, 4, 16, 64 steps (laptop and full presets; 1, 2, 4, 8 at tiny) on the mean gradient of its period; encoder, norm and head are in the fastest level | no |
 # | `joint` | at task $t$ trains on the union of tasks $0..t$ (same number of steps): the upper bound | yes, all |
 #
 # The other learners train the same four blocks with all periods equal to 1, so `cms` versus
@@ -202,7 +202,9 @@ for name in ("clinc150", "banking77", "split-digits", "permuted-digits"):
 # reuses finished seeds, so an interrupted notebook continues where it stopped. The same folder
 # can be filled from the command line beforehand (run it from this notebooks folder), e.g.
 # `python -m nlteach.continual --dataset clinc150 --method all --seeds 0 1 2 --preset laptop --out runs/nb10/laptop/clinc150`.
-# At the tiny preset (CI) nothing is written and the numbers mean nothing.
+# At the laptop preset the whole cell took about 7 CPU minutes in our runs (one torch thread
+# per run; on a busy machine the wall time is longer). At the tiny preset (CI) nothing is
+# written and the numbers mean nothing.
 
 # %%
 seeds = config.by_preset(tiny=(0,), laptop=(0, 1, 2), full=(0, 1, 2, 3, 4))

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlteach.cms import CMS, MultiFrequencyOptimizer
-from nlteach.continual.streams import Inputs, Stream, concat, n_rows, take
+from nlteach.continual.streams import Inputs, Stream, concat, n_rows, take, to_device
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,11 @@ class Learner:
         self.model.eval()
         return self.model(x)
 
-    # -- state (at task boundaries)
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -- state (at task boundaries; a checkpoint read on the CPU is moved to the model's device)
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "extra": self.extra_state()}
 
@@ -239,7 +243,9 @@ class EWC(Learner):
         return {"fisher": self.fisher, "anchor": self.anchor}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.fisher, self.anchor = state["fisher"], state["anchor"]
+        dev = self.device
+        self.fisher = None if state["fisher"] is None else [f.to(dev) for f in state["fisher"]]
+        self.anchor = None if state["anchor"] is None else [a.to(dev) for a in state["anchor"]]
 
 
 @register_learner("replay")
@@ -292,7 +298,10 @@ class Replay(Learner):
         return {"buf_x": self.buf_x, "buf_y": self.buf_y, "n_seen": self.n_seen}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.buf_x, self.buf_y, self.n_seen = state["buf_x"], state["buf_y"], int(state["n_seen"])
+        dev = self.device
+        self.buf_x = None if state["buf_x"] is None else to_device(state["buf_x"], dev)
+        self.buf_y = None if state["buf_y"] is None else state["buf_y"].to(dev)
+        self.n_seen = int(state["n_seen"])
 
 
 @register_learner("lwf")
