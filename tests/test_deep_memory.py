@@ -3,7 +3,6 @@ computed independently with autograd, the delta-rule special case, surprise, exe
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import pytest
@@ -174,9 +173,8 @@ def test_chunk_size_changes_the_result_when_it_should():
 
 
 def test_linear_memory_without_momentum_and_decay_is_the_delta_rule():
-    memory = importlib.import_module("nlteach.memory") if importlib.util.find_spec("nlteach.memory") else None
-    if memory is None or not hasattr(memory, "delta_rule_naive"):
-        pytest.skip("nlteach.memory.delta_rule_naive is not written yet (notebook 03's issue)")
+    from nlteach import memory
+
     g = torch.Generator().manual_seed(0)
     B, H, T, d_k, d_v = 2, 2, 17, 6, 5
     q = F.normalize(torch.randn(B, H, T, d_k, generator=g, dtype=torch.float64), dim=-1)
@@ -193,9 +191,6 @@ def test_linear_memory_without_momentum_and_decay_is_the_delta_rule():
 
 
 def test_reexport_from_memory_module():
-    memory = importlib.import_module("nlteach.memory") if importlib.util.find_spec("nlteach.memory") else None
-    if memory is None or not hasattr(memory, "delta_rule_naive"):
-        pytest.skip("nlteach.memory is not written yet (notebook 03's issue)")
     from nlteach.memory import titans_chunked as tc
     from nlteach.memory import titans_naive as tn
 
