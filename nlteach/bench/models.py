@@ -44,6 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-heads", type=int, default=None)
     p.add_argument("--vocab-size", type=int, default=65, help="tiny Shakespeare has 65 characters")
     p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="chunk of the memory models' main memory (default: ModelConfig's)")
+    p.add_argument("--proj-chunk-size", type=int, default=None,
+                   help="chunk of self-modifying Titans' k/v/eta/alpha memories (default: ModelConfig's)")
 
 
 def _step_fn(model: torch.nn.Module, idx: torch.Tensor, amp: bool):
@@ -72,7 +76,9 @@ def run(args: argparse.Namespace) -> dict:
     n_heads = args.n_heads or by_preset(tiny=2, laptop=4, full=8, preset=preset)
     rounds = args.rounds or by_preset(tiny=1, laptop=5, full=5, preset=preset)
     amp = device.type == "cuda"
-    base = ModelConfig(vocab_size=args.vocab_size, dim=2 * n_heads, n_layers=n_layers, n_heads=n_heads)
+    chunks = {k: v for k, v in (("chunk_size", getattr(args, "chunk_size", None)),
+                                ("proj_chunk_size", getattr(args, "proj_chunk_size", None))) if v is not None}
+    base = ModelConfig(vocab_size=args.vocab_size, dim=2 * n_heads, n_layers=n_layers, n_heads=n_heads, **chunks)
     gen = torch.Generator().manual_seed(0)
     idx = torch.randint(0, args.vocab_size, (B, T + 1), generator=gen).to(device)
 
@@ -99,6 +105,7 @@ def run(args: argparse.Namespace) -> dict:
         row["x_transformer"] = t / base_t
         row["tokens_per_s"] = B * T / t
     print(f"models at ~{budget:,} parameters, B={B}, T={T}, n_layers={n_layers}, n_heads={n_heads}, "
+          f"chunk_size={base.chunk_size}, proj_chunk_size={base.proj_chunk_size}, "
           f"device={device}, {rounds} interleaved round(s); load average {_load()}")
     if device.type == "cpu" and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         print("note: set MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 for steadier CPU times")
@@ -106,6 +113,7 @@ def run(args: argparse.Namespace) -> dict:
     print("x_transformer = step time / Transformer step time, measured side by side in this run; "
           "step_ms and tokens/s are for information only.")
     return {"budget": budget, "batch_size": B, "seq_len": T, "n_layers": n_layers, "n_heads": n_heads,
+            "chunk_size": base.chunk_size, "proj_chunk_size": base.proj_chunk_size,
             "rounds": rounds, "load_average": _load(), "rows": rows}
 
 
