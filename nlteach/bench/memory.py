@@ -19,7 +19,9 @@ yourself (``auto`` finds it in an installed ``fla`` package without importing th
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
+import statistics
 import time
 from pathlib import Path
 
@@ -27,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from nlteach import memory
-from nlteach.bench import format_table, matmul_flops_per_s, measure, sync
+from nlteach.bench import format_table, sync
 from nlteach.config import by_preset
 
 DESCRIPTION = "linear attention, delta rule, gated delta rule: chunked vs naive (fwd, fwd+bwd)"
@@ -150,6 +152,38 @@ def health_checks(device: torch.device, d: int, C: int) -> dict:
     return out
 
 
+def timed(fn, *, device: torch.device, warmup: int = 1, repeat: int = 3) -> tuple[float, float | None]:
+    """Median wall time and median process CPU time of ``fn()`` (CPU time only on CPU devices).
+
+    On a shared machine the wall time of each run depends on everyone else's load; the CPU time
+    (summed over this process's threads) mostly does not, so the suite reports ratios of both."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    walls, cpus = [], []
+    for _ in range(max(1, repeat)):
+        gc.collect()
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        sync(device)
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    cpu = statistics.median(cpus) if torch.device(device).type == "cpu" else None
+    return statistics.median(walls), cpu
+
+
+def _matmul_rates(device: torch.device, dtype: torch.dtype, n: int = 1024) -> tuple[float, float | None]:
+    """Plain-matmul FLOP rate per wall second and per CPU second, measured now."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    wall, cpu = timed(lambda: a @ b, device=device, warmup=2, repeat=7)
+    return 2 * n**3 / wall, (2 * n**3 / cpu if cpu else None)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
 def run(args: argparse.Namespace) -> dict:
     device = args.device
     T = args.T or by_preset(tiny=256, laptop=4096, full=16384, preset=args.preset)
@@ -163,56 +197,67 @@ def run(args: argparse.Namespace) -> dict:
         if r not in RULES:
             raise SystemExit(f"--rules: unknown rule {r!r}; expected a subset of {RULES}")
 
-    mm_rate = matmul_flops_per_s(1024, device=device, dtype=dtype)
+    mm_wall, mm_cpu = _matmul_rates(device, dtype)
     print(f"shape: B*H={BH}, T={T}, d_k=d_v={d}, chunk_size={C}, {args.dtype}, device={device}, "
           f"threads={torch.get_num_threads()}")
-    print(f"plain matmul (1024^3) on this machine now: {mm_rate / 1e9:.1f} GFLOP/s")
+    print(f"plain matmul (1024^3) on this machine now: {mm_wall / 1e9:.1f} GFLOP/s", flush=True)
     rows, per_rule = [], {}
     naive_repeat = max(1, repeat // 2)
     for rule in rules:
         naive, chunked = _fns(rule, C)
         x = make_inputs(rule, BH, T, d, dtype=dtype, device=device)
         t0 = time.perf_counter()
-        res = {
-            "naive_fwd_s": measure(_fwd(naive, x), device=device, repeat=naive_repeat),
-            "chunked_fwd_s": measure(_fwd(chunked, x), device=device, repeat=repeat),
-            "chunked_fwd_bwd_s": measure(_fwd_bwd(chunked, x), device=device, repeat=repeat),
+        t = {
+            "naive_fwd": timed(_fwd(naive, x), device=device, repeat=naive_repeat),
+            "chunked_fwd": timed(_fwd(chunked, x), device=device, repeat=repeat),
+            "chunked_fwd_bwd": timed(_fwd_bwd(chunked, x), device=device, repeat=repeat),
         }
         if not args.no_naive_backward:
-            res["naive_fwd_bwd_s"] = measure(_fwd_bwd(naive, x), device=device, warmup=0,
-                                             repeat=naive_repeat)
-        # the matmul rate again, right after this rule's timings: the machine's load drifts, so
-        # the fraction uses the better of the two measurements (the conservative choice)
-        mm_rate = max(mm_rate, matmul_flops_per_s(1024, device=device, dtype=dtype))
+            t["naive_fwd_bwd"] = timed(_fwd_bwd(naive, x), device=device, warmup=0, repeat=naive_repeat)
+        # the matmul rate again, right after this rule's timings: the load drifts, so the
+        # fractions use the best rate seen in this run (the conservative choice)
+        w, c = _matmul_rates(device, dtype)
+        mm_wall, mm_cpu = max(mm_wall, w), (max(mm_cpu, c) if c else None)
         flops = chunked_flops(rule, T, BH, d, d, C)
+        res = {f"{k}_s": v[0] for k, v in t.items()}
+        res.update({f"{k}_cpu_s": v[1] for k, v in t.items()})
         res["chunked_fwd_flops"] = flops
-        res["speedup_fwd"] = res["naive_fwd_s"] / res["chunked_fwd_s"]
-        res["speedup_fwd_bwd"] = (res["naive_fwd_bwd_s"] / res["chunked_fwd_bwd_s"]
-                                  if "naive_fwd_bwd_s" in res else None)
-        res["chunked_fwd_tokens_per_s"] = BH * T / res["chunked_fwd_s"]
-        res["chunked_fwd_bwd_tokens_per_s"] = BH * T / res["chunked_fwd_bwd_s"]
-        res["fwd_matmul_fraction"] = flops / res["chunked_fwd_s"] / mm_rate
-        res["fwd_bwd_matmul_fraction"] = 3 * flops / res["chunked_fwd_bwd_s"] / mm_rate
+        for mode in ("fwd", "fwd_bwd"):
+            if f"naive_{mode}" in t:
+                res[f"speedup_{mode}"] = t[f"naive_{mode}"][0] / t[f"chunked_{mode}"][0]
+                res[f"speedup_{mode}_cpu"] = _ratio(t[f"naive_{mode}"][1], t[f"chunked_{mode}"][1])
+            mult = 1 if mode == "fwd" else 3
+            res[f"chunked_{mode}_tokens_per_s"] = BH * T / t[f"chunked_{mode}"][0]
+            res[f"{mode}_matmul_fraction"] = mult * flops / t[f"chunked_{mode}"][0] / mm_wall
+            res[f"{mode}_matmul_fraction_cpu"] = _ratio(mult * flops / (t[f"chunked_{mode}"][1] or 0) if
+                                                        t[f"chunked_{mode}"][1] else None, mm_cpu)
         res["wall_s"] = time.perf_counter() - t0
         per_rule[rule] = res
         print(f"  {rule}: chunked is {res['speedup_fwd']:.1f}x faster forward"
-              + (f", {res['speedup_fwd_bwd']:.1f}x forward+backward" if res["speedup_fwd_bwd"] else "")
-              + f"; forward at {100 * res['fwd_matmul_fraction']:.0f}% of the matmul rate "
+              + (f", {res['speedup_fwd_bwd']:.1f}x forward+backward" if "speedup_fwd_bwd" in res else "")
+              + f" (wall time); forward at {100 * res['fwd_matmul_fraction']:.0f}% of the matmul rate "
               f"({res['wall_s']:.0f} s)", flush=True)
-        rows.append({"rule": rule, "fwd speed-up": res["speedup_fwd"],
-                     "fwd+bwd speed-up": res["speedup_fwd_bwd"],
+        pct = (lambda v: None if v is None else 100 * v)
+        rows.append({"rule": rule, "fwd x": res["speedup_fwd"], "fwd x (cpu)": res["speedup_fwd_cpu"],
+                     "fwd+bwd x": res.get("speedup_fwd_bwd"),
+                     "fwd+bwd x (cpu)": res.get("speedup_fwd_bwd_cpu"),
                      "fwd tok/s": res["chunked_fwd_tokens_per_s"],
                      "fwd+bwd tok/s": res["chunked_fwd_bwd_tokens_per_s"],
-                     "fwd % matmul": 100 * res["fwd_matmul_fraction"],
-                     "fwd+bwd % matmul": 100 * res["fwd_bwd_matmul_fraction"]})
-    print("\nchunked vs naive (speed-up = naive time / chunked time, measured side by side):")
+                     "fwd %mm": pct(res["fwd_matmul_fraction"]),
+                     "fwd %mm (cpu)": pct(res["fwd_matmul_fraction_cpu"]),
+                     "fwd+bwd %mm": pct(res["fwd_bwd_matmul_fraction"]),
+                     "fwd+bwd %mm (cpu)": pct(res["fwd_bwd_matmul_fraction_cpu"])})
+    print("\nchunked vs naive, measured side by side. x = naive time / chunked time; %mm = chunked "
+          "FLOP rate as % of a plain matmul's;\n(cpu) = the same from process CPU time, which "
+          "other processes' load barely changes:")
     print(format_table(rows, list(rows[0]) if rows else ["rule"]))
-    print(f"(fractions use the best plain-matmul rate measured in this run: {mm_rate / 1e9:.1f} GFLOP/s)")
+    print(f"(best plain-matmul rate in this run: {mm_wall / 1e9:.1f} GFLOP/s wall"
+          + (f", {mm_cpu / 1e9:.1f} GFLOP per CPU second)" if mm_cpu else ")"))
     result = {"shape": {"BH": BH, "T": T, "d": d, "chunk_size": C, "dtype": args.dtype},
-              "matmul_flops_per_s": mm_rate, "rules": per_rule}
+              "matmul_flops_per_s": mm_wall, "matmul_flops_per_cpu_s": mm_cpu, "rules": per_rule}
 
     if args.fla:
-        result["fla"] = compare_fla(args.fla, BH, T, d, C, dtype, device, repeat, per_rule.get("delta"))
+        result["fla"] = compare_fla(args.fla, BH, T, d, C, dtype, device, repeat)
     if args.health:
         result["health"] = health_checks(device, d, C)
         print("\nnumerical health:", result["health"])
@@ -220,38 +265,42 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def compare_fla(path: str, BH: int, T: int, d: int, C: int, dtype: torch.dtype,
-                device: torch.device, repeat: int, ours: dict | None) -> dict:
-    """Time fla's ``delta_rule_chunkwise`` and ours on the same inputs, interleaved."""
+                device: torch.device, repeat: int) -> dict:
+    """Time fla's ``delta_rule_chunkwise`` (chunk 32 and 64) and ours on the same inputs, interleaved."""
     fla_chunkwise = load_fla_chunkwise(path)
     x = make_inputs("delta", BH, T, d, dtype=dtype, device=device)
-    # fla scales q by d^-1/2 inside and needs T % C == 0: feed ours the scaled q to compare outputs.
-    Cf = C if T % C == 0 else next(c for c in (64, 32, 16, 8, 4, 2, 1) if T % c == 0)
-
-    def fla_fn(q, k, v, beta):
-        return fla_chunkwise(q, k, v, beta, chunk_size=Cf)
+    # fla scales q by d^-1/2 inside and needs T % chunk == 0: feed ours the scaled q.
+    fla_sizes = [c for c in (32, 64) if T % c == 0] or [1]
 
     def ours_fn(q, k, v, beta):
         return memory.delta_rule_chunked(q * d**-0.5, k, v, beta, chunk_size=C)
 
+    def fla_fn(c: int):
+        return lambda q, k, v, beta: fla_chunkwise(q, k, v, beta, chunk_size=c)
+
+    fns = {"ours": ours_fn, **{f"fla_c{c}": fla_fn(c) for c in fla_sizes}}
     with torch.no_grad():
-        o_f, S_f = fla_fn(**x)
-        o_o, S_o = ours_fn(**x)
-    diff = ((o_f - o_o).pow(2).mean().sqrt() / o_o.pow(2).mean().sqrt()).item()
-    res = {"fla_chunk_size": Cf, "output_rel_rms_vs_ours": diff}
-    for _ in range(2):  # interleave to spread load changes evenly
-        for name, fn in (("fla", fla_fn), ("ours", ours_fn)):
-            tf = measure(_fwd(fn, x), device=device, repeat=repeat)
-            tb = measure(_fwd_bwd(fn, x), device=device, repeat=repeat)
-            res.setdefault(f"{name}_fwd_s", []).append(tf)
-            res.setdefault(f"{name}_fwd_bwd_s", []).append(tb)
-    for key in [k for k in res if k.endswith("_s")]:
-        res[key] = min(res[key])
-    res["ours_vs_fla_fwd"] = res["fla_fwd_s"] / res["ours_fwd_s"]
-    res["ours_vs_fla_fwd_bwd"] = res["fla_fwd_bwd_s"] / res["ours_fwd_bwd_s"]
-    print(f"\nfla delta_rule_chunkwise (chunk {Cf}) vs ours (chunk {C}), same inputs, interleaved:")
-    print(f"  outputs agree to rel. RMS {diff:.2e}")
-    print(f"  ours is {res['ours_vs_fla_fwd']:.2f}x as fast forward, "
-          f"{res['ours_vs_fla_fwd_bwd']:.2f}x as fast forward+backward "
-          f"(>1 = ours faster)")
-    sync(device)
+        o_o, _ = ours_fn(**x)
+        diffs = {n: ((f(**x)[0] - o_o).pow(2).mean().sqrt() / o_o.pow(2).mean().sqrt()).item()
+                 for n, f in fns.items() if n != "ours"}
+    res: dict = {"output_rel_rms_vs_ours": diffs, "times": {}}
+    for _ in range(2):  # interleave so that load changes hit every contender alike
+        for name, fn in fns.items():
+            for mode, make in (("fwd", _fwd), ("fwd_bwd", _fwd_bwd)):
+                w, c = timed(make(fn, x), device=device, repeat=repeat)
+                res["times"].setdefault(f"{name}_{mode}", []).append((w, c))
+    best = {k: (min(w for w, _ in v), min((c for _, c in v if c), default=None))
+            for k, v in res["times"].items()}
+    res["times"] = best
+    print(f"\nfla delta_rule_chunkwise vs ours (chunk {C}), same inputs, interleaved; "
+          f"outputs agree to rel. RMS {max(diffs.values()):.1e}")
+    for mode in ("fwd", "fwd_bwd"):
+        fla_best = min(fla_sizes, key=lambda c: best[f"fla_c{c}_{mode}"][0])
+        fw, fc = best[f"fla_c{fla_best}_{mode}"]
+        ow, oc = best[f"ours_{mode}"]
+        res[f"ours_vs_best_fla_{mode}"] = fw / ow
+        res[f"ours_vs_best_fla_{mode}_cpu"] = _ratio(fc, oc)
+        res[f"best_fla_chunk_{mode}"] = fla_best
+        print(f"  {mode:>7}: fla's best (chunk {fla_best}) takes {fw / ow:.2f}x our wall time"
+              + (f", {fc / oc:.2f}x our CPU time" if fc and oc else "") + " (>1 = ours faster)")
     return res
