@@ -188,16 +188,20 @@ def dgd_chunk(S0: torch.Tensor, M0: torch.Tensor, X: torch.Tensor, E: torch.Tens
     C = X.shape[-2]
     one = torch.ones_like(alpha[..., :1])
     G = segment_products(torch.cat([one, alpha], dim=-1))  # [..., C+1, C+1], states 0..C
-    Bm = segment_products(torch.full((C + 1,), float(beta), dtype=X.dtype, device=X.device))
-    c = G @ Bm  # c[t, j] = sum_{j<=l<=t} G[t,l] beta^(l-j)
-    mu = (G[..., :, 1:] @ Bm[1:, :1])[..., 0]  # [..., C+1]
     g0 = G[..., :, 0]  # decay of the chunk-start state
     eE = eta[..., None] * E  # [..., C, n_out]
+    with_momentum = float(beta) != 0.0
+    if with_momentum:
+        Bm = segment_products(torch.full((C + 1,), float(beta), dtype=X.dtype, device=X.device))
+        c = G @ Bm  # c[t, j] = sum_{j<=l<=t} G[t,l] beta^(l-j)
+        mu = (G[..., :, 1:] @ Bm[1:, :1])[..., 0]  # [..., C+1]
+    else:  # beta = 0: Bm = I, so c = G and mu = 0 (the momentum state is only the last step)
+        c = G
     c_prev, G_prev = c[..., :-1, 1:], G[..., :-1, 1:]  # [..., C, C]: row t uses state t-1
 
     def read_D(Zr: torch.Tensor) -> torch.Tensor:  # z_t D_{t-1} for every row t
-        return (g0[..., :-1, None] * (Zr @ S0) + mu[..., :-1, None] * (Zr @ M0)
-                - (c_prev * (Zr @ X.transpose(-1, -2))) @ eE)
+        out = g0[..., :-1, None] * (Zr @ S0) - (c_prev * (Zr @ X.transpose(-1, -2))) @ eE
+        return out + mu[..., :-1, None] * (Zr @ M0) if with_momentum else out
 
     Y = None
     if project:
@@ -210,10 +214,14 @@ def dgd_chunk(S0: torch.Tensor, M0: torch.Tensor, X: torch.Tensor, E: torch.Tens
         if Y is not None:
             reads = reads + (G_prev * (Z @ X.transpose(-1, -2))) @ Y
     Xt = X.transpose(-1, -2)
-    S = g0[..., -1, None, None] * S0 + mu[..., -1, None, None] * M0 - Xt @ (c[..., -1, 1:, None] * eE)
+    S = g0[..., -1, None, None] * S0 - Xt @ (c[..., -1, 1:, None] * eE)
     if Y is not None:
         S = S + Xt @ (G[..., -1, 1:, None] * Y)
-    M = (float(beta) ** C) * M0 - Xt @ (Bm[-1, 1:, None] * eE)
+    if with_momentum:
+        S = S + mu[..., -1, None, None] * M0
+        M = (float(beta) ** C) * M0 - Xt @ (Bm[-1, 1:, None] * eE)
+    else:  # M_C = -eta_C x_C e_C^T
+        M = -(X[..., -1, :, None] * eE[..., -1, None, :])
     return reads, S, M
 
 
