@@ -234,7 +234,7 @@ def linear_attention_chunked(
         states.append(S)
         S = S + KV_n
     S_before = torch.stack(states, dim=2)  # [B, H, N, d_k, d_v]
-    O = P @ V + Q @ S_before  # [B, H, N, C, d_v]
+    O = _matmul_add(P @ V, Q, S_before)  # [B, H, N, C, d_v], (Q K^T * M) V + Q S_n
 
     o = O.reshape(B, H, N * C, d_v)[:, :, :T]
     S_T = S
