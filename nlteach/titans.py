@@ -31,8 +31,11 @@ Choices where the paper is open (PAPER_NOTES section 6; notebook 08 states them 
     so this is the one reading that type-checks. The second matrix ``W1`` gets the weight decay
     ``alpha_t`` and the gradient step: ``W1 <- alpha_t W1 - eta'_t grad``. Its input is the hidden
     activation ``a = sigma(W2 k)``, which is not normalized, so its step is normalized like DGD's
-    exact step (Eq. 57): ``eta'_t = eta_t / (1 + ||a_t||^2)``; without this a plain step diverges
-    once ``eta ||a||^2 > 2``.
+    exact step (Eq. 57) and by the memory's chunk size C: ``eta'_t = eta_t / (C (1 + ||a_t||^2))``.
+    Without the first factor a plain step diverges once ``eta ||a||^2 > 2``; without the second,
+    the C steps of a chunk (all with the gradient of the chunk start) add up and overshoot: a HOPE
+    language model went to NaN after 70 steps at the laptop preset. (The first matrix needs no such
+    factor: its projector acts on the running state, so repeated keys cannot accumulate.)
 (c) **Momentum is an option** (``momentum=beta``, default 0 = off, the HOPE equations): Titans'
     momentum on the update, ``S_t = beta S_{t-1} - eta_t grad_t``,
     ``M_t = M_{t-1} (alpha_t I - eta_t k_t k_t^T) + S_t``; beta is a constant, not generated.
@@ -263,10 +266,11 @@ def _check(u, q, init, readout, chunk_size, proj_chunk_size, momentum_state, mom
     return dict(init), dict(M)
 
 
-def _memory_update(snap: Memory, state: Memory, mom: Memory, k, vhat, eta, alpha, beta, dgd, chunk: bool):
+def _memory_update(snap: Memory, state: Memory, mom: Memory, k, vhat, eta, alpha, beta, dgd, chunk: bool,
+                   C: int):
     """Update one memory with keys k, targets vhat (gradients at ``snap``); tokens as rows."""
     a, r, delta = grad_terms(*snap, k, vhat)
-    eta2 = eta / (1 + (a * a).sum(-1))  # choice (b): normalized step for the second matrix
+    eta2 = eta / (C * (1 + (a * a).sum(-1)))  # choice (b): normalized step for the second matrix
     if chunk:
         _, S2, M2 = dgd_chunk(state[0], mom[0], k, delta, dgd, eta, alpha, beta)
         _, S1, M1 = dgd_chunk(state[1], mom[1], a, r, False, eta2, alpha, beta)
@@ -320,8 +324,9 @@ def self_modifying_titans_naive(u: torch.Tensor, q: torch.Tensor, init: Mapping[
         outs.append(mlp_read(*state["memory"], q_t))  # Eq. 88: o_t = M_memory,t-1(q_t)
         for b in boxes:
             vhat = mlp_read(*snap[b], v)  # Eq. 86: the memory generates its own value
+            C = chunk_size if b == "memory" else proj_chunk_size
             state[b], mom[b] = _memory_update(snap[b], state[b], mom[b], k, vhat, eta, alpha,
-                                              momentum, dgd, chunk=False)
+                                              momentum, dgd, chunk=False, C=C)
     o = torch.cat(outs, dim=2)
     if return_generated:
         return o, (state, mom), {n: torch.cat(x, dim=2) for n, x in gen.items()}
@@ -358,7 +363,8 @@ def self_modifying_titans_chunked(u: torch.Tensor, q: torch.Tensor, init: Mappin
         if self_modify:
             vhat = mlp_read(S2, S1, v[:, None])  # [B, 4, H, C, d]: each memory's own values
             (S2, S1), (M2, M1) = _memory_update((S2, S1), (S2, S1), (M2, M1), k[:, None], vhat,
-                                                eta[:, None], alpha[:, None], momentum, dgd, chunk=True)
+                                                eta[:, None], alpha[:, None], momentum, dgd, chunk=True,
+                                                C=proj_chunk_size)
     for i, b in enumerate(PROJ_BOXES):
         state[b], mom[b] = (S2[:, i], S1[:, i]), (M2[:, i], M1[:, i])
     k, v, eta, alpha = (torch.cat(x, dim=2) for x in (ks, vs, etas, alphas))
@@ -370,7 +376,7 @@ def self_modifying_titans_chunked(u: torch.Tensor, q: torch.Tensor, init: Mappin
         kc, qc, ec, ac = k[:, :, sl], q[:, :, sl], eta[:, :, sl], alpha[:, :, sl]
         vhat = mlp_read(W2, W1, v[:, :, sl])  # Eq. 86 at the chunk-start state
         a, r, delta = grad_terms(W2, W1, kc, vhat)
-        e2 = ec / (1 + (a * a).sum(-1))
+        e2 = ec / (chunk_size * (1 + (a * a).sum(-1)))
         z, W2n, N2 = dgd_chunk(W2, N2, kc, delta, dgd, ec, ac, momentum, Z=qc)  # q_t S2_{t-1}
         h, W1n, N1 = dgd_chunk(W1, N1, a, r, False, e2, ac, momentum, Z=sigma(z))  # sigma(.) S1_{t-1}
         outs.append(qc + h)  # Eq. 88 with Eq. 89: q + sigma(q S2_{t-1}) S1_{t-1}

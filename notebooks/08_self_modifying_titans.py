@@ -116,7 +116,8 @@ print("vhat_k differs from v:", (vhat_k - v).norm().item() > 0)
 # the delta rule. For a two-layer memory the paper does not say which matrix the factor multiplies.
 # It only type-checks on the right of the first matrix `W2` (the one `k` enters, `d` columns), so
 # that is our choice; the second matrix gets `alpha_t` and the gradient step, with the step
-# normalized like DGD's exact step, `eta / (1 + ||a||^2)` for its input `a = sigma(W2 k)`.
+# normalized like DGD's exact step and by the chunk size C, `eta / (C (1 + ||a||^2))` for its input
+# `a = sigma(W2 k)` (the C steps of a chunk share one gradient and would otherwise overshoot).
 #
 # In our transposed storage, the first layer's update for one token is
 # `S2_new = (alpha I - eta k k^T) S2 - eta k delta^T`, where `k delta^T` is the gradient of the loss
@@ -250,8 +251,8 @@ plt.show()
 #   ablation reports that an adaptive q does not help.
 # - **(b) Which matrix gets `(alpha I - eta k k^T)`.** The first one, `W2`, the only one whose input
 #   width is d; the second gets weight decay `alpha` and a normalized gradient step
-#   `eta / (1 + ||a||^2)` (without the normalization a plain step diverges once
-#   `eta ||a||^2 > 2`).
+#   `eta / (C (1 + ||a||^2))` (without it a plain step diverges once `eta ||a||^2 > 2`, and the
+#   C frozen-gradient steps of a chunk add up: a HOPE model trained to NaN without the 1/C).
 # - **(c) Momentum.** The HOPE equations have none, but the paper's ablation removes "momentum";
 #   we offer Titans-style momentum as an option (`momentum=beta`, off by default):
 #   `S_t = beta S_{t-1} - eta_t grad_t`, `M_t = M_{t-1}(alpha_t I - eta_t k_t k_t^T) + S_t`.
