@@ -346,10 +346,11 @@ class TitansMemoryLayer(nn.Module):
     """Titans memory as a sequence layer (notebook 04's :mod:`nlteach.deep_memory` inside a model).
 
     ``x -> q, k, v`` (linear, causal conv of window 4, heads; q and k L2-normalized), per-token gates
-    from linear maps of ``x``: learning rate ``theta = sigmoid(.) / chunk_size``, momentum
-    ``eta = 0.9 sigmoid(.)``,
+    from linear maps of ``x``: learning rate ``theta = sigmoid(.) / (C (1 + silu(1)^2 hidden))``,
+    momentum ``eta = 0.9 sigmoid(.)``,
     forgetting ``alpha = sigmoid(.)``; a residual two-layer MLP memory per head whose initial weights
-    are parameters (meta-learned); ``o_t = M_t(q_t)`` (inclusive read); heads merged; output map.
+    are parameters (meta-learned; the first layer's rows are used L2-normalized, see ``forward``);
+    ``o_t = M_t(q_t)`` (inclusive read); heads merged; output map.
     """
 
     def __init__(self, config: ModelConfig):
@@ -377,12 +378,16 @@ class TitansMemoryLayer(nn.Module):
         qkv = self.conv(self.qkv(x)).view(B, T, 3, self.H, self.d).permute(2, 0, 3, 1, 4)  # [B, H, T, d] each
         q, k, v = F.normalize(qkv[0], dim=-1), F.normalize(qkv[1], dim=-1), qkv[2]
         theta, eta, alpha = torch.sigmoid(self.gates(x)).view(B, T, 3, self.H).permute(2, 0, 3, 1)  # [B, H, T]
-        # inside a chunk every gradient is taken at the same weights, so C correlated tokens add up to
-        # C steps in one direction: theta <= 1/C keeps a chunk's total step <= 1 (one full GD step on
-        # a unit key); momentum <= 0.9 bounds the steps' echo across chunks. Without the caps training
-        # diverged (NaN after ~45 steps at the laptop preset, lr 2e-3).
-        theta, eta = theta / self.chunk_size, 0.9 * eta
-        params = (self.W_in.expand(B, -1, -1, -1), self.W_out.expand(B, -1, -1, -1))
+        # Stability. Inside a chunk every gradient is taken at the same weights, so C correlated tokens
+        # add up to C steps in one direction, and the second layer's curvature is ||a||^2 for its input
+        # a = silu(W_in k). Unit rows of W_in and unit keys give |z| <= 1, so ||a||^2 <= silu(1)^2 hidden;
+        # theta <= 1 / (C (1 + that bound)) keeps a chunk's total step below one full GD step, and
+        # momentum <= 0.9 bounds its echo across chunks. Without these, training went to NaN at the
+        # laptop preset (seed 0, around step 245).
+        W_in = F.normalize(self.W_in, dim=-1)  # [H, hidden, d], unit rows
+        bound = F.silu(torch.ones((), dtype=x.dtype, device=x.device)) ** 2 * W_in.shape[-2]
+        theta, eta = theta / (self.chunk_size * (1 + bound)), 0.9 * eta
+        params = (W_in.expand(B, -1, -1, -1), self.W_out.expand(B, -1, -1, -1))
         o, _ = self.fn(q, k, v, theta, eta, alpha, params, chunk_size=self.chunk_size)
         return self.out(o.transpose(1, 2).reshape(B, T, C))
 
