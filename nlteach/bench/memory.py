@@ -47,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip timing the naive loop's backward pass (the slowest measurement)")
     p.add_argument("--health", action="store_true",
                    help="also run the numerical health checks (T=65536 fp32 finite; bf16 vs fp32)")
+    p.add_argument("--titans", action="store_true",
+                   help="also time the Titans pair (linear and MLP memory; see `bench titans` for its options)")
     p.add_argument("--fla", default=None, metavar="PATH|auto",
                    help="also time fla's delta_rule_chunkwise from this naive.py (or 'auto')")
 
@@ -258,10 +260,26 @@ def run(args: argparse.Namespace) -> dict:
 
     if args.fla:
         result["fla"] = compare_fla(args.fla, BH, T, d, C, dtype, device, repeat)
+    if args.titans:
+        result["titans"] = _run_titans(args, BH=BH, T=T, d=d, C=C)
     if args.health:
         result["health"] = health_checks(device, d, C)
         print("\nnumerical health:", result["health"])
     return result
+
+
+def _run_titans(args: argparse.Namespace, *, BH: int, T: int, d: int, C: int) -> dict:
+    """The Titans pair (nlteach.bench.titans) at this run's shape, with that suite's defaults
+    otherwise (peak-memory sweep skipped: run `bench titans` for it)."""
+    from nlteach.bench import titans
+
+    p = argparse.ArgumentParser()
+    titans.add_arguments(p)
+    targs = p.parse_args(["--batch", str(BH), "--seq", str(T), "--dim", str(d), "--chunk", str(C),
+                          "--peak-seqs", ""])
+    targs.preset, targs.device, targs.out = args.preset, args.device, None
+    print("\nTitans memory (deep_memory.titans_naive vs titans_chunked):", flush=True)
+    return titans.run(targs)
 
 
 def compare_fla(path: str, BH: int, T: int, d: int, C: int, dtype: torch.dtype,
