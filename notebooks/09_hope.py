@@ -134,6 +134,11 @@ print(f"every run: {sizes['steps']} steps x {sizes['batch_size']} x {sizes['seq_
 # Same data order per seed (the sampler is a function of the seed and the step), same optimizer
 # (AdamW, warmup then cosine), same steps. The seed changes both the initial weights and the data
 # order. This is the slow cell.
+#
+# **Known problem (open).** At the `laptop` preset, HOPE's training currently diverges: with seed 0
+# the loss becomes NaN near step 200 (near step 150 before we capped the learning rate its memories
+# may generate). The in-context memories' updates compound inside a chunk; we have not yet found
+# the cause. A NaN loss in the table below is that problem, not a plotting error.
 
 # %%
 workdir = tempfile.mkdtemp(prefix="nb09_")
