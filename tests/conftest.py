@@ -1,38 +1,12 @@
-"""Shared test set-up: tiny preset, the shared data mirror, per-notebook timing summary."""
+"""Fixtures for the unit tests (the environment set-up is in the root conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import time
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("NLTEACH_SIZE", "tiny")
-os.environ.setdefault("MPLBACKEND", "agg")
-_mirror = ROOT.parent / "shared" / "data"
-if "NLTEACH_DATA_MIRROR" not in os.environ and _mirror.is_dir():
-    os.environ["NLTEACH_DATA_MIRROR"] = str(_mirror)
-
-_notebook_seconds: dict[str, float] = defaultdict(float)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item):
-    t0 = time.perf_counter()
-    yield
-    if item.fspath.ext == ".ipynb":
-        _notebook_seconds[item.fspath.basename] += time.perf_counter() - t0
-
-
-def pytest_terminal_summary(terminalreporter):
-    if _notebook_seconds:
-        terminalreporter.section("notebook execution time at the tiny preset (budget: 90 s each)")
-        for name, sec in sorted(_notebook_seconds.items()):
-            flag = "" if sec < 90 else "   <-- over budget"
-            terminalreporter.write_line(f"{sec:7.1f} s  {name}{flag}")
+_mirror = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
 @pytest.fixture
