@@ -65,6 +65,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nlteach.deep_memory import sigma, sigma_prime
+
 BOXES: tuple[str, ...] = ("k", "v", "eta", "alpha", "memory")
 PROJ_BOXES: tuple[str, ...] = BOXES[:4]
 Memory = tuple[torch.Tensor, torch.Tensor]  # (S2 [..., d, hidden], S1 [..., hidden, d])
@@ -85,15 +87,7 @@ __all__ = [
 # One memory: read, gradient, generation.
 
 
-def sigma(z: torch.Tensor) -> torch.Tensor:
-    """The memories' activation, SiLU."""
-    return F.silu(z)
-
-
-def sigma_prime(z: torch.Tensor) -> torch.Tensor:
-    """d silu(z)/dz = s (1 + z (1 - s)), s = sigmoid(z)."""
-    s = torch.sigmoid(z)
-    return s * (1 + z * (1 - s))
+# sigma (SiLU) and sigma_prime are imported from nlteach.deep_memory: the same memory MLP as notebook 04.
 
 
 def mlp_read(S2: torch.Tensor, S1: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
