@@ -1,0 +1,53 @@
+"""Long context and formal languages (notebook 11): synthetic tasks, a resumable runner, figures.
+
+    python -m nlteach.longctx --task mqar --model all --seeds 0 1 2 --preset laptop --out runs/mqar
+
+Modules: :mod:`~nlteach.longctx.tasks` (MQAR, single- and multi-key needle in a haystack, the
+formal languages of the paper's Table 5; generators seeded by ``make_rng``, each with a checker
+that verifies answers from the inputs alone), :mod:`~nlteach.longctx.runner` (presets, training,
+evaluation at every context length, resumable runs, ``results.json``) and
+:mod:`~nlteach.longctx.plots` (accuracy against context length).
+"""
+
+from nlteach.longctx.plots import accuracy_table, draw_accuracy, draw_grid, save_accuracy_figure
+from nlteach.longctx.runner import (
+    CMS_MODELS,
+    MODELS,
+    LongCtxConfig,
+    build,
+    combine,
+    evaluate,
+    format_table,
+    load_results,
+    model_config,
+    preset_config,
+    run,
+    run_seed,
+    run_variants,
+    split_combined,
+)
+from nlteach.longctx.tasks import (
+    IGNORE,
+    LANGUAGES,
+    MQAR,
+    NIAH,
+    RECALL_TASKS,
+    TASKS,
+    Batch,
+    FormalLanguage,
+    Task,
+    accuracy,
+    accuracy_counts,
+    is_member,
+    length_bin,
+    make_rng,
+    make_task,
+)
+
+__all__ = [
+    "CMS_MODELS", "IGNORE", "LANGUAGES", "MODELS", "MQAR", "NIAH", "RECALL_TASKS", "TASKS", "Batch",
+    "FormalLanguage", "LongCtxConfig", "Task", "accuracy", "accuracy_counts", "accuracy_table", "build",
+    "combine", "draw_accuracy", "draw_grid", "evaluate", "format_table", "is_member", "length_bin",
+    "load_results", "make_rng", "make_task", "model_config", "preset_config", "run", "run_seed",
+    "run_variants", "save_accuracy_figure", "split_combined",
+]

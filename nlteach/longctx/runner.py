@@ -1,0 +1,582 @@
+"""Train and evaluate the language models of :mod:`nlteach.models` on the tasks of
+:mod:`nlteach.longctx.tasks`: presets, a small training loop, resumable runs, ``results.json``.
+
+``run(cfg, out)`` trains ``cfg.model`` on ``cfg.task`` once per seed, then measures accuracy at
+every evaluation context length, and writes, in ``out``:
+
+- ``results.json``: ``command``, ``config`` (every setting), ``per_seed`` (a list of
+  ``{"seed": int, "accuracy": {"<context length>": float in [0, 1]}}``), ``details`` (per seed:
+  parameters, seconds, the training-loss curve) and ``summary`` (per length: mean, std (ddof=1),
+  min, max over seeds; the longest training length; chance accuracy);
+- ``accuracy.png``: accuracy against context length (mean over seeds, band = min..max);
+- ``seeds/seed_<s>.json`` for every finished seed and, while a seed trains, ``seeds/seed_<s>.pt``
+  (written atomically every ``ckpt_every`` steps).
+
+**Training.** Step s (from 1) trains on ``batch_size`` fresh examples of length
+``train_lengths[(s - 1) % len(train_lengths)]`` drawn with ``make_rng(seed, 0, s)``: the data are a
+pure function of ``(seed, step)``, the initial weights of ``seed``, and nothing else draws random
+numbers, so a run interrupted after any checkpoint and started again gives the same numbers as an
+uninterrupted one (on CPU bit for bit). The loss is cross-entropy on the answer positions only.
+AdamW (betas 0.9/0.95, weight decay on matrices only, as :func:`nlteach.train.make_optimizer`),
+linear warmup then cosine (:class:`nlteach.train.WarmupCosine`), gradient clipping at 1.
+
+**CMS levels.** For models with a CMS (``hope``, ``hope-attention``), ``cms_periods`` sets the levels
+(``ModelConfig.cms_periods``) and ``multi_frequency=True`` trains level l only every
+``cms_periods[l]`` optimizer steps, on the gradients summed since its last update (Eq. 71 of arXiv
+v1, through :class:`nlteach.cms.MultiFrequencyOptimizer`; every other parameter steps every step).
+With ``multi_frequency=False`` every level trains at every step (the CMS is then a plain chain of
+MLPs, as in notebook 09). The frequencies are counted in optimizer steps: our models' CMS has no
+in-context (token-time) update.
+
+**Evaluation.** At each length of ``eval_lengths``, ``eval_examples`` examples drawn with
+``make_rng(seed, 1, length)`` (a stream the training never draws from), greedy answers (argmax),
+accuracy per the task's unit (MQAR: per query; others: per example, exact match).
+Lengths longer than every training length measure length generalization.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nlteach.config import by_preset, get_device, get_preset
+from nlteach.longctx.tasks import (
+    IGNORE,
+    LANGUAGES,
+    TASKS,
+    Task,
+    accuracy_counts,
+    make_rng,
+    make_task,
+)
+from nlteach.models import (
+    ModelConfig,
+    build_model,
+    cms_level_parameters,
+    count_parameters,
+    size_to_budget,
+)
+from nlteach.train import WarmupCosine, _atomic_write_text, atomic_save, load_checkpoint
+
+CHECKPOINT_VERSION = 1
+MODELS = ("transformer", "titans", "hope", "hope-attention")
+CMS_MODELS = ("hope", "hope-attention")
+
+
+@dataclass(frozen=True)
+class LongCtxConfig:
+    """Every setting of a run (see the module docstring). ``params``: a parameter budget; when set,
+    ``dim`` is chosen by :func:`nlteach.models.size_to_budget` (equal parameters across models)."""
+
+    task: str = "mqar"
+    model: str = "transformer"
+    preset: str = "laptop"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    dim: int = 64
+    params: int | None = None
+    n_layers: int = 2
+    n_heads: int = 2
+    chunk_size: int = 16
+    proj_chunk_size: int = 16
+    cms_periods: tuple[int, ...] = (1, 4, 16)
+    multi_frequency: bool = True
+    steps: int = 300
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup: int = 30
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    train_lengths: tuple[int, ...] = (32, 64)
+    eval_lengths: tuple[int, ...] = (32, 64, 128)
+    eval_examples: int = 256
+    eval_batch: int = 64
+    log_every: int = 10
+    ckpt_every: int = 50
+    task_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}.")
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}.")
+        if not self.seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in self.seeds):
+            raise ValueError(f"seeds must be non-negative ints, got {self.seeds!r}.")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {self.seeds!r}.")
+        for name in ("dim", "n_layers", "n_heads", "chunk_size", "proj_chunk_size", "steps", "batch_size",
+                     "eval_examples", "eval_batch", "log_every", "ckpt_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}.")
+        if self.params is not None and (not isinstance(self.params, int) or self.params < 1):
+            raise ValueError(f"params must be a positive int or None, got {self.params!r}.")
+        if not isinstance(self.warmup, int) or not 0 <= self.warmup < max(2, self.steps):
+            raise ValueError(f"warmup must be an int in [0, steps={self.steps}), got {self.warmup!r}.")
+        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}.")
+        for name in ("train_lengths", "eval_lengths", "cms_periods"):
+            v = getattr(self, name)
+            if not v or any(not isinstance(x, int) or isinstance(x, bool) or x < 1 for x in v):
+                raise ValueError(f"{name} must be a non-empty tuple of positive ints, got {v!r}.")
+        task = self.make_task()
+        for L in sorted(set(self.train_lengths) | set(self.eval_lengths)):
+            try:
+                task.sample(1, L, 0)
+            except ValueError as e:
+                raise ValueError(f"length {L} in train_lengths/eval_lengths: {e}") from None
+
+    def make_task(self) -> Task:
+        return make_task(self.task, **self.task_options)
+
+    @property
+    def variant(self) -> str:
+        """The model's name plus its CMS levels when it has a CMS: ``hope_cms1-4-16``."""
+        if self.model in CMS_MODELS:
+            return f"{self.model}_cms{'-'.join(map(str, self.cms_periods))}" + ("" if self.multi_frequency else "_same")
+        return self.model
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("seeds", "cms_periods", "train_lengths", "eval_lengths"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LongCtxConfig:
+        d = dict(d)
+        for k in ("seeds", "cms_periods", "train_lengths", "eval_lengths"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+def _task_sizes(preset: str, task: str) -> dict[str, Any]:
+    """Per task and preset: training and evaluation lengths (train short, test up to 4-8x longer),
+    steps and task options."""
+    if task in LANGUAGES:
+        return by_preset(preset=preset,
+                         tiny=dict(train_lengths=(12,), eval_lengths=(12, 24)),
+                         laptop=dict(train_lengths=(8, 16), eval_lengths=(16, 32, 64), steps=300),
+                         full=dict(train_lengths=(16, 32, 48, 64), eval_lengths=(32, 64, 128, 256, 512)))
+    if task == "mqar":
+        return by_preset(preset=preset,
+                         tiny=dict(train_lengths=(16,), eval_lengths=(16, 32), task_options={"n_keys": 32, "n_values": 16}),
+                         laptop=dict(train_lengths=(16, 32), eval_lengths=(16, 32, 64, 128),
+                                     task_options={"n_keys": 32, "n_values": 16}),
+                         full=dict(train_lengths=(64, 128, 256), eval_lengths=(64, 128, 256, 512, 1024),
+                                   task_options={"n_keys": 256, "n_values": 256}))
+    return by_preset(preset=preset,  # needle in a haystack
+                     tiny=dict(train_lengths=(24,), eval_lengths=(24, 48)),
+                     laptop=dict(train_lengths=(32,), eval_lengths=(32, 64, 128, 256)),
+                     full=dict(train_lengths=(256, 512, 1024), eval_lengths=(256, 512, 1024, 2048, 4096)))
+
+
+def preset_config(task: str, model: str = "transformer", preset: str | None = None,
+                  seeds: tuple[int, ...] = (0, 1, 2), **overrides: Any) -> LongCtxConfig:
+    """The settings of ``preset`` (default: the active one) for ``task`` and ``model``; keyword
+    ``overrides`` replace any field of :class:`LongCtxConfig` (``steps=..., cms_periods=...``).
+
+    Sizes (laptop): about 60k parameters (2 layers, 2 heads, the same budget for every model), 600
+    steps of 32 examples (formal languages: 300), training on 32-token haystacks, 16-32-token MQAR
+    sequences, strings of up to 16 symbols. Chosen so that all of notebook 11's laptop results fit in
+    roughly 40 CPU-minutes on one thread: an attention model's seed takes 10-20 s, HOPE's (the
+    slowest per step) 1-2 minutes. They are small; the verdicts of notebook 11 are about this scale.
+    """
+    preset = get_preset(preset)
+    values: dict[str, Any] = dict(task=task, model=model, preset=preset, seeds=tuple(seeds))
+    values.update(by_preset(
+        preset=preset,
+        tiny=dict(params=None, dim=16, n_layers=1, n_heads=2, steps=6, batch_size=8, lr=3e-3, warmup=1,
+                  eval_examples=16, eval_batch=16, log_every=2, ckpt_every=3, chunk_size=8, proj_chunk_size=8,
+                  cms_periods=(1, 2)),
+        laptop=dict(params=60_000, n_layers=2, n_heads=2, steps=600, batch_size=32, lr=3e-3, warmup=30,
+                    eval_examples=256, eval_batch=64, log_every=20, ckpt_every=100, chunk_size=16,
+                    proj_chunk_size=16, cms_periods=(1, 4, 16)),
+        full=dict(params=5_000_000, n_layers=4, n_heads=4, steps=5000, batch_size=64, lr=1e-3, warmup=250,
+                  eval_examples=1000, eval_batch=32, log_every=50, ckpt_every=250, chunk_size=64,
+                  proj_chunk_size=16, cms_periods=(1, 4, 16)),
+    ))
+    values.update(_task_sizes(preset, task))
+    known = {f for f in LongCtxConfig.__dataclass_fields__}
+    for k, v in overrides.items():
+        if k not in known:
+            raise ValueError(f"unknown setting {k!r}; known: {sorted(known)}.")
+        values[k] = tuple(v) if k in ("seeds", "cms_periods", "train_lengths", "eval_lengths") else v
+    return LongCtxConfig(**values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model, optimizer, one training step
+
+
+def model_config(cfg: LongCtxConfig) -> ModelConfig:
+    """The :class:`ModelConfig` of ``cfg`` (``dim`` sized to ``params`` when it is set)."""
+    task = cfg.make_task()
+    base = ModelConfig(vocab_size=task.vocab_size, dim=cfg.dim, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
+                       chunk_size=cfg.chunk_size, proj_chunk_size=cfg.proj_chunk_size,
+                       cms_periods=tuple(cfg.cms_periods))
+    return size_to_budget(cfg.model, cfg.params, base) if cfg.params else base
+
+
+def build(cfg: LongCtxConfig, seed: int) -> torch.nn.Module:
+    """The model with the initial weights of ``seed`` (the global RNG is left as it was)."""
+    mcfg = model_config(cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(cfg.model, mcfg)
+
+
+def _adamw(params: list[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=(0.9, 0.95))
+
+
+def make_optimizer(cfg: LongCtxConfig, model: torch.nn.Module):
+    """AdamW; for a CMS model with ``multi_frequency``, one AdamW per CMS level inside a
+    :class:`nlteach.cms.MultiFrequencyOptimizer` (the other parameters: a level of period 1)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not (cfg.multi_frequency and cfg.model in CMS_MODELS):
+        return _adamw(params, cfg.lr, cfg.weight_decay)
+    from nlteach.cms import MultiFrequencyOptimizer  # noqa: PLC0415
+
+    levels = cms_level_parameters(model)
+    in_cms = {id(p) for lv in levels for p in lv}
+    rest = [p for p in params if id(p) not in in_cms]
+    wd = cfg.weight_decay
+
+    def base(ps, lr):  # a MultiFrequencyOptimizer level: AdamW with matrix-only weight decay
+        return _adamw(list(ps), lr, wd)
+
+    return MultiFrequencyOptimizer([rest, *levels], (1, *cfg.cms_periods), base=base, reduce="sum", lr=cfg.lr)
+
+
+def set_lr(optimizer, lr: float) -> None:
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+
+
+def train_batch(cfg: LongCtxConfig, task: Task, seed: int, step: int):
+    """The batch of training step ``step`` (from 1) of ``seed``."""
+    length = cfg.train_lengths[(step - 1) % len(cfg.train_lengths)]
+    return task.sample(cfg.batch_size, length, make_rng(seed, 0, step))
+
+
+def answer_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the answer positions (targets != IGNORE)."""
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, task: Task, lengths: tuple[int, ...], n_examples: int, seed: int, *,
+             batch: int = 64, device: torch.device | str = "cpu") -> dict[str, float]:
+    """``{str(length): accuracy}``: greedy answers on ``n_examples`` examples per length, drawn
+    with ``make_rng(seed, 1, length)``."""
+    was = model.training
+    model.eval()
+    out = {}
+    try:
+        for L in lengths:
+            rng = make_rng(seed, 1, L)
+            right = total = 0
+            for a in range(0, n_examples, batch):
+                b = task.sample(min(batch, n_examples - a), L, rng).to(device)
+                pred = model(b.inputs).argmax(-1)
+                r, t = accuracy_counts(pred.cpu(), b.targets.cpu(), task.unit)
+                right, total = right + r, total + t
+            out[str(L)] = right / total
+    finally:
+        model.train(was)
+    return out
+
+
+def chance_accuracy(task: Task) -> float:
+    """Accuracy of uniform guessing among the plausible answers (for the figures)."""
+    if task.name == "mqar":
+        return 1.0 / task.n_values
+    if task.name in ("s-niah", "mk-niah"):
+        return 0.1 ** task.value_len
+    return 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# One seed, resumable
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Raised by the test hook ``_stop_after_step`` to simulate a Ctrl-C after a checkpoint."""
+
+
+def run_seed(cfg: LongCtxConfig, seed: int, *, device: torch.device | str | None = None,
+             checkpoint: Path | None = None, bar: Any = None, _stop_after_step: int | None = None
+             ) -> dict[str, Any]:
+    """Train and evaluate one seed; returns ``{"seed", "accuracy", "n_params", "seconds",
+    "loss_curve"}``. Resumes from ``checkpoint`` when it exists (same settings required)."""
+    device = get_device(device)
+    task = cfg.make_task()
+    model = build(cfg, seed).to(device)
+    opt = make_optimizer(cfg, model)
+    sched = WarmupCosine(cfg.steps, cfg.warmup, 0.1)
+    step, curve, seconds, loss_sum, loss_n, nonfinite = 0, [], 0.0, 0.0, 0, None
+    if checkpoint is not None and checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+        if state.get("version") != CHECKPOINT_VERSION or state["config"] != _comparable(cfg.to_dict()):
+            raise ValueError(f"{checkpoint} was written by another version or configuration; delete it to "
+                             "start this seed again.")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, curve, seconds = state["step"], state["curve"], state["seconds"]
+        loss_sum, loss_n, nonfinite = state["loss_sum"], state["loss_n"], state["nonfinite"]
+        if bar is not None:
+            bar.update(step)
+    model.train()
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        b = train_batch(cfg, task, seed, step + 1).to(device)
+        set_lr(opt, cfg.lr * sched(step))
+        loss = answer_loss(model(b.inputs), b.targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        value = loss.item()
+        loss_sum, loss_n = loss_sum + value, loss_n + 1
+        if nonfinite is None and not math.isfinite(value):
+            nonfinite = step  # the first step whose loss was NaN or infinite (reported, not hidden)
+        seconds += time.perf_counter() - t0
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            curve.append([step, loss_sum / loss_n])
+            loss_sum, loss_n = 0.0, 0
+            if bar is not None:
+                bar.set_postfix(seed=seed, loss=f"{curve[-1][1]:.3f}")
+        if bar is not None:
+            bar.update(1)
+        if checkpoint is not None and step % cfg.ckpt_every == 0 and step < cfg.steps:
+            atomic_save({"version": CHECKPOINT_VERSION, "config": _comparable(cfg.to_dict()), "seed": seed,
+                         "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                         "curve": curve, "seconds": seconds, "loss_sum": loss_sum, "loss_n": loss_n,
+                         "nonfinite": nonfinite}, checkpoint)
+            if _stop_after_step is not None and step >= _stop_after_step:
+                raise _Interrupted(f"stopped after step {step} (test hook)")
+    t0 = time.perf_counter()
+    acc = evaluate(model, task, cfg.eval_lengths, cfg.eval_examples, seed, batch=cfg.eval_batch, device=device)
+    return {"seed": seed, "accuracy": acc, "n_params": count_parameters(model), "seconds": seconds,
+            "eval_seconds": time.perf_counter() - t0, "loss_curve": curve, "nonfinite_step": nonfinite}
+
+
+def _comparable(d: dict[str, Any]) -> dict[str, Any]:
+    """The settings that change the numbers (the list of seeds does not change one seed's run)."""
+    return {k: v for k, v in d.items() if k != "seeds"}
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Use ``n`` CPU threads inside the block (``None``: leave torch's setting), then restore."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def mean_std(xs: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
+            "min": min(xs), "max": max(xs)}
+
+
+def summarize(cfg: LongCtxConfig, per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per length: mean, std, min, max of the accuracy over seeds; plus the facts figures need."""
+    task = cfg.make_task()
+    lengths = [str(L) for L in cfg.eval_lengths]
+    return {
+        "accuracy": {L: mean_std([p["accuracy"][L] for p in per_seed]) for L in lengths},
+        "train_max_length": max(cfg.train_lengths),
+        "chance": chance_accuracy(task),
+        "unit": task.unit,
+        "n_seeds": len(per_seed),
+    }
+
+
+def run(cfg: LongCtxConfig, out: str | Path | None = None, *, device: torch.device | str | None = None,
+        progress: bool = False, figures: bool = True, threads: int | None = 1, command: str | None = None,
+        _stop_after_step: int | None = None) -> dict[str, Any]:
+    """Every seed of ``cfg``; returns the results.json dict (written, with a figure, to ``out``).
+
+    ``out=None`` writes nothing (notebooks). Otherwise rerunning the same call resumes: finished
+    seeds are read back, an interrupted seed continues from its checkpoint; another configuration in
+    the same ``out`` is refused. ``threads``: torch CPU threads during the run (1 by default: these
+    models are small, and one thread is faster than two on a shared 2-core machine).
+    """
+    with torch_threads(threads):
+        return _run(cfg, out, device=device, progress=progress, figures=figures, command=command,
+                    _stop_after_step=_stop_after_step)
+
+
+def _run(cfg, out, *, device, progress, figures, command, _stop_after_step) -> dict[str, Any]:
+    out_dir = Path(out) if out is not None else None
+    done: dict[int, dict[str, Any]] = {}
+    if out_dir is not None:
+        (out_dir / "seeds").mkdir(parents=True, exist_ok=True)
+        cfg_file = out_dir / "config.json"
+        if cfg_file.exists():
+            saved = json.loads(cfg_file.read_text())
+            if _comparable(saved) != _comparable(cfg.to_dict()):
+                diff = sorted(k for k in set(saved) | set(cfg.to_dict())
+                              if saved.get(k) != cfg.to_dict().get(k) and k != "seeds")
+                raise ValueError(f"{out_dir} holds a run with other settings (differs in {diff}); use another "
+                                 "--out or delete that folder.")
+        _atomic_write_text(cfg_file, json.dumps(cfg.to_dict(), indent=1))
+        for s in cfg.seeds:
+            f = out_dir / "seeds" / f"seed_{s}.json"
+            if f.exists():
+                done[s] = json.loads(f.read_text())
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(cfg.seeds) * cfg.steps, initial=len(done) * cfg.steps,
+                   desc=f"{cfg.task}/{cfg.variant}", dynamic_ncols=True, file=sys.stderr)
+    try:
+        for s in cfg.seeds:
+            if s in done:
+                continue
+            ckpt = out_dir / "seeds" / f"seed_{s}.pt" if out_dir is not None else None
+            done[s] = run_seed(cfg, s, device=device, checkpoint=ckpt, bar=bar, _stop_after_step=_stop_after_step)
+            if out_dir is not None:
+                _atomic_write_text(out_dir / "seeds" / f"seed_{s}.json", json.dumps(done[s]))
+                ckpt.unlink(missing_ok=True)
+    finally:
+        if bar is not None:
+            bar.close()
+    per_seed = [{"seed": s, "accuracy": done[s]["accuracy"]} for s in cfg.seeds]
+    results = {
+        "command": command,
+        "git_commit": _git_commit(),
+        "torch": torch.__version__,
+        "device": str(get_device(device)),
+        "config": cfg.to_dict(),
+        "variant": cfg.variant,
+        "per_seed": per_seed,
+        "details": [{k: done[s][k] for k in ("seed", "n_params", "seconds", "eval_seconds", "nonfinite_step", "loss_curve")}
+                    for s in cfg.seeds],
+        "summary": summarize(cfg, per_seed),
+    }
+    if out_dir is not None:
+        _atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1))
+        if figures:
+            from nlteach.longctx.plots import save_accuracy_figure
+
+            save_accuracy_figure({cfg.variant: results}, out_dir / "accuracy.png")
+    return results
+
+
+def _git_commit() -> str | None:
+    """The commit of the library's checkout (None outside a git checkout)."""
+    import subprocess  # noqa: PLC0415
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent, check=True).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def combine(results_by_variant: dict[str, dict[str, Any]], command: str | None = None) -> dict[str, Any]:
+    """One results dict for several runs of the same task: ``config`` (the shared settings and each
+    variant's), ``per_seed`` (every run's ``{"seed", "accuracy"}`` entries, tagged with ``"model"``:
+    the variant name) and ``summary`` (each variant's summary)."""
+    if not results_by_variant:
+        raise ValueError("results_by_variant is empty.")
+    tasks = {r["config"]["task"] for r in results_by_variant.values()}
+    if len(tasks) != 1:
+        raise ValueError(f"combine() takes runs of one task, got {sorted(tasks)}.")
+    first = next(iter(results_by_variant.values()))["config"]
+    return {
+        "command": command,
+        "config": {"task": first["task"], "preset": first["preset"], "seeds": first["seeds"],
+                   "variants": {v: r["config"] for v, r in results_by_variant.items()}},
+        "per_seed": [{"model": v, **p} for v, r in results_by_variant.items() for p in r["per_seed"]],
+        "summary": {v: r["summary"] for v, r in results_by_variant.items()},
+        "details": {v: r["details"] for v, r in results_by_variant.items()},
+    }
+
+
+def split_combined(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The inverse of :func:`combine`: ``{variant: results dict}``. A single run's dict comes back
+    as ``{its variant: it}``."""
+    if "variants" not in results.get("config", {}):
+        name = results.get("variant") or results["config"].get("model", "run")
+        return {name: results}
+    out = {}
+    for v, cfg in results["config"]["variants"].items():
+        out[v] = {"config": cfg, "variant": v,
+                  "per_seed": [{"seed": p["seed"], "accuracy": p["accuracy"]}
+                               for p in results["per_seed"] if p["model"] == v],
+                  "summary": results["summary"][v], "details": results.get("details", {}).get(v, [])}
+    return out
+
+
+def run_variants(cfgs: list[LongCtxConfig], out: str | Path | None = None, **kw: Any) -> dict[str, Any]:
+    """:func:`run` for several configurations of one task (models, or CMS variants); each writes to
+    ``out/<variant>/``; the combined dict (:func:`combine`) goes to ``out/results.json`` with a
+    comparison figure ``out/accuracy.png``. Returns the combined dict."""
+    names = [c.variant for c in cfgs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two configurations have the same variant name: {names}.")
+    res = {}
+    for c in cfgs:
+        res[c.variant] = run(c, None if out is None else Path(out) / c.variant, **kw)
+    combined = combine(res, kw.get("command"))
+    if out is not None:
+        _atomic_write_text(Path(out) / "results.json", json.dumps(combined, indent=1))
+        if kw.get("figures", True):
+            from nlteach.longctx.plots import save_accuracy_figure
+
+            save_accuracy_figure(res, Path(out) / "accuracy.png")
+    return combined
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read a ``results.json`` (or the folder holding it)."""
+    p = Path(path)
+    return json.loads((p / "results.json" if p.is_dir() else p).read_text())
+
+
+def with_seeds(cfg: LongCtxConfig, seeds: tuple[int, ...]) -> LongCtxConfig:
+    return replace(cfg, seeds=tuple(seeds))
+
+
+def format_table(results_by_variant: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table: one row per variant, accuracy mean +- std over seeds at each length
+    (lengths beyond the longest training length marked with *)."""
+    rows = []
+    lengths: list[str] = []
+    for r in results_by_variant.values():
+        for L in r["summary"]["accuracy"]:
+            if L not in lengths:
+                lengths.append(L)
+    lengths.sort(key=int)
+    train_max = max(r["summary"]["train_max_length"] for r in results_by_variant.values())
+    head = [f"{L}{'*' if int(L) > train_max else ''}" for L in lengths]
+    width = max([len(v) for v in results_by_variant] + [7])
+    rows.append(f"{'variant':{width}s}  " + "  ".join(f"{h:>13s}" for h in head) + "  seeds")
+    for v, r in results_by_variant.items():
+        acc = r["summary"]["accuracy"]
+        cells = [f"{acc[L]['mean']:.3f} ± {acc[L]['std']:.3f}" if L in acc else "-" for L in lengths]
+        seeds = ",".join(str(p["seed"]) for p in r["per_seed"])
+        rows.append(f"{v:{width}s}  " + "  ".join(f"{c:>13s}" for c in cells) + f"  {seeds}")
+    rows.append(f"(* = longer than every training length; the longest trained is {train_max})")
+    return "\n".join(rows)
