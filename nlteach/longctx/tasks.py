@@ -36,7 +36,7 @@ Tasks (``TASKS``; ``make_task(name, **options)``):
   ``parity`` (bit strings with an even number of 1s), ``aa`` ((aa)*), ``abab`` ((abab)*), ``anbn``
   (a^n b^n), ``anbncn`` (a^n b^n c^n), ``shuffle2`` (Shuffle-2: two bracket types, each balanced
   on its own, interleaved freely). The "context length" of a formal-language batch is the upper
-  end of its string-length bin (lengths ``(3L/4, L]``), so *train short, test long* means training
+  end of its string-length bin (lengths ``(L/2, L]``), so *train short, test long* means training
   on short bins and testing on longer ones. (Bhattamishra et al. 2020 use the same languages with a
   next-character-set framing; we use recognition because it fits a language model's head and has
   an unambiguous accuracy.)
@@ -332,8 +332,9 @@ _LENGTH_MULTIPLE = {"parity": 1, "aa": 1, "abab": 4, "anbn": 2, "anbncn": 3, "sh
 
 
 def length_bin(length: int) -> tuple[int, int]:
-    """String lengths of the bin called ``length``: ``(3 length / 4, length]`` (at least 1..length)."""
-    return max(1, 3 * length // 4 + 1), length
+    """String lengths of the bin called ``length``: ``(length / 2, length]`` (bins 16, 32, 64 are
+    the disjoint ranges 9-16, 17-32, 33-64)."""
+    return length // 2 + 1, length
 
 
 def _positive(lang: str, n: int, rng: np.random.Generator) -> list[int]:
@@ -420,7 +421,7 @@ class FormalLanguage(Task):
         return [n for n in range(max(lo, m), hi + 1) if n % m == 0]
 
     def valid_lengths(self) -> str:
-        return "a length bin (3L/4, L] that holds a member's length (e.g. L >= 8)"
+        return "a length bin (L/2, L] that holds a member's length (L >= 6 for every language)"
 
     def sample(self, batch_size: int, length: int, rng: np.random.Generator | int) -> Batch:
         self._check_sample_args(batch_size, length)

@@ -1,0 +1,373 @@
+"""nlteach.longctx: task generators and checkers, accuracy metrics, one training step per model and
+task, the resumable runner, results.json, the CLI and the figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from nlteach.longctx import (
+    IGNORE,
+    LANGUAGES,
+    MODELS,
+    TASKS,
+    accuracy,
+    accuracy_counts,
+    combine,
+    draw_accuracy,
+    draw_grid,
+    format_table,
+    is_member,
+    length_bin,
+    make_rng,
+    make_task,
+    preset_config,
+    run,
+    split_combined,
+)
+from nlteach.longctx import runner as runner_mod
+from nlteach.longctx.__main__ import main, parse_model
+
+LENGTH = {"mqar": 32, "s-niah": 40, "mk-niah": 48, **{lang: 24 for lang in LANGUAGES}}
+
+
+def _sample(name: str, seed: int = 0, batch: int = 16, length: int | None = None):
+    task = make_task(name)
+    return task, task.sample(batch, length or LENGTH[name], make_rng(seed, 7))
+
+
+# ---------------------------------------------------------------------------------------------
+# generators: valid, seeded, solvable
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_instances_are_valid(name):
+    task, b = _sample(name)
+    B, T = b.inputs.shape
+    assert B == 16 and b.targets.shape == (B, T) and b.inputs.dtype == torch.long
+    assert 0 <= int(b.inputs.min()) and int(b.inputs.max()) < task.vocab_size
+    ans = b.targets[b.answer_mask]
+    assert ans.numel() > 0 and 0 <= int(ans.min()) and int(ans.max()) < task.vocab_size
+    # the checker finds the answer positions from the inputs alone, and they are the target positions
+    assert torch.equal(task.answer_positions(b.inputs), b.answer_mask)
+    # every answer is the next input token (teacher forcing), except a formal language's last one
+    t = b.answer_mask.nonzero()
+    nxt = b.inputs[t[:, 0], (t[:, 1] + 1).clamp(max=T - 1)]
+    assert torch.equal(nxt, b.targets[b.answer_mask])
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_instances_are_seeded(name):
+    _, a = _sample(name, seed=3)
+    _, b = _sample(name, seed=3)
+    _, c = _sample(name, seed=4)
+    assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
+    assert not torch.equal(a.inputs, c.inputs)
+    # an int seed works too and means make_rng(seed)
+    task = make_task(name)
+    assert torch.equal(task.sample(4, LENGTH[name], 5).inputs, task.sample(4, LENGTH[name], make_rng(5)).inputs)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_checker_accepts_true_answers_and_rejects_wrong_ones(name):
+    task, b = _sample(name, batch=32)
+    assert task.check(b.inputs, b.targets).all()
+    # corrupt one answer of the odd examples only: exactly those fail
+    wrong = b.targets.clone()
+    for i in range(1, 32, 2):
+        j = b.answer_mask[i].nonzero()[0, 0]
+        wrong[i, j] = (wrong[i, j] + 1) % task.vocab_size
+    ok = task.check(b.inputs, wrong)
+    assert ok[0::2].all() and not ok[1::2].any()
+    # predictions at non-answer positions are not read
+    noisy = b.targets.clone()
+    noisy[~b.answer_mask] = 0
+    assert task.check(b.inputs, noisy).all()
+
+
+def test_checker_reads_inputs_not_targets():
+    """Change the stored value of a key in the context: the checker's expected answer follows it."""
+    task, b = _sample("mqar", batch=1, length=16)
+    x = b.inputs.clone()
+    old = x[0, 1].item()  # the value of the first pair
+    new = task.value0 + (old - task.value0 + 1) % task.n_values
+    x[0, 1] = new
+    q = (x[0, 8::2] == x[0, 0]).nonzero()[0, 0].item() * 2 + 8  # where that key is queried
+    assert task.expected(x)[0, q].item() == new
+    assert not task.check(x, b.targets).all()
+
+
+def test_mqar_layout():
+    task, b = _sample("mqar", batch=8, length=32)
+    N = 8
+    for x in b.inputs:
+        keys, vals = x[0:2 * N:2], x[1:2 * N:2]
+        assert len(set(keys.tolist())) == N
+        assert ((task.key0 <= keys) & (keys < task.value0)).all() and (vals >= task.value0).all()
+        assert sorted(x[2 * N::2].tolist()) == sorted(keys.tolist())  # every key queried once
+    with pytest.raises(ValueError, match="multiple of 4"):
+        task.sample(2, 30, 0)
+    with pytest.raises(ValueError, match="length=256"):
+        make_task("mqar", n_keys=32).sample(2, 256, 0)
+
+
+@pytest.mark.parametrize("name,needles", [("s-niah", 1), ("mk-niah", 4)])
+def test_niah_layout(name, needles):
+    task, b = _sample(name, batch=16, length=64)
+    m = task.value_len
+    for x in b.inputs:
+        assert (x == task.NEEDLE).sum() == needles
+        assert x[-m - 2] == task.QUERY
+        starts = (x == task.NEEDLE).nonzero().flatten()
+        keys = x[starts + 1]
+        assert len(set(keys.tolist())) == needles and x[-m - 1] in keys.tolist()
+    # depths vary: the single needle is not always in the same place
+    if needles == 1:
+        assert len({int((x == task.NEEDLE).nonzero()[0]) for x in b.inputs}) > 4
+    with pytest.raises(ValueError, match="too short"):
+        task.sample(1, task.min_length - 1, 0)
+
+
+def test_is_member_by_hand():
+    a, b, c = 0, 1, 2
+    assert is_member("parity", [1, 0, 1]) and not is_member("parity", [1, 0, 0])
+    assert is_member("aa", [a, a, a, a]) and not is_member("aa", [a, a, a])
+    assert is_member("abab", [a, b, a, b]) and not is_member("abab", [a, b, a]) and not is_member("abab", [a, b, b, a])
+    assert is_member("anbn", [a, a, b, b]) and not is_member("anbn", [a, b, a, b]) and not is_member("anbn", [a, a, a, b])
+    assert is_member("anbncn", [a, b, c]) and not is_member("anbncn", [a, a, b, c, c, b])
+    o1, c1, o2, c2 = 0, 1, 2, 3
+    assert is_member("shuffle2", [o1, o2, c1, c2])  # interleaved: fine in Shuffle-2 (not in Dyck-2)
+    assert not is_member("shuffle2", [o1, c2, o2, c1])  # ']' before any '['
+    assert not is_member("shuffle2", [o1, o1, c1])
+    with pytest.raises(ValueError, match="unknown language"):
+        is_member("dyck", [0])
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_formal_languages_balanced_and_length_matched(lang):
+    task = make_task(lang)
+    b = task.sample(256, 32, make_rng(1))
+    labels = b.targets[b.answer_mask]
+    n_pos = int((labels == task.ACCEPT).sum())
+    assert 90 < n_pos < 166  # about half members
+    lo, hi = length_bin(32)
+    lengths = b.answer_mask.int().argmax(1)  # the QUERY position = the string length
+    assert ((lengths >= lo) & (lengths <= hi)).all()
+    pos_len = set(lengths[labels == task.ACCEPT].tolist())
+    neg_len = set(lengths[labels == task.REJECT].tolist())
+    if lang == "aa":  # the language is a statement about length
+        assert all(n % 2 == 0 for n in pos_len) and all(n % 2 for n in neg_len)
+    else:  # negatives are near misses of the same lengths as the members
+        assert neg_len <= pos_len | set(task.lengths(32, True))
+    # labels agree with the membership function
+    for x, y, n in zip(b.inputs, labels, lengths, strict=True):
+        s = (x[:n] - task.SYMBOL0).tolist()
+        assert is_member(lang, s) == (int(y) == task.ACCEPT)
+
+
+def test_make_task_errors():
+    with pytest.raises(ValueError, match="unknown task"):
+        make_task("copy")
+    with pytest.raises(ValueError, match="no options"):
+        make_task("parity", n_keys=3)
+    with pytest.raises(ValueError, match="batch_size"):
+        make_task("mqar").sample(0, 16, 0)
+    with pytest.raises(TypeError, match="rng"):
+        make_task("mqar").sample(2, 16, "seed")
+
+
+# ---------------------------------------------------------------------------------------------
+# accuracy metrics on hand-made predictions
+
+
+def test_accuracy_on_hand_made_predictions():
+    I = IGNORE  # noqa: E741
+    targets = torch.tensor([[I, 5, I, 6], [I, 7, I, 8], [I, I, I, I]])
+    preds = torch.tensor([[0, 5, 0, 6], [0, 7, 0, 0], [1, 2, 3, 4]])
+    assert accuracy_counts(preds, targets, "answer") == (3, 4)
+    assert accuracy(preds, targets, "answer") == pytest.approx(0.75)
+    assert accuracy_counts(preds, targets, "example") == (1, 2)  # the example without answers is skipped
+    assert accuracy(preds, targets, "example") == pytest.approx(0.5)
+    assert accuracy(preds, torch.full_like(targets, I)) != accuracy(preds, torch.full_like(targets, I))  # nan
+    with pytest.raises(ValueError, match="unit"):
+        accuracy(preds, targets, "token")
+    with pytest.raises(ValueError, match="shape"):
+        accuracy(preds[:, :2], targets)
+
+
+# ---------------------------------------------------------------------------------------------
+# every model trains one step on every task at the tiny preset
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_each_model_trains_one_step_on_each_task(model):
+    for name in TASKS:
+        cfg = preset_config(name, model, "tiny", seeds=(0,))
+        net = runner_mod.build(cfg, 0)
+        opt = runner_mod.make_optimizer(cfg, net)
+        b = runner_mod.train_batch(cfg, cfg.make_task(), 0, 1)
+        before = [p.detach().clone() for p in net.parameters()]
+        logits = net(b.inputs)
+        assert logits.shape == (*b.inputs.shape, cfg.make_task().vocab_size)
+        loss = runner_mod.answer_loss(logits, b.targets)
+        assert torch.isfinite(loss), (model, name)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert any(not torch.equal(a, p) for a, p in zip(before, net.parameters(), strict=True)), (model, name)
+
+
+def test_same_seed_same_initial_weights_and_data():
+    cfg = preset_config("mqar", "transformer", "tiny", seeds=(0,))
+    a, b, c = runner_mod.build(cfg, 1), runner_mod.build(cfg, 1), runner_mod.build(cfg, 2)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters(), strict=True))
+    task = cfg.make_task()
+    assert torch.equal(runner_mod.train_batch(cfg, task, 0, 3).inputs, runner_mod.train_batch(cfg, task, 0, 3).inputs)
+
+
+def test_multi_frequency_cms_levels_step_on_their_clock():
+    cfg = preset_config("parity", "hope-attention", "tiny", seeds=(0,), cms_periods=(1, 3))
+    net = runner_mod.build(cfg, 0)
+    opt = runner_mod.make_optimizer(cfg, net)
+    from nlteach.models import cms_level_parameters
+
+    slow = cms_level_parameters(net)[1]
+    task = cfg.make_task()
+    history = [[p.detach().clone() for p in slow]]
+    for s in range(1, 4):
+        b = runner_mod.train_batch(cfg, task, 0, s)
+        opt.zero_grad()
+        runner_mod.answer_loss(net(b.inputs), b.targets).backward()
+        opt.step()
+        history.append([p.detach().clone() for p in slow])
+    same = [all(torch.equal(p, q) for p, q in zip(history[i], history[i + 1], strict=True)) for i in range(3)]
+    assert same == [True, True, False]  # the period-3 level moves at step 3 only
+
+
+# ---------------------------------------------------------------------------------------------
+# the runner: results.json, resume, configuration checks
+
+
+def _tiny(task="parity", model="transformer", **kw):
+    return preset_config(task, model, "tiny", seeds=(0, 1), **kw)
+
+
+def _check_schema(res, cfg):
+    assert res["config"]["task"] == cfg.task and res["config"]["model"] == cfg.model
+    assert [p["seed"] for p in res["per_seed"]] == list(cfg.seeds)
+    for p in res["per_seed"]:
+        assert isinstance(p["seed"], int)
+        assert set(p["accuracy"]) == {str(L) for L in cfg.eval_lengths}
+        assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in p["accuracy"].values())
+    s = res["summary"]["accuracy"]
+    assert set(s) == {str(L) for L in cfg.eval_lengths}
+    assert res["summary"]["train_max_length"] == max(cfg.train_lengths)
+
+
+def test_run_writes_results_and_resumes_identically(tmp_path):
+    cfg = _tiny("parity", "hope-attention", steps=6, ckpt_every=2, cms_periods=(1, 4))  # multi-frequency state too
+    full = run(cfg, tmp_path / "a", figures=False)
+    _check_schema(full, cfg)
+    on_disk = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert on_disk["per_seed"] == full["per_seed"]
+    with pytest.raises(runner_mod._Interrupted):
+        run(cfg, tmp_path / "b", figures=False, _stop_after_step=3)  # seed 0 stops after its step-4 checkpoint
+    assert (tmp_path / "b" / "seeds" / "seed_0.pt").exists()
+    resumed = run(cfg, tmp_path / "b", figures=True)
+    assert resumed["per_seed"] == full["per_seed"]
+    strip = [{k: v for k, v in d.items() if k not in ("seconds", "eval_seconds")} for d in full["details"]]
+    assert [{k: v for k, v in d.items() if k not in ("seconds", "eval_seconds")} for d in resumed["details"]] == strip
+    assert (tmp_path / "b" / "accuracy.png").stat().st_size > 1000
+    assert not list((tmp_path / "b" / "seeds").glob("*.pt"))  # checkpoints removed once a seed is done
+
+
+def test_run_refuses_other_settings_in_the_same_folder(tmp_path):
+    run(_tiny(steps=2), tmp_path, figures=False)
+    with pytest.raises(ValueError, match="other settings"):
+        run(_tiny(steps=3), tmp_path, figures=False)
+    # more seeds with the same settings is fine: finished seeds are reused
+    res = run(preset_config("parity", "transformer", "tiny", seeds=(0, 1, 2), steps=2), tmp_path, figures=False)
+    assert [p["seed"] for p in res["per_seed"]] == [0, 1, 2]
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="task"):
+        preset_config("nope", "transformer", "tiny")
+    with pytest.raises(ValueError, match="model"):
+        preset_config("mqar", "gpt", "tiny")
+    with pytest.raises(ValueError, match="length 30"):
+        preset_config("mqar", "transformer", "tiny", eval_lengths=(16, 30))
+    with pytest.raises(ValueError, match="unknown setting"):
+        preset_config("mqar", "transformer", "tiny", widht=3)
+    with pytest.raises(ValueError, match="distinct"):
+        preset_config("mqar", "transformer", "tiny", seeds=(1, 1))
+    for preset in ("tiny", "laptop", "full"):
+        for task in TASKS:
+            preset_config(task, "hope", preset)  # every preset is a valid configuration
+
+
+def test_combine_and_split_round_trip():
+    r1 = run(_tiny(steps=1), None)
+    r2 = run(_tiny(model="titans", steps=1), None)
+    both = combine({"transformer": r1, "titans": r2})
+    assert {p["model"] for p in both["per_seed"]} == {"transformer", "titans"}
+    assert all(0 <= v <= 1 for p in both["per_seed"] for v in p["accuracy"].values())
+    back = split_combined(both)
+    assert back["titans"]["per_seed"] == r2["per_seed"] and back["transformer"]["summary"] == r1["summary"]
+    table = format_table(back)
+    assert "titans" in table and "24*" in table
+    with pytest.raises(ValueError, match="one task"):
+        combine({"a": r1, "b": run(_tiny(task="aa", steps=1), None)})
+
+
+def test_draw_accuracy_on_hand_made_results():
+    def res(accs):
+        return {"config": {"task": "mqar", "preset": "laptop"},
+                "per_seed": [{"seed": s, "accuracy": {"16": a, "64": b}} for s, (a, b) in enumerate(accs)],
+                "summary": {"train_max_length": 16, "chance": 0.0625}}
+
+    fig = Figure()
+    ax = draw_accuracy(fig, {"a": res([(1.0, 0.5), (0.8, 0.3)]), "b": res([(0.2, 0.1)])})
+    line = ax.get_lines()[0]
+    assert list(line.get_xdata()) == [16, 64]
+    assert line.get_ydata()[0] == pytest.approx(0.9) and line.get_ydata()[1] == pytest.approx(0.4)
+    assert "2 seeds" in ax.get_legend().get_texts()[0].get_text()
+    fig = Figure()
+    draw_grid(fig, {"x": {"a": res([(1.0, 0.5)])}, "y": {"a": res([(0.5, 0.5)])}}, ncols=3)
+    assert sum(ax.get_visible() for ax in fig.axes) == 2
+    with pytest.raises(ValueError, match="empty"):
+        draw_accuracy(Figure(), {})
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def test_cli_help_and_errors(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    assert "--task" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--task", "mqar", "--model", "transformer@1,4", "--out", "x"])
+    assert "has no CMS" in capsys.readouterr().err
+    assert parse_model("hope@1,4,16") == ("hope", (1, 4, 16)) and parse_model("titans") == ("titans", None)
+
+
+def test_cli_runs_several_models_and_resumes(tmp_path, capsys):
+    args = ["--task", "aa", "--model", "transformer", "hope-attention@1,2", "--preset", "tiny", "--seeds", "0",
+            "--out", str(tmp_path), "--no-progress", "--steps", "2"]
+    assert main(args) == 0
+    combined = json.loads((tmp_path / "results.json").read_text())
+    assert combined["command"].startswith("python -m nlteach.longctx --task aa")
+    assert {p["model"] for p in combined["per_seed"]} == {"transformer", "hope-attention_cms1-2"}
+    single = json.loads((tmp_path / "transformer" / "results.json").read_text())
+    assert single["per_seed"][0]["seed"] == 0 and "accuracy" in single["per_seed"][0]
+    assert (tmp_path / "accuracy.png").exists()
+    assert main(args) == 0  # everything is finished: read back, same numbers
+    assert json.loads((tmp_path / "results.json").read_text())["per_seed"] == combined["per_seed"]
+    assert "hope-attention_cms1-2" in capsys.readouterr().out
