@@ -371,3 +371,56 @@ def test_cli_runs_several_models_and_resumes(tmp_path, capsys):
     assert main(args) == 0  # everything is finished: read back, same numbers
     assert json.loads((tmp_path / "results.json").read_text())["per_seed"] == combined["per_seed"]
     assert "hope-attention_cms1-2" in capsys.readouterr().out
+
+
+def _hand(accs_by_len, periods=(1,), multi=True, train_max=32, chance=0.01):
+    seeds = len(next(iter(accs_by_len.values())))
+    per_seed = [{"seed": s, "accuracy": {str(L): a[s] for L, a in accs_by_len.items()}} for s in range(seeds)]
+    cfg = preset_config("s-niah", "hope-attention", "tiny", seeds=tuple(range(seeds)), cms_periods=periods,
+                        multi_frequency=multi, eval_lengths=tuple(accs_by_len), train_lengths=(24,))
+    res = {"config": cfg.to_dict(), "per_seed": per_seed, "summary": runner_mod.summarize(cfg, per_seed)}
+    res["summary"]["train_max_length"], res["summary"]["chance"] = train_max, chance
+    return res
+
+
+def test_verdict_on_hand_made_results():
+    a = _hand({32: [1.0, 0.98, 1.0], 128: [0.5, 0.52, 0.48]})
+    b = _hand({32: [0.6, 0.62, 0.58], 128: [0.02, 0.01, 0.0]})
+    c = _hand({32: [0.99, 0.95, 1.0], 128: [0.3, 0.7, 0.5]})
+    text = runner_mod.verdict({"a": a, "b": b, "c": c})
+    lines = text.splitlines()
+    assert lines[0].startswith("at the longest training length (32): best a 0.993")
+    assert any(ln.strip().startswith("b:") and "clear" in ln for ln in lines[:4])
+    assert any(ln.strip().startswith("c:") and "within the seed spread" in ln for ln in lines[:4])
+    assert "  b: 0.600 -> 0.010 (near chance)" in lines
+    assert "  a: 0.993 -> 0.500 (drops)" in lines
+    with pytest.raises(ValueError, match="empty"):
+        runner_mod.verdict({})
+
+
+def test_draw_cms_study_picks_the_two_series():
+    runs = {str(p): _hand({32: [0.5, 0.7], 64: [0.1, 0.3]}, periods=p)
+            for p in [(1,), (1, 4), (1, 4, 16), (1, 4, 64), (1, 4, 256)]}
+    runs["same"] = _hand({32: [0.0, 0.0], 64: [0.0, 0.0]}, periods=(1, 4, 16), multi=False)  # left out
+    fig = Figure()
+    from nlteach.longctx import draw_cms_study
+
+    draw_cms_study(fig, runs)
+    left, right = fig.axes[0], fig.axes[1]
+    assert list(left.get_lines()[0].get_xdata()) == [1, 2, 3]
+    assert list(right.get_lines()[0].get_xdata()) == [16, 64, 256]
+    assert left.get_lines()[0].get_ydata()[0] == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="no runs match"):
+        draw_cms_study(Figure(), {"x": _hand({32: [0.5]}, periods=(2, 3))})
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_render_example_names_every_token(name):
+    from nlteach.longctx import render_example, token_names
+
+    task, b = _sample(name, batch=2)
+    names = token_names(task)
+    assert set(range(task.vocab_size)) <= set(names)
+    text = render_example(task, b, 1)
+    assert "[->" in text
+    assert "..." in render_example(task, b, 0, max_tokens=8)

@@ -9,7 +9,13 @@ evaluation at every context length, resumable runs, ``results.json``) and
 :mod:`~nlteach.longctx.plots` (accuracy against context length).
 """
 
-from nlteach.longctx.plots import accuracy_table, draw_accuracy, draw_grid, save_accuracy_figure
+from nlteach.longctx.plots import (
+    accuracy_table,
+    draw_accuracy,
+    draw_cms_study,
+    draw_grid,
+    save_accuracy_figure,
+)
 from nlteach.longctx.runner import (
     CMS_MODELS,
     MODELS,
@@ -25,6 +31,7 @@ from nlteach.longctx.runner import (
     run_seed,
     run_variants,
     split_combined,
+    verdict,
 )
 from nlteach.longctx.tasks import (
     IGNORE,
@@ -42,6 +49,8 @@ from nlteach.longctx.tasks import (
     length_bin,
     make_rng,
     make_task,
+    render_example,
+    token_names,
 )
 
 __all__ = [
@@ -49,5 +58,6 @@ __all__ = [
     "FormalLanguage", "LongCtxConfig", "Task", "accuracy", "accuracy_counts", "accuracy_table", "build",
     "combine", "draw_accuracy", "draw_grid", "evaluate", "format_table", "is_member", "length_bin",
     "load_results", "make_rng", "make_task", "model_config", "preset_config", "run", "run_seed",
-    "run_variants", "save_accuracy_figure", "split_combined",
+    "run_variants", "save_accuracy_figure", "split_combined", "verdict", "draw_cms_study", "render_example",
+    "token_names",
 ]

@@ -78,3 +78,46 @@ def save_accuracy_figure(results_by_name: dict[str, dict[str, Any]], path: str |
     fig = Figure(figsize=(5.5, 3.6), layout="constrained")
     draw_accuracy(fig, results_by_name)
     fig.savefig(path, dpi=100)
+
+
+def _periods(res: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(res["config"].get("cms_periods", ()))
+
+
+def draw_cms_study(fig: Figure, results_by_name: dict[str, dict[str, Any]],
+                   levels: tuple[int, ...] = (1, 4, 16, 64), lowest_prefix: tuple[int, ...] = (1, 4)) -> None:
+    """Two panels, after the paper's Fig. 7 (our runs, not its numbers): accuracy against the
+    number of CMS levels (variants whose periods are ``levels[:k]``), and against the lowest
+    frequency (the longest period) of the variants whose periods start with ``lowest_prefix`` and
+    have one more level. One line per evaluation length; error bars: std over seeds. Only runs
+    trained with the multi-frequency schedule are used."""
+    multi = {n: r for n, r in results_by_name.items() if r["config"].get("multi_frequency", True)}
+    series_a = sorted(((len(_periods(r)), r) for r in multi.values()
+                       if _periods(r) == tuple(levels[:len(_periods(r))])), key=lambda t: t[0])
+    k = len(lowest_prefix) + 1
+    series_b = sorted(((_periods(r)[-1], r) for r in multi.values()
+                       if len(_periods(r)) == k and _periods(r)[:-1] == tuple(lowest_prefix)), key=lambda t: t[0])
+    if not series_a and not series_b:
+        raise ValueError("no runs match the CMS-level or lowest-frequency series; check the variants' cms_periods.")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, series, xlabel, log in ((axes[0], series_a, "number of CMS levels (periods " + ", ".join(map(str, levels)) + ")", False),
+                                    (axes[1], series_b, f"longest period (levels {lowest_prefix} + one)", True)):
+        if not series:
+            ax.set_visible(False)
+            continue
+        lengths = sorted(int(L) for L in series[0][1]["summary"]["accuracy"])
+        for j, L in enumerate(lengths):
+            xs = [x for x, _ in series]
+            acc = [r["summary"]["accuracy"][str(L)] for _, r in series]
+            train_max = series[0][1]["summary"].get("train_max_length", L)
+            ax.errorbar(xs, [a["mean"] for a in acc], yerr=[a["std"] for a in acc], marker="o", ms=3, capsize=2,
+                        color=f"C{j}", label=f"length {L}{'*' if L > train_max else ''}")
+        if log:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks([x for x, _ in series])
+        ax.set_xticklabels([str(x) for x, _ in series])
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (mean over seeds)")
+    axes[0].set_ylim(-0.02, 1.02)
+    (axes[0] if series_a else axes[1]).legend(fontsize=7)

@@ -580,3 +580,48 @@ def format_table(results_by_variant: dict[str, dict[str, Any]]) -> str:
         rows.append(f"{v:{width}s}  " + "  ".join(f"{c:>13s}" for c in cells) + f"  {seeds}")
     rows.append(f"(* = longer than every training length; the longest trained is {train_max})")
     return "\n".join(rows)
+
+
+def verdict(results_by_variant: dict[str, dict[str, Any]], *, margin: float = 2.0) -> str:
+    """Plain-language reading of several runs of one task, computed from their numbers.
+
+    At the longest training length and at the longest tested length: which variant has the best
+    mean accuracy, and whether each other variant's gap is larger than ``margin`` times the larger
+    of the two seed standard deviations ("clear") or not ("within the seed spread"). Then, per
+    variant, how much accuracy is kept from the longest training length to the longest tested one,
+    and whether it is near chance (within 0.05).
+    """
+    if not results_by_variant:
+        raise ValueError("results_by_variant is empty.")
+    any_r = next(iter(results_by_variant.values()))
+    s0 = any_r["summary"]
+    lengths = sorted({int(L) for r in results_by_variant.values() for L in r["summary"]["accuracy"]})
+    train_max = max(r["summary"]["train_max_length"] for r in results_by_variant.values())
+    at_train = max((L for L in lengths if L <= train_max), default=lengths[0])
+    lines = []
+    for L, label in ((at_train, "at the longest training length"), (lengths[-1], "at the longest tested length")):
+        if label.endswith("tested length") and L == at_train:
+            continue
+        accs = {v: r["summary"]["accuracy"][str(L)] for v, r in results_by_variant.items()
+                if str(L) in r["summary"]["accuracy"]}
+        best = max(accs, key=lambda v: accs[v]["mean"])
+        b = accs[best]
+        lines.append(f"{label} ({L}): best {best} {b['mean']:.3f} ± {b['std']:.3f}")
+        for v, a in sorted(accs.items(), key=lambda kv: -kv[1]["mean"]):
+            if v == best:
+                continue
+            gap = b["mean"] - a["mean"]
+            n = min(s0.get("n_seeds", 1), results_by_variant[v]["summary"].get("n_seeds", 1))
+            judged = ("one seed: cannot tell" if n < 2 else
+                      "clear" if gap > margin * max(a["std"], b["std"]) else "within the seed spread")
+            lines.append(f"  {v}: {a['mean']:.3f} ± {a['std']:.3f} ({gap:+.3f} behind, {judged})")
+    chance = s0.get("chance", 0.0)
+    if lengths[-1] > at_train:
+        lines.append(f"length generalization ({at_train} -> {lengths[-1]}; chance ~ {chance:.3g}):")
+        for v, r in results_by_variant.items():
+            acc = r["summary"]["accuracy"]
+            a, z = acc[str(at_train)]["mean"], acc[str(lengths[-1])]["mean"]
+            tag = "near chance" if z < chance + 0.05 else ("kept" if z >= a - 0.05 else "drops")
+            learned = "" if a >= chance + 0.1 else " (not learned even at the training length)"
+            lines.append(f"  {v}: {a:.3f} -> {z:.3f} ({tag}){learned}")
+    return "\n".join(lines)

@@ -31,8 +31,8 @@ Tasks (``TASKS``; ``make_task(name, **options)``):
   (all m digits right: exact match, like RULER).
 - Formal languages of the paper's Table 5 (arXiv v1), as **recognition** tasks: the input is a
   string ``s_1 ... s_n``, then ``QUERY``; the answer is ``ACCEPT`` or ``REJECT``. Half the examples
-  are members, half near-miss non-members of the same length (except ``aa``, where length is the
-  whole story). Right-padded with ``PAD`` (causal models never see the padding before answering).
+  are members, half non-members of the same lengths (one symbol changed, two symbols swapped, or
+  for a^n b^n (c^n) the block sizes changed), except for ``aa``, where length is the whole story. Right-padded with ``PAD`` (causal models never see the padding before answering).
   ``parity`` (bit strings with an even number of 1s), ``aa`` ((aa)*), ``abab`` ((abab)*), ``anbn``
   (a^n b^n), ``anbncn`` (a^n b^n c^n), ``shuffle2`` (Shuffle-2: two bracket types, each balanced
   on its own, interleaved freely). The "context length" of a formal-language batch is the upper
@@ -503,3 +503,38 @@ def accuracy(predictions: torch.Tensor, targets: torch.Tensor, unit: str = "exam
     """Fraction right (see :func:`accuracy_counts`); ``nan`` when there is no answer at all."""
     right, total = accuracy_counts(predictions, targets, unit)
     return right / total if total else math.nan
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading an example
+
+
+def token_names(task: Task) -> dict[int, str]:
+    """A short readable name for every token id of ``task`` (for printing examples)."""
+    names = {0: "_"}
+    if isinstance(task, MQAR):
+        names.update({task.key0 + i: f"k{i}" for i in range(task.n_keys)})
+        names.update({task.value0 + i: f"v{i}" for i in range(task.n_values)})
+    elif isinstance(task, NIAH):
+        names.update({task.NEEDLE: "NEEDLE", task.QUERY: "QUERY"})
+        names.update({task.key0 + i: f"K{i}" for i in range(task.n_keys)})
+        names.update({task.digit0 + i: str(i) for i in range(10)})
+        names.update({task.filler0 + i: "·" for i in range(task.n_filler)})
+    elif isinstance(task, FormalLanguage):
+        names.update({task.QUERY: "?", task.ACCEPT: "yes", task.REJECT: "no"})
+        symbols = {"parity": "01", "aa": "a", "shuffle2": "()[]"}.get(task.language, "abc")
+        names.update({task.SYMBOL0 + i: ch for i, ch in enumerate(symbols)})
+    return names
+
+
+def render_example(task: Task, batch: Batch, i: int = 0, *, max_tokens: int = 120) -> str:
+    """Example ``i`` of ``batch`` as text; answer positions show ``[token -> answer]``. Long
+    examples keep their first and last ``max_tokens // 2`` tokens."""
+    names = token_names(task)
+    x, y = batch.inputs[i].tolist(), batch.targets[i].tolist()
+    parts = [names.get(t, str(t)) + (f"[->{names.get(a, str(a))}]" if a != IGNORE else "") for t, a in zip(x, y, strict=True)]
+    if len(parts) > max_tokens:
+        h = max_tokens // 2
+        parts = [*parts[:h], f"... ({len(parts) - 2 * h} tokens) ...", *parts[-h:]]
+    sep = "" if isinstance(task, FormalLanguage) else " "
+    return sep.join(p if sep or len(p) == 1 else f" {p} " for p in parts).strip()

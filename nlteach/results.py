@@ -1,0 +1,413 @@
+"""Collect the committed results (``results/<experiment>/results.json``) into tables and figures.
+
+    python -m nlteach.results              # every table, as markdown
+    python -m nlteach.results --readme     # the README's short results section
+
+Each experiment is one folder under ``results/``: either it holds a ``results.json``, or (a run of
+several methods or models written by a command line) its sub-folders each hold one, e.g.
+``results/continual_clinc150_laptop/<method>/results.json``. :func:`load_all` reads both layouts,
+skips other files, and sorts what it finds into kinds:
+
+- ``longctx``: :mod:`nlteach.longctx` (``per_seed`` entries with ``accuracy`` per context length;
+  single runs or the combined file of several variants);
+- ``continual``: :mod:`nlteach.continual` (``per_seed`` entries with ``acc_matrix``; ``summary``
+  with ``avg_acc``, ``bwt``, ``forgetting``);
+- ``lm``: language-model runs and comparisons (:mod:`nlteach.train` results, or any file whose
+  records name a ``model`` and a ``val_loss``/``test_loss``);
+- ``other``: anything else (listed, never an error).
+
+A file that cannot be read or understood is reported in the experiment's ``problems`` and left
+out of the tables, so one bad file never hides the others. Only numbers from these files are
+shown: nothing here knows the paper's numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "results"
+KINDS = ("longctx", "continual", "lm", "other")
+
+
+@dataclass
+class Experiment:
+    """One folder of ``results/``. ``runs``: ``{name: results dict}`` (name = model, method or
+    variant; a folder with one plain results.json has one run named after the folder)."""
+
+    name: str
+    path: Path
+    kind: str
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def preset(self) -> str | None:
+        for r in self.runs.values():
+            cfg = r.get("config", {}) if isinstance(r, dict) else {}
+            if isinstance(cfg, dict) and cfg.get("preset"):
+                return str(cfg["preset"])
+        for p in ("tiny", "laptop", "full"):
+            if self.name.endswith(f"_{p}"):
+                return p
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and classifying
+
+
+def _per_seed(d: dict[str, Any]) -> list[dict[str, Any]]:
+    ps = d.get("per_seed")
+    return ps if isinstance(ps, list) and all(isinstance(p, dict) for p in ps) else []
+
+
+def classify(d: Any) -> str:
+    """The kind of one results dict (see the module docstring)."""
+    if not isinstance(d, dict):
+        return "other"
+    ps = _per_seed(d)
+    if ps and all("accuracy" in p and isinstance(p["accuracy"], dict) for p in ps):
+        return "longctx"
+    if ps and all("acc_matrix" in p for p in ps):
+        return "continual"
+    if _lm_records(d):
+        return "lm"
+    return "other"
+
+
+def _lm_records(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flat records ``{"model", "seed", "val_loss", "test_loss", "n_params"}`` from the layouts
+    language-model results come in (empty when ``d`` is not one of them)."""
+    def rec(model, r, seed=None):
+        if not isinstance(r, dict):
+            return None
+        val, test = r.get("val_loss"), r.get("test_loss")
+        if not any(isinstance(v, int | float) for v in (val, test)):
+            return None
+        return {"model": str(model), "seed": r.get("seed", seed), "val_loss": val, "test_loss": test,
+                "n_params": r.get("n_params")}
+
+    out = []
+    cfg = d.get("config") if isinstance(d.get("config"), dict) else {}
+    if "test_loss" in d or "val_loss" in d:  # one nlteach.train run
+        r = rec(cfg.get("model", "model"), d, cfg.get("seed"))
+        return [r] if r else []
+    for p in _per_seed(d):  # per_seed records that name their model
+        if "model" in p:
+            r = rec(p["model"], p)
+            if r:
+                out.append(r)
+    for key in ("runs", "models", "per_model"):  # {model: [records]} or {model: record}
+        block = d.get(key)
+        if isinstance(block, dict):
+            for model, recs in block.items():
+                for i, r in enumerate(recs if isinstance(recs, list) else [recs]):
+                    r = rec(model, r, i)
+                    if r:
+                        out.append(r)
+    return out
+
+
+def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        return json.loads(path.read_text()), None
+    except (OSError, ValueError) as e:
+        return None, f"{path}: cannot be read as JSON ({e})"
+
+
+def load_experiment(folder: str | Path) -> Experiment | None:
+    """The experiment in ``folder`` (None when it holds no results.json at either depth)."""
+    folder = Path(folder)
+    top = folder / "results.json"
+    files = [top] if top.is_file() else sorted(folder.glob("*/results.json"))
+    if not files:
+        return None
+    exp = Experiment(folder.name, folder, "other")
+    kinds = []
+    for f in files:
+        d, err = _read(f)
+        if err:
+            exp.problems.append(err)
+            continue
+        kind = classify(d)
+        kinds.append(kind)
+        if kind == "longctx":
+            from nlteach.longctx.runner import split_combined  # noqa: PLC0415
+
+            try:
+                runs = split_combined(d)
+            except (KeyError, TypeError, ValueError) as e:
+                exp.problems.append(f"{f}: not a long-context results file ({e!r})")
+                continue
+            if f is not top and len(runs) == 1:
+                runs = {f.parent.name: next(iter(runs.values()))}
+            exp.runs.update(runs)
+        else:
+            exp.runs[f.parent.name if f is not top else folder.name] = d
+    known = [k for k in kinds if k != "other"]
+    exp.kind = known[0] if known and len(set(known)) == 1 else ("other" if not known else "mixed")
+    if exp.kind == "mixed":
+        exp.problems.append(f"{folder}: results of different kinds ({sorted(set(known))}); shown as 'other'")
+        exp.kind = "other"
+    return exp
+
+
+def load_all(root: str | Path = DEFAULT_ROOT) -> list[Experiment]:
+    """Every experiment under ``root`` (sorted by folder name); an empty list if there is none."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        exp = load_experiment(folder)
+        if exp is not None:
+            out.append(exp)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+    xs = [float(x) for x in xs if isinstance(x, int | float) and math.isfinite(x)]
+    if not xs:
+        return math.nan, math.nan
+    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def _pm(mean: float, std: float, digits: int = 2) -> str:
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def longctx_rows(exp: Experiment) -> list[dict[str, Any]]:
+    """One row per run: the task, the longest training length L, and accuracy (mean, std over
+    seeds) at L, at the longest length tested, and at every length (``acc``)."""
+    rows = []
+    for name, r in exp.runs.items():
+        cfg = r.get("config", {})
+        ps = _per_seed(r)
+        if not ps:
+            continue
+        lengths = sorted({int(L) for p in ps for L in p["accuracy"]})
+        acc = {L: _mean_std([p["accuracy"].get(str(L), math.nan) for p in ps]) for L in lengths}
+        train_max = r.get("summary", {}).get("train_max_length") or max(cfg.get("train_lengths", [lengths[0]]))
+        at_train = max((L for L in lengths if L <= train_max), default=lengths[0])
+        rows.append({"experiment": exp.name, "task": cfg.get("task", "?"), "model": name,
+                     "seeds": [p["seed"] for p in ps], "train_max": train_max, "lengths": lengths, "acc": acc,
+                     "at_train": at_train, "longest": lengths[-1],
+                     "nonfinite": [d.get("seed") for d in r.get("details", []) if d.get("nonfinite_step")]})
+    return rows
+
+
+def continual_rows(exp: Experiment) -> list[dict[str, Any]]:
+    """One row per method: final average accuracy, BWT and forgetting (mean, std over seeds)."""
+    from nlteach.continual import metrics  # noqa: PLC0415
+
+    rows = []
+    for name, r in exp.runs.items():
+        cfg = r.get("config", {})
+        mats = [p["acc_matrix"] for p in _per_seed(r)]
+        if not mats:
+            continue
+        try:
+            vals = {"avg_acc": [metrics.average_accuracy(m)[-1] for m in mats],
+                    "bwt": [metrics.backward_transfer(m) for m in mats],
+                    "forgetting": [metrics.forgetting(m) for m in mats]}
+        except (ValueError, IndexError, TypeError) as e:
+            exp.problems.append(f"{exp.name}/{name}: accuracy matrices not usable ({e})")
+            continue
+        rows.append({"experiment": exp.name, "dataset": cfg.get("dataset", exp.name), "method": cfg.get("method", name),
+                     "seeds": [p["seed"] for p in _per_seed(r)],
+                     **{k: _mean_std(v) for k, v in vals.items()}})
+    return rows
+
+
+def lm_rows(exp: Experiment) -> list[dict[str, Any]]:
+    """One row per model: validation and test loss (nats per token; mean, std over seeds)."""
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for r in exp.runs.values():
+        for rec in _lm_records(r):
+            by_model.setdefault(rec["model"], []).append(rec)
+    rows = []
+    for model, recs in by_model.items():
+        params = next((r["n_params"] for r in recs if r.get("n_params")), None)
+        rows.append({"experiment": exp.name, "model": model, "seeds": [r["seed"] for r in recs], "params": params,
+                     "val": _mean_std([r["val_loss"] for r in recs]),
+                     "test": _mean_std([r["test_loss"] for r in recs])})
+    return sorted(rows, key=lambda r: (math.isnan(r["val"][0]), r["val"][0]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _seeds(seeds: list[Any]) -> str:
+    return ",".join(str(s) for s in seeds)
+
+
+def longctx_table(rows: list[dict[str, Any]], full: bool = False) -> str:
+    """Markdown: accuracy at the longest training length and at the longest tested length
+    (``full=True``: every length, lengths beyond training marked *)."""
+    if full:
+        lengths = sorted({L for r in rows for L in r["lengths"]})
+        header = ["task", "model", *(f"{L}{'*' if all(L > r['train_max'] for r in rows) else ''}" for L in lengths),
+                  "seeds"]
+        body = [[r["task"], r["model"], *(_pm(*r["acc"][L]) if L in r["acc"] else "" for L in lengths),
+                 _seeds(r["seeds"])] for r in rows]
+        return markdown_table(header, body)
+    header = ["task", "model", "trained up to", "acc. at that length", "tested up to", "acc. there", "seeds"]
+    body = [[r["task"], r["model"], r["train_max"], _pm(*r["acc"][r["at_train"]]), r["longest"],
+             _pm(*r["acc"][r["longest"]]), _seeds(r["seeds"])] for r in rows]
+    return markdown_table(header, body)
+
+
+def continual_table(rows: list[dict[str, Any]]) -> str:
+    header = ["data set", "method", "final avg. accuracy", "BWT", "forgetting", "seeds"]
+    body = [[r["dataset"], r["method"], _pm(*r["avg_acc"]), _pm(*r["bwt"]), _pm(*r["forgetting"]),
+             _seeds(r["seeds"])] for r in rows]
+    return markdown_table(header, body)
+
+
+def lm_table(rows: list[dict[str, Any]]) -> str:
+    header = ["experiment", "model", "parameters", "val loss", "test loss", "seeds"]
+    body = [[r["experiment"], r["model"], f"{r['params']:,}" if isinstance(r["params"], int) else "",
+             _pm(*r["val"], 3), _pm(*r["test"], 3), _seeds(r["seeds"])] for r in rows]
+    return markdown_table(header, body)
+
+
+def all_tables(experiments: list[Experiment]) -> str:
+    """Every experiment as a markdown section (long context with every length)."""
+    parts = []
+    for exp in experiments:
+        title = f"### {exp.name} ({exp.kind}, preset {exp.preset or '?'})"
+        if exp.kind == "longctx":
+            body = longctx_table(longctx_rows(exp), full=True)
+        elif exp.kind == "continual":
+            body = continual_table(continual_rows(exp))
+        elif exp.kind == "lm":
+            body = lm_table(lm_rows(exp))
+        else:
+            body = "files: " + ", ".join(sorted(exp.runs)) + " (not a known results layout)"
+        parts.append(title + "\n\n" + body + "".join(f"\n\nnote: {p}" for p in exp.problems))
+    return "\n\n".join(parts) if parts else "(no results found)"
+
+
+def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Results (our measurements)") -> str:
+    """The README's short results section, in markdown, generated from the committed files."""
+    exps = load_all(root)
+    lines = [heading, "",
+             "Generated by `python -m nlteach.results --readme` from the committed `results/*/results.json` "
+             "(each file holds the exact command, settings, seeds and per-seed numbers). Mean ± standard "
+             "deviation over seeds. These are this project's small-scale CPU runs, not the paper's numbers; "
+             "notebook 12 draws them all."]
+    if not exps:
+        return "\n".join([*lines, "", "No results are committed yet."]) + "\n"
+    lm = [r for e in exps if e.kind == "lm" for r in lm_rows(e)]
+    if lm:
+        lines += ["", "**Language modelling** (notebook 09; character-level tiny Shakespeare, nats per character):",
+                  "", lm_table(lm)]
+    cont = [r for e in exps if e.kind == "continual" for r in continual_rows(e)]
+    if cont:
+        lines += ["", "**Forgetting** (notebook 10; class-incremental, accuracy after the last task):", "",
+                  continual_table(cont)]
+    lc = [r for e in exps if e.kind == "longctx" for r in longctx_rows(e)]
+    if lc:
+        lines += ["", "**Long context and formal languages** (notebook 11; trained on short inputs, tested on "
+                  "longer ones; accuracy):", "", longctx_table(lc)]
+        bad = sorted({f"{r['task']}/{r['model']}" for r in lc if r["nonfinite"]})
+        if bad:
+            lines += ["", f"Training loss went to NaN/inf in some seeds of: {', '.join(bad)} (their accuracy is "
+                      "that of the diverged model)."]
+    presets = sorted({e.preset for e in exps if e.preset})
+    lines += ["", f"Presets: {', '.join(presets) or '?'}. Experiments: "
+              + ", ".join(f"`{e.name}`" for e in exps) + "."]
+    problems = [p for e in exps for p in e.problems]
+    if problems:
+        lines += ["", "Files that could not be used: " + "; ".join(problems)]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures (notebook 12)
+
+
+def draw_longctx(fig, experiments: list[Experiment], ncols: int = 3) -> None:
+    """One panel per long-context experiment: accuracy against context length for every run."""
+    from nlteach.longctx.plots import draw_grid  # noqa: PLC0415
+
+    groups = {e.name.removeprefix("longctx_"): e.runs for e in experiments if e.kind == "longctx" and e.runs}
+    if not groups:
+        raise ValueError("no long-context experiments to draw.")
+    draw_grid(fig, groups, ncols=ncols)
+
+
+def draw_continual(fig, experiments: list[Experiment]) -> None:
+    """Final average accuracy per method (bars: mean; error bars: std over seeds), one panel per data set."""
+    import numpy as np  # noqa: PLC0415
+
+    rows = [r for e in experiments if e.kind == "continual" for r in continual_rows(e)]
+    if not rows:
+        raise ValueError("no continual-learning experiments to draw.")
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    axes = np.atleast_1d(fig.subplots(1, len(datasets), sharey=True, squeeze=False)).ravel()
+    for ax, ds in zip(axes, datasets, strict=True):
+        sub = [r for r in rows if r["dataset"] == ds]
+        x = np.arange(len(sub))
+        ax.bar(x, [r["avg_acc"][0] for r in sub], yerr=[r["avg_acc"][1] for r in sub], color="C0", capsize=3)
+        ax.set_xticks(x)
+        ax.set_xticklabels([r["method"] for r in sub], rotation=45, ha="right", fontsize=7)
+        ax.set_title(ds, fontsize=9)
+        ax.set_ylim(0, 1)
+    axes[0].set_ylabel("final average accuracy")
+
+
+def draw_lm(fig, experiments: list[Experiment]) -> None:
+    """Validation loss per model (mean, std over seeds)."""
+    import numpy as np  # noqa: PLC0415
+
+    rows = [r for e in experiments if e.kind == "lm" for r in lm_rows(e)]
+    if not rows:
+        raise ValueError("no language-model experiments to draw.")
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(rows))
+    ax.bar(x, [r["val"][0] for r in rows], yerr=[r["val"][1] for r in rows], color="C1", capsize=3)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{r['model']}\n({r['experiment']})" for r in rows], fontsize=7)
+    ax.set_ylabel("validation loss (nats per token)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m nlteach.results",
+                                description="Tables of every committed results/*/results.json, in markdown.")
+    p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="the results folder (default: the repository's)")
+    p.add_argument("--readme", action="store_true", help="print only the README's short results section")
+    args = p.parse_args(argv)
+    if args.readme:
+        sys.stdout.write(readme_section(args.root))
+    else:
+        print(all_tables(load_all(args.root)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""nlteach.results: reading every results/*/results.json layout, tables, README section, figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from matplotlib.figure import Figure
+
+from nlteach import results as R
+
+
+def _write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+
+
+def _longctx(model="transformer", accs=((1.0, 0.5), (0.8, 0.3)), task="s-niah"):
+    return {"config": {"task": task, "model": model, "preset": "laptop", "seeds": list(range(len(accs))),
+                       "train_lengths": [32]},
+            "variant": model,
+            "per_seed": [{"seed": s, "accuracy": {"32": a, "128": b}} for s, (a, b) in enumerate(accs)],
+            "summary": {"train_max_length": 32, "chance": 0.01},
+            "details": [{"seed": s, "nonfinite_step": None} for s in range(len(accs))]}
+
+
+def _continual(method, mats):
+    return {"config": {"dataset": "split-digits", "method": method, "preset": "laptop"},
+            "per_seed": [{"seed": s, "acc_matrix": m} for s, m in enumerate(mats)],
+            "summary": {}}
+
+
+M1 = [[0.9, 0.0], [0.5, 0.8]]  # avg acc 0.65, BWT -0.4
+M2 = [[1.0, 0.0], [0.7, 0.9]]  # avg acc 0.80, BWT -0.3
+
+
+@pytest.fixture
+def root(tmp_path):
+    from nlteach.longctx.runner import combine
+
+    r = tmp_path / "results"
+    _write(r / "longctx_s-niah_laptop" / "results.json",
+           combine({"transformer": _longctx(), "hope": _longctx("hope", ((0.5, 0.1), (0.3, 0.1)))}))
+    _write(r / "longctx_parity_laptop" / "results.json", _longctx("transformer", ((0.6, 0.5),), task="parity"))
+    _write(r / "continual_split-digits_laptop" / "finetune" / "results.json", _continual("finetune", [M1, M2]))
+    _write(r / "continual_split-digits_laptop" / "replay" / "results.json", _continual("replay", [M2]))
+    _write(r / "lm_tinyshakespeare_laptop" / "results.json",
+           {"config": {"preset": "laptop"},
+            "runs": {"transformer": [{"seed": 0, "val_loss": 1.5, "test_loss": 1.6, "n_params": 1000},
+                                     {"seed": 1, "val_loss": 1.7, "test_loss": 1.8, "n_params": 1000}],
+                     "hope": [{"seed": 0, "val_loss": 1.4, "test_loss": 1.5, "n_params": 990}]}})
+    _write(r / "lm_single_laptop" / "results.json",
+           {"config": {"model": "titans", "seed": 3, "preset": "laptop"}, "val_loss": 2.0, "test_loss": 2.1,
+            "n_params": 5})
+    _write(r / "broken_laptop" / "results.json", "{not json")
+    _write(r / "continual_tuning_laptop" / "tuning.json", {"method": "ewc"})  # no results.json: skipped
+    _write(r / "odd_laptop" / "results.json", {"hello": 1})
+    return r
+
+
+def test_load_all_classifies_every_layout(root):
+    exps = {e.name: e for e in R.load_all(root)}
+    assert "continual_tuning_laptop" not in exps
+    assert exps["longctx_s-niah_laptop"].kind == "longctx"
+    assert set(exps["longctx_s-niah_laptop"].runs) == {"transformer", "hope"}
+    assert exps["continual_split-digits_laptop"].kind == "continual"
+    assert set(exps["continual_split-digits_laptop"].runs) == {"finetune", "replay"}
+    assert exps["lm_tinyshakespeare_laptop"].kind == "lm" and exps["lm_single_laptop"].kind == "lm"
+    assert exps["broken_laptop"].problems and exps["broken_laptop"].kind == "other"
+    assert exps["odd_laptop"].kind == "other"
+    assert exps["longctx_parity_laptop"].preset == "laptop"
+    assert R.load_all(root / "missing") == []
+
+
+def test_rows_are_computed_from_the_files(root):
+    exps = {e.name: e for e in R.load_all(root)}
+    rows = {r["model"]: r for r in R.longctx_rows(exps["longctx_s-niah_laptop"])}
+    assert rows["transformer"]["acc"][32][0] == pytest.approx(0.9)
+    assert rows["transformer"]["acc"][128] == pytest.approx((0.4, 0.1414213562), rel=1e-6)
+    assert rows["hope"]["at_train"] == 32 and rows["hope"]["longest"] == 128
+    cont = {r["method"]: r for r in R.continual_rows(exps["continual_split-digits_laptop"])}
+    assert cont["finetune"]["avg_acc"][0] == pytest.approx((0.65 + 0.8) / 2)
+    assert cont["finetune"]["bwt"][0] == pytest.approx((-0.4 - 0.3) / 2)
+    assert cont["replay"]["avg_acc"] == pytest.approx((0.8, 0.0))
+    lm = R.lm_rows(exps["lm_tinyshakespeare_laptop"])
+    assert [r["model"] for r in lm] == ["hope", "transformer"]  # sorted by validation loss
+    assert lm[1]["val"] == pytest.approx((1.6, 0.1414213562), rel=1e-6)
+    assert R.lm_rows(exps["lm_single_laptop"])[0]["seeds"] == [3]
+
+
+def test_readme_section_and_cli(root, capsys):
+    text = R.readme_section(root)
+    assert text.startswith("## Results (our measurements)")
+    assert "| s-niah | transformer | 32 | 0.90 ± 0.14 | 128 | 0.40 ± 0.14 | 0,1 |" in text
+    assert "| split-digits | finetune | 0.73 ± 0.11 |" in text
+    assert "hope" in text and "1.400 ± 0.000" in text
+    assert "broken_laptop" in text  # a bad file is reported, not hidden
+    assert R.main(["--root", str(root), "--readme"]) == 0
+    assert capsys.readouterr().out == text
+    assert R.main(["--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "### longctx_s-niah_laptop (longctx, preset laptop)" in out and "128*" in out
+    empty = R.readme_section(root / "missing")
+    assert "No results are committed yet." in empty
+
+
+def test_figures(root):
+    exps = R.load_all(root)
+    fig = Figure()
+    R.draw_longctx(fig, exps)
+    assert sum(ax.get_visible() for ax in fig.axes) == 2
+    fig = Figure()
+    R.draw_continual(fig, exps)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["finetune", "replay"]
+    fig = Figure()
+    R.draw_lm(fig, exps)
+    assert len(fig.axes[0].patches) == 3
+    with pytest.raises(ValueError, match="no long-context"):
+        R.draw_longctx(Figure(), [])
+
+
+def test_the_repository_results_load():
+    """Whatever is committed under results/ loads without an exception."""
+    exps = R.load_all()
+    R.all_tables(exps)
+    R.readme_section()
