@@ -393,6 +393,106 @@ def draw_lm(fig, experiments: list[Experiment]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Running the experiments at a preset, on one or several GPUs (notebook 12)
+
+NB09_FULL = dict(params=5_000_000, n_layers=6, n_heads=6, steps=3000, batch_size=32, seq_len=256, lr=1e-3)
+NB09_MODELS = ("transformer", "titans", "hope", "hope-attention")
+NB11_RUNS = (  # (task, models): the experiments of notebook 11
+    ("s-niah", ("transformer", "titans", "hope", "hope-attention")),
+    ("mqar", ("transformer", "titans", "hope", "hope-attention")),
+    ("mk-niah", ("hope@1", "hope@1,4", "hope@1,4,16", "hope@1,4,16,64", "hope@1,4,64", "hope@1,4,256")),
+    *((lang, ("transformer", "hope")) for lang in ("parity", "aa", "abab", "anbn", "anbncn", "shuffle2")),
+)
+
+
+def experiment_jobs(preset: str = "full", seeds: tuple[int, ...] = (0, 1, 2), runs_dir: str = "runs") -> list[dict[str, Any]]:
+    """Every experiment of notebooks 06, 09, 10 and 11 as independent jobs: ``{"notebook",
+    "module", "args" (list of strings, without the launcher), "ddp" (True if the module supports
+    torchrun), "out"}``. One job = one process; jobs do not share output folders, so they can run
+    in parallel on different GPUs. Only :mod:`nlteach.train` supports several processes per job
+    (DDP through torchrun); the others are single-process programs."""
+    from nlteach.continual.learners import available_learners  # noqa: PLC0415
+    from nlteach.continual.streams import STREAMS  # noqa: PLC0415
+
+    s = [str(x) for x in seeds]
+    jobs = []
+    for task in ("digits", "shakespeare"):
+        out = f"{runs_dir}/optim_{task}_{preset}"
+        jobs.append({"notebook": "06", "module": "nlteach.optim_experiments", "ddp": False, "out": out,
+                     "args": ["--preset", preset, "--tasks", task, "--out", out]})
+    sizes = [a for k, v in NB09_FULL.items() for a in (f"--{k.replace('_', '-')}", str(v))] if preset == "full" else []
+    for model in NB09_MODELS:
+        for seed in s:
+            out = f"{runs_dir}/lm_tinyshakespeare_{preset}/{model}_seed{seed}"
+            jobs.append({"notebook": "09", "module": "nlteach.train", "ddp": True, "out": out,
+                         "args": ["--model", model, "--preset", preset, "--seed", seed, *sizes, "--out", out]})
+    for dataset in STREAMS:
+        for method in available_learners():
+            out = f"{runs_dir}/continual_{dataset}_{preset}/{method}"
+            jobs.append({"notebook": "10", "module": "nlteach.continual", "ddp": False, "out": out,
+                         "args": ["--dataset", dataset, "--method", method, "--seeds", *s, "--preset", preset,
+                                  "--out", out, "--no-progress"]})
+    for task, models in NB11_RUNS:
+        for model in models:
+            out = f"{runs_dir}/longctx_{task}_{preset}/{model.replace('@', '_cms').replace(',', '-')}"
+            jobs.append({"notebook": "11", "module": "nlteach.longctx", "ddp": False, "out": out,
+                         "args": ["--task", task, "--model", model, "--seeds", *s, "--preset", preset, "--out", out,
+                                  "--no-progress"]})
+    return jobs
+
+
+def launch_script(jobs: list[dict[str, Any]], gpus: int = 1) -> str:
+    """A bash script running ``jobs`` on ``gpus`` GPUs.
+
+    One GPU: the jobs one after the other. Several GPUs: DDP jobs (:mod:`nlteach.train`) run one at
+    a time on all GPUs through ``torchrun --nproc_per_node gpus``; every other job is a single
+    process pinned to one GPU with ``CUDA_VISIBLE_DEVICES``, ``gpus`` of them at a time (GPU i takes
+    jobs i, i + gpus, ...), and the script waits for them all."""
+    import shlex  # noqa: PLC0415
+
+    if not isinstance(gpus, int) or gpus < 1:
+        raise ValueError(f"gpus must be a positive int, got {gpus!r}.")
+    lines = ["#!/usr/bin/env bash", "set -e", "export OMP_NUM_THREADS=4"]
+    ddp = [j for j in jobs if j["ddp"]]
+    single = [j for j in jobs if not j["ddp"]]
+
+    def cmd(j, launcher):
+        return f"{launcher} -m {j['module']} " + " ".join(shlex.quote(a) for a in j["args"])
+
+    if gpus == 1:
+        lines += [cmd(j, "python") for j in jobs]
+        return "\n".join(lines) + "\n"
+    lines.append(f"# {len(ddp)} DDP jobs, one after the other, each on all {gpus} GPUs")
+    lines += [cmd(j, f"torchrun --standalone --nproc_per_node {gpus}") for j in ddp]
+    lines.append(f"# {len(single)} single-process jobs, {gpus} at a time (one per GPU)")
+    for g in range(gpus):
+        mine = single[g::gpus]
+        if mine:
+            body = " && ".join(cmd(j, "python") for j in mine)
+            lines.append(f"(export CUDA_VISIBLE_DEVICES={g}; {body}) > {shlex.quote(f'gpu{g}.log')} 2>&1 &")
+    lines.append("wait")
+    return "\n".join(lines) + "\n"
+
+
+def timing_rows(experiments: list[Experiment]) -> list[dict[str, Any]]:
+    """Measured seconds per seed (training, plus evaluation where recorded) of every run whose file
+    records it: long-context ``details`` and :mod:`nlteach.train`'s ``time_s``. Runs without a
+    recorded time are left out (nothing is estimated)."""
+    rows = []
+    for exp in experiments:
+        for name, r in exp.runs.items():
+            det = r.get("details") if isinstance(r, dict) else None
+            if isinstance(det, list) and det and all(isinstance(d, dict) and "seconds" in d for d in det):
+                secs = [d["seconds"] + d.get("eval_seconds", 0.0) for d in det]
+                rows.append({"experiment": exp.name, "run": name, "seeds": len(secs), "device": r.get("device", "?"),
+                             "seconds_per_seed": _mean_std(secs), "steps": r.get("config", {}).get("steps")})
+            elif isinstance(r, dict) and isinstance(r.get("time_s"), int | float):
+                rows.append({"experiment": exp.name, "run": name, "seeds": 1, "device": r.get("device", "?"),
+                             "seconds_per_seed": (float(r["time_s"]), 0.0), "steps": r.get("steps")})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
 # Command line
 
 

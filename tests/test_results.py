@@ -124,3 +124,48 @@ def test_the_repository_results_load():
     exps = R.load_all()
     R.all_tables(exps)
     R.readme_section()
+
+
+def test_experiment_jobs_parse_with_their_command_lines():
+    from nlteach.continual.__main__ import build_parser as continual_parser
+    from nlteach.longctx.__main__ import build_parser as longctx_parser
+    from nlteach.longctx.__main__ import parse_model
+    from nlteach.train import build_parser as train_parser
+
+    jobs = R.experiment_jobs("full", seeds=(0, 1))
+    assert {j["notebook"] for j in jobs} == {"06", "09", "10", "11"}
+    assert len({j["out"] for j in jobs}) == len(jobs)  # no two jobs share an output folder
+    parsers = {"nlteach.train": train_parser(), "nlteach.continual": continual_parser(),
+               "nlteach.longctx": longctx_parser()}
+    for j in jobs:
+        assert j["ddp"] == (j["module"] == "nlteach.train")
+        if j["module"] in parsers:
+            ns = parsers[j["module"]].parse_args(j["args"])
+            assert ns.preset == "full"
+            if j["module"] == "nlteach.longctx":
+                for m in ns.model:
+                    parse_model(m)
+        else:
+            assert j["module"] == "nlteach.optim_experiments" and "--preset" in j["args"]
+
+
+def test_launch_script():
+    jobs = R.experiment_jobs("full", seeds=(0,))
+    one = R.launch_script(jobs, 1)
+    assert one.count("\npython -m ") == len(jobs) and "torchrun" not in one
+    two = R.launch_script(jobs, 2)
+    assert two.count("torchrun --standalone --nproc_per_node 2 -m nlteach.train") == sum(j["ddp"] for j in jobs)
+    assert "CUDA_VISIBLE_DEVICES=0" in two and "CUDA_VISIBLE_DEVICES=1" in two and two.rstrip().endswith("wait")
+    with pytest.raises(ValueError, match="gpus"):
+        R.launch_script(jobs, 0)
+
+
+def test_timing_rows(root):
+    from nlteach.longctx.runner import combine
+
+    r = _longctx()
+    r["details"] = [{"seed": 0, "seconds": 10.0, "eval_seconds": 2.0}, {"seed": 1, "seconds": 14.0, "eval_seconds": 2.0}]
+    _write(root / "longctx_timed_laptop" / "results.json", combine({"transformer": r}))
+    rows = {(t["experiment"], t["run"]): t for t in R.timing_rows(R.load_all(root))}
+    assert rows[("longctx_timed_laptop", "transformer")]["seconds_per_seed"] == pytest.approx((14.0, 2.828427), rel=1e-5)
+    assert ("longctx_s-niah_laptop", "transformer") not in rows  # no recorded time: left out, not estimated

@@ -465,6 +465,7 @@ def _run(cfg, out, *, device, progress, figures, command, _stop_after_step) -> d
     results = {
         "command": command,
         "git_commit": _git_commit(),
+        "git_dirty": _git_dirty(),
         "torch": torch.__version__,
         "device": str(get_device(device)),
         "config": cfg.to_dict(),
@@ -483,15 +484,25 @@ def _run(cfg, out, *, device, progress, figures, command, _stop_after_step) -> d
     return results
 
 
-def _git_commit() -> str | None:
-    """The commit of the library's checkout (None outside a git checkout)."""
+def _git(*args: str) -> str | None:
     import subprocess  # noqa: PLC0415
 
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).resolve().parent, check=True).stdout.strip() or None
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def _git_commit() -> str | None:
+    """The commit of the library's checkout (None outside a git checkout)."""
+    return _git("rev-parse", "HEAD") or None
+
+
+def _git_dirty() -> list[str] | None:
+    """Library files with uncommitted changes when the run ended (the numbers came from those)."""
+    out = _git("status", "--porcelain", "--untracked-files=no", "--", "nlteach")
+    return None if out is None else sorted(line[3:] for line in out.splitlines() if line.strip())
 
 
 def combine(results_by_variant: dict[str, dict[str, Any]], command: str | None = None) -> dict[str, Any]:
