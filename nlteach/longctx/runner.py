@@ -501,7 +501,7 @@ def _git_commit() -> str | None:
 
 def _git_dirty() -> list[str] | None:
     """Library files with uncommitted changes when the run ended (the numbers came from those)."""
-    out = _git("status", "--porcelain", "--untracked-files=no", "--", "nlteach")
+    out = _git("status", "--porcelain", "--untracked-files=no", "--", ":(top)nlteach")
     return None if out is None else sorted(line[3:] for line in out.splitlines() if line.strip())
 
 
