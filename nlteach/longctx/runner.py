@@ -502,7 +502,7 @@ def _git_commit() -> str | None:
 def _git_dirty() -> list[str] | None:
     """Library files with uncommitted changes when the run ended (the numbers came from those)."""
     out = _git("status", "--porcelain", "--untracked-files=no", "--", ":(top)nlteach")
-    return None if out is None else sorted(line[3:] for line in out.splitlines() if line.strip())
+    return None if out is None else sorted(line.split(maxsplit=1)[1] for line in out.splitlines() if line.strip())
 
 
 def combine(results_by_variant: dict[str, dict[str, Any]], command: str | None = None) -> dict[str, Any]:
