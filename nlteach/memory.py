@@ -146,14 +146,6 @@ def _pad_time(x: torch.Tensor, T_pad: int, value: float = 0.0) -> torch.Tensor:
     return F.pad(x, pad, value=value)
 
 
-def _matmul_add(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-    """``bias + alpha * (a @ b)`` for batched matrices [..., m, k] @ [..., k, n] in one fused call."""
-    m, n = bias.shape[-2:]
-    out = torch.baddbmm(bias.reshape(-1, m, n), a.reshape(-1, m, a.shape[-1]),
-                        b.reshape(-1, b.shape[-2], n), alpha=alpha)
-    return out.reshape(bias.shape)
-
-
 # ---------------------------------------------------------------------------------------------
 # Linear attention: S_t = S_{t-1} + k_t v_t^T, o_t = S_t^T q_t.
 
@@ -210,35 +202,74 @@ def linear_attention_chunked(
     """
     _check(q, k, v, initial_state=initial_state, chunk_size=chunk_size)
     out_dtype, dt = q.dtype, _compute_dtype(q.dtype)
-    B, H, T, d_k = k.shape
-    d_v = v.shape[-1]
+    T = k.shape[2]
     S0 = _zero_state(k, v, dt) if initial_state is None else initial_state.to(dt)
     if T == 0:
         return v.new_zeros(v.shape), S0.to(out_dtype)
-    C = chunk_size
-    N = -(-T // C)  # number of chunks
-    q, k, v = (_pad_time(x.to(dt), N * C) for x in (q, k, v))
-    Q = q.reshape(B, H, N, C, d_k)  # [B, H, N, C, d_k]
-    K = k.reshape(B, H, N, C, d_k)
-    V = v.reshape(B, H, N, C, d_v)  # [B, H, N, C, d_v]
+    T_pad = -(-T // chunk_size) * chunk_size  # zero keys and values in the padding write nothing
+    q, k, v = (_pad_time(x.to(dt), T_pad) for x in (q, k, v))
+    o, S = _LinearAttentionChunks.apply(q, k, v, S0, chunk_size)
+    return o[:, :, :T].to(out_dtype), S.to(out_dtype)
 
-    # Intra-chunk term (Q K^T * M) V, for all chunks at once.
-    mask = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()  # j <= i
-    P = (Q @ K.transpose(-1, -2)).masked_fill_(~mask, 0.0)  # [B, H, N, C, C]
 
-    # Inter-chunk term Q S_n with S_n = S_0 + sum_{m < n} K_m^T V_m (an exclusive prefix sum
-    # over chunks: N additions of [d_k, d_v] matrices, cheaper than a cumsum along a middle axis).
-    KV = K.transpose(-1, -2) @ V  # [B, H, N, d_k, d_v], each chunk's write K^T V
-    states, S = [], S0
-    for KV_n in KV.unbind(2):
-        states.append(S)
-        S = S + KV_n
-    S_before = torch.stack(states, dim=2)  # [B, H, N, d_k, d_v]
-    O = _matmul_add(P @ V, Q, S_before)  # [B, H, N, C, d_v], (Q K^T * M) V + Q S_n
+class _LinearAttentionChunks(torch.autograd.Function):
+    """The chunked form of :func:`linear_attention_chunked` on padded inputs, with its backward.
 
-    o = O.reshape(B, H, N * C, d_v)[:, :, :T]
-    S_T = S
-    return o.to(out_dtype), S_T.to(out_dtype)
+    Per chunk (rows i = 1..C, S_n the state before it): O = P V + Q S_n with P = Q K^T * M, and
+    S_{n+1} = S_n + K^T V. Differentiating, chunk by chunk from the last:
+
+        dS_n = dS_{n+1} + Q^T dO                   (a suffix sum: the only sequential part)
+        dP   = (dO V^T) * M                         (M = lower-triangular ones, diagonal included)
+        dQ   = dP K + dO S_n^T
+        dK   = dP^T Q + V dS_{n+1}^T
+        dV   = P^T dO + K dS_{n+1}
+
+    Differentiable once (no double backward).
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, S0, C):
+        B, H, Tp, d_k = k.shape
+        d_v = v.shape[-1]
+        BH, N = B * H, Tp // C
+        Z = BH * N  # all chunks of all heads as one batch dimension
+        Q, K = q.reshape(Z, C, d_k), k.reshape(Z, C, d_k)  # [Z, C, d_k]
+        V = v.reshape(Z, C, d_v)  # [Z, C, d_v]
+        P = torch.bmm(Q, K.mT).tril_()  # [Z, C, C], Q K^T * M
+        KV = torch.bmm(K.mT, V).unflatten(0, (BH, N))  # [BH, N, d_k, d_v], each chunk's write K^T V
+        # S_n = S_0 + sum_{m < n} K_m^T V_m, an exclusive prefix sum over the chunks.
+        states = torch.empty(BH, N, d_k, d_v, dtype=Q.dtype, device=Q.device)
+        S = S0.reshape(BH, d_k, d_v)
+        for n in range(N):
+            states[:, n] = S
+            S = S + KV[:, n]
+        S_n = states.view(Z, d_k, d_v)
+        O = torch.baddbmm(torch.bmm(P, V), Q, S_n)  # [Z, C, d_v], (Q K^T * M) V + Q S_n
+        ctx.save_for_backward(Q, K, V, P, S_n)
+        return O.view(B, H, Tp, d_v), S.view(B, H, d_k, d_v)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dO, dS_T):
+        Q, K, V, P, S_n = ctx.saved_tensors
+        Z, C, d_k = K.shape
+        d_v = V.shape[-1]
+        B, H, Tp, _ = dO.shape
+        BH, N = B * H, Z // (B * H)
+        dO = dO.contiguous().view(Z, C, d_v)  # (contiguous: see _DeltaRuleChunks.backward)
+        QdO = torch.bmm(Q.mT, dO).unflatten(0, (BH, N))  # [BH, N, d_k, d_v], Q^T dO
+        dS_next = torch.empty(BH, N, d_k, d_v, dtype=K.dtype, device=K.device)
+        dS = dS_T.reshape(BH, d_k, d_v).contiguous()
+        for n in range(N - 1, -1, -1):
+            dS_next[:, n] = dS  # dS_{n+1}
+            dS = dS + QdO[:, n]
+        D = dS_next.view(Z, d_k, d_v)
+        dP = torch.bmm(dO, V.mT).tril_()  # [Z, C, C]
+        dQ = torch.baddbmm(torch.bmm(dP, K), dO, S_n.mT)
+        dK = torch.baddbmm(torch.bmm(dP.mT, Q), V, D.mT)
+        dV = torch.baddbmm(torch.bmm(P.mT, dO), K, D)
+        shape = (B, H, Tp)
+        return dQ.view(*shape, d_k), dK.view(*shape, d_k), dV.view(*shape, d_v), dS.view(B, H, d_k, d_v), None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,78 +362,198 @@ def delta_rule_chunked(
     _check(q, k, v, beta, alpha, initial_state, chunk_size)
     out_dtype, dt = q.dtype, _compute_dtype(q.dtype)
     B, H, T, d_k = k.shape
-    d_v = v.shape[-1]
-    S = _zero_state(k, v, dt) if initial_state is None else initial_state.to(dt)  # [B, H, d_k, d_v]
+    S0 = _zero_state(k, v, dt) if initial_state is None else initial_state.to(dt)  # [B, H, d_k, d_v]
     if T == 0:
-        return v.new_zeros(v.shape), S.to(out_dtype)
+        return v.new_zeros(v.shape), S0.to(out_dtype)
     C = chunk_size
-    N = -(-T // C)  # number of chunks; the last one is padded
-    q, k, v = (_pad_time(x.to(dt), N * C) for x in (q, k, v))
-    beta = _pad_time(beta.to(dt), N * C, 0.0)
-    Q = q.reshape(B, H, N, C, d_k)  # [B, H, N, C, d_k]
-    K = k.reshape(B, H, N, C, d_k)
-    V = v.reshape(B, H, N, C, d_v)  # [B, H, N, C, d_v]
-    b = beta.reshape(B, H, N, C, 1)  # [B, H, N, C, 1]
+    T_pad = -(-T // C) * C  # the last chunk is padded (see the end of the derivation)
+    q, k, v = (_pad_time(x.to(dt), T_pad) for x in (q, k, v))
+    beta = _pad_time(beta.to(dt), T_pad, 0.0)
+    log_alpha = None if alpha is None else _pad_time(alpha.to(dt).log(), T_pad, 0.0)  # log 1 = 0
+    o, S = _DeltaRuleChunks.apply(q, k, v, beta, log_alpha, S0, C)
+    return o[:, :, :T].to(out_dtype), S.to(out_dtype)
 
-    causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()  # j <= i
-    KK = K @ K.transpose(-1, -2)  # [B, H, N, C, C], (k_i . k_j)
-    QK = Q @ K.transpose(-1, -2)  # [B, H, N, C, C], (q_i . k_j)
-    if alpha is None:
-        # g = 0: gamma = 1 and Gamma = 1 everywhere (step 2).
-        A_t = KK.mul_(b.transpose(-1, -2))  # A^T (K K^T is symmetric); [B, H, N, C, C]
-        rhs_K = K
-        P = QK.masked_fill_(~causal, 0.0)  # Q K^T * M
-        Qg = Q
-        K_to_end = K  # K * Gamma_C
-        gamma_C = None
-    else:
-        log_a = _pad_time(alpha.to(dt), N * C, 1.0).log().reshape(B, H, N, C)
-        g = torch.cumsum(log_a, dim=-1)  # [B, H, N, C], g_i within each chunk
-        diff = g.unsqueeze(-1) - g.unsqueeze(-2)  # [B, H, N, C, C], g_i - g_j
-        # exp only where j <= i (there g_i - g_j <= 0); -inf elsewhere gives exactly 0 and no NaN.
-        Gamma = diff.masked_fill(~causal, float("-inf")).exp()  # [B, H, N, C, C]
-        gamma = g.exp().unsqueeze(-1)  # [B, H, N, C, 1]
-        A_t = KK * (Gamma * b).transpose(-1, -2)  # A^T, with Gamma (step 3)
-        rhs_K = gamma * K  # gamma * K
-        P = QK * Gamma  # Q K^T * Gamma * M (Gamma is already 0 above the diagonal)
-        Qg = gamma * Q
-        K_to_end = K * (g[..., -1:] - g).exp().unsqueeze(-1)  # rows k_j Gamma_Cj
-        gamma_C = g[..., -1].exp()  # [B, H, N]
 
-    # Step 3: one unit-lower-triangular solve gives U = T V and W = T (gamma K) together.
-    # With upper=False and unitriangular=True the solver reads only the strictly lower part of
-    # its matrix and takes ones on the diagonal: passing A means solving with I + strictly_lower(A)
-    # (and autograd returns a gradient for that part only), so no mask or identity is needed.
-    # LAPACK works on column-major matrices, so A and the right-hand side are built transposed
-    # (contiguous) and passed as transposed views: this saves the solver two copies.
-    rhs_t = torch.cat([V.transpose(-1, -2), rhs_K.transpose(-1, -2)], dim=-2) * b.transpose(-1, -2)
-    UW = torch.linalg.solve_triangular(A_t.transpose(-1, -2), rhs_t.transpose(-1, -2), upper=False,
-                                       unitriangular=True)  # [B, H, N, C, d_v + d_k]
-    U, W = UW[..., :d_v], UW[..., d_v:]  # [B, H, N, C, d_v], [B, H, N, C, d_k]
+class _DeltaRuleChunks(torch.autograd.Function):
+    """Steps 1-5 of :func:`delta_rule_chunked` on padded inputs, with a hand-written backward.
 
-    # Step 5: everything that does not depend on the state, for all chunks at once.
-    O_intra = P @ U  # [B, H, N, C, d_v]
-    Q_state = _matmul_add(Qg, P, W, alpha=-1.0)  # [B, H, N, C, d_k], Q' = gamma * Q - P W
-    K_t = K_to_end.transpose(-1, -2)  # [B, H, N, d_k, C]
-    F_ = K_t @ U  # [B, H, N, d_k, d_v]
-    KW = K_t @ W  # [B, H, N, d_k, d_k], so that E = gamma_C I - KW
+    Autograd could differentiate the forward as written, but it would record every small product
+    of the chunk loop and the triangular solve's generic backward; the backward below is derived
+    from the same five steps, costs about twice the forward and keeps the same shape of work (one
+    loop over the chunks, everything else batched over all chunks). It is differentiable once:
+    double backward (gradients of gradients) is not supported.
 
-    # The only sequential part: S_{n+1} = E_n S_n + F_n = (gamma_C S_n + F_n) - KW_n S_n over the
-    # N chunks. unbind once: indexing KW[:, :, n] inside the loop would make autograd build a
-    # full-size zero gradient for every index (quadratic in the number of chunks).
-    S = S.reshape(B * H, d_k, d_v)
-    states = []
-    gammas = [None] * N if gamma_C is None else gamma_C.reshape(B * H, N, 1, 1).unbind(1)
-    for KW_n, F_n, g_n in zip(KW.unbind(2), F_.unbind(2), gammas):
-        states.append(S)
-        keep = S if g_n is None else g_n * S  # gamma_C S_n
-        S = torch.baddbmm(keep + F_n.reshape(B * H, d_k, d_v), KW_n.reshape(B * H, d_k, d_k), S,
-                          alpha=-1.0)  # [B*H, d_k, d_v]
-    S_before = torch.stack(states, dim=1).reshape(B, H, N, d_k, d_v)  # state before each chunk
-    S = S.reshape(B, H, d_k, d_v)
-    O = _matmul_add(O_intra, Q_state, S_before)  # [B, H, N, C, d_v], O = O_intra + Q' S
-    o = O.reshape(B, H, N * C, d_v)[:, :, :T]
-    return o.to(out_dtype), S.to(out_dtype)
+    Notation: one chunk, rows i = 1..C; ``X = [U, W]`` (the solve's result), ``L = I + A``,
+    ``P`` the masked read matrix, ``S_n`` / ``S_{n+1}`` the states before / after the chunk and
+    ``dZ`` the gradient of the loss with respect to Z. The backward runs the forward in reverse:
+
+    a. ``O = O_intra + Q' S_n`` and ``S_{n+1} = E S_n + F`` give, chunk by chunk from the last,
+           dS_n = E^T dS_{n+1} + Q'^T dO                       (the only sequential part)
+       and then, for all chunks at once (with U_pseudo = U - W S_n, the pseudo-values):
+           dQ' = dO S_n^T,   dE = dS_{n+1} S_n^T,   dF = dS_{n+1}.
+    b. ``O_intra = P U``, ``Q' = gamma Q - P W``, ``F = Kd^T U``, ``E = gamma_C I - Kd^T W``
+       (Kd = K * Gamma_C) give
+           dU  = P^T dO + Kd dS_{n+1}
+           dW  = -P^T dQ' - Kd dE = -dU S_n^T
+           dP  = dO U^T - dQ' W^T = dO U_pseudo^T
+           dKd = U dF^T - W dE^T = U_pseudo dS_{n+1}^T
+           d(gamma Q) = dQ',   dgamma_C = trace(dE) = sum(dS_{n+1} * S_n).
+    c. ``X = L^{-1} R`` with R = [diag(beta) V, diag(beta) (gamma * K)]: differentiating
+       L X = R gives dR = L^{-T} dX (one more triangular solve, transposed) and
+       dL = -dR X^T, of which only the strictly lower part (A) is a function of the inputs.
+    d. The element-wise and outer-product definitions: A_ij = beta_i (k_i . k_j) Gamma_ij for
+       j < i, P_ij = (q_i . k_j) Gamma_ij for j <= i, R, gamma, Gamma, Gamma_C, all functions of
+       q, k, v, beta and g (the cumulative log-gate), whose gradient is finally summed back onto
+       log alpha: g_i = sum_{j <= i} log alpha_j, so d(log alpha_j) = sum_{i >= j} dg_i.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, beta, log_alpha, S0, C):
+        # q, k: [B, H, Tp, d_k]; v: [B, H, Tp, d_v]; beta, log_alpha: [B, H, Tp] (Tp = N C);
+        # log_alpha is None for the plain delta rule; S0: [B, H, d_k, d_v].
+        B, H, Tp, d_k = k.shape
+        d_v = v.shape[-1]
+        N, BH = Tp // C, B * H
+        Z = BH * N  # all chunks of all heads form one batch dimension for the batched products
+        Q, K = q.reshape(Z, C, d_k), k.reshape(Z, C, d_k)  # [Z, C, d_k]
+        V = v.reshape(Z, C, d_v)  # [Z, C, d_v]
+        b = beta.reshape(Z, C, 1)  # [Z, C, 1]
+        gated = log_alpha is not None
+
+        QK = torch.bmm(Q, K.mT)  # [Z, C, C], (q_i . k_j)
+        KK = torch.bmm(K, K.mT)  # [Z, C, C], (k_i . k_j)
+        if gated:
+            g = log_alpha.reshape(Z, C).cumsum(-1)  # [Z, C], g_i (step 2)
+            # Gamma_ij = exp(g_i - g_j) for j <= i and 0 above the diagonal. There g_i - g_j <= 0;
+            # above it the difference is >= 0 and could overflow exp, so it is zeroed first.
+            Gam = (g.unsqueeze(-1) - g.unsqueeze(-2)).tril_().exp_().tril_()  # [Z, C, C]
+            gamma = g.exp().unsqueeze(-1)  # [Z, C, 1], gamma_i
+            g_C = g[:, -1:]  # [Z, 1]
+            Gam_C = (g_C - g).exp_().unsqueeze(-1)  # [Z, C, 1], Gamma_Cj
+            gamma_C = g_C.exp()  # [Z, 1]
+            P = QK * Gam  # Q K^T * Gamma * M (Gamma is 0 above the diagonal)
+            # A^T, built transposed (the solver reads it as the column-major matrix A; only its
+            # strictly lower part is read): A_ij = beta_i (k_i . k_j) Gamma_ij   (step 3)
+            A_t = (Gam * b).mT.mul(KK)  # [Z, C, C]
+            Kd = K * Gam_C  # [Z, C, d_k], rows k_j Gamma_Cj
+        else:
+            gamma = gamma_C = Gam = Gam_C = None  # g = 0: gamma = Gamma = 1
+            P = QK.tril_()  # Q K^T * M
+            A_t = KK * b.mT  # [Z, C, C]; K K^T is symmetric, so this is A^T
+            Kd = K
+
+        # Step 3: one unit-lower-triangular solve (I + A) X = R gives X = [U, W] together. It is
+        # solved transposed, X^T (I + A)^T = R^T (left=False), because LAPACK works on
+        # column-major matrices: A_t and R^T are then read in place, and X comes back row-major.
+        # With unitriangular=True the solver reads only the strict triangle of A_t and takes ones
+        # on the diagonal, so no mask or identity is needed.
+        R_t = torch.empty(Z, d_v + d_k, C, dtype=Q.dtype, device=Q.device)  # [Z, d_v + d_k, C]
+        torch.mul(V.mT, b.mT, out=R_t[:, :d_v])  # (diag(beta) V)^T
+        torch.mul(K.mT, (b if gamma is None else b * gamma).mT, out=R_t[:, d_v:])  # (diag(beta) gamma K)^T
+        X = torch.linalg.solve_triangular(A_t, R_t, upper=True, left=False, unitriangular=True).mT
+        U, W = X[..., :d_v], X[..., d_v:]  # [Z, C, d_v], [Z, C, d_k]
+
+        # Step 5, for all chunks at once: [O_intra, P W] = P X, F = K_d^T U, E = gamma_C I - K_d^T W.
+        PX = torch.bmm(P, X)  # [Z, C, d_v + d_k]
+        O_intra = PX[..., :d_v]
+        Q_state = (Q if gamma is None else gamma * Q) - PX[..., d_v:]  # [Z, C, d_k], Q' = gamma Q - P W
+        eye = torch.eye(d_k, dtype=Q.dtype, device=Q.device)
+        E = torch.baddbmm(eye if gamma_C is None else gamma_C.unsqueeze(-1) * eye, Kd.mT, W,
+                          alpha=-1.0)  # [Z, d_k, d_k]
+        F_ = torch.bmm(Kd.mT, U).unflatten(0, (BH, N))  # [BH, N, d_k, d_v]
+
+        # The only sequential part: S_{n+1} = E_n S_n + F_n, one [d_k, d_k] x [d_k, d_v] product
+        # per chunk; states[:, n] keeps S_n (the state before chunk n) for the read and backward.
+        E4 = E.unflatten(0, (BH, N))  # [BH, N, d_k, d_k]
+        states = torch.empty(BH, N, d_k, d_v, dtype=Q.dtype, device=Q.device)
+        S = S0.reshape(BH, d_k, d_v)
+        for n in range(N):
+            states[:, n] = S
+            S = torch.baddbmm(F_[:, n], E4[:, n], S)  # [BH, d_k, d_v]
+        S_n = states.view(Z, d_k, d_v)
+        O = torch.baddbmm(O_intra, Q_state, S_n)  # [Z, C, d_v], O = O_intra + Q' S_n
+
+        ctx.C, ctx.gated = C, gated
+        ctx.save_for_backward(Q, K, V, b, QK, KK, A_t, X, P, Q_state, E, S_n, Kd,
+                              *((Gam, gamma, Gam_C, gamma_C) if gated else ()))
+        return O.view(B, H, Tp, d_v), S.view(B, H, d_k, d_v)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dO, dS_T):
+        Q, K, V, b, QK, KK, A_t, X, P, Q_state, E, S_n, Kd, *gate = ctx.saved_tensors
+        C, gated = ctx.C, ctx.gated
+        Z, _, d_k = K.shape
+        d_v = V.shape[-1]
+        B, H, Tp, _ = dO.shape
+        BH, N = B * H, Z // (B * H)
+        # (contiguous: a loss like o.sum() hands over a broadcast gradient with zero strides,
+        # which the batched matrix products would otherwise treat one matrix at a time)
+        dO = dO.contiguous().view(Z, C, d_v)  # [Z, C, d_v]
+
+        # a. The reverse loop dS_n = E_n^T dS_{n+1} + Q'_n^T dO_n over the chunks, last first;
+        #    dS_next[:, n] keeps dS_{n+1} (the gradient of the state after chunk n).
+        G = torch.bmm(Q_state.mT, dO).unflatten(0, (BH, N))  # [BH, N, d_k, d_v], Q'^T dO
+        E4 = E.unflatten(0, (BH, N))
+        dS_next = torch.empty(BH, N, d_k, d_v, dtype=K.dtype, device=K.device)
+        dS = dS_T.reshape(BH, d_k, d_v).contiguous()
+        for n in range(N - 1, -1, -1):
+            dS_next[:, n] = dS
+            dS = torch.baddbmm(G[:, n], E4[:, n].mT, dS)
+        dS0 = dS.view(B, H, d_k, d_v)
+        D = dS_next.view(Z, d_k, d_v)  # [Z, d_k, d_v], dS_{n+1} per chunk
+
+        # b. Through the batched products of step 5.
+        U, W = X[..., :d_v], X[..., d_v:]
+        U_pseudo = torch.baddbmm(U, W, S_n, alpha=-1.0)  # [Z, C, d_v], U - W S_n
+        dQ_state = torch.bmm(dO, S_n.mT)  # [Z, C, d_k], dQ' = dO S_n^T
+        dU = torch.baddbmm(torch.bmm(P.mT, dO), Kd, D)  # [Z, C, d_v]
+        dP = torch.bmm(dO, U_pseudo.mT).tril_()  # [Z, C, C] (P is 0 above the diagonal)
+        dKd = torch.bmm(U_pseudo, D.mT)  # [Z, C, d_k]
+        dX = torch.cat([dU, torch.bmm(dU, S_n.mT).neg_()], dim=-1)  # [Z, C, d_v + d_k], dW = -dU S_n^T
+
+        # c. Through the solve: dR = L^{-T} dX, solved transposed as dR^T L = dX^T (L = I + A is
+        #    A_t.mT, read in place); then dA = -strictly_lower(dR X^T).
+        dR = torch.linalg.solve_triangular(A_t.mT, dX.mT, upper=False, left=False, unitriangular=True).mT
+        dA = torch.bmm(dR, X.mT).tril_(-1).neg_()  # [Z, C, C]
+        dR_V, dR_W = dR[..., :d_v], dR[..., d_v:]
+
+        # d. Back to the inputs. R = [diag(beta) V, diag(beta) (gamma K)]:
+        dV = b * dR_V
+        if gated:
+            Gam, gamma, Gam_C, gamma_C = gate
+            KKG = KK * Gam  # (k_i . k_j) Gamma_ij
+            d_b = (dR_V * V).sum(-1) + gamma.squeeze(-1) * (dR_W * K).sum(-1) + (dA * KKG).sum(-1)
+            dKK = dA * (b * Gam)  # A_ij = beta_i (k_i . k_j) Gamma_ij
+            dQK = dP * Gam  # P_ij = (q_i . k_j) Gamma_ij
+            dK_rows = (b * gamma) * dR_W + Gam_C * dKd  # from R and from Kd = K * Gamma_C
+            dQ = gamma * dQ_state  # from Q' = gamma Q - P W
+        else:
+            d_b = (dR_V * V).sum(-1) + (dR_W * K).sum(-1) + (dA * KK).sum(-1)
+            dKK = dA * b
+            dQK = dP
+            dK_rows = b * dR_W + dKd
+            dQ = dQ_state
+        dQ = torch.baddbmm(dQ, dQK, K)  # + dQK K, from Q K^T
+        dK = torch.baddbmm(dK_rows, dQK.mT, Q)  # + dQK^T Q, from Q K^T
+        dK = torch.baddbmm(dK, dKK + dKK.mT, K)  # + (dKK + dKK^T) K, from K K^T
+
+        dlog_alpha = None
+        if gated:
+            # Gradients of gamma_i = e^{g_i}, Gamma_ij = e^{g_i - g_j}, Gamma_Cj = e^{g_C - g_j},
+            # gamma_C = e^{g_C}, collected on g and then on log alpha (a reverse cumulative sum).
+            dgamma = (dQ_state * Q).sum(-1) + b.squeeze(-1) * (dR_W * K).sum(-1)  # [Z, C]
+            dg = dgamma * gamma.squeeze(-1)
+            HG = (dP * QK + dA * b * KK).mul_(Gam)  # dGamma_ij Gamma_ij
+            dg += HG.sum(-1) - HG.sum(-2)
+            HC = (dKd * K).sum(-1) * Gam_C.squeeze(-1)  # dGamma_Cj Gamma_Cj, [Z, C]
+            dg -= HC
+            dg[:, -1] += HC.sum(-1) + (D * S_n).sum((-1, -2)) * gamma_C.squeeze(-1)
+            dlog_alpha = dg.flip(-1).cumsum(-1).flip(-1).reshape(B, H, Tp)
+
+        shape = (B, H, Tp)
+        return (dQ.view(*shape, d_k), dK.view(*shape, d_k), dV.reshape(*shape, d_v),
+                d_b.reshape(shape), dlog_alpha, dS0, None)
 
 
 def __getattr__(name: str):
