@@ -1,0 +1,215 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 12 · Full-size runs: one GPU, several GPUs, and every result in one place
+#
+# The notebooks so far run at the `tiny` or `laptop` size. This one says how to run every
+# experiment of notebooks 06 (optimizers), 09 (HOPE language model), 10 (forgetting) and 11
+# (long context) at the **`full`** preset, on one GPU or on several, what that costs, and then
+# gathers every result this project has committed (`results/*/results.json`) into final tables
+# and figures.
+#
+# Honesty first: **no GPU was available to us when this notebook was written.** Every time below
+# was measured on a CPU (the machine, preset and seeds are stated next to each number); we publish
+# no GPU times, measured or estimated. What we can say exactly is how much *more work* the full
+# preset is than the laptop preset (section 3), and the commands are tested: each one parses with
+# its program's own argument parser (`tests/test_results.py`).
+#
+# Library: `nlteach.results` (jobs, launch scripts, tables, figures, the README section; tested in
+# `tests/test_results.py`).
+
+# %%
+# Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "nlteach[course] @ git+https://github.com/nlteach/nlteach"],
+        check=True,
+    )
+
+
+# %%
+import tempfile
+import time
+from collections import Counter
+
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import Markdown, display
+
+from nlteach import config, longctx, results
+from nlteach.bench import format_table
+
+torch.set_num_threads(1)
+print(config.describe())
+preset = config.get_preset()
+
+# %% [markdown]
+# ## 1. Every experiment as a job
+#
+# Each experiment is a command-line program with `--preset`, `--device`, `--out` and resumable
+# output (rerun the same command after an interruption):
+#
+# | notebook | program | what | several GPUs |
+# | --- | --- | --- | --- |
+# | 06 | `python -m nlteach.optim_experiments` | optimizers on digits and tiny Shakespeare, all seeds | no (one process) |
+# | 09 | `python -m nlteach.train` | one language model, one seed | **yes: `torchrun` (DDP)** |
+# | 10 | `python -m nlteach.continual` | one learner on one task stream, all seeds | no (one process) |
+# | 11 | `python -m nlteach.longctx` | one model (or CMS variant) on one task, all seeds | no (one process) |
+#
+# Only `nlteach.train` runs one job on several GPUs: under `torchrun` every process takes
+# `batch_size / world_size` rows of the same global batch and the gradients are averaged, so N
+# GPUs compute what one GPU computes (notebook 09, `tests/test_train.py`). The other three
+# programs are single-process: starting them with `torchrun` would run the same job N times. For
+# them, several GPUs help by running **different jobs at the same time**, one per GPU, which is
+# why `experiment_jobs` cuts every experiment into jobs with their own output folders.
+
+# %%
+jobs = results.experiment_jobs("full", seeds=(0, 1, 2), runs_dir="runs")
+print("jobs per notebook:", dict(Counter(j["notebook"] for j in jobs)))
+print(format_table([{"notebook": j["notebook"], "program": j["module"], "torchrun": j["ddp"], "out": j["out"]}
+                    for j in jobs[::6]], ["notebook", "program", "torchrun", "out"]))
+
+# %% [markdown]
+# ### One GPU
+#
+# The jobs one after the other (`python -m ...` picks CUDA when it is there). Save the script and
+# run it with `bash full_1gpu.sh`; an interrupted script can simply be run again, every job
+# resumes or skips what is finished. The first lines:
+
+# %%
+one_gpu = results.launch_script(jobs, gpus=1)
+print("\n".join(one_gpu.splitlines()[:8]) + f"\n... ({len(one_gpu.splitlines())} lines)")
+
+# %% [markdown]
+# ### Several GPUs
+#
+# With `G` GPUs: the language-model jobs run one after the other, each on all GPUs through
+# `torchrun --standalone --nproc_per_node G` (the `--batch-size` stays the global batch); then the
+# single-process jobs run `G` at a time, GPU `i` taking jobs `i, i + G, ...`
+# (`CUDA_VISIBLE_DEVICES=i`), each GPU's log in `gpu<i>.log`.
+
+# %%
+four_gpus = results.launch_script(jobs, gpus=4)
+lines = four_gpus.splitlines()
+print("\n".join(lines[:5] + ["..."] + [ln[:160] + (" ..." if len(ln) > 160 else "") for ln in lines[-6:]]))
+
+# %% [markdown]
+# ## 2. How long does it take? (measured on a CPU)
+#
+# **Live, at the active preset.** One job of each kind, timed now in this process (at `tiny`,
+# these are smoke-test sizes: the time is mostly start-up). The CPU, its load and the thread count
+# decide these numbers; they say nothing about a GPU.
+
+# %%
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+workdir = tempfile.mkdtemp(prefix="nb12_")
+live = []
+for m in ("transformer", "hope"):
+    c = longctx.preset_config("s-niah", m, preset, seeds=(0,))
+    live.append({"job": f"nlteach.longctx s-niah {m}, 1 seed", "seconds": timed(lambda c=c: longctx.run(c))})
+from nlteach.continual import preset_config as continual_config  # noqa: E402
+from nlteach.continual import run as continual_run  # noqa: E402
+
+c = continual_config("split-digits", "finetune", preset, seeds=(0,))
+live.append({"job": "nlteach.continual split-digits finetune, 1 seed", "seconds": timed(lambda: continual_run(c))})
+from nlteach.train import train  # noqa: E402
+
+live.append({"job": "nlteach.train transformer, 1 seed",
+             "seconds": timed(lambda: train(model="transformer", preset=preset, out=f"{workdir}/lm", overwrite=True,
+                                            progress=False, sample_chars=0))})
+print(f"preset {preset}, {torch.get_num_threads()} thread(s), device {config.get_device()}")
+print(format_table(live, ["job", "seconds"]))
+
+# %% [markdown]
+# **Recorded in the committed results.** Long-context runs record their training and evaluation
+# seconds per seed; `nlteach.train` records its training time. These are the laptop-preset runs
+# of notebook 11, on a 2-core CPU shared with other work (so they are upper bounds for that CPU),
+# one torch thread each:
+
+# %%
+exps = results.load_all()
+timing = results.timing_rows(exps)
+if timing:
+    print(format_table([{"experiment": t["experiment"], "run": t["run"], "device": t["device"], "seeds": t["seeds"],
+                         "steps": t["steps"], "s/seed": f"{t['seconds_per_seed'][0]:.0f} ± {t['seconds_per_seed'][1]:.0f}"}
+                        for t in timing], ["experiment", "run", "device", "seeds", "steps", "s/seed"]))
+else:
+    print("no committed result records its run time yet")
+
+# %% [markdown]
+# ## 3. How much more work is the full preset?
+#
+# Not a time: the number of training tokens (examples x length, summed over steps) one seed
+# processes, read from the presets, for the long-context runs of notebook 11, and the size of the
+# models. On a GPU the full preset's longer sequences and wider models use the hardware far better
+# than the laptop sizes use a CPU, so time does not scale like this ratio; we have not measured it.
+
+# %%
+rows = []
+for task in ("s-niah", "mqar", "parity"):
+    cfg = {p: longctx.preset_config(task, "hope", p) for p in ("laptop", "full")}
+    tok = {p: c.steps * c.batch_size * sum(c.train_lengths) / len(c.train_lengths) for p, c in cfg.items()}
+    rows.append({"task": task, "laptop tokens": int(tok["laptop"]), "full tokens": int(tok["full"]),
+                 "ratio": tok["full"] / tok["laptop"], "laptop params": cfg["laptop"].params,
+                 "full params": cfg["full"].params, "longest test (full)": max(cfg["full"].eval_lengths)})
+print(format_table(rows, ["task", "laptop tokens", "full tokens", "ratio", "laptop params", "full params",
+                          "longest test (full)"]))
+
+# %% [markdown]
+# ## 4. Results: every committed `results.json`
+#
+# `results.load_all()` reads `results/<experiment>/results.json` (or one file per sub-folder when a
+# command ran several methods or models), sorts them into language modelling, forgetting and long
+# context, and reports any file it cannot use instead of failing. Everything below is drawn from
+# those files, with the seeds they hold. (Only what has been committed appears: at the time of
+# writing, the language-model and forgetting results of notebooks 09 and 10 were being produced
+# by other runs; they appear here once their files exist.)
+
+# %%
+print(f"{len(exps)} experiments:", ", ".join(f"{e.name} ({e.kind})" for e in exps))
+display(Markdown(results.all_tables(exps)))
+
+# %%
+kinds = {e.kind for e in exps}
+if "lm" in kinds:
+    fig = plt.figure(figsize=(7, 3.5))
+    results.draw_lm(fig, exps)
+    fig.suptitle("language modelling: validation loss (mean ± std over seeds)", fontsize=9)
+    plt.show()
+if "continual" in kinds:
+    fig = plt.figure(figsize=(11, 3.5))
+    results.draw_continual(fig, exps)
+    fig.suptitle("forgetting: final average accuracy (mean ± std over seeds)", fontsize=9)
+    plt.show()
+if "longctx" in kinds:
+    n = sum(e.kind == "longctx" for e in exps)
+    fig = plt.figure(figsize=(11, 3.3 * ((n + 2) // 3)))
+    results.draw_longctx(fig, exps)
+    fig.suptitle("long context and formal languages: accuracy vs length (band: min..max over seeds)", fontsize=9)
+    plt.show()
+
+# %% [markdown]
+# ### The README's results section
+#
+# The README's short results section is generated from the same files
+# (`python -m nlteach.results --readme`), so it never says more than the files do:
+
+# %%
+display(Markdown(results.readme_section()))
