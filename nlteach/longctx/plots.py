@@ -46,7 +46,11 @@ def draw_accuracy(fig: Figure, results_by_name: dict[str, dict[str, Any]], ax: A
         ax.axvline(L, color="gray", ls=":", lw=1)
     for c in chance:
         ax.axhline(c, color="gray", ls="--", lw=0.8)
+    ticks = sorted({L for res in results_by_name.values() for L in accuracy_table(res)[0]})
     ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(t) for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("context length (tokens; formal languages: string length)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
