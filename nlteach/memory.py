@@ -198,7 +198,8 @@ def linear_attention_chunked(
     The state before chunk n is ``S_0 + sum_{m < n} K_m^T V_m``: an exclusive prefix sum, the only
     sequential part (T / C additions of [d_k, d_v] matrices); every product is computed for all
     chunks at once. T need not be a multiple of C (the last chunk is zero-padded; zero keys and
-    values write nothing).
+    values write nothing). The backward pass is written by hand in the same form (see
+    ``_LinearAttentionChunks``; first-order gradients only, no double backward).
     """
     _check(q, k, v, initial_state=initial_state, chunk_size=chunk_size)
     out_dtype, dt = q.dtype, _compute_dtype(q.dtype)
@@ -356,6 +357,10 @@ def delta_rule_chunked(
        at once afterwards.
     T need not be a multiple of C: the last chunk is padded with k = v = q = 0, beta = 0 and
     alpha = 1, which leave the state unchanged. Cost O(T C d + T d^2 + (T / C) d^3).
+
+    Gradients: the backward pass is derived by hand from steps 1-5 (see ``_DeltaRuleChunks``):
+    one reverse loop over the chunks and batched products, about twice the forward's work. It
+    supports first-order gradients with respect to every input (double backward is not supported).
 
     Arguments and result as :func:`delta_rule_naive`, plus ``chunk_size`` (C, any int >= 1).
     """

@@ -219,7 +219,12 @@ print("without Gamma but alpha = 1: matches the plain delta rule:", torch.allclo
 #
 # `memory.delta_rule_chunked` implements all of the above for `[B, H, T, D]` tensors, any chunk
 # size, any $T$ (the last chunk is padded with tokens that change nothing: $k = 0$, $\beta = 0$,
-# $\alpha = 1$), an initial state, and autograd. The tests check outputs, final states and
+# $\alpha = 1$), an initial state, and gradients. The backward pass is not left to autograd (which
+# would record every small product of the chunk loop): it is derived by hand from the same five
+# steps, run in reverse, and its derivation is in the docstring of `memory._DeltaRuleChunks`.
+# The state recurrence $S_{n+1} = E_n S_n + F_n$ becomes the reverse loop
+# $dS_n = E_n^\top dS_{n+1} + Q_n'^\top dO_n$, and the gradient through the triangular solve is one
+# more triangular solve, with $(I + A)^\top$. The tests check outputs, final states and
 # gradients over hundreds of random shapes; here is one check you can rerun with other sizes:
 
 # %%
@@ -277,7 +282,7 @@ for T_, tn, tc in zip(speed["Ts"], speed["naive"], speed["chunked"]):
 # For careful numbers (forward and backward, tokens per second, the fraction of this machine's
 # plain-matmul FLOP rate reached, JSON output) run the benchmark suite:
 # `python -m nlteach.bench memory` (add `--device cuda` on a GPU, `--T 4096 --BH 8 --d 64` for
-# other shapes).
+# other shapes; it times chunk sizes 32, 64 and 128 and reports each number for the fastest).
 #
 # **Choices made here.** The read is inclusive ($o_t = S_t^\top q_t$ after token $t$'s write).
 # Keys are L2-normalized in every example: with unit keys $I - \beta k k^\top$ only shrinks the

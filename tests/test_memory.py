@@ -343,12 +343,31 @@ def test_bench_memory_suite_runs_and_reports_ratios(tmp_path):
 
     p = argparse.ArgumentParser()
     bench_memory.add_arguments(p)
-    args = p.parse_args(["--T", "20", "--BH", "1", "--d", "4", "--chunk-size", "8", "--repeat", "1"])
+    args = p.parse_args(["--T", "20", "--BH", "1", "--d", "4", "--chunk-size", "8,16", "--repeat", "1"])
     args.preset, args.device, args.out = "tiny", torch.device("cpu"), tmp_path
     res = bench_memory.run(args)
     assert set(res["rules"]) == {"linear", "delta", "gated_delta"}
     for r in res["rules"].values():
         assert r["speedup_fwd"] > 0 and r["speedup_fwd_bwd"] > 0 and 0 < r["fwd_matmul_fraction"]
+        assert set(r["by_chunk"]) == {8, 16} and r["chunk_size_fwd"] in (8, 16)
+    assert "delta_fwd_bwd_speedup >= 20" in res["targets"]
     with pytest.raises(SystemExit, match="no such file"):
         bench_memory.load_fla_chunkwise(str(tmp_path / "missing.py"))
-    assert bench_memory.chunked_flops("linear", 64, 1, 4, 4, 64) == 2 * 64 * 64 * 8 + 4 * 64 * 16
+    with pytest.raises(SystemExit, match="no fla/ops/delta_rule/naive.py under"):
+        bench_memory.load_fla_chunkwise(str(tmp_path))
+    with pytest.raises(SystemExit, match="--chunk-size"):
+        bench_memory._chunk_sizes("0,8")
+
+
+def test_bench_memory_flop_count():
+    """Needed FLOPs count triangular products by their triangle; executed ones count them in full."""
+    from nlteach.bench.memory import chunked_flops
+
+    T, C, d = 64, 64, 4
+    # linear: Q K^T and P V over C (C + 1) / 2 entries per chunk, K^T V and Q S in full
+    assert chunked_flops("linear", T, 1, d, d, C) == T * (C + 1) * 2 * d + 4 * T * d * d
+    assert chunked_flops("linear", T, 1, d, d, C, executed=True) == 2 * T * C * 2 * d + 4 * T * d * d
+    # delta: one chunk of one token needs no triangle: K^T [U, W], Q' S and the state step E S
+    assert chunked_flops("delta", 1, 1, d, d, 1) == 2 * 1 * d + 2 * 2 * d + 2 * d * 2 * d + 2 * d * d + 2 * d**3
+    assert chunked_flops("delta", T, 3, d, d, C) == 3 * chunked_flops("delta", T, 1, d, d, C)
+    assert chunked_flops("delta", T, 1, d, d, C) < chunked_flops("delta", T, 1, d, d, C, executed=True)

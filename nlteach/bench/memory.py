@@ -4,16 +4,22 @@ For each rule it times the naive token loop and the chunked version side by side
 forward and forward+backward, and prints the speed-up (naive time / chunked time), tokens/s and the
 chunked version's achieved FLOP rate as a fraction of a plain matmul measured in the same run.
 
-FLOP counts are those of the chunked algorithm as implemented (matrix products and the triangular
-solve; element-wise work is not counted), see :func:`chunked_flops`; forward+backward is counted
-as 3x the forward (the usual convention). Absolute times depend on the machine and its load; the
-ratios are what to compare. On CPUs set ``MALLOC_MMAP_THRESHOLD_=33554432
-MALLOC_TRIM_THRESHOLD_=4294967296`` in the environment: without them glibc returns large
-buffers to the kernel after every backward pass and the timings fill with page faults.
+FLOP counts (:func:`chunked_flops`) are the matrix-product FLOPs the chunked algorithm needs:
+products with a triangular matrix (the causal masks, the triangular solve) count only their
+triangle, although the implementation computes some of them in full; element-wise work is not
+counted. Forward+backward is counted as 3x the forward (the usual convention; the hand-written
+backward does about twice the forward's products). ``--chunk-size`` takes a list: every chunk
+size is timed and each number is reported for the fastest one, printed beside it.
+
+Absolute times depend on the machine and its load; the ratios are what to compare. On CPUs set
+``MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296`` in the environment:
+without them glibc returns large buffers to the kernel after every backward pass and the
+timings fill with page faults.
 
 ``--fla PATH`` also times flash-linear-attention's pure-PyTorch chunked delta rule
 (``fla/ops/delta_rule/naive.py``, function ``delta_rule_chunkwise``) from a file you installed
-yourself (``auto`` finds it in an installed ``fla`` package without importing the package).
+yourself: PATH is that file, a directory holding ``fla/`` (or ``ops/``), or ``auto`` (finds it in
+an installed ``fla`` package without importing the package). That file imports ``einops``.
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--T", type=int, default=None, help="sequence length (default: by preset)")
     p.add_argument("--BH", type=int, default=None, help="batch x heads (default: by preset)")
     p.add_argument("--d", type=int, default=None, help="d_k = d_v (default: by preset)")
-    p.add_argument("--chunk-size", type=int, default=64, help="chunk size C of the chunked versions")
+    p.add_argument("--chunk-size", default="32,64,128",
+                   help="chunk size(s) C of the chunked versions, comma-separated: each is timed "
+                        "and every number is reported for the fastest (default: 32,64,128)")
     p.add_argument("--rules", default=",".join(RULES), help=f"comma-separated subset of {RULES}")
     p.add_argument("--repeat", type=int, default=None, help="timed repetitions (median is reported)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
@@ -50,24 +58,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--titans", action="store_true",
                    help="also time the Titans pair (linear and MLP memory; see `bench titans` for its options)")
     p.add_argument("--fla", default=None, metavar="PATH|auto",
-                   help="also time fla's delta_rule_chunkwise from this naive.py (or 'auto')")
+                   help="also time fla's delta_rule_chunkwise from this naive.py, a directory "
+                        "containing fla/, or 'auto'")
 
 
-def chunked_flops(rule: str, T: int, BH: int, d_k: int, d_v: int, C: int) -> float:
-    """FLOPs of one forward pass of the chunked algorithm (matmuls and the triangular solve)."""
-    Tp = -(-T // C) * C  # padded length
+def chunked_flops(rule: str, T: int, BH: int, d_k: int, d_v: int, C: int, *,
+                  executed: bool = False) -> float:
+    """Matrix-product FLOPs of one forward pass of the chunked algorithm.
+
+    By default the FLOPs the algorithm *needs*: a product with a triangular [C, C] matrix counts
+    its triangle only (C (C + 1) / 2 entries with the diagonal, C (C - 1) / 2 without; the unit
+    triangular solve is C (C - 1) FLOPs per right-hand side). ``executed=True`` counts those
+    products in full, as the implementation computes them (the solve stays triangular).
+    Per token (N = ceil(T / C) chunks for the per-chunk state products):
+
+    linear: Q K^T and P V (masked) + K^T V + Q S;
+    delta:  Q K^T (masked) + K K^T (strictly lower) + the solve for [U, W] + P [U, W] (masked)
+            + K_d^T [U, W] + Q' S, and per chunk the state step E S (d_k x d_k x d_v).
+    """
+    N = -(-T // C)
+    lo, strict = (C, C) if executed else ((C + 1) / 2, (C - 1) / 2)  # entries per row, on average
     if rule == "linear":
-        per_bh = 2 * Tp * C * (d_k + d_v) + 4 * Tp * d_k * d_v
+        per_token = 2 * lo * (d_k + d_v) + 4 * d_k * d_v
+        per_chunk = 0.0
     else:
-        per_bh = (
-            4 * Tp * C * d_k  # K K^T and Q K^T
-            + Tp * C * (d_k + d_v)  # triangular solve for U and W
-            + 2 * Tp * C * (d_k + d_v)  # P U and P W
-            + 2 * Tp * d_k * (d_k + d_v)  # K^T U and K^T W
-            + 2 * (Tp // C) * d_k * d_k * d_v  # the state recurrence S <- E S + F
-            + 2 * Tp * d_k * d_v  # Q' S
+        per_token = (
+            2 * lo * d_k  # Q K^T, masked
+            + 2 * strict * d_k  # K K^T, strictly lower
+            + (C - 1) * (d_k + d_v)  # unit-lower-triangular solve for U and W
+            + 2 * lo * (d_k + d_v)  # P U and P W (P lower-triangular)
+            + 2 * d_k * (d_k + d_v)  # K_d^T U and K_d^T W
+            + 2 * d_k * d_v  # Q' S
         )
-    return float(per_bh * BH)
+        per_chunk = 2 * d_k * d_k * d_v  # the state recurrence S <- E S + F
+    return float(BH * (T * per_token + N * per_chunk))
 
 
 def make_inputs(rule: str, BH: int, T: int, d: int, *, dtype: torch.dtype, device: torch.device,
@@ -118,6 +142,12 @@ def load_fla_chunkwise(path: str):
         if spec is None or not spec.submodule_search_locations:
             raise SystemExit("--fla auto: the `fla` package (flash-linear-attention) is not installed.")
         path = str(Path(next(iter(spec.submodule_search_locations))) / "ops" / "delta_rule" / "naive.py")
+    if Path(path).is_dir():
+        found = [Path(path) / sub for sub in ("fla/ops/delta_rule/naive.py", "ops/delta_rule/naive.py")
+                 if (Path(path) / sub).is_file()]
+        if not found:
+            raise SystemExit(f"--fla: no fla/ops/delta_rule/naive.py under the directory {path!r}")
+        path = str(found[0])
     if not Path(path).is_file():
         raise SystemExit(f"--fla: no such file {path!r}")
     spec = importlib.util.spec_from_file_location("_fla_delta_rule_naive", path)
@@ -163,13 +193,19 @@ def timed(fn, *, device: torch.device, warmup: int = 1, repeat: int = 3) -> tupl
         fn()
     sync(device)
     walls, cpus = [], []
-    for _ in range(max(1, repeat)):
-        gc.collect()
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        sync(device)
-        walls.append(time.perf_counter() - w0)
-        cpus.append(time.process_time() - c0)
+    # one full collection, then none inside the timed runs (reference counting frees each run's
+    # tensors; a collection costs ~0.1 s with torch loaded, too much to repeat before every run)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(max(1, repeat)):
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            sync(device)
+            walls.append(time.perf_counter() - w0)
+            cpus.append(time.process_time() - c0)
+    finally:
+        gc.enable()
     cpu = min(cpus) if torch.device(device).type == "cpu" else None
     return min(walls), cpu
 
@@ -186,13 +222,23 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
+def _chunk_sizes(spec: str | int) -> list[int]:
+    try:
+        sizes = [int(c) for c in str(spec).split(",") if c.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or any(c < 1 for c in sizes):
+        raise SystemExit(f"--chunk-size: expected comma-separated ints >= 1, got {spec!r}")
+    return sizes
+
+
 def run(args: argparse.Namespace) -> dict:
     device = args.device
     T = args.T or by_preset(tiny=256, laptop=4096, full=16384, preset=args.preset)
     BH = args.BH or by_preset(tiny=2, laptop=8, full=32, preset=args.preset)
     d = args.d or by_preset(tiny=32, laptop=64, full=128, preset=args.preset)
     repeat = args.repeat or by_preset(tiny=2, laptop=5, full=10, preset=args.preset)
-    C = args.chunk_size
+    sizes = _chunk_sizes(args.chunk_size)
     dtype = getattr(torch, args.dtype)
     rules = [r.strip() for r in args.rules.split(",") if r.strip()]
     for r in rules:
@@ -200,47 +246,65 @@ def run(args: argparse.Namespace) -> dict:
             raise SystemExit(f"--rules: unknown rule {r!r}; expected a subset of {RULES}")
 
     mm_wall, mm_cpu = _matmul_rates(device, dtype)
-    print(f"shape: B*H={BH}, T={T}, d_k=d_v={d}, chunk_size={C}, {args.dtype}, device={device}, "
+    print(f"shape: B*H={BH}, T={T}, d_k=d_v={d}, chunk sizes {sizes}, {args.dtype}, device={device}, "
           f"threads={torch.get_num_threads()}")
     print(f"plain matmul (1024^3) on this machine now: {mm_wall / 1e9:.1f} GFLOP/s", flush=True)
     rows, per_rule = [], {}
     naive_repeat = max(2, repeat // 2)
     for rule in rules:
-        naive, chunked = _fns(rule, C)
+        naive = _fns(rule, sizes[0])[0]
         x = make_inputs(rule, BH, T, d, dtype=dtype, device=device)
         t0 = time.perf_counter()
-        t = {
-            "naive_fwd": timed(_fwd(naive, x), device=device, repeat=naive_repeat),
-            "chunked_fwd": timed(_fwd(chunked, x), device=device, repeat=repeat),
-            "chunked_fwd_bwd": timed(_fwd_bwd(chunked, x), device=device, repeat=repeat),
-        }
+        t = {"naive_fwd": timed(_fwd(naive, x), device=device, repeat=naive_repeat)}
+        by_chunk: dict[int, dict] = {}
+        for C in sizes:
+            chunked = _fns(rule, C)[1]
+            by_chunk[C] = {"fwd": timed(_fwd(chunked, x), device=device, repeat=repeat),
+                           "fwd_bwd": timed(_fwd_bwd(chunked, x), device=device, repeat=repeat)}
         if not args.no_naive_backward:
             t["naive_fwd_bwd"] = timed(_fwd_bwd(naive, x), device=device, warmup=0, repeat=naive_repeat)
         # the matmul rate again, right after this rule's timings: the load drifts, so the
         # fractions use the best rate seen in this run (the conservative choice)
         w, c = _matmul_rates(device, dtype)
         mm_wall, mm_cpu = max(mm_wall, w), (max(mm_cpu, c) if c else None)
-        flops = chunked_flops(rule, T, BH, d, d, C)
-        res = {f"{k}_s": v[0] for k, v in t.items()}
+        res: dict = {f"{k}_s": v[0] for k, v in t.items()}
         res.update({f"{k}_cpu_s": v[1] for k, v in t.items()})
-        res["chunked_fwd_flops"] = flops
+        res["by_chunk"] = {}
+        for C, tc in by_chunk.items():
+            flops = chunked_flops(rule, T, BH, d, d, C)
+            res["by_chunk"][C] = {
+                **{f"chunked_{m}_s": v[0] for m, v in tc.items()},
+                **{f"chunked_{m}_cpu_s": v[1] for m, v in tc.items()},
+                "fwd_flops": flops, "fwd_flops_executed": chunked_flops(rule, T, BH, d, d, C, executed=True),
+                "fwd_matmul_fraction": flops / tc["fwd"][0] / mm_wall,
+                "fwd_bwd_matmul_fraction": 3 * flops / tc["fwd_bwd"][0] / mm_wall,
+            }
         for mode in ("fwd", "fwd_bwd"):
+            C = min(sizes, key=lambda c: by_chunk[c][mode][0])  # the fastest chunk size, wall time
+            wall, cpu = by_chunk[C][mode]
+            flops = (1 if mode == "fwd" else 3) * chunked_flops(rule, T, BH, d, d, C)
+            res[f"chunk_size_{mode}"] = C
+            res[f"chunked_{mode}_s"], res[f"chunked_{mode}_cpu_s"] = wall, cpu
             if f"naive_{mode}" in t:
-                res[f"speedup_{mode}"] = t[f"naive_{mode}"][0] / t[f"chunked_{mode}"][0]
-                res[f"speedup_{mode}_cpu"] = _ratio(t[f"naive_{mode}"][1], t[f"chunked_{mode}"][1])
-            mult = 1 if mode == "fwd" else 3
-            res[f"chunked_{mode}_tokens_per_s"] = BH * T / t[f"chunked_{mode}"][0]
-            res[f"{mode}_matmul_fraction"] = mult * flops / t[f"chunked_{mode}"][0] / mm_wall
-            res[f"{mode}_matmul_fraction_cpu"] = _ratio(mult * flops / (t[f"chunked_{mode}"][1] or 0) if
-                                                        t[f"chunked_{mode}"][1] else None, mm_cpu)
+                res[f"speedup_{mode}"] = t[f"naive_{mode}"][0] / wall
+                res[f"speedup_{mode}_cpu"] = _ratio(t[f"naive_{mode}"][1], cpu)
+            res[f"chunked_{mode}_tokens_per_s"] = BH * T / wall
+            res[f"{mode}_matmul_fraction"] = flops / wall / mm_wall
+            res[f"{mode}_matmul_fraction_cpu"] = _ratio(flops / cpu if cpu else None, mm_cpu)
         res["wall_s"] = time.perf_counter() - t0
         per_rule[rule] = res
-        print(f"  {rule}: chunked is {res['speedup_fwd']:.1f}x faster forward"
-              + (f", {res['speedup_fwd_bwd']:.1f}x forward+backward" if "speedup_fwd_bwd" in res else "")
+        print(f"  {rule}: chunked is {res['speedup_fwd']:.1f}x faster forward (C={res['chunk_size_fwd']})"
+              + (f", {res['speedup_fwd_bwd']:.1f}x forward+backward (C={res['chunk_size_fwd_bwd']})"
+                 if "speedup_fwd_bwd" in res else "")
               + f" (wall time); forward at {100 * res['fwd_matmul_fraction']:.0f}% of the matmul rate "
               f"({res['wall_s']:.0f} s)", flush=True)
+        print("    by chunk size (ms, % of matmul rate): " + "; ".join(
+            f"C={C}: fwd {1e3 * r['chunked_fwd_s']:.1f} ({100 * r['fwd_matmul_fraction']:.0f}%), "
+            f"fwd+bwd {1e3 * r['chunked_fwd_bwd_s']:.1f} ({100 * r['fwd_bwd_matmul_fraction']:.0f}%)"
+            for C, r in res["by_chunk"].items()), flush=True)
         pct = (lambda v: None if v is None else 100 * v)
-        rows.append({"rule": rule, "fwd x": res["speedup_fwd"], "fwd x (cpu)": res["speedup_fwd_cpu"],
+        rows.append({"rule": rule, "C fwd": res["chunk_size_fwd"], "fwd x": res["speedup_fwd"],
+                     "fwd x (cpu)": res["speedup_fwd_cpu"], "C f+b": res["chunk_size_fwd_bwd"],
                      "fwd+bwd x": res.get("speedup_fwd_bwd"),
                      "fwd+bwd x (cpu)": res.get("speedup_fwd_bwd_cpu"),
                      "fwd tok/s": res["chunked_fwd_tokens_per_s"],
@@ -249,23 +313,45 @@ def run(args: argparse.Namespace) -> dict:
                      "fwd %mm (cpu)": pct(res["fwd_matmul_fraction_cpu"]),
                      "fwd+bwd %mm": pct(res["fwd_bwd_matmul_fraction"]),
                      "fwd+bwd %mm (cpu)": pct(res["fwd_bwd_matmul_fraction_cpu"])})
-    print("\nchunked vs naive, measured side by side. x = naive time / chunked time; %mm = chunked "
-          "FLOP rate as % of a plain matmul's;\n(cpu) = the same from process CPU time, which "
+    print("\nchunked vs naive, measured side by side. x = naive time / chunked time; C = the fastest "
+          "chunk size, used for that mode;\n%mm = chunked FLOP rate (FLOPs the algorithm needs, see "
+          "chunked_flops) as % of a plain matmul's;\n(cpu) = the same from process CPU time, which "
           "other processes' load barely changes:")
     print(format_table(rows, list(rows[0]) if rows else ["rule"]))
     print(f"(best plain-matmul rate in this run: {mm_wall / 1e9:.1f} GFLOP/s wall"
           + (f", {mm_cpu / 1e9:.1f} GFLOP per CPU second)" if mm_cpu else ")"))
-    result = {"shape": {"BH": BH, "T": T, "d": d, "chunk_size": C, "dtype": args.dtype},
+    result = {"shape": {"BH": BH, "T": T, "d": d, "chunk_sizes": sizes, "dtype": args.dtype},
               "matmul_flops_per_s": mm_wall, "matmul_flops_per_cpu_s": mm_cpu, "rules": per_rule}
 
     if args.fla:
-        result["fla"] = compare_fla(args.fla, BH, T, d, C, dtype, device, repeat)
+        result["fla"] = compare_fla(args.fla, BH, T, d, sizes, dtype, device, repeat)
+    result["targets"] = _targets(result)
+    C_default = 64 if 64 in sizes else sizes[0]  # the library's default chunk size if timed
     if args.titans:
-        result["titans"] = _run_titans(args, BH=BH, T=T, d=d, C=C)
+        result["titans"] = _run_titans(args, BH=BH, T=T, d=d, C=C_default)
     if args.health:
-        result["health"] = health_checks(device, d, C)
+        result["health"] = health_checks(device, d, C_default)
         print("\nnumerical health:", result["health"])
     return result
+
+
+def _targets(result: dict) -> dict:
+    """The issue's speed targets, read off this run (wall-time figures)."""
+    rules, out = result["rules"], {}
+    if "delta" in rules and "speedup_fwd_bwd" in rules["delta"]:
+        out["delta_fwd_bwd_speedup >= 20"] = rules["delta"]["speedup_fwd_bwd"]
+    for r in ("linear", "delta", "gated_delta"):
+        if r in rules:
+            out[f"{r}_fwd_matmul_fraction >= 0.25"] = rules[r]["fwd_matmul_fraction"]
+    if "fla" in result:
+        for mode in ("fwd", "fwd_bwd"):
+            out[f"fla_best_time_over_ours_{mode} >= 1"] = result["fla"][f"ours_vs_best_fla_{mode}"]
+    if out:
+        print("\ntargets (issue 3), this run:")
+        for name, v in out.items():
+            goal = float(name.rsplit(">= ", 1)[1])
+            print(f"  {name:42s} {v:8.3f}  {'met' if v >= goal else 'NOT met'}")
+    return out
 
 
 def _run_titans(args: argparse.Namespace, *, BH: int, T: int, d: int, C: int) -> dict:
@@ -282,25 +368,26 @@ def _run_titans(args: argparse.Namespace, *, BH: int, T: int, d: int, C: int) ->
     return titans.run(targs)
 
 
-def compare_fla(path: str, BH: int, T: int, d: int, C: int, dtype: torch.dtype,
+def compare_fla(path: str, BH: int, T: int, d: int, sizes: list[int], dtype: torch.dtype,
                 device: torch.device, repeat: int) -> dict:
-    """Time fla's ``delta_rule_chunkwise`` (chunk 32 and 64) and ours on the same inputs, interleaved."""
+    """Time fla's ``delta_rule_chunkwise`` (chunk 32 and 64) and ours (each of ``sizes``) on the
+    same inputs, interleaved, and compare the best of each side per mode."""
     fla_chunkwise = load_fla_chunkwise(path)
     x = make_inputs("delta", BH, T, d, dtype=dtype, device=device)
     # fla scales q by d^-1/2 inside and needs T % chunk == 0: feed ours the scaled q.
     fla_sizes = [c for c in (32, 64) if T % c == 0] or [1]
 
-    def ours_fn(q, k, v, beta):
-        return memory.delta_rule_chunked(q * d**-0.5, k, v, beta, chunk_size=C)
+    def ours_fn(C: int):
+        return lambda q, k, v, beta: memory.delta_rule_chunked(q * d**-0.5, k, v, beta, chunk_size=C)
 
     def fla_fn(c: int):
         return lambda q, k, v, beta: fla_chunkwise(q, k, v, beta, chunk_size=c)
 
-    fns = {"ours": ours_fn, **{f"fla_c{c}": fla_fn(c) for c in fla_sizes}}
+    fns = {**{f"ours_c{c}": ours_fn(c) for c in sizes}, **{f"fla_c{c}": fla_fn(c) for c in fla_sizes}}
     with torch.no_grad():
-        o_o, _ = ours_fn(**x)
+        o_o, _ = ours_fn(sizes[0])(**x)
         diffs = {n: ((f(**x)[0] - o_o).pow(2).mean().sqrt() / o_o.pow(2).mean().sqrt()).item()
-                 for n, f in fns.items() if n != "ours"}
+                 for n, f in fns.items() if n != f"ours_c{sizes[0]}"}
     res: dict = {"output_rel_rms_vs_ours": diffs, "times": {}}
     for _ in range(2):  # interleave so that load changes hit every contender alike
         for name, fn in fns.items():
@@ -310,15 +397,17 @@ def compare_fla(path: str, BH: int, T: int, d: int, C: int, dtype: torch.dtype,
     best = {k: (min(w for w, _ in v), min((c for _, c in v if c), default=None))
             for k, v in res["times"].items()}
     res["times"] = best
-    print(f"\nfla delta_rule_chunkwise vs ours (chunk {C}), same inputs, interleaved; "
-          f"outputs agree to rel. RMS {max(diffs.values()):.1e}")
+    print(f"\nfla delta_rule_chunkwise vs ours, same inputs, interleaved; outputs agree to rel. RMS "
+          f"{max(diffs.values()):.1e}")
     for mode in ("fwd", "fwd_bwd"):
         fla_best = min(fla_sizes, key=lambda c: best[f"fla_c{c}_{mode}"][0])
+        ours_best = min(sizes, key=lambda c: best[f"ours_c{c}_{mode}"][0])
         fw, fc = best[f"fla_c{fla_best}_{mode}"]
-        ow, oc = best[f"ours_{mode}"]
+        ow, oc = best[f"ours_c{ours_best}_{mode}"]
         res[f"ours_vs_best_fla_{mode}"] = fw / ow
         res[f"ours_vs_best_fla_{mode}_cpu"] = _ratio(fc, oc)
-        res[f"best_fla_chunk_{mode}"] = fla_best
-        print(f"  {mode:>7}: fla's best (chunk {fla_best}) takes {fw / ow:.2f}x our wall time"
+        res[f"best_fla_chunk_{mode}"], res[f"best_ours_chunk_{mode}"] = fla_best, ours_best
+        print(f"  {mode:>7}: fla's best (chunk {fla_best}, {1e3 * fw:.1f} ms) takes {fw / ow:.2f}x our "
+              f"best's wall time (chunk {ours_best}, {1e3 * ow:.1f} ms)"
               + (f", {fc / oc:.2f}x our CPU time" if fc and oc else "") + " (>1 = ours faster)")
     return res
