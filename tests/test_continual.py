@@ -16,6 +16,7 @@ from nlteach.continual import (
     draw_acc_matrix,
     draw_avg_acc,
     draw_comparison,
+    draw_memory_trace,
     first_tasks,
     forgetting,
     hashed_ngrams,
@@ -23,14 +24,18 @@ from nlteach.continual import (
     make_learner,
     make_stream,
     mean_std,
+    memory_trace,
+    parameter_counts,
     preset_config,
     run,
     summarize,
 )
 from nlteach.continual import runner as runner_mod
 from nlteach.continual.__main__ import main
-from nlteach.continual.learners import register_learner
+from nlteach.continual.learners import LearnerConfig, register_learner
 from nlteach.continual.runner import ContinualConfig, train_task
+from nlteach.continual.streams import hashed_ngram_sequence, take
+from nlteach.continual.tune import merge_records, tune
 
 R3 = [[0.9, 0.0, 0.0],
       [0.5, 0.8, 0.0],
@@ -152,13 +157,13 @@ def test_hashed_ngrams():
 # learners
 
 
-def test_the_hope_learner_is_not_listed_yet():
-    assert set(available_learners()) == {"finetune", "ewc", "replay", "lwf", "cms", "joint"}
+def test_learners_are_registered_once():
+    assert available_learners() == ["finetune", "ewc", "replay", "lwf", "cms", "hope", "joint"]
     with pytest.raises(ValueError, match="registered twice"):
         register_learner("finetune")(type("X", (), {}))
 
 
-@pytest.mark.parametrize("method", ["finetune", "ewc", "replay", "lwf", "cms", "joint"])
+@pytest.mark.parametrize("method", ["finetune", "ewc", "replay", "lwf", "cms", "hope", "joint"])
 def test_each_learner_runs_end_to_end_tiny(method):
     cfg = preset_config("split-digits", method, "tiny", seeds=(0,))
     res = run(cfg)
@@ -214,14 +219,16 @@ def test_cms_learner_updates_slow_levels_less_often():
 def test_same_backbone_size_and_initial_weights():
     s = make_stream("split-digits", 0, max_train_per_class=5)
     cfg = preset_config("split-digits", "finetune", "tiny")
-    sizes, inits = set(), []
+    sizes, shared, inits = set(), set(), []
     for m in available_learners():
         torch.manual_seed(0)
         L = make_learner(m, s, cfg.learner)
-        sizes.add(sum(p.numel() for p in L.model.parameters()))
-        inits.append(L.model.head.weight.detach().clone())
-    assert len(sizes) == 1
-    assert all(torch.equal(w, inits[0]) for w in inits)
+        if m != "hope":  # its encoder reads a sequence; the rest of its backbone is the same
+            sizes.add(sum(p.numel() for p in L.model.parameters()))
+        shared.add(sum(p.numel() for n, p in L.model.named_parameters() if not n.startswith("encoder.")))
+        inits.append([L.model.head.weight.detach().clone(), L.model.body.blocks[2].W_in.detach().clone()])
+    assert len(sizes) == 1 and len(shared) == 1
+    assert all(torch.equal(a, b) for w in inits for a, b in zip(w, inits[0], strict=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,9 +248,9 @@ def _check_schema(res: dict, n_seeds: int, T: int) -> None:
         assert set(v) == {"mean", "std"} and all(isinstance(x, float) for x in v.values())
 
 
-@pytest.mark.parametrize("method", ["cms", "ewc", "replay"])
-def test_resume_after_interruption_gives_the_same_results(tmp_path, method):
-    cfg = preset_config("split-digits", method, "tiny", seeds=(0, 1))
+@pytest.mark.parametrize("method, seeds", [("cms", (0, 1)), ("ewc", (0, 1)), ("replay", (0, 1)), ("hope", (0,))])
+def test_resume_after_interruption_gives_the_same_results(tmp_path, method, seeds):
+    cfg = preset_config("split-digits", method, "tiny", seeds=seeds)
     ref = run(cfg, tmp_path / "ref", figures=False)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "cut", figures=False, _stop_after_task=2)  # seed 0 stops after task 2
@@ -285,7 +292,9 @@ def test_another_config_in_the_same_folder_is_refused(tmp_path):
 
 def test_config_errors():
     with pytest.raises(ValueError, match="method must be one of"):
-        preset_config("split-digits", "hope", "tiny")
+        preset_config("split-digits", "hopeful", "tiny")
+    with pytest.raises(ValueError, match="split must be"):
+        preset_config("split-digits", "finetune", "tiny", split="train")
     with pytest.raises(ValueError, match="unknown setting"):
         preset_config("split-digits", "finetune", "tiny", nonsense=1)
 
@@ -311,3 +320,143 @@ def test_draw_functions():
         assert fig.axes
     with pytest.raises(ValueError, match="empty"):
         draw_avg_acc(Figure(), {})
+
+
+# ---------------------------------------------------------------------------------------------
+# validation split, sequence features, tuning
+
+
+def test_validation_split_never_touches_test_data():
+    d_val, d_test = make_stream("split-digits", 0, split="val"), make_stream("split-digits", 0)
+    rows = lambda xs: set(map(tuple, torch.cat(xs).tolist()))  # noqa: E731
+    val, val_train = rows([t.x_test for t in d_val.tasks]), rows([t.x_train for t in d_val.tasks])
+    test, train = rows([t.x_test for t in d_test.tasks]), rows([t.x_train for t in d_test.tasks])
+    assert val <= train and val_train <= train and not (val & val_train) and not (val & test)
+    assert len(val) > 200  # a fifth of the train images
+    c = make_stream("clinc150", 0, n_buckets=1024, split="val")
+    assert sum(len(t.y_test) for t in c.tasks) == 150 * 20  # CLINC150's official val split
+    with pytest.raises(ValueError, match="split must be"):
+        make_stream("split-digits", 0, split="train")
+
+
+def test_hashed_ngram_sequence_is_causal_and_deterministic():
+    ids, mask = hashed_ngram_sequence(["book a flight", "book a table", "x"], 512, max_len=10)
+    assert ids.shape == (3, 10, 4) and mask.shape == (3, 10)
+    assert mask.sum(1).tolist() == [10.0, 10.0, 1.0]  # truncated to max_len bytes; padding 0
+    assert torch.equal(ids[0, :7], ids[1, :7])  # "book a " is shared: n-grams ending there agree
+    assert not torch.equal(ids[0, 7], ids[1, 7])
+    assert (ids[2, 1:] == 0).all() and int(ids.max()) < 512
+    again = hashed_ngram_sequence(["book a flight", "book a table", "x"], 512, max_len=10)
+    assert torch.equal(ids, again[0])
+    s = make_stream("banking77", 0, n_buckets=1024, max_train_per_class=2, text_features="sequence", max_len=16)
+    assert s.input_kind == "seq" and s.tasks[0].x_train[0].shape[1:] == (16, 4)
+
+
+def test_tune_picks_the_best_validation_score(capsys):
+    rec = tune("split-digits", "lwf", "lwf_temperature", [1.0, 4.0], preset="tiny", seeds=(0,))
+    assert rec["split"] == "val" and rec["grid"] == [1.0, 4.0] and len(rec["val_avg_acc"]) == 2
+    assert rec["chosen"] == rec["grid"][int(np.argmax(rec["val_avg_acc"]))]
+    assert "val avg acc" in capsys.readouterr().out
+
+
+def test_presets_record_their_tuning(monkeypatch):
+    rec = {"ewc_lambda": {"grid": [1.0, 10.0], "val_avg_acc": [0.1, 0.2], "chosen": 10.0}}
+    monkeypatch.setitem(runner_mod.TUNING, "split-digits", rec)
+    cfg = preset_config("split-digits", "ewc", "laptop")
+    assert cfg.learner.ewc_lambda == 10.0 and cfg.to_dict()["tuning"] == rec
+    assert ContinualConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    tiny = preset_config("split-digits", "ewc", "tiny")  # tuned at laptop: tiny keeps the defaults
+    assert tiny.tuning is None and tiny.learner.ewc_lambda == LearnerConfig().ewc_lambda
+
+
+def test_merge_records_extends_a_grid():
+    base = {"dataset": "d", "method": "ewc", "param": "ewc_lambda", "seeds": [0], "preset": "laptop",
+            "criterion": "c"}
+    recs = [base | {"grid": [1.0, 10.0], "val_avg_acc": [0.1, 0.3], "val_bwt": [-0.9, -0.5]},
+            base | {"grid": [100.0], "val_avg_acc": [0.2], "val_bwt": [-0.1]}]
+    m = merge_records(recs)["d"]["ewc_lambda"]
+    assert m["grid"] == [1.0, 10.0, 100.0] and m["val_avg_acc"] == [0.1, 0.3, 0.2] and m["chosen"] == 10.0
+
+
+# ---------------------------------------------------------------------------------------------
+# the HOPE-style learner
+
+
+def _hope(dataset="split-digits", seed=0, **kw):
+    cfg = preset_config(dataset, "hope", "tiny", seeds=(seed,), **kw)
+    s = runner_mod.build_stream(cfg, seed)
+    torch.manual_seed(seed)
+    return make_learner("hope", s, cfg.learner), s
+
+
+def test_hope_memory_learns_in_context():
+    L, s = _hope("banking77", max_train_per_class=2)
+    enc = L.model.encoder
+    x = take(s.tasks[0].x_train, torch.tensor([0, 2, 4, 6]))  # different classes (0 and 1 can be equal texts)
+    h, mask = enc.tokens(x)
+    h = enc.norm_in(h)
+    y, final = enc.read(h)
+    torch.testing.assert_close(y, enc.memory(h))  # the exposed state is the layer's own computation
+    init = enc.memory.initial_states(4)
+    for box in ("memory", "k", "v"):  # every memory was written while reading (self-modification)
+        assert not torch.allclose(final[box][0], init[box][0])
+    assert not torch.allclose(final["memory"][0][0], final["memory"][0][1])  # different inputs, states
+    # causal: changing the last real token changes no earlier output
+    n = int(mask[0].sum())
+    h2 = h.clone()
+    h2[0, n - 1] += 1.0
+    y2, _ = enc.read(h2)
+    torch.testing.assert_close(y2[0, :n - 1], y[0, :n - 1])
+    assert not torch.allclose(y2[0, n - 1], y[0, n - 1])
+    # the state a read starts from matters (what a memory carried across examples would use)
+    _, st = enc.read(h[:, :5])
+    assert not torch.allclose(enc.read(h[:, 5:], st)[0], enc.read(h[:, 5:])[0])
+    # padding after the text changes nothing; the same seed gives the same model
+    ids, m = x
+    padded = (torch.cat([ids, torch.zeros_like(ids[:, :3])], 1), torch.cat([m, torch.zeros_like(m[:, :3])], 1))
+    torch.testing.assert_close(L.logits(padded), L.logits(x))
+    L2, _ = _hope("banking77", max_train_per_class=2)
+    assert torch.equal(L2.logits(x), L.logits(x))
+
+
+def test_hope_reads_digits_as_rows_and_stops_on_divergence():
+    L, s = _hope()
+    assert L.model.encoder.tokens(s.tasks[0].x_train[:3])[0].shape == (3, 8, L.cfg.dim)
+    with torch.no_grad():
+        L.model.head.bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        L.train_step(s.tasks[0].x_train[:8], s.tasks[0].y_train[:8], 0, torch.Generator())
+
+
+def test_memory_trace_and_parameter_counts():
+    L, s = _hope("banking77", max_train_per_class=2)
+    x = take(s.tasks[0].x_train, torch.tensor([0, 2]))
+    tr = memory_trace(L, x)
+    assert [len(t) for t in tr] == x[1].sum(1).int().tolist()  # one value per real token
+    assert all(b > 0 for t in tr for b in t) and tr[0] != tr[1]
+    fig = Figure()
+    draw_memory_trace(fig, tr, ["a", "b"])
+    assert fig.axes
+    with pytest.raises(ValueError, match="one label per trace"):
+        draw_memory_trace(Figure(), tr, ["a"])
+    counts = parameter_counts("clinc150", preset_config("clinc150", "finetune", "tiny"))
+    assert set(counts) == set(available_learners())
+    assert len({c["total"] for m, c in counts.items() if m != "hope"}) == 1
+    assert counts["hope"]["total"] - counts["hope"]["encoder"] == counts["cms"]["total"] - counts["cms"]["encoder"]
+
+
+def test_load_committed(tmp_path):
+    assert runner_mod.load_committed("split-digits", root=tmp_path) is None
+    cfg = preset_config("split-digits", "finetune", "tiny", seeds=(0,))
+    run(cfg, tmp_path / "continual_split-digits_laptop" / "finetune", figures=False)
+    got = runner_mod.load_committed("split-digits", root=tmp_path)
+    assert list(got) == ["finetune"] and got["finetune"]["cpu_seconds"][0] > 0
+
+
+def test_comparison_rows_and_markdown():
+    res = {"config": {}, "per_seed": [{"seed": 0, "acc_matrix": R3}], "summary": summarize([R3]),
+           "cpu_seconds": [2.0]}
+    rows = runner_mod.comparison_rows({"toy": {"finetune": res, "cms": res}}, {"toy": {"cms": {"total": 10}}})
+    assert rows[1]["d_bwt"] == 0.0 and rows[1]["params"] == 10 and rows[0]["cpu_seconds"] == 2.0
+    md = runner_mod.markdown_table(rows)
+    assert md.count("\n") == 3 and "| toy | cms |" in md and "10 |" in md

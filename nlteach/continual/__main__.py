@@ -19,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "results.json (config, per-seed accuracy matrices, summary) and figures. Rerun the "
                     "same command to resume: finished seeds are kept, an interrupted seed continues from "
                     "its last finished task.",
-        epilog="HOPE-style learner: not available yet (it needs the HOPE model of a later notebook).")
+        epilog="Learners: finetune, ewc, replay, lwf, cms, hope (in-context self-modifying memory + CMS), joint. "
+               "EWC's lambda and LwF's temperature come from validation-split tuning (python -m "
+               "nlteach.continual.tune); results.json records it under config.tuning.")
     p.add_argument("--dataset", required=True, choices=STREAMS)
     p.add_argument("--method", nargs="+", default=["finetune"], choices=[*available_learners(), "all"],
                    help="one or more learners, or 'all'. With several, each writes to OUT/<method>/.")

@@ -34,14 +34,19 @@
   ``reduce="mean"``): CMS block l steps every ``periods[l]`` steps on the mean of the gradients
   of its period. The encoder, LayerNorm and head belong to the fastest level (period
   ``periods[0]``). Every other learner trains the same network with all periods equal to 1.
+- ``hope``: HOPE-style (:mod:`nlteach.continual.hope`): the encoder reads the input as a
+  sequence through a self-modifying Titans layer that learns in context (within each input),
+  followed by the same CMS, norm and head, trained with multi-frequency levels like ``cms``.
 - ``joint``: the upper bound: at task t it trains on the union of tasks 0..t's training data
   (cumulative joint training, the same number of steps as the others, batches drawn from the
   union); after the last task it has trained on every task at once.
 
 A learner is a :class:`Learner` subclass registered with :func:`register_learner`; the runner
 only calls ``begin_task``, ``training_data``, ``train_step``, ``end_task``, ``logits`` and the
-state-dict methods, so a learner that adapts in context (the HOPE-style learner the course adds
-when its model exists) can be registered without changing the runner.
+state-dict methods, so a learner with another model (``build_model``) or input features
+(``text_features``), like the HOPE-style learner, is registered without changing the runner.
+
+EWC's lambda and LwF's temperature were tuned on validation splits (``runner.TUNING``).
 """
 
 from __future__ import annotations
@@ -72,32 +77,43 @@ class LearnerConfig:
     replay_size: int = 200
     lwf_alpha: float = 1.0
     lwf_temperature: float = 2.0
+    hope_heads: int = 4  # the HOPE learner's memory layer (nlteach.continual.hope)
+    hope_chunk_size: int = 24  # chunk of its main memory and of its k, v, eta, alpha memories
+    hope_eta_max: float = 0.2  # largest in-context learning rate (as nlteach.models.HopeLM)
 
 
 class Backbone(nn.Module):
-    """encoder -> CMS(dim, hidden, periods) -> LayerNorm -> head [n_classes]."""
+    """encoder -> CMS(dim, hidden, periods) -> LayerNorm -> head [n_classes].
+
+    The CMS, norm and head are created first, so for a given seed they start from the same
+    weights whatever the encoder (the HOPE learner's encoder differs, :mod:`nlteach.continual.hope`).
+    """
 
     def __init__(self, input_kind: str, input_dim: int, n_classes: int, dim: int, hidden: int,
                  periods: tuple[int, ...]) -> None:
         super().__init__()
-        if input_kind == "bag":
-            self.encoder: nn.Module = nn.EmbeddingBag(input_dim, dim, mode="sum")
-        elif input_kind == "dense":
-            self.encoder = nn.Linear(input_dim, dim)
-        else:
-            raise ValueError(f"input_kind must be 'bag' or 'dense', got {input_kind!r}.")
-        self.input_kind = input_kind
         self.body = CMS(dim, hidden, periods=periods)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, n_classes)
+        self.input_kind = input_kind
+        self.encoder = self.make_encoder(input_kind, input_dim, dim)
 
-    def forward(self, x: Inputs) -> torch.Tensor:
+    def make_encoder(self, input_kind: str, input_dim: int, dim: int) -> nn.Module:
+        if input_kind == "bag":
+            return nn.EmbeddingBag(input_dim, dim, mode="sum")
+        if input_kind == "dense":
+            return nn.Linear(input_dim, dim)
+        raise ValueError(f"input_kind must be 'bag' or 'dense', got {input_kind!r}.")
+
+    def encode(self, x: Inputs) -> torch.Tensor:
+        """``[B, dim]`` features of the inputs."""
         if self.input_kind == "bag":
             ids, w = x  # [B, L], [B, L]
-            h = self.encoder(ids, per_sample_weights=w)  # [B, dim]: weighted sum of n-gram embeddings
-        else:
-            h = self.encoder(x)  # [B, dim]
-        return self.head(self.norm(self.body(h)))  # [B, n_classes]
+            return self.encoder(ids, per_sample_weights=w)  # [B, dim]: weighted sum of n-gram embeddings
+        return self.encoder(x)  # [B, dim]
+
+    def forward(self, x: Inputs) -> torch.Tensor:
+        return self.head(self.norm(self.body(self.encode(x))))  # [B, n_classes]
 
     def level_parameters(self) -> list[list[nn.Parameter]]:
         """One parameter list per CMS level; encoder, norm and head join the first (fastest) level."""
@@ -134,14 +150,17 @@ class Learner:
     """
 
     name = "base"
+    text_features = "bag"  # how the stream featurizes text for this learner (streams.make_stream)
 
     def __init__(self, stream: Stream, cfg: LearnerConfig) -> None:
         self.stream, self.cfg = stream, cfg
-        self.model = Backbone(stream.input_kind, stream.input_dim, stream.n_classes, cfg.dim, cfg.hidden,
-                              self.periods())
+        self.model = self.build_model(stream, cfg)
         self.opt = self.make_optimizer()
 
     # -- construction
+    def build_model(self, stream: Stream, cfg: LearnerConfig) -> Backbone:
+        return Backbone(stream.input_kind, stream.input_dim, stream.n_classes, cfg.dim, cfg.hidden, self.periods())
+
     def periods(self) -> tuple[int, ...]:
         return (1,) * len(self.cfg.periods)
 
@@ -353,11 +372,14 @@ class Joint(Learner):
 
 
 def available_learners() -> list[str]:
-    """Registered learner names (the HOPE-style learner is not among them yet)."""
-    return list(LEARNERS)
+    """Registered learner names, in the order of the results tables (the upper bound, joint, last)."""
+    return sorted(LEARNERS, key=lambda name: name == "joint")  # stable: registration order otherwise
 
 
 def make_learner(name: str, stream: Stream, cfg: LearnerConfig) -> Learner:
     if name not in LEARNERS:
         raise ValueError(f"method must be one of {available_learners()}, got {name!r}.")
     return LEARNERS[name](stream, cfg)
+
+
+from nlteach.continual import hope as _hope  # noqa: E402,F401  registers "hope" (it subclasses CMSLearner)

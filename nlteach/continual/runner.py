@@ -34,11 +34,125 @@ import torch
 
 from nlteach.config import by_preset, get_device, get_preset
 from nlteach.continual import metrics
-from nlteach.continual.learners import LearnerConfig, available_learners, make_learner
+from nlteach.continual.learners import LEARNERS, LearnerConfig, available_learners, make_learner
 from nlteach.continual.streams import DEFAULT_TASKS, STREAMS, Stream, first_tasks, make_stream, take
 from nlteach.train import _atomic_write_text, atomic_save, load_checkpoint
 
 CHECKPOINT_VERSION = 1
+
+
+# Hyper-parameters tuned on the validation split (python -m nlteach.continual.tune, laptop preset,
+# seeds 0 1; the raw records are in results/continual_tuning_laptop/tuning.json, merged here by
+# tune.merge_records). dataset -> param -> record. Used by the laptop and full presets; the tiny
+# preset (CI) keeps LearnerConfig's defaults.
+TUNING: dict[str, dict[str, dict[str, Any]]] = {'split-digits': {'ewc_lambda': {'method': 'ewc',
+                                 'grid': [1.0,
+                                          10.0,
+                                          100.0,
+                                          1000.0,
+                                          10000.0,
+                                          100000.0,
+                                          1000000.0,
+                                          10000000.0,
+                                          100000000.0,
+                                          1000000000.0,
+                                          10000000000.0],
+                                 'val_avg_acc': [0.1759,
+                                                 0.1722,
+                                                 0.1815,
+                                                 0.187,
+                                                 0.2224,
+                                                 0.2988,
+                                                 0.3422,
+                                                 0.3673,
+                                                 0.4268,
+                                                 0.438,
+                                                 0.3547],
+                                 'val_bwt': [-0.9954,
+                                             -0.9954,
+                                             -0.9954,
+                                             -0.9931,
+                                             -0.9441,
+                                             -0.7491,
+                                             -0.5235,
+                                             -0.39,
+                                             -0.3099,
+                                             -0.3656,
+                                             -0.3263],
+                                 'chosen': 1000000000.0,
+                                 'seeds': [0, 1],
+                                 'preset': 'laptop',
+                                 'split': 'val',
+                                 'criterion': 'final average accuracy on the validation split, mean over '
+                                              'seeds'},
+                  'lwf_temperature': {'method': 'lwf',
+                                      'grid': [1.0, 2.0, 4.0],
+                                      'val_avg_acc': [0.187, 0.1907, 0.1889],
+                                      'val_bwt': [-0.9907, -0.9861, -0.9861],
+                                      'chosen': 2.0,
+                                      'seeds': [0, 1],
+                                      'preset': 'laptop',
+                                      'split': 'val',
+                                      'criterion': 'final average accuracy on the validation split, mean '
+                                                   'over seeds'}},
+ 'permuted-digits': {'ewc_lambda': {'method': 'ewc',
+                                    'grid': [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0],
+                                    'val_avg_acc': [0.3494, 0.3725, 0.461, 0.6052, 0.49, 0.3807, 0.3271],
+                                    'val_bwt': [-0.7681, -0.737, -0.5897, -0.2649, -0.02, -0.0005, 0.0005],
+                                    'chosen': 1000.0,
+                                    'seeds': [0, 1],
+                                    'preset': 'laptop',
+                                    'split': 'val',
+                                    'criterion': 'final average accuracy on the validation split, mean over '
+                                                 'seeds'},
+                     'lwf_temperature': {'method': 'lwf',
+                                         'grid': [1.0, 2.0, 4.0],
+                                         'val_avg_acc': [0.3662, 0.3565, 0.3721],
+                                         'val_bwt': [-0.6245, -0.618, -0.6296],
+                                         'chosen': 4.0,
+                                         'seeds': [0, 1],
+                                         'preset': 'laptop',
+                                         'split': 'val',
+                                         'criterion': 'final average accuracy on the validation split, mean '
+                                                      'over seeds'}},
+ 'banking77': {'ewc_lambda': {'method': 'ewc',
+                              'grid': [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0],
+                              'val_avg_acc': [0.1236, 0.1302, 0.1544, 0.1569, 0.189, 0.1795, 0.1768],
+                              'val_bwt': [-0.8399, -0.8352, -0.8083, -0.7298, -0.5414, -0.4617, -0.4381],
+                              'chosen': 10000.0,
+                              'seeds': [0, 1],
+                              'preset': 'laptop',
+                              'split': 'val',
+                              'criterion': 'final average accuracy on the validation split, mean over seeds'},
+               'lwf_temperature': {'method': 'lwf',
+                                   'grid': [1.0, 2.0, 4.0],
+                                   'val_avg_acc': [0.1488, 0.1562, 0.149],
+                                   'val_bwt': [-0.8273, -0.8193, -0.8275],
+                                   'chosen': 2.0,
+                                   'seeds': [0, 1],
+                                   'preset': 'laptop',
+                                   'split': 'val',
+                                   'criterion': 'final average accuracy on the validation split, mean over '
+                                                'seeds'}},
+ 'clinc150': {'ewc_lambda': {'method': 'ewc',
+                             'grid': [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0],
+                             'val_avg_acc': [0.059, 0.0643, 0.0843, 0.1465, 0.1773, 0.1707, 0.1687],
+                             'val_bwt': [-0.8834, -0.8834, -0.8541, -0.6968, -0.4545, -0.3657, -0.3355],
+                             'chosen': 10000.0,
+                             'seeds': [0, 1],
+                             'preset': 'laptop',
+                             'split': 'val',
+                             'criterion': 'final average accuracy on the validation split, mean over seeds'},
+              'lwf_temperature': {'method': 'lwf',
+                                  'grid': [1.0, 2.0, 4.0],
+                                  'val_avg_acc': [0.0757, 0.0727, 0.064],
+                                  'val_bwt': [-0.8627, -0.8618, -0.8761],
+                                  'chosen': 1.0,
+                                  'seeds': [0, 1],
+                                  'preset': 'laptop',
+                                  'split': 'val',
+                                  'criterion': 'final average accuracy on the validation split, mean over '
+                                               'seeds'}}}
 
 
 @dataclass(frozen=True)
@@ -53,7 +167,10 @@ class ContinualConfig:
     max_train_per_class: int | None = None  # None: the whole official train split
     max_test_per_class: int | None = None
     n_buckets: int = 8192  # text only: hashed n-gram buckets
+    max_len: int = 64  # text read as a sequence (the hope learner): at most this many bytes per query
+    split: str = "test"  # evaluate on "test" (results) or "val" (tuning; streams.make_stream)
     learner: LearnerConfig = LearnerConfig()
+    tuning: dict | None = None  # where tuned settings came from: grids and validation scores (TUNING)
 
     def __post_init__(self) -> None:
         if self.dataset not in STREAMS:
@@ -66,6 +183,8 @@ class ContinualConfig:
                 raise ValueError(f"{name} must be a positive int, got {v!r}.")
         if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
             raise ValueError(f"seeds must be non-negative ints, got {self.seeds!r}.")
+        if self.split not in ("test", "val"):
+            raise ValueError(f"split must be 'test' or 'val', got {self.split!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -95,11 +214,14 @@ def preset_config(dataset: str, method: str = "finetune", preset: str | None = N
     top = {
         "dataset": dataset, "method": method, "preset": preset, "seeds": tuple(seeds),
         "n_tasks": DEFAULT_TASKS[dataset] if dataset in DEFAULT_TASKS else 5,
-        "epochs": pick(tiny=4, laptop=2 if text else 5, full=10 if text else 20),
+        "epochs": pick(tiny=4 if text else 8, laptop=2 if text else 5, full=10 if text else 20),
         "batch_size": 32,
         "max_train_per_class": pick(tiny=12 if text else 20, laptop=None, full=None),
         "max_test_per_class": pick(tiny=6 if text else 10, laptop=None, full=None),
         "n_buckets": pick(tiny=2048, laptop=4096, full=32768),
+        "max_len": pick(tiny=32, laptop=48, full=128),
+        "split": "test",
+        "tuning": TUNING.get(dataset),
     }
     lc = {
         "dim": pick(tiny=32, laptop=64, full=256),
@@ -107,7 +229,12 @@ def preset_config(dataset: str, method: str = "finetune", preset: str | None = N
         "periods": pick(tiny=(1, 2, 4, 8), laptop=(1, 4, 16, 64), full=(1, 4, 16, 64)),
         "fisher_samples": pick(tiny=16, laptop=100, full=1000),
         "replay_size": {"clinc150": 300, "banking77": 154}.get(dataset, 50),
+        "hope_chunk_size": pick(tiny=16, laptop=24, full=32),
     }
+    tuning = TUNING.get(dataset) if preset != "tiny" else None  # tuned at laptop; tiny (CI) keeps the defaults
+    top["tuning"] = tuning
+    for param, rec in (tuning or {}).items():  # values chosen on the validation split
+        lc[param] = rec["chosen"]
     learner_fields = {f.name for f in fields(LearnerConfig)}
     for k, v in overrides.items():
         if k in learner_fields:
@@ -121,7 +248,8 @@ def preset_config(dataset: str, method: str = "finetune", preset: str | None = N
 
 def build_stream(cfg: ContinualConfig, seed: int) -> Stream:
     return make_stream(cfg.dataset, seed, n_tasks=cfg.n_tasks, n_buckets=cfg.n_buckets,
-                       max_train_per_class=cfg.max_train_per_class, max_test_per_class=cfg.max_test_per_class)
+                       max_train_per_class=cfg.max_train_per_class, max_test_per_class=cfg.max_test_per_class,
+                       split=cfg.split, text_features=LEARNERS[cfg.method].text_features, max_len=cfg.max_len)
 
 
 def _task_generator(seed: int, t: int) -> torch.Generator:
@@ -133,7 +261,10 @@ def evaluate(learner: Any, stream: Stream, t: int, batch: int = 1024) -> list[fl
     """Row t of the accuracy matrix: accuracy on every task's test set, argmax over seen classes."""
     mask = stream.seen_mask(t)
     row = []
-    for task in stream.tasks:
+    for j, task in enumerate(stream.tasks):
+        if stream.scenario == "class" and j > t:  # none of its classes can be predicted yet: exactly 0
+            row.append(0.0)
+            continue
         correct = 0
         n = len(task.y_test)
         for a in range(0, n, batch):
@@ -307,13 +438,14 @@ def _run(cfg: ContinualConfig, out: str | Path | None, *, device: torch.device |
         for s in cfg.seeds:
             if s in done:
                 continue
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             ckpt = out_dir / "seeds" / f"seed_{s}.pt" if out_dir is not None else None
             done[s] = run_seed(cfg, s, device=device, checkpoint=ckpt, bar=bar, _stop_after_task=_stop_after_task)
-            if out_dir is not None:
+            if out_dir is not None:  # times of this call (a resumed seed: only the part after the resume)
                 _atomic_write_text(out_dir / "seeds" / f"seed_{s}.json",
                                    json.dumps({"seed": s, "acc_matrix": done[s],
-                                               "seconds": time.perf_counter() - t0}))
+                                               "seconds": time.perf_counter() - t0,
+                                               "cpu_seconds": time.process_time() - c0}))
                 ckpt.unlink(missing_ok=True)
     finally:
         if bar is not None:
@@ -369,6 +501,29 @@ def format_table(results_by_method: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+RESULTS_ROOT = Path(__file__).resolve().parents[2] / "results"  # the repository's committed results
+
+
+def load_committed(dataset: str, preset: str = "laptop", root: str | Path | None = None
+                   ) -> dict[str, dict[str, Any]] | None:
+    """The committed runs ``results/continual_<dataset>_<preset>/<method>/results.json`` as
+    ``{method: results}`` (learner order), each with ``"cpu_seconds"`` added: the CPU seconds of
+    its seeds (from ``seeds/seed_<s>.json``; None where not recorded). None if the folder is missing
+    (e.g. a pip install without the repository)."""
+    folder = Path(RESULTS_ROOT if root is None else root) / f"continual_{dataset}_{preset}"
+    out = {}
+    for m in available_learners():
+        f = folder / m / "results.json"
+        if f.exists():
+            res = load_results(f)
+            cpu = []
+            for p in res["per_seed"]:
+                sf = folder / m / "seeds" / f"seed_{p['seed']}.json"
+                cpu.append(json.loads(sf.read_text()).get("cpu_seconds") if sf.exists() else None)
+            out[m] = res | {"cpu_seconds": cpu}
+    return out or None
+
+
 def load_results(path: str | Path) -> dict[str, Any]:
     """Read a ``results.json`` (or the folder holding it)."""
     p = Path(path)
@@ -377,3 +532,42 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 def with_seeds(cfg: ContinualConfig, seeds: tuple[int, ...]) -> ContinualConfig:
     return replace(cfg, seeds=tuple(seeds))
+
+
+def comparison_rows(results_by_dataset: dict[str, dict[str, dict[str, Any]]],
+                    params_by_dataset: dict[str, dict[str, dict[str, int]]] | None = None) -> list[dict[str, Any]]:
+    """One row per (dataset, method): final average accuracy, BWT, forgetting and learning
+    accuracy (each ``{"mean", "std"}`` over seeds), the gaps of the means to ``finetune``, the
+    CPU seconds per seed (mean; None if not recorded) and the parameter count (if given)."""
+    rows = []
+    for d, res in results_by_dataset.items():
+        base = res.get("finetune")
+        for m, r in res.items():
+            s = r["summary"]
+            la = metrics.mean_std([metrics.learning_accuracy(p["acc_matrix"]) for p in r["per_seed"]])
+            cpu = [c for c in r.get("cpu_seconds") or [] if c is not None]
+            row = {"dataset": d, "method": m, "seeds": [p["seed"] for p in r["per_seed"]],
+                   "avg_acc": s["avg_acc"], "bwt": s["bwt"], "forgetting": s["forgetting"], "learning_acc": la,
+                   "cpu_seconds": float(np.mean(cpu)) if cpu else None,
+                   "params": (params_by_dataset or {}).get(d, {}).get(m, {}).get("total")}
+            if base is not None:
+                row["d_avg_acc"] = s["avg_acc"]["mean"] - base["summary"]["avg_acc"]["mean"]
+                row["d_bwt"] = s["bwt"]["mean"] - base["summary"]["bwt"]["mean"]
+            rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """:func:`comparison_rows` as a markdown table (mean ± std over seeds)."""
+    def ms(v: dict[str, float], sign: str = "") -> str:
+        return f"{v['mean']:{sign}.3f} ± {v['std']:.3f}"
+
+    out = ["| stream | learner | final avg acc | BWT | forgetting | learning acc | Δ avg acc | Δ BWT | params | CPU s / seed |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        gap = (f"{r['d_avg_acc']:+.3f} | {r['d_bwt']:+.3f}") if "d_avg_acc" in r else "| "
+        out.append(f"| {r['dataset']} | {r['method']} | {ms(r['avg_acc'])} | {ms(r['bwt'], '+')} | "
+                   f"{ms(r['forgetting'])} | {ms(r['learning_acc'])} | {gap} | "
+                   f"{'' if r['params'] is None else format(r['params'], ',')} | "
+                   f"{'' if r['cpu_seconds'] is None else format(r['cpu_seconds'], '.0f')} |")
+    return "\n".join(out)

@@ -13,7 +13,10 @@ The class order (which intents form which task) is a permutation drawn from the 
 seeds differ in the stream as well as in the initial weights. Test data are the official test
 splits (CLINC150's test, Banking77's test) and the fixed held-out quarter of digits from
 :func:`nlteach.data.load_digits_split` (``seed=0`` there, whatever the run seed: the test images
-never change). Validation splits are not used: nothing is tuned per seed.
+never change). ``split="val"`` builds the same stream evaluated on a validation split instead
+(CLINC150's official val, Banking77's seeded 10% of train, a fixed fifth of the digits' train
+images, each then left out of training): the few hyper-parameters we tune (EWC's lambda, LwF's
+temperature; runner.TUNING) were chosen there, never on test data.
 
 **Text features, no pretrained model.** A query is turned into a bag of hashed character n-grams
 (n = 1..4 inside word boundaries, scikit-learn's ``HashingVectorizer(analyzer="char_wb")``,
@@ -136,18 +139,83 @@ def hashed_ngrams(texts: list[str], n_buckets: int, ngram_range: tuple[int, int]
     return torch.from_numpy(ids), torch.from_numpy(w)
 
 
-@functools.lru_cache(maxsize=4)
-def _text_features(dataset: str, n_buckets: int) -> tuple:
-    """Featurized official train and test splits (cached: building them takes about a second)."""
+def hashed_ngram_sequence(texts: list[str], n_buckets: int, max_len: int, ngram_range: tuple[int, int] = (1, 4)
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hashed character n-grams *in reading order*: ``(ids [N, L, n] int64, mask [N, L] float32)``.
+
+    The text's UTF-8 bytes (lowercased, the first ``max_len``) are the positions; position t holds
+    the bucket ids of the n-grams that *end* at t, for every n in ``ngram_range`` (bytes before the
+    start count as byte 0, a start marker). Summing position t's embeddings gives a fastText-style
+    token vector that a sequence model reads left to right. ``L = min(max_len, longest text)``;
+    ``mask`` is 1 on real bytes, 0 on padding (padding ids are 0). The hash is a fixed polynomial
+    hash (no salt), so ids are the same in every run and on every machine.
+    """
+    if not isinstance(n_buckets, int) or n_buckets < 2:
+        raise ValueError(f"n_buckets must be an int >= 2, got {n_buckets!r}.")
+    if not isinstance(max_len, int) or max_len < 1:
+        raise ValueError(f"max_len must be a positive int, got {max_len!r}.")
+    lo, hi = ngram_range
+    raw = [t.lower().encode("utf-8")[:max_len] for t in texts]
+    lens = np.array([len(r) for r in raw], dtype=np.int64)
+    L = max(1, int(lens.max()) if len(raw) else 1)
+    pad = hi - 1  # leading zeros: the start marker for n-grams that begin before the text
+    b = np.zeros((len(raw), pad + L), dtype=np.uint64)
+    for i, r in enumerate(raw):
+        b[i, pad:pad + len(r)] = np.frombuffer(r, dtype=np.uint8)
+    ids = np.zeros((len(raw), L, hi - lo + 1), dtype=np.int64)
+    P, MIX = np.uint64(1099511628211), np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps around: that is the hash
+        for j, n in enumerate(range(lo, hi + 1)):
+            h = np.full((len(raw), L), np.uint64(n * 7919 + 1), dtype=np.uint64)
+            for m in range(n):  # bytes t-n+1 .. t, oldest first
+                h = h * P + b[:, pad - n + 1 + m: pad - n + 1 + m + L] + np.uint64(1)
+            h = (h ^ (h >> np.uint64(29))) * MIX
+            ids[:, :, j] = (h >> np.uint64(11)) % np.uint64(n_buckets)
+    mask = (np.arange(L)[None, :] < lens[:, None]).astype(np.float32)
+    ids *= mask[:, :, None].astype(np.int64)
+    return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+def _splits(dataset: str, split: str) -> tuple[tuple[list[str], np.ndarray], tuple[list[str], np.ndarray], int]:
+    """(train texts/labels, evaluation texts/labels, number of classes) of a text data set.
+
+    ``split="test"``: the official train split (Banking77: all of it) and the official test split.
+    ``split="val"`` (for tuning hyper-parameters): CLINC150's official train and val splits;
+    Banking77's seeded 90/10 split of the official train split (``data.load_banking77(seed=0)``).
+    """
     ds = data.load_clinc150() if dataset == "clinc150" else data.load_banking77()
+    train = ds["train"]
+    if split == "test" and dataset == "banking77":  # the model sees the whole official train split
+        (t, y), (vt, vy) = ds["train"], ds["val"]
+        train = (list(t) + list(vt), np.concatenate([y, vy]))
+    return (list(train[0]), np.asarray(train[1])), (list(ds[split][0]), np.asarray(ds[split][1])), len(ds.label_names)
+
+
+@functools.lru_cache(maxsize=8)
+def _text_features(dataset: str, n_buckets: int, split: str = "test", features: str = "bag",
+                   max_len: int = 64) -> tuple:
+    """Featurized train and evaluation splits (cached: building them takes about a second)."""
+    train, held_out, n_classes = _splits(dataset, split)
     out = []
-    for split in ("train", "test"):
-        texts, labels = ds[split]
-        if dataset == "banking77" and split == "train":  # use the whole official train split
-            vtexts, vlabels = ds["val"]
-            texts, labels = list(texts) + list(vtexts), np.concatenate([labels, vlabels])
-        out.append((hashed_ngrams(list(texts), n_buckets), torch.from_numpy(np.asarray(labels))))
-    return tuple(out), len(ds.label_names)
+    for texts, labels in (train, held_out):
+        x = hashed_ngrams(texts, n_buckets) if features == "bag" else hashed_ngram_sequence(texts, n_buckets, max_len)
+        out.append((x, torch.from_numpy(labels)))
+    return tuple(out), n_classes
+
+
+def _digits(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Digits train/evaluation arrays. ``split="val"``: a stratified fifth of the train images
+    (fixed seed) is the evaluation set and the rest the training set; the test images are never used."""
+    d = data.load_digits_split(seed=0)
+    (x_tr, y_tr), (x_te, y_te) = d["train"], d["test"]
+    if split == "val":
+        rng = np.random.default_rng(2024)
+        val = np.zeros(len(y_tr), dtype=bool)
+        for c in np.unique(y_tr):
+            members = np.flatnonzero(y_tr == c)
+            val[rng.choice(members, size=int(round(0.2 * len(members))), replace=False)] = True
+        x_tr, y_tr, x_te, y_te = x_tr[~val], y_tr[~val], x_tr[val], y_tr[val]
+    return x_tr, y_tr, x_te, y_te
 
 
 def _cap_per_class(y: np.ndarray, cap: int | None) -> np.ndarray:
@@ -176,26 +244,35 @@ def split_classes(order: list[int], n_tasks: int) -> list[tuple[int, ...]]:
 
 
 def make_stream(dataset: str, seed: int, *, n_tasks: int | None = None, n_buckets: int = 8192,
-                max_train_per_class: int | None = None, max_test_per_class: int | None = None) -> Stream:
+                max_train_per_class: int | None = None, max_test_per_class: int | None = None,
+                split: str = "test", text_features: str = "bag", max_len: int = 64) -> Stream:
     """Build the task stream ``dataset`` (one of ``STREAMS``) for ``seed``.
 
     ``n_tasks`` defaults to ``DEFAULT_TASKS[dataset]``; for class-incremental streams it must
     divide the number of classes. With ``n_tasks`` smaller than the default on split digits, the
     classes are still split evenly (e.g. 2 tasks of 5). ``max_*_per_class`` keep only the first
     examples of each class (used by the tiny preset), the same ones for every seed.
+
+    ``split="val"`` evaluates on a validation split instead of the test split (for tuning; see
+    :func:`_splits` and :func:`_digits`). ``text_features``: ``"bag"`` (hashed n-gram bag,
+    ``input_kind="bag"``) or ``"sequence"`` (hashed n-grams in reading order, at most ``max_len``
+    bytes, ``input_kind="seq"``, for sequence models such as the HOPE learner). Digits are always
+    the 64 pixels (``"dense"``); a sequence model reads them as 8 rows of 8.
     """
     if dataset not in STREAMS:
         raise ValueError(f"dataset must be one of {STREAMS}, got {dataset!r}.")
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}.")
+    if text_features not in ("bag", "sequence"):
+        raise ValueError(f"text_features must be 'bag' or 'sequence', got {text_features!r}.")
     n_tasks = DEFAULT_TASKS[dataset] if n_tasks is None else n_tasks
     if dataset in ("clinc150", "banking77"):
-        ((x_tr, y_tr), (x_te, y_te)), n_classes = _text_features(dataset, n_buckets)
-        kind, dim = "bag", n_buckets
+        ((x_tr, y_tr), (x_te, y_te)), n_classes = _text_features(dataset, n_buckets, split, text_features, max_len)
+        kind, dim = ("bag" if text_features == "bag" else "seq"), n_buckets
     else:
-        d = data.load_digits_split(seed=0)
-        x_tr, y_tr = torch.from_numpy(d["train"][0]), torch.from_numpy(d["train"][1])
-        x_te, y_te = torch.from_numpy(d["test"][0]), torch.from_numpy(d["test"][1])
+        x_tr, y_tr, x_te, y_te = (torch.from_numpy(a) for a in _digits(split))
         n_classes, kind, dim = 10, "dense", 64
     keep_tr = _cap_per_class(y_tr.numpy(), max_train_per_class)
     keep_te = _cap_per_class(y_te.numpy(), max_test_per_class)
