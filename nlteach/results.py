@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nlteach.longctx.tasks import LANGUAGES
+
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "results"
 KINDS = ("longctx", "continual", "lm", "other")
 
@@ -277,6 +279,24 @@ def longctx_table(rows: list[dict[str, Any]], full: bool = False) -> str:
     return markdown_table(header, body)
 
 
+def formal_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown, one row per language, one column per model: ``acc at the longest training length ->
+    acc at the longest tested length`` (means over seeds)."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    langs = list(dict.fromkeys(r["task"] for r in rows))
+    cell = {(r["task"], r["model"]): r for r in rows}
+    body = []
+    for lang in langs:
+        some = next(r for r in rows if r["task"] == lang)
+        cells = []
+        for m in models:
+            r = cell.get((lang, m))
+            cells.append("" if r is None else f"{r['acc'][r['at_train']][0]:.2f} -> {r['acc'][r['longest']][0]:.2f}")
+        seeds = sorted({s for r in rows if r["task"] == lang for s in r["seeds"]})
+        body.append([lang, f"{some['train_max']} -> {some['longest']}", *cells, _seeds(seeds)])
+    return markdown_table(["language", "lengths", *models, "seeds"], body)
+
+
 def continual_table(rows: list[dict[str, Any]]) -> str:
     header = ["data set", "method", "final avg. accuracy", "BWT", "forgetting", "seeds"]
     body = [[r["dataset"], r["method"], _pm(*r["avg_acc"]), _pm(*r["bwt"]), _pm(*r["forgetting"]),
@@ -327,9 +347,14 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
         lines += ["", "**Forgetting** (notebook 10; class-incremental, accuracy after the last task):", "",
                   continual_table(cont)]
     lc = [r for e in exps if e.kind == "longctx" for r in longctx_rows(e)]
-    if lc:
-        lines += ["", "**Long context and formal languages** (notebook 11; trained on short inputs, tested on "
-                  "longer ones; accuracy):", "", longctx_table(lc)]
+    formal = [r for r in lc if r["task"] in LANGUAGES]
+    recall = [r for r in lc if r["task"] not in LANGUAGES]
+    if recall:
+        lines += ["", "**Long context** (notebook 11; trained on short inputs, tested on longer ones; accuracy; "
+                  "`_cmsA-B-C` = the CMS levels' update periods):", "", longctx_table(recall)]
+    if formal:
+        lines += ["", "**Formal languages** (notebook 11; recognition accuracy at the longest training length "
+                  "-> at the longest tested length; chance 0.5):", "", formal_table(formal)]
         bad = sorted({f"{r['task']}/{r['model']}" for r in lc if r["nonfinite"]})
         if bad:
             lines += ["", f"Training loss went to NaN/inf in some seeds of: {', '.join(bad)} (their accuracy is "

@@ -169,3 +169,14 @@ def test_timing_rows(root):
     rows = {(t["experiment"], t["run"]): t for t in R.timing_rows(R.load_all(root))}
     assert rows[("longctx_timed_laptop", "transformer")]["seconds_per_seed"] == pytest.approx((14.0, 2.828427), rel=1e-5)
     assert ("longctx_s-niah_laptop", "transformer") not in rows  # no recorded time: left out, not estimated
+
+
+def test_readme_formal_languages_are_pivoted(root):
+    from nlteach.longctx.runner import combine
+
+    t = _longctx("transformer", ((1.0, 0.6), (0.9, 0.4)), task="anbn")
+    h = _longctx("hope", ((0.7, 0.5),), task="anbn")
+    _write(root / "longctx_anbn_laptop" / "results.json", combine({"transformer": t, "hope": h}))
+    text = R.readme_section(root)
+    assert "| language | lengths | transformer | hope | seeds |" in text
+    assert "| anbn | 32 -> 128 | 0.95 -> 0.50 | 0.70 -> 0.50 | 0,1 |" in text
