@@ -188,9 +188,10 @@ def preset_config(task: str, model: str = "transformer", preset: str | None = No
 
     Sizes (laptop): about 60k parameters (2 layers, 2 heads, the same budget for every model), 600
     steps of 32 examples (formal languages: 300), training on 32-token haystacks, 16-32-token MQAR
-    sequences, strings of up to 16 symbols. Chosen so that all of notebook 11's laptop results fit in
-    roughly 40 CPU-minutes on one thread: an attention model's seed takes 10-20 s, HOPE's (the
-    slowest per step) 1-2 minutes. They are small; the verdicts of notebook 11 are about this scale.
+    sequences, strings of up to 16 symbols. Chosen so that notebook 11's laptop results fit in
+    roughly 40 CPU-minutes on one thread; measured on one thread of a busy 2-core CPU, an S-NIAH seed
+    took 0.5-2 minutes for the Transformer, about 3 for Titans and about 4 for HOPE (the slowest per
+    step). They are small; the verdicts of notebook 11 are about this scale.
     """
     preset = get_preset(preset)
     values: dict[str, Any] = dict(task=task, model=model, preset=preset, seeds=tuple(seeds))
