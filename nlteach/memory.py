@@ -404,7 +404,7 @@ class _DeltaRuleChunks(torch.autograd.Function):
            dKd = U dF^T - W dE^T = U_pseudo dS_{n+1}^T
            d(gamma Q) = dQ',   dgamma_C = trace(dE) = sum(dS_{n+1} * S_n).
     c. ``X = L^{-1} R`` with R = [diag(beta) V, diag(beta) (gamma * K)]: differentiating
-       L X = R gives dR = L^{-T} dX (one more triangular solve, transposed) and
+       L X = R gives dR = L^{-T} dX (a product with the saved UT transform T = L^{-1}) and
        dL = -dR X^T, of which only the strictly lower part (A) is a function of the inputs.
     d. The element-wise and outer-product definitions: A_ij = beta_i (k_i . k_j) Gamma_ij for
        j < i, P_ij = (q_i . k_j) Gamma_ij for j <= i, R, gamma, Gamma, Gamma_C, all functions of
@@ -447,21 +447,24 @@ class _DeltaRuleChunks(torch.autograd.Function):
             A_t = KK * b.mT  # [Z, C, C]; K K^T is symmetric, so this is A^T
             Kd = K
 
-        # Step 3: one unit-lower-triangular solve (I + A) X = R gives X = [U, W] together. It is
-        # solved transposed, X^T (I + A)^T = R^T (left=False), because LAPACK works on
-        # column-major matrices: A_t and R^T are then read in place, and X comes back row-major.
-        # With unitriangular=True the solver reads only the strict triangle of A_t and takes ones
-        # on the diagonal, so no mask or identity is needed.
-        R_t = torch.empty(Z, d_v + d_k, C, dtype=Q.dtype, device=Q.device)  # [Z, d_v + d_k, C]
-        torch.mul(V.mT, b.mT, out=R_t[:, :d_v])  # (diag(beta) V)^T
-        torch.mul(K.mT, (b if gamma is None else b * gamma).mT, out=R_t[:, d_v:])  # (diag(beta) gamma K)^T
-        X = torch.linalg.solve_triangular(A_t, R_t, upper=True, left=False, unitriangular=True).mT
-        U, W = X[..., :d_v], X[..., d_v:]  # [Z, C, d_v], [Z, C, d_k]
+        # Step 3: the UT transform T = (I + A)^{-1} from one unit-triangular solve against the
+        # identity, then U = T diag(beta) V and W = T diag(beta) (gamma K) as batched products.
+        # (Solving for U and W directly needs fewer FLOPs, but on CPUs LAPACK solves a batch one
+        # small matrix after another; the products run in parallel, and the backward reuses T.)
+        # The solve is posed transposed, Y (I + A)^T = I (left=False), because LAPACK works on
+        # column-major matrices: A_t is then read in place and T = Y^T comes back row-major. With
+        # unitriangular=True the solver reads only the strict triangle of A_t and takes ones on
+        # the diagonal, so no mask or identity matrix has to be added to A.
+        eye_C = torch.eye(C, dtype=Q.dtype, device=Q.device).expand(Z, C, C)
+        T_ut = torch.linalg.solve_triangular(A_t, eye_C, upper=True, left=False, unitriangular=True).mT
+        T_b = T_ut * b.mT  # [Z, C, C], T diag(beta)
+        U = torch.bmm(T_b, V)  # [Z, C, d_v]
+        W = torch.bmm(T_b, K if gamma is None else gamma * K)  # [Z, C, d_k]
 
-        # Step 5, for all chunks at once: [O_intra, P W] = P X, F = K_d^T U, E = gamma_C I - K_d^T W.
-        PX = torch.bmm(P, X)  # [Z, C, d_v + d_k]
-        O_intra = PX[..., :d_v]
-        Q_state = (Q if gamma is None else gamma * Q) - PX[..., d_v:]  # [Z, C, d_k], Q' = gamma Q - P W
+        # Step 5, for all chunks at once: O_intra = P U, Q' = gamma Q - P W, F = K_d^T U and
+        # E = gamma_C I - K_d^T W.
+        O_intra = torch.bmm(P, U)  # [Z, C, d_v]
+        Q_state = torch.baddbmm(Q if gamma is None else gamma * Q, P, W, alpha=-1.0)  # [Z, C, d_k]
         eye = torch.eye(d_k, dtype=Q.dtype, device=Q.device)
         E = torch.baddbmm(eye if gamma_C is None else gamma_C.unsqueeze(-1) * eye, Kd.mT, W,
                           alpha=-1.0)  # [Z, d_k, d_k]
@@ -476,17 +479,17 @@ class _DeltaRuleChunks(torch.autograd.Function):
             states[:, n] = S
             S = torch.baddbmm(F_[:, n], E4[:, n], S)  # [BH, d_k, d_v]
         S_n = states.view(Z, d_k, d_v)
-        O = torch.baddbmm(O_intra, Q_state, S_n)  # [Z, C, d_v], O = O_intra + Q' S_n
+        O = O_intra.baddbmm_(Q_state, S_n)  # [Z, C, d_v], O = O_intra + Q' S_n (in place: no copy)
 
         ctx.C, ctx.gated = C, gated
-        ctx.save_for_backward(Q, K, V, b, QK, KK, A_t, X, P, Q_state, E, S_n, Kd,
+        ctx.save_for_backward(Q, K, V, b, QK, KK, T_ut, U, W, P, Q_state, E, S_n, Kd,
                               *((Gam, gamma, Gam_C, gamma_C) if gated else ()))
         return O.view(B, H, Tp, d_v), S.view(B, H, d_k, d_v)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dO, dS_T):
-        Q, K, V, b, QK, KK, A_t, X, P, Q_state, E, S_n, Kd, *gate = ctx.saved_tensors
+        Q, K, V, b, QK, KK, T_ut, U, W, P, Q_state, E, S_n, Kd, *gate = ctx.saved_tensors
         C, gated = ctx.C, ctx.gated
         Z, _, d_k = K.shape
         d_v = V.shape[-1]
@@ -509,19 +512,18 @@ class _DeltaRuleChunks(torch.autograd.Function):
         D = dS_next.view(Z, d_k, d_v)  # [Z, d_k, d_v], dS_{n+1} per chunk
 
         # b. Through the batched products of step 5.
-        U, W = X[..., :d_v], X[..., d_v:]
         U_pseudo = torch.baddbmm(U, W, S_n, alpha=-1.0)  # [Z, C, d_v], U - W S_n
         dQ_state = torch.bmm(dO, S_n.mT)  # [Z, C, d_k], dQ' = dO S_n^T
-        dU = torch.baddbmm(torch.bmm(P.mT, dO), Kd, D)  # [Z, C, d_v]
+        dU = torch.bmm(P.mT, dO).baddbmm_(Kd, D)  # [Z, C, d_v] (in place: baddbmm would copy)
         dP = torch.bmm(dO, U_pseudo.mT).tril_()  # [Z, C, C] (P is 0 above the diagonal)
         dKd = torch.bmm(U_pseudo, D.mT)  # [Z, C, d_k]
-        dX = torch.cat([dU, torch.bmm(dU, S_n.mT).neg_()], dim=-1)  # [Z, C, d_v + d_k], dW = -dU S_n^T
 
-        # c. Through the solve: dR = L^{-T} dX, solved transposed as dR^T L = dX^T (L = I + A is
-        #    A_t.mT, read in place); then dA = -strictly_lower(dR X^T).
-        dR = torch.linalg.solve_triangular(A_t.mT, dX.mT, upper=False, left=False, unitriangular=True).mT
-        dA = torch.bmm(dR, X.mT).tril_(-1).neg_()  # [Z, C, C]
-        dR_V, dR_W = dR[..., :d_v], dR[..., d_v:]
+        # c. Through the solve, X = T R with T = L^{-1}: dR = T^T dX, and dL = -T^T dX R^T T^T
+        #    = -dR X^T, of which the strictly lower part is dA. Since dW = -dU S_n^T, the second
+        #    block is dR_W = T^T dW = -dR_V S_n^T.
+        dR_V = torch.bmm(T_ut.mT, dU)  # [Z, C, d_v]
+        dR_W = torch.bmm(dR_V, S_n.mT).neg_()  # [Z, C, d_k]
+        dA = torch.bmm(dR_V, U.mT).baddbmm_(dR_W, W.mT).tril_(-1).neg_()  # [Z, C, C]
 
         # d. Back to the inputs. R = [diag(beta) V, diag(beta) (gamma K)]:
         dV = b * dR_V
@@ -539,9 +541,8 @@ class _DeltaRuleChunks(torch.autograd.Function):
             dQK = dP
             dK_rows = b * dR_W + dKd
             dQ = dQ_state
-        dQ = torch.baddbmm(dQ, dQK, K)  # + dQK K, from Q K^T
-        dK = torch.baddbmm(dK_rows, dQK.mT, Q)  # + dQK^T Q, from Q K^T
-        dK = torch.baddbmm(dK, dKK + dKK.mT, K)  # + (dKK + dKK^T) K, from K K^T
+        dQ = dQ.baddbmm_(dQK, K)  # + dQK K, from Q K^T
+        dK = dK_rows.baddbmm_(dQK.mT, Q).baddbmm_(dKK + dKK.mT, K)  # + dQK^T Q + (dKK + dKK^T) K
 
         dlog_alpha = None
         if gated:

@@ -223,8 +223,8 @@ print("without Gamma but alpha = 1: matches the plain delta rule:", torch.allclo
 # would record every small product of the chunk loop): it is derived by hand from the same five
 # steps, run in reverse, and its derivation is in the docstring of `memory._DeltaRuleChunks`.
 # The state recurrence $S_{n+1} = E_n S_n + F_n$ becomes the reverse loop
-# $dS_n = E_n^\top dS_{n+1} + Q_n'^\top dO_n$, and the gradient through the triangular solve is one
-# more triangular solve, with $(I + A)^\top$. The tests check outputs, final states and
+# $dS_n = E_n^\top dS_{n+1} + Q_n'^\top dO_n$, and the gradient through the triangular solve is a
+# product with the transposed UT transform, $(I + A)^{-\top}$. The tests check outputs, final states and
 # gradients over hundreds of random shapes; here is one check you can rerun with other sizes:
 
 # %%
