@@ -245,7 +245,7 @@ class _LinearAttentionChunks(torch.autograd.Function):
             states[:, n] = S
             S = S + KV[:, n]
         S_n = states.view(Z, d_k, d_v)
-        O = torch.baddbmm(torch.bmm(P, V), Q, S_n)  # [Z, C, d_v], (Q K^T * M) V + Q S_n
+        O = torch.bmm(P, V).baddbmm_(Q, S_n)  # [Z, C, d_v], (Q K^T * M) V + Q S_n (in place: no copy)
         ctx.save_for_backward(Q, K, V, P, S_n)
         return O.view(B, H, Tp, d_v), S.view(B, H, d_k, d_v)
 
@@ -266,9 +266,9 @@ class _LinearAttentionChunks(torch.autograd.Function):
             dS = dS + QdO[:, n]
         D = dS_next.view(Z, d_k, d_v)
         dP = torch.bmm(dO, V.mT).tril_()  # [Z, C, C]
-        dQ = torch.baddbmm(torch.bmm(dP, K), dO, S_n.mT)
-        dK = torch.baddbmm(torch.bmm(dP.mT, Q), V, D.mT)
-        dV = torch.baddbmm(torch.bmm(P.mT, dO), K, D)
+        dQ = torch.bmm(dP, K).baddbmm_(dO, S_n.mT)  # [Z, C, d_k]
+        dK = torch.bmm(dP.mT, Q).baddbmm_(V, D.mT)  # [Z, C, d_k]
+        dV = torch.bmm(P.mT, dO).baddbmm_(K, D)  # [Z, C, d_v]
         shape = (B, H, Tp)
         return dQ.view(*shape, d_k), dK.view(*shape, d_k), dV.view(*shape, d_v), dS.view(B, H, d_k, d_v), None
 
@@ -464,10 +464,12 @@ class _DeltaRuleChunks(torch.autograd.Function):
         # Step 5, for all chunks at once: O_intra = P U, Q' = gamma Q - P W, F = K_d^T U and
         # E = gamma_C I - K_d^T W.
         O_intra = torch.bmm(P, U)  # [Z, C, d_v]
-        Q_state = torch.baddbmm(Q if gamma is None else gamma * Q, P, W, alpha=-1.0)  # [Z, C, d_k]
-        eye = torch.eye(d_k, dtype=Q.dtype, device=Q.device)
-        E = torch.baddbmm(eye if gamma_C is None else gamma_C.unsqueeze(-1) * eye, Kd.mT, W,
-                          alpha=-1.0)  # [Z, d_k, d_k]
+        if gamma is None:
+            Q_state = torch.baddbmm(Q, P, W, alpha=-1.0)  # [Z, C, d_k]
+        else:
+            Q_state = (gamma * Q).baddbmm_(P, W, alpha=-1.0)  # (in place: baddbmm would copy)
+        E = torch.bmm(Kd.mT, W).neg_()  # [Z, d_k, d_k]
+        E.diagonal(dim1=-2, dim2=-1).add_(1.0 if gamma_C is None else gamma_C)
         F_ = torch.bmm(Kd.mT, U).unflatten(0, (BH, N))  # [BH, N, d_k, d_v]
 
         # The only sequential part: S_{n+1} = E_n S_n + F_n, one [d_k, d_k] x [d_k, d_v] product

@@ -67,9 +67,11 @@ def chunked_flops(rule: str, T: int, BH: int, d_k: int, d_v: int, C: int, *,
     """Matrix-product FLOPs of one forward pass of the chunked algorithm.
 
     By default the FLOPs the algorithm *needs*: a product with a triangular [C, C] matrix counts
-    its triangle only (C (C + 1) / 2 entries with the diagonal, C (C - 1) / 2 without; the unit
-    triangular solve is C (C - 1) FLOPs per right-hand side). ``executed=True`` counts those
-    products in full, as the implementation computes them (the solve stays triangular).
+    its triangle only (C (C + 1) / 2 entries with the diagonal, C (C - 1) / 2 without), and U, W
+    count as one forward substitution (C (C - 1) FLOPs per right-hand side column), although the
+    implementation forms T = (I + A)^{-1} and multiplies, which takes more. ``executed=True``
+    counts the masked products in full, as the implementation computes them (the solve is still
+    counted as a substitution).
     Per token (N = ceil(T / C) chunks for the per-chunk state products):
 
     linear: Q K^T and P V (masked) + K^T V + Q S;
