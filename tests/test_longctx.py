@@ -393,6 +393,8 @@ def test_verdict_on_hand_made_results():
     assert any(ln.strip().startswith("b:") and "clear" in ln for ln in lines[:4])
     assert any(ln.strip().startswith("c:") and "within the seed spread" in ln for ln in lines[:4])
     assert "  b: 0.600 -> 0.010 (near chance)" in lines
+    d = _hand({32: [0.3, 0.3, 0.3], 128: [0.3, 0.3, 0.3]})
+    assert "  d: 0.300 -> 0.300 (kept) (only partly learned at the training length)" in runner_mod.verdict({"a": a, "d": d}).splitlines()
     assert "  a: 0.993 -> 0.500 (drops)" in lines
     with pytest.raises(ValueError, match="empty"):
         runner_mod.verdict({})

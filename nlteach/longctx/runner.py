@@ -634,6 +634,7 @@ def verdict(results_by_variant: dict[str, dict[str, Any]], *, margin: float = 2.
             acc = r["summary"]["accuracy"]
             a, z = acc[str(at_train)]["mean"], acc[str(lengths[-1])]["mean"]
             tag = "near chance" if z < chance + 0.05 else ("kept" if z >= a - 0.05 else "drops")
-            learned = "" if a >= chance + 0.1 else " (not learned even at the training length)"
+            learned = (" (not learned even at the training length)" if a < chance + 0.1 else
+                       " (only partly learned at the training length)" if a < 0.5 else "")
             lines.append(f"  {v}: {a:.3f} -> {z:.3f} ({tag}){learned}")
     return "\n".join(lines)
