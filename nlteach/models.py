@@ -56,7 +56,13 @@ class ModelConfig:
 
     Memory models (Titans, HOPE): chunk_size: chunk of the main memory (Titans' memory, the
     self-modifying Titans' main memory); proj_chunk_size: chunk shared by the self-modifying k, v,
-    eta and alpha memories; memory_hidden: hidden width of each per-head MLP memory (None:
+    eta and alpha memories. Defaults 16 and 32: on a CPU the chunk sizes change a HOPE step by at
+    most ~25% (measured, B=16, T=128, ~200k parameters, step time over the Transformer's: chunks
+    (16, 16) 13.3x, (32, 32) 11.8x, (32, 64) 9.9x, (64, 64) 11.8x), while a larger chunk makes the
+    in-context learning coarser (every gradient of a chunk is taken at its start; with a
+    projection chunk of 64 the k, v, eta, alpha memories do not change at all in the first 64
+    tokens). The main memory, which the output reads, keeps the finer chunk; the projections take
+    twice that, as Eqs. 90-93 allow (two chunk sizes); memory_hidden: hidden width of each per-head MLP memory (None:
     ``2 * head_dim``); momentum: beta of the optional momentum of self-modifying Titans (0 = off);
     cms_periods: update periods of the CMS levels (one residual MLP block per level).
     """
@@ -72,7 +78,7 @@ class ModelConfig:
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
     chunk_size: int = 16
-    proj_chunk_size: int = 16
+    proj_chunk_size: int = 32
     memory_hidden: int | None = None
     momentum: float = 0.0
     cms_periods: tuple[int, ...] = (1, 4, 16)
@@ -441,7 +447,7 @@ def self_modifying_layer(config: ModelConfig, *, dgd: bool = True, self_modify: 
                                chunk_size=config.chunk_size, proj_chunk_size=config.proj_chunk_size,
                                momentum=config.momentum, dgd=dgd, self_modify=self_modify,
                                impl=config.impl, out_std=residual_std(config),
-                               eta_max=0.2)  # laptop preset, seed 0: NaN near step 150 with eta_max=1, near step 200 with 0.2 (open)
+                               eta_max=1.0)  # no cap needed since choices (b), (g) of nlteach.titans
 
 
 @register_model("titans")
@@ -652,3 +658,131 @@ def comparison_verdict(rows: list[dict]) -> str:
             judged = "larger than the seed spread" if gap > noise else "within the seed spread (no clear winner)"
         lines.append(f"  {r['model']}: +{gap:.4f} behind ({judged})")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The committed comparison (results/lm_tinyshakespeare_laptop/results.json) and its command line.
+
+MAIN_MODELS: tuple[str, ...] = ("transformer", "titans", "hope", "hope-attention")
+ABLATIONS: tuple[str, ...] = ("hope-no-cms", "hope-no-selfmod", "hope-no-dgd")
+
+
+def comparison_sizes(preset: str | None = None) -> dict:
+    """Training settings of notebook 09's comparison (equal parameters and tokens), by size preset.
+
+    ``laptop`` is sized so that one HOPE run takes a few minutes on one CPU thread (HOPE's step is
+    ~10x the Transformer's there, see ``python -m nlteach.bench models``)."""
+    from nlteach.config import by_preset  # noqa: PLC0415
+
+    return by_preset(
+        tiny=dict(params=20_000, n_layers=2, n_heads=2, steps=12, batch_size=4, seq_len=32, lr=3e-3,
+                  eval_every=4, eval_windows=8, log_every=2),
+        laptop=dict(params=200_000, n_layers=4, n_heads=4, steps=150, batch_size=16, seq_len=128, lr=2e-3,
+                    eval_every=50, eval_windows=100, log_every=10),
+        full=dict(params=5_000_000, n_layers=6, n_heads=6, steps=3000, batch_size=32, seq_len=256, lr=1e-3,
+                  eval_every=250, eval_windows=500, log_every=50),
+        preset=preset,
+    )
+
+
+def _record(name: str, seed: int, res: dict, log: list[dict], extra: dict) -> dict:
+    return {"model": name, "seed": seed, "val_loss": res["val_loss"], "val_bpc": res["val_bpc"],
+            "test_loss": res["test_loss"], "test_bpc": res["test_bpc"], "n_params": res["n_params"],
+            "time_s": res["time_s"], "sample": res["sample"], **extra,
+            "curve": [{k: r[k] for k in ("step", "tokens", "train_loss", "val_loss")} for r in log]}
+
+
+def _summary(per_seed: list[dict]) -> dict:
+    import statistics  # noqa: PLC0415
+
+    out: dict[str, dict] = {}
+    for rec in per_seed:
+        out.setdefault(rec["label"], []).append(rec)
+    sd = (lambda x: statistics.stdev(x) if len(x) > 1 else 0.0)  # noqa: E731
+    return {label: {"seeds": [r["seed"] for r in recs], "n_params": recs[0]["n_params"],
+                    **{k: {"mean": statistics.mean(r[k] for r in recs), "std": sd([r[k] for r in recs])}
+                       for k in ("val_loss", "val_bpc", "test_loss", "test_bpc", "time_s")}}
+            for label, recs in out.items()}
+
+
+def run_comparison(out: str, *, preset: str = "laptop", seeds=(0, 1, 2), ablation_seeds=(0,),
+                   multi_frequency_seeds=(0,), command: str = "", runs_dir: str | None = None) -> dict:
+    """Train the main models over ``seeds``, the HOPE ablations over ``ablation_seeds`` and HOPE with
+    multi-frequency CMS training over ``multi_frequency_seeds``, all with :func:`comparison_sizes`,
+    and write ``out/results.json`` after every run (a run already in it is skipped, so an interrupted
+    call continues where it stopped). Returns the results dict."""
+    import json  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from nlteach.train import train  # noqa: PLC0415
+
+    sizes = comparison_sizes(preset)
+    path = Path(out) / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {"per_seed": []}
+    results.update({
+        "experiment": "character-level LM on tiny Shakespeare at equal parameters and tokens (notebook 09)",
+        "command": command, "preset": preset,
+        "config": {**sizes, "data": "tinyshakespeare", "optimizer": "adamw", "schedule": "warmup + cosine",
+                   "model_defaults": {k: v for k, v in ModelConfig(vocab_size=65, dim=8, n_layers=1, n_heads=1).to_dict().items()
+                                      if k not in ("vocab_size", "dim", "n_layers", "n_heads")},
+                   "tokens_per_run": sizes["steps"] * sizes["batch_size"] * sizes["seq_len"]},
+        "note": "our measurement on CPU, one thread; not the paper's numbers",
+    })
+    plan = [(n, n, s, {}) for s in seeds for n in MAIN_MODELS]  # seed by seed: a cut-short call has whole seeds
+    plan += [(n, n, s, {}) for n in ABLATIONS for s in ablation_seeds]
+    plan += [("hope", "hope+multi-frequency CMS", s, {"cms_multi_frequency": True}) for s in multi_frequency_seeds]
+    done = {(r["label"], r["seed"]) for r in results["per_seed"]}
+    work = Path(runs_dir or tempfile.mkdtemp(prefix="nlteach_compare_"))
+    for name, label, seed, extra in plan:
+        if (label, seed) in done:
+            continue
+        log: list[dict] = []
+        res = train(model=name, seed=seed, preset=preset, out=str(work / f"{label.replace(' ', '_')}_seed{seed}"),
+                    overwrite=True, progress=False, on_log=log.append,
+                    sample_chars=300 if seed == seeds[0] else 0, **sizes, **extra)
+        results["per_seed"].append({"label": label, **_record(name, seed, res, log, extra)})
+        results["summary"] = _summary(results["per_seed"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=1) + "\n")
+        tmp.replace(path)
+        print(f"[compare] {label} seed {seed}: val {res['val_loss']:.4f} nats/char, {res['time_s']:.0f} s", flush=True)
+    return results
+
+
+def load_comparison(path: str) -> dict[str, list[dict]]:
+    """``results.json`` of :func:`run_comparison` as ``{label: [per-seed record]}`` in the shape of
+    :func:`compare_models` (``log`` = the curve), so :func:`summarize_comparison`,
+    :func:`draw_comparison` and :func:`comparison_verdict` read it."""
+    import json  # noqa: PLC0415
+
+    data = json.loads(open(path, encoding="utf-8").read())
+    runs: dict[str, list[dict]] = {}
+    for r in data["per_seed"]:
+        runs.setdefault(r["label"], []).append({**r, "log": r["curve"]})
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse  # noqa: PLC0415
+    import shlex  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    p = argparse.ArgumentParser(prog="python -m nlteach.models",
+                                description="Notebook 09's comparison at equal parameters and tokens; writes OUT/results.json.")
+    p.add_argument("--preset", default="laptop", choices=("tiny", "laptop", "full"))
+    p.add_argument("--out", default="results/lm_tinyshakespeare_laptop")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--ablation-seeds", type=int, nargs="*", default=[0])
+    p.add_argument("--multi-frequency-seeds", type=int, nargs="*", default=[0])
+    p.add_argument("--runs-dir", default=None, help="where the individual runs go (default: a temp folder)")
+    a = p.parse_args(argv)
+    command = "python -m nlteach.models " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+    run_comparison(a.out, preset=a.preset, seeds=tuple(a.seeds), ablation_seeds=tuple(a.ablation_seeds),
+                   multi_frequency_seeds=tuple(a.multi_frequency_seeds), command=command, runs_dir=a.runs_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -9,9 +9,10 @@ training targets. Per head (vectors of width d; ``box`` is one of k, v, eta, alp
     v_t     = M_v,t-1(u_t)                              values     (Eq. 84)
     eta_t   = eta_max * sigmoid(w_eta . M_eta,t-1(u_t) + b_eta)      learning rate (Eq. 85)
     alpha_t = sigmoid(w_alpha . M_alpha,t-1(u_t) + b_alpha)          retention     (Eq. 85)
-    vhat_box,t = M_box,t-1(v_t)                         each memory generates its own values (Eq. 86)
+    vhat_box,t = M_box,t-1(v_t / ||v_t||)               each memory generates its own values (Eq. 86, (g))
     M_box,t = M_box,t-1 (alpha_t I - eta_t k_t k_t^T) - eta_t grad L(M_box,t-1; k_t, vhat_box,t)
                                                         DGD with weight decay, L = 1/2 ||M(k) - vhat||^2
+                                                        (how each of the two matrices takes it: (b))
     o_t     = M_memory,t-1(q_t)                         the output (Eq. 88)
 
 Every memory is a residual two-layer MLP (Eq. 89), written here in row form with the weights
@@ -29,13 +30,22 @@ Choices where the paper is open (PAPER_NOTES section 6; notebook 08 states them 
 (b) **The factor (alpha I - eta k k^T) multiplies the first matrix** ``W2`` (the one the key
     enters): only a matrix whose input width is d can be multiplied on the right by a d x d matrix,
     so this is the one reading that type-checks. The second matrix ``W1`` gets the weight decay
-    ``alpha_t`` and the gradient step: ``W1 <- alpha_t W1 - eta'_t grad``. Its input is the hidden
-    activation ``a = sigma(W2 k)``, which is not normalized, so its step is normalized like DGD's
-    exact step (Eq. 57) and by the memory's chunk size C: ``eta'_t = eta_t / (C (1 + ||a_t||^2))``.
-    Without the first factor a plain step diverges once ``eta ||a||^2 > 2``; without the second,
-    the C steps of a chunk (all with the gradient of the chunk start) add up and overshoot: a HOPE
-    language model went to NaN after 70 steps at the laptop preset. (The first matrix needs no such
-    factor: its projector acts on the running state, so repeated keys cannot accumulate.)
+    ``alpha_t`` and a normalized gradient step on the memory's own loss
+    ``1/2 ||M(k) - M(v)||^2`` taken *through both of its arguments*:
+    ``W1 <- alpha_t W1 - eta'_t r (a_k - a_v)^T`` with ``a_x = sigma(W2 x)``, ``r = M(k) - vhat``,
+    ``eta'_t = eta_t / (C (1 + ||a_k - a_v||^2))`` (C = the memory's chunk size).
+    *Why (the cause of the laptop-preset NaN).* The target ``vhat = M_{t-1}(v_t)`` is made by the
+    memory itself (Eq. 86), so a step on ``W1`` moves the target too. With the paper's gradient
+    (target held fixed, input ``a_k``) the residual of the same token after one step is
+    ``r' = [alpha - eta' (||a_k||^2 - a_v . a_k)] r + (1 - alpha)(k - v)``: when ``a_v . a_k`` exceeds
+    ``||a_k||^2`` the bracket is larger than 1 for *every* eta' > 0, so no step size makes the
+    recurrence a contraction, and the state grows geometrically along the sequence. (Measured: one
+    such memory with ``||v|| = 4``, or the full layer with ``||u|| = 2`` and chunk 1, reaches 1e20
+    within a few hundred tokens at ``eta <= 0.2``; in training ``||v||`` grew to 9 before the NaN.)
+    With the input ``a_k - a_v`` the bracket is ``alpha - eta ||a_k - a_v||^2 / (1 + ||a_k - a_v||^2)``,
+    in ``(alpha - eta, alpha]``: a contraction for any ``eta < 1 + alpha`` (``tests/test_titans.py``
+    checks this identity). Dividing by C keeps the C same-point steps of a chunk below one full step.
+    The first matrix keeps the paper's update, ``W2 <- W2 (alpha I - eta k k^T) - eta grad``.
 (c) **Momentum is an option** (``momentum=beta``, default 0 = off, the HOPE equations): Titans'
     momentum on the update, ``S_t = beta S_{t-1} - eta_t grad_t``,
     ``M_t = M_{t-1} (alpha_t I - eta_t k_t k_t^T) + S_t``; beta is a constant, not generated.
@@ -48,6 +58,16 @@ Choices where the paper is open (PAPER_NOTES section 6; notebook 08 states them 
     every gradient is computed at the chunk-start state; the updates themselves still follow the
     recurrence token by token (so the main memory's read at t sees the writes of t' < t of the same
     chunk). Chunks start at token 0. ``proj_chunk_size = chunk_size = 1`` is the fully online model.
+
+(g) **The memories read the unit vector ``v_t / ||v_t||``** when they make their targets (Eq. 86:
+    ``vhat_box = M_box(v_t / ||v_t||)``), like the keys and queries, which the paper L2-normalizes.
+    In self-modifying Titans ``v_t`` is used *only* as an input of the memories (never as an output),
+    so it is a key in all but name; unnormalized, its norm scales ``a_v`` and with it the target's
+    sensitivity to the memory's own weights (the first matrix's update has no guard against that:
+    with (b) alone a layer fed ``||u|| = 10`` still diverged). With (b) and (g) the layer's
+    outputs stay bounded for inputs of norm up to 100, initial states 3x larger than at
+    initialization, ``eta_max = 1`` and no forgetting (``alpha = 1``), at chunk sizes 1 and 16
+    (``tests/test_titans.py::test_hostile_inputs_stay_finite``).
 
 Two implementations with the same signature and the same results:
 :func:`self_modifying_titans_naive` (a token loop, the equations above) and
@@ -174,19 +194,23 @@ def segment_products(x: torch.Tensor) -> torch.Tensor:
 
 
 def dgd_chunk(S0: torch.Tensor, M0: torch.Tensor, X: torch.Tensor, E: torch.Tensor, project: bool,
-              eta: torch.Tensor, alpha: torch.Tensor, beta: float, Z: torch.Tensor | None = None
-              ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+              eta: torch.Tensor, alpha: torch.Tensor, beta: float, Z: torch.Tensor | None = None, *,
+              XS0: torch.Tensor | None = None, ZS0: torch.Tensor | None = None, G: torch.Tensor | None = None,
+              need_momentum: bool = True) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
     """C tokens of :func:`dgd_token` at once (``p = x`` when ``project``), see the derivation above.
 
     ``S0, M0 [..., n_in, n_out]``, ``X [..., C, n_in]``, ``E [..., C, n_out]``, ``eta, alpha [..., C]``,
     queries ``Z [..., C, n_in]`` (optional). Returns ``(reads z_t S_{t-1} [..., C, n_out] or None,
-    S_C, M_C)``.
+    S_C, M_C)``. Optional shortcuts (the caller often has them already): ``XS0 = X @ S0``,
+    ``ZS0 = Z @ S0``, ``G = segment_products([1, alpha])``; ``need_momentum=False`` skips ``M_C``
+    (returns None) when ``beta = 0``, where the next chunk does not read it.
     """
     C = X.shape[-2]
-    one = torch.ones_like(alpha[..., :1])
-    G = segment_products(torch.cat([one, alpha], dim=-1))  # [..., C+1, C+1], states 0..C
+    if G is None:
+        G = segment_products(torch.cat([torch.ones_like(alpha[..., :1]), alpha], dim=-1))  # [..., C+1, C+1]
     g0 = G[..., :, 0]  # decay of the chunk-start state
-    eE = eta[..., None] * E  # [..., C, n_out]
+    W = -eta[..., None] * E  # [..., C, n_out]: the gradient steps -eta_j e_j (rows of x_j e_j^T)
+    Xt = X.transpose(-1, -2)
     with_momentum = float(beta) != 0.0
     if with_momentum:
         Bm = segment_products(torch.full((C + 1,), float(beta), dtype=X.dtype, device=X.device))
@@ -196,29 +220,44 @@ def dgd_chunk(S0: torch.Tensor, M0: torch.Tensor, X: torch.Tensor, E: torch.Tens
         c = G
     c_prev, G_prev = c[..., :-1, 1:], G[..., :-1, 1:]  # [..., C, C]: row t uses state t-1
 
-    def read_D(Zr: torch.Tensor) -> torch.Tensor:  # z_t D_{t-1} for every row t
-        out = g0[..., :-1, None] * (Zr @ S0) - (c_prev * (Zr @ X.transpose(-1, -2))) @ eE
+    def read_D(ZS0_: torch.Tensor, ZX: torch.Tensor, Zr: torch.Tensor) -> torch.Tensor:  # z_t D_{t-1}, every t
+        out = g0[..., :-1, None] * ZS0_ + (c_prev * ZX) @ W
         return out + mu[..., :-1, None] * (Zr @ M0) if with_momentum else out
 
     Y = None
     if project:
-        L = G_prev * (X @ X.transpose(-1, -2))  # strictly lower: G[t-1, l] (p_t . p_l), l < t
+        XX = X @ Xt
+        L = G_prev * XX  # strictly lower: G[t-1, l] (p_t . p_l), l < t
         A = torch.eye(C, dtype=X.dtype, device=X.device) + eta[..., :, None] * L
-        Y = torch.linalg.solve_triangular(A, -eta[..., None] * read_D(X), upper=False, unitriangular=True)
+        rhs = -eta[..., None] * read_D(X @ S0 if XS0 is None else XS0, XX, X)
+        Y = torch.linalg.solve_triangular(A, rhs, upper=False, unitriangular=True)
+    # Without momentum c = G, so the gradient steps and the projector's rows share one coefficient
+    # matrix: fold them into one right-hand side (one matmul per read, one for the final state).
+    fold = Y is not None and not with_momentum
+    WY = W + Y if fold else W
     reads = None
     if Z is not None:
-        reads = read_D(Z)
-        if Y is not None:
-            reads = reads + (G_prev * (Z @ X.transpose(-1, -2))) @ Y
-    Xt = X.transpose(-1, -2)
-    S = g0[..., -1, None, None] * S0 - Xt @ (c[..., -1, 1:, None] * eE)
-    if Y is not None:
-        S = S + Xt @ (G[..., -1, 1:, None] * Y)
+        ZX = Z @ Xt
+        if fold:
+            reads = g0[..., :-1, None] * (Z @ S0 if ZS0 is None else ZS0) + (G_prev * ZX) @ WY
+        else:
+            reads = read_D(Z @ S0 if ZS0 is None else ZS0, ZX, Z)
+            if Y is not None:
+                reads = reads + (G_prev * ZX) @ Y
+    R = c[..., -1, 1:, None] * WY
+    if Y is not None and not fold:
+        R = R + G[..., -1, 1:, None] * Y
     if with_momentum:
-        S = S + mu[..., -1, None, None] * M0
-        M = (float(beta) ** C) * M0 - Xt @ (Bm[-1, 1:, None] * eE)
-    else:  # M_C = -eta_C x_C e_C^T
-        M = -(X[..., -1, :, None] * eE[..., -1, None, :])
+        R0 = g0[..., -1, None, None] * S0 + mu[..., -1, None, None] * M0
+    else:
+        R0 = g0[..., -1, None, None] * S0
+    S = R0 + Xt @ R  # S_C = decayed start state + sum_j x_j (coefficient_j * rhs_j)
+    if with_momentum:
+        M = (float(beta) ** C) * M0 + Xt @ (Bm[-1, 1:, None] * W)
+    elif need_momentum:  # M_C = -eta_C x_C e_C^T
+        M = X[..., -1, :, None] * W[..., -1, None, :]
+    else:
+        M = None
     return reads, S, M
 
 
@@ -260,18 +299,22 @@ def _check(u, q, init, readout, chunk_size, proj_chunk_size, momentum_state, mom
     return dict(init), dict(M)
 
 
-def _memory_update(snap: Memory, state: Memory, mom: Memory, k, vhat, eta, alpha, beta, dgd, chunk: bool,
+def _memory_update(snap: Memory, state: Memory, mom: Memory, k, v, eta, alpha, beta, dgd, chunk: bool,
                    C: int):
-    """Update one memory with keys k, targets vhat (gradients at ``snap``); tokens as rows."""
+    """Update one memory (naive path, one token): self-generated target ``vhat = M_snap(v)`` (Eq. 86),
+    gradients at ``snap``; tokens as rows ``[..., 1, d]``."""
+    v = F.normalize(v, dim=-1)  # choice (g): memories read the unit vector v / ||v||
+    vhat = mlp_read(*snap, v)  # Eq. 86: the memory generates its own target
     a, r, delta = grad_terms(*snap, k, vhat)
-    eta2 = eta / (C * (1 + (a * a).sum(-1)))  # choice (b): normalized step for the second matrix
+    ad = a - sigma(v @ snap[0])  # choice (b): the second matrix's input is a_k - a_v
+    eta2 = eta / (C * (1 + (ad * ad).sum(-1)))  # choice (b): normalized step for the second matrix
     if chunk:
         _, S2, M2 = dgd_chunk(state[0], mom[0], k, delta, dgd, eta, alpha, beta)
-        _, S1, M1 = dgd_chunk(state[1], mom[1], a, r, False, eta2, alpha, beta)
+        _, S1, M1 = dgd_chunk(state[1], mom[1], ad, r, False, eta2, alpha, beta)
     else:
-        k, a, r, delta = k[..., 0, :], a[..., 0, :], r[..., 0, :], delta[..., 0, :]
+        k, ad, r, delta = k[..., 0, :], ad[..., 0, :], r[..., 0, :], delta[..., 0, :]
         S2, M2 = dgd_token(state[0], mom[0], k, delta, k if dgd else None, eta[..., 0], alpha[..., 0], beta)
-        S1, M1 = dgd_token(state[1], mom[1], a, r, None, eta2[..., 0], alpha[..., 0], beta)
+        S1, M1 = dgd_token(state[1], mom[1], ad, r, None, eta2[..., 0], alpha[..., 0], beta)
     return (S2, S1), (M2, M1)
 
 
@@ -317,9 +360,8 @@ def self_modifying_titans_naive(u: torch.Tensor, q: torch.Tensor, init: Mapping[
             gen[name].append(x)
         outs.append(mlp_read(*state["memory"], q_t))  # Eq. 88: o_t = M_memory,t-1(q_t)
         for b in boxes:
-            vhat = mlp_read(*snap[b], v)  # Eq. 86: the memory generates its own value
             C = chunk_size if b == "memory" else proj_chunk_size
-            state[b], mom[b] = _memory_update(snap[b], state[b], mom[b], k, vhat, eta, alpha,
+            state[b], mom[b] = _memory_update(snap[b], state[b], mom[b], k, v, eta, alpha,
                                               momentum, dgd, chunk=False, C=C)
     o = torch.cat(outs, dim=2)
     if return_generated:
@@ -346,19 +388,20 @@ def self_modifying_titans_chunked(u: torch.Tensor, q: torch.Tensor, init: Mappin
     """
     state, mom = _check(u, q, init, readout, chunk_size, proj_chunk_size, momentum_state, momentum)
     T = u.shape[2]
+    with_momentum = float(momentum) != 0.0
     stack = lambda d, i: torch.stack([d[b][i] for b in PROJ_BOXES], dim=1)  # noqa: E731  [B, 4, H, ...]
     S2, S1, M2, M1 = stack(state, 0), stack(state, 1), stack(mom, 0), stack(mom, 1)
     ks, vs, etas, alphas = [], [], [], []
-    for s in range(0, T, proj_chunk_size):  # stage 1
-        uc = u[:, :, s:s + proj_chunk_size]
-        snap = {b: (S2[:, i], S1[:, i]) for i, b in enumerate(PROJ_BOXES)}
-        k, v, eta, alpha = generate(snap, uc, readout, eta_max)
+    for s in range(0, T, proj_chunk_size):  # stage 1: the k, v, eta, alpha memories, stacked in dim 1
+        uc = u[:, :, s:s + proj_chunk_size]  # [B, H, C, d]
+        gen = mlp_read(S2, S1, uc[:, None])  # [B, 4, H, C, d]: the four memories read u at the chunk start
+        k, v, eta, alpha = _gates(gen, readout, eta_max)  # Eqs. 83-85
         ks.append(k), vs.append(v), etas.append(eta), alphas.append(alpha)
         if self_modify:
-            vhat = mlp_read(S2, S1, v[:, None])  # [B, 4, H, C, d]: each memory's own values
-            (S2, S1), (M2, M1) = _memory_update((S2, S1), (S2, S1), (M2, M1), k[:, None], vhat,
-                                                eta[:, None], alpha[:, None], momentum, dgd, chunk=True,
-                                                C=proj_chunk_size)
+            last = s + proj_chunk_size >= T
+            (S2, S1), (M2, M1) = _chunk_update(S2, S1, M2, M1, k[:, None], v[:, None], eta[:, None],
+                                               alpha[:, None], momentum, dgd, proj_chunk_size,
+                                               need_momentum=with_momentum or last)
     for i, b in enumerate(PROJ_BOXES):
         state[b], mom[b] = (S2[:, i], S1[:, i]), (M2[:, i], M1[:, i])
     k, v, eta, alpha = (torch.cat(x, dim=2) for x in (ks, vs, etas, alphas))
@@ -367,19 +410,57 @@ def self_modifying_titans_chunked(u: torch.Tensor, q: torch.Tensor, init: Mappin
     outs = []
     for s in range(0, T, chunk_size):  # stage 2: the main memory
         sl = slice(s, s + chunk_size)
-        kc, qc, ec, ac = k[:, :, sl], q[:, :, sl], eta[:, :, sl], alpha[:, :, sl]
-        vhat = mlp_read(W2, W1, v[:, :, sl])  # Eq. 86 at the chunk-start state
-        a, r, delta = grad_terms(W2, W1, kc, vhat)
-        e2 = ec / (chunk_size * (1 + (a * a).sum(-1)))
-        z, W2n, N2 = dgd_chunk(W2, N2, kc, delta, dgd, ec, ac, momentum, Z=qc)  # q_t S2_{t-1}
-        h, W1n, N1 = dgd_chunk(W1, N1, a, r, False, e2, ac, momentum, Z=sigma(z))  # sigma(.) S1_{t-1}
-        outs.append(qc + h)  # Eq. 88 with Eq. 89: q + sigma(q S2_{t-1}) S1_{t-1}
-        W2, W1 = W2n, W1n
+        last = s + chunk_size >= T
+        (W2, W1), (N2, N1), h = _chunk_update(W2, W1, N2, N1, k[:, :, sl], v[:, :, sl], eta[:, :, sl],
+                                              alpha[:, :, sl], momentum, dgd, chunk_size, q=q[:, :, sl],
+                                              need_momentum=with_momentum or last)
+        outs.append(q[:, :, sl] + h)  # Eq. 88 with Eq. 89: q + sigma(q S2_{t-1}) S1_{t-1}
     state["memory"], mom["memory"] = (W2, W1), (N2, N1)
     o = torch.cat(outs, dim=2)
     if return_generated:
         return o, (state, mom), {"k": k, "v": v, "eta": eta, "alpha": alpha}
     return o, (state, mom)
+
+
+def _gates(gen: torch.Tensor, readout: Mapping[str, torch.Tensor], eta_max: float):
+    """k, v, eta, alpha from the four memories' reads ``gen [B, 4, H, N, d]`` (Eqs. 83-85)."""
+    k = F.normalize(gen[:, 0], dim=-1)  # Eq. 83, L2-normalized keys
+    e = (gen[:, 2] * readout["w_eta"][:, None, :]).sum(-1) + readout["b_eta"][:, None]
+    a = (gen[:, 3] * readout["w_alpha"][:, None, :]).sum(-1) + readout["b_alpha"][:, None]
+    return k, gen[:, 1], eta_max * torch.sigmoid(e), torch.sigmoid(a)
+
+
+def _chunk_update(S2, S1, M2, M1, k, v, eta, alpha, beta, dgd, C, *, q=None, need_momentum=True):
+    """One chunk of one (or several stacked) memories: self-generated targets, gradients at the
+    chunk start, both matrices' updates by :func:`dgd_chunk`; with queries ``q`` also the reads
+    ``sigma(q S2_{t-1}) S1_{t-1}``. Tokens are rows ``[..., N, d]``; returns new states, momenta
+    (and the reads when ``q`` is given).
+
+    One matmul with ``S2`` serves the keys, the values and the queries: ``[k; v; q] S2`` holds
+    ``z`` of the gradient, the pre-activation of ``vhat = M(v)`` (Eq. 86) and the start-state part
+    of the reads; likewise one matmul with ``S1`` gives ``M(k)`` and ``M(v)``.
+    """
+    n = k.shape[-2]
+    v = F.normalize(v, dim=-1)  # choice (g): the memories read the unit vector v / ||v||
+    x = torch.cat([k.expand_as(v), v] + ([q] if q is not None else []), dim=-2)  # [..., 2n or 3n, d]
+    z = x @ S2  # [..., 2n or 3n, hidden]
+    a = sigma(z[..., :2 * n, :])
+    m = x[..., :2 * n, :] + a @ S1  # M(k) and vhat = M(v)
+    zk, ak = z[..., :n, :], a[..., :n, :]
+    r = m[..., :n, :] - m[..., n:, :]  # [..., n, d]: M(k) - vhat
+    delta = sigma_prime(zk) * (r @ S1.transpose(-1, -2))  # [..., n, hidden]
+    ad = ak - a[..., n:, :]  # choice (b): the second matrix's input is a_k - a_v (self-referential gradient)
+    eta2 = eta / (C * (1 + (ad * ad).sum(-1)))  # choice (b): normalized step for the second matrix
+    G = segment_products(torch.cat([torch.ones_like(alpha[..., :1]), alpha], dim=-1))  # shared decays
+    kk = k.expand(*zk.shape[:-1], k.shape[-1])
+    zq, S2n, M2n = dgd_chunk(S2, M2, kk, delta, dgd, eta.expand(zk.shape[:-1]), alpha.expand(zk.shape[:-1]),
+                             beta, Z=q, XS0=zk, ZS0=z[..., 2 * n:, :] if q is not None else None,
+                             G=G, need_momentum=need_momentum)
+    h, S1n, M1n = dgd_chunk(S1, M1, ad, r, False, eta2, alpha.expand(eta2.shape), beta,
+                            Z=sigma(zq) if q is not None else None, G=G, need_momentum=need_momentum)
+    if not need_momentum:
+        M2n, M1n = M2, M1  # not read by the next chunk (beta = 0); kept only for the shapes
+    return ((S2n, S1n), (M2n, M1n), h) if q is not None else ((S2n, S1n), (M2n, M1n))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -179,7 +179,8 @@ def test_hope_ablations_change_what_they_say():
     assert len(layers(make("hope"), CMS)) == 2 and not layers(make("hope-no-cms"), CMS)
     assert all(not x.opts["self_modify"] for x in layers(make("hope-no-selfmod"), SelfModifyingTitans))
     assert all(not x.opts["dgd"] for x in layers(make("hope-no-dgd"), SelfModifyingTitans))
-    idx = torch.randint(0, V, (1, 20), generator=torch.Generator().manual_seed(4))
+    # longer than the projection chunk (32), so the k, v, eta, alpha memories update inside the sequence
+    idx = torch.randint(0, V, (1, 40), generator=torch.Generator().manual_seed(4))
     base = make("hope")(idx)
     for name in ("hope-no-selfmod", "hope-no-dgd"):  # same weights, different in-context rule
         m = make(name)
