@@ -146,6 +146,14 @@ def _pad_time(x: torch.Tensor, T_pad: int, value: float = 0.0) -> torch.Tensor:
     return F.pad(x, pad, value=value)
 
 
+def _above_diagonal(C: int, device: torch.device, *, strict: bool = True) -> torch.Tensor:
+    """[C, C] bool mask of the entries (i, j) with j > i (``strict=False``: j >= i), to zero with
+    ``masked_fill_``. (Not ``tril_``: on batched CPU tensors it starts the thread pool even for
+    tiny inputs, which costs milliseconds per call when the machine is busy.)"""
+    i = torch.arange(C, device=device)
+    return i.unsqueeze(0) > i.unsqueeze(1) if strict else i.unsqueeze(0) >= i.unsqueeze(1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Linear attention: S_t = S_{t-1} + k_t v_t^T, o_t = S_t^T q_t.
 
@@ -236,7 +244,8 @@ class _LinearAttentionChunks(torch.autograd.Function):
         Z = BH * N  # all chunks of all heads as one batch dimension
         Q, K = q.reshape(Z, C, d_k), k.reshape(Z, C, d_k)  # [Z, C, d_k]
         V = v.reshape(Z, C, d_v)  # [Z, C, d_v]
-        P = torch.bmm(Q, K.mT).tril_()  # [Z, C, C], Q K^T * M
+        above = _above_diagonal(C, Q.device)  # [C, C], j > i
+        P = torch.bmm(Q, K.mT).masked_fill_(above, 0.0)  # [Z, C, C], Q K^T * M
         KV = torch.bmm(K.mT, V).unflatten(0, (BH, N))  # [BH, N, d_k, d_v], each chunk's write K^T V
         # S_n = S_0 + sum_{m < n} K_m^T V_m, an exclusive prefix sum over the chunks.
         states = torch.empty(BH, N, d_k, d_v, dtype=Q.dtype, device=Q.device)
@@ -265,7 +274,7 @@ class _LinearAttentionChunks(torch.autograd.Function):
             dS_next[:, n] = dS  # dS_{n+1}
             dS = dS + QdO[:, n]
         D = dS_next.view(Z, d_k, d_v)
-        dP = torch.bmm(dO, V.mT).tril_()  # [Z, C, C]
+        dP = torch.bmm(dO, V.mT).masked_fill_(_above_diagonal(C, dO.device), 0.0)  # [Z, C, C]
         dQ = torch.bmm(dP, K).baddbmm_(dO, S_n.mT)  # [Z, C, d_k]
         dK = torch.bmm(dP.mT, Q).baddbmm_(V, D.mT)  # [Z, C, d_k]
         dV = torch.bmm(P.mT, dO).baddbmm_(K, D)  # [Z, C, d_v]
@@ -424,14 +433,15 @@ class _DeltaRuleChunks(torch.autograd.Function):
         V = v.reshape(Z, C, d_v)  # [Z, C, d_v]
         b = beta.reshape(Z, C, 1)  # [Z, C, 1]
         gated = log_alpha is not None
+        above = _above_diagonal(C, Q.device)  # [C, C], j > i
 
         QK = torch.bmm(Q, K.mT)  # [Z, C, C], (q_i . k_j)
         KK = torch.bmm(K, K.mT)  # [Z, C, C], (k_i . k_j)
         if gated:
             g = log_alpha.reshape(Z, C).cumsum(-1)  # [Z, C], g_i (step 2)
             # Gamma_ij = exp(g_i - g_j) for j <= i and 0 above the diagonal. There g_i - g_j <= 0;
-            # above it the difference is >= 0 and could overflow exp, so it is zeroed first.
-            Gam = (g.unsqueeze(-1) - g.unsqueeze(-2)).tril_().exp_().tril_()  # [Z, C, C]
+            # above it the difference is >= 0 and could overflow exp, so it is set to -inf (exp -> 0).
+            Gam = (g.unsqueeze(-1) - g.unsqueeze(-2)).masked_fill_(above, -torch.inf).exp_()  # [Z, C, C]
             gamma = g.exp().unsqueeze(-1)  # [Z, C, 1], gamma_i
             g_C = g[:, -1:]  # [Z, 1]
             Gam_C = (g_C - g).exp_().unsqueeze(-1)  # [Z, C, 1], Gamma_Cj
@@ -443,7 +453,7 @@ class _DeltaRuleChunks(torch.autograd.Function):
             Kd = K * Gam_C  # [Z, C, d_k], rows k_j Gamma_Cj
         else:
             gamma = gamma_C = Gam = Gam_C = None  # g = 0: gamma = Gamma = 1
-            P = QK.tril_()  # Q K^T * M
+            P = QK.masked_fill_(above, 0.0)  # Q K^T * M
             A_t = KK * b.mT  # [Z, C, C]; K K^T is symmetric, so this is A^T
             Kd = K
 
@@ -517,7 +527,7 @@ class _DeltaRuleChunks(torch.autograd.Function):
         U_pseudo = torch.baddbmm(U, W, S_n, alpha=-1.0)  # [Z, C, d_v], U - W S_n
         dQ_state = torch.bmm(dO, S_n.mT)  # [Z, C, d_k], dQ' = dO S_n^T
         dU = torch.bmm(P.mT, dO).baddbmm_(Kd, D)  # [Z, C, d_v] (in place: baddbmm would copy)
-        dP = torch.bmm(dO, U_pseudo.mT).tril_()  # [Z, C, C] (P is 0 above the diagonal)
+        dP = torch.bmm(dO, U_pseudo.mT).masked_fill_(_above_diagonal(C, dO.device), 0.0)  # [Z, C, C]
         dKd = torch.bmm(U_pseudo, D.mT)  # [Z, C, d_k]
 
         # c. Through the solve, X = T R with T = L^{-1}: dR = T^T dX, and dL = -T^T dX R^T T^T
@@ -525,7 +535,8 @@ class _DeltaRuleChunks(torch.autograd.Function):
         #    block is dR_W = T^T dW = -dR_V S_n^T.
         dR_V = torch.bmm(T_ut.mT, dU)  # [Z, C, d_v]
         dR_W = torch.bmm(dR_V, S_n.mT).neg_()  # [Z, C, d_k]
-        dA = torch.bmm(dR_V, U.mT).baddbmm_(dR_W, W.mT).tril_(-1).neg_()  # [Z, C, C]
+        dA = torch.bmm(dR_V, U.mT).baddbmm_(dR_W, W.mT)  # [Z, C, C], -dA before masking
+        dA = dA.masked_fill_(_above_diagonal(C, dA.device, strict=False), 0.0).neg_()  # strictly lower
 
         # d. Back to the inputs. R = [diag(beta) V, diag(beta) (gamma K)]:
         dV = b * dR_V

@@ -195,9 +195,10 @@ def timed(fn, *, device: torch.device, warmup: int = 1, repeat: int = 3) -> tupl
         fn()
     sync(device)
     walls, cpus = [], []
-    # one full collection, then none inside the timed runs (reference counting frees each run's
-    # tensors; a collection costs ~0.1 s with torch loaded, too much to repeat before every run)
-    gc.collect()
+    # one collection of the young generations (the warm-up's garbage; a full collection costs
+    # ~0.2 s with torch loaded), then none inside the timed runs: reference counting frees each
+    # run's tensors
+    gc.collect(1)
     gc.disable()
     try:
         for _ in range(max(1, repeat)):
