@@ -117,6 +117,8 @@ class TrainConfig:
     ``eval_windows``: number of val windows per evaluation. ``ckpt_every`` defaults to
     ``eval_every``. ``stop_after=k`` stops (with a checkpoint) after step k, as if interrupted.
     ``out=None`` writes to ``runs/<model>_<data>_<preset>_seed<seed>``.
+    ``cms_multi_frequency=True`` (models with a CMS only) trains each CMS level at its own period
+    with :class:`nlteach.cms.MultiFrequencyOptimizer` (see :func:`make_optimizer`).
     """
 
     model: str = "transformer"
@@ -134,6 +136,7 @@ class TrainConfig:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     optimizer: str = "adamw"
+    cms_multi_frequency: bool = False
     dim: int | None = None
     n_layers: int | None = None
     n_heads: int | None = None
@@ -239,6 +242,9 @@ def _validate(c: TrainConfig) -> None:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     resolve_optimizer(c.optimizer)
+    if c.cms_multi_frequency and c.optimizer not in BUILTIN_OPTIMIZERS:
+        raise ConfigError(f"cms_multi_frequency works with the built-in optimizers {BUILTIN_OPTIMIZERS}, "
+                          f"got optimizer={c.optimizer!r}.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,17 +276,75 @@ def resolve_optimizer(name: str):
     )
 
 
-def make_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW with weight decay on matrices only, SGD with momentum 0.9, or ``nlteach.optim.<name>``."""
+def _adamw_groups(params: list[nn.Parameter], weight_decay: float) -> list[dict]:
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
+def make_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float, *,
+                   cms_multi_frequency: bool = False):
+    """AdamW with weight decay on matrices only, SGD with momentum 0.9, or ``nlteach.optim.<name>``.
+
+    ``cms_multi_frequency=True``: a :class:`nlteach.cms.MultiFrequencyOptimizer` (Eq. 71) whose
+    levels are the model's CMS levels (``config.cms_periods``, gathered over all blocks by
+    :func:`nlteach.models.cms_level_parameters`); every other parameter joins the period-1 level
+    (or a period-1 level of its own when the fastest CMS period is > 1). Each level runs its own
+    AdamW/SGD on the gradients accumulated over its period, reduced by their mean, so a level with
+    period C takes one step every C steps on the average gradient of those steps.
+    """
     cls = resolve_optimizer(name)
     params = [p for p in model.parameters() if p.requires_grad]
+    if cms_multi_frequency:
+        from nlteach.cms import MultiFrequencyOptimizer  # noqa: PLC0415
+        from nlteach.models import cms_level_parameters  # noqa: PLC0415
+
+        if cls not in BUILTIN_OPTIMIZERS:
+            raise ConfigError(f"cms_multi_frequency works with {BUILTIN_OPTIMIZERS}, got optimizer={name!r}.")
+        try:
+            levels = cms_level_parameters(model)
+        except ValueError as e:
+            raise ConfigError(f"cms_multi_frequency needs a model with a CMS: {e}") from None
+        periods = list(model.config.cms_periods)
+        in_cms = {id(p) for level in levels for p in level}
+        rest = [p for p in params if id(p) not in in_cms]
+        if periods[0] == 1:
+            levels[0] = rest + levels[0]
+        else:
+            levels, periods = [rest, *levels], [1, *periods]
+        if cls == "adamw":
+            groups = [_adamw_groups(level, weight_decay) for level in levels]
+            groups = [[g for g in gs if g["params"]] for gs in groups]
+            return MultiFrequencyOptimizer(groups, periods, base=torch.optim.AdamW, reduce="mean", lr=lr,
+                                           betas=(0.9, 0.95))
+        return MultiFrequencyOptimizer(levels, periods, base=torch.optim.SGD, reduce="mean", lr=lr, momentum=0.9)
     if cls == "adamw":
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+        return torch.optim.AdamW(_adamw_groups(params, weight_decay), lr=lr, betas=(0.9, 0.95))
     if cls == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9)
     return cls(params, lr=lr)
+
+
+class LevelSchedules:
+    """The LR schedule of a :class:`nlteach.cms.MultiFrequencyOptimizer`: one ``LambdaLR`` per level,
+    all stepped every optimizer step (so every level follows the same global warmup and cosine)."""
+
+    def __init__(self, optimizer, lr_lambda):
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lr_lambda) for o in optimizer.optimizers]
+
+    def step(self) -> None:
+        import warnings  # noqa: PLC0415
+
+        with warnings.catch_warnings():  # a slow level has not stepped yet: that is the point, not a bug
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+            for s in self.schedulers:
+                s.step()
+
+    def state_dict(self) -> dict:
+        return {"levels": [s.state_dict() for s in self.schedulers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for s, st in zip(self.schedulers, state["levels"], strict=True):
+            s.load_state_dict(st)
 
 
 class WarmupCosine:
@@ -552,8 +616,11 @@ def _train(cfg: TrainConfig, device: torch.device, dist: _Dist, on_log) -> dict:
         model = torch.nn.parallel.DistributedDataParallel(
             raw_model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    optimizer = make_optimizer(cfg.optimizer, raw_model, cfg.lr, cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(cfg.steps, cfg.warmup, cfg.min_lr_ratio))
+    optimizer = make_optimizer(cfg.optimizer, raw_model, cfg.lr, cfg.weight_decay,
+                               cms_multi_frequency=cfg.cms_multi_frequency)
+    schedule = WarmupCosine(cfg.steps, cfg.warmup, cfg.min_lr_ratio)
+    scheduler = (LevelSchedules(optimizer, schedule) if cfg.cms_multi_frequency
+                 else torch.optim.lr_scheduler.LambdaLR(optimizer, schedule))
     sampler = RandomWindowSampler(train_tokens.numel(), cfg.seq_len, cfg.batch_size, seed=cfg.seed,
                                   rank=dist.rank, world_size=dist.world_size)
     use_amp = cfg.amp and device.type == "cuda"
@@ -821,6 +888,8 @@ def build_parser(*, only_given: bool = False) -> argparse.ArgumentParser:
     add("--grad-clip", type=float, default=d.grad_clip, help="max global grad norm (<= 0: off)")
     add("--optimizer", default=d.optimizer,
                    help="adamw, sgd, or the name of an optimizer class in nlteach.optim (e.g. Muon)")
+    add("--cms-multi-frequency", action="store_true",
+        help="train each CMS level at its own period (MultiFrequencyOptimizer; hope, hope-attention)")
     add("--dim", type=_positive_int, default=None, help="model width")
     add("--n-layers", type=_positive_int, default=None)
     add("--n-heads", type=_positive_int, default=None)
