@@ -675,10 +675,10 @@ def comparison_sizes(preset: str | None = None) -> dict:
     from nlteach.config import by_preset  # noqa: PLC0415
 
     return by_preset(
-        tiny=dict(params=20_000, n_layers=2, n_heads=2, steps=12, batch_size=4, seq_len=32, lr=3e-3,
+        tiny=dict(params=20_000, n_layers=2, n_heads=2, steps=12, batch_size=2, seq_len=64, lr=3e-3,
                   eval_every=4, eval_windows=8, log_every=2),
-        laptop=dict(params=200_000, n_layers=4, n_heads=4, steps=150, batch_size=16, seq_len=128, lr=2e-3,
-                    eval_every=50, eval_windows=100, log_every=10),
+        laptop=dict(params=120_000, n_layers=4, n_heads=4, steps=150, batch_size=8, seq_len=128, lr=2e-3,
+                    eval_every=50, eval_windows=64, log_every=10),
         full=dict(params=5_000_000, n_layers=6, n_heads=6, steps=3000, batch_size=32, seq_len=256, lr=1e-3,
                   eval_every=250, eval_windows=500, log_every=50),
         preset=preset,
@@ -741,7 +741,8 @@ def run_comparison(out: str, *, preset: str = "laptop", seeds=(0, 1, 2), ablatio
         res = train(model=name, seed=seed, preset=preset, out=str(work / f"{label.replace(' ', '_')}_seed{seed}"),
                     overwrite=True, progress=False, on_log=log.append,
                     sample_chars=300 if seed == seeds[0] else 0, **sizes, **extra)
-        results["per_seed"].append({"label": label, **_record(name, seed, res, log, extra)})
+        results["per_seed"].append({"label": label, **_record(name, seed, res, log, extra), "model": label,
+                                    "architecture": name})
         results["summary"] = _summary(results["per_seed"])
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")

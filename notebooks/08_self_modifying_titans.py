@@ -100,7 +100,7 @@ k, v, eta, alpha = titans.generate(init, u, readout, eta_max=0.5)
 print("keys have unit norm:", k.norm(dim=-1)[0, 0])
 print("eta_t:", eta[0, 0])
 print("alpha_t:", alpha[0, 0])
-vhat_k = titans.mlp_read(*init["k"], v)  # the k memory's own target values
+vhat_k = titans.mlp_read(*init["k"], F.normalize(v, dim=-1))  # the k memory's own targets (choice (g))
 print("vhat_k differs from v:", (vhat_k - v).norm().item() > 0)
 
 # %% [markdown]
@@ -115,9 +115,16 @@ print("vhat_k differs from v:", (vhat_k - v).norm().item() > 0)
 # writing the new association, the memory erases what it stored along the direction `k_t`, like
 # the delta rule. For a two-layer memory the paper does not say which matrix the factor multiplies.
 # It only type-checks on the right of the first matrix `W2` (the one `k` enters, `d` columns), so
-# that is our choice; the second matrix gets `alpha_t` and the gradient step, with the step
-# normalized like DGD's exact step and by the chunk size C, `eta / (C (1 + ||a||^2))` for its input
-# `a = sigma(W2 k)` (the C steps of a chunk share one gradient and would otherwise overshoot).
+# that is our choice. The second matrix `W1` gets `alpha_t` and a gradient step on the memory's
+# own loss `1/2 ||M(k) - M(v)||^2` taken through *both* arguments, with input `a_k - a_v`
+# (`a_x = sigma(W2 x)`) and a normalized step `eta / (C (1 + ||a_k - a_v||^2))` (C = chunk size).
+# Why not the plain gradient with the target held fixed? Because the target `vhat = M(v)` is made
+# by the memory itself: after a plain step the same token's residual is multiplied by
+# `alpha - eta' (||a_k||^2 - a_v . a_k)`, which is larger than 1 for *every* step size once
+# `a_v . a_k > ||a_k||^2`. That is what made our HOPE language models go to NaN at the laptop
+# preset (the memories' states grew geometrically along the sequence). With `a_k - a_v` the
+# factor is `alpha - eta ||a_k - a_v||^2 / (1 + ||a_k - a_v||^2)`: always a contraction.
+# The memories also read the unit vector `v / ||v||` (choice (g) below).
 #
 # In our transposed storage, the first layer's update for one token is
 # `S2_new = (alpha I - eta k k^T) S2 - eta k delta^T`, where `k delta^T` is the gradient of the loss
@@ -250,9 +257,11 @@ plt.show()
 #   it among the adaptive memories. We use `q_t = normalize(conv(x_t W_q))`; the paper's own
 #   ablation reports that an adaptive q does not help.
 # - **(b) Which matrix gets `(alpha I - eta k k^T)`.** The first one, `W2`, the only one whose input
-#   width is d; the second gets weight decay `alpha` and a normalized gradient step
-#   `eta / (C (1 + ||a||^2))` (without it a plain step diverges once `eta ||a||^2 > 2`, and the
-#   C frozen-gradient steps of a chunk add up: a HOPE model trained to NaN without the 1/C).
+#   width is d. The second gets weight decay `alpha` and a normalized step on the self-generated
+#   loss through both of its arguments, input `a_k - a_v`, step `eta / (C (1 + ||a_k - a_v||^2))`:
+#   the paper's plain gradient (target held fixed) cannot be a contraction once the target moves
+#   with the weights faster than the output does (section 3), and the C frozen-gradient steps of
+#   a chunk must not add up to more than one step.
 # - **(c) Momentum.** The HOPE equations have none, but the paper's ablation removes "momentum";
 #   we offer Titans-style momentum as an option (`momentum=beta`, off by default):
 #   `S_t = beta S_{t-1} - eta_t grad_t`, `M_t = M_{t-1}(alpha_t I - eta_t k_t k_t^T) + S_t`.
@@ -262,6 +271,11 @@ plt.show()
 #   it among the boxes; the read is exclusive, `o_t = M_memory,t-1(q_t)` (Eq. 88).
 # - **(f) Chunking.** Generation and gradients at the chunk-start state, updates token by token;
 #   chunks start at token 0; both chunk sizes 1 is the fully online model.
+# - **(g) Unit values as memory inputs.** The memories make their targets from `v_t / ||v_t||`
+#   (`vhat = M(v / ||v||)`). In self-modifying Titans `v` is only ever an *input* of the memories,
+#   like `k` and `q`, which the paper L2-normalizes; unnormalized, its norm grew during training
+#   and (with (b) alone) a layer fed large inputs still diverged. With (b) and (g) the layer stays
+#   finite for inputs of norm 100, `eta_max = 1` and no forgetting (`tests/test_titans.py`).
 #
 # Next, notebook 09 puts this layer in front of the Continuum Memory System (HOPE) and trains it
 # against Transformer and Titans baselines.
