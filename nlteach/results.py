@@ -379,7 +379,7 @@ def draw_longctx(fig, experiments: list[Experiment], ncols: int = 3) -> None:
     groups = {e.name.removeprefix("longctx_"): e.runs for e in experiments if e.kind == "longctx" and e.runs}
     if not groups:
         raise ValueError("no long-context experiments to draw.")
-    draw_grid(fig, groups, ncols=ncols)
+    draw_grid(fig, groups, ncols=ncols, legend_everywhere=True)
 
 
 def draw_continual(fig, experiments: list[Experiment]) -> None:

@@ -64,15 +64,17 @@ def draw_accuracy(fig: Figure, results_by_name: dict[str, dict[str, Any]], ax: A
     return ax
 
 
-def draw_grid(fig: Figure, results_by_task: dict[str, dict[str, dict[str, Any]]], ncols: int = 3) -> None:
-    """One panel per task (``{task: {name: results}}``), e.g. the six formal languages."""
+def draw_grid(fig: Figure, results_by_task: dict[str, dict[str, dict[str, Any]]], ncols: int = 3,
+              legend_everywhere: bool = False) -> None:
+    """One panel per task (``{task: {name: results}}``), e.g. the six formal languages. The legend is
+    in the first panel only (the same runs everywhere) unless ``legend_everywhere``."""
     if not results_by_task:
         raise ValueError("results_by_task is empty.")
     k = len(results_by_task)
     rows = (k + ncols - 1) // ncols
     axes = np.atleast_1d(fig.subplots(rows, min(ncols, k), sharey=True, squeeze=False)).ravel()
     for ax, (task, res) in zip(axes, results_by_task.items(), strict=False):
-        draw_accuracy(fig, res, ax=ax, title=task, legend=ax is axes[0])
+        draw_accuracy(fig, res, ax=ax, title=task, legend=legend_everywhere or ax is axes[0])
         ax.set_xlabel("length", fontsize=8)
     for ax in axes[k:]:
         ax.set_visible(False)
