@@ -446,10 +446,11 @@ class _DeltaRuleChunks(torch.autograd.Function):
             g_C = g[:, -1:]  # [Z, 1]
             Gam_C = (g_C - g).exp_().unsqueeze(-1)  # [Z, C, 1], Gamma_Cj
             gamma_C = g_C.exp()  # [Z, 1]
-            P = QK * Gam  # Q K^T * Gamma * M (Gamma is 0 above the diagonal)
+            P = QK.mul_(Gam)  # Q K^T * Gamma * M (Gamma is 0 above the diagonal)
+            KK = KK.mul_(Gam)  # (k_i . k_j) Gamma_ij: from here on KK includes the decay
             # A^T, built transposed (the solver reads it as the column-major matrix A; only its
             # strictly lower part is read): A_ij = beta_i (k_i . k_j) Gamma_ij   (step 3)
-            A_t = (Gam * b).mT.mul(KK)  # [Z, C, C]
+            A_t = KK.mT * b.mT  # [Z, C, C]
             Kd = K * Gam_C  # [Z, C, d_k], rows k_j Gamma_Cj
         else:
             gamma = gamma_C = Gam = Gam_C = None  # g = 0: gamma = Gamma = 1
@@ -494,14 +495,14 @@ class _DeltaRuleChunks(torch.autograd.Function):
         O = O_intra.baddbmm_(Q_state, S_n)  # [Z, C, d_v], O = O_intra + Q' S_n (in place: no copy)
 
         ctx.C, ctx.gated = C, gated
-        ctx.save_for_backward(Q, K, V, b, QK, KK, T_ut, U, W, P, Q_state, E, S_n, Kd,
+        ctx.save_for_backward(Q, K, V, b, KK, T_ut, U, W, P, Q_state, E, S_n, Kd,
                               *((Gam, gamma, Gam_C, gamma_C) if gated else ()))
         return O.view(B, H, Tp, d_v), S.view(B, H, d_k, d_v)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dO, dS_T):
-        Q, K, V, b, QK, KK, T_ut, U, W, P, Q_state, E, S_n, Kd, *gate = ctx.saved_tensors
+        Q, K, V, b, KK, T_ut, U, W, P, Q_state, E, S_n, Kd, *gate = ctx.saved_tensors
         C, gated = ctx.C, ctx.gated
         Z, _, d_k = K.shape
         d_v = V.shape[-1]
@@ -541,10 +542,11 @@ class _DeltaRuleChunks(torch.autograd.Function):
         # d. Back to the inputs. R = [diag(beta) V, diag(beta) (gamma K)]:
         dV = b * dR_V
         if gated:
-            Gam, gamma, Gam_C, gamma_C = gate
-            KKG = KK * Gam  # (k_i . k_j) Gamma_ij
-            d_b = (dR_V * V).sum(-1) + gamma.squeeze(-1) * (dR_W * K).sum(-1) + (dA * KKG).sum(-1)
-            dKK = dA * (b * Gam)  # A_ij = beta_i (k_i . k_j) Gamma_ij
+            Gam, gamma, Gam_C, gamma_C = gate  # (and KK holds (k_i . k_j) Gamma_ij)
+            dR_W_K = (dR_W * K).sum(-1)  # [Z, C]
+            d_b = (dR_V * V).sum(-1) + gamma.squeeze(-1) * dR_W_K + (dA * KK).sum(-1)
+            dA_b = dA * b  # [Z, C, C], dA_ij beta_i
+            dKK = dA_b * Gam  # A_ij = beta_i (k_i . k_j) Gamma_ij
             dQK = dP * Gam  # P_ij = (q_i . k_j) Gamma_ij
             dK_rows = (b * gamma) * dR_W + Gam_C * dKd  # from R and from Kd = K * Gamma_C
             dQ = gamma * dQ_state  # from Q' = gamma Q - P W
@@ -561,9 +563,10 @@ class _DeltaRuleChunks(torch.autograd.Function):
         if gated:
             # Gradients of gamma_i = e^{g_i}, Gamma_ij = e^{g_i - g_j}, Gamma_Cj = e^{g_C - g_j},
             # gamma_C = e^{g_C}, collected on g and then on log alpha (a reverse cumulative sum).
-            dgamma = (dQ_state * Q).sum(-1) + b.squeeze(-1) * (dR_W * K).sum(-1)  # [Z, C]
+            dgamma = (dQ_state * Q).sum(-1) + b.squeeze(-1) * dR_W_K  # [Z, C]
             dg = dgamma * gamma.squeeze(-1)
-            HG = (dP * QK + dA * b * KK).mul_(Gam)  # dGamma_ij Gamma_ij
+            # dGamma_ij Gamma_ij = (dP_ij (q_i . k_j) + dA_ij beta_i (k_i . k_j)) Gamma_ij
+            HG = torch.addcmul(dP * P, dA_b, KK)  # = dP_ij P_ij + dA_ij A_ij
             dg += HG.sum(-1) - HG.sum(-2)
             HC = (dKd * K).sum(-1) * Gam_C.squeeze(-1)  # dGamma_Cj Gamma_Cj, [Z, C]
             dg -= HC
