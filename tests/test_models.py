@@ -233,3 +233,38 @@ def test_comparison_summary_verdict_and_drawing():
     draw_comparison(fig, _fake_runs())
     assert len(fig.axes[0].lines) == 3
     plt.close(fig)
+
+
+def test_run_comparison_writes_resumable_results(tmp_path, monkeypatch):
+    """run_comparison writes results.json after every run (command, config, per-seed records, mean/std),
+    skips runs already in it, and load_comparison reads it back in compare_models' shape."""
+    import json
+
+    import nlteach.train
+    from nlteach.models import load_comparison, run_comparison, summarize_comparison
+
+    calls = []
+
+    def fake_train(model, seed, on_log, cms_multi_frequency=False, **kw):
+        calls.append((model, seed, cms_multi_frequency))
+        val = 2.0 + 0.1 * seed + (0.5 if model == "transformer" else 0.0)
+        on_log({"step": 1, "tokens": 10, "train_loss": val + 0.1, "val_loss": val})
+        return {"val_loss": val, "val_bpc": val / 0.693, "test_loss": val, "test_bpc": val / 0.693,
+                "n_params": 100, "time_s": 1.0, "sample": "ab"}
+
+    monkeypatch.setattr(nlteach.train, "train", fake_train)
+    out = tmp_path / "res"
+    run_comparison(str(out), preset="tiny", seeds=(0, 1), ablation_seeds=(0,), multi_frequency_seeds=(0,),
+                   command="python -m nlteach.models --preset tiny", runs_dir=str(tmp_path / "runs"))
+    assert len(calls) == 4 * 2 + 3 + 1 and ("hope", 0, True) in calls
+    data = json.loads((out / "results.json").read_text())
+    assert data["command"].startswith("python -m nlteach.models") and data["config"]["steps"] == 12
+    assert data["summary"]["transformer"]["val_loss"]["mean"] == pytest.approx(2.55)
+    assert data["summary"]["hope"]["seeds"] == [0, 1]
+    assert "hope+multi-frequency CMS" in data["summary"]
+    calls.clear()
+    run_comparison(str(out), preset="tiny", seeds=(0, 1, 2), ablation_seeds=(0,), multi_frequency_seeds=(0,))
+    assert sorted(calls) == sorted((m, 2, False) for m in ("transformer", "titans", "hope", "hope-attention"))
+    runs = load_comparison(str(out / "results.json"))
+    rows = summarize_comparison({k: v for k, v in runs.items() if k in ("transformer", "hope")})
+    assert [r["model"] for r in rows] == ["hope", "transformer"] and rows[0]["seeds"] == 3
