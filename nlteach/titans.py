@@ -452,11 +452,11 @@ def _chunk_update(S2, S1, M2, M1, k, v, eta, alpha, beta, dgd, C, *, q=None, nee
     ad = ak - a[..., n:, :]  # choice (b): the second matrix's input is a_k - a_v (self-referential gradient)
     eta2 = eta / (C * (1 + (ad * ad).sum(-1)))  # choice (b): normalized step for the second matrix
     G = segment_products(torch.cat([torch.ones_like(alpha[..., :1]), alpha], dim=-1))  # shared decays
-    kk = k.expand(*zk.shape[:-1], k.shape[-1])
-    zq, S2n, M2n = dgd_chunk(S2, M2, kk, delta, dgd, eta.expand(zk.shape[:-1]), alpha.expand(zk.shape[:-1]),
-                             beta, Z=q, XS0=zk, ZS0=z[..., 2 * n:, :] if q is not None else None,
-                             G=G, need_momentum=need_momentum)
-    h, S1n, M1n = dgd_chunk(S1, M1, ad, r, False, eta2, alpha.expand(eta2.shape), beta,
+    # k, eta, alpha (and so G and the projector's triangular system) may have a size-1 memory dim
+    # that broadcasts over stacked memories: one system per chunk serves all four projection memories
+    zq, S2n, M2n = dgd_chunk(S2, M2, k, delta, dgd, eta, alpha, beta, Z=q, XS0=zk,
+                             ZS0=z[..., 2 * n:, :] if q is not None else None, G=G, need_momentum=need_momentum)
+    h, S1n, M1n = dgd_chunk(S1, M1, ad, r, False, eta2, alpha, beta,
                             Z=sigma(zq) if q is not None else None, G=G, need_momentum=need_momentum)
     if not need_momentum:
         M2n, M1n = M2, M1  # not read by the next chunk (beta = 0); kept only for the shapes
