@@ -304,6 +304,26 @@ def continual_table(rows: list[dict[str, Any]]) -> str:
     return markdown_table(header, body)
 
 
+def continual_pivot(rows: list[dict[str, Any]]) -> str:
+    """Markdown, one row per method, one column per data set: ``avg acc (BWT)`` (means over seeds;
+    the number of seeds is added when it is not 3)."""
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cell = {(r["method"], r["dataset"]): r for r in rows}
+    body = []
+    for m in methods:
+        cells = []
+        for d in datasets:
+            r = cell.get((m, d))
+            if r is None:
+                cells.append("")
+                continue
+            n = len(r["seeds"])
+            cells.append(f"{r['avg_acc'][0]:.2f} ({r['bwt'][0]:+.2f})" + ("" if n == 3 else f", {n} seed{'s' * (n > 1)}"))
+        body.append([m, *cells])
+    return markdown_table(["method", *datasets], body)
+
+
 def lm_table(rows: list[dict[str, Any]]) -> str:
     header = ["experiment", "model", "parameters", "val loss", "test loss", "seeds"]
     body = [[r["experiment"], r["model"], f"{r['params']:,}" if isinstance(r["params"], int) else "",
@@ -344,8 +364,9 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
                   "", lm_table(lm)]
     cont = [r for e in exps if e.kind == "continual" for r in continual_rows(e)]
     if cont:
-        lines += ["", "**Forgetting** (notebook 10; class-incremental, accuracy after the last task):", "",
-                  continual_table(cont)]
+        lines += ["", "**Forgetting** (notebook 10; final average accuracy over all tasks after learning the last "
+                  "one, and in brackets the backward transfer BWT; 3 seeds unless noted):", "",
+                  continual_pivot(cont)]
     lc = [r for e in exps if e.kind == "longctx" for r in longctx_rows(e)]
     formal = [r for r in lc if r["task"] in LANGUAGES]
     recall = [r for r in lc if r["task"] not in LANGUAGES]
