@@ -218,7 +218,7 @@ for name in ("clinc150", "banking77", "split-digits", "permuted-digits"):
 #   same 4,096 buckets as the bag learners, now in reading order). A digit is read as its 8 rows
 #   of 8 pixels (a linear map and a position embedding).
 # - **In-context memory.** The self-modifying Titans layer of notebook 08 (4 heads, chunks of 24
-#   tokens at the laptop preset, largest in-context learning rate 0.2 as in `HopeLM`) starts
+#   tokens at the laptop preset, largest in-context learning rate 0.2, not tuned) starts
 #   every query from its meta-learned initial memories and, while reading it, writes to its main
 #   memory at every token (a DGD step on keys and values it generates itself) and rewrites the
 #   memories that generate those keys, values and learning rates. The read at token $t$ sees the

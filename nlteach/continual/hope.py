@@ -42,9 +42,11 @@ initial state that backpropagation trains. We leave it out rather than ship an u
 The functional form :meth:`HopeEncoder.read` takes and returns the memory state, so such a
 variant can be built on it.
 
-**Stability.** The memory uses ``eta_max`` = 0.2 like :class:`nlteach.models.HopeLM` (which went
-to NaN at the laptop preset with eta_max = 1). A non-finite loss is not skipped or hidden: the
-learner raises ``FloatingPointError`` naming the task and step, and the run stops there.
+**Stability.** The memory's largest in-context learning rate is ``eta_max = 0.2``, the value
+:class:`nlteach.models.HopeLM` used while its laptop-preset NaN was open; since the fix in
+:mod:`nlteach.titans` (choices (b) and (g), which our committed runs already used) HopeLM uses 1.0.
+We kept 0.2 and did not tune it. None of our runs diverged. A non-finite loss is not skipped or
+hidden: the learner raises ``FloatingPointError`` naming the task and step, and the run stops there.
 """
 
 from __future__ import annotations

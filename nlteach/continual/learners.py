@@ -79,7 +79,7 @@ class LearnerConfig:
     lwf_temperature: float = 2.0
     hope_heads: int = 4  # the HOPE learner's memory layer (nlteach.continual.hope)
     hope_chunk_size: int = 24  # chunk of its main memory and of its k, v, eta, alpha memories
-    hope_eta_max: float = 0.2  # largest in-context learning rate (as nlteach.models.HopeLM)
+    hope_eta_max: float = 0.2  # largest in-context learning rate (not tuned; see nlteach.continual.hope)
 
 
 class Backbone(nn.Module):
