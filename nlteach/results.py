@@ -263,9 +263,10 @@ def _seeds(seeds: list[Any]) -> str:
     return ",".join(str(s) for s in seeds)
 
 
-def longctx_table(rows: list[dict[str, Any]], full: bool = False) -> str:
+def longctx_table(rows: list[dict[str, Any]], full: bool = False, experiment: bool = False) -> str:
     """Markdown: accuracy at the longest training length and at the longest tested length
-    (``full=True``: every length, lengths beyond training marked *)."""
+    (``full=True``: every length, lengths beyond training marked *; ``experiment=True``: a first
+    column names the results folder, so a model run in two studies shows as two rows that say so)."""
     if full:
         lengths = sorted({L for r in rows for L in r["lengths"]})
         header = ["task", "model", *(f"{L}{'*' if all(L > r['train_max'] for r in rows) else ''}" for L in lengths),
@@ -276,6 +277,9 @@ def longctx_table(rows: list[dict[str, Any]], full: bool = False) -> str:
     header = ["task", "model", "trained up to", "acc. at that length", "tested up to", "acc. there", "seeds"]
     body = [[r["task"], r["model"], r["train_max"], _pm(*r["acc"][r["at_train"]]), r["longest"],
              _pm(*r["acc"][r["longest"]]), _seeds(r["seeds"])] for r in rows]
+    if experiment:
+        header = ["experiment", *header]
+        body = [[r["experiment"], *b] for r, b in zip(rows, body)]
     return markdown_table(header, body)
 
 
@@ -372,7 +376,7 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
     recall = [r for r in lc if r["task"] not in LANGUAGES]
     if recall:
         lines += ["", "**Long context** (notebook 11; trained on short inputs, tested on longer ones; accuracy; "
-                  "`_cmsA-B-C` = the CMS levels' update periods):", "", longctx_table(recall)]
+                  "`_cmsA-B-C` = the CMS levels' update periods):", "", longctx_table(recall, experiment=True)]
     if formal:
         lines += ["", "**Formal languages** (notebook 11; recognition accuracy at the longest training length "
                   "-> at the longest tested length; chance 0.5):", "", formal_table(formal)]
