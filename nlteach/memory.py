@@ -248,11 +248,12 @@ class _LinearAttentionChunks(torch.autograd.Function):
         P = torch.bmm(Q, K.mT).masked_fill_(above, 0.0)  # [Z, C, C], Q K^T * M
         KV = torch.bmm(K.mT, V).unflatten(0, (BH, N))  # [BH, N, d_k, d_v], each chunk's write K^T V
         # S_n = S_0 + sum_{m < n} K_m^T V_m, an exclusive prefix sum over the chunks.
+        # Each sum is written straight into its slot (out=): no extra copy of every state.
         states = torch.empty(BH, N, d_k, d_v, dtype=Q.dtype, device=Q.device)
-        S = S0.reshape(BH, d_k, d_v)
-        for n in range(N):
-            states[:, n] = S
-            S = S + KV[:, n]
+        states[:, 0] = S0.reshape(BH, d_k, d_v)
+        for n in range(N - 1):
+            torch.add(states[:, n], KV[:, n], out=states[:, n + 1])
+        S = states[:, N - 1] + KV[:, N - 1]  # [BH, d_k, d_v], the state after the last chunk
         S_n = states.view(Z, d_k, d_v)
         O = torch.bmm(P, V).baddbmm_(Q, S_n)  # [Z, C, d_v], (Q K^T * M) V + Q S_n (in place: no copy)
         ctx.save_for_backward(Q, K, V, P, S_n)
@@ -268,11 +269,11 @@ class _LinearAttentionChunks(torch.autograd.Function):
         BH, N = B * H, Z // (B * H)
         dO = dO.contiguous().view(Z, C, d_v)  # (contiguous: see _DeltaRuleChunks.backward)
         QdO = torch.bmm(Q.mT, dO).unflatten(0, (BH, N))  # [BH, N, d_k, d_v], Q^T dO
-        dS_next = torch.empty(BH, N, d_k, d_v, dtype=K.dtype, device=K.device)
-        dS = dS_T.reshape(BH, d_k, d_v).contiguous()
-        for n in range(N - 1, -1, -1):
-            dS_next[:, n] = dS  # dS_{n+1}
-            dS = dS + QdO[:, n]
+        dS_next = torch.empty(BH, N, d_k, d_v, dtype=K.dtype, device=K.device)  # dS_{n+1} in slot n
+        dS_next[:, N - 1] = dS_T.reshape(BH, d_k, d_v)
+        for n in range(N - 1, 0, -1):
+            torch.add(dS_next[:, n], QdO[:, n], out=dS_next[:, n - 1])
+        dS = dS_next[:, 0] + QdO[:, 0]  # dS_0, the initial state's gradient
         D = dS_next.view(Z, d_k, d_v)
         dP = torch.bmm(dO, V.mT).masked_fill_(_above_diagonal(C, dO.device), 0.0)  # [Z, C, C]
         dQ = torch.bmm(dP, K).baddbmm_(dO, S_n.mT)  # [Z, C, d_k]
@@ -486,11 +487,12 @@ class _DeltaRuleChunks(torch.autograd.Function):
         # The only sequential part: S_{n+1} = E_n S_n + F_n, one [d_k, d_k] x [d_k, d_v] product
         # per chunk; states[:, n] keeps S_n (the state before chunk n) for the read and backward.
         E4 = E.unflatten(0, (BH, N))  # [BH, N, d_k, d_k]
+        # Each product is written straight into its slot (out=): no extra copy of every state.
         states = torch.empty(BH, N, d_k, d_v, dtype=Q.dtype, device=Q.device)
-        S = S0.reshape(BH, d_k, d_v)
-        for n in range(N):
-            states[:, n] = S
-            S = torch.baddbmm(F_[:, n], E4[:, n], S)  # [BH, d_k, d_v]
+        states[:, 0] = S0.reshape(BH, d_k, d_v)
+        for n in range(N - 1):
+            torch.baddbmm(F_[:, n], E4[:, n], states[:, n], out=states[:, n + 1])
+        S = torch.baddbmm(F_[:, N - 1], E4[:, N - 1], states[:, N - 1])  # [BH, d_k, d_v], final state
         S_n = states.view(Z, d_k, d_v)
         O = O_intra.baddbmm_(Q_state, S_n)  # [Z, C, d_v], O = O_intra + Q' S_n (in place: no copy)
 
@@ -517,10 +519,10 @@ class _DeltaRuleChunks(torch.autograd.Function):
         G = torch.bmm(Q_state.mT, dO).unflatten(0, (BH, N))  # [BH, N, d_k, d_v], Q'^T dO
         E4 = E.unflatten(0, (BH, N))
         dS_next = torch.empty(BH, N, d_k, d_v, dtype=K.dtype, device=K.device)
-        dS = dS_T.reshape(BH, d_k, d_v).contiguous()
-        for n in range(N - 1, -1, -1):
-            dS_next[:, n] = dS
-            dS = torch.baddbmm(G[:, n], E4[:, n].mT, dS)
+        dS_next[:, N - 1] = dS_T.reshape(BH, d_k, d_v)
+        for n in range(N - 1, 0, -1):  # written straight into slot n - 1 (out=): no extra copies
+            torch.baddbmm(G[:, n], E4[:, n].mT, dS_next[:, n], out=dS_next[:, n - 1])
+        dS = torch.baddbmm(G[:, 0], E4[:, 0].mT, dS_next[:, 0])  # dS_0
         dS0 = dS.view(B, H, d_k, d_v)
         D = dS_next.view(Z, d_k, d_v)  # [Z, d_k, d_v], dS_{n+1} per chunk
 
