@@ -487,12 +487,11 @@ class _DeltaRuleChunks(torch.autograd.Function):
         # The only sequential part: S_{n+1} = E_n S_n + F_n, one [d_k, d_k] x [d_k, d_v] product
         # per chunk; states[:, n] keeps S_n (the state before chunk n) for the read and backward.
         E4 = E.unflatten(0, (BH, N))  # [BH, N, d_k, d_k]
-        # Each product is written straight into its slot (out=): no extra copy of every state.
         states = torch.empty(BH, N, d_k, d_v, dtype=Q.dtype, device=Q.device)
-        states[:, 0] = S0.reshape(BH, d_k, d_v)
-        for n in range(N - 1):
-            torch.baddbmm(F_[:, n], E4[:, n], states[:, n], out=states[:, n + 1])
-        S = torch.baddbmm(F_[:, N - 1], E4[:, N - 1], states[:, N - 1])  # [BH, d_k, d_v], final state
+        S = S0.reshape(BH, d_k, d_v)
+        for n in range(N):
+            states[:, n] = S
+            S = torch.baddbmm(F_[:, n], E4[:, n], S)  # [BH, d_k, d_v]
         S_n = states.view(Z, d_k, d_v)
         O = O_intra.baddbmm_(Q_state, S_n)  # [Z, C, d_v], O = O_intra + Q' S_n (in place: no copy)
 
@@ -519,10 +518,10 @@ class _DeltaRuleChunks(torch.autograd.Function):
         G = torch.bmm(Q_state.mT, dO).unflatten(0, (BH, N))  # [BH, N, d_k, d_v], Q'^T dO
         E4 = E.unflatten(0, (BH, N))
         dS_next = torch.empty(BH, N, d_k, d_v, dtype=K.dtype, device=K.device)
-        dS_next[:, N - 1] = dS_T.reshape(BH, d_k, d_v)
-        for n in range(N - 1, 0, -1):  # written straight into slot n - 1 (out=): no extra copies
-            torch.baddbmm(G[:, n], E4[:, n].mT, dS_next[:, n], out=dS_next[:, n - 1])
-        dS = torch.baddbmm(G[:, 0], E4[:, 0].mT, dS_next[:, 0])  # dS_0
+        dS = dS_T.reshape(BH, d_k, d_v).contiguous()
+        for n in range(N - 1, -1, -1):
+            dS_next[:, n] = dS
+            dS = torch.baddbmm(G[:, n], E4[:, n].mT, dS)
         dS0 = dS.view(B, H, d_k, d_v)
         D = dS_next.view(Z, d_k, d_v)  # [Z, d_k, d_v], dS_{n+1} per chunk
 
