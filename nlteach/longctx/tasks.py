@@ -48,6 +48,7 @@ is exactly greedy decoding's exact match (greedy decoding can only go wrong wher
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ def _check_pos_int(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-class Task:
+class Task(abc.ABC):
     """A synthetic task: ``sample(batch_size, length, rng) -> Batch`` and ``check(inputs, predictions)``.
 
     ``unit`` says how accuracy is counted: ``"answer"`` (every answer position on its own, MQAR's
@@ -106,17 +107,18 @@ class Task:
     unit: str = "example"
     vocab_size: int = 0
 
+    @abc.abstractmethod
     def sample(self, batch_size: int, length: int, rng: np.random.Generator | int) -> Batch:
-        raise NotImplementedError
+        """A batch of ``batch_size`` examples of ``length`` tokens, generated from ``rng``."""
 
+    @abc.abstractmethod
     def answer_positions(self, inputs: torch.Tensor) -> torch.Tensor:
         """BoolTensor[B, T]: where answers are due, found from ``inputs`` alone."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def expected(self, inputs: torch.Tensor) -> torch.Tensor:
         """LongTensor[B, T]: the correct answer at each answer position (IGNORE elsewhere), derived
         from the rules and ``inputs`` alone (the checker's own solution, independent of the generator)."""
-        raise NotImplementedError
 
     def valid_lengths(self) -> str:
         return "any length >= 1"
