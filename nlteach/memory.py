@@ -362,12 +362,12 @@ def delta_rule_chunked(
     4. Read and write with matrix products:
            O = (gamma * Q) S + (Q K^T * Gamma * M) U_pseudo      M = lower-triangular, diagonal included
            S <- gamma_C S + (K * Gamma_C)^T U_pseudo             Gamma_Cj = exp(g_C - g_j)
-    5. Only step 4 depends on S. Substituting U_pseudo = U - W S and grouping by S:
-           O = O_intra + Q' S          O_intra = P U,   Q' = gamma * Q - P W,   P = Q K^T * Gamma * M
+    5. Only the state update of step 4 has to run chunk after chunk. Substituting
+       U_pseudo = U - W S in it and grouping by S:
            S <- E S + F                E = gamma_C I - (K * Gamma_C)^T W,   F = (K * Gamma_C)^T U
-       P, O_intra, Q', E, F are computed for all chunks at once; the only loop is S <- E S + F over
-       the chunks (one [d_k, d_k] x [d_k, d_v] product each), and O = O_intra + Q' S for all chunks
-       at once afterwards.
+       E and F are computed for all chunks at once; the only loop is S <- E S + F over the chunks
+       (one [d_k, d_k] x [d_k, d_v] product each). With every chunk's S known, the pseudo-values
+       U_pseudo = U - W S and the read O of step 4 are again products for all chunks at once.
     T need not be a multiple of C: the last chunk is padded with k = v = q = 0, beta = 0 and
     alpha = 1, which leave the state unchanged. Cost O(T C d + T d^2 + (T / C) d^3).
 
@@ -405,9 +405,12 @@ class _DeltaRuleChunks(torch.autograd.Function):
     ``P`` the masked read matrix, ``S_n`` / ``S_{n+1}`` the states before / after the chunk and
     ``dZ`` the gradient of the loss with respect to Z. The backward runs the forward in reverse:
 
-    a. ``O = O_intra + Q' S_n`` and ``S_{n+1} = E S_n + F`` give, chunk by chunk from the last,
-           dS_n = E^T dS_{n+1} + Q'^T dO                       (the only sequential part)
-       and then, for all chunks at once (with U_pseudo = U - W S_n, the pseudo-values):
+    a. The read ``O = P (U - W S_n) + (gamma Q) S_n`` is ``O = O_intra + Q' S_n`` with
+       O_intra = P U and Q' = gamma Q - P W. With ``S_{n+1} = E S_n + F`` this gives, chunk by
+       chunk from the last,
+           dS_n = E^T dS_{n+1} + Q'^T dO,   Q'^T dO = (gamma Q)^T dO - W^T (P^T dO)
+       (the only sequential part), and then, for all chunks at once (with U_pseudo = U - W S_n,
+       the pseudo-values, saved by the forward):
            dQ' = dO S_n^T,   dE = dS_{n+1} S_n^T,   dF = dS_{n+1}.
     b. ``O_intra = P U``, ``Q' = gamma Q - P W``, ``F = Kd^T U``, ``E = gamma_C I - Kd^T W``
        (Kd = K * Gamma_C) give
@@ -419,6 +422,8 @@ class _DeltaRuleChunks(torch.autograd.Function):
     c. ``X = L^{-1} R`` with R = [diag(beta) V, diag(beta) (gamma * K)]: differentiating
        L X = R gives dR = L^{-T} dX (a product with the saved UT transform T = L^{-1}) and
        dL = -dR X^T, of which only the strictly lower part (A) is a function of the inputs.
+       With dR = [dR_V, dR_W] and dR_W = T^T dW = -dR_V S_n^T this is
+           dL = -(dR_V U^T + dR_W W^T) = -dR_V (U - W S_n)^T = -dR_V U_pseudo^T.
     d. The element-wise and outer-product definitions: A_ij = beta_i (k_i . k_j) Gamma_ij for
        j < i, P_ij = (q_i . k_j) Gamma_ij for j <= i, R, gamma, Gamma, Gamma_C, all functions of
        q, k, v, beta and g (the cumulative log-gate), whose gradient is finally summed back onto
@@ -478,13 +483,7 @@ class _DeltaRuleChunks(torch.autograd.Function):
         U = torch.bmm(T_b, V)  # [Z, C, d_v]
         W = torch.bmm(T_b, K if gamma is None else gamma * K)  # [Z, C, d_k]
 
-        # Step 5, for all chunks at once: O_intra = P U, Q' = gamma Q - P W, F = K_d^T U and
-        # E = gamma_C I - K_d^T W.
-        O_intra = torch.bmm(P, U)  # [Z, C, d_v]
-        if gamma is None:
-            Q_state = torch.baddbmm(Q, P, W, alpha=-1.0)  # [Z, C, d_k]
-        else:
-            Q_state = (gamma * Q).baddbmm_(P, W, alpha=-1.0)  # (in place: baddbmm would copy)
+        # Step 5, for all chunks at once: F = K_d^T U and E = gamma_C I - K_d^T W.
         E = torch.bmm(Kd.mT, W).neg_()  # [Z, d_k, d_k]
         E.diagonal(dim1=-2, dim2=-1).add_(1.0 if gamma_C is None else gamma_C)
         F_ = torch.bmm(Kd.mT, U).unflatten(0, (BH, N))  # [BH, N, d_k, d_v]
@@ -501,17 +500,21 @@ class _DeltaRuleChunks(torch.autograd.Function):
             states[n + 1].baddbmm_(E4[:, n], states[n])  # S_{n+1} = F_n + E_n S_n, [BH, d_k, d_v]
         S = states[N]  # [BH, d_k, d_v], the state after the last chunk
         S_n = states[:N].transpose(0, 1).reshape(Z, d_k, d_v)  # [Z, d_k, d_v], S_n per chunk
-        O = O_intra.baddbmm_(Q_state, S_n)  # [Z, C, d_v], O = O_intra + Q' S_n (in place: no copy)
+
+        # Step 4 for all chunks at once: the pseudo-values U_pseudo = U - W S_n (written over U,
+        # which is no longer needed), then O = P U_pseudo + (gamma Q) S_n.
+        U_pseudo = U.baddbmm_(W, S_n, alpha=-1.0)  # [Z, C, d_v]
+        O = torch.bmm(P, U_pseudo).baddbmm_(Q if gamma is None else gamma * Q, S_n)  # [Z, C, d_v]
 
         ctx.C, ctx.gated = C, gated
-        ctx.save_for_backward(Q, K, V, b, KK, T_ut, U, W, P, Q_state, E, S_n, Kd,
+        ctx.save_for_backward(Q, K, V, b, KK, T_ut, U_pseudo, W, P, E, S_n, Kd,
                               *((Gam, gamma, Gam_C, gamma_C) if gated else ()))
         return O.view(B, H, Tp, d_v), S.view(B, H, d_k, d_v)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dO, dS_T):
-        Q, K, V, b, KK, T_ut, U, W, P, Q_state, E, S_n, Kd, *gate = ctx.saved_tensors
+        Q, K, V, b, KK, T_ut, U_pseudo, W, P, E, S_n, Kd, *gate = ctx.saved_tensors
         C, gated = ctx.C, ctx.gated
         Z, _, d_k = K.shape
         d_v = V.shape[-1]
@@ -521,9 +524,11 @@ class _DeltaRuleChunks(torch.autograd.Function):
         # which the batched matrix products would otherwise treat one matrix at a time)
         dO = dO.contiguous().view(Z, C, d_v)  # [Z, C, d_v]
 
-        # a. The reverse loop dS_n = E_n^T dS_{n+1} + Q'_n^T dO_n over the chunks, last first;
-        #    dS_next[:, n] keeps dS_{n+1} (the gradient of the state after chunk n).
-        G = torch.bmm(Q_state.mT, dO).unflatten(0, (BH, N))  # [BH, N, d_k, d_v], Q'^T dO
+        # a. The reverse loop dS_n = E_n^T dS_{n+1} + Q'_n^T dO_n over the chunks, last first,
+        #    with Q'^T dO = (gamma Q)^T dO - W^T (P^T dO).
+        PdO = torch.bmm(P.mT, dO)  # [Z, C, d_v], P^T dO
+        gQ = Q if not gated else gate[1] * Q  # gamma Q
+        G = torch.bmm(gQ.mT, dO).baddbmm_(W.mT, PdO, alpha=-1.0).unflatten(0, (BH, N))  # Q'^T dO
         #    Chunk-major as in the forward: dS[n] = dS_n (contiguous), dS[N] = dS_T.
         E4 = E.unflatten(0, (BH, N))
         dS = torch.empty(N + 1, BH, d_k, d_v, dtype=K.dtype, device=K.device)
@@ -535,18 +540,17 @@ class _DeltaRuleChunks(torch.autograd.Function):
         D = dS[1:].transpose(0, 1).reshape(Z, d_k, d_v)  # [Z, d_k, d_v], dS_{n+1} per chunk
 
         # b. Through the batched products of step 5.
-        U_pseudo = torch.baddbmm(U, W, S_n, alpha=-1.0)  # [Z, C, d_v], U - W S_n
         dQ_state = torch.bmm(dO, S_n.mT)  # [Z, C, d_k], dQ' = dO S_n^T
-        dU = torch.bmm(P.mT, dO).baddbmm_(Kd, D)  # [Z, C, d_v] (in place: baddbmm would copy)
+        dU = PdO.baddbmm_(Kd, D)  # [Z, C, d_v], P^T dO + Kd dS_{n+1} (in place over P^T dO)
         dP = torch.bmm(dO, U_pseudo.mT).mul_(_lower_mask(C, dO))  # [Z, C, C]
         dKd = torch.bmm(U_pseudo, D.mT)  # [Z, C, d_k]
 
         # c. Through the solve, X = T R with T = L^{-1}: dR = T^T dX, and dL = -T^T dX R^T T^T
         #    = -dR X^T, of which the strictly lower part is dA. Since dW = -dU S_n^T, the second
-        #    block is dR_W = T^T dW = -dR_V S_n^T.
+        #    block is dR_W = T^T dW = -dR_V S_n^T, and dR X^T = dR_V (U - W S_n)^T = dR_V U_pseudo^T.
         dR_V = torch.bmm(T_ut.mT, dU)  # [Z, C, d_v]
         dR_W = torch.bmm(dR_V, S_n.mT).neg_()  # [Z, C, d_k]
-        dA = torch.bmm(dR_V, U.mT).baddbmm_(dR_W, W.mT)  # [Z, C, C], -dA before masking
+        dA = torch.bmm(dR_V, U_pseudo.mT)  # [Z, C, C], -dA before masking
         dA = dA.mul_(_lower_mask(C, dA, strict=True).neg_())  # -(-dA), strictly lower
 
         # d. Back to the inputs. R = [diag(beta) V, diag(beta) (gamma K)]:

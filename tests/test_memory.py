@@ -367,7 +367,8 @@ def test_bench_memory_flop_count():
     # linear: Q K^T and P V over C (C + 1) / 2 entries per chunk, K^T V and Q S in full
     assert chunked_flops("linear", T, 1, d, d, C) == T * (C + 1) * 2 * d + 4 * T * d * d
     assert chunked_flops("linear", T, 1, d, d, C, executed=True) == 2 * T * C * 2 * d + 4 * T * d * d
-    # delta: one chunk of one token needs no triangle: K^T [U, W], Q' S and the state step E S
-    assert chunked_flops("delta", 1, 1, d, d, 1) == 2 * 1 * d + 2 * 2 * d + 2 * d * 2 * d + 2 * d * d + 2 * d**3
+    # delta: one chunk of one token needs no triangle: q . k, K^T [U, W], W S, P U_pseudo, Q S
+    # and the state step E S
+    assert chunked_flops("delta", 1, 1, d, d, 1) == 2 * d + 2 * d * 2 * d + 2 * d * d + 2 * d + 2 * d * d + 2 * d**3
     assert chunked_flops("delta", T, 3, d, d, C) == 3 * chunked_flops("delta", T, 1, d, d, C)
     assert chunked_flops("delta", T, 1, d, d, C) < chunked_flops("delta", T, 1, d, d, C, executed=True)

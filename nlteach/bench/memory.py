@@ -75,8 +75,9 @@ def chunked_flops(rule: str, T: int, BH: int, d_k: int, d_v: int, C: int, *,
     Per token (N = ceil(T / C) chunks for the per-chunk state products):
 
     linear: Q K^T and P V (masked) + K^T V + Q S;
-    delta:  Q K^T (masked) + K K^T (strictly lower) + the solve for [U, W] + P [U, W] (masked)
-            + K_d^T [U, W] + Q' S, and per chunk the state step E S (d_k x d_k x d_v).
+    delta:  Q K^T (masked) + K K^T (strictly lower) + the solve for [U, W] + K_d^T [U, W]
+            + the pseudo-values W S + the read P U_pseudo (masked) + Q S, and per chunk the state
+            step E S (d_k x d_k x d_v).
     """
     N = -(-T // C)
     lo, strict = (C, C) if executed else ((C + 1) / 2, (C - 1) / 2)  # entries per row, on average
@@ -88,9 +89,10 @@ def chunked_flops(rule: str, T: int, BH: int, d_k: int, d_v: int, C: int, *,
             2 * lo * d_k  # Q K^T, masked
             + 2 * strict * d_k  # K K^T, strictly lower
             + (C - 1) * (d_k + d_v)  # unit-lower-triangular solve for U and W
-            + 2 * lo * (d_k + d_v)  # P U and P W (P lower-triangular)
             + 2 * d_k * (d_k + d_v)  # K_d^T U and K_d^T W
-            + 2 * d_k * d_v  # Q' S
+            + 2 * d_k * d_v  # U_pseudo = U - W S
+            + 2 * lo * d_v  # P U_pseudo (P lower-triangular)
+            + 2 * d_k * d_v  # (gamma Q) S
         )
         per_chunk = 2 * d_k * d_k * d_v  # the state recurrence S <- E S + F
     return float(BH * (T * per_token + N * per_chunk))
