@@ -111,6 +111,27 @@ def test_gated_delta_rule_fixed_cases(chunk_size):
     assert_equivalent(delta_rule_naive, delta_rule_chunked, t, chunk_size, 1e-10)
 
 
+@pytest.mark.parametrize("chunk_size", [1, 2, 5])
+def test_linear_attention_many_chunks(chunk_size):
+    """More than 64 chunks: the prefix sums over the chunks run in several blocks."""
+    q, k, v, _, _, S0 = make_inputs(1, 2, 157, 5, 3, seed=chunk_size)
+    t = {"q": q, "k": k, "v": v, "initial_state": S0}
+    assert_equivalent(linear_attention_naive, linear_attention_chunked, t, chunk_size, 1e-10)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("N,block", [(1, 4), (4, 4), (11, 4), (11, 64)])
+def test_chunk_prefix_sums(N, block, reverse):
+    g = torch.Generator().manual_seed(N)
+    X = torch.randn(3, N, 5, generator=g, dtype=torch.float64)
+    S0 = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    out = memory._chunk_prefix_sums(X, S0, reverse=reverse, block=block)
+    Xr = X.flip(1) if reverse else X
+    expected = S0.unsqueeze(1) + Xr.cumsum(1) - Xr  # exclusive: everything strictly before
+    expected = expected.flip(1) if reverse else expected
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_default_chunk_size_is_64():
     import inspect
 
