@@ -49,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="chunk size(s) C of the chunked versions, comma-separated: each is timed "
                         "and every number is reported for the fastest (default: 32,64,128)")
     p.add_argument("--rules", default=",".join(RULES), help=f"comma-separated subset of {RULES}")
-    p.add_argument("--repeat", type=int, default=None, help="timed repetitions (median is reported)")
+    p.add_argument("--repeat", type=int, default=None, help="timed repetitions of each chunked and fla measurement; the fastest is reported "
+                        "(the naive loops get half as many; default: by preset)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
     p.add_argument("--no-naive-backward", action="store_true",
                    help="skip timing the naive loop's backward pass (the slowest measurement)")
@@ -242,7 +243,7 @@ def run(args: argparse.Namespace) -> dict:
     T = args.T or by_preset(tiny=256, laptop=4096, full=16384, preset=args.preset)
     BH = args.BH or by_preset(tiny=2, laptop=8, full=32, preset=args.preset)
     d = args.d or by_preset(tiny=32, laptop=64, full=128, preset=args.preset)
-    repeat = args.repeat or by_preset(tiny=2, laptop=5, full=10, preset=args.preset)
+    repeat = args.repeat or by_preset(tiny=2, laptop=10, full=10, preset=args.preset)
     sizes = _chunk_sizes(args.chunk_size)
     dtype = getattr(torch, args.dtype)
     rules = [r.strip() for r in args.rules.split(",") if r.strip()]
