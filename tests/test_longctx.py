@@ -283,6 +283,13 @@ def test_run_writes_results_and_resumes_identically(tmp_path):
     assert [{k: v for k, v in d.items() if k not in ("seconds", "eval_seconds")} for d in resumed["details"]] == strip
     assert (tmp_path / "b" / "accuracy.png").stat().st_size > 1000
     assert not list((tmp_path / "b" / "seeds").glob("*.pt"))  # checkpoints removed once a seed is done
+    # each seed keeps the provenance it was trained with; reading it back does not re-stamp it
+    seed_file = tmp_path / "b" / "seeds" / "seed_0.json"
+    rec = json.loads(seed_file.read_text())
+    assert "git_commit" in rec and "git_dirty" in rec
+    seed_file.write_text(json.dumps({**rec, "git_commit": "trained-elsewhere"}))
+    again = run(cfg, tmp_path / "b", figures=False)
+    assert again["details"][0]["git_commit"] == "trained-elsewhere"
 
 
 def test_run_refuses_other_settings_in_the_same_folder(tmp_path):

@@ -6,7 +6,9 @@ every evaluation context length, and writes, in ``out``:
 
 - ``results.json``: ``command``, ``config`` (every setting), ``per_seed`` (a list of
   ``{"seed": int, "accuracy": {"<context length>": float in [0, 1]}}``), ``details`` (per seed:
-  parameters, seconds, the training-loss curve) and ``summary`` (per length: mean, std (ddof=1),
+  parameters, seconds, the training-loss curve, the git commit and uncommitted library files of
+  the checkout that trained it; the top-level ``git_commit`` is the one that wrote the file) and
+  ``summary`` (per length: mean, std (ddof=1),
   min, max over seeds; the longest training length; chance accuracy);
 - ``accuracy.png``: accuracy against context length (mean over seeds, band = min..max);
 - ``seeds/seed_<s>.json`` for every finished seed and, while a seed trains, ``seeds/seed_<s>.pt``
@@ -456,6 +458,9 @@ def _run(cfg, out, *, device, progress, figures, command, _stop_after_step) -> d
                 continue
             ckpt = out_dir / "seeds" / f"seed_{s}.pt" if out_dir is not None else None
             done[s] = run_seed(cfg, s, device=device, checkpoint=ckpt, bar=bar, _stop_after_step=_stop_after_step)
+            # provenance of this seed's numbers, kept with them: a later resume that only reads
+            # the seed back must not re-stamp it with the commit of that later checkout
+            done[s].update(git_commit=_git_commit(), git_dirty=_git_dirty())
             if out_dir is not None:
                 _atomic_write_text(out_dir / "seeds" / f"seed_{s}.json", json.dumps(done[s]))
                 ckpt.unlink(missing_ok=True)
@@ -472,7 +477,8 @@ def _run(cfg, out, *, device, progress, figures, command, _stop_after_step) -> d
         "config": cfg.to_dict(),
         "variant": cfg.variant,
         "per_seed": per_seed,
-        "details": [{k: done[s][k] for k in ("seed", "n_params", "seconds", "eval_seconds", "nonfinite_step", "loss_curve")}
+        "details": [{**{k: done[s][k] for k in ("seed", "n_params", "seconds", "eval_seconds", "nonfinite_step", "loss_curve")},
+                     **{k: done[s].get(k) for k in ("git_commit", "git_dirty")}}  # (None: a seed file from before)
                     for s in cfg.seeds],
         "summary": summarize(cfg, per_seed),
     }
