@@ -387,18 +387,19 @@ def self_modifying_titans_chunked(u: torch.Tensor, q: torch.Tensor, init: Mappin
     runs over chunks of ``chunk_size`` with those keys, values and gates, reading q.
     """
     state, mom = _check(u, q, init, readout, chunk_size, proj_chunk_size, momentum_state, momentum)
-    T = u.shape[2]
     with_momentum = float(momentum) != 0.0
     stack = lambda d, i: torch.stack([d[b][i] for b in PROJ_BOXES], dim=1)  # noqa: E731  [B, 4, H, ...]
     S2, S1, M2, M1 = stack(state, 0), stack(state, 1), stack(mom, 0), stack(mom, 1)
     ks, vs, etas, alphas = [], [], [], []
-    for s in range(0, T, proj_chunk_size):  # stage 1: the k, v, eta, alpha memories, stacked in dim 1
-        uc = u[:, :, s:s + proj_chunk_size]  # [B, H, C, d]
+    # Chunks are taken with one split (not one slice per chunk): the backward of a split is one
+    # concatenation, while each slice's backward would write a zero tensor of the whole sequence.
+    u_chunks = u.split(proj_chunk_size, dim=2)  # [B, H, C, d] each
+    for i_c, uc in enumerate(u_chunks):  # stage 1: the k, v, eta, alpha memories, stacked in dim 1
         gen = mlp_read(S2, S1, uc[:, None])  # [B, 4, H, C, d]: the four memories read u at the chunk start
         k, v, eta, alpha = _gates(gen, readout, eta_max)  # Eqs. 83-85
         ks.append(k), vs.append(v), etas.append(eta), alphas.append(alpha)
         if self_modify:
-            last = s + proj_chunk_size >= T
+            last = i_c == len(u_chunks) - 1
             (S2, S1), (M2, M1) = _chunk_update(S2, S1, M2, M1, k[:, None], v[:, None], eta[:, None],
                                                alpha[:, None], momentum, dgd, proj_chunk_size,
                                                need_momentum=with_momentum or last)
@@ -408,13 +409,13 @@ def self_modifying_titans_chunked(u: torch.Tensor, q: torch.Tensor, init: Mappin
 
     (W2, W1), (N2, N1) = state["memory"], mom["memory"]
     outs = []
-    for s in range(0, T, chunk_size):  # stage 2: the main memory
-        sl = slice(s, s + chunk_size)
-        last = s + chunk_size >= T
-        (W2, W1), (N2, N1), h = _chunk_update(W2, W1, N2, N1, k[:, :, sl], v[:, :, sl], eta[:, :, sl],
-                                              alpha[:, :, sl], momentum, dgd, chunk_size, q=q[:, :, sl],
+    chunks = [x.split(chunk_size, dim=2) for x in (k, v, eta, alpha, q)]
+    n_chunks = len(chunks[0])
+    for i_c, (kc, vc, ec, ac, qc) in enumerate(zip(*chunks)):  # stage 2: the main memory
+        last = i_c == n_chunks - 1
+        (W2, W1), (N2, N1), h = _chunk_update(W2, W1, N2, N1, kc, vc, ec, ac, momentum, dgd, chunk_size, q=qc,
                                               need_momentum=with_momentum or last)
-        outs.append(q[:, :, sl] + h)  # Eq. 88 with Eq. 89: q + sigma(q S2_{t-1}) S1_{t-1}
+        outs.append(qc + h)  # Eq. 88 with Eq. 89: q + sigma(q S2_{t-1}) S1_{t-1}
     state["memory"], mom["memory"] = (W2, W1), (N2, N1)
     o = torch.cat(outs, dim=2)
     if return_generated:
@@ -424,10 +425,11 @@ def self_modifying_titans_chunked(u: torch.Tensor, q: torch.Tensor, init: Mappin
 
 def _gates(gen: torch.Tensor, readout: Mapping[str, torch.Tensor], eta_max: float):
     """k, v, eta, alpha from the four memories' reads ``gen [B, 4, H, N, d]`` (Eqs. 83-85)."""
-    k = F.normalize(gen[:, 0], dim=-1)  # Eq. 83, L2-normalized keys
-    e = (gen[:, 2] * readout["w_eta"][:, None, :]).sum(-1) + readout["b_eta"][:, None]
-    a = (gen[:, 3] * readout["w_alpha"][:, None, :]).sum(-1) + readout["b_alpha"][:, None]
-    return k, gen[:, 1], eta_max * torch.sigmoid(e), torch.sigmoid(a)
+    gk, gv, ge, ga = gen.unbind(1)  # one backward (a stack) instead of four selects
+    k = F.normalize(gk, dim=-1)  # Eq. 83, L2-normalized keys
+    e = (ge * readout["w_eta"][:, None, :]).sum(-1) + readout["b_eta"][:, None]
+    a = (ga * readout["w_alpha"][:, None, :]).sum(-1) + readout["b_alpha"][:, None]
+    return k, gv, eta_max * torch.sigmoid(e), torch.sigmoid(a)
 
 
 def _chunk_update(S2, S1, M2, M1, k, v, eta, alpha, beta, dgd, C, *, q=None, need_momentum=True):
@@ -442,25 +444,243 @@ def _chunk_update(S2, S1, M2, M1, k, v, eta, alpha, beta, dgd, C, *, q=None, nee
     """
     n = k.shape[-2]
     v = F.normalize(v, dim=-1)  # choice (g): the memories read the unit vector v / ||v||
+    if float(beta) == 0.0 and not need_momentum:  # the common case: one op with a hand-written backward
+        G = segment_products(torch.cat([torch.ones_like(alpha[..., :1]), alpha], dim=-1))
+        out = _ChunkStep.apply(S2, S1, k, v, q, eta, G, C, dgd)
+        return ((out[0], out[1]), (M2, M1), out[2]) if q is not None else ((out[0], out[1]), (M2, M1))
     x = torch.cat([k.expand_as(v), v] + ([q] if q is not None else []), dim=-2)  # [..., 2n or 3n, d]
     z = x @ S2  # [..., 2n or 3n, hidden]
-    a = sigma(z[..., :2 * n, :])
-    m = x[..., :2 * n, :] + a @ S1  # M(k) and vhat = M(v)
-    zk, ak = z[..., :n, :], a[..., :n, :]
-    r = m[..., :n, :] - m[..., n:, :]  # [..., n, d]: M(k) - vhat
+    # split, not slices: the backward of one split is one concatenation (slices: a zero tensor each)
+    zkv, zq0 = z.split(2 * n, dim=-2) if q is not None else (z, None)
+    xkv = x.split(2 * n, dim=-2)[0] if q is not None else x
+    a = sigma(zkv)
+    m = xkv + a @ S1  # M(k) and vhat = M(v)
+    zk, _ = zkv.split(n, dim=-2)
+    ak, av = a.split(n, dim=-2)
+    mk, mv = m.split(n, dim=-2)
+    r = mk - mv  # [..., n, d]: M(k) - vhat
     delta = sigma_prime(zk) * (r @ S1.transpose(-1, -2))  # [..., n, hidden]
-    ad = ak - a[..., n:, :]  # choice (b): the second matrix's input is a_k - a_v (self-referential gradient)
+    ad = ak - av  # choice (b): the second matrix's input is a_k - a_v (self-referential gradient)
     eta2 = eta / (C * (1 + (ad * ad).sum(-1)))  # choice (b): normalized step for the second matrix
     G = segment_products(torch.cat([torch.ones_like(alpha[..., :1]), alpha], dim=-1))  # shared decays
     # k, eta, alpha (and so G and the projector's triangular system) may have a size-1 memory dim
     # that broadcasts over stacked memories: one system per chunk serves all four projection memories
     zq, S2n, M2n = dgd_chunk(S2, M2, k, delta, dgd, eta, alpha, beta, Z=q, XS0=zk,
-                             ZS0=z[..., 2 * n:, :] if q is not None else None, G=G, need_momentum=need_momentum)
+                             ZS0=zq0, G=G, need_momentum=need_momentum)
     h, S1n, M1n = dgd_chunk(S1, M1, ad, r, False, eta2, alpha, beta,
                             Z=sigma(zq) if q is not None else None, G=G, need_momentum=need_momentum)
     if not need_momentum:
         M2n, M1n = M2, M1  # not read by the next chunk (beta = 0); kept only for the shapes
     return ((S2n, S1n), (M2n, M1n), h) if q is not None else ((S2n, S1n), (M2n, M1n))
+
+
+def _sum_to(x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sum a broadcast gradient ``x`` back to ``shape`` (the size-1 dims of a stacked input)."""
+    if x.shape == shape:
+        return x
+    lead = x.dim() - len(shape)
+    dims = tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape) if n == 1 and x.shape[i + lead] != 1)
+    return x.sum(dims, keepdim=True).reshape(shape) if dims else x
+
+
+class _ChunkStep(torch.autograd.Function):
+    """One chunk of :func:`_chunk_update` without momentum (beta = 0) and without the momentum
+    state, with a hand-derived backward. Same equations and results as the autograd path; it exists
+    because autograd records ~150 small operations per chunk here, and their bookkeeping (and the
+    gradient sums it adds) cost more than the arithmetic on a CPU.
+
+    Inputs: states ``S2 [..., d, h]``, ``S1 [..., h, d]``; keys ``k``, unit values ``vn`` and
+    queries ``q`` (or None) ``[..., n, d]``; ``eta [..., n]``; decays ``G [..., n+1, n+1]``
+    (:func:`segment_products` of ``[1, alpha]``); ``C`` (the chunk size of eta'); ``project``
+    (the DGD projector). Token inputs may have a size-1 dim where the states stack memories.
+    Forward, with ``g0 = G[:-1, 0]``, ``gC = G[-1, 0]``, ``Gp = G[:-1, 1:]``, ``gl = G[-1, 1:]``
+    (the derivation is beside :func:`dgd_chunk`; beta = 0 there means c = G)::
+
+        z = [k; vn; q] S2,  a = sigma(z),  r = (k + a_k S1) - (vn + a_v S1)
+        W  = -eta * (sigma'(z_k) * (r S1^T)),  ad = a_k - a_v,  W' = -eta' * r,
+        eta' = eta / (C (1 + |ad|^2))
+        Y  = A^-1 (-eta * (g0 * z_k + L W)),  L = Gp * (k k^T),  A = I + eta * L   (only with project)
+        S2_C = gC S2 + k^T (gl * (W + Y)),   S1_C = gC S1 + ad^T (gl * W')
+        zq = g0 * z_q + (Gp * (q k^T)) (W + Y),   h = g0 * (sigma(zq) S1) + (Gp * (sigma(zq) ad^T)) W'
+
+    Returns ``(S2_C, S1_C)`` and, with queries, ``h``. The backward runs these lines in reverse.
+    """
+
+    @staticmethod
+    def forward(ctx, S2, S1, k, vn, q, eta, G, C: int, project: bool):
+        n = k.shape[-2]
+        x = torch.cat([k, vn] if q is None else [k, vn, q], dim=-2)  # [..., 2n or 3n, d]
+        z = x @ S2  # one matmul for the keys, the values (Eq. 86) and the queries
+        zkv = z[..., :2 * n, :]
+        a = F.silu(zkv)
+        m = a @ S1
+        m += x[..., :2 * n, :]  # M(k) and vhat = M(v)
+        r = m[..., :n, :] - m[..., n:, :]  # M(k) - vhat
+        zk, ak, av = zkv[..., :n, :], a[..., :n, :], a[..., n:, :]
+        sk = torch.sigmoid(zk)
+        spk = _silu_prime(zk, sk)
+        gr = r @ S1.transpose(-1, -2)
+        delta = spk * gr
+        ad = ak - av  # choice (b)
+        nad = (ad * ad).sum(-1).add_(1.0)
+        eta2 = eta / (C * nad)  # choice (b)
+        eta_ = eta[..., None]
+        g0p, gC, Gp, gl = G[..., :-1, 0, None], G[..., -1, 0, None, None], G[..., :-1, 1:], G[..., -1, 1:, None]
+        W = -eta_ * delta  # the gradient steps of the first matrix
+        Ainv = L = Rd = Y = XX = None
+        if project:
+            XX = k @ k.transpose(-1, -2)
+            L = Gp * XX
+            eye = torch.eye(n, dtype=k.dtype, device=k.device)
+            A = eye + eta_ * L  # unit lower triangular
+            Ainv = torch.linalg.solve_triangular(A, eye.expand_as(A), upper=False, unitriangular=True)
+            Rd = g0p * zk + L @ W  # z_t D_{t-1} of the keys
+            Y = Ainv @ (-eta_ * Rd)
+            WY = W + Y
+        else:
+            WY = W
+        Wp = -eta2[..., None] * r  # the second matrix's steps
+        U, Up = gl * WY, gl * Wp
+        S2n = k.transpose(-1, -2) @ U
+        S2n += gC * S2
+        S1n = ad.transpose(-1, -2) @ Up
+        S1n += gC * S1
+        ctx.C, ctx.project, ctx.n, ctx.has_q = C, project, n, q is not None
+        ctx.shapes = (k.shape, vn.shape, None if q is None else q.shape, eta.shape, G.shape)
+        saved = [S2, S1, x, z, a, r, sk, spk, gr, delta, ad, nad, eta2, eta, G, W, WY, Wp, U, Up]
+        saved += [Ainv, L, Rd, Y, XX] if project else [None] * 5
+        if q is None:
+            ctx.save_for_backward(*saved, *([None] * 7))
+            return S2n, S1n
+        zq0 = z[..., 2 * n:, :]
+        QK = q @ k.transpose(-1, -2)
+        P = Gp * QK
+        zq = P @ WY
+        zq += g0p * zq0  # reads of the first matrix at S2_{t-1}
+        sq = F.silu(zq)
+        QA = sq @ ad.transpose(-1, -2)
+        Pp = Gp * QA
+        R1 = sq @ S1
+        h = Pp @ Wp
+        h += g0p * R1  # sigma(q S2_{t-1}) S1_{t-1}
+        ctx.save_for_backward(*saved, QK, P, zq, sq, QA, Pp, R1)
+        return S2n, S1n, h
+
+    @staticmethod
+    def backward(ctx, gS2n, gS1n, gh=None):
+        (S2, S1, x, z, a, r, sk, spk, gr, delta, ad, nad, eta2, eta, G, W, WY, Wp, U, Up,
+         Ainv, L, Rd, Y, XX, QK, P, zq, sq, QA, Pp, R1) = ctx.saved_tensors
+        C, n = ctx.C, ctx.n
+        k = x[..., :n, :]
+        tr = lambda t: t.transpose(-1, -2)  # noqa: E731
+        g0p, gC, Gp, gl = G[..., :-1, 0, None], G[..., -1, 0, None, None], G[..., :-1, 1:], G[..., -1, 1:, None]
+        eta_ = eta[..., None]
+        gS2n = torch.zeros_like(S2) if gS2n is None else gS2n
+        gS1n = torch.zeros_like(S1) if gS1n is None else gS1n
+        # S1_C = gC S1 + ad^T (gl * W'),  S2_C = gC S2 + k^T (gl * (W + Y))
+        dS1 = gC * gS1n
+        dS2 = gC * gS2n
+        dgC = (S1 * gS1n).sum((-2, -1)) + (S2 * gS2n).sum((-2, -1))
+        dad = Up @ tr(gS1n)
+        dUp = ad @ gS1n
+        dWp = gl * dUp
+        dgl = (Wp * dUp).sum(-1)
+        dU = k @ gS2n
+        dx = torch.zeros(torch.broadcast_shapes(x.shape, (*dU.shape[:-2], *x.shape[-2:])), dtype=x.dtype,
+                         device=x.device)
+        dk = dx[..., :n, :]
+        dk += U @ tr(gS2n)
+        dWY = gl * dU
+        dgl = dgl + (WY * dU).sum(-1)
+        dg0p = 0.0
+        dGp = torch.zeros(torch.broadcast_shapes(Gp.shape, (*dU.shape[:-2], n, n)), dtype=G.dtype, device=G.device)
+        dz = torch.zeros(torch.broadcast_shapes(z.shape, (*dU.shape[:-2], *z.shape[-2:])), dtype=z.dtype,
+                         device=z.device)
+        if ctx.has_q and gh is not None:
+            # h = g0 * (sq S1) + (Gp * (sq ad^T)) W',  sq = sigma(zq)
+            dg0p = dg0p + (R1 * gh).sum(-1, keepdim=True)
+            dR1 = g0p * gh
+            dsq = dR1 @ tr(S1)
+            dS1 += tr(sq) @ dR1
+            dPp = gh @ tr(Wp)
+            dWp += tr(Pp) @ gh
+            dGp += dPp * QA
+            dQA = dPp * Gp
+            dsq += dQA @ ad
+            dad += tr(dQA) @ sq
+            dzq = _silu_prime(zq, torch.sigmoid(zq)) * dsq
+            # zq = g0 * z_q + (Gp * (q k^T)) (W + Y)
+            zq0 = z[..., 2 * n:, :]
+            dg0p = dg0p + (zq0 * dzq).sum(-1, keepdim=True)
+            dz[..., 2 * n:, :] = g0p * dzq
+            dP = dzq @ tr(WY)
+            dWY += tr(P) @ dzq
+            dGp += dP * QK
+            dQK = dP * Gp
+            dx[..., 2 * n:, :] += dQK @ k
+            dk += tr(dQK) @ x[..., 2 * n:, :]
+        # W' = -eta' r,  eta' = eta / (C (1 + |ad|^2))
+        deta2 = -(r * dWp).sum(-1)
+        dr = -eta2[..., None] * dWp
+        deta = deta2 / (C * nad)
+        dad += (2 * ad) * (-deta2 * eta2 / nad)[..., None]
+        dW = dWY
+        dzk = dz[..., :n, :]
+        if ctx.project:
+            # Y = A^-1 rhs,  rhs = -eta (g0 z_k + L W),  A = I + eta L,  L = Gp * (k k^T)
+            drhs = tr(Ainv) @ dWY
+            dA = -(drhs @ tr(Y)).tril_(-1)  # the solve reads only the strictly lower part of A
+            deta = deta + (L * dA).sum(-1) - (Rd * drhs).sum(-1)
+            dL = eta_ * dA
+            dRd = -eta_ * drhs
+            dg0p = dg0p + (z[..., :n, :] * dRd).sum(-1, keepdim=True)
+            dzk += g0p * dRd
+            dL += dRd @ tr(W)
+            dW = dW + tr(L) @ dRd
+            dGp += dL * XX
+            dXX = dL * Gp
+            dk += (dXX + tr(dXX)) @ k
+        # W = -eta delta,  delta = sigma'(z_k) (r S1^T)
+        deta = deta - (delta * dW).sum(-1)
+        ddelta = -eta_ * dW
+        dgr = ddelta * spk
+        dr += dgr @ S1
+        dS1 += tr(dgr) @ r
+        zk = z[..., :n, :]
+        dzk += _silu_second(zk, sk) * (ddelta * gr)
+        # r = M(k) - M(v), M(x) = x + a S1, ad = a_k - a_v
+        dm = torch.cat([dr, -dr], dim=-2)
+        dk += dr
+        dx[..., n:2 * n, :] -= dr
+        da = dm @ tr(S1)
+        da[..., :n, :] += dad
+        da[..., n:, :] -= dad
+        dS1 += tr(a) @ dm
+        zkv = z[..., :2 * n, :]
+        dz[..., :2 * n, :] += _silu_prime(zkv, torch.sigmoid(zkv)) * da
+        dS2 += tr(x) @ dz
+        dx += dz @ tr(S2)
+        dG = torch.zeros(torch.broadcast_shapes(G.shape, (*dgC.shape, *G.shape[-2:])), dtype=G.dtype,
+                         device=G.device)
+        if not isinstance(dg0p, float):
+            dG[..., :-1, 0] = dg0p[..., 0]
+        dG[..., -1, 0] = dgC
+        dG[..., :-1, 1:] = dGp
+        dG[..., -1, 1:] = dgl
+        kshape, vshape, qshape, eshape, gshape = ctx.shapes
+        return (dS2, dS1, _sum_to(dx[..., :n, :], kshape), _sum_to(dx[..., n:2 * n, :], vshape),
+                None if qshape is None else _sum_to(dx[..., 2 * n:, :], qshape), _sum_to(deta, eshape),
+                _sum_to(dG, gshape), None, None)
+
+
+def _silu_prime(z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """sigma'(z) = s (1 + z (1 - s)), s = sigmoid(z)."""
+    return (1 - s).mul_(z).add_(1).mul_(s)
+
+
+def _silu_second(z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """sigma''(z) = s (1 - s) (2 + z (1 - 2 s)), s = sigmoid(z)."""
+    return (1 - 2 * s).mul_(z).add_(2).mul_(s * (1 - s))
 
 
 # ---------------------------------------------------------------------------------------------
