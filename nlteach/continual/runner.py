@@ -21,7 +21,6 @@ A different configuration in an existing ``out`` is refused.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -36,6 +35,7 @@ from nlteach.config import by_preset, get_device, get_preset
 from nlteach.continual import metrics
 from nlteach.continual.learners import LEARNERS, LearnerConfig, available_learners, make_learner
 from nlteach.continual.streams import DEFAULT_TASKS, STREAMS, Stream, first_tasks, make_stream, take
+from nlteach.runs import comparable, open_run_dir, torch_threads  # noqa: F401 (torch_threads: re-exported)
 from nlteach.train import _atomic_write_text, atomic_save, load_checkpoint
 
 CHECKPOINT_VERSION = 1
@@ -375,24 +375,6 @@ def trace_tasks(cfg: ContinualConfig, seed: int, *, n_tasks: int | None = None, 
                 "classes": [list(k.classes) for k in stream.tasks]}
 
 
-def _comparable(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if k != "seeds"}
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Use ``n`` CPU threads inside the block (``None``: leave torch's setting), then restore."""
-    before = torch.get_num_threads()
-    if n is not None:
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"threads must be a positive int or None, got {n!r}.")
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run(cfg: ContinualConfig, out: str | Path | None = None, *, device: torch.device | str | None = None,
         progress: bool = False, figures: bool = True, threads: int | None = 1,
         _stop_after_task: int | None = None) -> dict[str, Any]:
@@ -413,20 +395,7 @@ def _run(cfg: ContinualConfig, out: str | Path | None, *, device: torch.device |
     out_dir = Path(out) if out is not None else None
     done: dict[int, list[list[float]]] = {}
     if out_dir is not None:
-        (out_dir / "seeds").mkdir(parents=True, exist_ok=True)
-        cfg_file = out_dir / "config.json"
-        if cfg_file.exists():
-            saved = json.loads(cfg_file.read_text())
-            if _comparable(saved) != _comparable(cfg.to_dict()):
-                diff = sorted(k for k in set(saved) | set(cfg.to_dict())
-                              if saved.get(k) != cfg.to_dict().get(k) and k != "seeds")
-                raise ValueError(f"{out_dir} holds a run with other settings (differs in {diff}); "
-                                 "use another --out or delete that folder.")
-        _atomic_write_text(cfg_file, json.dumps(cfg.to_dict(), indent=1))
-        for s in cfg.seeds:
-            f = out_dir / "seeds" / f"seed_{s}.json"
-            if f.exists():
-                done[s] = json.loads(f.read_text())["acc_matrix"]
+        done = {s: rec["acc_matrix"] for s, rec in open_run_dir(out_dir, cfg.to_dict(), cfg.seeds).items()}
     bar = None
     if progress:
         from tqdm.auto import tqdm

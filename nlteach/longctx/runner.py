@@ -38,7 +38,6 @@ Lengths longer than every training length measure length generalization.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import statistics
@@ -68,6 +67,7 @@ from nlteach.models import (
     count_parameters,
     size_to_budget,
 )
+from nlteach.runs import comparable, open_run_dir, torch_threads  # noqa: F401 (torch_threads: re-exported)
 from nlteach.train import WarmupCosine, _atomic_write_text, atomic_save, load_checkpoint
 
 CHECKPOINT_VERSION = 1
@@ -333,7 +333,7 @@ def run_seed(cfg: LongCtxConfig, seed: int, *, device: torch.device | str | None
     step, curve, seconds, loss_sum, loss_n, nonfinite = 0, [], 0.0, 0.0, 0, None
     if checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint)
-        if state.get("version") != CHECKPOINT_VERSION or state["config"] != _comparable(cfg.to_dict()):
+        if state.get("version") != CHECKPOINT_VERSION or state["config"] != comparable(cfg.to_dict()):
             raise ValueError(f"{checkpoint} was written by another version or configuration; delete it to "
                              "start this seed again.")
         model.load_state_dict(state["model"])
@@ -366,7 +366,7 @@ def run_seed(cfg: LongCtxConfig, seed: int, *, device: torch.device | str | None
         if bar is not None:
             bar.update(1)
         if checkpoint is not None and step % cfg.ckpt_every == 0 and step < cfg.steps:
-            atomic_save({"version": CHECKPOINT_VERSION, "config": _comparable(cfg.to_dict()), "seed": seed,
+            atomic_save({"version": CHECKPOINT_VERSION, "config": comparable(cfg.to_dict()), "seed": seed,
                          "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
                          "curve": curve, "seconds": seconds, "loss_sum": loss_sum, "loss_n": loss_n,
                          "nonfinite": nonfinite}, checkpoint)
@@ -376,23 +376,6 @@ def run_seed(cfg: LongCtxConfig, seed: int, *, device: torch.device | str | None
     acc = evaluate(model, task, cfg.eval_lengths, cfg.eval_examples, seed, batch=cfg.eval_batch, device=device)
     return {"seed": seed, "accuracy": acc, "n_params": count_parameters(model), "seconds": seconds,
             "eval_seconds": time.perf_counter() - t0, "loss_curve": curve, "nonfinite_step": nonfinite}
-
-
-def _comparable(d: dict[str, Any]) -> dict[str, Any]:
-    """The settings that change the numbers (the list of seeds does not change one seed's run)."""
-    return {k: v for k, v in d.items() if k != "seeds"}
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Use ``n`` CPU threads inside the block (``None``: leave torch's setting), then restore."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def mean_std(xs: list[float]) -> dict[str, float]:
@@ -432,20 +415,7 @@ def _run(cfg, out, *, device, progress, figures, command, _stop_after_step) -> d
     out_dir = Path(out) if out is not None else None
     done: dict[int, dict[str, Any]] = {}
     if out_dir is not None:
-        (out_dir / "seeds").mkdir(parents=True, exist_ok=True)
-        cfg_file = out_dir / "config.json"
-        if cfg_file.exists():
-            saved = json.loads(cfg_file.read_text())
-            if _comparable(saved) != _comparable(cfg.to_dict()):
-                diff = sorted(k for k in set(saved) | set(cfg.to_dict())
-                              if saved.get(k) != cfg.to_dict().get(k) and k != "seeds")
-                raise ValueError(f"{out_dir} holds a run with other settings (differs in {diff}); use another "
-                                 "--out or delete that folder.")
-        _atomic_write_text(cfg_file, json.dumps(cfg.to_dict(), indent=1))
-        for s in cfg.seeds:
-            f = out_dir / "seeds" / f"seed_{s}.json"
-            if f.exists():
-                done[s] = json.loads(f.read_text())
+        done = open_run_dir(out_dir, cfg.to_dict(), cfg.seeds)
     bar = None
     if progress:
         from tqdm.auto import tqdm
