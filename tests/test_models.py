@@ -158,7 +158,9 @@ def test_bench_models_runs_and_reports_ratios(capsys):
     assert set(rows) == set(available_models())
     assert rows["transformer"]["x_transformer"] == 1.0
     assert all(r["tokens_per_s"] > 0 for r in rows.values())
-    assert "x_transformer" in capsys.readouterr().out
+    assert rows["transformer"]["flops_x"] == 1.0 and all(r["gflop_step"] > 0 for r in rows.values())
+    assert rows["hope"]["flops_x"] > 1.0  # five memories read, differentiated and written per token
+    assert "flops_x" in capsys.readouterr().out
 
 
 def test_every_contract_name_builds_the_right_class():

@@ -94,6 +94,12 @@ def run(args: argparse.Namespace) -> dict:
     if (BASELINE, "-") not in steps:
         raise SystemExit(f"the baseline {BASELINE!r} must be among --models to compute ratios")
 
+    for row, fn in zip(rows, steps.values()):
+        row["gflop_step"] = _step_flops(fn) / 1e9
+    base_flops = next(r["gflop_step"] for r in rows if r["model"] == BASELINE)
+    for row in rows:
+        row["flops_x"] = row["gflop_step"] / base_flops
+
     times: dict = {k: [] for k in steps}
     for _ in range(rounds):  # interleave: each round times every model once
         for key, fn in steps.items():
@@ -109,12 +115,25 @@ def run(args: argparse.Namespace) -> dict:
           f"device={device}, {rounds} interleaved round(s); load average {_load()}")
     if device.type == "cpu" and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         print("note: set MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 for steadier CPU times")
-    print(format_table(rows, ["model", "impl", "dim", "params", "x_transformer", "tokens_per_s", "step_ms"]))
+    print(format_table(rows, ["model", "impl", "dim", "params", "x_transformer", "flops_x", "gflop_step",
+                              "tokens_per_s", "step_ms"]))
     print("x_transformer = step time / Transformer step time, measured side by side in this run; "
-          "step_ms and tokens/s are for information only.")
+          "flops_x = matrix-product FLOPs of one step (forward+backward, counted by "
+          "torch.utils.flop_counter) / the Transformer's, the time ratio the model would have at the "
+          "Transformer's FLOP rate; step_ms and tokens/s are for information only.")
     return {"budget": budget, "batch_size": B, "seq_len": T, "n_layers": n_layers, "n_heads": n_heads,
             "chunk_size": base.chunk_size, "proj_chunk_size": base.proj_chunk_size,
             "rounds": rounds, "load_average": _load(), "rows": rows}
+
+
+def _step_flops(step) -> float:
+    """Matrix-product FLOPs (matmul, bmm, attention, ...) of one call of ``step``, forward and
+    backward, as torch's FLOP counter sees them: the products the implementation executes."""
+    from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return float(counter.get_total_flops())
 
 
 def _load() -> str:
