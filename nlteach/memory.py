@@ -235,9 +235,10 @@ def linear_attention_chunked(
 
     The state before chunk n is ``S_0 + sum_{m < n} K_m^T V_m``: an exclusive prefix sum over the
     chunks, itself computed as a product with a triangular matrix of ones (one per 64 chunks), so
-    every step is a batched product over all chunks at once. T need not be a multiple of C (the last chunk is zero-padded; zero keys and
-    values write nothing). The backward pass is written by hand in the same form (see
-    ``_LinearAttentionChunks``; first-order gradients only, no double backward).
+    every step is a batched product over all chunks at once. T need not be a multiple of C (the
+    last chunk is zero-padded; zero keys and values write nothing). The backward pass is written by
+    hand in the same form (see ``_LinearAttentionChunks``; first-order gradients only, no double
+    backward).
     """
     _check(q, k, v, initial_state=initial_state, chunk_size=chunk_size)
     out_dtype, dt = q.dtype, _compute_dtype(q.dtype)
