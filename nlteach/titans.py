@@ -509,70 +509,73 @@ class _ChunkStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, S2, S1, k, vn, q, eta, G, C: int, project: bool):
         n = k.shape[-2]
+        tr = lambda t: t.transpose(-1, -2)  # noqa: E731
         x = torch.cat([k, vn] if q is None else [k, vn, q], dim=-2)  # [..., 2n or 3n, d]
         z = x @ S2  # one matmul for the keys, the values (Eq. 86) and the queries
         zkv = z[..., :2 * n, :]
-        a = F.silu(zkv)
+        s = torch.sigmoid(zkv)
+        a = zkv * s  # sigma = SiLU
+        sp = _silu_prime(zkv, s)  # sigma', kept for the backward
         m = a @ S1
         m += x[..., :2 * n, :]  # M(k) and vhat = M(v)
         r = m[..., :n, :] - m[..., n:, :]  # M(k) - vhat
-        zk, ak, av = zkv[..., :n, :], a[..., :n, :], a[..., n:, :]
-        sk = torch.sigmoid(zk)
-        spk = _silu_prime(zk, sk)
-        gr = r @ S1.transpose(-1, -2)
-        delta = spk * gr
+        ak, av = a[..., :n, :], a[..., n:, :]
+        gr = r @ tr(S1)
+        delta = sp[..., :n, :] * gr
         ad = ak - av  # choice (b)
         nad = (ad * ad).sum(-1).add_(1.0)
         eta2 = eta / (C * nad)  # choice (b)
         eta_ = eta[..., None]
         g0p, gC, Gp, gl = G[..., :-1, 0, None], G[..., -1, 0, None, None], G[..., :-1, 1:], G[..., -1, 1:, None]
-        W = -eta_ * delta  # the gradient steps of the first matrix
+        W = delta * -eta_  # the gradient steps of the first matrix
         Ainv = L = Rd = Y = XX = None
         if project:
-            XX = k @ k.transpose(-1, -2)
+            XX = k @ tr(k)
             L = Gp * XX
             eye = torch.eye(n, dtype=k.dtype, device=k.device)
             A = eye + eta_ * L  # unit lower triangular
             Ainv = torch.linalg.solve_triangular(A, eye.expand_as(A), upper=False, unitriangular=True)
-            Rd = g0p * zk + L @ W  # z_t D_{t-1} of the keys
-            Y = Ainv @ (-eta_ * Rd)
+            Rd = L @ W
+            Rd += g0p * z[..., :n, :]  # z_t D_{t-1} of the keys
+            Y = Ainv @ (Rd * -eta_)
             WY = W + Y
         else:
             WY = W
-        Wp = -eta2[..., None] * r  # the second matrix's steps
+        Wp = r * -eta2[..., None]  # the second matrix's steps
         U, Up = gl * WY, gl * Wp
-        S2n = k.transpose(-1, -2) @ U
+        S2n = tr(k) @ U
         S2n += gC * S2
-        S1n = ad.transpose(-1, -2) @ Up
+        S1n = tr(ad) @ Up
         S1n += gC * S1
-        ctx.C, ctx.project, ctx.n, ctx.has_q = C, project, n, q is not None
-        ctx.shapes = (k.shape, vn.shape, None if q is None else q.shape, eta.shape, G.shape)
-        saved = [S2, S1, x, z, a, r, sk, spk, gr, delta, ad, nad, eta2, eta, G, W, WY, Wp, U, Up]
+        ctx.C, ctx.project, ctx.n = C, project, n
+        ctx.shapes = (k.shape, None if q is None else q.shape, eta.shape, G.shape)
+        saved = [S2, S1, x, z, s, a, sp, r, gr, delta, ad, nad, eta2, eta, G, W, WY, Wp, U, Up]
         saved += [Ainv, L, Rd, Y, XX] if project else [None] * 5
         if q is None:
             ctx.save_for_backward(*saved, *([None] * 7))
             return S2n, S1n
-        zq0 = z[..., 2 * n:, :]
-        QK = q @ k.transpose(-1, -2)
+        QK = q @ tr(k)
         P = Gp * QK
         zq = P @ WY
-        zq += g0p * zq0  # reads of the first matrix at S2_{t-1}
-        sq = F.silu(zq)
-        QA = sq @ ad.transpose(-1, -2)
+        zq += g0p * z[..., 2 * n:, :]  # reads of the first matrix at S2_{t-1}
+        sq_sig = torch.sigmoid(zq)
+        sq = zq * sq_sig
+        QA = sq @ tr(ad)
         Pp = Gp * QA
         R1 = sq @ S1
         h = Pp @ Wp
         h += g0p * R1  # sigma(q S2_{t-1}) S1_{t-1}
-        ctx.save_for_backward(*saved, QK, P, zq, sq, QA, Pp, R1)
+        ctx.save_for_backward(*saved, QK, P, zq, sq, sq_sig, Pp, R1)
         return S2n, S1n, h
 
     @staticmethod
     def backward(ctx, gS2n, gS1n, gh=None):
-        (S2, S1, x, z, a, r, sk, spk, gr, delta, ad, nad, eta2, eta, G, W, WY, Wp, U, Up,
-         Ainv, L, Rd, Y, XX, QK, P, zq, sq, QA, Pp, R1) = ctx.saved_tensors
+        (S2, S1, x, z, s, a, sp, r, gr, delta, ad, nad, eta2, eta, G, W, WY, Wp, U, Up,
+         Ainv, L, Rd, Y, XX, QK, P, zq, sq, sq_sig, Pp, R1) = ctx.saved_tensors
         C, n = ctx.C, ctx.n
-        k = x[..., :n, :]
+        kshape, qshape, eshape, gshape = ctx.shapes
         tr = lambda t: t.transpose(-1, -2)  # noqa: E731
+        k, xq = x[..., :n, :], x[..., 2 * n:, :]
         g0p, gC, Gp, gl = G[..., :-1, 0, None], G[..., -1, 0, None, None], G[..., :-1, 1:], G[..., -1, 1:, None]
         eta_ = eta[..., None]
         gS2n = torch.zeros_like(S2) if gS2n is None else gS2n
@@ -586,91 +589,95 @@ class _ChunkStep(torch.autograd.Function):
         dWp = gl * dUp
         dgl = (Wp * dUp).sum(-1)
         dU = k @ gS2n
-        dx = torch.zeros(torch.broadcast_shapes(x.shape, (*dU.shape[:-2], *x.shape[-2:])), dtype=x.dtype,
-                         device=x.device)
-        dk = dx[..., :n, :]
-        dk += U @ tr(gS2n)
+        dk = U @ tr(gS2n)  # the keys' gradient beyond dz S2^T (broadcast over stacked memories)
         dWY = gl * dU
         dgl = dgl + (WY * dU).sum(-1)
         dg0p = 0.0
-        dGp = torch.zeros(torch.broadcast_shapes(Gp.shape, (*dU.shape[:-2], n, n)), dtype=G.dtype, device=G.device)
-        dz = torch.zeros(torch.broadcast_shapes(z.shape, (*dU.shape[:-2], *z.shape[-2:])), dtype=z.dtype,
-                         device=z.device)
-        if ctx.has_q and gh is not None:
+        dGp = 0.0
+        dq = dzq0 = None
+        if qshape is not None and gh is not None:
             # h = g0 * (sq S1) + (Gp * (sq ad^T)) W',  sq = sigma(zq)
-            dg0p = dg0p + (R1 * gh).sum(-1, keepdim=True)
+            dg0p = (R1 * gh).sum(-1, keepdim=True)
             dR1 = g0p * gh
             dsq = dR1 @ tr(S1)
             dS1 += tr(sq) @ dR1
             dPp = gh @ tr(Wp)
             dWp += tr(Pp) @ gh
-            dGp += dPp * QA
+            dGp = dPp * (sq @ tr(ad))
             dQA = dPp * Gp
             dsq += dQA @ ad
             dad += tr(dQA) @ sq
-            dzq = _silu_prime(zq, torch.sigmoid(zq)) * dsq
+            dzq = _silu_prime(zq, sq_sig).mul_(dsq)
             # zq = g0 * z_q + (Gp * (q k^T)) (W + Y)
-            zq0 = z[..., 2 * n:, :]
-            dg0p = dg0p + (zq0 * dzq).sum(-1, keepdim=True)
-            dz[..., 2 * n:, :] = g0p * dzq
+            dg0p = dg0p + (z[..., 2 * n:, :] * dzq).sum(-1, keepdim=True)
+            dzq0 = g0p * dzq
             dP = dzq @ tr(WY)
             dWY += tr(P) @ dzq
-            dGp += dP * QK
+            dGp = dGp + dP * QK
             dQK = dP * Gp
-            dx[..., 2 * n:, :] += dQK @ k
-            dk += tr(dQK) @ x[..., 2 * n:, :]
+            dq = dQK @ k
+            dk += tr(dQK) @ xq
         # W' = -eta' r,  eta' = eta / (C (1 + |ad|^2))
         deta2 = -(r * dWp).sum(-1)
-        dr = -eta2[..., None] * dWp
+        dr = dWp * -eta2[..., None]
         deta = deta2 / (C * nad)
-        dad += (2 * ad) * (-deta2 * eta2 / nad)[..., None]
+        dad.addcmul_(ad, (-2 * deta2 * eta2 / nad)[..., None])
         dW = dWY
-        dzk = dz[..., :n, :]
+        dzk = _silu_second(z[..., :n, :], s[..., :n, :]).mul_(gr)  # times ddelta below
         if ctx.project:
             # Y = A^-1 rhs,  rhs = -eta (g0 z_k + L W),  A = I + eta L,  L = Gp * (k k^T)
             drhs = tr(Ainv) @ dWY
             dA = -(drhs @ tr(Y)).tril_(-1)  # the solve reads only the strictly lower part of A
             deta = deta + (L * dA).sum(-1) - (Rd * drhs).sum(-1)
+            dRd = drhs * -eta_
             dL = eta_ * dA
-            dRd = -eta_ * drhs
-            dg0p = dg0p + (z[..., :n, :] * dRd).sum(-1, keepdim=True)
-            dzk += g0p * dRd
             dL += dRd @ tr(W)
-            dW = dW + tr(L) @ dRd
-            dGp += dL * XX
+            dg0p = dg0p + (z[..., :n, :] * dRd).sum(-1, keepdim=True)
+            dW = tr(L) @ dRd
+            dW += dWY
+            dL = _sum_to(dL, torch.broadcast_shapes(L.shape, Gp.shape))  # over stacked memories: small
+            dGp = (dGp if isinstance(dGp, float) else _sum_to(dGp, dL.shape)) + dL * XX
             dXX = dL * Gp
-            dk += (dXX + tr(dXX)) @ k
+            dk_proj = (dXX + tr(dXX)) @ k
+            dzk_proj = g0p * dRd
         # W = -eta delta,  delta = sigma'(z_k) (r S1^T)
         deta = deta - (delta * dW).sum(-1)
-        ddelta = -eta_ * dW
-        dgr = ddelta * spk
+        ddelta = dW * -eta_
+        dgr = ddelta * sp[..., :n, :]
         dr += dgr @ S1
         dS1 += tr(dgr) @ r
-        zk = z[..., :n, :]
-        dzk += _silu_second(zk, sk) * (ddelta * gr)
-        # r = M(k) - M(v), M(x) = x + a S1, ad = a_k - a_v
+        dzk.mul_(ddelta)
+        if ctx.project:
+            dzk += dzk_proj
+        # r = M(k) - M(v), M(x) = x + a S1, ad = a_k - a_v;  a = sigma(z)
         dm = torch.cat([dr, -dr], dim=-2)
         dk += dr
-        dx[..., n:2 * n, :] -= dr
         da = dm @ tr(S1)
         da[..., :n, :] += dad
         da[..., n:, :] -= dad
+        da.mul_(sp)
+        da[..., :n, :] += dzk
         dS1 += tr(a) @ dm
-        zkv = z[..., :2 * n, :]
-        dz[..., :2 * n, :] += _silu_prime(zkv, torch.sigmoid(zkv)) * da
+        dz = da if dzq0 is None else torch.cat([da, dzq0], dim=-2)
         dS2 += tr(x) @ dz
-        dx += dz @ tr(S2)
-        dG = torch.zeros(torch.broadcast_shapes(G.shape, (*dgC.shape, *G.shape[-2:])), dtype=G.dtype,
-                         device=G.device)
+        dx = dz @ tr(S2)
+        dx[..., :n, :] += dk
+        dx[..., n:2 * n, :] -= dr
+        if dq is not None:
+            dx[..., 2 * n:, :] += dq
+        dx = _sum_to(dx, (*kshape[:-2], *dx.shape[-2:]))
+        if ctx.project:
+            dx[..., :n, :] += dk_proj
+        dG = torch.zeros(gshape, dtype=G.dtype, device=G.device)  # each piece summed over stacked memories
+        lead = gshape[:-2]
         if not isinstance(dg0p, float):
-            dG[..., :-1, 0] = dg0p[..., 0]
-        dG[..., -1, 0] = dgC
-        dG[..., :-1, 1:] = dGp
-        dG[..., -1, 1:] = dgl
-        kshape, vshape, qshape, eshape, gshape = ctx.shapes
-        return (dS2, dS1, _sum_to(dx[..., :n, :], kshape), _sum_to(dx[..., n:2 * n, :], vshape),
-                None if qshape is None else _sum_to(dx[..., 2 * n:, :], qshape), _sum_to(deta, eshape),
-                _sum_to(dG, gshape), None, None)
+            dG[..., :-1, 0] = _sum_to(dg0p[..., 0], (*lead, n))
+        dG[..., -1, 0] = _sum_to(dgC, lead)
+        if not isinstance(dGp, float):
+            dG[..., :-1, 1:] = _sum_to(dGp, (*lead, n, n))
+        dG[..., -1, 1:] = _sum_to(dgl, (*lead, n))
+        return (dS2, dS1, dx[..., :n, :], dx[..., n:2 * n, :], None if qshape is None else dx[..., 2 * n:, :],
+                _sum_to(deta, eshape), dG, None, None)
 
 
 def _silu_prime(z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
