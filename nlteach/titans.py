@@ -411,7 +411,25 @@ def self_modifying_titans_chunked(u: torch.Tensor, q: torch.Tensor, init: Mappin
     outs = []
     chunks = [x.split(chunk_size, dim=2) for x in (k, v, eta, alpha, q)]
     n_chunks = len(chunks[0])
-    for i_c, (kc, vc, ec, ac, qc) in enumerate(zip(*chunks)):  # stage 2: the main memory
+    # Without momentum every chunk but the last runs as one _ChunkStep. What does not depend on the
+    # main memory's state is computed here for all those (full) chunks at once: the unit values, the
+    # decays G, the projector's L and A^-1, and the query-key products P.
+    n_fast = n_chunks - 1 if not with_momentum else 0
+    if n_fast:
+        C = chunk_size
+        kf, vf, ef, af, qf = (x[:, :, :n_fast * C].unflatten(2, (n_fast, C)) for x in (k, v, eta, alpha, q))
+        Gf = segment_products(torch.cat([torch.ones_like(af[..., :1]), af], dim=-1))  # [B, H, n_fast, C+1, C+1]
+        Gp = Gf[..., :-1, 1:]
+        Lf = Gp * (kf @ kf.transpose(-1, -2)) if dgd else None
+        Ainvf = _unit_lower_inverse(ef[..., None] * Lf) if dgd else None
+        pre = zip(F.normalize(vf, dim=-1).unbind(2), Gf.unbind(2), (Gp * (qf @ kf.transpose(-1, -2))).unbind(2),
+                  *((Ainvf.unbind(2), Lf.unbind(2)) if dgd else ()))
+        for i_c, (vn, Gc, Pc, *proj) in enumerate(pre):
+            kc, ec, qc = chunks[0][i_c], chunks[2][i_c], chunks[4][i_c]
+            W2, W1, h = _ChunkStep.apply(W2, W1, kc, vn, qc, ec, Gc, C, dgd, *(proj or (None, None)), Pc)
+            outs.append(qc + h)  # Eq. 88 with Eq. 89: q + sigma(q S2_{t-1}) S1_{t-1}
+    for i_c in range(n_fast, n_chunks):  # stage 2: the main memory (the last chunk, or all with momentum)
+        kc, vc, ec, ac, qc = (x[i_c] for x in chunks)
         last = i_c == n_chunks - 1
         (W2, W1), (N2, N1), h = _chunk_update(W2, W1, N2, N1, kc, vc, ec, ac, momentum, dgd, chunk_size, q=qc,
                                               need_momentum=with_momentum or last)
@@ -507,8 +525,9 @@ class _ChunkStep(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, S2, S1, k, vn, q, eta, G, C: int, project: bool):
+    def forward(ctx, S2, S1, k, vn, q, eta, G, C: int, project: bool, Ainv=None, L=None, P=None):
         n = k.shape[-2]
+        ctx.pre = L is not None or P is not None  # A^-1, L (with project), P (with q) given by the caller
         tr = lambda t: t.transpose(-1, -2)  # noqa: E731
         x = torch.cat([k, vn] if q is None else [k, vn, q], dim=-2)  # [..., 2n or 3n, d]
         z = x @ S2  # one matmul for the keys, the values (Eq. 86) and the queries
@@ -528,13 +547,12 @@ class _ChunkStep(torch.autograd.Function):
         eta_ = eta[..., None]
         g0p, gC, Gp, gl = G[..., :-1, 0, None], G[..., -1, 0, None, None], G[..., :-1, 1:], G[..., -1, 1:, None]
         W = delta * -eta_  # the gradient steps of the first matrix
-        Ainv = L = Rd = Y = XX = None
-        if project:
+        Rd = Y = XX = None
+        if project and not ctx.pre:
             XX = k @ tr(k)
             L = Gp * XX
-            eye = torch.eye(n, dtype=k.dtype, device=k.device)
-            A = eye + eta_ * L  # unit lower triangular
-            Ainv = torch.linalg.solve_triangular(A, eye.expand_as(A), upper=False, unitriangular=True)
+            Ainv = _unit_lower_inverse(eta_ * L)
+        if project:
             Rd = L @ W
             Rd += g0p * z[..., :n, :]  # z_t D_{t-1} of the keys
             Y = Ainv @ (Rd * -eta_)
@@ -554,8 +572,10 @@ class _ChunkStep(torch.autograd.Function):
         if q is None:
             ctx.save_for_backward(*saved, *([None] * 7))
             return S2n, S1n
-        QK = q @ tr(k)
-        P = Gp * QK
+        QK = None
+        if not ctx.pre:
+            QK = q @ tr(k)
+            P = Gp * QK
         zq = P @ WY
         zq += g0p * z[..., 2 * n:, :]  # reads of the first matrix at S2_{t-1}
         sq_sig = torch.sigmoid(zq)
@@ -613,10 +633,11 @@ class _ChunkStep(torch.autograd.Function):
             dzq0 = g0p * dzq
             dP = dzq @ tr(WY)
             dWY += tr(P) @ dzq
-            dGp = dGp + dP * QK
-            dQK = dP * Gp
-            dq = dQK @ k
-            dk += tr(dQK) @ xq
+            if not ctx.pre:
+                dGp = dGp + dP * QK
+                dQK = dP * Gp
+                dq = dQK @ k
+                dk += tr(dQK) @ xq
         # W' = -eta' r,  eta' = eta / (C (1 + |ad|^2))
         deta2 = -(r * dWp).sum(-1)
         dr = dWp * -eta2[..., None]
@@ -627,18 +648,24 @@ class _ChunkStep(torch.autograd.Function):
         if ctx.project:
             # Y = A^-1 rhs,  rhs = -eta (g0 z_k + L W),  A = I + eta L,  L = Gp * (k k^T)
             drhs = tr(Ainv) @ dWY
-            dA = -(drhs @ tr(Y)).tril_(-1)  # the solve reads only the strictly lower part of A
-            deta = deta + (L * dA).sum(-1) - (Rd * drhs).sum(-1)
             dRd = drhs * -eta_
-            dL = eta_ * dA
-            dL += dRd @ tr(W)
+            deta = deta - (Rd * drhs).sum(-1)
+            if ctx.pre:  # the caller's autograd takes A^-1 (and so A = I + eta L) back to eta, k and G
+                dAinv = dWY @ tr(Rd * -eta_)
+                dL = dRd @ tr(W)
+            else:
+                dA = -(drhs @ tr(Y)).tril_(-1)  # the solve reads only the strictly lower part of A
+                deta = deta + (L * dA).sum(-1)
+                dL = eta_ * dA
+                dL += dRd @ tr(W)
             dg0p = dg0p + (z[..., :n, :] * dRd).sum(-1, keepdim=True)
             dW = tr(L) @ dRd
             dW += dWY
             dL = _sum_to(dL, torch.broadcast_shapes(L.shape, Gp.shape))  # over stacked memories: small
-            dGp = (dGp if isinstance(dGp, float) else _sum_to(dGp, dL.shape)) + dL * XX
-            dXX = dL * Gp
-            dk_proj = (dXX + tr(dXX)) @ k
+            if not ctx.pre:
+                dGp = (dGp if isinstance(dGp, float) else _sum_to(dGp, dL.shape)) + dL * XX
+                dXX = dL * Gp
+                dk_proj = (dXX + tr(dXX)) @ k
             dzk_proj = g0p * dRd
         # W = -eta delta,  delta = sigma'(z_k) (r S1^T)
         deta = deta - (delta * dW).sum(-1)
@@ -666,8 +693,12 @@ class _ChunkStep(torch.autograd.Function):
         if dq is not None:
             dx[..., 2 * n:, :] += dq
         dx = _sum_to(dx, (*kshape[:-2], *dx.shape[-2:]))
-        if ctx.project:
+        if ctx.project and not ctx.pre:
             dx[..., :n, :] += dk_proj
+        grads_pre = (None, None, None)
+        if ctx.pre:
+            grads_pre = (dAinv if ctx.project else None, dL if ctx.project else None,
+                         dP if qshape is not None and gh is not None else None)
         dG = torch.zeros(gshape, dtype=G.dtype, device=G.device)  # each piece summed over stacked memories
         lead = gshape[:-2]
         if not isinstance(dg0p, float):
@@ -677,7 +708,13 @@ class _ChunkStep(torch.autograd.Function):
             dG[..., :-1, 1:] = _sum_to(dGp, (*lead, n, n))
         dG[..., -1, 1:] = _sum_to(dgl, (*lead, n))
         return (dS2, dS1, dx[..., :n, :], dx[..., n:2 * n, :], None if qshape is None else dx[..., 2 * n:, :],
-                _sum_to(deta, eshape), dG, None, None)
+                _sum_to(deta, eshape), dG, None, None, *grads_pre)
+
+
+def _unit_lower_inverse(L: torch.Tensor) -> torch.Tensor:
+    """``(I + L)^-1`` for strictly lower triangular ``L [..., n, n]`` (one triangular solve)."""
+    eye = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device)
+    return torch.linalg.solve_triangular(eye + L, eye.expand_as(L), upper=False, unitriangular=True)
 
 
 def _silu_prime(z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:

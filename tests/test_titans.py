@@ -287,3 +287,15 @@ def test_chunk_step_backward_passes_gradcheck(project, stacked, with_q):
             segment_products(torch.cat([torch.ones_like(alpha[..., :1]), alpha], dim=-1))]
     args = [a.requires_grad_() if a is not None else None for a in args]
     assert torch.autograd.gradcheck(lambda *a: _ChunkStep.apply(*a, n, project), args, eps=1e-6, atol=1e-8)
+    if with_q and not stacked:  # the main memory's path: A^-1, L, P precomputed outside (autograd there)
+
+        def with_precomputed(S2, S1, k, vn, q, eta, G):
+            Gp = G[..., :-1, 1:]
+            L = Gp * (k @ k.transpose(-1, -2))
+            eye = torch.eye(n, dtype=k.dtype)
+            Ainv = torch.linalg.solve_triangular(eye + eta[..., None] * L, eye.expand_as(L), upper=False,
+                                                 unitriangular=True)
+            pre = (Ainv, L) if project else (None, None)
+            return _ChunkStep.apply(S2, S1, k, vn, q, eta, G, n, project, *pre, Gp * (q @ k.transpose(-1, -2)))
+
+        assert torch.autograd.gradcheck(with_precomputed, args, eps=1e-6, atol=1e-8)
