@@ -73,7 +73,10 @@ Two implementations with the same signature and the same results:
 :func:`self_modifying_titans_naive` (a token loop, the equations above) and
 :func:`self_modifying_titans_chunked` (inside a chunk: matmuls and one triangular solve; the
 derivation is beside :func:`dgd_chunk`). Both return ``(o, (states_T, momenta_T))`` where states and
-momenta are dicts ``box -> (S2, S1)`` with leading ``[B, H]`` dims.
+momenta are dicts ``box -> (S2, S1)`` with leading ``[B, H]`` dims. Without momentum (the default)
+the chunked version runs each chunk but the last as one ``_ChunkStep``, the same equations with a
+hand-derived backward, because autograd's bookkeeping of ~150 small operations per chunk costs more
+than their arithmetic on a CPU (checked against finite differences and the naive loop in the tests).
 """
 
 from __future__ import annotations
@@ -384,7 +387,11 @@ def self_modifying_titans_chunked(u: torch.Tensor, q: torch.Tensor, init: Mappin
     Stage 1: the k, v, eta, alpha memories do not depend on the main memory, so they run first,
     chunk by chunk (``proj_chunk_size``), all four stacked in one batch dimension; each chunk's
     k, v, eta, alpha come from the chunk-start states in one matmul each. Stage 2: the main memory
-    runs over chunks of ``chunk_size`` with those keys, values and gates, reading q.
+    runs over chunks of ``chunk_size`` with those keys, values and gates, reading q; without
+    momentum, what does not depend on its state (unit values, decays, the projector's triangular
+    system, query-key products) is computed for all chunks before the loop. Chunks are cut with one
+    ``split`` (its backward is one concatenation; a slice per chunk would write a zero tensor of the
+    whole sequence in the backward, per chunk).
     """
     state, mom = _check(u, q, init, readout, chunk_size, proj_chunk_size, momentum_state, momentum)
     with_momentum = float(momentum) != 0.0
@@ -567,7 +574,7 @@ class _ChunkStep(torch.autograd.Function):
         S1n += gC * S1
         ctx.C, ctx.project, ctx.n = C, project, n
         ctx.shapes = (k.shape, None if q is None else q.shape, eta.shape, G.shape)
-        saved = [S2, S1, x, z, s, a, sp, r, gr, delta, ad, nad, eta2, eta, G, W, WY, Wp, U, Up]
+        saved = [S2, S1, x, z, s, sp, r, gr, delta, ad, nad, eta2, eta, G, W, WY, Wp, U, Up]
         saved += [Ainv, L, Rd, Y, XX] if project else [None] * 5
         if q is None:
             ctx.save_for_backward(*saved, *([None] * 7))
@@ -590,7 +597,7 @@ class _ChunkStep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gS2n, gS1n, gh=None):
-        (S2, S1, x, z, s, a, sp, r, gr, delta, ad, nad, eta2, eta, G, W, WY, Wp, U, Up,
+        (S2, S1, x, z, s, sp, r, gr, delta, ad, nad, eta2, eta, G, W, WY, Wp, U, Up,
          Ainv, L, Rd, Y, XX, QK, P, zq, sq, sq_sig, Pp, R1) = ctx.saved_tensors
         C, n = ctx.C, ctx.n
         kshape, qshape, eshape, gshape = ctx.shapes
@@ -676,16 +683,16 @@ class _ChunkStep(torch.autograd.Function):
         dzk.mul_(ddelta)
         if ctx.project:
             dzk += dzk_proj
-        # r = M(k) - M(v), M(x) = x + a S1, ad = a_k - a_v;  a = sigma(z)
-        dm = torch.cat([dr, -dr], dim=-2)
+        # r = M(k) - M(v), M(x) = x + a S1, ad = a_k - a_v;  a = sigma(z). Both M(k) and M(v) enter
+        # through r and ad only, with opposite signs: the gradient of a_v is minus that of a_k.
         dk += dr
-        da = dm @ tr(S1)
-        da[..., :n, :] += dad
-        da[..., n:, :] -= dad
-        da.mul_(sp)
-        da[..., :n, :] += dzk
-        dS1 += tr(a) @ dm
-        dz = da if dzq0 is None else torch.cat([da, dzq0], dim=-2)
+        dak = dr @ tr(S1)
+        dak += dad
+        dS1 += tr(ad) @ dr  # a_k^T dr - a_v^T dr
+        dzk += sp[..., :n, :] * dak
+        dzv = sp[..., n:, :] * dak
+        dzv.neg_()
+        dz = torch.cat([dzk, dzv] if dzq0 is None else [dzk, dzv, dzq0], dim=-2)
         dS2 += tr(x) @ dz
         dx = dz @ tr(S2)
         dx[..., :n, :] += dk
