@@ -421,7 +421,7 @@ def self_modifying_titans_chunked(u: torch.Tensor, q: torch.Tensor, init: Mappin
     # Without momentum every chunk but the last runs as one _ChunkStep. What does not depend on the
     # main memory's state is computed here for all those (full) chunks at once: the unit values, the
     # decays G, the projector's L and A^-1, and the query-key products P.
-    n_fast = n_chunks - 1 if not with_momentum else 0
+    n_fast = u.shape[2] // chunk_size if not with_momentum else 0  # the full chunks
     if n_fast:
         C = chunk_size
         kf, vf, ef, af, qf = (x[:, :, :n_fast * C].unflatten(2, (n_fast, C)) for x in (k, v, eta, alpha, q))
@@ -433,7 +433,11 @@ def self_modifying_titans_chunked(u: torch.Tensor, q: torch.Tensor, init: Mappin
                   *((Ainvf.unbind(2), Lf.unbind(2)) if dgd else ()))
         for i_c, (vn, Gc, Pc, *proj) in enumerate(pre):
             kc, ec, qc = chunks[0][i_c], chunks[2][i_c], chunks[4][i_c]
-            W2, W1, h = _ChunkStep.apply(W2, W1, kc, vn, qc, ec, Gc, C, dgd, *(proj or (None, None)), Pc)
+            last = i_c == n_chunks - 1
+            W2, W1, h, *tail = _ChunkStep.apply(W2, W1, kc, vn, qc, ec, Gc, C, dgd, *(proj or (None, None)), Pc,
+                                                last)
+            if last:  # beta = 0: the momentum is the last token's step (see _chunk_update)
+                N2, N1 = kc[..., -1, :, None] * tail[0][..., None, :], tail[2][..., :, None] * tail[1][..., None, :]
             outs.append(qc + h)  # Eq. 88 with Eq. 89: q + sigma(q S2_{t-1}) S1_{t-1}
     for i_c in range(n_fast, n_chunks):  # stage 2: the main memory (the last chunk, or all with momentum)
         kc, vc, ec, ac, qc = (x[i_c] for x in chunks)
@@ -469,9 +473,12 @@ def _chunk_update(S2, S1, M2, M1, k, v, eta, alpha, beta, dgd, C, *, q=None, nee
     """
     n = k.shape[-2]
     v = F.normalize(v, dim=-1)  # choice (g): the memories read the unit vector v / ||v||
-    if float(beta) == 0.0 and not need_momentum:  # the common case: one op with a hand-written backward
+    if float(beta) == 0.0:  # the default: one op with a hand-written backward
         G = segment_products(torch.cat([torch.ones_like(alpha[..., :1]), alpha], dim=-1))
-        out = _ChunkStep.apply(S2, S1, k, v, q, eta, G, C, dgd)
+        out = _ChunkStep.apply(S2, S1, k, v, q, eta, G, C, dgd, None, None, None, need_momentum)
+        if need_momentum:  # beta = 0: the momentum is the last token's step, M_C = -eta_C x_C e_C^T
+            W_last, Wp_last, ad_last = out[-3:]
+            M2, M1 = k[..., -1, :, None] * W_last[..., None, :], ad_last[..., :, None] * Wp_last[..., None, :]
         return ((out[0], out[1]), (M2, M1), out[2]) if q is not None else ((out[0], out[1]), (M2, M1))
     x = torch.cat([k.expand_as(v), v] + ([q] if q is not None else []), dim=-2)  # [..., 2n or 3n, d]
     z = x @ S2  # [..., 2n or 3n, hidden]
@@ -528,11 +535,15 @@ class _ChunkStep(torch.autograd.Function):
         S2_C = gC S2 + k^T (gl * (W + Y)),   S1_C = gC S1 + ad^T (gl * W')
         zq = g0 * z_q + (Gp * (q k^T)) (W + Y),   h = g0 * (sigma(zq) S1) + (Gp * (sigma(zq) ad^T)) W'
 
-    Returns ``(S2_C, S1_C)`` and, with queries, ``h``. The backward runs these lines in reverse.
+    Returns ``(S2_C, S1_C)`` and, with queries, ``h``; with ``last`` also the last token's rows
+    ``W_C, W'_C, ad_C`` (the caller makes the momentum states from them). Optional ``Ainv, L, P``
+    are those matrices precomputed by the caller (they do not depend on the state; the caller's
+    autograd then takes their gradients back). The backward runs these lines in reverse.
     """
 
     @staticmethod
-    def forward(ctx, S2, S1, k, vn, q, eta, G, C: int, project: bool, Ainv=None, L=None, P=None):
+    def forward(ctx, S2, S1, k, vn, q, eta, G, C: int, project: bool, Ainv=None, L=None, P=None,
+                last: bool = False):
         n = k.shape[-2]
         ctx.pre = L is not None or P is not None  # A^-1, L (with project), P (with q) given by the caller
         tr = lambda t: t.transpose(-1, -2)  # noqa: E731
@@ -572,13 +583,16 @@ class _ChunkStep(torch.autograd.Function):
         S2n += gC * S2
         S1n = tr(ad) @ Up
         S1n += gC * S1
-        ctx.C, ctx.project, ctx.n = C, project, n
+        ctx.C, ctx.project, ctx.n, ctx.last = C, project, n, last
+        # with last: the last token's steps (W_C, W'_C) and input ad_C, from which the caller makes
+        # the momentum states (beta = 0: M_C = -eta_C x_C e_C^T, the last step)
+        tail = (W[..., -1, :].clone(), Wp[..., -1, :].clone(), ad[..., -1, :].clone()) if last else ()
         ctx.shapes = (k.shape, None if q is None else q.shape, eta.shape, G.shape)
         saved = [S2, S1, x, z, s, sp, r, gr, delta, ad, nad, eta2, eta, G, W, WY, Wp, U, Up]
         saved += [Ainv, L, Rd, Y, XX] if project else [None] * 5
         if q is None:
             ctx.save_for_backward(*saved, *([None] * 7))
-            return S2n, S1n
+            return (S2n, S1n, *tail)
         QK = None
         if not ctx.pre:
             QK = q @ tr(k)
@@ -593,10 +607,12 @@ class _ChunkStep(torch.autograd.Function):
         h = Pp @ Wp
         h += g0p * R1  # sigma(q S2_{t-1}) S1_{t-1}
         ctx.save_for_backward(*saved, QK, P, zq, sq, sq_sig, Pp, R1)
-        return S2n, S1n, h
+        return (S2n, S1n, h, *tail)
 
     @staticmethod
-    def backward(ctx, gS2n, gS1n, gh=None):
+    def backward(ctx, gS2n, gS1n, *rest):
+        gh = rest[0] if ctx.shapes[1] is not None else None
+        gWl, gWpl, gadl = rest[-3:] if ctx.last else (None, None, None)
         (S2, S1, x, z, s, sp, r, gr, delta, ad, nad, eta2, eta, G, W, WY, Wp, U, Up,
          Ainv, L, Rd, Y, XX, QK, P, zq, sq, sq_sig, Pp, R1) = ctx.saved_tensors
         C, n = ctx.C, ctx.n
@@ -612,6 +628,8 @@ class _ChunkStep(torch.autograd.Function):
         dS2 = gC * gS2n
         dgC = (S1 * gS1n).sum((-2, -1)) + (S2 * gS2n).sum((-2, -1))
         dad = Up @ tr(gS1n)
+        if gadl is not None:
+            dad[..., -1, :] += gadl
         dUp = ad @ gS1n
         dWp = gl * dUp
         dgl = (Wp * dUp).sum(-1)
@@ -646,6 +664,8 @@ class _ChunkStep(torch.autograd.Function):
                 dq = dQK @ k
                 dk += tr(dQK) @ xq
         # W' = -eta' r,  eta' = eta / (C (1 + |ad|^2))
+        if gWpl is not None:
+            dWp[..., -1, :] += gWpl
         deta2 = -(r * dWp).sum(-1)
         dr = dWp * -eta2[..., None]
         deta = deta2 / (C * nad)
@@ -675,6 +695,9 @@ class _ChunkStep(torch.autograd.Function):
                 dk_proj = (dXX + tr(dXX)) @ k
             dzk_proj = g0p * dRd
         # W = -eta delta,  delta = sigma'(z_k) (r S1^T)
+        if gWl is not None:
+            dW = dW.clone() if dW is dWY else dW  # dWY is still read below (drhs was made before)
+            dW[..., -1, :] += gWl
         deta = deta - (delta * dW).sum(-1)
         ddelta = dW * -eta_
         dgr = ddelta * sp[..., :n, :]
@@ -715,7 +738,7 @@ class _ChunkStep(torch.autograd.Function):
             dG[..., :-1, 1:] = _sum_to(dGp, (*lead, n, n))
         dG[..., -1, 1:] = _sum_to(dgl, (*lead, n))
         return (dS2, dS1, dx[..., :n, :], dx[..., n:2 * n, :], None if qshape is None else dx[..., 2 * n:, :],
-                _sum_to(deta, eshape), dG, None, None, *grads_pre)
+                _sum_to(deta, eshape), dG, None, None, *grads_pre, None)
 
 
 def _unit_lower_inverse(L: torch.Tensor) -> torch.Tensor:

@@ -287,6 +287,9 @@ def test_chunk_step_backward_passes_gradcheck(project, stacked, with_q):
             segment_products(torch.cat([torch.ones_like(alpha[..., :1]), alpha], dim=-1))]
     args = [a.requires_grad_() if a is not None else None for a in args]
     assert torch.autograd.gradcheck(lambda *a: _ChunkStep.apply(*a, n, project), args, eps=1e-6, atol=1e-8)
+    # last=True also returns the last token's steps and input (for the momentum state): their gradients too
+    assert torch.autograd.gradcheck(lambda *a: _ChunkStep.apply(*a, n, project, None, None, None, True), args,
+                                    eps=1e-6, atol=1e-8)
     if with_q and not stacked:  # the main memory's path: A^-1, L, P precomputed outside (autograd there)
 
         def with_precomputed(S2, S1, k, vn, q, eta, G):
