@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from nlteach import optim as nlo
+from nlteach.runs import torch_threads
 from nlteach.welcome import memory_horizon
 
 # ---------------------------------------------------------------------------------------------
@@ -497,16 +498,9 @@ def compare_optimizers(task: str, *, optimizers: Sequence[str] = COMPARED,
     alone). The default 1 is deliberate: these small models gain nothing from more threads, and on
     a shared or loaded machine multi-threaded small ops are slower and their timings erratic.
     """
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        if not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}.")
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _compare(task, optimizers, seeds, steps, batch_size, hidden, context, embed, n_eval,
                         n_evals, lrs, options, device, progress)
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def _compare(task, optimizers, seeds, steps, batch_size, hidden, context, embed, n_eval, n_evals,
