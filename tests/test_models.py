@@ -163,6 +163,26 @@ def test_bench_models_runs_and_reports_ratios(capsys):
     assert "flops_x" in capsys.readouterr().out
 
 
+def test_bench_counts_the_cpu_attention_kernel():
+    """torch's FLOP counter has no formula for the CPU attention kernel; the bench supplies one
+    that agrees with torch's own formulas (forward: the explicit products; backward: torch's
+    flash-attention formula) and counts only the lower triangle when causal."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count
+
+    from nlteach.bench.models import _step_flops, attention_flops
+
+    B, H, T, d = 2, 3, 10, 4
+    q, k, v = (torch.randn(B, H, T, d, requires_grad=True) for _ in range(3))
+    with FlopCounterMode(display=False) as c:
+        torch.softmax(q @ k.transpose(-1, -2), -1) @ v
+    shape = (B, H, T, d)
+    assert attention_flops(shape, shape, shape, False) == c.get_total_flops()
+    assert attention_flops(shape, shape, shape, False, backward=True) == sdpa_backward_flop_count(shape, *[shape] * 3)
+    full = attention_flops(shape, shape, shape, False) + attention_flops(shape, shape, shape, False, backward=True)
+    causal = _step_flops(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward())
+    assert causal == full * (T + 1) // (2 * T)
+
+
 def test_every_contract_name_builds_the_right_class():
     from nlteach.models import HopeAttentionLM, HopeLM, TitansLM
 

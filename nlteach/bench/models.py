@@ -126,12 +126,40 @@ def run(args: argparse.Namespace) -> dict:
             "rounds": rounds, "load_average": _load(), "rows": rows}
 
 
+def attention_flops(q_shape, k_shape, v_shape, is_causal: bool, *, backward: bool = False) -> int:
+    """Matrix-product FLOPs of softmax attention ``softmax(q k^T) v`` for ``[B, H, T, d]`` inputs:
+    ``q k^T`` and ``P v`` in the forward (2 products), the recomputed scores and the four gradient
+    products in the backward (5 products), each ``2 B H T_q T_k d`` FLOPs. With ``is_causal`` only
+    the ``T (T + 1) / 2`` scores on or below the diagonal are counted: a causal kernel skips the rest."""
+    B, H, Tq, d = q_shape
+    Tk, dv = k_shape[-2], v_shape[-1]
+    pairs = Tq * (Tq + 1) // 2 if is_causal and Tq == Tk else Tq * Tk
+    per_product = 2 * B * H * pairs
+    return per_product * ((3 * d + 2 * dv) if backward else (d + dv))
+
+
+def _cpu_sdpa(q, k, v, dropout_p=0.0, is_causal=False, *args, out_shape=None, **kwargs) -> int:
+    return attention_flops(q, k, v, is_causal)
+
+
+def _cpu_sdpa_backward(grad_out, q, k, v, out, lse, dropout_p=0.0, is_causal=False, *args, out_shape=None,
+                       **kwargs) -> int:
+    return attention_flops(q, k, v, is_causal, backward=True)
+
+
 def _step_flops(step) -> float:
     """Matrix-product FLOPs (matmul, bmm, attention, ...) of one call of ``step``, forward and
-    backward, as torch's FLOP counter sees them: the products the implementation executes."""
+    backward, as torch's FLOP counter sees them: the products the implementation executes.
+
+    torch (2.13) has no formula for the CPU attention kernel and would count it as 0, so the
+    Transformer's attention would be missing from the baseline; :func:`attention_flops` supplies it
+    (causal: the lower triangle only). On CUDA torch's own formulas apply (full score matrix)."""
     from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
 
-    with FlopCounterMode(display=False) as counter:
+    aten = torch.ops.aten
+    cpu_attention = {aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa,
+                     aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward}
+    with FlopCounterMode(display=False, custom_mapping=cpu_attention) as counter:
         step()
     return float(counter.get_total_flops())
 
