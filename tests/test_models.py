@@ -163,6 +163,22 @@ def test_bench_models_runs_and_reports_ratios(capsys):
     assert "flops_x" in capsys.readouterr().out
 
 
+def test_bench_models_memory_hidden_lowers_hopes_flop_ratio():
+    from nlteach.bench import models as bench_models
+
+    p = argparse.ArgumentParser()
+    bench_models.add_arguments(p)
+    ratios = []
+    for extra in ([], ["--memory-hidden", "2"]):
+        args = p.parse_args(["--models", "transformer,hope", "--params", "20000", "--seq-len", "16",
+                             "--batch-size", "2", "--rounds", "1", *extra])
+        args.preset, args.device = "tiny", torch.device("cpu")
+        result = bench_models.run(args)
+        ratios.append(next(r["flops_x"] for r in result["rows"] if r["model"] == "hope"))
+    assert result["memory_hidden"] == 2
+    assert ratios[1] < ratios[0]  # smaller memories: fewer of the parameters are read-differentiated-written
+
+
 def test_bench_counts_the_cpu_attention_kernel():
     """torch's FLOP counter has no formula for the CPU attention kernel; the bench supplies one
     that agrees with torch's own formulas (forward: the explicit products; backward: torch's

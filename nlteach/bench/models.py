@@ -48,6 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="chunk of the memory models' main memory (default: ModelConfig's)")
     p.add_argument("--proj-chunk-size", type=int, default=None,
                    help="chunk of self-modifying Titans' k/v/eta/alpha memories (default: ModelConfig's)")
+    p.add_argument("--memory-hidden", type=int, default=None,
+                   help="hidden width of each per-head MLP memory (default: ModelConfig's, 2 x head width); "
+                        "the memories' share of the parameters, and so the FLOP ratio, falls with it")
 
 
 def _step_fn(model: torch.nn.Module, idx: torch.Tensor, amp: bool):
@@ -77,7 +80,8 @@ def run(args: argparse.Namespace) -> dict:
     rounds = args.rounds or by_preset(tiny=1, laptop=5, full=5, preset=preset)
     amp = device.type == "cuda"
     chunks = {k: v for k, v in (("chunk_size", getattr(args, "chunk_size", None)),
-                                ("proj_chunk_size", getattr(args, "proj_chunk_size", None))) if v is not None}
+                                ("proj_chunk_size", getattr(args, "proj_chunk_size", None)),
+                                ("memory_hidden", getattr(args, "memory_hidden", None))) if v is not None}
     base = ModelConfig(vocab_size=args.vocab_size, dim=2 * n_heads, n_layers=n_layers, n_heads=n_heads, **chunks)
     gen = torch.Generator().manual_seed(0)
     idx = torch.randint(0, args.vocab_size, (B, T + 1), generator=gen).to(device)
@@ -112,6 +116,7 @@ def run(args: argparse.Namespace) -> dict:
         row["tokens_per_s"] = B * T / t
     print(f"models at ~{budget:,} parameters, B={B}, T={T}, n_layers={n_layers}, n_heads={n_heads}, "
           f"chunk_size={base.chunk_size}, proj_chunk_size={base.proj_chunk_size}, "
+          f"memory_hidden={base.memory_hidden or '2 x head width'}, "
           f"device={device}, {rounds} interleaved round(s); load average {_load()}")
     if device.type == "cpu" and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         print("note: set MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 for steadier CPU times")
@@ -123,6 +128,7 @@ def run(args: argparse.Namespace) -> dict:
           "Transformer's FLOP rate; step_ms and tokens/s are for information only.")
     return {"budget": budget, "batch_size": B, "seq_len": T, "n_layers": n_layers, "n_heads": n_heads,
             "chunk_size": base.chunk_size, "proj_chunk_size": base.proj_chunk_size,
+            "memory_hidden": base.memory_hidden,
             "rounds": rounds, "load_average": _load(), "rows": rows}
 
 
