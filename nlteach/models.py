@@ -670,8 +670,8 @@ ABLATIONS: tuple[str, ...] = ("hope-no-cms", "hope-no-selfmod", "hope-no-dgd")
 def comparison_sizes(preset: str | None = None) -> dict:
     """Training settings of notebook 09's comparison (equal parameters and tokens), by size preset.
 
-    ``laptop`` is sized so that one HOPE run takes a few minutes on one CPU thread (HOPE's step is
-    ~10x the Transformer's there, see ``python -m nlteach.bench models``)."""
+    ``laptop`` is sized so that one HOPE run takes a few minutes on one CPU thread (a HOPE step
+    costs several Transformer steps, see ``python -m nlteach.bench models``)."""
     from nlteach.config import by_preset  # noqa: PLC0415
 
     return by_preset(

@@ -289,10 +289,14 @@ else:
 #   0.017 and 0.025). A likely reason: in 150 steps the slow levels (periods 4 and 16) take only
 #   37 and 9 optimizer steps, on averaged gradients.
 # - **Cost.** The in-context machinery that made no difference is most of HOPE's cost: a HOPE step
-#   is 6.4x a Transformer step on our quiet 2-core CPU (5.4x with one thread), HOPE without
-#   self-modification 3.1x (`python -m nlteach.bench models --preset laptop`, T = 512, ~2M
-#   parameters). Part of that is arithmetic, not inefficiency: at equal parameters a HOPE step
-#   executes 2.6x the Transformer's matrix-product FLOPs (the bench's `flops_x` column).
+#   is 6.6x a Transformer step on our quiet 2-core CPU, HOPE without self-modification 3.3x
+#   (`python -m nlteach.bench models --preset laptop`, T = 512, ~2M parameters, 2 threads).
+#   Part of that is arithmetic, not inefficiency: at equal parameters a HOPE step executes 2.1x
+#   the Transformer's matrix-product FLOPs (the bench's `flops_x` column, attention included).
+#   The rest is rate: HOPE's work comes as many small per-chunk products and elementwise steps,
+#   which run at about a third of the Transformer's FLOP rate. Narrower memories cut both: with a
+#   memory hidden width of half a head (`--memory-hidden 22`) the FLOP ratio is 1.46x and the step
+#   4.1x (we have not measured what that does to the loss).
 #
 # **How to read this.** These are ~120k-parameter models trained on ~150k characters in a few
 # minutes; the paper's claims are about models of 760M-1.3B parameters trained on 30-100B tokens
