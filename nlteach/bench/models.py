@@ -79,10 +79,10 @@ def run(args: argparse.Namespace) -> dict:
     n_heads = args.n_heads or by_preset(tiny=2, laptop=4, full=8, preset=preset)
     rounds = args.rounds or by_preset(tiny=1, laptop=5, full=5, preset=preset)
     amp = device.type == "cuda"
-    chunks = {k: v for k, v in (("chunk_size", getattr(args, "chunk_size", None)),
+    overrides = {k: v for k, v in (("chunk_size", getattr(args, "chunk_size", None)),
                                 ("proj_chunk_size", getattr(args, "proj_chunk_size", None)),
                                 ("memory_hidden", getattr(args, "memory_hidden", None))) if v is not None}
-    base = ModelConfig(vocab_size=args.vocab_size, dim=2 * n_heads, n_layers=n_layers, n_heads=n_heads, **chunks)
+    base = ModelConfig(vocab_size=args.vocab_size, dim=2 * n_heads, n_layers=n_layers, n_heads=n_heads, **overrides)
     gen = torch.Generator().manual_seed(0)
     idx = torch.randint(0, args.vocab_size, (B, T + 1), generator=gen).to(device)
 
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> dict:
                               "tokens_per_s", "step_ms"]))
     print("x_transformer = step time / Transformer step time, measured side by side in this run; "
           "flops_x = matrix-product FLOPs of one step (forward+backward, counted by "
-          "torch.utils.flop_counter) / the Transformer's, the time ratio the model would have at the "
+          "torch.utils.flop_counter; on CPU attention over its causal triangle) / the Transformer's, the time ratio the model would have at the "
           "Transformer's FLOP rate; step_ms and tokens/s are for information only.")
     return {"budget": budget, "batch_size": B, "seq_len": T, "n_layers": n_layers, "n_heads": n_heads,
             "chunk_size": base.chunk_size, "proj_chunk_size": base.proj_chunk_size,
