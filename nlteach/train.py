@@ -119,6 +119,8 @@ class TrainConfig:
     ``out=None`` writes to ``runs/<model>_<data>_<preset>_seed<seed>``.
     ``cms_multi_frequency=True`` (models with a CMS only) trains each CMS level at its own period
     with :class:`nlteach.cms.MultiFrequencyOptimizer` (see :func:`make_optimizer`).
+    Memory models (Titans, HOPE): ``chunk_size``, ``proj_chunk_size``, ``memory_hidden`` and
+    ``momentum`` are the :class:`nlteach.models.ModelConfig` fields of those names (None: its default).
     """
 
     model: str = "transformer"
@@ -144,6 +146,10 @@ class TrainConfig:
     impl: str = "chunked"
     tie_embeddings: bool = True
     dropout: float = 0.0
+    chunk_size: int | None = None
+    proj_chunk_size: int | None = None
+    memory_hidden: int | None = None
+    momentum: float | None = None
     eval_every: int | None = None
     eval_windows: int | None = None
     log_every: int | None = None
@@ -158,6 +164,14 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+MEMORY_OPTIONS: tuple[str, ...] = ("chunk_size", "proj_chunk_size", "memory_hidden", "momentum")
+
+
+def memory_options(cfg: TrainConfig) -> dict:
+    """The memory models' :class:`ModelConfig` fields that ``cfg`` sets (the others keep their defaults)."""
+    return {k: getattr(cfg, k) for k in MEMORY_OPTIONS if getattr(cfg, k) is not None}
 
 
 def resolve_config(config: TrainConfig | dict | None = None, **overrides) -> TrainConfig:
@@ -238,7 +252,7 @@ def _validate(c: TrainConfig) -> None:
         raise ConfigError(f"impl={c.impl!r} is not one of {IMPLS}.")
     try:
         ModelConfig(vocab_size=1, dim=c.dim, n_layers=c.n_layers, n_heads=c.n_heads, impl=c.impl,
-                    tie_embeddings=c.tie_embeddings, dropout=c.dropout)
+                    tie_embeddings=c.tie_embeddings, dropout=c.dropout, **memory_options(c))
     except ValueError as e:
         raise ConfigError(str(e)) from None
     resolve_optimizer(c.optimizer)
@@ -602,7 +616,8 @@ def _train(cfg: TrainConfig, device: torch.device, dist: _Dist, on_log) -> dict:
     train_tokens, val_tokens, test_tokens = corpus["train"], corpus["val"], corpus["test"]
 
     base = ModelConfig(vocab_size=vocab.size, dim=cfg.dim, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-                       impl=cfg.impl, tie_embeddings=cfg.tie_embeddings, dropout=cfg.dropout)
+                       impl=cfg.impl, tie_embeddings=cfg.tie_embeddings, dropout=cfg.dropout,
+                       **memory_options(cfg))
     model_cfg = size_to_budget(cfg.model, cfg.params, base) if cfg.params else base
 
     torch.manual_seed(cfg.seed)  # the model's initial weights depend on the seed only (all ranks alike)
@@ -898,6 +913,12 @@ def build_parser(*, only_given: bool = False) -> argparse.ArgumentParser:
     add("--impl", choices=IMPLS, default=d.impl, help="memory implementation")
     add("--untied", dest="tie_embeddings", action="store_false", help="separate output head")
     add("--dropout", type=float, default=d.dropout)
+    add("--chunk-size", type=_positive_int, default=None, help="memory models: chunk of the main memory")
+    add("--proj-chunk-size", type=_positive_int, default=None,
+        help="hope: chunk of the self-modifying k, v, eta, alpha memories")
+    add("--memory-hidden", type=_positive_int, default=None,
+        help="memory models: hidden width of each per-head MLP memory (default: 2 x head width)")
+    add("--momentum", type=float, default=None, help="hope: momentum beta of self-modifying Titans (0 = off)")
     add("--eval-every", type=_positive_int, default=None)
     add("--eval-windows", type=_positive_int, default=None, help="val windows per evaluation")
     add("--log-every", type=_positive_int, default=None)

@@ -176,6 +176,8 @@ def test_sample_is_deterministic_and_uses_the_vocabulary():
     (["--dim", "30", "--n-heads", "4"], "dim=30 must be divisible by n_heads=4"),
     (["--steps", "10", "--warmup", "10"], "warmup=10 must be smaller than steps=10"),
     (["--lr", "-1"], "argument --lr: expected a positive number, got '-1'"),
+    (["--model", "hope", "--momentum", "1.5"], "momentum must be in [0, 1), got 1.5"),
+    (["--memory-hidden", "0"], "argument --memory-hidden: expected a positive integer, got '0'"),
 ])
 def test_bad_arguments_are_clear_errors(argv, message, capsys, monkeypatch):
     if "--optimizer" in argv:  # whatever nlteach.optim holds now, 'lion' is not in it
@@ -184,6 +186,15 @@ def test_bad_arguments_are_clear_errors(argv, message, capsys, monkeypatch):
         tr.main(argv + ["--out", "/nonexistent/never-written"])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_memory_options_reach_the_model(tmp_path, data_mirror):
+    opts = dict(chunk_size=4, proj_chunk_size=8, memory_hidden=6, momentum=0.5)
+    tr.train({**SMALL, "steps": 2, "log_every": 1, "eval_every": 2}, model="hope", out=str(tmp_path), **opts)
+    model, _, cfg = tr.load_model(tmp_path)
+    assert {k: getattr(model.config, k) for k in opts} == opts and {k: cfg[k] for k in opts} == opts
+    layer = model.blocks[0].mixer
+    assert layer.hidden == 6 and layer.opts["chunk_size"] == 4 and layer.opts["momentum"] == 0.5
 
 
 def test_cli_help():
