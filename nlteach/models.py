@@ -665,6 +665,7 @@ def comparison_verdict(rows: list[dict]) -> str:
 
 MAIN_MODELS: tuple[str, ...] = ("transformer", "titans", "hope", "hope-attention")
 ABLATIONS: tuple[str, ...] = ("hope-no-cms", "hope-no-selfmod", "hope-no-dgd")
+SMALL_MEMORY = "hope+half-width memories"  # HOPE with memory_hidden = head_dim / 2 (cheaper, see bench models)
 
 
 def comparison_sizes(preset: str | None = None) -> dict:
@@ -706,9 +707,12 @@ def _summary(per_seed: list[dict]) -> dict:
 
 
 def run_comparison(out: str, *, preset: str = "laptop", seeds=(0, 1, 2), ablation_seeds=(0,),
-                   multi_frequency_seeds=(0,), command: str = "", runs_dir: str | None = None) -> dict:
-    """Train the main models over ``seeds``, the HOPE ablations over ``ablation_seeds`` and HOPE with
-    multi-frequency CMS training over ``multi_frequency_seeds``, all with :func:`comparison_sizes`,
+                   multi_frequency_seeds=(0,), small_memory_seeds=(), command: str = "",
+                   runs_dir: str | None = None) -> dict:
+    """Train the main models over ``seeds``, the HOPE ablations over ``ablation_seeds``, HOPE with
+    multi-frequency CMS training over ``multi_frequency_seeds`` and HOPE with memories of hidden
+    width half a head (``SMALL_MEMORY``; default hidden: two heads) over ``small_memory_seeds``,
+    all with :func:`comparison_sizes`,
     and write ``out/results.json`` after every run (a run already in it is skipped, so an interrupted
     call continues where it stopped). Returns the results dict."""
     import json  # noqa: PLC0415
@@ -732,6 +736,10 @@ def run_comparison(out: str, *, preset: str = "laptop", seeds=(0, 1, 2), ablatio
     plan = [(n, n, s, {}) for s in seeds for n in MAIN_MODELS]  # seed by seed: a cut-short call has whole seeds
     plan += [(n, n, s, {}) for n in ABLATIONS for s in ablation_seeds]
     plan += [("hope", "hope+multi-frequency CMS", s, {"cms_multi_frequency": True}) for s in multi_frequency_seeds]
+    if small_memory_seeds:  # half the head width of HOPE as sized at the default memory width
+        hope = size_to_budget("hope", sizes["params"], ModelConfig(vocab_size=65, dim=2 * sizes["n_heads"],
+                                                                   n_layers=sizes["n_layers"], n_heads=sizes["n_heads"]))
+        plan += [("hope", SMALL_MEMORY, s, {"memory_hidden": max(1, hope.head_dim // 2)}) for s in small_memory_seeds]
     done = {(r["label"], r["seed"]) for r in results["per_seed"]}
     work = Path(runs_dir or tempfile.mkdtemp(prefix="nlteach_compare_"))
     for name, label, seed, extra in plan:
@@ -777,11 +785,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--ablation-seeds", type=int, nargs="*", default=[0])
     p.add_argument("--multi-frequency-seeds", type=int, nargs="*", default=[0])
+    p.add_argument("--small-memory-seeds", type=int, nargs="*", default=[],
+                   help=f"seeds of {SMALL_MEMORY!r} (memory hidden width half a head)")
     p.add_argument("--runs-dir", default=None, help="where the individual runs go (default: a temp folder)")
     a = p.parse_args(argv)
     command = "python -m nlteach.models " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     run_comparison(a.out, preset=a.preset, seeds=tuple(a.seeds), ablation_seeds=tuple(a.ablation_seeds),
-                   multi_frequency_seeds=tuple(a.multi_frequency_seeds), command=command, runs_dir=a.runs_dir)
+                   multi_frequency_seeds=tuple(a.multi_frequency_seeds),
+                   small_memory_seeds=tuple(a.small_memory_seeds), command=command, runs_dir=a.runs_dir)
     return 0
 
 

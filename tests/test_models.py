@@ -281,10 +281,11 @@ def test_run_comparison_writes_resumable_results(tmp_path, monkeypatch):
     import nlteach.train
     from nlteach.models import load_comparison, run_comparison, summarize_comparison
 
-    calls = []
+    calls, hidden = [], []
 
     def fake_train(model, seed, on_log, cms_multi_frequency=False, **kw):
         calls.append((model, seed, cms_multi_frequency))
+        hidden.append(kw.get("memory_hidden"))
         val = 2.0 + 0.1 * seed + (0.5 if model == "transformer" else 0.0)
         on_log({"step": 1, "tokens": 10, "train_loss": val + 0.1, "val_loss": val})
         return {"val_loss": val, "val_bpc": val / 0.693, "test_loss": val, "test_bpc": val / 0.693,
@@ -293,13 +294,17 @@ def test_run_comparison_writes_resumable_results(tmp_path, monkeypatch):
     monkeypatch.setattr(nlteach.train, "train", fake_train)
     out = tmp_path / "res"
     run_comparison(str(out), preset="tiny", seeds=(0, 1), ablation_seeds=(0,), multi_frequency_seeds=(0,),
-                   command="python -m nlteach.models --preset tiny", runs_dir=str(tmp_path / "runs"))
-    assert len(calls) == 4 * 2 + 3 + 1 and ("hope", 0, True) in calls
+                   small_memory_seeds=(1,), command="python -m nlteach.models --preset tiny",
+                   runs_dir=str(tmp_path / "runs"))
+    assert len(calls) == 4 * 2 + 3 + 1 + 1 and ("hope", 0, True) in calls
     data = json.loads((out / "results.json").read_text())
     assert data["command"].startswith("python -m nlteach.models") and data["config"]["steps"] == 12
     assert data["summary"]["transformer"]["val_loss"]["mean"] == pytest.approx(2.55)
     assert data["summary"]["hope"]["seeds"] == [0, 1]
     assert "hope+multi-frequency CMS" in data["summary"]
+    small = [r for r in data["per_seed"] if r["label"] == "hope+half-width memories"]
+    assert [r["seed"] for r in small] == [1] and small[0]["memory_hidden"] == 5  # tiny HOPE: head width 10
+    assert hidden.count(5) == 1 and hidden.count(None) == len(hidden) - 1
     calls.clear()
     run_comparison(str(out), preset="tiny", seeds=(0, 1, 2), ablation_seeds=(0,), multi_frequency_seeds=(0,))
     assert sorted(calls) == sorted((m, 2, False) for m in ("transformer", "titans", "hope", "hope-attention"))
