@@ -668,6 +668,14 @@ ABLATIONS: tuple[str, ...] = ("hope-no-cms", "hope-no-selfmod", "hope-no-dgd")
 SMALL_MEMORY = "hope+half-width memories"  # HOPE with memory_hidden = head_dim / 2 (cheaper, see bench models)
 
 
+def half_width_memory_hidden(params: int, n_layers: int, n_heads: int) -> int:
+    """``memory_hidden`` of the ``SMALL_MEMORY`` arm: half the head width of HOPE sized to ``params``
+    with its default memories (hidden width two heads), so a quarter of the default width."""
+    hope = size_to_budget("hope", params, ModelConfig(vocab_size=65, dim=2 * n_heads, n_layers=n_layers,
+                                                      n_heads=n_heads))
+    return max(1, hope.head_dim // 2)
+
+
 def comparison_sizes(preset: str | None = None) -> dict:
     """Training settings of notebook 09's comparison (equal parameters and tokens), by size preset.
 
@@ -736,10 +744,9 @@ def run_comparison(out: str, *, preset: str = "laptop", seeds=(0, 1, 2), ablatio
     plan = [(n, n, s, {}) for s in seeds for n in MAIN_MODELS]  # seed by seed: a cut-short call has whole seeds
     plan += [(n, n, s, {}) for n in ABLATIONS for s in ablation_seeds]
     plan += [("hope", "hope+multi-frequency CMS", s, {"cms_multi_frequency": True}) for s in multi_frequency_seeds]
-    if small_memory_seeds:  # half the head width of HOPE as sized at the default memory width
-        hope = size_to_budget("hope", sizes["params"], ModelConfig(vocab_size=65, dim=2 * sizes["n_heads"],
-                                                                   n_layers=sizes["n_layers"], n_heads=sizes["n_heads"]))
-        plan += [("hope", SMALL_MEMORY, s, {"memory_hidden": max(1, hope.head_dim // 2)}) for s in small_memory_seeds]
+    if small_memory_seeds:
+        hidden = half_width_memory_hidden(sizes["params"], sizes["n_layers"], sizes["n_heads"])
+        plan += [("hope", SMALL_MEMORY, s, {"memory_hidden": hidden}) for s in small_memory_seeds]
     done = {(r["label"], r["seed"]) for r in results["per_seed"]}
     work = Path(runs_dir or tempfile.mkdtemp(prefix="nlteach_compare_"))
     for name, label, seed, extra in plan:

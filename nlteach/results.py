@@ -465,6 +465,7 @@ def experiment_jobs(preset: str = "full", seeds: tuple[int, ...] = (0, 1, 2), ru
     (DDP through torchrun); the others are single-process programs."""
     from nlteach.continual.learners import available_learners  # noqa: PLC0415
     from nlteach.continual.streams import STREAMS  # noqa: PLC0415
+    from nlteach.models import half_width_memory_hidden  # noqa: PLC0415
 
     s = [str(x) for x in seeds]
     jobs = []
@@ -478,6 +479,13 @@ def experiment_jobs(preset: str = "full", seeds: tuple[int, ...] = (0, 1, 2), ru
             out = f"{runs_dir}/lm_tinyshakespeare_{preset}/{model}_seed{seed}"
             jobs.append({"notebook": "09", "module": "nlteach.train", "ddp": True, "out": out,
                          "args": ["--model", model, "--preset", preset, "--seed", seed, *sizes, "--out", out]})
+    if preset == "full":  # notebook 09's HOPE with half-width memories, at the same parameter budget
+        hidden = str(half_width_memory_hidden(NB09_FULL["params"], NB09_FULL["n_layers"], NB09_FULL["n_heads"]))
+        for seed in s:
+            out = f"{runs_dir}/lm_tinyshakespeare_{preset}/hope-half-width-memories_seed{seed}"
+            jobs.append({"notebook": "09", "module": "nlteach.train", "ddp": True, "out": out,
+                         "args": ["--model", "hope", "--preset", preset, "--seed", seed, *sizes,
+                                  "--memory-hidden", hidden, "--out", out]})
     for dataset in STREAMS:
         for method in available_learners():
             out = f"{runs_dir}/continual_{dataset}_{preset}/{method}"

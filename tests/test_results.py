@@ -150,6 +150,11 @@ def test_experiment_jobs_parse_with_their_command_lines():
                     parse_model(m)
         else:
             assert j["module"] == "nlteach.optim_experiments" and "--preset" in j["args"]
+    from nlteach.models import half_width_memory_hidden
+
+    small = [parsers["nlteach.train"].parse_args(j["args"]) for j in jobs if "--memory-hidden" in j["args"]]
+    assert [ns.seed for ns in small] == [0, 1] and {ns.model for ns in small} == {"hope"}
+    assert small[0].memory_hidden == half_width_memory_hidden(R.NB09_FULL["params"], 6, 6) > 1
 
 
 def test_launch_script():
