@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from nlteach import optim as nlo
-from nlteach.runs import torch_threads
+from nlteach.runs.threads import torch_threads
 from nlteach.welcome import memory_horizon
 
 # ---------------------------------------------------------------------------------------------

@@ -1,33 +1,220 @@
-"""nlteach.runs: the output folder of the resumable experiment runners."""
+"""nlteach.runs: files, RNG states, run folders and the resume policy, provenance, statistics,
+tables, common command-line options."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
+import os
+import random
+from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 import torch
 
-from nlteach.runs import comparable, open_run_dir, torch_threads
+from nlteach.runs import RESULTS_ROOT
+from nlteach.runs import cli, io, provenance, rng, stats, tables
+from nlteach.runs.rundir import RunDir, SettingsMismatch, check_same_settings, settings_diff
+from nlteach.runs.threads import torch_threads
+
+# -- io -------------------------------------------------------------------------------------------
 
 
-def test_open_run_dir_reads_finished_seeds_and_accepts_more_seeds(tmp_path):
-    settings = {"lr": 0.1, "seeds": [0, 1]}
-    assert open_run_dir(tmp_path, settings, [0, 1]) == {}
-    assert json.loads((tmp_path / "config.json").read_text()) == settings
-    (tmp_path / "seeds" / "seed_1.json").write_text(json.dumps({"acc": 0.5}))
-    grown = {"lr": 0.1, "seeds": [0, 1, 2]}  # more seeds: the same experiment
-    assert open_run_dir(tmp_path, grown, [0, 1, 2]) == {1: {"acc": 0.5}}
-    assert json.loads((tmp_path / "config.json").read_text()) == grown
+def test_atomic_writes_leave_no_temporary_files(tmp_path):
+    io.atomic_write_json(tmp_path / "a" / "x.json", {"k": [1, 2]})
+    io.atomic_save({"w": torch.ones(2)}, tmp_path / "a" / "c.pt")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["c.pt", "x.json"]
+    assert io.read_json(tmp_path / "a" / "x.json") == {"k": [1, 2]}
+    assert torch.equal(io.load_checkpoint(tmp_path / "a" / "c.pt")["w"], torch.ones(2))
 
 
-def test_open_run_dir_refuses_other_settings(tmp_path):
-    open_run_dir(tmp_path, {"lr": 0.1, "steps": 5, "seeds": [0]}, [0])
-    with pytest.raises(ValueError, match=r"other settings \(differs in \['lr'\]\)"):
-        open_run_dir(tmp_path, {"lr": 0.2, "steps": 5, "seeds": [0]}, [0])
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "x.json"
+    io.atomic_write_json(path, {"v": 1})
+    with pytest.raises(TypeError):
+        io.atomic_write_json(path, {"v": object()})  # not JSON: fails mid-write
+    assert io.read_json(path) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 
-def test_comparable_ignores_only_the_seed_list():
-    assert comparable({"a": 1, "seeds": [3]}) == {"a": 1}
+def test_checkpoints_load_without_running_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, path)
+    with pytest.raises(io.CorruptFileError, match="evil.pt"):
+        io.load_checkpoint(path)
+
+
+def test_truncated_files_get_errors_that_name_them(tmp_path):
+    io.atomic_save({"w": torch.randn(100)}, tmp_path / "c.pt")
+    data = (tmp_path / "c.pt").read_bytes()
+    (tmp_path / "c.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(io.CorruptFileError, match="c.pt"):
+        io.load_checkpoint(tmp_path / "c.pt")
+    (tmp_path / "r.json").write_text('{"a": [1, 2')
+    with pytest.raises(io.CorruptFileError, match="r.json"):
+        io.read_json(tmp_path / "r.json")
+    with pytest.raises(FileNotFoundError, match="nothere.pt"):
+        io.load_checkpoint(tmp_path / "nothere.pt")
+
+
+# -- rng ------------------------------------------------------------------------------------------
+
+
+def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    random.gauss(0, 1)  # leaves a cached Gaussian in Python's state
+    np.random.standard_normal()
+    io.atomic_save({"rng": rng.rng_state()}, tmp_path / "r.pt")
+    expected = (random.random(), random.gauss(0, 1), np.random.rand(), np.random.standard_normal(), torch.rand(1))
+    rng.set_rng_state(io.load_checkpoint(tmp_path / "r.pt")["rng"])
+    got = (random.random(), random.gauss(0, 1), np.random.rand(), np.random.standard_normal(), torch.rand(1))
+    assert got[:4] == expected[:4] and torch.equal(got[4], expected[4])
+
+
+# -- run folders and the resume policy ------------------------------------------------------------
+
+
+def test_run_dir_reads_finished_seeds_and_accepts_more_seeds(tmp_path):
+    run = RunDir(tmp_path, {"lr": 0.1, "sizes": (1, 2), "seeds": [0, 1]})
+    assert run.finished([0, 1]) == {}
+    assert json.loads((tmp_path / "config.json").read_text()) == {"lr": 0.1, "sizes": [1, 2], "seeds": [0, 1]}
+    run.checkpoint_path(1).write_bytes(b"partial")
+    rec = run.save_seed(1, {"acc": 0.5})
+    assert rec["provenance"]["git_commit"] is None or len(rec["provenance"]["git_commit"]) == 40
+    assert not run.checkpoint_path(1).exists()  # a finished seed's checkpoint is deleted
+    grown = RunDir(tmp_path, {"lr": 0.1, "sizes": [1, 2], "seeds": [0, 1, 2]})  # tuples == lists
+    assert grown.finished([0, 1, 2])[1]["acc"] == 0.5
+    assert list(grown.finished([0, 1, 2])) == [1]
+
+
+def test_run_dir_refuses_other_settings_and_names_them(tmp_path):
+    RunDir(tmp_path, {"lr": 0.1, "steps": 5, "seeds": [0]})
+    with pytest.raises(SettingsMismatch) as e:
+        RunDir(tmp_path, {"lr": 0.2, "steps": 5, "model": "hope", "seeds": [0]})
+    msg = str(e.value)
+    assert "lr: saved 0.1, now 0.2" in msg and "model: saved (absent), now 'hope'" in msg
+    assert "steps" not in msg and "--overwrite" in msg
+
+
+def test_overwrite_starts_over_but_never_deletes_a_foreign_folder(tmp_path):
+    run = RunDir(tmp_path / "r", {"lr": 0.1})
+    run.save_seed(0, {"acc": 1.0})
+    fresh = RunDir(tmp_path / "r", {"lr": 0.3}, overwrite=True)
+    assert fresh.finished([0]) == {}
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("years of work")
+    with pytest.raises(SettingsMismatch, match="does not look like a run folder"):
+        RunDir(tmp_path / "mine", {"lr": 0.1}, overwrite=True)
+    assert (tmp_path / "mine" / "thesis.tex").exists()
+
+
+def test_write_results_records_provenance(tmp_path):
+    run = RunDir(tmp_path, {"a": 1})
+    out = run.write_results({"per_seed": []}, command="python -m x --a 1", device="cpu")
+    saved = io.read_json(tmp_path / "results.json")
+    assert saved == out
+    p = saved["provenance"]
+    assert p["command"] == "python -m x --a 1" and p["device"] == "cpu"
+    assert set(p) >= {"git_commit", "git_dirty", "command", "torch", "python", "device", "threads", "host"}
+
+
+def test_settings_diff_and_check():
+    assert settings_diff({"a": 1, "seeds": [0]}, {"a": 1, "seeds": [0, 1]}) == []
+    assert settings_diff({"a": (1, 2)}, {"a": [1, 2]}) == []
+    assert settings_diff({"a": 1}, {"a": 2, "b": 3}) == ["a: saved 1, now 2", "b: saved (absent), now 3"]
+    with pytest.raises(SettingsMismatch, match="ckpt.pt holds a run with other settings"):
+        check_same_settings({"a": 1}, {"a": 2}, "ckpt.pt")
+
+
+def test_provenance_command_line():
+    assert provenance.command_line(["prog", "--out", "a b"]) == "prog --out 'a b'"
+    assert provenance.git_dirty() is None or all("results/" not in f for f in provenance.git_dirty())
+    c = provenance.Clock()
+    assert c.wall >= 0 and c.cpu >= 0 and set(c.as_dict()) == {"wall_seconds", "cpu_seconds"}
+
+
+def test_results_root_is_the_repository_folder():
+    assert RESULTS_ROOT.name == "results" and (RESULTS_ROOT.parent / "nlteach").is_dir()
+
+
+# -- statistics -----------------------------------------------------------------------------------
+
+
+def test_summarize_t_interval_and_dropped_values():
+    s = stats.summarize([1.0, 2.0, 3.0, float("nan"), None, float("inf")])
+    assert s["n"] == 3 and s["dropped"] == 3 and s["mean"] == 2.0 and s["std"] == 1.0
+    half = 4.302652729911275 / math.sqrt(3)  # t_{0.975, 2}
+    assert s["ci95"] == pytest.approx([2 - half, 2 + half])
+    one = stats.summarize([0.5])
+    assert one["mean"] == 0.5 and math.isnan(one["std"]) and all(math.isnan(x) for x in one["ci95"])
+    assert stats.summarize([])["n"] == 0
+
+
+def test_paired_differences():
+    p = stats.paired([1.0, 2.0, 3.0], [0.0, 0.5, 1.0])
+    assert p["diffs"] == [1.0, 1.5, 2.0] and p["mean"] == 1.5 and p["sign"] == 1
+    q = stats.paired([1.0, float("nan")], [2.0, 0.0])
+    assert q["diffs"] == [-1.0, None] and q["dropped"] == 1 and q["sign"] == 0
+    with pytest.raises(ValueError, match="one value per seed"):
+        stats.paired([1.0], [1.0, 2.0])
+
+
+# -- tables ---------------------------------------------------------------------------------------
+
+
+def test_tables():
+    assert tables.markdown_table(["a", "b"], [[1, "x"]]) == "| a | b |\n| --- | --- |\n| 1 | x |"
+    assert tables.pm(0.123, 0.01) == "0.12 ± 0.01"
+    assert tables.pm(0.123, float("nan")) == "0.12" and tables.pm(float("nan"), 1.0) == "n/a"
+    assert tables.pm_summary({"mean": 1.0, "std": 0.5, "dropped": 2}) == "1.00 ± 0.50 (2 diverged)"
+    text = tables.text_table([{"m": "hope", "t": 0.12345}, {"m": "x", "t": None}], ["m", "t"])
+    assert text.splitlines()[0].split() == ["m", "t"] and "0.123" in text
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Cfg:
+    steps: int = 10
+    lr: float | None = None
+    name: str = field(default="a", metadata={"help": "the name", "choices": ("a", "b")})
+    periods: tuple[int, ...] = (1, 4)
+    amp: bool = True
+    resume: bool = False
+
+
+def test_dataclass_arguments_generate_the_options():
+    p = argparse.ArgumentParser()
+    assert cli.dataclass_arguments(p, _Cfg) == ["steps", "lr", "name", "periods", "amp", "resume"]
+    a = p.parse_args(["--steps", "5", "--lr", "0.1", "--periods", "2", "8", "--no-amp", "--resume"])
+    assert vars(a) == {"steps": 5, "lr": 0.1, "name": "a", "periods": [2, 8], "amp": False, "resume": True}
+    assert vars(p.parse_args([])) == {"steps": 10, "lr": None, "name": "a", "periods": (1, 4), "amp": True,
+                                      "resume": False}
+    with pytest.raises(SystemExit):
+        p.parse_args(["--name", "c"])
+    given = argparse.ArgumentParser()
+    cli.dataclass_arguments(given, _Cfg, only_given=True)
+    assert vars(given.parse_args(["--lr", "1e-3"])) == {"lr": 1e-3}
+
+
+def test_common_arguments_default_to_the_environment_preset(monkeypatch):
+    p = argparse.ArgumentParser()
+    cli.add_common_arguments(p, seeds=[0, 1, 2])
+    monkeypatch.setenv("NLTEACH_SIZE", "tiny")
+    a = cli.apply_common(p, p.parse_args([]))
+    assert a.preset == "tiny" and a.seeds == [0, 1, 2] and a.out is None and a.overwrite is False
+    assert cli.apply_common(p, p.parse_args(["--preset", "full"])).preset == "full"
+    with pytest.raises(SystemExit):
+        cli.apply_common(p, p.parse_args(["--seeds", "1", "1"]))
+    with pytest.raises(SystemExit):
+        p.parse_args(["--threads", "0"])
 
 
 def test_torch_threads_restores_and_checks():

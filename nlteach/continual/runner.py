@@ -35,8 +35,9 @@ from nlteach.config import by_preset, get_device, get_preset
 from nlteach.continual import metrics
 from nlteach.continual.learners import LEARNERS, LearnerConfig, available_learners, make_learner
 from nlteach.continual.streams import DEFAULT_TASKS, STREAMS, Stream, first_tasks, make_stream, take
-from nlteach.runs import comparable, open_run_dir, torch_threads  # noqa: F401 (torch_threads: re-exported)
-from nlteach.train import _atomic_write_text, atomic_save, load_checkpoint
+from nlteach.runs.io import atomic_save, atomic_write_text, load_checkpoint
+from nlteach.runs.rundir import RunDir
+from nlteach.runs.threads import torch_threads  # noqa: F401 (re-exported)
 
 CHECKPOINT_VERSION = 1
 
@@ -395,7 +396,7 @@ def _run(cfg: ContinualConfig, out: str | Path | None, *, device: torch.device |
     out_dir = Path(out) if out is not None else None
     done: dict[int, list[list[float]]] = {}
     if out_dir is not None:
-        done = {s: rec["acc_matrix"] for s, rec in open_run_dir(out_dir, cfg.to_dict(), cfg.seeds).items()}
+        done = {s: rec["acc_matrix"] for s, rec in RunDir(out_dir, cfg.to_dict()).finished(cfg.seeds).items()}
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -411,7 +412,7 @@ def _run(cfg: ContinualConfig, out: str | Path | None, *, device: torch.device |
             ckpt = out_dir / "seeds" / f"seed_{s}.pt" if out_dir is not None else None
             done[s] = run_seed(cfg, s, device=device, checkpoint=ckpt, bar=bar, _stop_after_task=_stop_after_task)
             if out_dir is not None:  # times of this call (a resumed seed: only the part after the resume)
-                _atomic_write_text(out_dir / "seeds" / f"seed_{s}.json",
+                atomic_write_text(out_dir / "seeds" / f"seed_{s}.json",
                                    json.dumps({"seed": s, "acc_matrix": done[s],
                                                "seconds": time.perf_counter() - t0,
                                                "cpu_seconds": time.process_time() - c0}))
@@ -425,7 +426,7 @@ def _run(cfg: ContinualConfig, out: str | Path | None, *, device: torch.device |
         "summary": metrics.summarize([done[s] for s in cfg.seeds]),
     }
     if out_dir is not None:
-        _atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1))
+        atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1))
         if figures:
             save_figures(results, out_dir)
     return results

@@ -67,8 +67,10 @@ from nlteach.models import (
     count_parameters,
     size_to_budget,
 )
-from nlteach.runs import comparable, open_run_dir, torch_threads  # noqa: F401 (torch_threads: re-exported)
-from nlteach.train import WarmupCosine, _atomic_write_text, atomic_save, load_checkpoint
+from nlteach.runs.io import atomic_save, atomic_write_text, load_checkpoint
+from nlteach.runs.rundir import RunDir
+from nlteach.runs.threads import torch_threads  # noqa: F401 (re-exported)
+from nlteach.train import WarmupCosine
 
 CHECKPOINT_VERSION = 1
 MODELS = ("transformer", "titans", "hope", "hope-attention")
@@ -333,7 +335,7 @@ def run_seed(cfg: LongCtxConfig, seed: int, *, device: torch.device | str | None
     step, curve, seconds, loss_sum, loss_n, nonfinite = 0, [], 0.0, 0.0, 0, None
     if checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint)
-        if state.get("version") != CHECKPOINT_VERSION or state["config"] != comparable(cfg.to_dict()):
+        if state.get("version") != CHECKPOINT_VERSION or state["config"] != {k: v for k, v in cfg.to_dict().items() if k != "seeds"}:
             raise ValueError(f"{checkpoint} was written by another version or configuration; delete it to "
                              "start this seed again.")
         model.load_state_dict(state["model"])
@@ -366,7 +368,7 @@ def run_seed(cfg: LongCtxConfig, seed: int, *, device: torch.device | str | None
         if bar is not None:
             bar.update(1)
         if checkpoint is not None and step % cfg.ckpt_every == 0 and step < cfg.steps:
-            atomic_save({"version": CHECKPOINT_VERSION, "config": comparable(cfg.to_dict()), "seed": seed,
+            atomic_save({"version": CHECKPOINT_VERSION, "config": {k: v for k, v in cfg.to_dict().items() if k != "seeds"}, "seed": seed,
                          "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
                          "curve": curve, "seconds": seconds, "loss_sum": loss_sum, "loss_n": loss_n,
                          "nonfinite": nonfinite}, checkpoint)
@@ -415,7 +417,7 @@ def _run(cfg, out, *, device, progress, figures, command, _stop_after_step) -> d
     out_dir = Path(out) if out is not None else None
     done: dict[int, dict[str, Any]] = {}
     if out_dir is not None:
-        done = open_run_dir(out_dir, cfg.to_dict(), cfg.seeds)
+        done = RunDir(out_dir, cfg.to_dict()).finished(cfg.seeds)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -432,7 +434,7 @@ def _run(cfg, out, *, device, progress, figures, command, _stop_after_step) -> d
             # the seed back must not re-stamp it with the commit of that later checkout
             done[s].update(git_commit=_git_commit(), git_dirty=_git_dirty())
             if out_dir is not None:
-                _atomic_write_text(out_dir / "seeds" / f"seed_{s}.json", json.dumps(done[s]))
+                atomic_write_text(out_dir / "seeds" / f"seed_{s}.json", json.dumps(done[s]))
                 ckpt.unlink(missing_ok=True)
     finally:
         if bar is not None:
@@ -453,7 +455,7 @@ def _run(cfg, out, *, device, progress, figures, command, _stop_after_step) -> d
         "summary": summarize(cfg, per_seed),
     }
     if out_dir is not None:
-        _atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1))
+        atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1))
         if figures:
             from nlteach.longctx.plots import save_accuracy_figure
 
@@ -529,7 +531,7 @@ def run_variants(cfgs: list[LongCtxConfig], out: str | Path | None = None, **kw:
         res[c.variant] = run(c, None if out is None else Path(out) / c.variant, **kw)
     combined = combine(res, kw.get("command"))
     if out is not None:
-        _atomic_write_text(Path(out) / "results.json", json.dumps(combined, indent=1))
+        atomic_write_text(Path(out) / "results.json", json.dumps(combined, indent=1))
         if kw.get("figures", True):
             from nlteach.longctx.plots import save_accuracy_figure
 

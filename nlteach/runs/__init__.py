@@ -1,0 +1,26 @@
+"""Run plumbing shared by every entry point: files, randomness, run folders, provenance, statistics,
+tables and the common command-line options. Each concern has one home here:
+
+- :mod:`nlteach.runs.io`: atomic writes, checkpoints (loaded with ``weights_only=True``), JSON reading
+  with errors that name the file;
+- :mod:`nlteach.runs.rng`: the RNG states of Python, NumPy and torch as plain data (so a checkpoint
+  that holds them loads without unpickling arbitrary objects);
+- :mod:`nlteach.runs.provenance`: what produced a result (commit, dirty files, command, versions,
+  device, threads) and how long it took (wall and CPU seconds);
+- :mod:`nlteach.runs.rundir`: the output folder of a resumable multi-seed run and the one resume
+  policy of the project (resume only with the same settings; ``--overwrite`` starts over);
+- :mod:`nlteach.runs.stats`: mean, standard deviation and 95% confidence intervals over seeds,
+  paired differences, and what was dropped;
+- :mod:`nlteach.runs.tables`: markdown and plain-text tables, ``mean ± std`` cells;
+- :mod:`nlteach.runs.cli`: ``--preset --device --out --threads --seeds --overwrite`` for every command
+  line, and options generated from a config dataclass.
+
+The layer rule (``docs/design.md``): this package imports only the config/data layer and torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULTS_ROOT: Path = Path(__file__).resolve().parents[2] / "results"
+"""The repository's committed results: ``results/<experiment>/results.json``."""

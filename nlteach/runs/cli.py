@@ -1,0 +1,140 @@
+"""Command-line pieces shared by every entry point.
+
+:func:`add_common_arguments` gives each command the same ``--preset`` (default: ``$NLTEACH_SIZE``,
+else ``laptop``), ``--device``, ``--out``, ``--threads``, ``--seeds`` and ``--overwrite``;
+:func:`dataclass_arguments` turns a config dataclass into options (``field_name`` becomes
+``--field-name``; the field's ``metadata["help"]`` is its help), so a config's fields are declared
+once, in the dataclass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from nlteach.config import PRESETS, get_preset
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (``1e6`` accepted)."""
+    try:
+        v = int(float(text)) if "e" in text.lower() else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def nonneg_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return v
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
+
+
+def add_common_arguments(p: argparse.ArgumentParser, *, out_default: str | None = None, out_required: bool = False,
+                         seeds: list[int] | None = None, threads: int | None = None) -> None:
+    """``--preset --device --out --threads --overwrite`` and, when ``seeds`` is given (the default
+    list), ``--seeds``. Call :func:`apply_common` on the parsed namespace."""
+    p.add_argument("--preset", choices=PRESETS, default=None,
+                   help="size preset (default: $NLTEACH_SIZE, else laptop)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: CUDA if available, else CPU)")
+    p.add_argument("--out", default=out_default, required=out_required,
+                   help="output folder (results.json, seeds/, checkpoints)"
+                   + ("" if out_default is None else f" (default: {out_default})"))
+    p.add_argument("--threads", type=positive_int, default=threads,
+                   help="torch CPU threads" + (" (default: torch's)" if threads is None else f" (default {threads})"))
+    p.add_argument("--overwrite", action="store_true", help="delete a previous run in --out and start over")
+    if seeds is not None:
+        p.add_argument("--seeds", type=nonneg_int, nargs="+", default=list(seeds),
+                       help=f"seeds (default: {' '.join(map(str, seeds))})")
+
+
+def apply_common(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Resolve ``args.preset`` (``$NLTEACH_SIZE`` when not given; a bad value is a usage error)
+    and apply ``--threads`` to torch. Returns ``args``."""
+    try:
+        args.preset = get_preset(args.preset)
+    except ValueError as e:
+        p.error(str(e))
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    if getattr(args, "seeds", None) is not None and len(set(args.seeds)) != len(args.seeds):
+        p.error(f"--seeds has repeated seeds: {args.seeds}")
+    return args
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """(the type inside ``X | None``, whether None was allowed)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else str), True
+    return tp, False
+
+
+def dataclass_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *,
+                        skip: Iterable[str] = (), only_given: bool = False) -> list[str]:
+    """Add one option per field of the dataclass ``cls`` (not those in ``skip``); returns the dests.
+
+    ``bool`` fields become flags (``--name`` for a False default, ``--no-name`` for True); ``int``,
+    ``float``, ``str`` fields (optionally ``| None``) take one value; ``tuple[int, ...]`` fields take
+    several. Defaults are the dataclass's; ``only_given=True`` leaves options that were not typed out
+    of the namespace (to lay them over saved settings).
+    """
+    hints = typing.get_type_hints(cls)
+    dests = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not f.init:
+            continue
+        tp, _ = _unwrap_optional(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        kw: dict[str, Any] = {"help": f.metadata.get("help", "")}
+        flag = "--" + f.name.replace("_", "-")
+        if tp is bool:
+            if default:
+                kw.update(action="store_false", help=kw["help"] or f"turn off {f.name}")
+                flag = "--no-" + f.name.replace("_", "-")
+            else:
+                kw.update(action="store_true")
+        elif typing.get_origin(tp) is tuple:
+            inner = typing.get_args(tp)[0]
+            kw.update(nargs="+", type=positive_int if inner is int else inner)
+        elif tp is int:
+            kw.update(type=int)
+        elif tp is float:
+            kw.update(type=finite_float)
+        else:
+            kw.update(type=str)
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        kw["default"] = argparse.SUPPRESS if only_given else default
+        if not only_given and default is not None and kw.get("action") is None:
+            kw["help"] = (kw["help"] + f" (default: {default})").strip()
+        p.add_argument(flag, dest=f.name, **kw)
+        dests.append(f.name)
+    return dests
