@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from nlteach.runs import RESULTS_ROOT
-from nlteach.runs import cli, io, provenance, rng, stats, tables
+from nlteach.runs import RESULTS_ROOT, cli, io, provenance, rng, stats, tables
 from nlteach.runs.rundir import RunDir, SettingsMismatch, check_same_settings, settings_diff
 from nlteach.runs.threads import torch_threads
 
