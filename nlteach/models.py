@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 IMPLS: tuple[str, ...] = ("naive", "chunked")
+SIZE_FIELDS: tuple[str, ...] = ("vocab_size", "dim", "n_layers", "n_heads")
 
 
 @dataclass
@@ -52,7 +53,9 @@ class ModelConfig:
     implementation. mlp_hidden: SwiGLU hidden width (None: ``8/3 dim`` rounded up to a multiple
     of 8, which gives the same parameters as a 4x GELU MLP). tie_embeddings: share the embedding
     and output matrices. dropout: on attention weights and residual branches (0 = off).
-    rope_base: RoPE frequency base. norm_eps: RMSNorm epsilon.
+    rope_base: RoPE frequency base. norm_eps: RMSNorm epsilon. The size fields ``vocab_size``,
+    ``dim``, ``n_layers``, ``n_heads`` may be left None inside a run config (the runner fills them
+    from its size preset and its data); a model is built only from a config where all are set.
 
     Memory models (Titans, HOPE): chunk_size: chunk of the main memory (Titans' memory, the
     self-modifying Titans' main memory); proj_chunk_size: chunk shared by the self-modifying k, v,
@@ -67,10 +70,10 @@ class ModelConfig:
     cms_periods: update periods of the CMS levels (one residual MLP block per level).
     """
 
-    vocab_size: int
-    dim: int
-    n_layers: int
-    n_heads: int
+    vocab_size: int | None = None
+    dim: int | None = None
+    n_layers: int | None = None
+    n_heads: int | None = None
     impl: str = "chunked"
     mlp_hidden: int | None = None
     tie_embeddings: bool = True
@@ -84,16 +87,17 @@ class ModelConfig:
     cms_periods: tuple[int, ...] = (1, 4, 16)
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "dim", "n_layers", "n_heads"):
-            _check_positive_int(name, getattr(self, name))
+        for name in SIZE_FIELDS:
+            if getattr(self, name) is not None:
+                _check_positive_int(name, getattr(self, name))
         if self.mlp_hidden is not None:
             _check_positive_int("mlp_hidden", self.mlp_hidden)
-        if self.dim % self.n_heads:
+        if self.dim is not None and self.n_heads is not None and self.dim % self.n_heads:
             raise ValueError(
                 f"dim={self.dim} must be divisible by n_heads={self.n_heads} "
                 f"(each head gets dim // n_heads features); e.g. dim={self.n_heads * max(1, self.dim // self.n_heads)}."
             )
-        if (self.dim // self.n_heads) % 2:
+        if self.dim is not None and self.n_heads is not None and (self.dim // self.n_heads) % 2:
             raise ValueError(
                 f"the head width dim // n_heads = {self.dim // self.n_heads} must be even (rotary "
                 f"embeddings rotate pairs of features); got dim={self.dim}, n_heads={self.n_heads}."
@@ -118,6 +122,10 @@ class ModelConfig:
         if not periods or any(not isinstance(p, int) or isinstance(p, bool) or p < 1 for p in periods):
             raise ValueError(f"cms_periods must be a non-empty sequence of positive ints, got {self.cms_periods!r}.")
         self.cms_periods = periods
+
+    def missing(self) -> list[str]:
+        """The size fields still None (a runner fills them from its preset and its data)."""
+        return [name for name in SIZE_FIELDS if getattr(self, name) is None]
 
     @property
     def head_dim(self) -> int:
@@ -262,6 +270,9 @@ class LanguageModel(nn.Module):
         super().__init__()
         if not isinstance(config, ModelConfig):
             raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}.")
+        if config.missing():
+            raise ValueError(f"ModelConfig has no value for {', '.join(config.missing())}: set "
+                             "them (runners fill them from the size preset and the data).")
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.dim)
         self.drop = nn.Dropout(config.dropout)

@@ -224,3 +224,23 @@ def test_torch_threads_restores_and_checks():
     with pytest.raises(ValueError, match="threads must be a positive int or None, got 0"):
         with torch_threads(0):
             pass
+
+
+@dataclass
+class _Inner:
+    dim: int | None = None
+    periods: tuple[int, ...] = (1, 4)
+
+
+@dataclass
+class _Outer:
+    model: str = "hope"
+    arch: _Inner = field(default_factory=_Inner)
+
+
+def test_nested_dataclass_options_are_flattened_and_rebuilt():
+    p = argparse.ArgumentParser()
+    assert cli.dataclass_arguments(p, _Outer) == ["model", "dim", "periods"]
+    values = vars(p.parse_args(["--dim", "64", "--periods", "1", "2"]))
+    assert cli.dataclass_from_values(_Outer, values) == _Outer("hope", _Inner(64, (1, 2)))
+    assert cli.dataclass_from_values(_Outer, {}) == _Outer()

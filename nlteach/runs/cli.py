@@ -102,15 +102,24 @@ def dataclass_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, cl
 
     ``bool`` fields become flags (``--name`` for a False default, ``--no-name`` for True); ``int``,
     ``float``, ``str`` fields (optionally ``| None``) take one value; ``tuple[int, ...]`` fields take
-    several. Defaults are the dataclass's; ``only_given=True`` leaves options that were not typed out
-    of the namespace (to lay them over saved settings).
+    several; a field whose type is a dataclass (a nested config, e.g. a ``ModelConfig`` inside a
+    run config) contributes its own fields as options (names must not clash; rebuild the config
+    with :func:`dataclass_from_values`). Defaults are the dataclass's; ``only_given=True`` leaves
+    options that were not typed out of the namespace (to lay them over saved settings).
     """
     hints = typing.get_type_hints(cls)
-    dests = []
+    dests: list[str] = []
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
             continue
         tp, _ = _unwrap_optional(hints[f.name])
+        if dataclasses.is_dataclass(tp):  # a nested config: its fields become options of their own
+            nested = dataclass_arguments(p, tp, skip=skip, only_given=only_given)
+            clash = set(nested) & set(dests)
+            if clash:
+                raise ValueError(f"{cls.__name__}.{f.name}: options {sorted(clash)} are declared twice.")
+            dests += nested
+            continue
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         kw: dict[str, Any] = {"help": f.metadata.get("help", "")}
@@ -138,3 +147,21 @@ def dataclass_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, cl
         p.add_argument(flag, dest=f.name, **kw)
         dests.append(f.name)
     return dests
+
+
+def dataclass_from_values(cls: type, values: dict[str, Any]) -> Any:
+    """An instance of ``cls`` from flat ``values`` (as :func:`dataclass_arguments` parsed them):
+    nested config fields are built from their own names; names not in ``values`` keep their defaults;
+    lists become tuples where the field is a tuple."""
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp, _ = _unwrap_optional(hints[f.name])
+        if dataclasses.is_dataclass(tp):
+            kwargs[f.name] = dataclass_from_values(tp, values)
+        elif f.name in values:
+            v = values[f.name]
+            kwargs[f.name] = tuple(v) if typing.get_origin(tp) is tuple and isinstance(v, list) else v
+    return cls(**kwargs)
