@@ -39,6 +39,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nlteach.cms import CMS
+from nlteach.deep_memory import titans_chunked, titans_naive
+from nlteach.nn import (
+    CausalConv,
+    RMSNorm,
+    SwiGLU,
+    apply_rope,
+    init_linear,
+    residual_std,
+    rope_cos_sin,
+)
+from nlteach.titans import SelfModifyingTitans
+
 IMPLS: tuple[str, ...] = ("naive", "chunked")
 SIZE_FIELDS: tuple[str, ...] = ("vocab_size", "dim", "n_layers", "n_heads")
 
@@ -157,46 +170,18 @@ def _check_positive_int(name: str, value) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Building blocks (reused by the memory-based models).
+# Building blocks (reused by the memory-based models). RMSNorm, SwiGLU, RoPE, CausalConv and the
+# init helpers are shared with the other modules and live in nlteach.nn.
 
 
-class RMSNorm(nn.Module):
-    """``x / sqrt(mean(x^2) + eps) * weight`` over the last dimension (computed in float32)."""
-
-    def __init__(self, dim: int, eps: float = 1e-5):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (y * self.weight.float()).to(x.dtype)
+def _residual_std(config: ModelConfig) -> float:
+    """Init std of a projection that writes into the residual stream (:func:`nlteach.nn.residual_std`)."""
+    return residual_std(config.n_layers)
 
 
-def rope_cos_sin(seq_len: int, head_dim: int, base: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotation angles ``t * base^(-2i/head_dim)``: cos and sin, each ``[T, head_dim / 2]`` (float32)."""
-    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
-    angles = torch.arange(seq_len, device=device, dtype=torch.float32)[:, None] * inv_freq  # [T, D/2]
-    return angles.cos(), angles.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate feature pairs ``(x_i, x_{i + D/2})`` of ``x: [B, H, T, D]`` by the angles of position t."""
-    x1, x2 = x.float().chunk(2, dim=-1)  # [B, H, T, D/2] each
-    out = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-    return out.to(x.dtype)
-
-
-def init_linear(layer: nn.Linear, std: float = 0.02) -> None:
-    nn.init.normal_(layer.weight, mean=0.0, std=std)
-    if layer.bias is not None:
-        nn.init.zeros_(layer.bias)
-
-
-def residual_std(config: ModelConfig) -> float:
-    """Init std of a projection that writes into the residual stream: ``0.02 / sqrt(2 n_layers)``."""
-    return 0.02 / math.sqrt(2 * config.n_layers)
+def _swiglu(config: ModelConfig) -> SwiGLU:
+    """The SwiGLU MLP of a block: width ``config.hidden``, output at the residual scale."""
+    return SwiGLU(config.dim, config.hidden, out_std=_residual_std(config))
 
 
 class CausalSelfAttention(nn.Module):
@@ -209,7 +194,7 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.dim, 3 * config.dim, bias=False)
         self.out = nn.Linear(config.dim, config.dim, bias=False)
         init_linear(self.qkv)
-        init_linear(self.out, residual_std(config))
+        init_linear(self.out, _residual_std(config))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
@@ -222,21 +207,6 @@ class CausalSelfAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 
 
-class SwiGLU(nn.Module):
-    """``W_down (silu(W_gate x) * W_up x)``: ``[..., dim] -> [..., dim]``."""
-
-    def __init__(self, config: ModelConfig):
-        super().__init__()
-        self.gate_up = nn.Linear(config.dim, 2 * config.hidden, bias=False)
-        self.down = nn.Linear(config.hidden, config.dim, bias=False)
-        init_linear(self.gate_up)
-        init_linear(self.down, residual_std(config))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up(x).chunk(2, dim=-1)
-        return self.down(F.silu(gate) * up)
-
-
 class TransformerBlock(nn.Module):
     """Pre-norm block: ``x + Attn(norm(x))``, then ``x + MLP(norm(x))``."""
 
@@ -245,7 +215,7 @@ class TransformerBlock(nn.Module):
         self.norm1 = RMSNorm(config.dim, config.norm_eps)
         self.attn = CausalSelfAttention(config)
         self.norm2 = RMSNorm(config.dim, config.norm_eps)
-        self.mlp = SwiGLU(config)
+        self.mlp = _swiglu(config)
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -345,18 +315,17 @@ class TransformerLM(LanguageModel):
 # Memory models: Titans, HOPE (self-modifying Titans + CMS), Hope-Attention (attention + CMS).
 
 
-class CausalConv(nn.Module):
-    """Depthwise causal convolution over time, ``[B, T, C] -> [B, T, C]``, starting near the identity."""
+class _ConvSlot(nn.Module):
+    """Holds a :class:`~nlteach.nn.CausalConv` as ``.conv``, so :class:`TitansMemoryLayer`'s
+    checkpoint key stays ``conv.conv.weight`` (the layer had its own wrapper before it moved to
+    :mod:`nlteach.nn`, whose ``CausalConv`` is itself the ``Conv1d``)."""
 
-    def __init__(self, channels: int, size: int = 4):
+    def __init__(self, channels: int):
         super().__init__()
-        self.conv = nn.Conv1d(channels, channels, size, groups=channels, padding=size - 1, bias=False)
-        with torch.no_grad():
-            self.conv.weight.normal_(0, 0.02)
-            self.conv.weight[:, 0, -1] += 1.0  # the current token passes through
+        self.conv = CausalConv(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x.transpose(1, 2))[..., : x.shape[1]].transpose(1, 2)  # left padding only: causal
+        return self.conv(x)  # [B, T, C] -> [B, T, C]
 
 
 class TitansMemoryLayer(nn.Module):
@@ -372,20 +341,18 @@ class TitansMemoryLayer(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        from nlteach.deep_memory import titans_chunked, titans_naive  # noqa: PLC0415
-
         self.fn = titans_naive if config.impl == "naive" else titans_chunked
         self.chunk_size = config.chunk_size
         H, d, h = config.n_heads, config.head_dim, config.mem_hidden
         self.H, self.d = H, d
         self.qkv = nn.Linear(config.dim, 3 * config.dim, bias=False)
-        self.conv = CausalConv(3 * config.dim)
+        self.conv = _ConvSlot(3 * config.dim)
         self.gates = nn.Linear(config.dim, 3 * H, bias=True)  # theta, eta, alpha per head
         self.W_in = nn.Parameter(torch.randn(H, h, d) / math.sqrt(d))  # small pre-activations for unit keys
         self.W_out = nn.Parameter(0.02 * torch.randn(H, d, h))  # starts near the identity map
         self.out = nn.Linear(config.dim, config.dim, bias=False)
         init_linear(self.qkv)
-        init_linear(self.out, residual_std(config))
+        init_linear(self.out, _residual_std(config))
         nn.init.normal_(self.gates.weight, std=0.02)
         with torch.no_grad():  # theta ~ 0.5 / C, eta ~ 0.45, alpha ~ 0.02 at the start
             self.gates.bias.view(3, H).copy_(torch.tensor([0.0, 0.0, -4.0])[:, None])
@@ -420,13 +387,11 @@ class CMSBranch(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        from nlteach.cms import CMS  # noqa: PLC0415
-
         K = len(config.cms_periods)
         self.cms = CMS(config.dim, max(1, round(3 * config.hidden / (2 * K))), config.cms_periods, "sequential")
         with torch.no_grad():
             for blk in self.cms.blocks:
-                blk.W_out.normal_(0, residual_std(config))
+                blk.W_out.normal_(0, _residual_std(config))
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return self.cms(u) - u  # Eq. 70: y = MLP_K(... MLP_1(u)), minus the input the block already has
@@ -452,12 +417,10 @@ class MixerBlock(nn.Module):
 
 
 def self_modifying_layer(config: ModelConfig, *, dgd: bool = True, self_modify: bool = True) -> nn.Module:
-    from nlteach.titans import SelfModifyingTitans  # noqa: PLC0415
-
     return SelfModifyingTitans(config.dim, config.n_heads, hidden=config.mem_hidden,
                                chunk_size=config.chunk_size, proj_chunk_size=config.proj_chunk_size,
                                momentum=config.momentum, dgd=dgd, self_modify=self_modify,
-                               impl=config.impl, out_std=residual_std(config),
+                               impl=config.impl, out_std=_residual_std(config),
                                eta_max=1.0)  # no cap needed since choices (b), (g) of nlteach.titans
 
 
@@ -466,7 +429,7 @@ class TitansLM(LanguageModel):
     """Titans baseline: blocks of the Titans memory layer (MLP memory, momentum, forgetting) and a SwiGLU MLP."""
 
     def make_block(self, config: ModelConfig, layer: int) -> nn.Module:
-        return MixerBlock(config, TitansMemoryLayer(config), SwiGLU(config))
+        return MixerBlock(config, TitansMemoryLayer(config), _swiglu(config))
 
 
 @register_model("hope")
@@ -483,7 +446,7 @@ class HopeLM(LanguageModel):
 
     def make_block(self, config: ModelConfig, layer: int) -> nn.Module:
         mixer = self_modifying_layer(config, dgd=self.dgd, self_modify=self.self_modify)
-        return MixerBlock(config, mixer, CMSBranch(config) if self.use_cms else SwiGLU(config))
+        return MixerBlock(config, mixer, CMSBranch(config) if self.use_cms else _swiglu(config))
 
 
 @register_model("hope-no-cms")

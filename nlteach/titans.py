@@ -89,6 +89,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlteach.deep_memory import sigma, sigma_prime
+from nlteach.nn import CausalConv
 
 BOXES: tuple[str, ...] = ("k", "v", "eta", "alpha", "memory")
 PROJ_BOXES: tuple[str, ...] = BOXES[:4]
@@ -787,7 +788,8 @@ class SelfModifyingTitans(nn.Module):
                          eta_max=eta_max, dgd=dgd, self_modify=self_modify)
         H, d, h = n_heads, self.d, self.hidden
         self.W_in = nn.Linear(dim, 2 * dim, bias=False)  # u and q
-        self.conv = nn.Conv1d(2 * dim, 2 * dim, conv_size, groups=2 * dim, padding=conv_size - 1, bias=False)
+        # causal depthwise convolution; its near-identity init is drawn below, after the other weights
+        self.conv = CausalConv(2 * dim, conv_size, defer_init=True)
         self.W_out = nn.Linear(dim, dim, bias=False)
         self.init_S2 = nn.Parameter(torch.randn(len(BOXES), H, d, h))  # z = x S2 ~ unit scale for unit x
         self.init_S1 = nn.Parameter(0.02 * torch.randn(len(BOXES), H, h, d))  # memories start near identity
@@ -797,9 +799,7 @@ class SelfModifyingTitans(nn.Module):
         self.b_alpha = nn.Parameter(torch.full((H,), 4.0))  # alpha ~ 0.98: slow forgetting
         nn.init.normal_(self.W_in.weight, std=0.02)
         nn.init.normal_(self.W_out.weight, std=out_std)
-        with torch.no_grad():  # a short causal filter that starts as the identity (plus noise)
-            self.conv.weight.normal_(0, 0.02)
-            self.conv.weight[:, 0, -1] += 1.0
+        self.conv.reset_near_identity()  # a short causal filter that starts as the identity (plus noise)
 
     def readout(self) -> dict[str, torch.Tensor]:
         return {"w_eta": self.w_eta, "b_eta": self.b_eta, "w_alpha": self.w_alpha, "b_alpha": self.b_alpha}
@@ -812,7 +812,7 @@ class SelfModifyingTitans(nn.Module):
     def inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [B, T, dim] -> (u, q)``, each ``[B, H, T, d]`` (q L2-normalized)."""
         B, T, _ = x.shape
-        z = self.conv(self.W_in(x).transpose(1, 2))[..., :T]  # causal: pad left by conv_size - 1
+        z = self.conv(self.W_in(x)).transpose(1, 2)  # [B, 2 dim, T]: channels first, to split u and q
         u, q = z.view(B, 2, self.n_heads, self.d, T).permute(1, 0, 2, 4, 3)  # [B, H, T, d] each
         return u, F.normalize(q, dim=-1)
 

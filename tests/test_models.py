@@ -207,6 +207,16 @@ def test_every_contract_name_builds_the_right_class():
         assert type(make(name)) is cls
 
 
+def test_state_dict_keys_of_the_shared_layers_are_stable():
+    """Checkpoints keep loading: the layers from nlteach.nn keep the parameter names they had."""
+    titans = make("titans", n_layers=1).state_dict()
+    assert {"blocks.0.mixer.conv.conv.weight", "blocks.0.mlp.gate_up.weight", "blocks.0.mlp.down.weight",
+            "blocks.0.norm1.weight", "norm.weight"} <= set(titans)
+    hope = make("hope", n_layers=1).state_dict()
+    assert "blocks.0.mixer.conv.weight" in hope
+    assert "blocks.0.attn.qkv.weight" in make("transformer", n_layers=1).state_dict()
+
+
 def test_hope_ablations_change_what_they_say():
     from nlteach.cms import CMS
     from nlteach.titans import SelfModifyingTitans

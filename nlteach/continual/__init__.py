@@ -13,6 +13,8 @@ domain-incremental permuted digits; hashed n-gram text features), :mod:`~nlteach
 :mod:`~nlteach.continual.plots`.
 """
 
+# hope first: importing it registers the "hope" learner (after the learners of learners.py, which
+# it imports), so any import of nlteach.continual.* sees every learner.
 from nlteach.continual.hope import draw_memory_trace, memory_trace, parameter_counts
 from nlteach.continual.learners import (
     LEARNERS,

@@ -56,9 +56,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from nlteach.continual.learners import Backbone, CMSLearner, LearnerConfig, register_learner
+from nlteach.continual.learners import (
+    LEARNERS,
+    Backbone,
+    CMSLearner,
+    LearnerConfig,
+    available_learners,
+    register_learner,
+)
 from nlteach.continual.streams import Inputs, Stream
-from nlteach.models import RMSNorm
+from nlteach.nn import RMSNorm
 from nlteach.titans import (
     SelfModifyingTitans,
     self_modifying_titans_chunked,
@@ -218,8 +225,6 @@ def draw_memory_trace(fig: Any, traces: list[list[float]], labels: list[str]) ->
 def parameter_counts(dataset: str, cfg: Any) -> dict[str, dict[str, int]]:
     """``{method: {"total", "encoder"}}`` for every learner on ``dataset`` with the settings of ``cfg``
     (a :class:`~nlteach.continual.runner.ContinualConfig`), built without loading any data."""
-    from nlteach.continual.learners import LEARNERS, available_learners  # noqa: PLC0415
-
     text = dataset in ("clinc150", "banking77")
     n_classes = {"clinc150": 150, "banking77": 77}.get(dataset, 10)
     out = {}

@@ -380,6 +380,3 @@ def make_learner(name: str, stream: Stream, cfg: LearnerConfig) -> Learner:
     if name not in LEARNERS:
         raise ValueError(f"method must be one of {available_learners()}, got {name!r}.")
     return LEARNERS[name](stream, cfg)
-
-
-from nlteach.continual import hope as _hope  # noqa: E402,F401  registers "hope" (it subclasses CMSLearner)
