@@ -22,61 +22,25 @@ outer optimizer (meta-learned initial states). ``u_t`` and ``q_t`` are made by t
 (:class:`SelfModifyingTitans`): a linear projection of the residual stream, a causal depthwise
 convolution of window 4, and for q an L2 normalization.
 
-Choices where the paper is open (PAPER_NOTES section 6; notebook 08 states them too):
+Choices where the paper is open (docs/paper-notes.md#smt-ambiguities; notebook 08 states them
+too), one line each; the question, the options and the evidence are in docs/decisions.md:
 
-(a) **q is non-adaptive**: ``q_t = normalize(conv(x_t W_q))``. The paper calls q "the only
-    non-adaptive projection" although a later list of adaptive memories names it; we follow the
-    sentence that gives the equation, and the ablation of the paper shows adaptive q does not help.
-(b) **The factor (alpha I - eta k k^T) multiplies the first matrix** ``W2`` (the one the key
-    enters): only a matrix whose input width is d can be multiplied on the right by a d x d matrix,
-    so this is the one reading that type-checks. The second matrix ``W1`` gets the weight decay
-    ``alpha_t`` and a normalized gradient step on the memory's own loss
-    ``1/2 ||M(k) - M(v)||^2`` taken *through both of its arguments*:
-    ``W1 <- alpha_t W1 - eta'_t r (a_k - a_v)^T`` with ``a_x = sigma(W2 x)``, ``r = M(k) - vhat``,
-    ``eta'_t = eta_t / (C (1 + ||a_k - a_v||^2))`` (C = the memory's chunk size).
-    *Why (the cause of the laptop-preset NaN).* The target ``vhat = M_{t-1}(v_t)`` is made by the
-    memory itself (Eq. 86), so a step on ``W1`` moves the target too. With the paper's gradient
-    (target held fixed, input ``a_k``) the residual of the same token after one step is
-    ``r' = [alpha - eta' (||a_k||^2 - a_v . a_k)] r + (1 - alpha)(k - v)``: when ``a_v . a_k`` exceeds
-    ``||a_k||^2`` the bracket is larger than 1 for *every* eta' > 0, so no step size makes the
-    recurrence a contraction, and the state grows geometrically along the sequence. (Measured: one
-    such memory with ``||v|| = 4``, or the full layer with ``||u|| = 2`` and chunk 1, reaches 1e20
-    within a few hundred tokens at ``eta <= 0.2``; in training ``||v||`` grew to 9 before the NaN.)
-    With the input ``a_k - a_v`` the bracket is ``alpha - eta ||a_k - a_v||^2 / (1 + ||a_k - a_v||^2)``,
-    in ``(alpha - eta, alpha]``: a contraction for any ``eta < 1 + alpha`` (``tests/test_titans.py``
-    checks this identity). Dividing by C keeps the C same-point steps of a chunk below one full step.
-    The first matrix keeps the paper's update, ``W2 <- W2 (alpha I - eta k k^T) - eta grad``.
-(c) **Momentum is an option** (``momentum=beta``, default 0 = off, the HOPE equations): Titans'
-    momentum on the update, ``S_t = beta S_{t-1} - eta_t grad_t``,
-    ``M_t = M_{t-1} (alpha_t I - eta_t k_t k_t^T) + S_t``; beta is a constant, not generated.
-(d) Scalars from vector memories: eta and alpha memories map ``u_t`` to a d-vector like the
-    others; a fixed (outer-trained) readout ``w . (.) + b`` and a sigmoid make the per-head scalar.
-(e) The target of the main memory is also self-generated, ``vhat_memory,t = M_memory(v_t)``,
-    literally as Eq. 86 lists "memory" among the boxes. The read is exclusive (``M_t-1``, Eq. 88).
-(f) Chunking (Eqs. 90-93): the k, v, eta and alpha memories share ``proj_chunk_size``, the main
-    memory has ``chunk_size``. Inside a chunk, every generated quantity (k, v, eta, alpha, vhat) and
-    every gradient is computed at the chunk-start state; the updates themselves still follow the
-    recurrence token by token (so the main memory's read at t sees the writes of t' < t of the same
-    chunk). Chunks start at token 0. ``proj_chunk_size = chunk_size = 1`` is the fully online model.
-
-(g) **The memories read the unit vector ``v_t / ||v_t||``** when they make their targets (Eq. 86:
-    ``vhat_box = M_box(v_t / ||v_t||)``), like the keys and queries, which the paper L2-normalizes.
-    In self-modifying Titans ``v_t`` is used *only* as an input of the memories (never as an output),
-    so it is a key in all but name; unnormalized, its norm scales ``a_v`` and with it the target's
-    sensitivity to the memory's own weights (the first matrix's update has no guard against that:
-    with (b) alone a layer fed ``||u|| = 10`` still diverged). With (b) and (g) the layer's
-    outputs stay bounded for inputs of norm up to 100, initial states 3x larger than at
-    initialization, ``eta_max = 1`` and no forgetting (``alpha = 1``), at chunk sizes 1 and 16
-    (``tests/test_titans.py::test_hostile_inputs_stay_finite``).
+(a) q is non-adaptive: ``q_t = normalize(conv(x_t W_q))``.               docs/decisions.md#titans-a
+(b) (alpha I - eta k k^T) multiplies ``W2``; ``W1`` steps via both args. docs/decisions.md#titans-b
+(c) Momentum is an option (``momentum=beta``), off by default.           docs/decisions.md#titans-c
+(d) eta, alpha per head: a learned readout and a sigmoid.                docs/decisions.md#titans-d
+(e) The main memory's target is ``M_memory(v_t)``; exclusive read.       docs/decisions.md#titans-e
+(f) Generation and gradients at the chunk start; updates per token.      docs/decisions.md#titans-f
+(g) The memories make their targets from ``v_t / ||v_t||``.              docs/decisions.md#titans-g
 
 Two implementations with the same signature and the same results:
 :func:`self_modifying_titans_naive` (a token loop, the equations above) and
 :func:`self_modifying_titans_chunked` (inside a chunk: matmuls and one triangular solve; the
 derivation is beside :func:`dgd_chunk`). Both return ``(o, (states_T, momenta_T))`` where states and
 momenta are dicts ``box -> (S2, S1)`` with leading ``[B, H]`` dims. Without momentum (the default)
-the chunked version runs each chunk but the last as one ``_ChunkStep``, the same equations with a
-hand-derived backward, because autograd's bookkeeping of ~150 small operations per chunk costs more
-than their arithmetic on a CPU (checked against finite differences and the naive loop in the tests).
+the chunked version runs every chunk as one ``_ChunkStep``, the same equations with a
+hand-derived backward (docs/decisions.md#titans-chunkstep; checked against finite differences and
+the naive loop in the tests).
 """
 
 from __future__ import annotations
