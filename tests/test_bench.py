@@ -3,7 +3,7 @@ import sys
 
 import torch
 
-from nlteach.bench import format_table, measure
+from nlteach.bench import text_table, measure
 
 
 def test_bench_cli_lists_suites():
@@ -18,6 +18,6 @@ def test_measure_returns_positive_median_and_runs_fn():
     assert t > 0 and len(n) == 5
 
 
-def test_format_table():
-    s = format_table([{"a": 1.23456, "b": "x"}], ["a", "b"])
+def test_text_table():
+    s = text_table([{"a": 1.23456, "b": "x"}], ["a", "b"])
     assert "1.23" in s and "x" in s

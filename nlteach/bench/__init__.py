@@ -20,6 +20,8 @@ from collections.abc import Callable
 
 import torch
 
+from nlteach.runs.tables import text_table  # noqa: F401 (the bench suites' tables)
+
 
 def sync(device: torch.device | str) -> None:
     if torch.device(device).type == "cuda":
@@ -68,18 +70,3 @@ def peak_memory(fn: Callable[[], object], *, device: torch.device | str = "cpu")
     fn()
     torch.cuda.synchronize()
     return torch.cuda.max_memory_allocated(dev) - base
-
-
-def format_table(rows: list[dict], columns: list[str]) -> str:
-    widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    for r in rows:
-        lines.append("  ".join(_fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths)))
-    return "\n".join(lines)
-
-
-def _fmt(v: object) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return "" if v is None else str(v)

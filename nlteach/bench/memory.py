@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from nlteach import memory
-from nlteach.bench import format_table, sync
+from nlteach.bench import sync, text_table, titans
 from nlteach.config import by_preset
 
 DESCRIPTION = "linear attention, delta rule, gated delta rule: chunked vs naive (fwd, fwd+bwd)"
@@ -323,7 +323,7 @@ def run(args: argparse.Namespace) -> dict:
           "chunk size, used for that mode;\n%mm = chunked FLOP rate (FLOPs the algorithm needs, see "
           "chunked_flops) as % of a plain matmul's;\n(cpu) = the same from process CPU time, which "
           "other processes' load barely changes:")
-    print(format_table(rows, list(rows[0]) if rows else ["rule"]))
+    print(text_table(rows, list(rows[0]) if rows else ["rule"]))
     print(f"(best plain-matmul rate in this run: {mm_wall / 1e9:.1f} GFLOP/s wall"
           + (f", {mm_cpu / 1e9:.1f} GFLOP per CPU second)" if mm_cpu else ")"))
     result = {"shape": {"BH": BH, "T": T, "d": d, "chunk_sizes": sizes, "dtype": args.dtype},
@@ -367,8 +367,6 @@ def _targets(result: dict) -> dict:
 def _run_titans(args: argparse.Namespace, *, BH: int, T: int, d: int, C: int) -> dict:
     """The Titans pair (nlteach.bench.titans) at this run's shape, with that suite's defaults
     otherwise (peak-memory sweep skipped: run `bench titans` for it)."""
-    from nlteach.bench import titans
-
     p = argparse.ArgumentParser()
     titans.add_arguments(p)
     targs = p.parse_args(["--batch", str(BH), "--seq", str(T), "--dim", str(d), "--chunk", str(C),

@@ -16,8 +16,9 @@ import statistics
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
-from nlteach.bench import format_table, measure
+from nlteach.bench import measure, text_table
 from nlteach.config import by_preset
 from nlteach.models import (
     IMPLS,
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> dict:
           f"device={device}, {rounds} interleaved round(s); load average {_load()}")
     if device.type == "cpu" and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         print("note: set MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 for steadier CPU times")
-    print(format_table(rows, ["model", "impl", "dim", "params", "x_transformer", "flops_x", "gflop_step",
+    print(text_table(rows, ["model", "impl", "dim", "params", "x_transformer", "flops_x", "gflop_step",
                               "tokens_per_s", "step_ms"]))
     print("x_transformer = step time / Transformer step time, measured side by side in this run; "
           "flops_x = matrix-product FLOPs of one step (forward+backward, counted by "
@@ -160,8 +161,6 @@ def _step_flops(step) -> float:
     torch (2.13) has no formula for the CPU attention kernel and would count it as 0, so the
     Transformer's attention would be missing from the baseline; :func:`attention_flops` supplies it
     (causal: the lower triangle only). On CUDA torch's own formulas apply (full score matrix)."""
-    from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
-
     aten = torch.ops.aten
     cpu_attention = {aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa,
                      aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward}

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from nlteach import optim as nlo
-from nlteach.bench import format_table, measure
+from nlteach.bench import measure, text_table
 from nlteach.config import by_preset
 from nlteach.optim_experiments import SmallMLP
 
@@ -102,5 +102,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
           f"threads={torch.get_num_threads()}")
     print("time relative to SGD (momentum 0.9), measured side by side in this run "
           "(ms columns are for information only):")
-    print(format_table(rows, ["optimizer", "step_ratio", "opt_ratio", "step_ms", "opt_ms"]))
+    print(text_table(rows, ["optimizer", "step_ratio", "opt_ratio", "step_ms", "opt_ms"]))
     return {"hidden": hidden, "batch_size": batch, "params": n_params, "rows": rows}

@@ -16,14 +16,18 @@ MLP hidden 4d; peak memory at T = 1024, 4096, 16384. ``tiny`` shrinks everything
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import torch
 
-from nlteach.bench import format_table, measure
+from nlteach.bench import measure, peak_memory, text_table
 from nlteach.config import by_preset
 from nlteach.deep_memory import init_params, titans_chunked, titans_naive
 
@@ -102,11 +106,6 @@ def peak_child(B: int, H: int, T: int, d: int, hidden: int | None, chunk: int) -
     The inputs are made first, freed heap memory is handed back to the OS (``malloc_trim``), then
     a thread samples the resident set every millisecond during the pass; the result is the
     highest sample minus the level before the pass (Linux only, like ``/proc``)."""
-    import ctypes
-    import gc
-    import threading
-    import time
-
     inputs = make_inputs(B, H, T, d, hidden)
     gc.collect()
     try:
@@ -169,10 +168,10 @@ def run(args: argparse.Namespace) -> dict:
                                   warmup=0, repeat=1)
                 row.update(naive_s=t_naive, naive_tok_s=B * H * t / t_naive, speedup=t_naive / t_chunk)
             rows.append(row)
-            print(format_table([row], list(row)), flush=True)
+            print(text_table([row], list(row)), flush=True)
             del inputs
     print("\nforward+backward, naive / chunked (same inputs, same chunk semantics, timed side by side)")
-    print(format_table(rows, ["memory", "T", "speedup", "naive_tok_s", "chunked_tok_s", "naive_s", "chunked_s"]))
+    print(text_table(rows, ["memory", "T", "speedup", "naive_tok_s", "chunked_tok_s", "naive_s", "chunked_s"]))
     peaks = []
     if peak_seqs and args.device.type == "cpu":
         for mem in memories:
@@ -187,10 +186,8 @@ def run(args: argparse.Namespace) -> dict:
                 p["MiB_per_1k_added_tokens"] = 1024 * (p["peak_MiB"] - prev["peak_MiB"]) / (p["T"] - prev["T"])
         print("\nchunked fwd+bwd peak memory (rise of the resident set, each T in a fresh process); "
               "linear in T means a constant cost per added token")
-        print(format_table(peaks, ["memory", "T", "peak_MiB", "MiB_per_1k_added_tokens", "rss_before_MiB"]))
+        print(text_table(peaks, ["memory", "T", "peak_MiB", "MiB_per_1k_added_tokens", "rss_before_MiB"]))
     elif peak_seqs:
-        from nlteach.bench import peak_memory
-
         for mem in memories:
             hidden = None if mem == "linear" else args.hidden_mult * d
             for t in peak_seqs:
@@ -199,7 +196,7 @@ def run(args: argparse.Namespace) -> dict:
                 peaks.append({"memory": mem, "T": t, "peak_MiB": b / 2**20})
                 del inputs
         print("\nchunked fwd+bwd peak allocator memory")
-        print(format_table(peaks, ["memory", "T", "peak_MiB"]))
+        print(text_table(peaks, ["memory", "T", "peak_MiB"]))
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f}")
     return {"config": {"B": B, "H": H, "T": T, "d": d, "chunk": args.chunk,
                        "hidden": args.hidden_mult * d, "load_1min_end": os.getloadavg()[0]},
