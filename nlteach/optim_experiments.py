@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from nlteach import optim as nlo
+from nlteach.course.nb00_welcome import memory_horizon
 from nlteach.runs import torch_threads
-from nlteach.welcome import memory_horizon
 
 # ---------------------------------------------------------------------------------------------
 # 1. Momentum as a memory: how many past gradients does it remember?

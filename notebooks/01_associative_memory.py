@@ -48,8 +48,8 @@ import matplotlib.pyplot as plt
 import torch
 
 from nlteach import config, memory, memory_demos
+from nlteach.course.widgets import interactive_figure
 from nlteach.exercises import grade
-from nlteach.widgets import interactive_figure
 
 print(config.describe())
 

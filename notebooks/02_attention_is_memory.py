@@ -48,8 +48,8 @@ import torch.nn.functional as F
 
 from nlteach import config, memory, memory_demos
 from nlteach.bench import measure
+from nlteach.course.widgets import interactive_figure
 from nlteach.exercises import grade
-from nlteach.widgets import interactive_figure
 
 print(config.describe())
 

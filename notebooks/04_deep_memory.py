@@ -75,8 +75,8 @@ import torch.nn.functional as F
 from nlteach import config
 from nlteach import deep_memory as dm
 from nlteach.deep_memory import titans_chunked, titans_naive
+from nlteach.course.widgets import interactive_figure
 from nlteach.exercises import grade
-from nlteach.widgets import interactive_figure
 
 print(config.describe())
 gen = config.seed_everything(0)

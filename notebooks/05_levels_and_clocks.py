@@ -46,8 +46,8 @@ from IPython.display import display
 
 from nlteach import config
 from nlteach.clock import LevelClock, draw_nested_system, draw_timeline
+from nlteach.course.widgets import interactive_figure, render
 from nlteach.exercises import grade
-from nlteach.widgets import interactive_figure, render
 
 print(config.describe())
 gen = config.seed_everything(0)

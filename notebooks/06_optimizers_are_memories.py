@@ -54,8 +54,8 @@ from torch import nn
 from nlteach import config
 from nlteach import optim as nlo
 from nlteach import optim_experiments as E
+from nlteach.course.widgets import interactive_figure, render
 from nlteach.exercises import grade
-from nlteach.widgets import interactive_figure, render
 
 print(config.describe())
 

@@ -59,8 +59,8 @@ from nlteach.cms_experiments import (
     summarize,
     track_level_changes,
 )
+from nlteach.course.widgets import PngFigure, render
 from nlteach.exercises import grade
-from nlteach.widgets import PngFigure, render
 
 print(config.describe())
 gen = config.seed_everything(0)

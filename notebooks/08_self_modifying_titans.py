@@ -51,8 +51,8 @@ import torch
 import torch.nn.functional as F
 
 from nlteach import config, titans
+from nlteach.course.widgets import interactive_figure
 from nlteach.exercises import grade
-from nlteach.widgets import interactive_figure
 
 config.seed_everything(0)
 torch.set_num_threads(min(2, torch.get_num_threads()))

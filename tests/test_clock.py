@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from nlteach.clock import NESTED_SYSTEMS, LevelClock, draw_nested_system, draw_timeline
-from nlteach.widgets import render
+from nlteach.course.widgets import render
 
 
 def test_clock_rule_matches_the_definition():

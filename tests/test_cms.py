@@ -24,7 +24,7 @@ from nlteach.cms_experiments import (
     summarize,
     track_level_changes,
 )
-from nlteach.widgets import render
+from nlteach.course.widgets import render
 
 
 def _rel_rms(a, b):

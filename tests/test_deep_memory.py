@@ -291,7 +291,7 @@ def test_capacity_experiment_linear_memory_hits_the_least_squares_floor():
 
 
 def test_draw_functions_render():
-    from nlteach.widgets import render
+    from nlteach.course.widgets import render
 
     fig = render(dm.draw_gates, {"theta": 0.3, "eta": 0.5, "alpha": 0.01, "chunk_size": 4})
     assert len(fig.axes) == 2 and len(fig.axes[1].lines) >= 1

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nlteach import memory_demos as md
-from nlteach.widgets import render
+from nlteach.course.widgets import render
 
 
 def test_writes_are_one_gradient_step_of_their_objective():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nlteach import optim_experiments as E
-from nlteach.widgets import render
+from nlteach.course.widgets import render
 
 
 def test_momentum_weights_and_widget_horizons():
