@@ -1,5 +1,6 @@
-"""Notebook 07 (Continuum Memory System): which levels' parameters change at each step, and its
-heat map. The sequential-tasks experiment of the same notebook is :mod:`nlteach.experiments.cms_tasks`.
+"""Notebook 07 (Continuum Memory System): which levels' parameters change at each step and its heat
+map, and the reference of the exercise 07.eq71. The sequential-tasks experiment of the same
+notebook is :mod:`nlteach.experiments.cms_tasks`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from nlteach.cms import CMS, MultiFrequencyOptimizer
+from nlteach.cms import CMS, MultiFrequencyOptimizer, cms_in_context_naive
 
 
 def track_level_changes(model: CMS, opt: MultiFrequencyOptimizer, n_steps: int,
@@ -41,3 +42,14 @@ def draw_level_changes(fig: Figure, changes: np.ndarray, periods: Sequence[int])
     ax.set_yticks(range(len(periods)), [f"level {i} (C={p})" for i, p in enumerate(periods)])
     ax.set_xlabel("step")
     ax.set_title("which levels' parameters changed (black) at each step")
+
+
+def in_context_block(x: torch.Tensor, targets: torch.Tensor, W_in: torch.Tensor, W_out: torch.Tensor,
+                     period: int, lr: float) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """One block, one sequence: x, targets [T, D]; W_in [hidden, D]; W_out [D, hidden].
+
+    Eq. 71 for a single level (the reference of exercise 07.eq71): returns ``(y [T, D],
+    (W_in_T, W_out_T))``, the outputs and the weights after the last full chunk.
+    """
+    y, ((A, B),) = cms_in_context_naive(x[None], [(W_in, W_out)], (period,), lr, targets=targets[None])
+    return y[0], (A[0], B[0])
