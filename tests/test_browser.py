@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from nlteach import browser_check as bc
+from tools import browser_check as bc
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
