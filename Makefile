@@ -45,7 +45,7 @@ sync: venv
 	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.py
 
 lint: venv
-	$(VENV)/bin/ruff check nlteach tests solutions
+	$(VENV)/bin/ruff check nlteach tests solutions tools
 
 bench: venv
 	$(PY) -m nlteach.bench --help

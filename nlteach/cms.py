@@ -488,14 +488,3 @@ def cms_in_context_chunked(x: torch.Tensor, weights: Sequence[Sequence[torch.Ten
         if variant == "sequential":
             u = o
     return _combine(x, outs, variant, mix), tuple(finals)
-
-
-def in_context_block(x: torch.Tensor, targets: torch.Tensor, W_in: torch.Tensor, W_out: torch.Tensor,
-                     period: int, lr: float) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-    """One block, one sequence: x, targets [T, D]; W_in [hidden, D]; W_out [D, hidden].
-
-    Eq. 71 for a single level (the reference of exercise 07.eq71): returns ``(y [T, D],
-    (W_in_T, W_out_T))``, the outputs and the weights after the last full chunk.
-    """
-    y, ((A, B),) = cms_in_context_naive(x[None], [(W_in, W_out)], (period,), lr, targets=targets[None])
-    return y[0], (A[0], B[0])

@@ -613,10 +613,3 @@ class _DeltaRuleChunks(torch.autograd.Function):
         return (dQ.view(*shape, d_k), dK.view(*shape, d_k), dV.reshape(*shape, d_v),
                 d_b.reshape(shape), dlog_alpha, dS0, None)
 
-
-def __getattr__(name: str):
-    # The Titans (deep) memory lives in nlteach/deep_memory.py; re-exported here per the contract.
-    if name in ("titans_naive", "titans_chunked"):
-        from nlteach import deep_memory
-        return getattr(deep_memory, name)
-    raise AttributeError(f"module 'nlteach.memory' has no attribute {name!r}")

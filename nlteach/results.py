@@ -471,7 +471,7 @@ def experiment_jobs(preset: str = "full", seeds: tuple[int, ...] = (0, 1, 2), ru
     jobs = []
     for task in ("digits", "shakespeare"):
         out = f"{runs_dir}/optim_{task}_{preset}"
-        jobs.append({"notebook": "06", "module": "nlteach.optim_experiments", "ddp": False, "out": out,
+        jobs.append({"notebook": "06", "module": "nlteach.experiments.optimizers", "ddp": False, "out": out,
                      "args": ["--preset", preset, "--tasks", task, "--out", out]})
     sizes = [a for k, v in NB09_FULL.items() for a in (f"--{k.replace('_', '-')}", str(v))] if preset == "full" else []
     for model in NB09_MODELS:

@@ -42,11 +42,12 @@ if "google.colab" in sys.modules:
 import ipywidgets as widgets
 import torch
 
-from nlteach import config, welcome
+from nlteach import config
+from nlteach.course import nb00_welcome as course
+from nlteach.course.widgets import interactive_figure
 from nlteach.exercises import grade
-from nlteach.widgets import interactive_figure
 
-all_ok = welcome.print_environment_report()
+all_ok = course.print_environment_report()
 print("\nall required packages present:", all_ok)
 print(config.describe())
 
@@ -97,7 +98,7 @@ print("device:", device, "| first random draw with seed 0:", torch.randn(3, gene
 # %%
 beta_slider = widgets.FloatSlider(value=0.9, min=0.0, max=0.99, step=0.01, description="beta",
                                   continuous_update=False)
-interactive_figure(welcome.draw_ema, {"beta": beta_slider});
+interactive_figure(course.draw_ema, {"beta": beta_slider});
 
 # %% [markdown]
 # ## 4. Exercises
@@ -126,7 +127,7 @@ print(ema_fn(torch.tensor([1.0, 1.0, 1.0, 1.0]), 0.5))
 # ## 5. The course map
 
 # %%
-print(welcome.format_course_map())
+print(course.format_course_map())
 
 # %% [markdown]
 # ## 6. Notation

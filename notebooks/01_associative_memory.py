@@ -47,9 +47,10 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 
-from nlteach import config, memory, memory_demos
+from nlteach import config, memory
+from nlteach.course import nb01_associative_memory as course
+from nlteach.course.widgets import interactive_figure
 from nlteach.exercises import grade
-from nlteach.widgets import interactive_figure
 
 print(config.describe())
 
@@ -87,8 +88,8 @@ S = torch.randn(d_k, d_v, generator=gen, dtype=torch.float64, requires_grad=True
 k = torch.nn.functional.normalize(torch.randn(d_k, generator=gen, dtype=torch.float64), dim=0)
 v = torch.randn(d_v, generator=gen, dtype=torch.float64)
 
-(g_dot,) = torch.autograd.grad(memory_demos.hebbian_loss(S, k, v), S)
-(g_l2,) = torch.autograd.grad(memory_demos.l2_loss(S, k, v), S)
+(g_dot,) = torch.autograd.grad(course.hebbian_loss(S, k, v), S)
+(g_l2,) = torch.autograd.grad(course.l2_loss(S, k, v), S)
 print("dot-product gradient == -k v^T       :", torch.allclose(g_dot, -torch.outer(k, v)))
 print("L2 gradient          == k (S^T k - v)^T:", torch.allclose(g_l2, torch.outer(k, S.detach().T @ k - v)))
 
@@ -136,7 +137,7 @@ delta = grade("01.delta_write", delta_write).function
 
 # %%
 T = 12
-keys, values = memory_demos.make_pairs(T, d_k, d_v, "random", seed=1)
+keys, values = course.make_pairs(T, d_k, d_v, "random", seed=1)
 beta = 0.7
 S_h = torch.zeros(d_k, d_v, dtype=torch.float64)
 S_d = torch.zeros(d_k, d_v, dtype=torch.float64)
@@ -168,9 +169,9 @@ print("delta loop   == delta_rule_naive      :", torch.allclose(S_d, S_del[0, 0]
 # %%
 n_slider = widgets.IntSlider(value=4, min=0, max=16, step=1, description="pairs written",
                              continuous_update=False, style={"description_width": "initial"})
-keys_dropdown = widgets.Dropdown(options=list(memory_demos.KEY_KINDS), value="correlated",
+keys_dropdown = widgets.Dropdown(options=list(course.KEY_KINDS), value="correlated",
                                  description="keys")
-interactive_figure(memory_demos.draw_memory_writes, {"n_written": n_slider, "keys": keys_dropdown},
+interactive_figure(course.draw_memory_writes, {"n_written": n_slider, "keys": keys_dropdown},
                    figsize=(10, 3.4));
 
 # %% [markdown]
@@ -186,10 +187,10 @@ interactive_figure(memory_demos.draw_memory_writes, {"n_written": n_slider, "key
 d = config.by_preset(tiny=16, laptop=32, full=64)
 seeds = list(range(config.by_preset(tiny=2, laptop=5, full=10)))
 Ns = list(range(2, 3 * d + 1, max(1, d // 8)))
-capacity = memory_demos.capacity_experiment(d, Ns, seeds, kinds=("orthogonal", "random", "correlated"))
+capacity = course.capacity_experiment(d, Ns, seeds, kinds=("orthogonal", "random", "correlated"))
 
 fig = plt.figure(figsize=(11, 3.4), layout="constrained")
-memory_demos.draw_capacity(fig, capacity, d)
+course.draw_capacity(fig, capacity, d)
 fig.axes[0].set_ylim(0, 3)
 plt.show()
 

@@ -46,10 +46,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nlteach import config, memory, memory_demos
+from nlteach import config, memory
 from nlteach.bench import measure
+from nlteach.course import nb02_attention as course
+from nlteach.course.widgets import interactive_figure
 from nlteach.exercises import grade
-from nlteach.widgets import interactive_figure
 
 print(config.describe())
 
@@ -88,7 +89,7 @@ print("weighted-regression solution == causal softmax attention:", torch.allclos
 # %%
 bandwidth_slider = widgets.FloatSlider(value=0.05, min=0.005, max=0.3, step=0.005, readout_format=".3f",
                                        description="bandwidth", continuous_update=False)
-interactive_figure(memory_demos.draw_kernel_regression, {"bandwidth": bandwidth_slider}, figsize=(9, 3.2));
+interactive_figure(course.draw_kernel_regression, {"bandwidth": bandwidth_slider}, figsize=(9, 3.2));
 
 # %% [markdown]
 # ## 2. Linear attention is one gradient step on a dot-product objective
@@ -148,9 +149,9 @@ fw_d = config.by_preset(tiny=8, laptop=8, full=16)
 fw_T = config.by_preset(tiny=24, laptop=32, full=64)
 fw_steps = config.by_preset(tiny=15, laptop=300, full=1000)
 fw_seeds = list(range(config.by_preset(tiny=2, laptop=3, full=5)))
-curves = {variant: np.array([memory_demos.train_fast_weights(variant, d=fw_d, T=fw_T, steps=fw_steps,
-                                                              seed=s, batch=32) for s in fw_seeds])
-          for variant in memory_demos.LA_VARIANTS}
+curves = {variant: np.array([course.train_fast_weights(variant, d=fw_d, T=fw_T, steps=fw_steps,
+                                                        seed=s, batch=32) for s in fw_seeds])
+          for variant in course.LA_VARIANTS}
 
 fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
 for variant, c in curves.items():
@@ -225,13 +226,13 @@ intra = grade("02.intra_chunk", intra_chunk).function
 
 # %% [markdown]
 # Plug your term into a readable chunked linear attention (a loop over chunks, in
-# `memory_demos.chunked_linear_attention_loop`) and compare it with the token loop, with a
+# `course.chunked_linear_attention_loop`) and compare it with the token loop, with a
 # sequence length that is not a multiple of the chunk size:
 
 # %%
 T2, C2 = 23, 8
 q2, k2, v2 = (torch.randn(T2, 3, generator=gen, dtype=torch.float64) for _ in range(3))
-o_chunks, S_chunks = memory_demos.chunked_linear_attention_loop(q2, k2, v2, C2, intra=intra)
+o_chunks, S_chunks = course.chunked_linear_attention_loop(q2, k2, v2, C2, intra=intra)
 o_tokens, S_tokens = memory.linear_attention_naive(q2[None, None], k2[None, None], v2[None, None])
 print("chunked (your intra term) == token loop:", torch.allclose(o_chunks, o_tokens[0, 0]),
       "| final memories equal:", torch.allclose(S_chunks, S_tokens[0, 0]))

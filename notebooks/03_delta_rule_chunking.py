@@ -38,7 +38,8 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from nlteach import config, memory, memory_demos
+from nlteach import config, memory
+from nlteach.course import nb03_delta_rule as course
 from nlteach.exercises import grade
 
 torch.set_printoptions(precision=3, sci_mode=False)
@@ -61,7 +62,7 @@ print(config.describe())
 
 # %%
 recall_d = config.by_preset(tiny=16, laptop=32, full=64)
-recall = memory_demos.recall_of_first_pair([1.0, 0.98, 0.9, 0.7], d=recall_d, n=4 * recall_d, seed=0)
+recall = course.recall_of_first_pair([1.0, 0.98, 0.9, 0.7], d=recall_d, n=4 * recall_d, seed=0)
 fig, ax = plt.subplots(figsize=(7, 3), layout="constrained")
 for a, c in recall.items():
     ax.plot(c, label=f"alpha = {a}")
@@ -104,7 +105,7 @@ Q = torch.randn(C, d_k, generator=gen, dtype=torch.float64)
 beta = torch.tensor([0.9, 0.5, 0.7, 0.3], dtype=torch.float64)
 S = torch.randn(d_k, d_v, generator=gen, dtype=torch.float64)  # the memory before the chunk
 
-U_pseudo_loop = memory_demos.pseudo_values(S, K, V, beta)
+U_pseudo_loop = course.pseudo_values(S, K, V, beta)
 print("pseudo-values u_i from the token loop:\n", U_pseudo_loop)
 
 # %% [markdown]
@@ -207,11 +208,11 @@ alpha = torch.tensor([0.9, 0.6, 0.8, 0.5], dtype=torch.float64)
 o_ref, S_ref = memory.delta_rule_naive(Q[None, None], K[None, None], V[None, None], beta[None, None],
                                        alpha=alpha[None, None], initial_state=S[None, None])
 for with_gamma in (True, False):
-    O_g, S_g = memory_demos.gated_chunk_wy(S, Q, K, V, beta, alpha, with_gamma=with_gamma)
+    O_g, S_g = course.gated_chunk_wy(S, Q, K, V, beta, alpha, with_gamma=with_gamma)
     print(f"Gamma in A: {with_gamma!s:5}  max error of outputs {(O_g - o_ref[0, 0]).abs().max():.1e}, "
           f"of the memory {(S_g - S_ref[0, 0]).abs().max():.1e}")
 ones = torch.ones_like(alpha)
-O_1, _ = memory_demos.gated_chunk_wy(S, Q, K, V, beta, ones, with_gamma=False)
+O_1, _ = course.gated_chunk_wy(S, Q, K, V, beta, ones, with_gamma=False)
 print("without Gamma but alpha = 1: matches the plain delta rule:", torch.allclose(O_1, O_wy))
 
 # %% [markdown]
@@ -270,10 +271,10 @@ for C in (1, 16, 64):
 speed_BH = config.by_preset(tiny=2, laptop=8, full=16)
 speed_d = config.by_preset(tiny=32, laptop=64, full=64)
 speed_Ts = config.by_preset(tiny=[64, 256], laptop=[256, 1024, 4096], full=[1024, 4096, 16384])
-speed = memory_demos.speed_sweep(speed_Ts, [16, 32, 64, 128], BH=speed_BH, d=speed_d,
-                                 repeat=config.by_preset(tiny=2, laptop=3, full=5))
+speed = course.speed_sweep(speed_Ts, [16, 32, 64, 128], BH=speed_BH, d=speed_d,
+                           repeat=config.by_preset(tiny=2, laptop=3, full=5))
 fig = plt.figure(figsize=(10, 3.2), layout="constrained")
-memory_demos.draw_speed(fig, speed, BH=speed_BH, d=speed_d)
+course.draw_speed(fig, speed, BH=speed_BH, d=speed_d)
 plt.show()
 for T_, tn, tc in zip(speed["Ts"], speed["naive"], speed["chunked"]):
     print(f"T={T_:>6}: chunked is {tn / tc:5.1f}x faster than the token loop (forward)")

@@ -74,9 +74,10 @@ import torch.nn.functional as F
 
 from nlteach import config
 from nlteach import deep_memory as dm
+from nlteach.course import nb04_deep_memory as course
+from nlteach.course.widgets import interactive_figure
 from nlteach.deep_memory import titans_chunked, titans_naive
 from nlteach.exercises import grade
-from nlteach.widgets import interactive_figure
 
 print(config.describe())
 gen = config.seed_everything(0)
@@ -118,7 +119,7 @@ print("o:", tuple(o.shape), "| final weights:", [tuple(w.shape) for w in W_T],
 # whose error on random pairs is about 2.
 
 # %%
-cap = dm.capacity_experiment(
+cap = course.capacity_experiment(
     n_pairs=config.by_preset(tiny=[4, 8, 16, 32], laptop=[4, 8, 16, 32, 64, 128], full=[4, 8, 16, 32, 64, 128, 256]),
     d=config.by_preset(tiny=8, laptop=16, full=16),
     hidden=config.by_preset(tiny=32, laptop=64, full=64),
@@ -128,7 +129,7 @@ cap = dm.capacity_experiment(
     seed=0,
 )
 fig = plt.figure(figsize=(6.5, 3.5), layout="constrained")
-dm.draw_capacity(fig, cap)
+course.draw_capacity(fig, cap)
 plt.show()
 for n, lin, mlp_err in zip(cap["n_pairs"], cap["linear"], cap["mlp"]):
     print(f"N={n:4d}  linear {np.mean(lin):.3f} (seeds {np.round(lin, 3)})   MLP {np.mean(mlp_err):.3f} (seeds {np.round(mlp_err, 3)})")
@@ -161,12 +162,12 @@ for n, lin, mlp_err in zip(cap["n_pairs"], cap["linear"], cap["mlp"]):
 # (3 %) whose values are random: they break the rule. Halfway, the rule itself changes.
 
 # %%
-stream = dm.rule_stream(T=400, d=8, p_break=0.03, switch_at=200, seed=1)
+stream = course.rule_stream(T=400, d=8, p_break=0.03, switch_at=200, seed=1)
 g1 = torch.Generator().manual_seed(2)
 mlp0 = (torch.randn(1, 1, 32, 8, generator=g1) / math.sqrt(8), torch.zeros(1, 1, 8, 32))
 kk, vv = stream["k"][None, None], stream["v"][None, None]
 surprise = dm.titans_surprise(kk, vv, 0.3, 0.0, 0.0, mlp0, chunk_size=1)[0, 0]
-trace = dm.memory_trace(stream["k"], stream["v"], 0.3, 0.0, 0.0, mlp0)  # token loop, for checking
+trace = course.memory_trace(stream["k"], stream["v"], 0.3, 0.0, 0.0, mlp0)  # token loop, for checking
 print("titans_surprise (chunked) == memory_trace (token loop):",
       np.allclose(surprise.numpy(), trace["surprise"], rtol=1e-4, atol=1e-6))
 
@@ -261,7 +262,7 @@ controls = {
                                  readout_format=".3f", continuous_update=False),
     "chunk_size": widgets.Dropdown(options=[1, 2, 4, 8, 16, 32], value=1, description="chunk"),
 }
-interactive_figure(dm.draw_gates, controls, figsize=(9, 5));
+interactive_figure(course.draw_gates, controls, figsize=(9, 5));
 
 # %% [markdown]
 # ## 5. The chunked dual form
@@ -342,7 +343,7 @@ print("dual form of one chunk:", tuple(o_dual.shape))
 # stream (the query at token $t$ is the key of token $t+1$), for several chunk sizes.
 
 # %%
-rows = dm.chunk_tradeoff(
+rows = course.chunk_tradeoff(
     config.by_preset(tiny=[1, 4, 16, 64], laptop=[1, 2, 4, 8, 16, 32, 64, 128], full=[1, 2, 4, 8, 16, 32, 64, 128, 256]),
     B=config.by_preset(tiny=2, laptop=4, full=8),
     T=config.by_preset(tiny=128, laptop=2048, full=4096),
@@ -351,7 +352,7 @@ rows = dm.chunk_tradeoff(
     thetas=(0.05, 0.3), eta=0.0, repeat=config.by_preset(tiny=1, laptop=3, full=3), seed=0,
 )
 fig = plt.figure(figsize=(9, 3.2), layout="constrained")
-dm.draw_chunk_tradeoff(fig, rows)
+course.draw_chunk_tradeoff(fig, rows)
 plt.show()
 for r in rows:
     errs = "   ".join(f"theta={th}: {e:.3f}" for th, e in r["error_mean"].items())

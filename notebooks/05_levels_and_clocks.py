@@ -45,9 +45,10 @@ import torch
 from IPython.display import display
 
 from nlteach import config
-from nlteach.clock import LevelClock, draw_nested_system, draw_timeline
+from nlteach.clock import LevelClock
+from nlteach.course.nb05_levels import draw_nested_system, draw_timeline
+from nlteach.course.widgets import interactive_figure, render
 from nlteach.exercises import grade
-from nlteach.widgets import interactive_figure, render
 
 print(config.describe())
 gen = config.seed_everything(0)
@@ -108,8 +109,8 @@ print("each weight update used the momentum computed in the same step:", all(use
 # Each level has **its own objective**, **its own context flow** (the data it compresses) and
 # **its own gradient flow**; each is solved by one (proximal) gradient step at a time. The
 # drawings put the slowest level outside and the faster ones inside. They are plain library
-# functions (`nlteach.clock.draw_nested_system`), so you can print `NESTED_SYSTEMS` to read the
-# same content as text.
+# functions (`nlteach.course.nb05_levels.draw_nested_system`), so you can print `NESTED_SYSTEMS`
+# (same module) to read the same content as text.
 
 # %%
 for system in ("sgd_momentum", "transformer", "titans"):

@@ -53,9 +53,10 @@ from torch import nn
 
 from nlteach import config
 from nlteach import optim as nlo
-from nlteach import optim_experiments as E
+from nlteach.course import nb06_optimizers as course
+from nlteach.course.widgets import interactive_figure, render
 from nlteach.exercises import grade
-from nlteach.widgets import interactive_figure, render
+from nlteach.experiments import optimizers as experiment
 
 print(config.describe())
 
@@ -106,7 +107,7 @@ print("max |MomentumMemory - torch SGD| after 50 steps:", (ours - torch_sgd).abs
 # %%
 beta_slider = widgets.FloatSlider(value=0.9, min=0.0, max=0.995, step=0.005, description="beta",
                                   continuous_update=False, readout_format=".3f")
-interactive_figure(E.draw_momentum_memory, {"beta": beta_slider});
+interactive_figure(course.draw_momentum_memory, {"beta": beta_slider});
 
 # %% [markdown]
 # **Exercise 06.momentum_memory.** Run the two-level system above on a given gradient stream.
@@ -141,9 +142,9 @@ print(momentum_as_memory_fn(torch.tensor([[1.0], [1.0], [1.0]]), 0.5, 0.1).flatt
 # all of A; B only dilutes it.
 
 # %%
-ortho = E.orthogonal_tasks(steps_a=config.by_preset(tiny=40, laptop=60, full=60),
-                           steps_b=config.by_preset(tiny=80, laptop=150, full=150))
-fig = render(E.draw_orthogonal_tasks, {"result": ortho}, figsize=(10, 3.4))
+ortho = course.orthogonal_tasks(steps_a=config.by_preset(tiny=40, laptop=60, full=60),
+                                steps_b=config.by_preset(tiny=80, laptop=150, full=150))
+fig = render(course.draw_orthogonal_tasks, {"result": ortho}, figsize=(10, 3.4))
 fig
 
 # %% [markdown]
@@ -171,7 +172,7 @@ fig
 # gives $v^*_t = \hat v_t$. Reading the first memory through the preconditioner
 # $P_t = \mathrm{diag}(\sqrt{v^*_t})$ (App. B's $H^{1/2}$) gives the update
 # $W_{t+1} = W_t - \eta\, m^*_t / (\sqrt{v^*_t} + \epsilon)$: Adam. With $P = I$ (constant
-# curvature) the same memory gives momentum SGD. `E.adam_from_memories` computes the two
+# curvature) the same memory gives momentum SGD. `course.adam_from_memories` computes the two
 # argmins in closed form, without Adam's recursions; it matches `torch.optim.Adam`:
 
 # %%
@@ -183,7 +184,7 @@ for g in grads:
     W.grad = g.clone()
     adam.step()
     traj.append(W.detach().clone())
-diff = (E.adam_from_memories(grads, 0.1) - torch.stack(traj)).abs().max().item()
+diff = (course.adam_from_memories(grads, 0.1) - torch.stack(traj)).abs().max().item()
 print(f"max |argmin memories - torch Adam| over 40 steps: {diff:.1e}")
 
 # %% [markdown]
@@ -217,7 +218,7 @@ print(f"max |argmin memories - torch Adam| over 40 steps: {diff:.1e}")
 # `normalize=False` is the printed rule. On the toy below, the printed rule blows up at once:
 
 # %%
-blow = E.delta_momentum_blowup(steps=8)
+blow = course.delta_momentum_blowup(steps=8)
 for name, norms in blow.items():
     print(f"{name:>20}: |m| over the first steps:", " ".join(f"{n:.3g}" for n in norms))
 
@@ -227,18 +228,18 @@ for name, norms in blow.items():
 # that bends, so the curvature seen along the path keeps changing. The paper does not give $k, a,
 # w$; we use $k = 10$, $a = 1$, $w = 2$ and the same learning rate and momentum (0.01, 0.9) for
 # momentum and delta momentum ($\beta = 0.1$; DMGD, Adam, Muon and M3 got the best of a few step
-# sizes we tried; see `E.toy_optimizers`). The parameter is a $1 \times 2$ matrix, so Muon and M3
+# sizes we tried; see `course.toy_optimizers`). The parameter is a $1 \times 2$ matrix, so Muon and M3
 # apply.
 
 # %%
 toy_steps = config.by_preset(tiny=150, laptop=300, full=300)
-runs = E.toy_trajectories(steps=toy_steps)
-fig = render(E.draw_toy, {"runs": runs}, figsize=(11, 4.2))
+runs = course.toy_trajectories(steps=toy_steps)
+fig = render(course.draw_toy, {"runs": runs}, figsize=(11, 4.2))
 fig
 
 # %%
 for name, r in runs.items():
-    hit = E.steps_to_reach(r["loss"], 1e-3)
+    hit = course.steps_to_reach(r["loss"], 1e-3)
     print(f"{name:>15}: psi after {len(r['loss']) - 1} steps = {r['loss'][-1]:.2e}; "
           f"steps to psi < 1e-3: {hit if hit is not None else 'not reached'}")
 
@@ -255,7 +256,7 @@ for name, r in runs.items():
 # %%
 settings = [(10, 1, 2, 0.01), (10, 1, 2, 0.02), (5, 1, 3, 0.01), (5, 1, 3, 0.02), (10, 0.5, 4, 0.01),
             (20, 1, 1, 0.005), (20, 1, 1, 0.01)]
-table = E.toy_table(settings, steps=config.by_preset(tiny=200, laptop=500, full=500))
+table = course.toy_table(settings, steps=config.by_preset(tiny=200, laptop=500, full=500))
 cols = list(table[0])
 print("  ".join(f"{c:>16}" for c in cols))
 for row in table:
@@ -402,8 +403,8 @@ print("max |Eq. 57 - numerical argmin| =", (nlo.dgd_step(W0, x, u, eta) - W_lsts
 # $\eta$ diverges on the large inputs.
 
 # %%
-stream = E.dgd_stream(steps=config.by_preset(tiny=150, laptop=300, full=300))
-fig = render(E.draw_dgd_stream, {"result": stream}, figsize=(10, 3.4))
+stream = course.dgd_stream(steps=config.by_preset(tiny=150, laptop=300, full=300))
+fig = render(course.draw_dgd_stream, {"result": stream}, figsize=(10, 3.4))
 fig
 
 # %% [markdown]
@@ -442,7 +443,7 @@ print("DGD optimizer vs Eq. 57 by hand:", (torch.cat([layer.weight, layer.bias[:
 #   validation split (nats per character).
 #
 # For each seed every optimizer starts from the same weights and sees the same batches. Learning
-# rates come from a small sweep on seed 0 (`E.DEFAULT_LRS`; everything else is each class's
+# rates come from a small sweep on seed 0 (`experiment.DEFAULT_LRS`; everything else is each class's
 # default). Time per step is the median wall time of a full training step (forward, backward,
 # `step()`), relative to SGD+momentum in the same run. The sizes follow the preset: at `tiny` the
 # runs only check that everything works and the numbers mean nothing.
@@ -450,10 +451,10 @@ print("DGD optimizer vs Eq. 57 by hand:", (torch.cat([layer.weight, layer.bias[:
 # %%
 results = []
 for task in ("digits", "shakespeare"):
-    res = E.compare_optimizers(task, **E.comparison_sizes(task))
+    res = experiment.compare_optimizers(task, **experiment.comparison_sizes(task))
     results.append(res)
-    print(E.format_summary(res), "\n")
-fig = render(E.draw_comparison, {"results": results}, figsize=(13, 3.8))
+    print(experiment.format_summary(res), "\n")
+fig = render(experiment.draw_comparison, {"results": results}, figsize=(13, 3.8))
 fig
 
 # %% [markdown]
@@ -485,7 +486,7 @@ fig
 #   every step; DMGD evaluates and trains an MLP on every parameter element and is the slowest.
 #
 # `python -m nlteach.bench optim` measures the per-step cost of every optimizer in `nlteach.optim`
-# relative to SGD on one model, and `python -m nlteach.optim_experiments --preset laptop` reruns
+# relative to SGD on one model, and `python -m nlteach.experiments.optimizers --preset laptop` reruns
 # this comparison outside the notebook.
 #
 # ## Summary: the choices this notebook made

@@ -25,8 +25,9 @@
 # 4. test the paper's claim on a small sequential-task experiment: does a CMS keep an old task
 #    better than a single MLP? Measured over several seeds, reported as it comes out.
 #
-# Library: `nlteach.cms` (the modules and update rules) and `nlteach.cms_experiments` (the
-# experiment), both unit-tested in `tests/test_cms.py`.
+# Library: `nlteach.cms` (the modules and update rules, unit-tested in `tests/test_cms.py`) and
+# `nlteach.experiments.cms_tasks` (the experiment, tested in `tests/experiments/test_cms_tasks.py`);
+# the level-change demo is in `nlteach.course.nb07_cms`.
 
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
@@ -49,18 +50,17 @@ from IPython.display import display
 
 from nlteach import config
 from nlteach.cms import CMS, cms_in_context_chunked, cms_in_context_naive
-from nlteach.cms_experiments import (
+from nlteach.course.nb07_cms import draw_level_changes, track_level_changes
+from nlteach.course.widgets import PngFigure, render
+from nlteach.exercises import grade
+from nlteach.experiments.cms_tasks import (
     ALL_ARMS,
     SequentialTasksConfig,
-    draw_level_changes,
     draw_sequential_tasks,
     format_summary,
     run_sequential_tasks,
     summarize,
-    track_level_changes,
 )
-from nlteach.exercises import grade
-from nlteach.widgets import PngFigure, render
 
 print(config.describe())
 gen = config.seed_everything(0)
@@ -270,7 +270,7 @@ for name, err in errors.items():
 # - **CMS, slower levels**: 4 blocks with periods (1, 4, 16, 64), `reduce="mean"`;
 # - **CMS, nested**: the nested variant with the same periods.
 #
-# Sizes come from the preset; the code is `nlteach.cms_experiments.run_sequential_tasks`.
+# Sizes come from the preset; the code is `nlteach.experiments.cms_tasks.run_sequential_tasks`.
 
 # %%
 exp_cfg = SequentialTasksConfig(

@@ -26,7 +26,8 @@
 # 5. a look inside one sequence: the generated keys, values and learning rates move as the
 #    memories learn, and move differently when the input changes.
 #
-# Library: `nlteach.titans` (tested in `tests/test_titans.py`).
+# Library: `nlteach.titans` (tested in `tests/test_titans.py`); this notebook's streams and figures are
+# in `nlteach.course.nb08_self_modifying`.
 
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
@@ -51,8 +52,9 @@ import torch
 import torch.nn.functional as F
 
 from nlteach import config, titans
+from nlteach.course import nb08_self_modifying as course
+from nlteach.course.widgets import interactive_figure
 from nlteach.exercises import grade
-from nlteach.widgets import interactive_figure
 
 config.seed_everything(0)
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -94,8 +96,8 @@ print("S1 = 0 gives the identity:", torch.allclose(titans.mlp_read(S2, S1, x), x
 
 # %%
 H, d, hidden = 1, 4, 6
-init, readout = titans.random_memories(H, d, hidden, seed=0)
-u = titans.regime_stream(5, d, seed=0)  # [1, 1, T=5, d]
+init, readout = course.random_memories(H, d, hidden, seed=0)
+u = course.regime_stream(5, d, seed=0)  # [1, 1, T=5, d]
 k, v, eta, alpha = titans.generate(init, u, readout, eta_max=0.5)
 print("keys have unit norm:", k.norm(dim=-1)[0, 0])
 print("eta_t:", eta[0, 0])
@@ -180,7 +182,7 @@ B, H, T, d, hidden = 2, 2, 37, 8, 16
 g = torch.Generator().manual_seed(1)
 u = 0.5 * torch.randn(B, H, T, d, generator=g, dtype=torch.float64)
 q = F.normalize(torch.randn(B, H, T, d, generator=g, dtype=torch.float64), dim=-1)
-init, readout = titans.random_memories(H, d, hidden, seed=1)
+init, readout = course.random_memories(H, d, hidden, seed=1)
 init = {b: tuple(x.expand(B, -1, -1, -1) for x in m) for b, m in init.items()}
 opts = dict(chunk_size=8, proj_chunk_size=4, eta_max=0.5)
 
@@ -212,7 +214,7 @@ print(f"chunked was {t_naive / t_chunk:.1f}x faster than the token loop here (on
 
 # %%
 interactive_figure(
-    titans.draw_self_modification,
+    course.draw_self_modification,
     {
         "proj_chunk_size": widgets.IntSlider(value=1, min=1, max=32, description="k/v/eta/alpha chunk",
                                              continuous_update=False),
@@ -238,7 +240,7 @@ interactive_figure(
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
 for ax, pcs in zip(axes, (1, 16)):
-    r = titans.self_modification_trace(pcs, 8)
+    r = course.self_modification_trace(pcs, 8)
     ax.plot(r["key_drift"], color="C2", lw=1, label="key drift")
     ax.plot(r["eta"] - r["eta_static"], color="C3", lw=1, label="eta - static eta")
     ax.axvline(r["switch_at"], color="gray", ls=":")

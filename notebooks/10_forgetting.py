@@ -85,8 +85,8 @@ from nlteach.continual.runner import (
     train_task,
 )
 from nlteach.continual.streams import hashed_ngram_sequence
+from nlteach.course.widgets import render
 from nlteach.exercises import grade
-from nlteach.widgets import render
 
 print(config.describe())
 PRESET = config.get_preset()

@@ -63,7 +63,7 @@ preset = config.get_preset()
 #
 # | notebook | program | what | several GPUs |
 # | --- | --- | --- | --- |
-# | 06 | `python -m nlteach.optim_experiments` | optimizers on digits and tiny Shakespeare, all seeds | no (one process) |
+# | 06 | `python -m nlteach.experiments.optimizers` | optimizers on digits and tiny Shakespeare, all seeds | no (one process) |
 # | 09 | `python -m nlteach.train` | one language model, one seed | **yes: `torchrun` (DDP)** |
 # | 10 | `python -m nlteach.continual` | one learner on one task stream, all seeds | no (one process) |
 # | 11 | `python -m nlteach.longctx` | one model (or CMS variant) on one task, all seeds | no (one process) |

@@ -2,7 +2,7 @@
 
 For each notebook under test: open it in JupyterLab, Run > Run All Cells, wait for the kernel to go
 idle, check that no cell shows an error or a traceback, then move the slider of every course widget
-(``nlteach.widgets.interactive_figure``) and check that the plot in its live output is redrawn
+(``nlteach.course.widgets.interactive_figure``) and check that the plot in its live output is redrawn
 (the image's pixels change). Screenshots go to a temporary folder; on failure they are copied to
 ``.browser-test-artifacts/`` (git-ignored) with the server and browser logs.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from nlteach import browser_check as bc
+from tools import browser_check as bc
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"

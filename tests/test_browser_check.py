@@ -1,4 +1,4 @@
-"""nlteach.browser_check without a browser: Chromium lookup, server config, process clean-up,
+"""tools.browser_check without a browser: Chromium lookup, server config, process clean-up,
 image comparison. (The browser itself is driven in tests/test_browser.py.)"""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from nlteach import browser_check as bc
+from tools import browser_check as bc
 
 
 def _png(pixels: np.ndarray) -> bytes:

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from nlteach.clock import NESTED_SYSTEMS, LevelClock, draw_nested_system, draw_timeline
-from nlteach.widgets import render
+from nlteach.clock import LevelClock
 
 
 def test_clock_rule_matches_the_definition():
@@ -57,24 +56,3 @@ def test_steps_count_from_one():
     with pytest.raises(ValueError, match="counted from 1"):
         clock.due(0)
     assert clock.due(np.int64(2)) == (True, True)
-
-
-def test_draw_timeline_marks_updates_and_the_current_step():
-    fig = render(draw_timeline, {"step": 16})
-    ax = fig.axes[0]
-    counts = [len(c.get_offsets()) for c in ax.collections]
-    assert counts == [64, 16, 4, 1]
-    assert "levels updating = 0, 1, 2" in ax.get_title()
-    bars = [b.get_width() for b in fig.axes[1].patches]
-    assert bars == [0, 0, 0, 16]
-    fig2 = render(draw_timeline, {"step": 5, "ratio": 2, "n_levels": 3, "n_steps": 16})
-    assert [len(c.get_offsets()) for c in fig2.axes[0].collections] == [16, 8, 4]
-    assert "levels updating = 0" in fig2.axes[0].get_title()
-
-
-@pytest.mark.parametrize("system", sorted(NESTED_SYSTEMS))
-def test_draw_nested_system_has_one_box_per_level(system):
-    fig = render(draw_nested_system, {"system": system}, figsize=(8, 4))
-    assert len(fig.axes[0].patches) == len(NESTED_SYSTEMS[system])
-    with pytest.raises(ValueError, match="system"):
-        render(draw_nested_system, {"system": "lstm"})

@@ -1,15 +1,15 @@
 """Titans deep memory: naive == chunked (outputs, final states, gradients), chunk 1 == online GD
-computed independently with autograd, the delta-rule special case, surprise, exercises' references."""
+computed independently with autograd, the delta-rule special case, surprise. (Notebook 04's
+experiments and exercise references: tests/course/test_nb04_deep_memory.py.)"""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from nlteach import deep_memory as dm
+from nlteach import memory
 from nlteach.deep_memory import titans_chunked, titans_naive
 
 
@@ -173,8 +173,6 @@ def test_chunk_size_changes_the_result_when_it_should():
 
 
 def test_linear_memory_without_momentum_and_decay_is_the_delta_rule():
-    from nlteach import memory
-
     g = torch.Generator().manual_seed(0)
     B, H, T, d_k, d_v = 2, 2, 17, 6, 5
     q = F.normalize(torch.randn(B, H, T, d_k, generator=g, dtype=torch.float64), dim=-1)
@@ -188,13 +186,6 @@ def test_linear_memory_without_momentum_and_decay_is_the_delta_rule():
         o, ((W,), (S,)) = fn(q, k, v, beta, zeros, zeros, (W0,), chunk_size=1)
         assert rel_rms(o, o_delta) < 1e-12
         assert rel_rms(W.transpose(-1, -2), S_delta) < 1e-12  # titans W [d_v, d_k] = delta S^T
-
-
-def test_reexport_from_memory_module():
-    from nlteach.memory import titans_chunked as tc
-    from nlteach.memory import titans_naive as tn
-
-    assert tc is titans_chunked and tn is titans_naive
 
 
 # --- bad input ---------------------------------------------------------------------------------
@@ -225,93 +216,3 @@ def test_scalar_gates_broadcast():
     full = torch.ones(1, 2, 10, dtype=torch.float64)
     b = titans_naive(q, k, v, 0.1 * full, 0.8 * full, 0.05 * full, p, chunk_size=4)[0]
     assert rel_rms(a, b) < 1e-12
-
-
-# --- exercise references --------------------------------------------------------------------------
-
-
-def test_momentum_decay_recurrence_reference():
-    g = torch.Generator().manual_seed(2)
-    T = 6
-    W0, S0 = torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)
-    grads = torch.randn(T, 3, 4, generator=g)
-    th, et, al = torch.rand(T, generator=g), torch.rand(T, generator=g), torch.rand(T, generator=g)
-    W, S = dm.momentum_decay_recurrence(W0, S0, grads, th, et, al)
-    # by hand, step 2
-    S1 = et[0] * S0 - th[0] * grads[0]
-    W1 = (1 - al[0]) * W0 + S1
-    S2 = et[1] * S1 - th[1] * grads[1]
-    assert torch.allclose(S[1], S2) and torch.allclose(W[1], (1 - al[1]) * W1 + S2)
-
-
-def test_dual_form_chunk_linear_matches_naive():
-    case = make_case(1, 1, 9, 5, None, torch.float64, seed=4)
-    args = [case[n].detach() for n in ("q", "k", "v", "lr", "momentum", "decay")]
-    W0, S0 = case["params"][0].detach(), case["momentum_state"][0].detach()
-    o_ref = titans_naive(*args, (W0,), chunk_size=9, momentum_state=(S0,))[0][0, 0]
-    o = dm.dual_form_chunk_linear(args[0][0, 0], args[1][0, 0], args[2][0, 0], W0[0, 0], S0[0, 0],
-                                  args[3][0, 0], args[4][0, 0], args[5][0, 0])
-    assert rel_rms(o, o_ref) < 1e-12
-
-
-# --- notebook 04 helpers ------------------------------------------------------------------------
-
-
-def test_memory_trace_surprise_matches_chunked_surprise():
-    s = dm.rule_stream(40, 6, p_break=0.1, switch_at=20, seed=0, dtype=torch.float64)
-    assert s["broken"].any() and not s["broken"][:10].any()
-    ok = ~s["broken"]
-    assert torch.allclose(s["v"][:20][ok[:20]], (s["k"][:20] @ s["R"][0].T)[ok[:20]])
-    g = torch.Generator().manual_seed(0)
-    params = (torch.randn(1, 1, 12, 6, generator=g, dtype=torch.float64) / 6**0.5,
-              torch.zeros(1, 1, 6, 12, dtype=torch.float64))
-    for chunk in (1, 4):
-        tr = dm.memory_trace(s["k"], s["v"], 0.2, 0.5, 0.01, params, chunk_size=chunk)
-        sur = dm.titans_surprise(s["k"][None, None], s["v"][None, None], 0.2, 0.5, 0.01, params, chunk_size=chunk)
-        assert torch.isfinite(sur).all() and sur.max() < 10
-        assert torch.allclose(torch.as_tensor(tr["surprise"], dtype=torch.float64), sur[0, 0].float().double(), rtol=1e-5)
-    # the first write: error before it is ||M_0(k_0) - v_0|| with the initial weights
-    e0 = (dm.memory_read(params, s["k"][None, None, :1])[0, 0, 0] - s["v"][0]).norm()
-    assert abs(tr["error"][0] - e0.item()) < 1e-5
-
-
-def test_surprise_is_larger_on_rule_breaking_pairs():
-    r = dm.gate_demo(0.3, 0.0, 0.0, 1, T=200)
-    brk = r["broken"].numpy()
-    assert brk.sum() >= 2
-    assert r["surprise"][brk].mean() > 2 * float(torch.as_tensor(r["surprise"][~brk]).median())
-
-
-def test_capacity_experiment_linear_memory_hits_the_least_squares_floor():
-    res = dm.capacity_experiment([4, 24], d=8, hidden=16, epochs=12, seeds=2, lr=0.3, momentum=0.5, chunk_size=2)
-    lin = torch.tensor(res["linear"]).mean(1)
-    floor = torch.tensor(res["linear_floor"]).mean(1)
-    assert lin[0] < 0.05  # N < d: stored
-    assert floor[1] > 0.3 and lin[1] >= floor[1] - 1e-6  # N > d: no matrix can do better
-
-
-def test_draw_functions_render():
-    from nlteach.widgets import render
-
-    fig = render(dm.draw_gates, {"theta": 0.3, "eta": 0.5, "alpha": 0.01, "chunk_size": 4})
-    assert len(fig.axes) == 2 and len(fig.axes[1].lines) >= 1
-    a = fig.axes[1].lines[0].get_ydata()
-    b = render(dm.draw_gates, {"theta": 0.3, "eta": 0.5, "alpha": 0.05, "chunk_size": 4}).axes[1].lines[0].get_ydata()
-    assert not (a == b).all()
-    cap = {"n_pairs": [4, 8], "linear": [[0.1, 0.2], [0.5, 0.6]], "mlp": [[0.0, 0.1], [0.2, 0.3]],
-           "linear_floor": [[0.0, 0.0], [0.4, 0.5]], "d": 4, "hidden": 16, "epochs": 3}
-    assert len(render(dm.draw_capacity, {"result": cap}).axes) == 1
-    rows = [{"chunk_size": c, "us_per_token": 10.0 / c, "error_mean": {0.1: 0.5, 0.3: e},
-             "error_per_seq": {0.1: [0.5, 0.5], 0.3: [e, e]}} for c, e in ((1, 0.4), (4, float("nan")))]
-    fig = render(dm.draw_chunk_tradeoff, {"rows": rows})
-    assert len(fig.axes) == 2
-
-
-def test_chunk_tradeoff_marks_divergence(monkeypatch):
-    import nlteach.bench
-
-    monkeypatch.setattr(nlteach.bench, "measure", lambda fn, **kw: (fn(), 1e-3)[1])  # no timing in tests
-    rows = dm.chunk_tradeoff([1, 64], B=1, T=64, d=4, hidden=8, thetas=(0.05, 3.0), repeat=1)
-    assert [r["chunk_size"] for r in rows] == [1, 64]
-    assert 0 < rows[0]["error_mean"][0.05] < 4
-    assert math.isnan(rows[1]["error_mean"][3.0])

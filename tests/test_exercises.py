@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from nlteach import exercises, nbtools
+from nlteach import exercises
+from tools import nbtools
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 ALL = exercises.all_exercises()

@@ -338,22 +338,6 @@ def test_errors_linear_attention():
 
 
 # ---------------------------------------------------------------------------------------------
-# Module attributes
-
-
-def test_unknown_attribute_is_an_attribute_error():
-    with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        memory.nope  # noqa: B018
-
-
-def test_titans_is_reexported_from_deep_memory():
-    deep_memory = pytest.importorskip("nlteach.deep_memory")
-    from nlteach.memory import titans_chunked, titans_naive
-
-    assert titans_naive is deep_memory.titans_naive and titans_chunked is deep_memory.titans_chunked
-
-
-# ---------------------------------------------------------------------------------------------
 # The benchmark suite runs end to end (nothing is timed against a threshold here)
 
 

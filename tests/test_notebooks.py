@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nlteach import nbtools
-from nlteach.colab import SETUP_CELL
+from tools import nbtools
+from tools.colab import SETUP_CELL
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 IPYNBS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))

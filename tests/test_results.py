@@ -149,7 +149,7 @@ def test_experiment_jobs_parse_with_their_command_lines():
                 for m in ns.model:
                     parse_model(m)
         else:
-            assert j["module"] == "nlteach.optim_experiments" and "--preset" in j["args"]
+            assert j["module"] == "nlteach.experiments.optimizers" and "--preset" in j["args"]
     from nlteach.models import half_width_memory_hidden
 
     small = [parsers["nlteach.train"].parse_args(j["args"]) for j in jobs if "--memory-hidden" in j["args"]]

@@ -186,24 +186,6 @@ def test_layer_is_causal_and_impls_agree(impl):
     torch.testing.assert_close(layer(x2)[:, :6], y[:, :6], rtol=0, atol=0)
 
 
-def test_self_modification_trace_and_drawing():
-    import matplotlib
-
-    matplotlib.use("agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from nlteach.titans import draw_self_modification, self_modification_trace
-
-    r = self_modification_trace(2, 4, T=24)
-    assert r["key_drift"][0] < 1e-12 and r["key_drift"][1:].max() > 1e-4  # equal start, then drift
-    assert np.isfinite(r["eta"]).all() and ((r["alpha"] > 0) & (r["alpha"] < 1)).all()
-    fig = plt.figure()
-    draw_self_modification(fig, proj_chunk_size=3, chunk_size=5, eta_max=0.3)
-    assert len(fig.axes) == 2
-    plt.close(fig)
-
-
 def test_second_matrix_step_contracts_the_self_referential_residual():
     """Choice (b): one step on W1 with input a_k - a_v and step eta / (1 + ||a_k - a_v||^2) multiplies the
     residual M(k) - M(v) (target re-made by the updated memory, W2 fixed, alpha = 1) by exactly

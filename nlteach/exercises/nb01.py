@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from nlteach.course.nb01_associative_memory import delta_write, hebbian_write
 from nlteach.exercises import GradingFailure, assert_close, register
-from nlteach.memory_demos import delta_write, hebbian_write
 
 
 def _cases(seed: int = 0):

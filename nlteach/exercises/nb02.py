@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from nlteach.course.nb02_attention import chunked_linear_attention_loop, intra_chunk_term
 from nlteach.exercises import GradingFailure, assert_close, register
-from nlteach.memory_demos import chunked_linear_attention_loop, intra_chunk_term
 
 
 @register(

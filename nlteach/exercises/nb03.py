@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from nlteach.course.nb03_delta_rule import delta_chunk_wy, ut_transform
 from nlteach.exercises import GradingFailure, assert_close, register
-from nlteach.memory_demos import delta_chunk_wy, ut_transform
 
 
 def _chunk(C: int, d: int, seed: int):

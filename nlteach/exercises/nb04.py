@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from nlteach.deep_memory import dual_form_chunk_linear, momentum_decay_recurrence, titans_naive
+from nlteach.course.nb04_deep_memory import dual_form_chunk_linear, momentum_decay_recurrence
+from nlteach.deep_memory import titans_naive
 from nlteach.exercises import GradingFailure, assert_close, register
 
 

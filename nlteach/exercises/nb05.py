@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nlteach.clock import clock_due
+from nlteach.course.nb05_levels import clock_due
 from nlteach.exercises import GradingFailure, register
 
 

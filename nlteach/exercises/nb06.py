@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from nlteach.course.nb06_optimizers import momentum_as_memory
 from nlteach.exercises import GradingFailure, assert_close, register
 from nlteach.optim import NS_COEFFS, newton_schulz_step
-from nlteach.optim_experiments import momentum_as_memory
 
 
 @register(

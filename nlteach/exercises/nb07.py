@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nlteach.cms import in_context_block
+from nlteach.course.nb07_cms import in_context_block
 from nlteach.exercises import GradingFailure, assert_close, register
 
 

@@ -1,6 +1,6 @@
 """The first code cell of every notebook: install the course on Google Colab, nothing elsewhere.
 
-The repository URL lives here and only here. ``python -m nlteach.colab`` rewrites the first code
+The repository URL lives here and only here. ``python -m tools.colab`` rewrites the first code
 cell of every notebook pair from :data:`SETUP_CELL`; ``tests/test_notebooks.py`` fails when a
 notebook's first code cell differs from it.
 """

@@ -1,4 +1,4 @@
-"""Notebook 07's experiment: does a CMS keep an old task better than a single MLP?
+"""Notebook 07's sequential-tasks experiment: does a CMS keep an old task better than a single MLP?
 
 Three regression tasks are learned one after the other (no replay). Task k draws inputs around its
 own centre ``mu_k`` (so a model could in principle fit all three at once) and labels them with its
@@ -227,35 +227,3 @@ def quick_config(**overrides: Any) -> SequentialTasksConfig:
     """A default config with some fields replaced (for tests and notebooks)."""
     return replace(SequentialTasksConfig(), **overrides)
 
-
-# ---------------------------------------------------------------------------------------------
-# "Which blocks change at each step" (notebook 07)
-
-
-def track_level_changes(model: CMS, opt: MultiFrequencyOptimizer, n_steps: int,
-                        generator: torch.Generator, batch_size: int = 16) -> np.ndarray:
-    """Train ``model`` on random regression batches for ``n_steps`` and record, per step and level,
-    the norm of the change of that level's parameters: an array ``[n_steps, n_levels]``."""
-    levels = model.level_parameters()
-    target = torch.randn(model.dim, model.dim, generator=generator) / math.sqrt(model.dim)
-    changes = np.zeros((n_steps, len(levels)))
-    for s in range(n_steps):
-        before = [[p.detach().clone() for p in lvl] for lvl in levels]
-        x = torch.randn(batch_size, model.dim, generator=generator)
-        opt.zero_grad()
-        ((model(x) - x @ target) ** 2).mean().backward()
-        opt.step()
-        for i, lvl in enumerate(levels):
-            changes[s, i] = math.sqrt(sum(float((p.detach() - b).pow(2).sum()) for p, b in zip(lvl, before[i], strict=True)))
-    return changes
-
-
-def draw_level_changes(fig: Figure, changes: np.ndarray, periods: Sequence[int]) -> None:
-    """Heat map of :func:`track_level_changes`: dark = the level's parameters moved at that step."""
-    ax = fig.add_subplot()
-    moved = changes > 0
-    ax.imshow(moved.T, aspect="auto", cmap="Greys", interpolation="nearest",
-              extent=(0.5, changes.shape[0] + 0.5, len(periods) - 0.5, -0.5))
-    ax.set_yticks(range(len(periods)), [f"level {i} (C={p})" for i, p in enumerate(periods)])
-    ax.set_xlabel("step")
-    ax.set_title("which levels' parameters changed (black) at each step")

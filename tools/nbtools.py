@@ -2,7 +2,7 @@
 
 A notebook is a pair ``notebooks/NN_topic.ipynb`` + ``notebooks/NN_topic.py`` (jupytext percent).
 The committed ``.ipynb`` carries no outputs; both sides hold the same cells; the first code cell is
-the Colab set-up cell from :mod:`nlteach.colab`; exercise stubs sit in cells tagged ``exercise``.
+the Colab set-up cell from :mod:`tools.colab`; exercise stubs sit in cells tagged ``exercise``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nlteach.colab import SETUP_CELL
+from tools.colab import SETUP_CELL
 
 
 def _cells_from_ipynb(path: Path) -> list[tuple[str, str]]:
@@ -45,7 +45,7 @@ def pair_problems(ipynb: Path) -> list[str]:
     code = [src for kind, src in a if kind == "code"]
     if not code or code[0] != SETUP_CELL.strip():
         problems.append(f"{ipynb.name}: the first code cell is not the Colab set-up cell "
-                        "(run `python -m nlteach.colab` then `make sync`).")
+                        "(run `python -m tools.colab` then `make sync`).")
     return problems
 
 

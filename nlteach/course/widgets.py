@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
+from IPython.display import Image, display
 from matplotlib.figure import Figure
 
 Draw = Callable[..., Any]
@@ -44,8 +45,6 @@ class PngFigure(Figure):
 def as_image(fig: Figure) -> Any:
     """``IPython.display.Image`` of the figure: displays the same before and after a later cell
     loads the inline backend (whose formatter, once registered, would crop with bbox 'tight')."""
-    from IPython.display import Image
-
     return Image(data=png_bytes(fig), format="png")
 
 
@@ -67,8 +66,6 @@ def interactive_figure(
 
     ``controls`` maps each keyword of ``draw`` to an ipywidgets control (slider, dropdown, ...).
     """
-    from IPython.display import display
-
     if not controls:
         raise ValueError("controls must name at least one widget, got an empty dict.")
     values = {k: w.value for k, w in controls.items()}

@@ -1,0 +1,7 @@
+"""The notebooks' own code: one module per notebook, ``nbNN_topic.py``, holding that notebook's
+data generators, demos and ``draw_*(fig, ...)`` figure functions (each a plain function, unit-tested
+in ``tests/course/``), plus :mod:`nlteach.course.widgets` (the interactive-figure pattern every
+notebook uses). The mechanisms themselves live in the library modules below (``nlteach.memory``,
+``nlteach.deep_memory``, ``nlteach.clock``, ``nlteach.cms``, ``nlteach.optim``, ``nlteach.titans``);
+nothing in the library imports from here.
+"""
