@@ -6,7 +6,7 @@ Notebooks 01-03. Every rule comes twice, with the same signature and the same re
 - ``*_chunked``: the same recurrence cut into chunks of ``chunk_size`` tokens, computed with
   matrix products (fast on CPUs and GPUs). Comments derive it from the recurrence.
 
-Conventions (the library contract, see DESIGN.md):
+Conventions (the library contract, docs/design.md#contract-conventions):
 
 - tensors are ``[B, H, T, D]``: ``q, k: [B, H, T, d_k]``, ``v: [B, H, T, d_v]``, per-token
   scalars ``beta, alpha: [B, H, T]``; the state is ``S: [B, H, d_k, d_v]``;
@@ -14,7 +14,7 @@ Conventions (the library contract, see DESIGN.md):
 - every function returns ``(o, final_state)`` with ``o: [B, H, T, d_v]``;
 - ``initial_state=None`` means ``S_0 = 0``.
 
-The rules (PAPER_NOTES section 1; the paper derives each as one gradient step on an objective):
+The rules (docs/paper-notes.md#associative-memory; the paper derives each as one gradient step on an objective):
 
 - linear attention (Hebbian, dot-product objective ``-<S^T k, v>``): ``S_t = S_{t-1} + k_t v_t^T``;
 - delta rule (L2 objective ``1/2 ||S^T k - v||^2``, step size ``beta``):
@@ -198,7 +198,7 @@ def linear_attention_naive(
     """Linear attention token by token: ``S_t = S_{t-1} + k_t v_t^T``, ``o_t = S_t^T q_t``.
 
     This is one gradient step (step size 1) on the Hebbian objective ``-<S^T k_t, v_t>``
-    (PAPER_NOTES section 1). q, k: [B, H, T, d_k]; v: [B, H, T, d_v];
+    (docs/paper-notes.md#hebbian). q, k: [B, H, T, d_k]; v: [B, H, T, d_v];
     initial_state: [B, H, d_k, d_v] or None (zeros). Returns ``(o [B, H, T, d_v], S_T [B, H, d_k, d_v])``.
     """
     _check(q, k, v, initial_state=initial_state)
@@ -327,7 +327,7 @@ def delta_rule_naive(
     ``S_t = (I - beta_t k_t k_t^T)(alpha_t S_{t-1}) + beta_t k_t v_t^T`` and ``o_t = S_t^T q_t``.
     Written as a correction, ``S_t = alpha_t S_{t-1} + beta_t k_t (v_t - alpha_t S_{t-1}^T k_t)^T``:
     one gradient step with step size ``beta_t`` on ``1/2 ||S^T k_t - v_t||^2`` taken from the
-    decayed memory (PAPER_NOTES section 1). ``alpha=None`` is the plain delta rule (alpha = 1).
+    decayed memory (docs/paper-notes.md#delta-rule). ``alpha=None`` is the plain delta rule (alpha = 1).
 
     q, k: [B, H, T, d_k]; v: [B, H, T, d_v]; beta: [B, H, T] in [0, 2]; alpha: [B, H, T] in (0, 1]
     or None; initial_state: [B, H, d_k, d_v] or None. Keys are used as given: L2-normalise them

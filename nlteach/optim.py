@@ -25,8 +25,8 @@ bit-equal to ``torch.optim.SGD``. :class:`PreconditionedMomentum`, :class:`Delta
 the paper's convention ``W_{t+1} = W_t + m_{t+1}``, ``m_{t+1} = a m_t - lr P g_t`` (the learning
 rate lives inside the memory). With a constant lr the two differ only by the factor ``-lr``.
 
-The choices the paper leaves open (marked AMBIGUOUS in the course notes) are documented in each
-class and in notebook 06.
+The choices the paper leaves open are listed in docs/paper-notes.md#ambiguities and documented in
+each class and in notebook 06.
 """
 
 from __future__ import annotations
