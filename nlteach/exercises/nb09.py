@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from nlteach.exercises import GradingFailure, assert_close, register
+from nlteach.models import ModelConfig, build_model
 
 
 def hope_block_reference(x: torch.Tensor, mixer, norm1, norm2, cms_weights) -> torch.Tensor:
@@ -22,8 +23,6 @@ def hope_block_reference(x: torch.Tensor, mixer, norm1, norm2, cms_weights) -> t
 
 
 def _block(seed: int = 0):
-    from nlteach.models import ModelConfig, build_model  # noqa: PLC0415
-
     torch.manual_seed(seed)
     model = build_model("hope", ModelConfig(vocab_size=11, dim=16, n_layers=1, n_heads=2, chunk_size=4,
                                             proj_chunk_size=4, cms_periods=(1, 4, 16))).double()
