@@ -244,7 +244,8 @@ def load_digits_split(*, test_fraction: float = 0.25, seed: int = 0) -> dict[str
     The set has no official split: a stratified ``test_fraction`` is held out with ``seed``.
     Returns ``{"train": (X[N, 64], y[N]), "test": (...)}``.
     """
-    from sklearn.datasets import load_digits  # deferred: scikit-learn takes ~6 s to import; only this loader needs it
+    # deferred: scikit-learn takes ~6 s to import, and only this loader needs it
+    from sklearn.datasets import load_digits
 
     d = load_digits()
     x = (d.data / 16.0).astype(np.float32)

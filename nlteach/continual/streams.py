@@ -120,7 +120,8 @@ class Stream:
 def hashed_ngrams(texts: list[str], n_buckets: int, ngram_range: tuple[int, int] = (1, 4)
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Bag of hashed character n-grams: ``(ids [N, L] int64, weights [N, L] float32)``, rows L2-normalized."""
-    from sklearn.feature_extraction.text import HashingVectorizer  # deferred: scikit-learn takes seconds to import
+    # deferred: scikit-learn takes seconds to import, and only the text streams need it
+    from sklearn.feature_extraction.text import HashingVectorizer
 
     if not isinstance(n_buckets, int) or n_buckets < 2:
         raise ValueError(f"n_buckets must be an int >= 2, got {n_buckets!r}.")
