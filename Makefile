@@ -34,10 +34,10 @@ LAB_ARGS ?=
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
-# Unit tests, every notebook executed at the tiny preset (nbval, lax), every solution graded.
+# Unit tests (the layer contract included), every notebook executed at the tiny preset (nbval, lax),
+# every solution graded. Data come from $NLTEACH_DATA_MIRROR when it is set (CI), else the network.
 test: venv
-	NLTEACH_SIZE=tiny NLTEACH_DATA_MIRROR=$${NLTEACH_DATA_MIRROR:-$(CURDIR)/../shared/data} \
-	MPLBACKEND=agg $(PY) -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=300 \
+	NLTEACH_SIZE=tiny MPLBACKEND=agg $(PY) -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=300 \
 	    --durations=15 $(PYTEST_ARGS)
 
 # After editing a notebook (either side of the pair): bring .ipynb and .py back in sync.
