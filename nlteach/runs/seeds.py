@@ -28,6 +28,19 @@ TrainSeed = Callable[[int, Path | None, Any], dict[str, Any]]
 """``train_seed(seed, checkpoint, bar) -> record``: see :func:`run_seeds`."""
 
 
+def flat_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``settings`` with nested dicts flattened to dotted names (``{"arch": {"dim": 16}}`` ->
+    ``{"arch.dim": 16}``), so that a refused resume names the one nested setting that differs
+    (:func:`~nlteach.runs.rundir.settings_diff` compares top-level entries)."""
+    out: dict[str, Any] = {}
+    for k, v in settings.items():
+        if isinstance(v, dict) and v:
+            out.update(flat_settings(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def save_seed_checkpoint(path: str | os.PathLike, settings: dict[str, Any], state: dict[str, Any], *,
                          version: int) -> None:
     """Write the state of a seed being trained (tensors and plain data), with the run's ``settings``
