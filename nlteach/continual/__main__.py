@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -12,9 +11,9 @@ from nlteach.continual.learners import available_learners
 from nlteach.continual.plots import draw_comparison
 from nlteach.continual.runner import ContinualConfig, format_table, preset_config, run
 from nlteach.continual.streams import STREAMS
-from nlteach.runs.cli import add_common_arguments, apply_common, dataclass_arguments
+from nlteach.runs.cli import apply_common
+from nlteach.runs.commands import add_run_arguments, run_guarded, typed_settings
 from nlteach.runs.provenance import command_line
-from nlteach.runs.rundir import SettingsMismatch
 
 SETTINGS_SKIP = ("dataset", "method", "preset", "seeds", "tuning")
 """Settings with an option of their own (``--dataset``, ``--method``, the common options) or none
@@ -35,11 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, choices=STREAMS)
     p.add_argument("--method", nargs="+", default=["finetune"], choices=[*available_learners(), "all"],
                    help="one or more learners, or 'all'. With several, each writes to OUT/<method>/.")
-    add_common_arguments(p, out_required=True, seeds=[0, 1, 2], threads=1)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g = p.add_argument_group("settings", "override the preset's value of any setting of the run "
-                             "(ContinualConfig) or of its learners (LearnerConfig); default: the preset's")
-    p.set_defaults(setting_names=dataclass_arguments(g, ContinualConfig, skip=SETTINGS_SKIP, only_given=True))
+    add_run_arguments(p, ContinualConfig, skip=SETTINGS_SKIP,
+                      what="the run (ContinualConfig) or of its learners (LearnerConfig)")
     return p
 
 
@@ -47,26 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = apply_common(parser, parser.parse_args(argv))
     methods = available_learners() if "all" in args.method else list(dict.fromkeys(args.method))
-    overrides = {k: v for k, v in vars(args).items() if k in args.setting_names}  # only those typed out
+    overrides = typed_settings(args)
     out = Path(args.out)
     command = command_line(None if argv is None else ["python", "-m", "nlteach.continual", *argv])
     try:
         cfgs = {m: preset_config(args.dataset, m, args.preset, seeds=tuple(args.seeds), **overrides) for m in methods}
     except ValueError as e:  # a setting out of range
         parser.error(str(e))
-    results = {}
-    try:
-        for m, cfg in cfgs.items():
-            results[m] = run(cfg, out if len(methods) == 1 else out / m, device=args.device,
-                             progress=not args.no_progress, threads=args.threads, command=command,
-                             overwrite=args.overwrite)
-    except SettingsMismatch as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: rerun the same command to resume (finished tasks and seeds are kept).",
-              file=sys.stderr)
-        return 130
+    results, rc = run_guarded(lambda: {
+        m: run(cfg, out if len(methods) == 1 else out / m, device=args.device, progress=not args.no_progress,
+               threads=args.threads, command=command, overwrite=args.overwrite) for m, cfg in cfgs.items()})
+    if rc:
+        return rc
     print(f"\n{args.dataset}, preset {args.preset}, seeds {args.seeds}; results in {out}")
     print(format_table(results))
     if len(methods) > 1:

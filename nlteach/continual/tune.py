@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,9 @@ from nlteach.continual import metrics
 from nlteach.continual.runner import TUNING_FILE, preset_config, run
 from nlteach.continual.streams import STREAMS
 from nlteach.runs.cli import add_common_arguments, apply_common, finite_float
+from nlteach.runs.commands import run_guarded
 from nlteach.runs.io import atomic_write_json, read_json
 from nlteach.runs.provenance import command_line
-from nlteach.runs.rundir import SettingsMismatch
 from nlteach.runs.stats import summarize
 
 CRITERION = "final average accuracy on the validation split, mean over seeds"
@@ -132,9 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", required=True, help="a LearnerConfig field, e.g. ewc_lambda or lwf_temperature")
     p.add_argument("--grid", required=True, nargs="+", type=finite_float)
     add_common_arguments(p, seeds=[0], threads=1)
+    p.add_argument("--progress", action="store_true", help="a progress bar per run")
     p.add_argument("--update-tuning", nargs="?", const=str(TUNING_FILE), default=None, metavar="FILE",
                    help=f"merge the record into this tuning file (default: the package's, {TUNING_FILE.name})")
-    p.add_argument("--progress", action="store_true", help="a progress bar per run")
     return p
 
 
@@ -143,14 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     args = apply_common(p, p.parse_args(argv))
     command = command_line(None if argv is None else ["python", "-m", "nlteach.continual.tune", *argv])
     try:
-        rec = tune(args.dataset, args.method, args.param, args.grid, preset=args.preset, seeds=tuple(args.seeds),
-                   out=args.out, device=args.device, overwrite=args.overwrite, progress=args.progress,
-                   threads=args.threads, command=command)
-    except SettingsMismatch as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        rec, rc = run_guarded(lambda: tune(
+            args.dataset, args.method, args.param, args.grid, preset=args.preset, seeds=tuple(args.seeds),
+            out=args.out, device=args.device, overwrite=args.overwrite, progress=args.progress,
+            threads=args.threads, command=command))
     except ValueError as e:  # an unknown method or parameter, a value out of range
         p.error(str(e))
+    if rc:
+        return rc
     print(json.dumps({k: rec[k] for k in ("dataset", "method", "param", "chosen")}))
     if args.out is not None:
         add_record(args.out, rec)

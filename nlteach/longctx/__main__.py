@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from nlteach.longctx.runner import (
@@ -17,9 +16,9 @@ from nlteach.longctx.runner import (
     split_combined,
 )
 from nlteach.longctx.tasks import TASKS
-from nlteach.runs.cli import add_common_arguments, apply_common, dataclass_arguments
+from nlteach.runs.cli import apply_common
+from nlteach.runs.commands import add_run_arguments, run_guarded, typed_settings
 from nlteach.runs.provenance import command_line
-from nlteach.runs.rundir import SettingsMismatch
 
 
 def parse_model(spec: str) -> tuple[str, tuple[int, ...] | None]:
@@ -63,13 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", nargs="+", default=["transformer"], metavar="MODEL",
                    help=f"one or more of {', '.join(MODELS)}, or 'all'; CMS models take @PERIODS "
                         "(hope@1,4,16: three CMS levels updating every 1, 4, 16 steps)")
-    add_common_arguments(p, out_required=True, seeds=[0, 1, 2], threads=1)
+    add_run_arguments(p, LongCtxConfig, skip=SETTINGS_SKIP, what="the run (LongCtxConfig) or of its model (ModelConfig)")
     p.add_argument("--same-frequency", action="store_true",
                    help="train every CMS level at every step (default: level l every periods[l] steps, Eq. 71)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g = p.add_argument_group("settings", "override the preset's value of any setting of the run "
-                             "(LongCtxConfig) or of its model (ModelConfig); default: the preset's")
-    p.set_defaults(setting_names=dataclass_arguments(g, LongCtxConfig, skip=SETTINGS_SKIP, only_given=True))
     return p
 
 
@@ -81,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         models = [parse_model(s) for s in specs]
     except argparse.ArgumentTypeError as e:
         parser.error(str(e))
-    overrides = {k: v for k, v in vars(args).items() if k in args.setting_names}  # only those typed out
+    overrides = typed_settings(args)
     cfgs = []
     for name, periods in models:
         over = {**overrides, "multi_frequency": not args.same_frequency}
@@ -95,18 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     command = command_line(None if argv is None else ["python", "-m", "nlteach.longctx", *argv])
     kw = dict(device=args.device, progress=not args.no_progress, threads=args.threads, command=command,
               overwrite=args.overwrite)
-    try:
-        if len(cfgs) == 1:
-            res = {cfgs[0].variant: run(cfgs[0], out, **kw)}
-        else:
-            res = split_combined(run_variants(cfgs, out, **kw))
-    except SettingsMismatch as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: rerun the same command to resume (finished seeds and checkpoints are kept).",
-              file=sys.stderr)
-        return 130
+    if len(cfgs) == 1:
+        res, rc = run_guarded(lambda: {cfgs[0].variant: run(cfgs[0], out, **kw)})
+    else:
+        res, rc = run_guarded(lambda: split_combined(run_variants(cfgs, out, **kw)))
+    if rc:
+        return rc
     print(f"\n{args.task}, preset {args.preset}, seeds {args.seeds}; results in {out / 'results.json'}")
     print(format_table(res))
     return 0
