@@ -544,7 +544,8 @@ def timing_rows(experiments: list[Experiment]) -> list[dict[str, Any]]:
             det = r.get("details") if isinstance(r, dict) else None
             if isinstance(det, list) and det and all(isinstance(d, dict) and "seconds" in d for d in det):
                 secs = [d["seconds"] + d.get("eval_seconds", 0.0) for d in det]
-                rows.append({"experiment": exp.name, "run": name, "seeds": len(secs), "device": r.get("device", "?"),
+                device = r.get("device") or (r.get("provenance") or {}).get("device") or "?"  # (top level: older files)
+                rows.append({"experiment": exp.name, "run": name, "seeds": len(secs), "device": device,
                              "seconds_per_seed": _mean_std(secs), "steps": r.get("config", {}).get("steps")})
             elif isinstance(r, dict) and isinstance(r.get("time_s"), int | float):
                 rows.append({"experiment": exp.name, "run": name, "seeds": 1, "device": r.get("device", "?"),

@@ -79,14 +79,14 @@ from nlteach.continual.runner import (
     TUNING,
     build_stream,
     comparison_rows,
+    comparison_table,
     load_committed,
-    markdown_table,
-    torch_threads,
     train_task,
 )
 from nlteach.continual.streams import hashed_ngram_sequence
 from nlteach.course.widgets import render
 from nlteach.exercises import grade
+from nlteach.runs.threads import torch_threads
 
 print(config.describe())
 PRESET = config.get_preset()
@@ -273,7 +273,8 @@ for name, c in counts.items():
 # CLINC150's official validation split, a seeded 10% of Banking77's training split, and a fixed
 # fifth of the digits' training images (each left out of training during tuning). Criterion: the
 # final average accuracy on the validation split, mean over seeds 0 and 1, laptop preset
-# (`python -m nlteach.continual.tune`). Every `results.json` records the grid and the scores
+# (`python -m nlteach.continual.tune`; the chosen values are kept in `nlteach/continual/tuning.json`,
+# which `--update-tuning` updates). Every `results.json` records the grid and the scores
 # under `config["tuning"]`. Replay's buffer size was not tuned: it is a memory budget (a larger
 # buffer is always better), fixed at 2 examples per class for text.
 
@@ -308,7 +309,7 @@ if not committed:
           "install does not include). Run the command above to make your own.")
 laptop_params = {name: parameter_counts(name, preset_config(name, preset="laptop")) for name in committed}
 rows = comparison_rows(committed, laptop_params)
-display(Markdown(markdown_table(rows)))
+display(Markdown(comparison_table(rows)))
 for name, res in committed.items():
     print(f"{name}, laptop preset, seeds 0 1 2:")
     display(render(draw_comparison, {"results_by_method": res}, figsize=(3 + 1.6 * len(res), 3.0)))

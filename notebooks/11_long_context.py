@@ -161,8 +161,10 @@ print([is_shuffle2(s) for s in ([0, 2, 1, 3], [0, 3], [1, 0])])
 #   needle tasks the answer digits are teacher-forced, so one pass scores both; an example counts
 #   only if both digits are right, which is what greedy decoding would score.
 # - **CMS levels** (`hope`, `hope-attention`): `cms_periods=(1, 4, 16)` gives three CMS blocks;
-#   by default level l is trained only every `cms_periods[l]` optimizer steps on its summed
-#   gradients (Eq. 71 with notebook 07's `MultiFrequencyOptimizer`). *Choice:* the paper does not
+#   by default level l is trained only every `cms_periods[l]` optimizer steps on the mean of the
+#   gradients accumulated since its last step (Eq. 71 with notebook 07's `MultiFrequencyOptimizer`;
+#   the mean is the project's one rule, `nlteach.recipes`. The committed runs below were made when
+#   this runner summed them instead; with AdamW the two differ only through Adam's epsilon). *Choice:* the paper does not
 #   say at which time scale Fig. 7's frequencies are counted; our models' CMS has no in-context
 #   update, so here the frequencies are in **optimizer steps**, not tokens.
 #
@@ -170,8 +172,9 @@ print([is_shuffle2(s) for s in ([0, 2, 1, 3], [0, 3], [1, 0])])
 
 # %%
 cfg = longctx.preset_config("s-niah", "hope", preset)
-print({k: v for k, v in cfg.to_dict().items() if k in ("params", "n_layers", "n_heads", "steps", "batch_size", "lr",
-                                                       "train_lengths", "eval_lengths", "cms_periods")})
+settings = cfg.to_dict()  # the model's settings are nested under "arch" (a ModelConfig)
+print({k: v for k, v in settings.items() if k in ("params", "steps", "batch_size", "lr", "train_lengths", "eval_lengths")},
+      {k: settings["arch"][k] for k in ("n_layers", "n_heads", "cms_periods")})
 print("widths at equal parameters:",
       {m: longctx.model_config(longctx.preset_config("s-niah", m, preset)).dim for m in longctx.MODELS})
 

@@ -23,7 +23,6 @@ from nlteach.continual import (
     learning_accuracy,
     make_learner,
     make_stream,
-    mean_std,
     memory_trace,
     parameter_counts,
     preset_config,
@@ -33,9 +32,12 @@ from nlteach.continual import (
 from nlteach.continual import runner as runner_mod
 from nlteach.continual.__main__ import main
 from nlteach.continual.learners import LearnerConfig, register_learner
-from nlteach.continual.runner import ContinualConfig, train_task
+from nlteach.continual.runner import TUNING, TUNING_FILE, ContinualConfig, train_task
 from nlteach.continual.streams import hashed_ngram_sequence, take
-from nlteach.continual.tune import merge_records, tune
+from nlteach.continual.tune import as_records, merge_records, tune, value_folder
+from nlteach.continual.tune import main as tune_main
+from nlteach.runs.io import read_json
+from nlteach.runs.rundir import SettingsMismatch
 
 R3 = [[0.9, 0.0, 0.0],
       [0.5, 0.8, 0.0],
@@ -76,7 +78,9 @@ def test_summary_mean_std_over_seeds():
     assert set(s) == {"avg_acc", "bwt", "forgetting"}
     assert s["bwt"]["mean"] == pytest.approx((backward_transfer(R3) + backward_transfer(R2)) / 2)
     assert s["bwt"]["std"] == pytest.approx(np.std([backward_transfer(R3), backward_transfer(R2)], ddof=1))
-    assert mean_std([0.3]) == {"mean": 0.3, "std": 0.0}
+    assert s["bwt"]["n"] == 2 and s["bwt"]["dropped"] == 0 and s["bwt"]["ci95"][0] < s["bwt"]["mean"]
+    one = summarize([R3])["avg_acc"]
+    assert one["n"] == 1 and np.isnan(one["std"])  # one seed shows no spread
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -236,7 +240,8 @@ def test_same_backbone_size_and_initial_weights():
 
 
 def _check_schema(res: dict, n_seeds: int, T: int) -> None:
-    assert set(res) == {"config", "per_seed", "summary"}
+    assert set(res) == {"config", "per_seed", "summary", "provenance"}
+    assert {"git_commit", "git_dirty", "command", "device"} <= set(res["provenance"])
     assert len(res["per_seed"]) == n_seeds
     for p in res["per_seed"]:
         assert set(p) == {"seed", "acc_matrix"} and isinstance(p["seed"], int)
@@ -245,7 +250,7 @@ def _check_schema(res: dict, n_seeds: int, T: int) -> None:
         assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for r in R for v in r)
     assert set(res["summary"]) == {"avg_acc", "bwt", "forgetting"}
     for v in res["summary"].values():
-        assert set(v) == {"mean", "std"} and all(isinstance(x, float) for x in v.values())
+        assert set(v) == {"mean", "std", "n", "ci95", "dropped"} and v["n"] == n_seeds and v["dropped"] == 0
 
 
 @pytest.mark.parametrize("method, seeds", [("cms", (0, 1)), ("ewc", (0, 1)), ("replay", (0, 1)), ("hope", (0,))])
@@ -257,7 +262,7 @@ def test_resume_after_interruption_gives_the_same_results(tmp_path, method, seed
     assert (tmp_path / "cut" / "seeds" / "seed_0.pt").exists()
     assert not (tmp_path / "cut" / "seeds" / "seed_0.json").exists()
     got = run(cfg, tmp_path / "cut", figures=False)
-    assert got == ref
+    assert {k: v for k, v in got.items() if k != "provenance"} == {k: v for k, v in ref.items() if k != "provenance"}
     assert not (tmp_path / "cut" / "seeds" / "seed_0.pt").exists()  # removed once the seed is done
 
 
@@ -269,7 +274,9 @@ def test_finished_seeds_are_not_recomputed(tmp_path, monkeypatch):
         raise AssertionError("a finished seed was recomputed")
 
     monkeypatch.setattr(runner_mod, "run_seed", boom)
-    assert run(cfg, tmp_path, figures=False) == first
+    assert run(cfg, tmp_path, figures=False)["per_seed"] == first["per_seed"]
+    seed_file = read_json(tmp_path / "seeds" / "seed_0.json")
+    assert seed_file["cpu_seconds"] > 0 and seed_file["provenance"]["git_commit"] == first["provenance"]["git_commit"]
     with pytest.raises(AssertionError, match="recomputed"):  # a new seed is computed
         run(runner_mod.with_seeds(cfg, (0, 1)), tmp_path, figures=False)
 
@@ -286,8 +293,12 @@ def test_results_json_schema_and_figures(tmp_path):
 
 def test_another_config_in_the_same_folder_is_refused(tmp_path):
     run(preset_config("split-digits", "finetune", "tiny", seeds=(0,)), tmp_path, figures=False)
-    with pytest.raises(ValueError, match="other settings"):
-        run(preset_config("split-digits", "finetune", "tiny", seeds=(0,), lr=0.5), tmp_path, figures=False)
+    with pytest.raises(SettingsMismatch, match="other settings") as e:
+        run(preset_config("split-digits", "finetune", "tiny", seeds=(0,), lr=0.5, epochs=2), tmp_path, figures=False)
+    assert "learner.lr: saved 0.001, now 0.5" in str(e.value) and "epochs: saved 8, now 2" in str(e.value)
+    res = run(preset_config("split-digits", "finetune", "tiny", seeds=(0,), lr=0.5), tmp_path, figures=False,
+              overwrite=True)
+    assert res["config"]["learner"]["lr"] == 0.5
 
 
 def test_config_errors():
@@ -308,6 +319,21 @@ def test_cli(tmp_path, capsys):
     for m in ("finetune", "replay"):
         _check_schema(json.loads((tmp_path / m / "results.json").read_text()), 1, 5)
     assert (tmp_path / "comparison.png").exists()
+
+
+def test_cli_refuses_to_resume_with_other_settings(tmp_path, capsys):
+    args = ["--dataset", "split-digits", "--method", "finetune", "--seeds", "0", "--preset", "tiny",
+            "--out", str(tmp_path), "--no-progress", "--epochs", "1"]
+    assert main(args) == 0
+    rec = json.loads((tmp_path / "results.json").read_text())
+    assert rec["config"]["epochs"] == 1 and rec["provenance"]["command"].startswith("python -m nlteach.continual")
+    capsys.readouterr()
+    assert main([*args, "--lr", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "learner.lr: saved 0.001, now 0.01" in err and "--overwrite" in err
+    assert main([*args, "--lr", "0.01", "--overwrite"]) == 0
+    with pytest.raises(SystemExit):  # a value the config refuses is a usage error
+        main([*args, "--split", "train"])
 
 
 def test_draw_functions():
@@ -359,9 +385,34 @@ def test_tune_picks_the_best_validation_score(capsys):
     assert "val avg acc" in capsys.readouterr().out
 
 
+def test_tune_cli_resumes_refuses_other_settings_and_merges(tmp_path, capsys):
+    tuning = tmp_path / "tuning.json"
+    tuning.write_text(json.dumps({"clinc150": TUNING["clinc150"]}))
+    args = ["--dataset", "split-digits", "--method", "lwf", "--param", "lwf_temperature", "--grid", "1", "4",
+            "--preset", "tiny", "--out", str(tmp_path / "t"), "--update-tuning", str(tuning)]
+    assert tune_main(args) == 0
+    assert (value_folder(tmp_path / "t", "split-digits", "lwf", "lwf_temperature", 4.0) / "results.json").exists()
+    merged = read_json(tuning)
+    assert merged["clinc150"] == TUNING["clinc150"]  # untouched
+    assert merged["split-digits"]["lwf_temperature"]["grid"] == [1.0, 4.0]
+    assert tune_main(args) == 0  # finished: read back, and the record is replaced, not repeated
+    assert len(read_json(tmp_path / "t" / "tuning.json")) == 1
+    capsys.readouterr()
+    assert tune_main([*args[:-2], "--preset", "laptop"]) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and "preset: saved 'tiny', now 'laptop'" in err
+    with pytest.raises(SystemExit):
+        tune_main(["--help"])
+
+
+def test_the_tuning_file_is_the_merge_of_the_committed_records():
+    assert TUNING == read_json(TUNING_FILE)
+    assert merge_records(as_records(TUNING)) == TUNING  # merging is idempotent
+
+
 def test_presets_record_their_tuning(monkeypatch):
     rec = {"ewc_lambda": {"grid": [1.0, 10.0], "val_avg_acc": [0.1, 0.2], "chosen": 10.0}}
-    monkeypatch.setitem(runner_mod.TUNING, "split-digits", rec)
+    monkeypatch.setitem(runner_mod.TUNING, "split-digits", rec)  # the presets read the module's dict
     cfg = preset_config("split-digits", "ewc", "laptop")
     assert cfg.learner.ewc_lambda == 10.0 and cfg.to_dict()["tuning"] == rec
     assert ContinualConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
@@ -458,5 +509,5 @@ def test_comparison_rows_and_markdown():
            "cpu_seconds": [2.0]}
     rows = runner_mod.comparison_rows({"toy": {"finetune": res, "cms": res}}, {"toy": {"cms": {"total": 10}}})
     assert rows[1]["d_bwt"] == 0.0 and rows[1]["params"] == 10 and rows[0]["cpu_seconds"] == 2.0
-    md = runner_mod.markdown_table(rows)
+    md = runner_mod.comparison_table(rows)
     assert md.count("\n") == 3 and "| toy | cms |" in md and "10 |" in md

@@ -17,7 +17,9 @@ from nlteach.longctx import (
     accuracy,
     accuracy_counts,
     combine,
+    config_periods,
     draw_accuracy,
+    draw_cms_study,
     draw_grid,
     format_table,
     is_member,
@@ -25,11 +27,17 @@ from nlteach.longctx import (
     make_rng,
     make_task,
     preset_config,
+    render_example,
     run,
     split_combined,
+    token_names,
 )
 from nlteach.longctx import runner as runner_mod
 from nlteach.longctx.__main__ import main, parse_model
+from nlteach.longctx.runner import LongCtxConfig
+from nlteach.models import cms_level_parameters
+from nlteach.runs.rundir import SettingsMismatch
+from nlteach.runs.seeds import save_seed_checkpoint
 
 LENGTH = {"mqar": 32, "s-niah": 40, "mk-niah": 48, **{lang: 24 for lang in LANGUAGES}}
 
@@ -207,7 +215,7 @@ def test_each_model_trains_one_step_on_each_task(model):
     for name in TASKS:
         cfg = preset_config(name, model, "tiny", seeds=(0,))
         net = runner_mod.build(cfg, 0)
-        opt = runner_mod.make_optimizer(cfg, net)
+        opt = runner_mod.build_optimizer(cfg, net)
         b = runner_mod.train_batch(cfg, cfg.make_task(), 0, 1)
         before = [p.detach().clone() for p in net.parameters()]
         logits = net(b.inputs)
@@ -232,9 +240,7 @@ def test_same_seed_same_initial_weights_and_data():
 def test_multi_frequency_cms_levels_step_on_their_clock():
     cfg = preset_config("parity", "hope-attention", "tiny", seeds=(0,), cms_periods=(1, 3))
     net = runner_mod.build(cfg, 0)
-    opt = runner_mod.make_optimizer(cfg, net)
-    from nlteach.models import cms_level_parameters
-
+    opt = runner_mod.build_optimizer(cfg, net)
     slow = cms_level_parameters(net)[1]
     task = cfg.make_task()
     history = [[p.detach().clone() for p in slow]]
@@ -279,25 +285,37 @@ def test_run_writes_results_and_resumes_identically(tmp_path):
     assert (tmp_path / "b" / "seeds" / "seed_0.pt").exists()
     resumed = run(cfg, tmp_path / "b", figures=True)
     assert resumed["per_seed"] == full["per_seed"]
-    strip = [{k: v for k, v in d.items() if k not in ("seconds", "eval_seconds")} for d in full["details"]]
-    assert [{k: v for k, v in d.items() if k not in ("seconds", "eval_seconds")} for d in resumed["details"]] == strip
+    timing = ("seconds", "eval_seconds", "cpu_seconds", "provenance")
+    strip = [{k: v for k, v in d.items() if k not in timing} for d in full["details"]]
+    assert [{k: v for k, v in d.items() if k not in timing} for d in resumed["details"]] == strip
+    assert resumed["provenance"]["git_commit"] == full["provenance"]["git_commit"]
     assert (tmp_path / "b" / "accuracy.png").stat().st_size > 1000
     assert not list((tmp_path / "b" / "seeds").glob("*.pt"))  # checkpoints removed once a seed is done
     # each seed keeps the provenance it was trained with; reading it back does not re-stamp it
     seed_file = tmp_path / "b" / "seeds" / "seed_0.json"
     rec = json.loads(seed_file.read_text())
-    assert "git_commit" in rec and "git_dirty" in rec
-    seed_file.write_text(json.dumps({**rec, "git_commit": "trained-elsewhere"}))
+    assert {"git_commit", "git_dirty", "command"} <= set(rec["provenance"]) and rec["cpu_seconds"] > 0
+    seed_file.write_text(json.dumps({**rec, "provenance": {**rec["provenance"], "git_commit": "trained-elsewhere"}}))
     again = run(cfg, tmp_path / "b", figures=False)
-    assert again["details"][0]["git_commit"] == "trained-elsewhere"
+    assert again["details"][0]["provenance"]["git_commit"] == "trained-elsewhere"
+    assert again["provenance"]["git_commit"] != "trained-elsewhere"  # the file's own: the code that wrote it
 
 
 def test_run_refuses_other_settings_in_the_same_folder(tmp_path):
     run(_tiny(steps=2), tmp_path, figures=False)
-    with pytest.raises(ValueError, match="other settings"):
-        run(_tiny(steps=3), tmp_path, figures=False)
+    with pytest.raises(SettingsMismatch, match="other settings") as e:
+        run(_tiny(steps=3, n_layers=2), tmp_path, figures=False)
+    assert "steps: saved 2, now 3" in str(e.value) and "arch.n_layers: saved 1, now 2" in str(e.value)
+    assert "lr" not in str(e.value)  # only what differs is named
+    # a checkpoint written with other settings is refused the same way
+    with pytest.raises(SettingsMismatch, match="arch.dim: saved 16, now 8"):
+        save_seed_checkpoint(tmp_path / "x.pt", _tiny(steps=2).settings(), {"step": 1},
+                             version=runner_mod.CHECKPOINT_VERSION)
+        runner_mod.run_seed(_tiny(steps=2, dim=8), 0, checkpoint=tmp_path / "x.pt")
+    # overwrite=True starts over
+    assert run(_tiny(steps=3), tmp_path, figures=False, overwrite=True)["config"]["steps"] == 3
     # more seeds with the same settings is fine: finished seeds are reused
-    res = run(preset_config("parity", "transformer", "tiny", seeds=(0, 1, 2), steps=2), tmp_path, figures=False)
+    res = run(preset_config("parity", "transformer", "tiny", seeds=(0, 1, 2), steps=3), tmp_path, figures=False)
     assert [p["seed"] for p in res["per_seed"]] == [0, 1, 2]
 
 
@@ -312,9 +330,24 @@ def test_config_validation():
         preset_config("mqar", "transformer", "tiny", widht=3)
     with pytest.raises(ValueError, match="distinct"):
         preset_config("mqar", "transformer", "tiny", seeds=(1, 1))
+    with pytest.raises(ValueError, match="exactly one of params"):
+        LongCtxConfig(params=1000)  # a budget sizes dim: both set is ambiguous
+    assert preset_config("mqar", "transformer", "tiny", params=20_000).arch.dim is None
+    assert preset_config("mqar", "transformer", "laptop", dim=32).params is None
     for preset in ("tiny", "laptop", "full"):
         for task in TASKS:
             preset_config(task, "hope", preset)  # every preset is a valid configuration
+
+
+def test_config_round_trips_and_reads_the_flat_layout_of_older_files():
+    cfg = preset_config("mqar", "hope", "laptop", seeds=(0, 1), cms_periods=(1, 4))
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert d["arch"]["cms_periods"] == [1, 4] and d["arch"]["dim"] is None and "cms_periods" not in d
+    assert LongCtxConfig.from_dict(d) == cfg
+    flat = {k: v for k, v in d.items() if k != "arch"} | {"dim": 64, "n_layers": 2, "n_heads": 2, "chunk_size": 16,
+                                                          "proj_chunk_size": 16, "cms_periods": [1, 4]}
+    assert LongCtxConfig.from_dict(flat) == cfg  # dim was recorded but unused when params was set
+    assert config_periods(d) == config_periods(flat) == (1, 4) and config_periods({"task": "x"}) == ()
 
 
 def test_combine_and_split_round_trip():
@@ -370,7 +403,7 @@ def test_cli_runs_several_models_and_resumes(tmp_path, capsys):
             "--out", str(tmp_path), "--no-progress", "--steps", "2"]
     assert main(args) == 0
     combined = json.loads((tmp_path / "results.json").read_text())
-    assert combined["command"].startswith("python -m nlteach.longctx --task aa")
+    assert combined["provenance"]["command"].startswith("python -m nlteach.longctx --task aa")
     assert {p["model"] for p in combined["per_seed"]} == {"transformer", "hope-attention_cms1-2"}
     single = json.loads((tmp_path / "transformer" / "results.json").read_text())
     assert single["per_seed"][0]["seed"] == 0 and "accuracy" in single["per_seed"][0]
@@ -378,6 +411,20 @@ def test_cli_runs_several_models_and_resumes(tmp_path, capsys):
     assert main(args) == 0  # everything is finished: read back, same numbers
     assert json.loads((tmp_path / "results.json").read_text())["per_seed"] == combined["per_seed"]
     assert "hope-attention_cms1-2" in capsys.readouterr().out
+
+
+def test_cli_refuses_to_resume_with_other_settings(tmp_path, capsys):
+    args = ["--task", "parity", "--preset", "tiny", "--seeds", "0", "--out", str(tmp_path), "--no-progress",
+            "--steps", "2"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, "--lr", "0.01", "--chunk-size", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "lr: saved 0.003, now 0.01" in err and "arch.chunk_size: saved 8, now 4" in err and "--overwrite" in err
+    assert main([*args, "--lr", "0.01", "--overwrite"]) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["lr"] == 0.01
+    with pytest.raises(SystemExit):  # the common options are there, and checked
+        main([*args, "--preset", "huge"])
 
 
 def _hand(accs_by_len, periods=(1,), multi=True, train_max=32, chance=0.01):
@@ -412,8 +459,6 @@ def test_draw_cms_study_picks_the_two_series():
             for p in [(1,), (1, 4), (1, 4, 16), (1, 4, 64), (1, 4, 256)]}
     runs["same"] = _hand({32: [0.0, 0.0], 64: [0.0, 0.0]}, periods=(1, 4, 16), multi=False)  # left out
     fig = Figure()
-    from nlteach.longctx import draw_cms_study
-
     draw_cms_study(fig, runs)
     left, right = fig.axes[0], fig.axes[1]
     assert list(left.get_lines()[0].get_xdata()) == [1, 2, 3]
@@ -425,8 +470,6 @@ def test_draw_cms_study_picks_the_two_series():
 
 @pytest.mark.parametrize("name", TASKS)
 def test_render_example_names_every_token(name):
-    from nlteach.longctx import render_example, token_names
-
     task, b = _sample(name, batch=2)
     names = token_names(task)
     assert set(range(task.vocab_size)) <= set(names)

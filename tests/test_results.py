@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from matplotlib.figure import Figure
 
+from nlteach import longctx
 from nlteach import results as R
 
 
@@ -212,3 +213,16 @@ def test_update_readme_replaces_only_the_block(tmp_path):
     (tmp_path / "bad.md").write_text("no markers", encoding="utf-8")
     with pytest.raises(ValueError, match="generated-results block"):
         R.update_readme(tmp_path / "bad.md", tmp_path)
+
+
+def test_a_longctx_run_of_this_version_reads_back(tmp_path):
+    """The nested config (``config.arch``) and the provenance block of a run written now: read by
+    the same tables as the older committed files."""
+    longctx.run(longctx.preset_config("parity", "hope", "tiny", seeds=(0,), steps=2),
+                tmp_path / "longctx_parity_tiny" / "hope", figures=False)
+    exps = R.load_all(tmp_path)
+    assert exps[0].kind == "longctx" and exps[0].preset == "tiny"
+    row = R.longctx_rows(exps[0])[0]
+    assert row["task"] == "parity" and row["train_max"] == 12 and row["seeds"] == [0]
+    (t,) = R.timing_rows(exps)
+    assert t["device"] == "cpu" and t["steps"] == 2

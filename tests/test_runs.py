@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from nlteach.runs import RESULTS_ROOT, cli, io, provenance, rng, stats, tables
+from nlteach.runs import RESULTS_ROOT, cli, commands, io, provenance, rng, seeds, stats, tables
 from nlteach.runs.rundir import RunDir, SettingsMismatch, check_same_settings, settings_diff
 from nlteach.runs.threads import torch_threads
 
@@ -244,3 +244,63 @@ def test_nested_dataclass_options_are_flattened_and_rebuilt():
     values = vars(p.parse_args(["--dim", "64", "--periods", "1", "2"]))
     assert cli.dataclass_from_values(_Outer, values) == _Outer("hope", _Inner(64, (1, 2)))
     assert cli.dataclass_from_values(_Outer, {}) == _Outer()
+
+
+# -- seeds: every seed of a run folder; commands: a runner's command line ---------------------------
+
+
+def test_run_seeds_reads_back_finished_seeds_and_resumes_from_checkpoints(tmp_path):
+    settings = {"lr": 0.1, "arch": {"dim": 8}}
+    calls = []
+
+    def train_seed(seed, checkpoint, bar):
+        state = seeds.load_seed_checkpoint(checkpoint, seeds.flat_settings(settings), version=1)
+        done = state["done"] if state else 0
+        calls.append((seed, done))
+        if seed == 1 and state is None:  # a Ctrl-C after the first half of seed 1
+            seeds.save_seed_checkpoint(checkpoint, seeds.flat_settings(settings), {"done": 1}, version=1)
+            raise KeyboardInterrupt
+        return {"seed": seed, "value": seed * 10 + done}
+
+    rd = RunDir(tmp_path, seeds.flat_settings(settings))
+    assert rd.settings == {"lr": 0.1, "arch.dim": 8}
+    with pytest.raises(KeyboardInterrupt):
+        seeds.run_seeds([0, 1], train_seed, rundir=rd)
+    assert rd.checkpoint_path(1).exists() and list(rd.finished([0, 1])) == [0]
+    got = seeds.run_seeds([0, 1], train_seed, rundir=RunDir(tmp_path, seeds.flat_settings(settings)))
+    assert calls == [(0, 0), (1, 0), (1, 1)]  # seed 0 read back, seed 1 resumed
+    assert [got[s]["value"] for s in (0, 1)] == [0, 11] and not rd.checkpoint_path(1).exists()
+    assert got[1]["cpu_seconds"] >= 0 and "git_commit" in got[1]["provenance"]
+    free = seeds.run_seeds([2], train_seed)  # no folder: nothing saved, no provenance
+    assert free[2]["value"] == 20 and set(free[2]) == {"seed", "value", "wall_seconds", "cpu_seconds"}
+    seeds.save_seed_checkpoint(tmp_path / "x.pt", {"lr": 0.1}, {}, version=1)
+    with pytest.raises(SettingsMismatch, match="lr: saved 0.1, now 0.2"):
+        seeds.load_seed_checkpoint(tmp_path / "x.pt", {"lr": 0.2}, version=1)
+    with pytest.raises(SettingsMismatch, match="checkpoint format"):
+        seeds.load_seed_checkpoint(tmp_path / "x.pt", {"lr": 0.1}, version=2)
+    rd.write_results({"per_seed": []})
+    assert seeds.load_results(tmp_path)["per_seed"] == [] == seeds.load_results(tmp_path / "results.json")["per_seed"]
+
+
+def test_run_command_line_options_and_exit_codes(capsys):
+    @dataclass
+    class Cfg:
+        steps: int = 3
+        name: str = "x"
+
+    p = argparse.ArgumentParser()
+    commands.add_run_arguments(p, Cfg, skip=("name",), what="the test")
+    args = p.parse_args(["--out", "o", "--steps", "5"])
+    assert commands.typed_settings(args) == {"steps": 5} and args.no_progress is False and args.seeds == [0, 1, 2]
+    assert commands.typed_settings(p.parse_args(["--out", "o"])) == {}
+    assert commands.run_guarded(lambda: 7) == (7, 0)
+
+    def refused():
+        raise SettingsMismatch("o holds a run with other settings:\n  steps: saved 3, now 5")
+
+    assert commands.run_guarded(refused) == (None, 2) and "steps: saved 3, now 5" in capsys.readouterr().err
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert commands.run_guarded(interrupted) == (None, 130) and "resume" in capsys.readouterr().err

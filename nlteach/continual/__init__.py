@@ -29,14 +29,15 @@ from nlteach.continual.metrics import (
     backward_transfer,
     forgetting,
     learning_accuracy,
-    mean_std,
     summarize,
 )
 from nlteach.continual.plots import draw_acc_matrix, draw_avg_acc, draw_comparison, draw_trace
 from nlteach.continual.runner import (
     ContinualConfig,
+    comparison_rows,
+    comparison_table,
     format_table,
-    load_results,
+    load_committed,
     preset_config,
     run,
     run_methods,
@@ -44,10 +45,12 @@ from nlteach.continual.runner import (
     trace_tasks,
 )
 from nlteach.continual.streams import STREAMS, Stream, Task, first_tasks, hashed_ngrams, make_stream
+from nlteach.runs.seeds import load_results
 
 __all__ = [
     "LEARNERS", "STREAMS", "Backbone", "ContinualConfig", "Learner", "LearnerConfig", "Stream", "Task",
-    "available_learners", "average_accuracy", "backward_transfer", "draw_acc_matrix", "draw_avg_acc",
-    "draw_comparison", "draw_memory_trace", "draw_trace", "first_tasks", "forgetting", "format_table", "hashed_ngrams", "learning_accuracy", "load_results",
-    "make_learner", "make_stream", "mean_std", "memory_trace", "parameter_counts", "preset_config", "run", "run_methods", "run_seed", "summarize", "trace_tasks",
+    "available_learners", "average_accuracy", "backward_transfer", "comparison_rows", "comparison_table",
+    "draw_acc_matrix", "draw_avg_acc", "draw_comparison", "draw_memory_trace", "draw_trace", "first_tasks",
+    "forgetting", "format_table", "hashed_ngrams", "learning_accuracy", "load_committed", "load_results",
+    "make_learner", "make_stream", "memory_trace", "parameter_counts", "preset_config", "run", "run_methods", "run_seed", "summarize", "trace_tasks",
 ]

@@ -3,64 +3,64 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from nlteach.config import PRESETS, get_preset
+from matplotlib.figure import Figure
+
 from nlteach.continual.learners import available_learners
-from nlteach.continual.runner import format_table, preset_config, run
+from nlteach.continual.plots import draw_comparison
+from nlteach.continual.runner import ContinualConfig, format_table, preset_config, run
 from nlteach.continual.streams import STREAMS
+from nlteach.runs.cli import apply_common
+from nlteach.runs.commands import add_run_arguments, run_guarded, typed_settings
+from nlteach.runs.provenance import command_line
+
+SETTINGS_SKIP = ("dataset", "method", "preset", "seeds", "tuning")
+"""Settings with an option of their own (``--dataset``, ``--method``, the common options) or none
+(the tuning record follows from the data set and the preset)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m nlteach.continual",
         description="Continual learning on a task stream: trains each method once per seed, writes "
-                    "results.json (config, per-seed accuracy matrices, summary) and figures. Rerun the "
-                    "same command to resume: finished seeds are kept, an interrupted seed continues from "
-                    "its last finished task.",
+                    "results.json (config, per-seed accuracy matrices, summary, provenance) and figures. "
+                    "Rerun the same command to resume: finished seeds are kept, an interrupted seed "
+                    "continues from its last finished task; other settings in the same --out are refused "
+                    "(the error names them) unless --overwrite.",
         epilog="Learners: finetune, ewc, replay, lwf, cms, hope (in-context self-modifying memory + CMS), joint. "
                "EWC's lambda and LwF's temperature come from validation-split tuning (python -m "
                "nlteach.continual.tune); results.json records it under config.tuning.")
     p.add_argument("--dataset", required=True, choices=STREAMS)
     p.add_argument("--method", nargs="+", default=["finetune"], choices=[*available_learners(), "all"],
                    help="one or more learners, or 'all'. With several, each writes to OUT/<method>/.")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--preset", choices=PRESETS, default=None, help="size preset (default: $NLTEACH_SIZE or laptop)")
-    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: CUDA if available, else CPU)")
-    p.add_argument("--out", required=True, type=Path, help="output folder (results.json, figures, checkpoints)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_arguments(p, ContinualConfig, skip=SETTINGS_SKIP,
+                      what="the run (ContinualConfig) or of its learners (LearnerConfig)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = apply_common(parser, parser.parse_args(argv))
     methods = available_learners() if "all" in args.method else list(dict.fromkeys(args.method))
-    preset = get_preset(args.preset)
-    if any(s < 0 for s in args.seeds):
-        print(f"--seeds must be non-negative, got {args.seeds}", file=sys.stderr)
-        return 2
-    results = {}
+    overrides = typed_settings(args)
+    out = Path(args.out)
+    command = command_line(None if argv is None else ["python", "-m", "nlteach.continual", *argv])
     try:
-        for m in methods:
-            cfg = preset_config(args.dataset, m, preset, seeds=tuple(args.seeds))
-            out = args.out if len(methods) == 1 else args.out / m
-            results[m] = run(cfg, out, device=args.device, progress=not args.no_progress)
-            print(f"wrote {out / 'results.json'}", flush=True)
-    except KeyboardInterrupt:
-        print("\ninterrupted: rerun the same command to resume (finished tasks and seeds are kept).",
-              file=sys.stderr)
-        return 130
-    print(f"\n{args.dataset}, preset {preset}, seeds {args.seeds}")
+        cfgs = {m: preset_config(args.dataset, m, args.preset, seeds=tuple(args.seeds), **overrides) for m in methods}
+    except ValueError as e:  # a setting out of range
+        parser.error(str(e))
+    results, rc = run_guarded(lambda: {
+        m: run(cfg, out if len(methods) == 1 else out / m, device=args.device, progress=not args.no_progress,
+               threads=args.threads, command=command, overwrite=args.overwrite) for m, cfg in cfgs.items()})
+    if rc:
+        return rc
+    print(f"\n{args.dataset}, preset {args.preset}, seeds {args.seeds}; results in {out}")
     print(format_table(results))
     if len(methods) > 1:
-        from matplotlib.figure import Figure
-
-        from nlteach.continual.plots import draw_comparison
-
         fig = Figure(figsize=(3 + 1.6 * len(methods), 3.2), layout="constrained")
         draw_comparison(fig, results)
-        fig.savefig(args.out / "comparison.png", dpi=110)
+        fig.savefig(out / "comparison.png", dpi=110)
     return 0
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from nlteach.runs.stats import summarize as summarize_values
+
 
 def as_matrix(R: Any, *, name: str = "R") -> np.ndarray:
     """``R`` as a float64 [T, T] array; raises ValueError if it is not square, finite and in [0, 1]."""
@@ -73,20 +75,13 @@ def forgetting(R: Any) -> float:
     return float(np.mean(drops))
 
 
-def mean_std(values: Sequence[float]) -> dict[str, float]:
-    """``{"mean", "std"}`` over seeds; std is the sample standard deviation (ddof=1), 0 for one seed."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
-        raise ValueError("mean_std needs at least one value.")
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0}
-
-
-def summarize(matrices: Sequence[Any]) -> dict[str, dict[str, float]]:
-    """The ``summary`` of results.json: final average accuracy, BWT and forgetting, mean/std over seeds."""
+def summarize(matrices: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """The ``summary`` of results.json: final average accuracy, BWT and forgetting, each
+    :func:`nlteach.runs.stats.summarize` over seeds (mean, std, n, ci95, dropped)."""
     if len(matrices) == 0:
         raise ValueError("summarize needs at least one accuracy matrix (one per seed).")
     return {
-        "avg_acc": mean_std([average_accuracy(R)[-1] for R in matrices]),
-        "bwt": mean_std([backward_transfer(R) for R in matrices]),
-        "forgetting": mean_std([forgetting(R) for R in matrices]),
+        "avg_acc": summarize_values([average_accuracy(R)[-1] for R in matrices]),
+        "bwt": summarize_values([backward_transfer(R) for R in matrices]),
+        "forgetting": summarize_values([forgetting(R) for R in matrices]),
     }

@@ -1,159 +1,75 @@
 """Run learners on task streams: presets, the training loop, resumable results on disk.
 
-``run(cfg, out)`` trains ``cfg.method`` on ``cfg.dataset`` once per seed and writes, in ``out``:
+``run(cfg, out)`` trains ``cfg.method`` on ``cfg.dataset`` once per seed and writes, in ``out`` (a
+:class:`nlteach.runs.rundir.RunDir`):
 
 - ``results.json``: ``config`` (every setting), ``per_seed`` (a list of
   ``{"seed": int, "acc_matrix": [[...]]}``, ``acc_matrix[i][j]`` = accuracy on task j after
-  learning task i, every entry filled) and ``summary`` (``avg_acc`` = final average accuracy,
-  ``bwt``, ``forgetting``, each ``{"mean", "std"}`` over seeds, std with ddof=1);
+  learning task i, every entry filled), ``summary`` (``avg_acc`` = final average accuracy,
+  ``bwt``, ``forgetting``, each :func:`nlteach.runs.stats.summarize` over seeds: mean, std
+  (ddof=1; NaN for one seed), n, ci95, dropped) and ``provenance`` (commit, dirty files, command,
+  device of the run that wrote the file);
 - ``acc_matrix.png`` (mean accuracy matrix over seeds) and ``avg_acc.png`` (average accuracy vs
   tasks seen, mean and spread);
-- ``seeds/seed_<s>.json`` for every finished seed and, while a seed runs, ``seeds/seed_<s>.pt``,
-  a checkpoint written atomically after every task.
+- ``config.json``, ``seeds/seed_<s>.json`` for every finished seed (with its CPU seconds and
+  provenance) and, while a seed runs, ``seeds/seed_<s>.pt``, a checkpoint written atomically after
+  every task.
 
-**Resuming.** Running the same command again skips finished seeds (their ``seed_<s>.json``) and
-continues an interrupted seed from its last finished task; the result equals an uninterrupted
-run (on CPU bit for bit): initial weights, class order and every batch are functions of
-``(seed, task)``, and the checkpoint holds the learner's full state (weights, optimizer
-including the multi-frequency accumulators, EWC's Fisher, the replay buffer).
-A different configuration in an existing ``out`` is refused.
+**Resuming.** Running the same command again skips finished seeds and continues an interrupted
+seed from its last finished task; the result equals an uninterrupted run (on CPU bit for bit):
+initial weights, class order and every batch are functions of ``(seed, task)``, and the checkpoint
+holds the learner's full state (weights, optimizer including the multi-frequency accumulators,
+EWC's Fisher, the replay buffer). Other settings in an existing ``out`` are refused with an error
+naming each one (the project's one policy, :mod:`nlteach.runs.rundir`); ``overwrite=True``
+(``--overwrite``) starts over.
+
+**Tuning.** EWC's lambda and LwF's temperature were chosen on validation splits
+(:mod:`nlteach.continual.tune`); the records live in ``tuning.json`` beside this module
+(:data:`TUNING_FILE`, read into :data:`TUNING`), which the laptop and full presets read and every
+results.json records under ``config["tuning"]``.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from nlteach.config import by_preset, get_device, get_preset
 from nlteach.continual import metrics
 from nlteach.continual.learners import LEARNERS, LearnerConfig, available_learners, make_learner
+from nlteach.continual.plots import draw_acc_matrix, draw_avg_acc
 from nlteach.continual.streams import DEFAULT_TASKS, STREAMS, Stream, first_tasks, make_stream, take
-from nlteach.runs.io import atomic_save, atomic_write_text, load_checkpoint
+from nlteach.runs import RESULTS_ROOT
+from nlteach.runs.io import read_json
 from nlteach.runs.rundir import RunDir
-from nlteach.runs.threads import torch_threads  # noqa: F401 (re-exported)
+from nlteach.runs.seeds import (
+    flat_settings,
+    load_results,
+    load_seed_checkpoint,
+    run_seeds,
+    save_seed_checkpoint,
+)
+from nlteach.runs.stats import summarize as summarize_values
+from nlteach.runs.tables import markdown_table, pm_summary, text_table
+from nlteach.runs.threads import torch_threads
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the run's settings stored flat, under "settings"
 
+TUNING_FILE: Path = Path(__file__).with_name("tuning.json")
+"""Hyper-parameters tuned on the validation split (``python -m nlteach.continual.tune``, laptop
+preset, seeds 0 1; the raw records are in ``results/continual_tuning_laptop/tuning.json``, merged
+by :func:`nlteach.continual.tune.merge_records`): ``{dataset: {param: record}}``. Shipped with the
+package."""
 
-# Hyper-parameters tuned on the validation split (python -m nlteach.continual.tune, laptop preset,
-# seeds 0 1; the raw records are in results/continual_tuning_laptop/tuning.json, merged here by
-# tune.merge_records). dataset -> param -> record. Used by the laptop and full presets; the tiny
-# preset (CI) keeps LearnerConfig's defaults.
-TUNING: dict[str, dict[str, dict[str, Any]]] = {'split-digits': {'ewc_lambda': {'method': 'ewc',
-                                 'grid': [1.0,
-                                          10.0,
-                                          100.0,
-                                          1000.0,
-                                          10000.0,
-                                          100000.0,
-                                          1000000.0,
-                                          10000000.0,
-                                          100000000.0,
-                                          1000000000.0,
-                                          10000000000.0],
-                                 'val_avg_acc': [0.1759,
-                                                 0.1722,
-                                                 0.1815,
-                                                 0.187,
-                                                 0.2224,
-                                                 0.2988,
-                                                 0.3422,
-                                                 0.3673,
-                                                 0.4268,
-                                                 0.438,
-                                                 0.3547],
-                                 'val_bwt': [-0.9954,
-                                             -0.9954,
-                                             -0.9954,
-                                             -0.9931,
-                                             -0.9441,
-                                             -0.7491,
-                                             -0.5235,
-                                             -0.39,
-                                             -0.3099,
-                                             -0.3656,
-                                             -0.3263],
-                                 'chosen': 1000000000.0,
-                                 'seeds': [0, 1],
-                                 'preset': 'laptop',
-                                 'split': 'val',
-                                 'criterion': 'final average accuracy on the validation split, mean over '
-                                              'seeds'},
-                  'lwf_temperature': {'method': 'lwf',
-                                      'grid': [1.0, 2.0, 4.0],
-                                      'val_avg_acc': [0.187, 0.1907, 0.1889],
-                                      'val_bwt': [-0.9907, -0.9861, -0.9861],
-                                      'chosen': 2.0,
-                                      'seeds': [0, 1],
-                                      'preset': 'laptop',
-                                      'split': 'val',
-                                      'criterion': 'final average accuracy on the validation split, mean '
-                                                   'over seeds'}},
- 'permuted-digits': {'ewc_lambda': {'method': 'ewc',
-                                    'grid': [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0],
-                                    'val_avg_acc': [0.3494, 0.3725, 0.461, 0.6052, 0.49, 0.3807, 0.3271],
-                                    'val_bwt': [-0.7681, -0.737, -0.5897, -0.2649, -0.02, -0.0005, 0.0005],
-                                    'chosen': 1000.0,
-                                    'seeds': [0, 1],
-                                    'preset': 'laptop',
-                                    'split': 'val',
-                                    'criterion': 'final average accuracy on the validation split, mean over '
-                                                 'seeds'},
-                     'lwf_temperature': {'method': 'lwf',
-                                         'grid': [1.0, 2.0, 4.0],
-                                         'val_avg_acc': [0.3662, 0.3565, 0.3721],
-                                         'val_bwt': [-0.6245, -0.618, -0.6296],
-                                         'chosen': 4.0,
-                                         'seeds': [0, 1],
-                                         'preset': 'laptop',
-                                         'split': 'val',
-                                         'criterion': 'final average accuracy on the validation split, mean '
-                                                      'over seeds'}},
- 'banking77': {'ewc_lambda': {'method': 'ewc',
-                              'grid': [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0],
-                              'val_avg_acc': [0.1236, 0.1302, 0.1544, 0.1569, 0.189, 0.1795, 0.1768],
-                              'val_bwt': [-0.8399, -0.8352, -0.8083, -0.7298, -0.5414, -0.4617, -0.4381],
-                              'chosen': 10000.0,
-                              'seeds': [0, 1],
-                              'preset': 'laptop',
-                              'split': 'val',
-                              'criterion': 'final average accuracy on the validation split, mean over seeds'},
-               'lwf_temperature': {'method': 'lwf',
-                                   'grid': [1.0, 2.0, 4.0],
-                                   'val_avg_acc': [0.1488, 0.1562, 0.149],
-                                   'val_bwt': [-0.8273, -0.8193, -0.8275],
-                                   'chosen': 2.0,
-                                   'seeds': [0, 1],
-                                   'preset': 'laptop',
-                                   'split': 'val',
-                                   'criterion': 'final average accuracy on the validation split, mean over '
-                                                'seeds'}},
- 'clinc150': {'ewc_lambda': {'method': 'ewc',
-                             'grid': [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0],
-                             'val_avg_acc': [0.059, 0.0643, 0.0843, 0.1465, 0.1773, 0.1707, 0.1687],
-                             'val_bwt': [-0.8834, -0.8834, -0.8541, -0.6968, -0.4545, -0.3657, -0.3355],
-                             'chosen': 10000.0,
-                             'seeds': [0, 1],
-                             'preset': 'laptop',
-                             'split': 'val',
-                             'criterion': 'final average accuracy on the validation split, mean over seeds'},
-              'lwf_temperature': {'method': 'lwf',
-                                  'grid': [1.0, 2.0, 4.0],
-                                  'val_avg_acc': [0.0757, 0.0727, 0.064],
-                                  'val_bwt': [-0.8627, -0.8618, -0.8761],
-                                  'chosen': 1.0,
-                                  'seeds': [0, 1],
-                                  'preset': 'laptop',
-                                  'split': 'val',
-                                  'criterion': 'final average accuracy on the validation split, mean over '
-                                               'seeds'}}}
+TUNING: dict[str, dict[str, dict[str, Any]]] = read_json(TUNING_FILE)
+"""The contents of :data:`TUNING_FILE`. Used by the laptop and full presets; the tiny preset (CI)
+keeps :class:`LearnerConfig`'s defaults."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +108,11 @@ class ContinualConfig:
         d["seeds"] = list(self.seeds)
         d["learner"]["periods"] = list(self.learner.periods)
         return d
+
+    def settings(self) -> dict[str, Any]:
+        """The settings a run folder and a checkpoint compare: :meth:`to_dict` with dotted names
+        (``learner.lr``) and without the seeds."""
+        return {k: v for k, v in flat_settings(self.to_dict()).items() if k != "seeds"}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ContinualConfig:
@@ -276,8 +197,10 @@ def evaluate(learner: Any, stream: Stream, t: int, batch: int = 1024) -> list[fl
     return row
 
 
-def train_task(learner: Any, stream: Stream, t: int, cfg: ContinualConfig, seed: int) -> float:
-    """Learn task t: ``epochs * ceil(n_t / batch_size)`` steps, batches from ``learner.training_data(t)``."""
+def train_task(learner: Any, stream: Stream, t: int, cfg: ContinualConfig, seed: int,
+               on_step: Any = None) -> float:
+    """Learn task t: ``epochs * ceil(n_t / batch_size)`` steps, batches from ``learner.training_data(t)``;
+    ``on_step()`` (if given) is called after each step. Returns the last step's loss."""
     g = _task_generator(seed, t)
     learner.begin_task(t)
     x, y = learner.training_data(t)
@@ -291,6 +214,8 @@ def train_task(learner: Any, stream: Stream, t: int, cfg: ContinualConfig, seed:
         idx = perm[pos:pos + B]
         pos += B
         loss = learner.train_step(take(x, idx), y[idx], t, g)
+        if on_step is not None:
+            on_step()
     learner.end_task(t, g)
     return loss
 
@@ -299,22 +224,23 @@ class _Interrupted(KeyboardInterrupt):
     """Raised by the test hook ``_stop_after_task`` to simulate a Ctrl-C after a task."""
 
 
+def _learner(cfg: ContinualConfig, stream: Stream, seed: int, device: torch.device) -> Any:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # initial weights: the same for every learner with this seed
+        learner = make_learner(cfg.method, stream, cfg.learner)
+    return learner.to(device)
+
+
 def run_seed(cfg: ContinualConfig, seed: int, *, device: torch.device | str | None = None,
              checkpoint: Path | None = None, bar: Any = None, _stop_after_task: int | None = None
              ) -> list[list[float]]:
     """One seed: returns the accuracy matrix (resuming from ``checkpoint`` if it exists)."""
     device = get_device(device)
     stream = build_stream(cfg, seed).to(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # initial weights: the same for every learner with this seed
-        learner = make_learner(cfg.method, stream, cfg.learner)
-    learner.to(device)
+    learner = _learner(cfg, stream, seed, device)
     rows: list[list[float]] = []
-    if checkpoint is not None and checkpoint.exists():
-        state = load_checkpoint(checkpoint)
-        if state.get("version") != CHECKPOINT_VERSION or state["config"] != cfg.to_dict() | {"seeds": state["config"]["seeds"]}:
-            raise ValueError(f"{checkpoint} was written by another version or configuration; delete it to start "
-                             "this seed again.")
+    state = load_seed_checkpoint(checkpoint, cfg.settings(), version=CHECKPOINT_VERSION)
+    if state is not None:
         learner.load_state_dict(state["learner"])
         rows = state["rows"]
         if bar is not None:
@@ -323,8 +249,8 @@ def run_seed(cfg: ContinualConfig, seed: int, *, device: torch.device | str | No
         loss = train_task(learner, stream, t, cfg, seed)
         rows.append(evaluate(learner, stream, t))
         if checkpoint is not None:
-            atomic_save({"version": CHECKPOINT_VERSION, "config": cfg.to_dict(), "seed": seed, "rows": rows,
-                         "learner": learner.state_dict()}, checkpoint)
+            save_seed_checkpoint(checkpoint, cfg.settings(), {"seed": seed, "rows": rows, "learner": learner.state_dict()},
+                                 version=CHECKPOINT_VERSION)
         if bar is not None:
             bar.set_postfix(seed=seed, task=t, loss=f"{loss:.3f}", acc=f"{np.mean(rows[-1][:t + 1]):.3f}")
             bar.update(1)
@@ -346,30 +272,19 @@ def trace_tasks(cfg: ContinualConfig, seed: int, *, n_tasks: int | None = None, 
         device = get_device(device)
         stream = build_stream(cfg, seed)
         stream = first_tasks(stream, n_tasks or stream.n_tasks).to(device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            learner = make_learner(cfg.method, stream, cfg.learner)
-        learner.to(device)
+        learner = _learner(cfg, stream, seed, device)
         steps, acc, ends, rows = [], [], [], []
         count = 0
         for t in range(stream.n_tasks):
-            g = _task_generator(seed, t)
-            learner.begin_task(t)
-            x, y = learner.training_data(t)
-            N = len(y)
-            B = min(cfg.batch_size, N)
-            perm, pos = None, N
-            for _ in range(cfg.epochs * math.ceil(len(stream.tasks[t].y_train) / B)):
-                if pos + B > N:
-                    perm, pos = torch.randperm(N, generator=g).to(y.device), 0
-                idx = perm[pos:pos + B]
-                pos += B
-                learner.train_step(take(x, idx), y[idx], t, g)
+
+            def measure(t: int = t) -> None:
+                nonlocal count
                 count += 1
                 if count % eval_every == 0:
                     steps.append(count)
                     acc.append(evaluate(learner, stream, t))
-            learner.end_task(t, g)
+
+            train_task(learner, stream, t, cfg, seed, on_step=measure)
             ends.append(count)
             rows.append(evaluate(learner, stream, t))
         return {"steps": steps, "acc": acc, "task_ends": ends, "acc_matrix": rows,
@@ -377,66 +292,41 @@ def trace_tasks(cfg: ContinualConfig, seed: int, *, n_tasks: int | None = None, 
 
 
 def run(cfg: ContinualConfig, out: str | Path | None = None, *, device: torch.device | str | None = None,
-        progress: bool = False, figures: bool = True, threads: int | None = 1,
-        _stop_after_task: int | None = None) -> dict[str, Any]:
+        progress: bool = False, figures: bool = True, threads: int | None = 1, command: str | None = None,
+        overwrite: bool = False, _stop_after_task: int | None = None) -> dict[str, Any]:
     """Every seed of ``cfg``; returns the results.json dict (and writes it, with figures, to ``out``).
 
-    With ``out=None`` nothing is written (notebooks); otherwise the run is resumable (module docstring).
-    ``threads``: CPU threads for torch during the run. The default 1 is deliberate: these models
-    are small (batches of 32, widths of 64-512), so extra threads mostly add synchronization; on a
-    busy 2-core machine one thread measured about 30x faster per step than two. ``None`` leaves
-    torch's setting alone.
+    With ``out=None`` nothing is written (notebooks); otherwise ``out`` is a resumable run folder
+    (module docstring) and ``overwrite=True`` deletes a previous run there first. ``command``:
+    recorded in the provenance (default: this process's command line). ``threads``: CPU threads
+    for torch during the run. The default 1 is deliberate: these models are small (batches of 32,
+    widths of 64-512), so extra threads mostly add synchronization; on a busy 2-core machine one
+    thread measured about 30x faster per step than two. ``None`` leaves torch's setting alone.
     """
     with torch_threads(threads):
-        return _run(cfg, out, device=device, progress=progress, figures=figures, _stop_after_task=_stop_after_task)
+        rundir = RunDir(out, cfg.settings(), overwrite=overwrite) if out is not None else None
+        device = get_device(device)
 
+        def train_seed(seed: int, checkpoint: Path | None, bar: Any) -> dict[str, Any]:
+            return {"seed": seed, "acc_matrix": run_seed(cfg, seed, device=device, checkpoint=checkpoint, bar=bar,
+                                                         _stop_after_task=_stop_after_task)}
 
-def _run(cfg: ContinualConfig, out: str | Path | None, *, device: torch.device | str | None, progress: bool,
-         figures: bool, _stop_after_task: int | None) -> dict[str, Any]:
-    out_dir = Path(out) if out is not None else None
-    done: dict[int, list[list[float]]] = {}
-    if out_dir is not None:
-        done = {s: rec["acc_matrix"] for s, rec in RunDir(out_dir, cfg.to_dict()).finished(cfg.seeds).items()}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        total = len(cfg.seeds) * cfg.n_tasks
-        bar = tqdm(total=total, initial=len(done) * cfg.n_tasks, desc=f"{cfg.dataset}/{cfg.method}",
-                   dynamic_ncols=True)
-    try:
-        for s in cfg.seeds:
-            if s in done:
-                continue
-            t0, c0 = time.perf_counter(), time.process_time()
-            ckpt = out_dir / "seeds" / f"seed_{s}.pt" if out_dir is not None else None
-            done[s] = run_seed(cfg, s, device=device, checkpoint=ckpt, bar=bar, _stop_after_task=_stop_after_task)
-            if out_dir is not None:  # times of this call (a resumed seed: only the part after the resume)
-                atomic_write_text(out_dir / "seeds" / f"seed_{s}.json",
-                                   json.dumps({"seed": s, "acc_matrix": done[s],
-                                               "seconds": time.perf_counter() - t0,
-                                               "cpu_seconds": time.process_time() - c0}))
-                ckpt.unlink(missing_ok=True)
-    finally:
-        if bar is not None:
-            bar.close()
+        done = run_seeds(cfg.seeds, train_seed, rundir=rundir, units=cfg.n_tasks,
+                         desc=f"{cfg.dataset}/{cfg.method}", progress=progress, device=device)
     results = {
         "config": cfg.to_dict(),
-        "per_seed": [{"seed": s, "acc_matrix": done[s]} for s in cfg.seeds],
-        "summary": metrics.summarize([done[s] for s in cfg.seeds]),
+        "per_seed": [{"seed": s, "acc_matrix": done[s]["acc_matrix"]} for s in cfg.seeds],
+        "summary": metrics.summarize([done[s]["acc_matrix"] for s in cfg.seeds]),
     }
-    if out_dir is not None:
-        atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1))
-        if figures:
-            save_figures(results, out_dir)
+    if rundir is None:
+        return results
+    results = rundir.write_results(results, command=command, device=device)
+    if figures:
+        save_figures(results, rundir.path)
     return results
 
 
 def save_figures(results: dict[str, Any], out_dir: Path) -> None:
-    from matplotlib.figure import Figure
-
-    from nlteach.continual.plots import draw_acc_matrix, draw_avg_acc
-
     fig = Figure(figsize=(5.5, 4.5), layout="constrained")
     draw_acc_matrix(fig, results)
     fig.savefig(out_dir / "acc_matrix.png", dpi=110)
@@ -447,31 +337,32 @@ def save_figures(results: dict[str, Any], out_dir: Path) -> None:
 
 def run_methods(dataset: str, methods: list[str], *, preset: str | None = None, seeds: tuple[int, ...] = (0, 1, 2),
                 out: str | Path | None = None, device: torch.device | str | None = None, progress: bool = False,
-                threads: int | None = 1, **overrides: Any) -> dict[str, dict[str, Any]]:
-    """:func:`run` for several methods with the preset's settings; ``out/<method>/`` each when ``out`` is given."""
+                threads: int | None = 1, command: str | None = None, overwrite: bool = False,
+                **overrides: Any) -> dict[str, dict[str, Any]]:
+    """:func:`run` for several methods with the preset's settings (``overrides``: see
+    :func:`preset_config`); ``out/<method>/`` each when ``out`` is given."""
     res = {}
     for m in methods:
         cfg = preset_config(dataset, m, preset, seeds=seeds, **overrides)
-        res[m] = run(cfg, None if out is None else Path(out) / m, device=device, progress=progress, threads=threads)
+        res[m] = run(cfg, None if out is None else Path(out) / m, device=device, progress=progress, threads=threads,
+                     command=command, overwrite=overwrite)
     return res
+
+
+def _learning_accuracy(results: dict[str, Any]) -> dict[str, Any]:
+    return summarize_values([metrics.learning_accuracy(p["acc_matrix"]) for p in results["per_seed"]])
 
 
 def format_table(results_by_method: dict[str, dict[str, Any]]) -> str:
     """A plain-text table: final average accuracy, BWT, forgetting and learning accuracy (the mean
     accuracy on each task right after learning it), mean +- std over seeds."""
-    lines = [f"{'method':10s} {'avg acc':>15s} {'BWT':>16s} {'forgetting':>15s} {'learning acc':>15s}  seeds"]
-    for m, r in results_by_method.items():
-        s = r["summary"]
-        avg, bwt, fgt = (f"{s[k]['mean']:{'+' if k == 'bwt' else ''}.3f} ± {s[k]['std']:.3f}"
-                         for k in ("avg_acc", "bwt", "forgetting"))
-        la = metrics.mean_std([metrics.learning_accuracy(p["acc_matrix"]) for p in r["per_seed"]])
-        la_s = f"{la['mean']:.3f} ± {la['std']:.3f}"
-        seeds = ",".join(str(p["seed"]) for p in r["per_seed"])
-        lines.append(f"{m:10s} {avg:>15s} {bwt:>16s} {fgt:>15s} {la_s:>15s}  {seeds}")
-    return "\n".join(lines)
+    rows = [{"method": m, **{name: pm_summary(r["summary"][k], 3) for k, name in SUMMARY_COLUMNS.items()},
+             "learning acc": pm_summary(_learning_accuracy(r), 3),
+             "seeds": ",".join(str(p["seed"]) for p in r["per_seed"])} for m, r in results_by_method.items()]
+    return text_table(rows, ["method", *SUMMARY_COLUMNS.values(), "learning acc", "seeds"])
 
 
-RESULTS_ROOT = Path(__file__).resolve().parents[2] / "results"  # the repository's committed results
+SUMMARY_COLUMNS = {"avg_acc": "avg acc", "bwt": "BWT", "forgetting": "forgetting"}
 
 
 def load_committed(dataset: str, preset: str = "laptop", root: str | Path | None = None
@@ -489,15 +380,9 @@ def load_committed(dataset: str, preset: str = "laptop", root: str | Path | None
             cpu = []
             for p in res["per_seed"]:
                 sf = folder / m / "seeds" / f"seed_{p['seed']}.json"
-                cpu.append(json.loads(sf.read_text()).get("cpu_seconds") if sf.exists() else None)
+                cpu.append(read_json(sf).get("cpu_seconds") if sf.exists() else None)
             out[m] = res | {"cpu_seconds": cpu}
     return out or None
-
-
-def load_results(path: str | Path) -> dict[str, Any]:
-    """Read a ``results.json`` (or the folder holding it)."""
-    p = Path(path)
-    return json.loads((p / "results.json" if p.is_dir() else p).read_text())
 
 
 def with_seeds(cfg: ContinualConfig, seeds: tuple[int, ...]) -> ContinualConfig:
@@ -507,18 +392,18 @@ def with_seeds(cfg: ContinualConfig, seeds: tuple[int, ...]) -> ContinualConfig:
 def comparison_rows(results_by_dataset: dict[str, dict[str, dict[str, Any]]],
                     params_by_dataset: dict[str, dict[str, dict[str, int]]] | None = None) -> list[dict[str, Any]]:
     """One row per (dataset, method): final average accuracy, BWT, forgetting and learning
-    accuracy (each ``{"mean", "std"}`` over seeds), the gaps of the means to ``finetune``, the
-    CPU seconds per seed (mean; None if not recorded) and the parameter count (if given)."""
+    accuracy (each a :func:`nlteach.runs.stats.summarize` dict over seeds), the gaps of the means
+    to ``finetune``, the CPU seconds per seed (mean; None if not recorded) and the parameter count
+    (if given)."""
     rows = []
     for d, res in results_by_dataset.items():
         base = res.get("finetune")
         for m, r in res.items():
             s = r["summary"]
-            la = metrics.mean_std([metrics.learning_accuracy(p["acc_matrix"]) for p in r["per_seed"]])
             cpu = [c for c in r.get("cpu_seconds") or [] if c is not None]
             row = {"dataset": d, "method": m, "seeds": [p["seed"] for p in r["per_seed"]],
-                   "avg_acc": s["avg_acc"], "bwt": s["bwt"], "forgetting": s["forgetting"], "learning_acc": la,
-                   "cpu_seconds": float(np.mean(cpu)) if cpu else None,
+                   "avg_acc": s["avg_acc"], "bwt": s["bwt"], "forgetting": s["forgetting"],
+                   "learning_acc": _learning_accuracy(r), "cpu_seconds": float(np.mean(cpu)) if cpu else None,
                    "params": (params_by_dataset or {}).get(d, {}).get(m, {}).get("total")}
             if base is not None:
                 row["d_avg_acc"] = s["avg_acc"]["mean"] - base["summary"]["avg_acc"]["mean"]
@@ -527,17 +412,12 @@ def comparison_rows(results_by_dataset: dict[str, dict[str, dict[str, Any]]],
     return rows
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
+def comparison_table(rows: list[dict[str, Any]]) -> str:
     """:func:`comparison_rows` as a markdown table (mean ± std over seeds)."""
-    def ms(v: dict[str, float], sign: str = "") -> str:
-        return f"{v['mean']:{sign}.3f} ± {v['std']:.3f}"
-
-    out = ["| stream | learner | final avg acc | BWT | forgetting | learning acc | Δ avg acc | Δ BWT | params | CPU s / seed |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        gap = (f"{r['d_avg_acc']:+.3f} | {r['d_bwt']:+.3f}") if "d_avg_acc" in r else "| "
-        out.append(f"| {r['dataset']} | {r['method']} | {ms(r['avg_acc'])} | {ms(r['bwt'], '+')} | "
-                   f"{ms(r['forgetting'])} | {ms(r['learning_acc'])} | {gap} | "
-                   f"{'' if r['params'] is None else format(r['params'], ',')} | "
-                   f"{'' if r['cpu_seconds'] is None else format(r['cpu_seconds'], '.0f')} |")
-    return "\n".join(out)
+    header = ["stream", "learner", "final avg acc", "BWT", "forgetting", "learning acc", "Δ avg acc", "Δ BWT",
+              "params", "CPU s / seed"]
+    body = [[r["dataset"], r["method"], *(pm_summary(r[k], 3) for k in ("avg_acc", "bwt", "forgetting", "learning_acc")),
+             *((f"{r['d_avg_acc']:+.3f}", f"{r['d_bwt']:+.3f}") if "d_avg_acc" in r else ("", "")),
+             "" if r["params"] is None else format(r["params"], ","),
+             "" if r["cpu_seconds"] is None else format(r["cpu_seconds"], ".0f")] for r in rows]
+    return markdown_table(header, body)

@@ -11,6 +11,7 @@ evaluation at every context length, resumable runs, ``results.json``) and
 
 from nlteach.longctx.plots import (
     accuracy_table,
+    config_periods,
     draw_accuracy,
     draw_cms_study,
     draw_grid,
@@ -21,10 +22,10 @@ from nlteach.longctx.runner import (
     MODELS,
     LongCtxConfig,
     build,
+    build_optimizer,
     combine,
     evaluate,
     format_table,
-    load_results,
     model_config,
     preset_config,
     run,
@@ -52,11 +53,12 @@ from nlteach.longctx.tasks import (
     render_example,
     token_names,
 )
+from nlteach.runs.seeds import load_results
 
 __all__ = [
     "CMS_MODELS", "IGNORE", "LANGUAGES", "MODELS", "MQAR", "NIAH", "RECALL_TASKS", "TASKS", "Batch",
     "FormalLanguage", "LongCtxConfig", "Task", "accuracy", "accuracy_counts", "accuracy_table", "build",
-    "combine", "draw_accuracy", "draw_grid", "evaluate", "format_table", "is_member", "length_bin",
+    "build_optimizer", "combine", "config_periods", "draw_accuracy", "draw_grid", "evaluate", "format_table", "is_member", "length_bin",
     "load_results", "make_rng", "make_task", "model_config", "preset_config", "run", "run_seed",
     "run_variants", "save_accuracy_figure", "split_combined", "verdict", "draw_cms_study", "render_example",
     "token_names",

@@ -86,8 +86,14 @@ def save_accuracy_figure(results_by_name: dict[str, dict[str, Any]], path: str |
     fig.savefig(path, dpi=100)
 
 
+def config_periods(config: dict[str, Any]) -> tuple[int, ...]:
+    """The CMS periods of a results file's ``config``: ``arch.cms_periods``, or the top-level key of
+    files written before the model's settings were nested under ``arch``; ``()`` when there is none."""
+    return tuple((config.get("arch") or config).get("cms_periods", ()))
+
+
 def _periods(res: dict[str, Any]) -> tuple[int, ...]:
-    return tuple(res["config"].get("cms_periods", ()))
+    return config_periods(res["config"])
 
 
 def draw_cms_study(fig: Figure, results_by_name: dict[str, dict[str, Any]],
@@ -95,7 +101,7 @@ def draw_cms_study(fig: Figure, results_by_name: dict[str, dict[str, Any]],
     """Two panels, after the paper's Fig. 7 (our runs, not its numbers): accuracy against the
     number of CMS levels (variants whose periods are ``levels[:k]``), and against the lowest
     frequency (the longest period) of the variants whose periods start with ``lowest_prefix`` and
-    have one more level. One line per evaluation length; error bars: std over seeds. Only runs
+    have one more level. One line per evaluation length; error bars: std over seeds (none for one seed). Only runs
     trained with the multi-frequency schedule are used."""
     multi = {n: r for n, r in results_by_name.items() if r["config"].get("multi_frequency", True)}
     series_a = sorted(((len(_periods(r)), r) for r in multi.values()
@@ -116,7 +122,8 @@ def draw_cms_study(fig: Figure, results_by_name: dict[str, dict[str, Any]],
             xs = [x for x, _ in series]
             acc = [r["summary"]["accuracy"][str(L)] for _, r in series]
             train_max = series[0][1]["summary"].get("train_max_length", L)
-            ax.errorbar(xs, [a["mean"] for a in acc], yerr=[a["std"] for a in acc], marker="o", ms=3, capsize=2,
+            spread = np.nan_to_num([a["std"] for a in acc])  # one seed: no spread (std NaN)
+            ax.errorbar(xs, [a["mean"] for a in acc], yerr=spread, marker="o", ms=3, capsize=2,
                         color=f"C{j}", label=f"length {L}{'*' if L > train_max else ''}")
         if log:
             ax.set_xscale("log", base=2)

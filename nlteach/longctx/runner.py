@@ -2,46 +2,49 @@
 :mod:`nlteach.longctx.tasks`: presets, a small training loop, resumable runs, ``results.json``.
 
 ``run(cfg, out)`` trains ``cfg.model`` on ``cfg.task`` once per seed, then measures accuracy at
-every evaluation context length, and writes, in ``out``:
+every evaluation context length, and writes, in ``out`` (a :class:`nlteach.runs.rundir.RunDir`):
 
-- ``results.json``: ``command``, ``config`` (every setting), ``per_seed`` (a list of
-  ``{"seed": int, "accuracy": {"<context length>": float in [0, 1]}}``), ``details`` (per seed:
-  parameters, seconds, the training-loss curve, the git commit and uncommitted library files of
-  the checkout that trained it; the top-level ``git_commit`` is the one that wrote the file) and
-  ``summary`` (per length: mean, std (ddof=1),
-  min, max over seeds; the longest training length; chance accuracy);
+- ``results.json``: ``config`` (every setting; the model's in ``config["arch"]``), ``per_seed`` (a
+  list of ``{"seed": int, "accuracy": {"<context length>": float in [0, 1]}}``), ``details`` (per
+  seed: parameters, seconds, the training-loss curve, the provenance of the code that trained it),
+  ``summary`` (per length: :func:`nlteach.runs.stats.summarize` of the accuracy over seeds, plus
+  min and max; the longest training length; chance accuracy) and ``provenance`` (commit, dirty
+  files, command, device of the run that wrote the file);
 - ``accuracy.png``: accuracy against context length (mean over seeds, band = min..max);
-- ``seeds/seed_<s>.json`` for every finished seed and, while a seed trains, ``seeds/seed_<s>.pt``
-  (written atomically every ``ckpt_every`` steps).
+- ``config.json``, ``seeds/seed_<s>.json`` for every finished seed and, while a seed trains,
+  ``seeds/seed_<s>.pt`` (written atomically every ``ckpt_every`` steps).
 
 **Training.** Step s (from 1) trains on ``batch_size`` fresh examples of length
 ``train_lengths[(s - 1) % len(train_lengths)]`` drawn with ``make_rng(seed, 0, s)``: the data are a
 pure function of ``(seed, step)``, the initial weights of ``seed``, and nothing else draws random
 numbers, so a run interrupted after any checkpoint and started again gives the same numbers as an
 uninterrupted one (on CPU bit for bit). The loss is cross-entropy on the answer positions only.
-AdamW (betas 0.9/0.95, weight decay on matrices only, as :func:`nlteach.train.make_optimizer`),
-linear warmup then cosine (:class:`nlteach.train.WarmupCosine`), gradient clipping at 1.
+AdamW from :mod:`nlteach.recipes` (betas 0.9/0.95, weight decay on matrices only), linear warmup
+then cosine (:class:`nlteach.recipes.WarmupCosine`), gradient clipping at 1.
 
-**CMS levels.** For models with a CMS (``hope``, ``hope-attention``), ``cms_periods`` sets the levels
-(``ModelConfig.cms_periods``) and ``multi_frequency=True`` trains level l only every
-``cms_periods[l]`` optimizer steps, on the gradients summed since its last update (Eq. 71 of arXiv
-v1, through :class:`nlteach.cms.MultiFrequencyOptimizer`; every other parameter steps every step).
-With ``multi_frequency=False`` every level trains at every step (the CMS is then a plain chain of
-MLPs, as in notebook 09). The frequencies are counted in optimizer steps: our models' CMS has no
-in-context (token-time) update.
+**CMS levels.** For models with a CMS (``hope``, ``hope-attention``), ``arch.cms_periods`` sets the
+levels and ``multi_frequency=True`` trains level l only every ``cms_periods[l]`` optimizer steps,
+on the mean of the gradients accumulated since its last update (Eq. 71 of arXiv v1 with the
+project's one reduce rule, :func:`nlteach.recipes.make_model_optimizer`; every other parameter
+steps every step). With ``multi_frequency=False`` every level trains at every step (the CMS is
+then a plain chain of MLPs, as in notebook 09). The frequencies are counted in optimizer steps: our
+models' CMS has no in-context (token-time) update. (Runs made before the recipes module summed
+the gradients instead of averaging them; with AdamW the two differ only through epsilon.)
 
 **Evaluation.** At each length of ``eval_lengths``, ``eval_examples`` examples drawn with
 ``make_rng(seed, 1, length)`` (a stream the training never draws from), greedy answers (argmax),
 accuracy per the task's unit (MQAR: per query; others: per example, exact match).
 Lengths longer than every training length measure length generalization.
+
+**Resuming** follows the project's one policy (:mod:`nlteach.runs.rundir`): the same settings
+resume (finished seeds are read back, an interrupted seed continues from its checkpoint); other
+settings are refused with an error naming them; ``overwrite=True`` (``--overwrite``) starts over.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
-import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -51,6 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from nlteach.config import by_preset, get_device, get_preset
+from nlteach.longctx.plots import save_accuracy_figure
 from nlteach.longctx.tasks import (
     IGNORE,
     LANGUAGES,
@@ -60,39 +64,41 @@ from nlteach.longctx.tasks import (
     make_rng,
     make_task,
 )
-from nlteach.models import (
-    ModelConfig,
-    build_model,
-    cms_level_parameters,
-    count_parameters,
-    size_to_budget,
-)
-from nlteach.runs.io import atomic_save, atomic_write_text, load_checkpoint
-from nlteach.runs.rundir import RunDir
-from nlteach.runs.threads import torch_threads  # noqa: F401 (re-exported)
-from nlteach.train import WarmupCosine
+from nlteach.models import ModelConfig, build_model, count_parameters, size_to_budget
+from nlteach.recipes import WarmupCosine, make_model_optimizer, set_lr
+from nlteach.runs.rundir import RunDir, plain
+from nlteach.runs.seeds import flat_settings, load_seed_checkpoint, run_seeds, save_seed_checkpoint
+from nlteach.runs.stats import summarize as summarize_values
+from nlteach.runs.tables import pm, text_table
+from nlteach.runs.threads import torch_threads
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: settings with the model's config nested under "arch"
 MODELS = ("transformer", "titans", "hope", "hope-attention")
 CMS_MODELS = ("hope", "hope-attention")
+ARCH_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ModelConfig))
+LEGACY_ARCH_KEYS = ("dim", "n_layers", "n_heads", "chunk_size", "proj_chunk_size", "cms_periods")
+"""Model settings that results.json files written before ``arch`` existed keep at the top level."""
+
+
+def default_arch() -> ModelConfig:
+    """The model settings of :class:`LongCtxConfig` when none are given (``vocab_size`` comes from
+    the task)."""
+    return ModelConfig(dim=64, n_layers=2, n_heads=2, chunk_size=16, proj_chunk_size=16, cms_periods=(1, 4, 16))
 
 
 @dataclass(frozen=True)
 class LongCtxConfig:
-    """Every setting of a run (see the module docstring). ``params``: a parameter budget; when set,
-    ``dim`` is chosen by :func:`nlteach.models.size_to_budget` (equal parameters across models)."""
+    """Every setting of a run (see the module docstring). ``arch``: the model's
+    :class:`~nlteach.models.ModelConfig` (its ``vocab_size`` stays None: the task sets it).
+    ``params``: a parameter budget; when set, ``arch.dim`` stays None and is chosen by
+    :func:`nlteach.models.size_to_budget` (equal parameters across models)."""
 
     task: str = "mqar"
     model: str = "transformer"
     preset: str = "laptop"
     seeds: tuple[int, ...] = (0, 1, 2)
-    dim: int = 64
+    arch: ModelConfig = field(default_factory=default_arch)
     params: int | None = None
-    n_layers: int = 2
-    n_heads: int = 2
-    chunk_size: int = 16
-    proj_chunk_size: int = 16
-    cms_periods: tuple[int, ...] = (1, 4, 16)
     multi_frequency: bool = True
     steps: int = 300
     batch_size: int = 32
@@ -117,8 +123,17 @@ class LongCtxConfig:
             raise ValueError(f"seeds must be non-negative ints, got {self.seeds!r}.")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {self.seeds!r}.")
-        for name in ("dim", "n_layers", "n_heads", "chunk_size", "proj_chunk_size", "steps", "batch_size",
-                     "eval_examples", "eval_batch", "log_every", "ckpt_every"):
+        if not isinstance(self.arch, ModelConfig):
+            raise ValueError(f"arch must be a ModelConfig, got {type(self.arch).__name__}.")
+        if self.arch.vocab_size is not None:
+            raise ValueError(f"arch.vocab_size is set by the task; leave it None (got {self.arch.vocab_size}).")
+        for name in ("n_layers", "n_heads"):
+            if getattr(self.arch, name) is None:
+                raise ValueError(f"arch.{name} must be set (a positive int).")
+        if (self.params is None) == (self.arch.dim is None):
+            raise ValueError("set exactly one of params (a parameter budget that sizes arch.dim) and arch.dim, "
+                             f"got params={self.params!r}, arch.dim={self.arch.dim!r}.")
+        for name in ("steps", "batch_size", "eval_examples", "eval_batch", "log_every", "ckpt_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}.")
@@ -128,7 +143,7 @@ class LongCtxConfig:
             raise ValueError(f"warmup must be an int in [0, steps={self.steps}), got {self.warmup!r}.")
         if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}.")
-        for name in ("train_lengths", "eval_lengths", "cms_periods"):
+        for name in ("train_lengths", "eval_lengths"):
             v = getattr(self, name)
             if not v or any(not isinstance(x, int) or isinstance(x, bool) or x < 1 for x in v):
                 raise ValueError(f"{name} must be a non-empty tuple of positive ints, got {v!r}.")
@@ -143,6 +158,10 @@ class LongCtxConfig:
         return make_task(self.task, **self.task_options)
 
     @property
+    def cms_periods(self) -> tuple[int, ...]:
+        return tuple(self.arch.cms_periods)
+
+    @property
     def variant(self) -> str:
         """The model's name plus its CMS levels when it has a CMS: ``hope_cms1-4-16``."""
         if self.model in CMS_MODELS:
@@ -150,18 +169,29 @@ class LongCtxConfig:
         return self.model
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("seeds", "cms_periods", "train_lengths", "eval_lengths"):
-            d[k] = list(d[k])
-        return d
+        """Every setting as JSON gives it back (tuples as lists, ``arch`` as a dict)."""
+        return plain(asdict(self))
+
+    def settings(self) -> dict[str, Any]:
+        """The settings a run folder and a checkpoint compare: :meth:`to_dict` with dotted names
+        (``arch.dim``) and without the seeds."""
+        return {k: v for k, v in flat_settings(self.to_dict()).items() if k != "seeds"}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LongCtxConfig:
+        """The inverse of :meth:`to_dict`; also reads the flat layout of files written before
+        ``arch`` existed (model settings at the top level, ``dim`` kept even when ``params`` sized it)."""
         d = dict(d)
-        for k in ("seeds", "cms_periods", "train_lengths", "eval_lengths"):
+        if "arch" in d:
+            arch = dict(d.pop("arch"))
+        else:  # the flat layout
+            arch = {k: d.pop(k) for k in LEGACY_ARCH_KEYS if k in d}
+            if d.get("params") is not None:
+                arch["dim"] = None
+        for k in ("seeds", "train_lengths", "eval_lengths"):
             if k in d:
                 d[k] = tuple(d[k])
-        return cls(**d)
+        return cls(**d, arch=replace(default_arch(), **arch))
 
 
 def _task_sizes(preset: str, task: str) -> dict[str, Any]:
@@ -185,10 +215,13 @@ def _task_sizes(preset: str, task: str) -> dict[str, Any]:
                      full=dict(train_lengths=(256, 512, 1024), eval_lengths=(256, 512, 1024, 2048, 4096)))
 
 
+
 def preset_config(task: str, model: str = "transformer", preset: str | None = None,
                   seeds: tuple[int, ...] = (0, 1, 2), **overrides: Any) -> LongCtxConfig:
     """The settings of ``preset`` (default: the active one) for ``task`` and ``model``; keyword
-    ``overrides`` replace any field of :class:`LongCtxConfig` (``steps=..., cms_periods=...``).
+    ``overrides`` replace any field of :class:`LongCtxConfig` or of its ``arch``
+    (:class:`~nlteach.models.ModelConfig`: ``steps=..., cms_periods=..., n_layers=...``). Giving
+    ``params`` sizes ``dim`` to it; giving ``dim`` drops the parameter budget.
 
     Sizes (laptop): about 60k parameters (2 layers, 2 heads, the same budget for every model), 600
     steps of 32 examples (formal languages: 300), training on 32-token haystacks, 16-32-token MQAR
@@ -204,20 +237,26 @@ def preset_config(task: str, model: str = "transformer", preset: str | None = No
         tiny=dict(params=None, dim=16, n_layers=1, n_heads=2, steps=6, batch_size=8, lr=3e-3, warmup=1,
                   eval_examples=16, eval_batch=16, log_every=2, ckpt_every=3, chunk_size=8, proj_chunk_size=8,
                   cms_periods=(1, 2)),
-        laptop=dict(params=60_000, n_layers=2, n_heads=2, steps=600, batch_size=32, lr=3e-3, warmup=30,
+        laptop=dict(params=60_000, dim=None, n_layers=2, n_heads=2, steps=600, batch_size=32, lr=3e-3, warmup=30,
                     eval_examples=256, eval_batch=64, log_every=20, ckpt_every=100, chunk_size=16,
                     proj_chunk_size=16, cms_periods=(1, 4, 16)),
-        full=dict(params=5_000_000, n_layers=4, n_heads=4, steps=5000, batch_size=64, lr=1e-3, warmup=250,
+        full=dict(params=5_000_000, dim=None, n_layers=4, n_heads=4, steps=5000, batch_size=64, lr=1e-3, warmup=250,
                   eval_examples=1000, eval_batch=32, log_every=50, ckpt_every=250, chunk_size=64,
                   proj_chunk_size=16, cms_periods=(1, 4, 16)),
     ))
     values.update(_task_sizes(preset, task))
-    known = {f for f in LongCtxConfig.__dataclass_fields__}
+    top = {f.name for f in dataclasses.fields(LongCtxConfig)} - {"arch"}
+    arch_fields = set(ARCH_FIELDS) - {"vocab_size"}
     for k, v in overrides.items():
-        if k not in known:
-            raise ValueError(f"unknown setting {k!r}; known: {sorted(known)}.")
+        if k not in top | arch_fields:
+            raise ValueError(f"unknown setting {k!r}; known: {sorted(top)} and the model's {sorted(arch_fields)}.")
         values[k] = tuple(v) if k in ("seeds", "cms_periods", "train_lengths", "eval_lengths") else v
-    return LongCtxConfig(**values)
+    if "params" in overrides and "dim" not in overrides:
+        values["dim"] = None if overrides["params"] is not None else default_arch().dim
+    elif "dim" in overrides and "params" not in overrides:
+        values["params"] = None
+    arch = ModelConfig(**{k: values.pop(k) for k in list(values) if k in arch_fields})
+    return LongCtxConfig(**values, arch=arch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,11 +264,9 @@ def preset_config(task: str, model: str = "transformer", preset: str | None = No
 
 
 def model_config(cfg: LongCtxConfig) -> ModelConfig:
-    """The :class:`ModelConfig` of ``cfg`` (``dim`` sized to ``params`` when it is set)."""
-    task = cfg.make_task()
-    base = ModelConfig(vocab_size=task.vocab_size, dim=cfg.dim, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-                       chunk_size=cfg.chunk_size, proj_chunk_size=cfg.proj_chunk_size,
-                       cms_periods=tuple(cfg.cms_periods))
+    """The :class:`ModelConfig` of ``cfg``: ``arch`` with the task's vocabulary and, when ``params``
+    is set, ``dim`` sized to it."""
+    base = cfg.arch.replace(vocab_size=cfg.make_task().vocab_size)
     return size_to_budget(cfg.model, cfg.params, base) if cfg.params else base
 
 
@@ -241,34 +278,11 @@ def build(cfg: LongCtxConfig, seed: int) -> torch.nn.Module:
         return build_model(cfg.model, mcfg)
 
 
-def _adamw(params: list[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=(0.9, 0.95))
-
-
-def make_optimizer(cfg: LongCtxConfig, model: torch.nn.Module):
-    """AdamW; for a CMS model with ``multi_frequency``, one AdamW per CMS level inside a
-    :class:`nlteach.cms.MultiFrequencyOptimizer` (the other parameters: a level of period 1)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not (cfg.multi_frequency and cfg.model in CMS_MODELS):
-        return _adamw(params, cfg.lr, cfg.weight_decay)
-    from nlteach.cms import MultiFrequencyOptimizer  # noqa: PLC0415
-
-    levels = cms_level_parameters(model)
-    in_cms = {id(p) for lv in levels for p in lv}
-    rest = [p for p in params if id(p) not in in_cms]
-    wd = cfg.weight_decay
-
-    def base(ps, lr):  # a MultiFrequencyOptimizer level: AdamW with matrix-only weight decay
-        return _adamw(list(ps), lr, wd)
-
-    return MultiFrequencyOptimizer([rest, *levels], (1, *cfg.cms_periods), base=base, reduce="sum", lr=cfg.lr)
-
-
-def set_lr(optimizer, lr: float) -> None:
-    for g in optimizer.param_groups:
-        g["lr"] = lr
+def build_optimizer(cfg: LongCtxConfig, model: torch.nn.Module) -> Any:
+    """AdamW (:func:`nlteach.recipes.make_model_optimizer`); for a CMS model with
+    ``multi_frequency``, one AdamW per CMS level, level l stepping every ``cms_periods[l]`` steps."""
+    return make_model_optimizer("adamw", model, cfg.lr, weight_decay=cfg.weight_decay,
+                                cms_multi_frequency=cfg.multi_frequency and cfg.model in CMS_MODELS)
 
 
 def train_batch(cfg: LongCtxConfig, task: Task, seed: int, step: int):
@@ -326,18 +340,16 @@ def run_seed(cfg: LongCtxConfig, seed: int, *, device: torch.device | str | None
              checkpoint: Path | None = None, bar: Any = None, _stop_after_step: int | None = None
              ) -> dict[str, Any]:
     """Train and evaluate one seed; returns ``{"seed", "accuracy", "n_params", "seconds",
-    "loss_curve"}``. Resumes from ``checkpoint`` when it exists (same settings required)."""
+    "eval_seconds", "loss_curve", "nonfinite_step"}``. Resumes from ``checkpoint`` when it exists
+    (same settings required)."""
     device = get_device(device)
     task = cfg.make_task()
     model = build(cfg, seed).to(device)
-    opt = make_optimizer(cfg, model)
+    opt = build_optimizer(cfg, model)
     sched = WarmupCosine(cfg.steps, cfg.warmup, 0.1)
     step, curve, seconds, loss_sum, loss_n, nonfinite = 0, [], 0.0, 0.0, 0, None
-    if checkpoint is not None and checkpoint.exists():
-        state = load_checkpoint(checkpoint)
-        if state.get("version") != CHECKPOINT_VERSION or state["config"] != {k: v for k, v in cfg.to_dict().items() if k != "seeds"}:
-            raise ValueError(f"{checkpoint} was written by another version or configuration; delete it to "
-                             "start this seed again.")
+    state = load_seed_checkpoint(checkpoint, cfg.settings(), version=CHECKPOINT_VERSION)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, curve, seconds = state["step"], state["curve"], state["seconds"]
@@ -368,10 +380,10 @@ def run_seed(cfg: LongCtxConfig, seed: int, *, device: torch.device | str | None
         if bar is not None:
             bar.update(1)
         if checkpoint is not None and step % cfg.ckpt_every == 0 and step < cfg.steps:
-            atomic_save({"version": CHECKPOINT_VERSION, "config": {k: v for k, v in cfg.to_dict().items() if k != "seeds"}, "seed": seed,
-                         "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                         "curve": curve, "seconds": seconds, "loss_sum": loss_sum, "loss_n": loss_n,
-                         "nonfinite": nonfinite}, checkpoint)
+            save_seed_checkpoint(checkpoint, cfg.settings(), {
+                "seed": seed, "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "curve": curve, "seconds": seconds, "loss_sum": loss_sum, "loss_n": loss_n, "nonfinite": nonfinite,
+            }, version=CHECKPOINT_VERSION)
             if _stop_after_step is not None and step >= _stop_after_step:
                 raise _Interrupted(f"stopped after step {step} (test hook)")
     t0 = time.perf_counter()
@@ -380,17 +392,16 @@ def run_seed(cfg: LongCtxConfig, seed: int, *, device: torch.device | str | None
             "eval_seconds": time.perf_counter() - t0, "loss_curve": curve, "nonfinite_step": nonfinite}
 
 
-def mean_std(xs: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
-            "min": min(xs), "max": max(xs)}
-
-
 def summarize(cfg: LongCtxConfig, per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per length: mean, std, min, max of the accuracy over seeds; plus the facts figures need."""
+    """Per length: :func:`nlteach.runs.stats.summarize` of the accuracy over seeds (mean, std, n,
+    ci95, dropped) with its min and max; plus the facts figures need."""
     task = cfg.make_task()
-    lengths = [str(L) for L in cfg.eval_lengths]
+
+    def stats(xs: list[float]) -> dict[str, Any]:
+        return {**summarize_values(xs), "min": min(xs), "max": max(xs)}
+
     return {
-        "accuracy": {L: mean_std([p["accuracy"][L] for p in per_seed]) for L in lengths},
+        "accuracy": {str(L): stats([p["accuracy"][str(L)] for p in per_seed]) for L in cfg.eval_lengths},
         "train_max_length": max(cfg.train_lengths),
         "chance": chance_accuracy(task),
         "unit": task.unit,
@@ -398,93 +409,49 @@ def summarize(cfg: LongCtxConfig, per_seed: list[dict[str, Any]]) -> dict[str, A
     }
 
 
+DETAILS = ("seed", "n_params", "seconds", "eval_seconds", "nonfinite_step", "loss_curve", "cpu_seconds", "provenance")
+"""The keys of a seed's record that ``results.json`` repeats under ``details`` (None where a record
+does not hold one: a run without a folder has no provenance)."""
+
+
 def run(cfg: LongCtxConfig, out: str | Path | None = None, *, device: torch.device | str | None = None,
         progress: bool = False, figures: bool = True, threads: int | None = 1, command: str | None = None,
-        _stop_after_step: int | None = None) -> dict[str, Any]:
+        overwrite: bool = False, _stop_after_step: int | None = None) -> dict[str, Any]:
     """Every seed of ``cfg``; returns the results.json dict (written, with a figure, to ``out``).
 
-    ``out=None`` writes nothing (notebooks). Otherwise rerunning the same call resumes: finished
-    seeds are read back, an interrupted seed continues from its checkpoint; another configuration in
-    the same ``out`` is refused. ``threads``: torch CPU threads during the run (1 by default: these
-    models are small, and one thread is faster than two on a shared 2-core machine).
+    ``out=None`` writes nothing (notebooks). Otherwise ``out`` is a run folder with the project's
+    resume policy (module docstring); ``overwrite=True`` deletes a previous run there first.
+    ``command``: recorded in the provenance (default: this process's command line). ``threads``:
+    torch CPU threads during the run (1 by default: these models are small, and one thread is
+    faster than two on a shared 2-core machine).
     """
     with torch_threads(threads):
-        return _run(cfg, out, device=device, progress=progress, figures=figures, command=command,
-                    _stop_after_step=_stop_after_step)
+        rundir = RunDir(out, cfg.settings(), overwrite=overwrite) if out is not None else None
+        device = get_device(device)
 
+        def train_seed(seed: int, checkpoint: Path | None, bar: Any) -> dict[str, Any]:
+            return run_seed(cfg, seed, device=device, checkpoint=checkpoint, bar=bar,
+                            _stop_after_step=_stop_after_step)
 
-def _run(cfg, out, *, device, progress, figures, command, _stop_after_step) -> dict[str, Any]:
-    out_dir = Path(out) if out is not None else None
-    done: dict[int, dict[str, Any]] = {}
-    if out_dir is not None:
-        done = RunDir(out_dir, cfg.to_dict()).finished(cfg.seeds)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(cfg.seeds) * cfg.steps, initial=len(done) * cfg.steps,
-                   desc=f"{cfg.task}/{cfg.variant}", dynamic_ncols=True, file=sys.stderr)
-    try:
-        for s in cfg.seeds:
-            if s in done:
-                continue
-            ckpt = out_dir / "seeds" / f"seed_{s}.pt" if out_dir is not None else None
-            done[s] = run_seed(cfg, s, device=device, checkpoint=ckpt, bar=bar, _stop_after_step=_stop_after_step)
-            # provenance of this seed's numbers, kept with them: a later resume that only reads
-            # the seed back must not re-stamp it with the commit of that later checkout
-            done[s].update(git_commit=_git_commit(), git_dirty=_git_dirty())
-            if out_dir is not None:
-                atomic_write_text(out_dir / "seeds" / f"seed_{s}.json", json.dumps(done[s]))
-                ckpt.unlink(missing_ok=True)
-    finally:
-        if bar is not None:
-            bar.close()
+        done = run_seeds(cfg.seeds, train_seed, rundir=rundir, units=cfg.steps, desc=f"{cfg.task}/{cfg.variant}",
+                         progress=progress, device=device)
     per_seed = [{"seed": s, "accuracy": done[s]["accuracy"]} for s in cfg.seeds]
     results = {
-        "command": command,
-        "git_commit": _git_commit(),
-        "git_dirty": _git_dirty(),
-        "torch": torch.__version__,
-        "device": str(get_device(device)),
         "config": cfg.to_dict(),
         "variant": cfg.variant,
         "per_seed": per_seed,
-        "details": [{**{k: done[s][k] for k in ("seed", "n_params", "seconds", "eval_seconds", "nonfinite_step", "loss_curve")},
-                     **{k: done[s].get(k) for k in ("git_commit", "git_dirty")}}  # (None: a seed file from before)
-                    for s in cfg.seeds],
+        "details": [{k: done[s].get(k) for k in DETAILS} for s in cfg.seeds],
         "summary": summarize(cfg, per_seed),
     }
-    if out_dir is not None:
-        atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1))
-        if figures:
-            from nlteach.longctx.plots import save_accuracy_figure
-
-            save_accuracy_figure({cfg.variant: results}, out_dir / "accuracy.png")
+    if rundir is None:
+        return results
+    results = rundir.write_results(results, command=command, device=device)
+    if figures:
+        save_accuracy_figure({cfg.variant: results}, rundir.path / "accuracy.png")
     return results
 
 
-def _git(*args: str) -> str | None:
-    import subprocess  # noqa: PLC0415
-
-    try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _git_commit() -> str | None:
-    """The commit of the library's checkout (None outside a git checkout)."""
-    return _git("rev-parse", "HEAD") or None
-
-
-def _git_dirty() -> list[str] | None:
-    """Library files with uncommitted changes when the run ended (the numbers came from those)."""
-    out = _git("status", "--porcelain", "--untracked-files=no", "--", ":(top)nlteach")
-    return None if out is None else sorted(line.split(maxsplit=1)[1] for line in out.splitlines() if line.strip())
-
-
-def combine(results_by_variant: dict[str, dict[str, Any]], command: str | None = None) -> dict[str, Any]:
+def combine(results_by_variant: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One results dict for several runs of the same task: ``config`` (the shared settings and each
     variant's), ``per_seed`` (every run's ``{"seed", "accuracy"}`` entries, tagged with ``"model"``:
     the variant name) and ``summary`` (each variant's summary)."""
@@ -495,7 +462,6 @@ def combine(results_by_variant: dict[str, dict[str, Any]], command: str | None =
         raise ValueError(f"combine() takes runs of one task, got {sorted(tasks)}.")
     first = next(iter(results_by_variant.values()))["config"]
     return {
-        "command": command,
         "config": {"task": first["task"], "preset": first["preset"], "seeds": first["seeds"],
                    "variants": {v: r["config"] for v, r in results_by_variant.items()}},
         "per_seed": [{"model": v, **p} for v, r in results_by_variant.items() for p in r["per_seed"]],
@@ -505,8 +471,8 @@ def combine(results_by_variant: dict[str, dict[str, Any]], command: str | None =
 
 
 def split_combined(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The inverse of :func:`combine`: ``{variant: results dict}``. A single run's dict comes back
-    as ``{its variant: it}``."""
+    """The inverse of :func:`combine`: ``{variant: results dict}`` (each with the combined file's
+    ``provenance``, None if it has none). A single run's dict comes back as ``{its variant: it}``."""
     if "variants" not in results.get("config", {}):
         name = results.get("variant") or results["config"].get("model", "run")
         return {name: results}
@@ -515,34 +481,34 @@ def split_combined(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         out[v] = {"config": cfg, "variant": v,
                   "per_seed": [{"seed": p["seed"], "accuracy": p["accuracy"]}
                                for p in results["per_seed"] if p["model"] == v],
-                  "summary": results["summary"][v], "details": results.get("details", {}).get(v, [])}
+                  "summary": results["summary"][v], "details": results.get("details", {}).get(v, []),
+                  "provenance": results.get("provenance")}
     return out
 
-
-def run_variants(cfgs: list[LongCtxConfig], out: str | Path | None = None, **kw: Any) -> dict[str, Any]:
+def run_variants(cfgs: list[LongCtxConfig], out: str | Path | None = None, *, overwrite: bool = False,
+                 command: str | None = None, figures: bool = True, **kw: Any) -> dict[str, Any]:
     """:func:`run` for several configurations of one task (models, or CMS variants); each writes to
     ``out/<variant>/``; the combined dict (:func:`combine`) goes to ``out/results.json`` with a
-    comparison figure ``out/accuracy.png``. Returns the combined dict."""
+    comparison figure ``out/accuracy.png``. ``out`` is itself a run folder whose settings are the
+    task and the list of variants (another list is refused; ``overwrite=True`` deletes it all first),
+    and each variant's folder checks that variant's settings.
+    ``kw`` goes to :func:`run`. Returns the combined dict."""
     names = [c.variant for c in cfgs]
     if len(set(names)) != len(names):
         raise ValueError(f"two configurations have the same variant name: {names}.")
-    res = {}
-    for c in cfgs:
-        res[c.variant] = run(c, None if out is None else Path(out) / c.variant, **kw)
-    combined = combine(res, kw.get("command"))
+    rundir = None
     if out is not None:
-        atomic_write_text(Path(out) / "results.json", json.dumps(combined, indent=1))
-        if kw.get("figures", True):
-            from nlteach.longctx.plots import save_accuracy_figure
-
-            save_accuracy_figure(res, Path(out) / "accuracy.png")
+        # each variant's folder checks its own settings; this folder, which variants it combines
+        rundir = RunDir(out, {"task": sorted({c.task for c in cfgs}), "variants": names}, overwrite=overwrite)
+    res = {c.variant: run(c, None if rundir is None else rundir.path / c.variant, command=command, figures=figures, **kw)
+           for c in cfgs}
+    combined = combine(res)
+    if rundir is None:
+        return combined
+    combined = rundir.write_results(combined, command=command, device=get_device(kw.get("device")))
+    if figures:
+        save_accuracy_figure(res, rundir.path / "accuracy.png")
     return combined
-
-
-def load_results(path: str | Path) -> dict[str, Any]:
-    """Read a ``results.json`` (or the folder holding it)."""
-    p = Path(path)
-    return json.loads((p / "results.json" if p.is_dir() else p).read_text())
 
 
 def with_seeds(cfg: LongCtxConfig, seeds: tuple[int, ...]) -> LongCtxConfig:
@@ -552,24 +518,16 @@ def with_seeds(cfg: LongCtxConfig, seeds: tuple[int, ...]) -> LongCtxConfig:
 def format_table(results_by_variant: dict[str, dict[str, Any]]) -> str:
     """A plain-text table: one row per variant, accuracy mean +- std over seeds at each length
     (lengths beyond the longest training length marked with *)."""
-    rows = []
-    lengths: list[str] = []
-    for r in results_by_variant.values():
-        for L in r["summary"]["accuracy"]:
-            if L not in lengths:
-                lengths.append(L)
-    lengths.sort(key=int)
+    lengths = sorted({L for r in results_by_variant.values() for L in r["summary"]["accuracy"]}, key=int)
     train_max = max(r["summary"]["train_max_length"] for r in results_by_variant.values())
-    head = [f"{L}{'*' if int(L) > train_max else ''}" for L in lengths]
-    width = max([len(v) for v in results_by_variant] + [7])
-    rows.append(f"{'variant':{width}s}  " + "  ".join(f"{h:>13s}" for h in head) + "  seeds")
+    head = {L: f"{L}{'*' if int(L) > train_max else ''}" for L in lengths}
+    rows = []
     for v, r in results_by_variant.items():
         acc = r["summary"]["accuracy"]
-        cells = [f"{acc[L]['mean']:.3f} ± {acc[L]['std']:.3f}" if L in acc else "-" for L in lengths]
-        seeds = ",".join(str(p["seed"]) for p in r["per_seed"])
-        rows.append(f"{v:{width}s}  " + "  ".join(f"{c:>13s}" for c in cells) + f"  {seeds}")
-    rows.append(f"(* = longer than every training length; the longest trained is {train_max})")
-    return "\n".join(rows)
+        rows.append({"variant": v, **{head[L]: pm(acc[L]["mean"], acc[L]["std"], 3) if L in acc else "-" for L in lengths},
+                     "seeds": ",".join(str(p["seed"]) for p in r["per_seed"])})
+    return (text_table(rows, ["variant", *head.values(), "seeds"])
+            + f"\n(* = longer than every training length; the longest trained is {train_max})")
 
 
 def verdict(results_by_variant: dict[str, dict[str, Any]], *, margin: float = 2.0) -> str:
@@ -596,7 +554,7 @@ def verdict(results_by_variant: dict[str, dict[str, Any]], *, margin: float = 2.
                 if str(L) in r["summary"]["accuracy"]}
         best = max(accs, key=lambda v: accs[v]["mean"])
         b = accs[best]
-        lines.append(f"{label} ({L}): best {best} {b['mean']:.3f} ± {b['std']:.3f}")
+        lines.append(f"{label} ({L}): best {best} {pm(b['mean'], b['std'], 3)}")
         for v, a in sorted(accs.items(), key=lambda kv: -kv[1]["mean"]):
             if v == best:
                 continue
@@ -604,7 +562,7 @@ def verdict(results_by_variant: dict[str, dict[str, Any]], *, margin: float = 2.
             n = min(s0.get("n_seeds", 1), results_by_variant[v]["summary"].get("n_seeds", 1))
             judged = ("one seed: cannot tell" if n < 2 else
                       "clear" if gap > margin * max(a["std"], b["std"]) else "within the seed spread")
-            lines.append(f"  {v}: {a['mean']:.3f} ± {a['std']:.3f} ({gap:+.3f} behind, {judged})")
+            lines.append(f"  {v}: {pm(a['mean'], a['std'], 3)} ({gap:+.3f} behind, {judged})")
     chance = s0.get("chance", 0.0)
     if lengths[-1] > at_train:
         lines.append(f"length generalization ({at_train} -> {lengths[-1]}; chance ~ {chance:.3g}):")
@@ -616,3 +574,4 @@ def verdict(results_by_variant: dict[str, dict[str, Any]], *, margin: float = 2.
                        " (only partly learned at the training length)" if a < 0.5 else "")
             lines.append(f"  {v}: {a:.3f} -> {z:.3f} ({tag}){learned}")
     return "\n".join(lines)
+

@@ -13,7 +13,11 @@ tables and the common command-line options. Each concern has one home here:
   paired differences, and what was dropped;
 - :mod:`nlteach.runs.tables`: markdown and plain-text tables, ``mean ± std`` cells;
 - :mod:`nlteach.runs.cli`: ``--preset --device --out --threads --seeds --overwrite`` for every command
-  line, and options generated from a config dataclass.
+  line, and options generated from a config dataclass;
+- :mod:`nlteach.runs.seeds`: every seed of a run folder (finished seeds read back, the others trained,
+  timed and saved with provenance) and seed checkpoints under the resume policy;
+- :mod:`nlteach.runs.commands`: the command line of a resumable multi-seed runner (the common
+  options, one option per setting, exit codes for a refused resume and Ctrl-C).
 
 The layer rule (``docs/design.md``): this package imports only the config/data layer and torch.
 """
