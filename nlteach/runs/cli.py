@@ -104,7 +104,8 @@ def dataclass_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, cl
     ``float``, ``str`` fields (optionally ``| None``) take one value; ``tuple[int, ...]`` fields take
     several; a field whose type is a dataclass (a nested config, e.g. a ``ModelConfig`` inside a
     run config) contributes its own fields as options (names must not clash; rebuild the config
-    with :func:`dataclass_from_values`). Defaults are the dataclass's; ``only_given=True`` leaves
+    with :func:`dataclass_from_values`). A field's ``metadata`` may give ``help``, ``choices`` and an
+    argparse ``type`` (e.g. :func:`positive_int`). Defaults are the dataclass's; ``only_given=True`` leaves
     options that were not typed out of the namespace (to lay them over saved settings).
     """
     hints = typing.get_type_hints(cls)
@@ -141,6 +142,8 @@ def dataclass_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, cl
             kw.update(type=str)
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
+        if "type" in f.metadata:  # e.g. positive_int: a bad value is a usage error naming the option
+            kw["type"] = f.metadata["type"]
         kw["default"] = argparse.SUPPRESS if only_given else default
         if not only_given and default is not None and kw.get("action") is None:
             kw["help"] = (kw["help"] + f" (default: {default})").strip()
