@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -83,21 +83,28 @@ class ModelConfig:
     cms_periods: update periods of the CMS levels (one residual MLP block per level).
     """
 
-    vocab_size: int | None = None
-    dim: int | None = None
-    n_layers: int | None = None
-    n_heads: int | None = None
-    impl: str = "chunked"
-    mlp_hidden: int | None = None
-    tie_embeddings: bool = True
-    dropout: float = 0.0
-    rope_base: float = 10000.0
-    norm_eps: float = 1e-5
-    chunk_size: int = 16
-    proj_chunk_size: int = 32
-    memory_hidden: int | None = None
-    momentum: float = 0.0
-    cms_periods: tuple[int, ...] = (1, 4, 16)
+    # metadata["help"]: the help of the command-line option a runner generates from the field
+    vocab_size: int | None = field(default=None, metadata={"help": "number of token ids (a run takes it from its data)"})
+    dim: int | None = field(default=None, metadata={"help": "model width (default: the preset's)"})
+    n_layers: int | None = field(default=None, metadata={"help": "number of blocks (default: the preset's)"})
+    n_heads: int | None = field(default=None, metadata={
+        "help": "attention/memory heads; dim must be divisible by it, with an even head width (default: the preset's)"})
+    impl: str = field(default="chunked", metadata={"help": "memory implementation (same logits)", "choices": IMPLS})
+    mlp_hidden: int | None = field(default=None, metadata={
+        "help": "SwiGLU hidden width (default: 8/3 dim rounded up to a multiple of 8)"})
+    tie_embeddings: bool = field(default=True, metadata={
+        "help": "a separate output head instead of the one tied to the token embedding"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on attention weights and residual branches"})
+    rope_base: float = field(default=10000.0, metadata={"help": "RoPE frequency base"})
+    norm_eps: float = field(default=1e-5, metadata={"help": "RMSNorm epsilon"})
+    chunk_size: int = field(default=16, metadata={"help": "memory models: chunk of the main memory"})
+    proj_chunk_size: int = field(default=32, metadata={
+        "help": "hope: chunk of the self-modifying k, v, eta, alpha memories"})
+    memory_hidden: int | None = field(default=None, metadata={
+        "help": "memory models: hidden width of each per-head MLP memory (default: 2 x head width)"})
+    momentum: float = field(default=0.0, metadata={"help": "hope: momentum beta of self-modifying Titans (0 = off)"})
+    cms_periods: tuple[int, ...] = field(default=(1, 4, 16), metadata={
+        "help": "update periods of the CMS levels (one residual MLP block per level)"})
 
     def __post_init__(self) -> None:
         for name in SIZE_FIELDS:

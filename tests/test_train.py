@@ -3,13 +3,15 @@ import os
 import signal
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
 import torch
 
 from nlteach import train as tr
+from nlteach.models import ModelConfig, build_model, cms_level_parameters
+from nlteach.runs.io import load_checkpoint
+from nlteach.runs.rundir import SettingsMismatch
 from nlteach.text import CharVocab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +38,7 @@ def metrics(out: Path, drop=("time",)) -> list[dict]:
 
 
 def weights(out: Path) -> dict:
-    return tr.load_checkpoint(out / "checkpoint.pt")["model"]
+    return load_checkpoint(out / "checkpoint.pt")["model"]
 
 
 def assert_same_weights(a: dict, b: dict) -> None:
@@ -57,8 +59,11 @@ def test_run_writes_metrics_results_and_checkpoint(tmp_path, data_mirror):
     assert saved["val_loss"] == rows[-1]["val_loss"] == res["val_loss"]
     assert saved["steps"] == 12 and not saved["interrupted"] and len(saved["sample"]) == 10
     assert saved["n_params"] == 4416 and saved["vocab_size"] == 65
+    assert saved["provenance"]["command"] and saved["provenance"]["device"] == "cpu"
+    assert saved["cpu_seconds"] > 0 and saved["wall_seconds"] >= saved["time_s"] > 0
+    assert saved["config"]["arch"]["dim"] == 16 and saved["config"]["arch"]["vocab_size"] is None
     model, vocab, cfg = tr.load_model(tmp_path)
-    assert vocab.size == 65 and cfg["steps"] == 12
+    assert vocab.size == 65 and cfg["steps"] == 12 and model.config.vocab_size == 65
     assert not list(tmp_path.glob(".*.tmp"))
 
 
@@ -88,7 +93,7 @@ def test_sigint_checkpoints_and_resume_matches(tmp_path, data_mirror):
     res = tr.train(SMALL, out=str(tmp_path / "b"), on_log=interrupt)
     assert res["interrupted"] and res["stopped_by"] == "signal" and res["step"] == 6
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
-    assert tr.load_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 6
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 6
     tr.train(SMALL, out=str(tmp_path / "b"), resume=True)
     tr.train(SMALL, out=str(tmp_path / "a"))
     assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
@@ -105,61 +110,33 @@ def test_cli_resume_needs_only_out(tmp_path, data_mirror):
         tr.main(["--out", out, "--resume", "--lr", "0.5"])  # a setting that would change the numbers
 
 
-def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
-    path = tmp_path / "checkpoint.pt"
-    tr.atomic_save({"step": 1}, path)
-
-    def crash_midway(obj, f):
-        f.write(b"half a checkpoint")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(torch, "save", crash_midway)
-    with pytest.raises(OSError, match="disk full"):
-        tr.atomic_save({"step": 2}, path)
-    monkeypatch.undo()
-    assert tr.load_checkpoint(path) == {"step": 1}  # the old file, intact
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no partial temp file left
-
-
-def test_resume_refuses_different_settings_and_missing_checkpoint(tmp_path, data_mirror):
+def test_resume_refuses_different_settings_naming_each(tmp_path, data_mirror):
     tr.train(SMALL, out=str(tmp_path), stop_after=2)
-    with pytest.raises(tr.ConfigError, match="lr: checkpoint 0.003, now 0.01"):
-        tr.train(SMALL, out=str(tmp_path), resume=True, lr=0.01)
+    with pytest.raises(SettingsMismatch, match="lr: saved 0.003, now 0.01") as e:
+        tr.train(SMALL, out=str(tmp_path), resume=True, lr=0.01, dim=32, chunk_size=8)
+    for line in ("chunk_size: saved 16, now 8", "dim: saved 16, now 32", "lr: saved 0.003, now 0.01"):
+        assert line in str(e.value)
+    assert "seed" not in str(e.value) and "sample_chars" not in str(e.value)
+    tr.train(SMALL, out=str(tmp_path), resume=True, stop_after=4, sample_chars=3)  # runtime options may change
     with pytest.raises(tr.ConfigError, match="already holds a run"):
         tr.train(SMALL, out=str(tmp_path))
     with pytest.raises(tr.ConfigError, match="no checkpoint"):
         tr.train(SMALL, out=str(tmp_path / "empty"), resume=True)
+    with pytest.raises(SystemExit):  # the command line says the same, as a usage error
+        tr.main(["--out", str(tmp_path), "--resume", "--n-layers", "2", "--no-progress"])
 
 
-def test_optimizers_resolve_lazily_from_nlteach_optim(tmp_path, monkeypatch, data_mirror):
-    fake = types.ModuleType("nlteach.optim")
-
-    class FakeMomentum(torch.optim.SGD):
-        def __init__(self, params, lr=0.1):
-            super().__init__(params, lr=lr, momentum=0.5)
-
-    FakeMomentum.__module__ = "nlteach.optim"
-    fake.FakeMomentum = FakeMomentum
-    monkeypatch.setitem(sys.modules, "nlteach.optim", fake)
-    assert tr.resolve_optimizer("fakemomentum") is FakeMomentum
-    res = tr.train(SMALL, out=str(tmp_path / "f"), optimizer="FakeMomentum", steps=4, eval_every=2)
-    assert res["steps"] == 4 and res["val_loss"] < 4.2
-    with pytest.raises(tr.ConfigError, match="adamw, sgd, FakeMomentum"):
-        tr.resolve_optimizer("lion")
+def test_optimizers_of_nlteach_optim_by_name(tmp_path, data_mirror):
+    res = tr.train(SMALL, out=str(tmp_path / "f"), optimizer="momentummemory", steps=4, eval_every=2)
+    assert res["steps"] == 4 and res["val_loss"] < 4.2 and res["config"]["optimizer"] == "momentummemory"
+    with pytest.raises(tr.ConfigError, match="choose one of adamw, sgd, .*MomentumMemory"):
+        tr.train(SMALL, out=str(tmp_path / "l"), optimizer="lion")
     res = tr.train(SMALL, out=str(tmp_path / "s"), optimizer="sgd", steps=2, eval_every=2)
     assert res["steps"] == 2
 
 
-def test_schedule_warms_up_then_decays_to_min():
-    f = tr.WarmupCosine(steps=100, warmup=10, min_ratio=0.1)
-    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0) and f(10) == pytest.approx(1.0)
-    assert f(99) == pytest.approx(0.1) and all(f(e) >= f(e + 1) for e in range(10, 99))
-
-
 def test_sample_is_deterministic_and_uses_the_vocabulary():
     torch.manual_seed(0)
-    from nlteach.models import ModelConfig, build_model
-
     vocab = CharVocab("abcde\n")
     model = build_model("transformer", ModelConfig(vocab_size=6, dim=8, n_layers=1, n_heads=2))
     a = tr.sample(model, vocab, "ab", 20, seed=3, context=8)
@@ -170,20 +147,20 @@ def test_sample_is_deterministic_and_uses_the_vocabulary():
 
 @pytest.mark.parametrize("argv, message", [
     (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got '0'"),
-    (["--model", "gpt5"], "argument --model: invalid choice: 'gpt5'"),
+    (["--model", "gpt5"], "model='gpt5' is not available; available models: hope"),
     (["--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
     (["--optimizer", "lion"], "optimizer='lion' is not available; choose one of adamw, sgd"),
     (["--dim", "30", "--n-heads", "4"], "dim=30 must be divisible by n_heads=4"),
     (["--steps", "10", "--warmup", "10"], "warmup=10 must be smaller than steps=10"),
-    (["--lr", "-1"], "argument --lr: expected a positive number, got '-1'"),
+    (["--lr", "-1"], "lr must be a positive number, got -1.0"),
     (["--model", "hope", "--momentum", "1.5"], "momentum must be in [0, 1), got 1.5"),
-    (["--memory-hidden", "0"], "argument --memory-hidden: expected a positive integer, got '0'"),
+    (["--memory-hidden", "0"], "memory_hidden must be a positive int, got 0"),
+    (["--impl", "fast"], "argument --impl: invalid choice: 'fast'"),
+    (["--out", "x", "--resume"], "--resume: there is no checkpoint at x/checkpoint.pt"),
 ])
-def test_bad_arguments_are_clear_errors(argv, message, capsys, monkeypatch):
-    if "--optimizer" in argv:  # whatever nlteach.optim holds now, 'lion' is not in it
-        monkeypatch.setitem(sys.modules, "nlteach.optim", types.ModuleType("nlteach.optim"))
+def test_bad_arguments_are_clear_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
-        tr.main(argv + ["--out", "/nonexistent/never-written"])
+        tr.main(argv + ([] if "--out" in argv else ["--out", "/nonexistent/never-written"]))
     assert e.value.code == 2
     assert message in capsys.readouterr().err
 
@@ -192,7 +169,7 @@ def test_memory_options_reach_the_model(tmp_path, data_mirror):
     opts = dict(chunk_size=4, proj_chunk_size=8, memory_hidden=6, momentum=0.5)
     tr.train({**SMALL, "steps": 2, "log_every": 1, "eval_every": 2}, model="hope", out=str(tmp_path), **opts)
     model, _, cfg = tr.load_model(tmp_path)
-    assert {k: getattr(model.config, k) for k in opts} == opts and {k: cfg[k] for k in opts} == opts
+    assert {k: getattr(model.config, k) for k in opts} == opts and {k: cfg["arch"][k] for k in opts} == opts
     layer = model.blocks[0].mixer
     assert layer.hidden == 6 and layer.opts["chunk_size"] == 4 and layer.opts["momentum"] == 0.5
 
@@ -201,8 +178,20 @@ def test_cli_help():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "nlteach.train", "--help"], capture_output=True, text=True,
                          check=True, cwd=ROOT, env=env).stdout
-    for flag in ("--model", "--preset", "--resume", "--optimizer", "--batch-size", "GLOBAL"):
-        assert flag in out
+    for flag in ("--model", "--preset", "--resume", "--optimizer", "--batch-size", "GLOBAL", "--threads",
+                 "--overwrite", "--seed", "--dim", "--chunk-size", "--memory-hidden", "--no-tie-embeddings",
+                 "--cms-periods", "--no-amp", "--no-progress", "hidden width of each per-head MLP memory"):
+        assert flag in " ".join(out.split()), flag
+    assert "--vocab-size" not in out and "--seeds" not in out
+
+
+def test_preset_defaults_to_the_environment(tmp_path, monkeypatch, data_mirror):
+    args = [a for a in SMALL_ARGS if a not in ("--preset", "tiny")] + ["--steps", "2", "--eval-every", "2"]
+    monkeypatch.setenv("NLTEACH_SIZE", "laptop")
+    assert tr.main([*args, "--out", str(tmp_path / "a")]) == 0
+    saved = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert saved["config"]["preset"] == "laptop" and saved["config"]["warmup"] == 0  # min(100, steps // 5)
+    assert saved["config"]["arch"]["dim"] == 16  # typed options win over the preset
 
 
 def test_ddp_two_processes_match_one_process(tmp_path, data_mirror):
@@ -240,7 +229,7 @@ def test_crash_resume_drops_records_after_the_checkpoint(tmp_path, data_mirror):
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         tr.train(SMALL, out=str(tmp_path / "b"), on_log=crash)
-    assert tr.load_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 4
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 4
     assert [r["step"] for r in metrics(tmp_path / "b")] == [2, 4, 6]
     tr.train(SMALL, out=str(tmp_path / "b"), resume=True)
     tr.train(SMALL, out=str(tmp_path / "a"))
@@ -251,11 +240,9 @@ def test_crash_resume_drops_records_after_the_checkpoint(tmp_path, data_mirror):
 def test_cms_multi_frequency_levels_wait_for_their_period_and_resume_exactly(tmp_path, data_mirror):
     """--cms-multi-frequency: a CMS level with period C changes only at steps that are multiples of C,
     the other parameters every step; a run stopped mid-period resumes bit for bit."""
-    from nlteach.models import ModelConfig, build_model, cms_level_parameters
-
     cfg = {**SMALL, "model": "hope-attention", "cms_multi_frequency": True}
     part = tr.train(cfg, out=str(tmp_path / "b"), stop_after=3)
-    ckpt = tr.load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    ckpt = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     torch.manual_seed(0)  # the run's initial weights: seed 0, same config
     init = build_model("hope-attention", ModelConfig(**ckpt["model_config"]))
     model = build_model("hope-attention", ModelConfig(**ckpt["model_config"]))
