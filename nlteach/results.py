@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nlteach.experiments import lm_comparison
 from nlteach.longctx.tasks import LANGUAGES
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "results"
@@ -447,8 +448,6 @@ def draw_lm(fig, experiments: list[Experiment]) -> None:
 # ---------------------------------------------------------------------------------------------
 # Running the experiments at a preset, on one or several GPUs (notebook 12)
 
-NB09_FULL = dict(params=5_000_000, n_layers=6, n_heads=6, steps=3000, batch_size=32, seq_len=256, lr=1e-3)
-NB09_MODELS = ("transformer", "titans", "hope", "hope-attention")
 NB11_RUNS = (  # (task, models): the experiments of notebook 11
     ("s-niah", ("transformer", "titans", "hope", "hope-attention")),
     ("mqar", ("transformer", "titans", "hope", "hope-attention")),
@@ -465,7 +464,6 @@ def experiment_jobs(preset: str = "full", seeds: tuple[int, ...] = (0, 1, 2), ru
     (DDP through torchrun); the others are single-process programs."""
     from nlteach.continual.learners import available_learners  # noqa: PLC0415
     from nlteach.continual.streams import STREAMS  # noqa: PLC0415
-    from nlteach.models import half_width_memory_hidden  # noqa: PLC0415
 
     s = [str(x) for x in seeds]
     jobs = []
@@ -473,14 +471,15 @@ def experiment_jobs(preset: str = "full", seeds: tuple[int, ...] = (0, 1, 2), ru
         out = f"{runs_dir}/optim_{task}_{preset}"
         jobs.append({"notebook": "06", "module": "nlteach.experiments.optimizers", "ddp": False, "out": out,
                      "args": ["--preset", preset, "--tasks", task, "--out", out]})
-    sizes = [a for k, v in NB09_FULL.items() for a in (f"--{k.replace('_', '-')}", str(v))] if preset == "full" else []
-    for model in NB09_MODELS:
+    nb09 = lm_comparison.sizes(preset)  # notebook 09's settings at this preset, one nlteach.train job per run
+    sizes = lm_comparison.train_arguments(preset)
+    for model in lm_comparison.MAIN_MODELS:
         for seed in s:
             out = f"{runs_dir}/lm_tinyshakespeare_{preset}/{model}_seed{seed}"
             jobs.append({"notebook": "09", "module": "nlteach.train", "ddp": True, "out": out,
                          "args": ["--model", model, "--preset", preset, "--seed", seed, *sizes, "--out", out]})
     if preset == "full":  # notebook 09's HOPE with half-width memories, at the same parameter budget
-        hidden = str(half_width_memory_hidden(NB09_FULL["params"], NB09_FULL["n_layers"], NB09_FULL["n_heads"]))
+        hidden = str(lm_comparison.half_width_memory_hidden(nb09["params"], nb09["n_layers"], nb09["n_heads"]))
         for seed in s:
             out = f"{runs_dir}/lm_tinyshakespeare_{preset}/hope-half-width-memories_seed{seed}"
             jobs.append({"notebook": "09", "module": "nlteach.train", "ddp": True, "out": out,

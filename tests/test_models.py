@@ -253,71 +253,7 @@ def test_memory_config_fields_are_validated():
             ModelConfig(**{**SMALL, **bad})
 
 
-def _fake_runs():
-    def rec(seed, final):
-        log = [{"tokens": 100 * i, "train_loss": 4.0 - i * 0.1, "val_loss": None if i % 2 else 4.0 - i * final}
-               for i in range(1, 7)]
-        return {"seed": seed, "log": log, "val_loss": 4 - 6 * final, "test_loss": 4 - 6 * final,
-                "n_params": 1000, "time_s": 1.0, "sample": ""}
-    return {"a": [rec(0, 0.10), rec(1, 0.11)], "b": [rec(0, 0.20), rec(1, 0.21)], "c": [rec(0, 0.201), rec(1, 0.2)]}
+def test_every_model_config_field_has_command_line_help():
+    import dataclasses
 
-
-def test_comparison_summary_verdict_and_drawing():
-    import matplotlib
-
-    matplotlib.use("agg")
-    import matplotlib.pyplot as plt
-
-    from nlteach.models import comparison_verdict, draw_comparison, summarize_comparison
-
-    rows = summarize_comparison(_fake_runs())
-    assert [r["model"] for r in rows][0] == "b" and rows[-1]["model"] == "a"
-    assert rows[-1]["val_std"] == pytest.approx(0.06 / 2 ** 0.5)
-    text = comparison_verdict(rows)
-    assert text.startswith("lowest mean validation loss: b")
-    assert "a: +" in text and "larger than the seed spread" in text
-    assert "c: +" in text and "within the seed spread" in text
-    fig = plt.figure()
-    draw_comparison(fig, _fake_runs())
-    assert len(fig.axes[0].lines) == 3
-    plt.close(fig)
-
-
-def test_run_comparison_writes_resumable_results(tmp_path, monkeypatch):
-    """run_comparison writes results.json after every run (command, config, per-seed records, mean/std),
-    skips runs already in it, and load_comparison reads it back in compare_models' shape."""
-    import json
-
-    import nlteach.train
-    from nlteach.models import load_comparison, run_comparison, summarize_comparison
-
-    calls, hidden = [], []
-
-    def fake_train(model, seed, on_log, cms_multi_frequency=False, **kw):
-        calls.append((model, seed, cms_multi_frequency))
-        hidden.append(kw.get("memory_hidden"))
-        val = 2.0 + 0.1 * seed + (0.5 if model == "transformer" else 0.0)
-        on_log({"step": 1, "tokens": 10, "train_loss": val + 0.1, "val_loss": val})
-        return {"val_loss": val, "val_bpc": val / 0.693, "test_loss": val, "test_bpc": val / 0.693,
-                "n_params": 100, "time_s": 1.0, "sample": "ab"}
-
-    monkeypatch.setattr(nlteach.train, "train", fake_train)
-    out = tmp_path / "res"
-    run_comparison(str(out), preset="tiny", seeds=(0, 1), ablation_seeds=(0,), multi_frequency_seeds=(0,),
-                   small_memory_seeds=(1,), command="python -m nlteach.models --preset tiny",
-                   runs_dir=str(tmp_path / "runs"))
-    assert len(calls) == 4 * 2 + 3 + 1 + 1 and ("hope", 0, True) in calls
-    data = json.loads((out / "results.json").read_text())
-    assert data["command"].startswith("python -m nlteach.models") and data["config"]["steps"] == 12
-    assert data["summary"]["transformer"]["val_loss"]["mean"] == pytest.approx(2.55)
-    assert data["summary"]["hope"]["seeds"] == [0, 1]
-    assert "hope+multi-frequency CMS" in data["summary"]
-    small = [r for r in data["per_seed"] if r["label"] == "hope+half-width memories"]
-    assert [r["seed"] for r in small] == [1] and small[0]["memory_hidden"] == 5  # tiny HOPE: head width 10
-    assert hidden.count(5) == 1 and hidden.count(None) == len(hidden) - 1
-    calls.clear()
-    run_comparison(str(out), preset="tiny", seeds=(0, 1, 2), ablation_seeds=(0,), multi_frequency_seeds=(0,))
-    assert sorted(calls) == sorted((m, 2, False) for m in ("transformer", "titans", "hope", "hope-attention"))
-    runs = load_comparison(str(out / "results.json"))
-    rows = summarize_comparison({k: v for k, v in runs.items() if k in ("transformer", "hope")})
-    assert [r["model"] for r in rows] == ["hope", "transformer"] and rows[0]["seeds"] == 3
+    assert all(f.metadata.get("help") for f in dataclasses.fields(ModelConfig))

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from nlteach import longctx
 from nlteach import results as R
+from nlteach.experiments import lm_comparison
 
 
 def _write(path, obj):
@@ -151,11 +152,13 @@ def test_experiment_jobs_parse_with_their_command_lines():
                     parse_model(m)
         else:
             assert j["module"] == "nlteach.experiments.optimizers" and "--preset" in j["args"]
-    from nlteach.models import half_width_memory_hidden
-
-    small = [parsers["nlteach.train"].parse_args(j["args"]) for j in jobs if "--memory-hidden" in j["args"]]
+    full = lm_comparison.sizes("full")  # notebook 09's jobs take the experiment's own table
+    lm = [parsers["nlteach.train"].parse_args(j["args"]) for j in jobs if j["notebook"] == "09"]
+    assert all((ns.params, ns.steps, ns.lr, ns.eval_every, ns.eval_windows) == (
+        full["params"], full["steps"], full["lr"], full["eval_every"], full["eval_windows"]) for ns in lm)
+    small = [ns for ns in lm if ns.memory_hidden is not None]
     assert [ns.seed for ns in small] == [0, 1] and {ns.model for ns in small} == {"hope"}
-    assert small[0].memory_hidden == half_width_memory_hidden(R.NB09_FULL["params"], 6, 6) > 1
+    assert small[0].memory_hidden == lm_comparison.half_width_memory_hidden(full["params"], 6, 6) > 1
 
 
 def test_launch_script():

@@ -1,0 +1,301 @@
+"""Notebook 09's comparison: character-level language models on tiny Shakespeare at equal
+parameters and tokens, several seeds.
+
+    python -m nlteach.experiments.lm_comparison --preset tiny              # -> runs/lm_comparison_tiny
+    python -m nlteach.experiments.lm_comparison --preset laptop --seeds 0 1 2 --ablation-seeds 0 1 2 \\
+        --multi-frequency-seeds 0 1 2 --small-memory-seeds 0 1 2 --out results/lm_tinyshakespeare_laptop
+
+**Arms.** The main models (:data:`MAIN_MODELS`) over ``seeds``; HOPE's ablations
+(:data:`ABLATIONS`) over ``ablation_seeds``; ``hope+multi-frequency CMS`` (HOPE trained with
+``cms_multi_frequency=True``) over ``multi_frequency_seeds``; ``hope+half-width memories``
+(:data:`SMALL_MEMORY`: HOPE whose memories have a hidden width of half a head,
+:func:`half_width_memory_hidden`) over ``small_memory_seeds``. Every arm is one
+:func:`nlteach.train.train` run per seed with the preset's row of :data:`SIZES`, the one table of
+this experiment's settings (``nlteach.results`` builds its launch jobs from it too): the parameter
+budget ``params`` (each model's width is chosen by ``size_to_budget``), and equal steps, batch and
+sequence length, hence equal tokens.
+
+**Run folder** (``out``; committing results is an explicit ``--out results/<name>``), through
+:class:`nlteach.runs.rundir.RunDir` and its one resume policy::
+
+    config.json                    the settings every arm shares (all that changes the numbers)
+    results.json                   per_seed records, summary, provenance (rewritten after each seed)
+    arms/<arm>/config.json         the arm's own settings (its model, multi-frequency, memory width)
+    arms/<arm>/seeds/seed_<s>.json a finished seed (skipped when the call is repeated)
+    arms/<arm>/seeds/seed_<s>/     the nlteach.train run of the seed in progress (resumed exactly)
+
+Calling again with the same settings continues where it stopped (the seed lists may grow); other
+settings are refused with an error naming each one; ``overwrite=True`` starts over. A ``per_seed``
+record holds ``label`` (= ``model``: the arm), ``architecture``, ``seed``, ``val_loss``, ``val_bpc``,
+``test_loss``, ``test_bpc``, ``n_params``, ``time_s``, ``sample``, ``curve`` (the metrics lines) and
+the arm's extra settings; :func:`load_comparison` reads the file back for the drawing functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import shutil
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nlteach.config import get_device, get_preset
+from nlteach.models import ModelConfig, size_to_budget
+from nlteach.runs import cli, stats
+from nlteach.runs.io import read_json
+from nlteach.runs.provenance import command_line
+from nlteach.runs.rundir import RunDir, SettingsMismatch
+from nlteach.train import CHECKPOINT, METRICS, RUNTIME_FIELDS, resolve_config, train
+
+NAME = "lm_comparison"
+DATA = "tinyshakespeare"
+MAIN_MODELS: tuple[str, ...] = ("transformer", "titans", "hope", "hope-attention")
+ABLATIONS: tuple[str, ...] = ("hope-no-cms", "hope-no-selfmod", "hope-no-dgd")
+MULTI_FREQUENCY = "hope+multi-frequency CMS"  # HOPE with cms_multi_frequency=True
+SMALL_MEMORY = "hope+half-width memories"  # HOPE with memory_hidden = head_dim / 2 (cheaper, see bench models)
+
+SIZES: dict[str, dict[str, int | float]] = {
+    # laptop: one HOPE run takes a few minutes on one CPU thread (a HOPE step costs several
+    # Transformer steps, see ``python -m nlteach.bench models``)
+    "tiny": dict(params=20_000, n_layers=2, n_heads=2, steps=12, batch_size=2, seq_len=64, lr=3e-3,
+                 eval_every=4, eval_windows=8, log_every=2),
+    "laptop": dict(params=120_000, n_layers=4, n_heads=4, steps=150, batch_size=8, seq_len=128, lr=2e-3,
+                   eval_every=50, eval_windows=64, log_every=10),
+    "full": dict(params=5_000_000, n_layers=6, n_heads=6, steps=3000, batch_size=32, seq_len=256, lr=1e-3,
+                 eval_every=250, eval_windows=500, log_every=50),
+}
+
+
+def sizes(preset: str | None = None) -> dict[str, int | float]:
+    """The training settings of the comparison at ``preset`` (default ``$NLTEACH_SIZE``)."""
+    return dict(SIZES[get_preset(preset)])
+
+
+def train_arguments(preset: str | None = None) -> list[str]:
+    """:func:`sizes` as ``python -m nlteach.train`` options (to launch one arm and seed as its own job)."""
+    return [a for k, v in sizes(preset).items() for a in (f"--{k.replace('_', '-')}", str(v))]
+
+
+def half_width_memory_hidden(params: int, n_layers: int, n_heads: int) -> int:
+    """``memory_hidden`` of the ``SMALL_MEMORY`` arm: half the head width of HOPE sized to ``params``
+    with its default memories (hidden width two heads), so a quarter of the default width."""
+    hope = size_to_budget("hope", params, ModelConfig(vocab_size=65, dim=2 * n_heads, n_layers=n_layers,
+                                                      n_heads=n_heads))
+    return max(1, hope.head_dim // 2)
+
+
+def settings(preset: str | None = None) -> dict[str, Any]:
+    """Every training setting the arms share (what :func:`nlteach.train.resolve_config` makes of
+    :func:`sizes`), without the per-run ones (model, seed, output folder, ...)."""
+    flat = resolve_config(model="transformer", data=DATA, preset=get_preset(preset), **sizes(preset)).flat()
+    return {k: v for k, v in flat.items() if k not in (*RUNTIME_FIELDS, "model", "seed")}
+
+
+def plan(*, preset: str | None = None, seeds: Sequence[int] = (0, 1, 2), models: Sequence[str] = MAIN_MODELS,
+         ablation_seeds: Sequence[int] = (0,), multi_frequency_seeds: Sequence[int] = (0,),
+         small_memory_seeds: Sequence[int] = ()) -> list[tuple[str, str, int, dict[str, Any]]]:
+    """The runs of a comparison, in order: ``(label, model, seed, extra training settings)``. The main
+    models seed by seed (a call cut short holds whole seeds), then the other arms."""
+    runs = [(m, m, s, {}) for s in seeds for m in models]
+    runs += [(m, m, s, {}) for m in ABLATIONS for s in ablation_seeds]
+    runs += [(MULTI_FREQUENCY, "hope", s, {"cms_multi_frequency": True}) for s in multi_frequency_seeds]
+    if small_memory_seeds:
+        z = sizes(preset)
+        hidden = half_width_memory_hidden(int(z["params"]), int(z["n_layers"]), int(z["n_heads"]))
+        runs += [(SMALL_MEMORY, "hope", s, {"memory_hidden": hidden}) for s in small_memory_seeds]
+    return runs
+
+
+def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequence[int] = (0, 1, 2),
+                   models: Sequence[str] = MAIN_MODELS, ablation_seeds: Sequence[int] = (0,),
+                   multi_frequency_seeds: Sequence[int] = (0,), small_memory_seeds: Sequence[int] = (),
+                   sample_chars: int = 300, overwrite: bool = False, device: str | None = None,
+                   command: str | None = None) -> dict[str, Any]:
+    """Train every run of :func:`plan` not yet finished in ``out`` and write ``out/results.json``
+    after each one (module docstring). The first of ``seeds`` samples ``sample_chars`` characters.
+    Returns the results dict; ``"interrupted": True`` in it when Ctrl-C stopped a run (rerun to
+    resume). Raises :class:`nlteach.runs.rundir.SettingsMismatch` when ``out`` holds a comparison
+    with other settings."""
+    preset = get_preset(preset)
+    common = settings(preset)
+    top = RunDir(out, common, overwrite=overwrite)
+    todo = plan(preset=preset, seeds=seeds, models=models, ablation_seeds=ablation_seeds,
+                multi_frequency_seeds=multi_frequency_seeds, small_memory_seeds=small_memory_seeds)
+    arms = {label: RunDir(top.path / "arms" / re.sub(r"[^A-Za-z0-9.-]+", "_", label),
+                          {**common, "model": model, **extra})
+            for label, model, _, extra in todo}
+    records = {(label, seed): r for label, _, seed, _ in todo for r in arms[label].finished([seed]).values()}
+    results: dict[str, Any] = {}
+    for label, model, seed, extra in todo:
+        if (label, seed) in records:
+            continue
+        run_dir = arms[label].path / "seeds" / f"seed_{seed}"
+        res = train(model=model, seed=seed, preset=preset, data=DATA, out=str(run_dir), device=device,
+                    resume=(run_dir / CHECKPOINT).exists(), overwrite=True, progress=False,
+                    sample_chars=sample_chars if seeds and seed == seeds[0] else 0, **sizes(preset), **extra)
+        if res.get("interrupted"):
+            print(f"[{NAME}] {label} seed {seed} stopped at step {res['step']}; run the same command to resume.",
+                  file=sys.stderr)
+            return {**results, "interrupted": True}  # results.json holds the seeds finished so far
+        curve = [{k: r[k] for k in ("step", "tokens", "train_loss", "val_loss")}
+                 for r in map(json.loads, (run_dir / METRICS).read_text(encoding="utf-8").splitlines())]
+        record = {"label": label, "model": label, "architecture": model, "seed": seed,
+                  **{k: res[k] for k in ("val_loss", "val_bpc", "test_loss", "test_bpc", "n_params", "time_s",
+                                         "sample")}, **extra, "curve": curve}
+        records[(label, seed)] = arms[label].save_seed(seed, record, device=res["device"])
+        shutil.rmtree(run_dir)
+        results = _write(top, preset, todo, records, command, get_device(device))
+        print(f"[{NAME}] {label} seed {seed}: val {res['val_loss']:.4f} nats/char, {res['time_s']:.0f} s", flush=True)
+    return results or _write(top, preset, todo, records, command, get_device(device))
+
+
+def _write(top: RunDir, preset: str, todo: list, records: dict, command: str | None, device: Any) -> dict[str, Any]:
+    z = sizes(preset)
+    per_seed = [records[(label, seed)] for label, _, seed, _ in todo if (label, seed) in records]
+    results = {
+        "experiment": "character-level LM on tiny Shakespeare at equal parameters and tokens (notebook 09)",
+        "command": command or command_line(), "preset": preset,
+        "config": {**top.settings, "tokens_per_run": z["steps"] * z["batch_size"] * z["seq_len"]},
+        "arms": {label: {"model": model, **extra, "seeds": [s for lb, _, s, _ in todo if lb == label]}
+                 for label, model, _, extra in todo},
+        "note": "our measurement on CPU; not the paper's numbers",
+        "per_seed": per_seed, "summary": _summary(per_seed),
+    }
+    return top.write_results(results, command=command, device=device)
+
+
+def _summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per arm: seeds, parameters, and :func:`nlteach.runs.stats.summarize` of each number (JSON-safe)."""
+    def safe(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: safe(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [safe(v) for v in x]
+        return None if isinstance(x, float) and not math.isfinite(x) else x
+
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for r in per_seed:
+        by_label.setdefault(r["label"], []).append(r)
+    return {label: {"seeds": [r["seed"] for r in recs], "n_params": recs[0]["n_params"],
+                    **{k: safe(stats.summarize([r[k] for r in recs]))
+                       for k in ("val_loss", "val_bpc", "test_loss", "test_bpc", "time_s")}}
+            for label, recs in by_label.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and drawing a comparison (notebook 09).
+
+
+def by_label(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """``{label: [per-seed record]}`` of a results dict, each record with ``log`` = its curve."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in results.get("per_seed", []):
+        runs.setdefault(r["label"], []).append({**r, "log": r["curve"]})
+    return runs
+
+
+def load_comparison(path: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """:func:`by_label` of a ``results.json`` written by :func:`run_comparison` (or a folder holding one)."""
+    path = Path(path)
+    return by_label(read_json(path / "results.json" if path.is_dir() else path))
+
+
+def summarize_comparison(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per arm, best first: parameters, seeds, final val/test loss (mean and standard
+    deviation over seeds: NaN for one seed), mean training seconds per run."""
+    rows = []
+    for name, recs in runs.items():
+        val = stats.summarize([r["val_loss"] for r in recs])
+        test = stats.summarize([r["test_loss"] for r in recs])
+        rows.append({"model": name, "params": recs[0]["n_params"], "seeds": len(recs),
+                     "val_mean": val["mean"], "val_std": val["std"], "test_mean": test["mean"],
+                     "test_std": test["std"], "s_per_run": statistics.mean(r["time_s"] for r in recs)})
+    return sorted(rows, key=lambda r: r["val_mean"])
+
+
+def draw_comparison(fig, runs: dict[str, list[dict[str, Any]]], key: str = "val_loss"):
+    """Loss (``val_loss`` or ``train_loss``) against tokens: mean over seeds, band = min..max."""
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (name, recs) in enumerate(runs.items()):
+        points = [[(r["tokens"], r[key]) for r in rec["log"] if r[key] is not None] for rec in recs]
+        n = min(len(p) for p in points)
+        if n == 0:
+            continue
+        x = np.array([t for t, _ in points[0][:n]])
+        y = np.array([[v for _, v in p[:n]] for p in points])
+        ax.plot(x, y.mean(0), marker="o", ms=3, color=f"C{i}", label=f"{name} ({len(recs)} seeds)")
+        if len(recs) > 1:
+            ax.fill_between(x, y.min(0), y.max(0), color=f"C{i}", alpha=0.2)
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel(f"{key.replace('_', ' ')} (nats per character)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def comparison_verdict(rows: list[dict[str, Any]]) -> str:
+    """Plain-language reading of :func:`summarize_comparison` rows (best first): which arm has the
+    lowest mean validation loss, and whether each gap is larger than the seeds' spread (gap > 2 x
+    the larger standard deviation) or within noise."""
+    best = rows[0]
+    lines = [f"lowest mean validation loss: {best['model']} ({best['val_mean']:.4f} nats/char, "
+             f"{best['seeds']} seed(s))"]
+    for r in rows[1:]:
+        gap = r["val_mean"] - best["val_mean"]
+        if best["seeds"] < 2 or r["seeds"] < 2:
+            judged = "one seed: cannot tell signal from noise"
+        else:
+            noise = 2 * max(r["val_std"], best["val_std"])
+            judged = "larger than the seed spread" if gap > noise else "within the seed spread (no clear winner)"
+        lines.append(f"  {r['model']}: +{gap:.4f} behind ({judged})")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line.
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"python -m nlteach.experiments.{NAME}",
+        description="Notebook 09's comparison of language models at equal parameters and tokens; writes "
+                    "OUT/results.json. Run the same command again to resume. Committing results is an explicit "
+                    "--out results/<name>.")
+    cli.add_common_arguments(p, seeds=[0, 1, 2])
+    p.add_argument("--models", nargs="+", default=list(MAIN_MODELS), help="the main arms (default: %(default)s)")
+    p.add_argument("--ablation-seeds", type=cli.nonneg_int, nargs="*", default=[0],
+                   help=f"seeds of the ablations {', '.join(ABLATIONS)} (default: 0)")
+    p.add_argument("--multi-frequency-seeds", type=cli.nonneg_int, nargs="*", default=[0],
+                   help=f"seeds of {MULTI_FREQUENCY!r} (default: 0)")
+    p.add_argument("--small-memory-seeds", type=cli.nonneg_int, nargs="*", default=[],
+                   help=f"seeds of {SMALL_MEMORY!r} (memory hidden width half a head; default: none)")
+    p.add_argument("--sample-chars", type=cli.nonneg_int, default=300, help="characters sampled by the first seed")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    args = cli.apply_common(p, p.parse_args(argv))
+    out = args.out or f"runs/{NAME}_{args.preset}"
+    command = command_line(None if argv is None else ["python", "-m", f"nlteach.experiments.{NAME}", *argv])
+    try:
+        res = run_comparison(out, preset=args.preset, seeds=args.seeds, models=args.models,
+                             ablation_seeds=args.ablation_seeds, multi_frequency_seeds=args.multi_frequency_seeds,
+                             small_memory_seeds=args.small_memory_seeds, sample_chars=args.sample_chars,
+                             overwrite=args.overwrite, device=args.device, command=command)
+    except SettingsMismatch as e:
+        p.error(str(e))
+    if res.get("interrupted"):
+        return 130
+    print(f"[{NAME}] results in {Path(out) / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

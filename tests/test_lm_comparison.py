@@ -1,0 +1,161 @@
+"""nlteach.experiments.lm_comparison: notebook 09's comparison (one preset table, one API, the run
+folder's resume policy) and its numbers against the code it replaced."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from nlteach.experiments import lm_comparison as C
+from nlteach.runs.rundir import SettingsMismatch
+
+REFERENCE = Path(__file__).parent / "data" / "lm_comparison_tiny_reference.json"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # the reference numbers were made with one thread
+    yield
+    torch.set_num_threads(n)
+
+
+def _fake_runs():
+    def rec(seed, final):
+        log = [{"tokens": 100 * i, "train_loss": 4.0 - i * 0.1, "val_loss": None if i % 2 else 4.0 - i * final}
+               for i in range(1, 7)]
+        return {"seed": seed, "log": log, "val_loss": 4 - 6 * final, "test_loss": 4 - 6 * final,
+                "n_params": 1000, "time_s": 1.0, "sample": ""}
+    return {"a": [rec(0, 0.10), rec(1, 0.11)], "b": [rec(0, 0.20), rec(1, 0.21)], "c": [rec(0, 0.201), rec(1, 0.2)]}
+
+
+def test_comparison_summary_verdict_and_drawing():
+    rows = C.summarize_comparison(_fake_runs())
+    assert [r["model"] for r in rows][0] == "b" and rows[-1]["model"] == "a"
+    assert rows[-1]["val_std"] == pytest.approx(0.06 / 2 ** 0.5)
+    text = C.comparison_verdict(rows)
+    assert text.startswith("lowest mean validation loss: b")
+    assert "a: +" in text and "larger than the seed spread" in text
+    assert "c: +" in text and "within the seed spread" in text
+    one = C.comparison_verdict(C.summarize_comparison({k: v[:1] for k, v in _fake_runs().items()}))
+    assert "one seed: cannot tell signal from noise" in one
+    fig = Figure()
+    C.draw_comparison(fig, _fake_runs())
+    assert len(fig.axes[0].lines) == 3
+
+
+def _fake_train(calls: list):
+    """A stand-in for nlteach.train.train: records the call, writes the metrics file, returns numbers."""
+    def train(model, seed, out, cms_multi_frequency=False, memory_hidden=None, **kw):
+        calls.append((model, seed, cms_multi_frequency, memory_hidden))
+        val = 2.0 + 0.1 * seed + (0.5 if model == "transformer" else 0.0)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        line = {"step": 1, "tokens": 10, "train_loss": val + 0.1, "val_loss": val, "lr": 0.1, "time": 0.0}
+        (Path(out) / "metrics.jsonl").write_text(json.dumps(line) + "\n")
+        return {"val_loss": val, "val_bpc": val / 0.693, "test_loss": val, "test_bpc": val / 0.693,
+                "n_params": 100, "time_s": 1.0, "sample": "ab", "device": "cpu"}
+    return train
+
+
+def test_run_comparison_writes_resumable_results(tmp_path, monkeypatch):
+    """results.json after every run (command, settings, per-seed records, summary, provenance); a
+    repeated call with more seeds trains only the new ones; load_comparison reads it back."""
+    calls: list = []
+    monkeypatch.setattr(C, "train", _fake_train(calls))
+    out = tmp_path / "res"
+    C.run_comparison(out, preset="tiny", seeds=(0, 1), ablation_seeds=(0,), multi_frequency_seeds=(0,),
+                     small_memory_seeds=(1,), command="python -m nlteach.experiments.lm_comparison --preset tiny")
+    assert len(calls) == 4 * 2 + 3 + 1 + 1 and ("hope", 0, True, None) in calls
+    data = json.loads((out / "results.json").read_text())
+    assert data["command"].startswith("python -m nlteach.experiments.lm_comparison")
+    assert data["provenance"]["command"] == data["command"] and "git_commit" in data["provenance"]
+    assert data["config"]["steps"] == 12 and data["config"]["tokens_per_run"] == 12 * 2 * 64
+    assert data["config"]["params"] == C.SIZES["tiny"]["params"] and data["preset"] == "tiny"
+    assert data["summary"]["transformer"]["val_loss"]["mean"] == pytest.approx(2.55)
+    assert data["summary"]["hope"]["seeds"] == [0, 1] and C.MULTI_FREQUENCY in data["summary"]
+    small = [r for r in data["per_seed"] if r["label"] == C.SMALL_MEMORY]
+    assert [r["seed"] for r in small] == [1] and small[0]["memory_hidden"] == 5  # tiny HOPE: head width 10
+    assert [c[3] for c in calls].count(5) == 1 and [c[3] for c in calls].count(None) == len(calls) - 1
+    assert data["per_seed"][0]["curve"] == [{"step": 1, "tokens": 10, "train_loss": 2.6, "val_loss": 2.5}]
+    assert not list(out.glob("arms/*/seeds/seed_*/"))  # a finished seed's training folder is removed
+    calls.clear()
+    C.run_comparison(out, preset="tiny", seeds=(0, 1, 2), ablation_seeds=(0,), multi_frequency_seeds=(0,))
+    assert sorted(calls) == sorted((m, 2, False, None) for m in C.MAIN_MODELS)
+    runs = C.load_comparison(out)
+    rows = C.summarize_comparison({k: v for k, v in runs.items() if k in ("transformer", "hope")})
+    assert [r["model"] for r in rows] == ["hope", "transformer"] and rows[0]["seeds"] == 3
+
+
+def test_a_rerun_with_other_settings_is_refused_naming_them(tmp_path, monkeypatch, capsys):
+    calls: list = []
+    monkeypatch.setattr(C, "train", _fake_train(calls))
+    args = dict(preset="tiny", seeds=(0,), models=("transformer",), ablation_seeds=(), multi_frequency_seeds=())
+    C.run_comparison(tmp_path, **args)
+    monkeypatch.setitem(C.SIZES, "tiny", {**C.SIZES["tiny"], "lr": 0.01, "steps": 10})
+    with pytest.raises(SettingsMismatch) as e:
+        C.run_comparison(tmp_path, **args)
+    for line in ("lr: saved 0.003, now 0.01", "steps: saved 12, now 10", "--overwrite"):
+        assert line in str(e.value)
+    assert len(calls) == 1  # nothing was trained, the finished seed was not reused
+    with pytest.raises(SystemExit) as e:  # the command line says the same, as a usage error
+        C.main(["--preset", "tiny", "--seeds", "0", "--models", "transformer", "--ablation-seeds",
+                "--multi-frequency-seeds", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "lr: saved 0.003, now 0.01" in capsys.readouterr().err
+    C.run_comparison(tmp_path, **args, overwrite=True)
+    assert len(calls) == 2 and json.loads((tmp_path / "results.json").read_text())["config"]["lr"] == 0.01
+
+
+def test_command_line_defaults(tmp_path, monkeypatch):
+    """--preset defaults to $NLTEACH_SIZE and --out to runs/lm_comparison_<preset> (not results/)."""
+    calls: list = []
+    monkeypatch.setattr(C, "train", _fake_train(calls))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NLTEACH_SIZE", "tiny")
+    assert C.main(["--seeds", "0", "--models", "transformer", "hope", "--ablation-seeds", "--multi-frequency-seeds"]) == 0
+    data = json.loads((tmp_path / "runs" / "lm_comparison_tiny" / "results.json").read_text())
+    assert data["preset"] == "tiny" and [r["model"] for r in data["per_seed"]] == ["transformer", "hope"]
+    assert data["command"] == ("python -m nlteach.experiments.lm_comparison --seeds 0 --models transformer hope "
+                               "--ablation-seeds --multi-frequency-seeds")
+    assert C.train_arguments("full")[:2] == ["--params", "5000000"]
+
+
+def test_tiny_comparison_gives_the_numbers_of_the_code_it_replaced(tmp_path, data_mirror):
+    """Notebook 09's comparison at the tiny preset, seed 0, against the numbers the previous code
+    (``python -m nlteach.models``, commit in the fixture) gave: identical floats (CPU, float32)."""
+    ref = json.loads(REFERENCE.read_text())
+    res = C.run_comparison(tmp_path, preset="tiny", seeds=(0,), ablation_seeds=(0,), multi_frequency_seeds=(0,),
+                           small_memory_seeds=(0,), sample_chars=0)  # every arm: ~40 s on a loaded 2-core CPU
+    got = {(r["model"], r["seed"]): r for r in res["per_seed"]}
+    assert sorted(got) == sorted((r["model"], r["seed"]) for r in ref["records"])
+    for r in ref["records"]:
+        g = got[(r["model"], r["seed"])]
+        assert (g["val_loss"], g["test_loss"], g["n_params"], g["architecture"]) == (
+            r["val_loss"], r["test_loss"], r["n_params"], r["architecture"]), r["model"]
+
+
+def test_an_interrupted_seed_resumes_exactly(tmp_path, monkeypatch, data_mirror):
+    """A seed stopped mid-run (as by Ctrl-C) keeps its checkpoint; the repeated call resumes it and
+    ends with the reference numbers."""
+    real, stopped = C.train, []
+
+    def stop_once(**kw):
+        if not stopped:
+            stopped.append(True)
+            return real(**kw, stop_after=5)
+        return real(**kw)
+
+    monkeypatch.setattr(C, "train", stop_once)
+    args = dict(preset="tiny", seeds=(0,), models=("transformer",), ablation_seeds=(), multi_frequency_seeds=(),
+                sample_chars=0)
+    assert C.run_comparison(tmp_path, **args)["interrupted"]
+    assert (tmp_path / "arms" / "transformer" / "seeds" / "seed_0" / "checkpoint.pt").exists()
+    res = C.run_comparison(tmp_path, **args)
+    ref = next(r for r in json.loads(REFERENCE.read_text())["records"] if r["model"] == "transformer")
+    (rec,) = res["per_seed"]
+    assert (rec["val_loss"], rec["test_loss"]) == (ref["val_loss"], ref["test_loss"])
+    assert [c["step"] for c in rec["curve"]] == [2, 4, 6, 8, 10, 12]
+    assert not (tmp_path / "arms" / "transformer" / "seeds" / "seed_0").exists()
