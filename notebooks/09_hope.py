@@ -32,8 +32,9 @@
 # load and plot **our committed laptop-preset results** (3 seeds, `results/lm_tinyshakespeare_laptop/`),
 # so the conclusions below do not depend on what your machine can run now.
 #
-# Library: `nlteach.models` (the models, the comparison helpers and its command line, tested in
-# `tests/test_models.py`), `nlteach.train` (the training loop), `nlteach.titans`, `nlteach.cms`.
+# Library: `nlteach.models` (the models), `nlteach.train` (the training loop),
+# `nlteach.experiments.lm_comparison` (this comparison, its settings and its command line, tested in
+# `tests/test_lm_comparison.py`), `nlteach.titans`, `nlteach.cms`.
 
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
@@ -58,6 +59,7 @@ import torch
 
 from nlteach import config, models
 from nlteach.bench import format_table
+from nlteach.experiments import lm_comparison
 from nlteach.exercises import grade
 
 config.seed_everything(0)
@@ -133,11 +135,12 @@ print(f"max |naive - chunked| logit difference: {diff:.1e}")
 # `size_to_budget` picks each model's width so its parameter count (embeddings included, tied)
 # comes as close as possible to one budget. The counts cannot be exactly equal (widths move in
 # steps of 2 x heads), so the table shows what each model really has. The settings come from
-# `models.comparison_sizes()`, the same function the committed results were made with.
+# `lm_comparison.sizes()`, the experiment's one table (`lm_comparison.SIZES`), which the committed
+# results were made with.
 
 # %%
-sizes = models.comparison_sizes()
-names = list(models.MAIN_MODELS)
+sizes = lm_comparison.sizes()
+names = list(lm_comparison.MAIN_MODELS)
 base = models.ModelConfig(vocab_size=65, dim=2 * sizes["n_heads"], n_layers=sizes["n_layers"], n_heads=sizes["n_heads"])
 rows = []
 for name in names:
@@ -152,29 +155,33 @@ print(f"every run: {sizes['steps']} steps x {sizes['batch_size']} x {sizes['seq_
 #
 # Same data order per seed (the sampler is a function of the seed and the step), same optimizer
 # (AdamW, warmup then cosine), same steps. The seed changes both the initial weights and the data
-# order. This is the slow cell.
+# order. This is the slow cell: `lm_comparison.run_comparison` trains every model and seed with
+# `nlteach.train` into a run folder (a second call with the same folder skips what is finished).
 
 # %%
 seeds = config.by_preset(tiny=[0, 1], laptop=[0, 1, 2], full=[0])
 workdir = tempfile.mkdtemp(prefix="nb09_")
-runs = models.compare_models(names, seeds, out_dir=workdir, sample_chars=config.by_preset(tiny=60, laptop=300, full=500),
-                             preset=config.get_preset(), **sizes)
-summary = models.summarize_comparison(runs)
+live = lm_comparison.run_comparison(workdir, seeds=seeds, ablation_seeds=[], multi_frequency_seeds=[],
+                                    sample_chars=config.by_preset(tiny=60, laptop=300, full=500))
+runs = lm_comparison.by_label(live)
+summary = lm_comparison.summarize_comparison(runs)
 print(format_table(summary, ["model", "params", "seeds", "val_mean", "val_std", "test_mean", "test_std", "s_per_run"]))
 fig = plt.figure(figsize=(8, 4))
-models.draw_comparison(fig, runs, "val_loss")
+lm_comparison.draw_comparison(fig, runs, "val_loss")
 fig.axes[0].set_title(f"live run at the {config.get_preset()} preset: validation loss (band: min..max over seeds)")
 plt.show()
 
 # %% [markdown]
 # ## 4. Our laptop-preset results (committed)
 #
-# Made with
+# Made with the command that is now
 #
-#     python -m nlteach.models --preset laptop --out results/lm_tinyshakespeare_laptop \
-#         --seeds 0 1 2 --ablation-seeds 0 1 2 --multi-frequency-seeds 0 1 2 --small-memory-seeds 0 1 2
+#     python -m nlteach.experiments.lm_comparison --preset laptop --threads 1 \
+#         --seeds 0 1 2 --ablation-seeds 0 1 2 --multi-frequency-seeds 0 1 2 --small-memory-seeds 0 1 2 \
+#         --out results/lm_tinyshakespeare_laptop
 #
-# on a shared 2-core CPU, one thread per run (the exact command and settings are in the JSON file).
+# (then `python -m nlteach.models`, with the same settings) on a shared 2-core CPU, one thread per
+# run; the exact command and settings are in the JSON file.
 # Loss is in nats per character (bits per character = nats / ln 2). The band is the min..max
 # over seeds.
 
@@ -188,7 +195,7 @@ def find_results(name: str = "lm_tinyshakespeare_laptop") -> Path | None:
 
 
 path = find_results()
-committed = models.load_comparison(str(path)) if path else {}
+committed = lm_comparison.load_comparison(path) if path else {}
 if not committed:
     print("results/lm_tinyshakespeare_laptop/results.json is not here (e.g. on Colab): clone the "
           "repository to see our committed numbers, or run the command above.")
@@ -197,17 +204,17 @@ else:
     print("command:", meta["command"])
     print("settings:", {k: meta["config"][k] for k in ("params", "steps", "batch_size", "seq_len", "lr", "tokens_per_run")})
     main = {k: v for k, v in committed.items() if k in names}
-    laptop_summary = models.summarize_comparison(main)
+    laptop_summary = lm_comparison.summarize_comparison(main)
     print(format_table(laptop_summary, ["model", "params", "seeds", "val_mean", "val_std", "test_mean", "test_std", "s_per_run"]))
     fig = plt.figure(figsize=(8, 4))
-    models.draw_comparison(fig, main, "val_loss")
+    lm_comparison.draw_comparison(fig, main, "val_loss")
     fig.axes[0].set_title("committed laptop results: validation loss, mean over seeds (band: min..max)")
     plt.show()
     fig = plt.figure(figsize=(8, 4))
-    models.draw_comparison(fig, main, "train_loss")
+    lm_comparison.draw_comparison(fig, main, "train_loss")
     fig.axes[0].set_title("committed laptop results: training loss (band: min..max over seeds)")
     plt.show()
-    print("Main comparison (committed laptop results)\n" + models.comparison_verdict(laptop_summary))
+    print("Main comparison (committed laptop results)\n" + lm_comparison.comparison_verdict(laptop_summary))
 
 # %% [markdown]
 # Samples from the first seed of each model (temperature 1, prompt = a newline), from the committed
@@ -240,23 +247,23 @@ for name in names:
 # does not (a 64-character window barely lets the projection memories change, chunk 32).
 
 # %%
-ablations = list(models.ABLATIONS)
-if config.get_preset() != "tiny":
-    live = {"hope": runs["hope"], **models.compare_models(ablations, seeds[:1], out_dir=workdir,
-                                                          preset=config.get_preset(), **sizes)}
-    print(format_table(models.summarize_comparison(live), ["model", "params", "seeds", "val_mean", "val_std", "test_mean"]))
-variants = ["hope", *ablations, "hope+multi-frequency CMS", models.SMALL_MEMORY]
+ablations = list(lm_comparison.ABLATIONS)
+if config.get_preset() != "tiny":  # same folder: the main models are done, only the ablations train
+    live = lm_comparison.run_comparison(workdir, seeds=seeds, ablation_seeds=seeds[:1], multi_frequency_seeds=[])
+    ab_live = {k: v for k, v in lm_comparison.by_label(live).items() if k in ("hope", *ablations)}
+    print(format_table(lm_comparison.summarize_comparison(ab_live), ["model", "params", "seeds", "val_mean", "val_std", "test_mean"]))
+variants = ["hope", *ablations, lm_comparison.MULTI_FREQUENCY, lm_comparison.SMALL_MEMORY]
 ab = {k: committed[k] for k in variants if k in committed}
 if len(ab) < 2:
     print("the committed results hold no ablation runs yet; run the command of section 4.")
 else:
-    ab_summary = models.summarize_comparison(ab)
+    ab_summary = lm_comparison.summarize_comparison(ab)
     print(format_table(ab_summary, ["model", "params", "seeds", "val_mean", "val_std", "test_mean", "test_std"]))
     fig = plt.figure(figsize=(8, 4))
-    models.draw_comparison(fig, ab, "val_loss")
+    lm_comparison.draw_comparison(fig, ab, "val_loss")
     fig.axes[0].set_title("committed laptop results: HOPE ablation, validation loss")
     plt.show()
-    print("Ablation (committed laptop results)\n" + models.comparison_verdict(ab_summary))
+    print("Ablation (committed laptop results)\n" + lm_comparison.comparison_verdict(ab_summary))
 
 # %% [markdown]
 # ## 6. Verdict at this scale

@@ -64,7 +64,7 @@ preset = config.get_preset()
 # | notebook | program | what | several GPUs |
 # | --- | --- | --- | --- |
 # | 06 | `python -m nlteach.experiments.optimizers` | optimizers on digits and tiny Shakespeare, all seeds | no (one process) |
-# | 09 | `python -m nlteach.train` | one language model, one seed | **yes: `torchrun` (DDP)** |
+# | 09 | `python -m nlteach.train` with the settings of `nlteach.experiments.lm_comparison` | one language model, one seed | **yes: `torchrun` (DDP)** |
 # | 10 | `python -m nlteach.continual` | one learner on one task stream, all seeds | no (one process) |
 # | 11 | `python -m nlteach.longctx` | one model (or CMS variant) on one task, all seeds | no (one process) |
 #
@@ -73,7 +73,10 @@ preset = config.get_preset()
 # GPUs compute what one GPU computes (notebook 09, `tests/test_train.py`). The other three
 # programs are single-process: starting them with `torchrun` would run the same job N times. For
 # them, several GPUs help by running **different jobs at the same time**, one per GPU, which is
-# why `experiment_jobs` cuts every experiment into jobs with their own output folders.
+# why `experiment_jobs` cuts every experiment into jobs with their own output folders. (Notebook
+# 09's whole comparison is also one command, `python -m nlteach.experiments.lm_comparison`, one
+# process for every model and seed; the jobs here run the same settings,
+# `lm_comparison.train_arguments(preset)`, one model and seed per job, so each can use every GPU.)
 
 # %%
 jobs = results.experiment_jobs("full", seeds=(0, 1, 2), runs_dir="runs")
