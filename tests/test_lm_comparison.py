@@ -85,6 +85,8 @@ def test_run_comparison_writes_resumable_results(tmp_path, monkeypatch):
     calls.clear()
     C.run_comparison(out, preset="tiny", seeds=(0, 1, 2), ablation_seeds=(0,), multi_frequency_seeds=(0,))
     assert sorted(calls) == sorted((m, 2, False, None) for m in C.MAIN_MODELS)
+    data = json.loads((out / "results.json").read_text())  # the half-width seed of the first call is kept
+    assert len(data["per_seed"]) == 4 * 3 + 3 + 1 + 1 and data["per_seed"][-1]["label"] == C.SMALL_MEMORY
     runs = C.load_comparison(out)
     rows = C.summarize_comparison({k: v for k, v in runs.items() if k in ("transformer", "hope")})
     assert [r["model"] for r in rows] == ["hope", "transformer"] and rows[0]["seeds"] == 3

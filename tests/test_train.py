@@ -260,3 +260,16 @@ def test_cms_multi_frequency_levels_wait_for_their_period_and_resume_exactly(tmp
     assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
     with pytest.raises(tr.ConfigError, match="needs a model with a CMS"):
         tr.train({**cfg, "model": "transformer"}, out=str(tmp_path / "c"))
+
+
+def test_stop_flag_and_single_process_collectives():
+    from nlteach.runs import distributed
+
+    dist = distributed.Dist()
+    assert dist.main and distributed.gather({"a": 1}, dist) == [{"a": 1}]
+    assert distributed.any_rank(True, dist, torch.device("cpu")) is True
+    before = signal.getsignal(signal.SIGTERM)
+    with distributed.StopFlag(verbose=False) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)  # SIGTERM, like SIGINT, asks to stop after the step
+        assert stop.requested
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -157,14 +157,15 @@ def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequenc
 
 
 def _write(top: RunDir, preset: str, todo: list, records: dict, command: str | None, device: Any) -> dict[str, Any]:
+    """results.json: this call's runs in plan order, then any other seed finished in the folder earlier."""
     z = sizes(preset)
     per_seed = [records[(label, seed)] for label, _, seed, _ in todo if (label, seed) in records]
+    earlier = (read_json(f) for f in sorted(top.path.glob("arms/*/seeds/seed_*.json")))
+    per_seed += [r for r in earlier if (r["label"], r["seed"]) not in records]
     results = {
         "experiment": "character-level LM on tiny Shakespeare at equal parameters and tokens (notebook 09)",
         "command": command or command_line(), "preset": preset,
         "config": {**top.settings, "tokens_per_run": z["steps"] * z["batch_size"] * z["seq_len"]},
-        "arms": {label: {"model": model, **extra, "seeds": [s for lb, _, s, _ in todo if lb == label]}
-                 for label, model, _, extra in todo},
         "note": "our measurement on CPU; not the paper's numbers",
         "per_seed": per_seed, "summary": _summary(per_seed),
     }
