@@ -51,7 +51,6 @@ from tqdm.auto import tqdm
 from nlteach import models, recipes, text
 from nlteach.config import by_preset, get_device, get_preset
 from nlteach.models import ModelConfig
-from nlteach.recipes import WarmupCosine  # noqa: F401 (longctx.runner imports it from here until it moves)
 from nlteach.runs import cli, distributed, io, rng
 from nlteach.runs.provenance import Clock, provenance
 from nlteach.runs.rundir import SettingsMismatch, check_same_settings

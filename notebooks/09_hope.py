@@ -58,7 +58,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from nlteach import config, models
-from nlteach.bench import format_table
+from nlteach.runs.tables import text_table
 from nlteach.experiments import lm_comparison
 from nlteach.exercises import grade
 
@@ -146,7 +146,7 @@ rows = []
 for name in names:
     cfg = models.size_to_budget(name, sizes["params"], base)
     rows.append({"model": name, "dim": cfg.dim, "params": models.param_count(name, cfg)})
-print(format_table(rows, ["model", "dim", "params"]))
+print(text_table(rows, ["model", "dim", "params"]))
 tokens = sizes["steps"] * sizes["batch_size"] * sizes["seq_len"]
 print(f"every run: {sizes['steps']} steps x {sizes['batch_size']} x {sizes['seq_len']} = {tokens:,} training tokens")
 
@@ -165,7 +165,7 @@ live = lm_comparison.run_comparison(workdir, seeds=seeds, ablation_seeds=[], mul
                                     sample_chars=config.by_preset(tiny=60, laptop=300, full=500))
 runs = lm_comparison.by_label(live)
 summary = lm_comparison.summarize_comparison(runs)
-print(format_table(summary, ["model", "params", "seeds", "val_mean", "val_std", "test_mean", "test_std", "s_per_run"]))
+print(text_table(summary, ["model", "params", "seeds", "val_mean", "val_std", "test_mean", "test_std", "s_per_run"]))
 fig = plt.figure(figsize=(8, 4))
 lm_comparison.draw_comparison(fig, runs, "val_loss")
 fig.axes[0].set_title(f"live run at the {config.get_preset()} preset: validation loss (band: min..max over seeds)")
@@ -205,7 +205,7 @@ else:
     print("settings:", {k: meta["config"][k] for k in ("params", "steps", "batch_size", "seq_len", "lr", "tokens_per_run")})
     main = {k: v for k, v in committed.items() if k in names}
     laptop_summary = lm_comparison.summarize_comparison(main)
-    print(format_table(laptop_summary, ["model", "params", "seeds", "val_mean", "val_std", "test_mean", "test_std", "s_per_run"]))
+    print(text_table(laptop_summary, ["model", "params", "seeds", "val_mean", "val_std", "test_mean", "test_std", "s_per_run"]))
     fig = plt.figure(figsize=(8, 4))
     lm_comparison.draw_comparison(fig, main, "val_loss")
     fig.axes[0].set_title("committed laptop results: validation loss, mean over seeds (band: min..max)")
@@ -251,14 +251,14 @@ ablations = list(lm_comparison.ABLATIONS)
 if config.get_preset() != "tiny":  # same folder: the main models are done, only the ablations train
     live = lm_comparison.run_comparison(workdir, seeds=seeds, ablation_seeds=seeds[:1], multi_frequency_seeds=[])
     ab_live = {k: v for k, v in lm_comparison.by_label(live).items() if k in ("hope", *ablations)}
-    print(format_table(lm_comparison.summarize_comparison(ab_live), ["model", "params", "seeds", "val_mean", "val_std", "test_mean"]))
+    print(text_table(lm_comparison.summarize_comparison(ab_live), ["model", "params", "seeds", "val_mean", "val_std", "test_mean"]))
 variants = ["hope", *ablations, lm_comparison.MULTI_FREQUENCY, lm_comparison.SMALL_MEMORY]
 ab = {k: committed[k] for k in variants if k in committed}
 if len(ab) < 2:
     print("the committed results hold no ablation runs yet; run the command of section 4.")
 else:
     ab_summary = lm_comparison.summarize_comparison(ab)
-    print(format_table(ab_summary, ["model", "params", "seeds", "val_mean", "val_std", "test_mean", "test_std"]))
+    print(text_table(ab_summary, ["model", "params", "seeds", "val_mean", "val_std", "test_mean", "test_std"]))
     fig = plt.figure(figsize=(8, 4))
     lm_comparison.draw_comparison(fig, ab, "val_loss")
     fig.axes[0].set_title("committed laptop results: HOPE ablation, validation loss")

@@ -49,7 +49,7 @@ import torch
 from IPython.display import Markdown, display
 
 from nlteach import config, longctx, results
-from nlteach.bench import format_table
+from nlteach.runs.tables import text_table
 
 torch.set_num_threads(1)
 print(config.describe())
@@ -81,7 +81,7 @@ preset = config.get_preset()
 # %%
 jobs = results.experiment_jobs("full", seeds=(0, 1, 2), runs_dir="runs")
 print("jobs per notebook:", dict(Counter(j["notebook"] for j in jobs)))
-print(format_table([{"notebook": j["notebook"], "program": j["module"], "torchrun": j["ddp"], "out": j["out"]}
+print(text_table([{"notebook": j["notebook"], "program": j["module"], "torchrun": j["ddp"], "out": j["out"]}
                     for j in jobs[::6]], ["notebook", "program", "torchrun", "out"]))
 
 # %% [markdown]
@@ -138,7 +138,7 @@ live.append({"job": "nlteach.train transformer, 1 seed",
              "seconds": timed(lambda: train(model="transformer", preset=preset, out=f"{workdir}/lm", overwrite=True,
                                             progress=False, sample_chars=0))})
 print(f"preset {preset}, {torch.get_num_threads()} thread(s), device {config.get_device()}")
-print(format_table(live, ["job", "seconds"]))
+print(text_table(live, ["job", "seconds"]))
 
 # %% [markdown]
 # **Recorded in the committed results.** Long-context runs record their training and evaluation
@@ -150,7 +150,7 @@ print(format_table(live, ["job", "seconds"]))
 exps = results.load_all()
 timing = results.timing_rows(exps)
 if timing:
-    print(format_table([{"experiment": t["experiment"], "run": t["run"], "device": t["device"], "seeds": t["seeds"],
+    print(text_table([{"experiment": t["experiment"], "run": t["run"], "device": t["device"], "seeds": t["seeds"],
                          "steps": t["steps"], "s/seed": f"{t['seconds_per_seed'][0]:.0f} ± {t['seconds_per_seed'][1]:.0f}"}
                         for t in timing], ["experiment", "run", "device", "seeds", "steps", "s/seed"]))
 else:
@@ -172,7 +172,7 @@ for task in ("s-niah", "mqar", "parity"):
     rows.append({"task": task, "laptop tokens": int(tok["laptop"]), "full tokens": int(tok["full"]),
                  "ratio": tok["full"] / tok["laptop"], "laptop params": cfg["laptop"].params,
                  "full params": cfg["full"].params, "longest test (full)": max(cfg["full"].eval_lengths)})
-print(format_table(rows, ["task", "laptop tokens", "full tokens", "ratio", "laptop params", "full params",
+print(text_table(rows, ["task", "laptop tokens", "full tokens", "ratio", "laptop params", "full params",
                           "longest test (full)"]))
 
 # %% [markdown]

@@ -49,9 +49,10 @@ import numpy as np
 from nlteach.config import get_device, get_preset
 from nlteach.models import ModelConfig, size_to_budget
 from nlteach.runs import cli, stats
+from nlteach.runs.commands import run_guarded
 from nlteach.runs.io import read_json
 from nlteach.runs.provenance import command_line
-from nlteach.runs.rundir import RunDir, SettingsMismatch
+from nlteach.runs.rundir import RunDir
 from nlteach.train import CHECKPOINT, METRICS, RUNTIME_FIELDS, resolve_config, train
 
 NAME = "lm_comparison"
@@ -285,15 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.apply_common(p, p.parse_args(argv))
     out = args.out or f"runs/{NAME}_{args.preset}"
     command = command_line(None if argv is None else ["python", "-m", f"nlteach.experiments.{NAME}", *argv])
-    try:
-        res = run_comparison(out, preset=args.preset, seeds=args.seeds, models=args.models,
-                             ablation_seeds=args.ablation_seeds, multi_frequency_seeds=args.multi_frequency_seeds,
-                             small_memory_seeds=args.small_memory_seeds, sample_chars=args.sample_chars,
-                             overwrite=args.overwrite, device=args.device, command=command)
-    except SettingsMismatch as e:
-        p.error(str(e))
-    if res.get("interrupted"):
-        return 130
+    res, code = run_guarded(lambda: run_comparison(
+        out, preset=args.preset, seeds=args.seeds, models=args.models, ablation_seeds=args.ablation_seeds,
+        multi_frequency_seeds=args.multi_frequency_seeds, small_memory_seeds=args.small_memory_seeds,
+        sample_chars=args.sample_chars, overwrite=args.overwrite, device=args.device, command=command))
+    if code or res.get("interrupted"):  # a refused resume (the error names the settings: 2) or Ctrl-C (130)
+        return code or 130
     print(f"[{NAME}] results in {Path(out) / 'results.json'}")
     return 0
 
