@@ -50,6 +50,7 @@ from nlteach.nn import (
     residual_std,
     rope_cos_sin,
 )
+from nlteach.text import CharVocab
 from nlteach.titans import SelfModifyingTitans
 
 IMPLS: tuple[str, ...] = ("naive", "chunked")
@@ -501,6 +502,38 @@ def cms_level_parameters(model: LanguageModel) -> list[list[nn.Parameter]]:
 
 # ---------------------------------------------------------------------------------------------
 # Counting and sizing.
+
+
+@torch.no_grad()
+def sample(model: nn.Module, vocab: CharVocab, prompt: str = "\n", length: int = 200, *,
+           temperature: float = 1.0, top_k: int | None = None, context: int | None = None,
+           seed: int = 0) -> str:
+    """Generate ``length`` characters after ``prompt`` (returned without it): each step feeds the last
+    ``context`` characters (all when None) and draws from ``softmax(logits / temperature)`` over the
+    ``top_k`` most likely (greedy at temperature 0) with a generator seeded by ``seed``."""
+    if not prompt or not isinstance(length, int) or length < 0 or temperature < 0:
+        raise ValueError(f"sample needs a non-empty prompt (e.g. '\\n'), length >= 0 and temperature >= 0; got "
+                         f"prompt={prompt!r}, length={length!r}, temperature={temperature!r}.")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    gen, ids = torch.Generator().manual_seed(seed), vocab.encode(prompt).tolist()
+    n_prompt = len(ids)
+    try:
+        for _ in range(length):
+            window = ids[-context:] if context else ids
+            logits = model(torch.tensor([window], device=device))[0, -1].float().cpu()  # [V]
+            if temperature == 0:
+                ids.append(int(logits.argmax()))
+                continue
+            logits = logits / temperature
+            if top_k is not None and top_k < logits.numel():
+                logits = logits.masked_fill(logits < torch.topk(logits, top_k).values[-1], float("-inf"))
+            ids.append(int(torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)))
+    finally:
+        model.train(was_training)
+    return vocab.decode(ids[n_prompt:])
+
 
 
 def count_parameters(model: nn.Module, *, non_embedding: bool = False) -> int:

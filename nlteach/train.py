@@ -212,37 +212,6 @@ def load_model(out: str | os.PathLike, *, device: str | torch.device | None = No
 
 
 @torch.no_grad()
-def sample(model: nn.Module, vocab: CharVocab, prompt: str = "\n", length: int = 200, *,
-           temperature: float = 1.0, top_k: int | None = None, context: int | None = None,
-           seed: int = 0) -> str:
-    """Generate ``length`` characters after ``prompt`` (returned without it): each step feeds the last
-    ``context`` characters (all when None) and draws from ``softmax(logits / temperature)`` over the
-    ``top_k`` most likely (greedy at temperature 0) with a generator seeded by ``seed``."""
-    if not prompt or not isinstance(length, int) or length < 0 or temperature < 0:
-        raise ValueError(f"sample needs a non-empty prompt (e.g. '\\n'), length >= 0 and temperature >= 0; got "
-                         f"prompt={prompt!r}, length={length!r}, temperature={temperature!r}.")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    gen, ids = torch.Generator().manual_seed(seed), vocab.encode(prompt).tolist()
-    n_prompt = len(ids)
-    try:
-        for _ in range(length):
-            window = ids[-context:] if context else ids
-            logits = model(torch.tensor([window], device=device))[0, -1].float().cpu()  # [V]
-            if temperature == 0:
-                ids.append(int(logits.argmax()))
-                continue
-            logits = logits / temperature
-            if top_k is not None and top_k < logits.numel():
-                logits = logits.masked_fill(logits < torch.topk(logits, top_k).values[-1], float("-inf"))
-            ids.append(int(torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)))
-    finally:
-        model.train(was_training)
-    return vocab.decode(ids[n_prompt:])
-
-
-@torch.no_grad()
 def evaluate(model: nn.Module, tokens: torch.Tensor, starts: np.ndarray, seq_len: int, batch_size: int,
              device: torch.device, autocast, *, rank: int = 0, world_size: int = 1) -> float:
     """Mean next-character cross-entropy (nats) over the windows ``starts`` (split across ranks)."""
@@ -445,7 +414,7 @@ def _train(cfg: TrainConfig, device: torch.device, dist: distributed.Dist, on_lo
     test_loss = run_eval(test_tokens)
     sampled = ""
     if dist.main and cfg.sample_chars:
-        sampled = sample(raw_model, vocab, "\n", cfg.sample_chars, temperature=cfg.temperature, context=cfg.seq_len,
+        sampled = models.sample(raw_model, vocab, "\n", cfg.sample_chars, temperature=cfg.temperature, context=cfg.seq_len,
                       seed=cfg.seed)
     results = {
         "config": cfg.to_dict(), "model_config": model_cfg.to_dict(), "n_params": n_params,

@@ -13,8 +13,10 @@ from nlteach.models import (
     build_model,
     count_parameters,
     param_count,
+    sample,
     size_to_budget,
 )
+from nlteach.text import CharVocab
 
 V = 37
 SMALL = dict(vocab_size=V, dim=32, n_layers=2, n_heads=4)
@@ -257,3 +259,13 @@ def test_every_model_config_field_has_command_line_help():
     import dataclasses
 
     assert all(f.metadata.get("help") for f in dataclasses.fields(ModelConfig))
+
+
+def test_sample_is_deterministic_and_uses_the_vocabulary():
+    torch.manual_seed(0)
+    vocab = CharVocab("abcde\n")
+    model = build_model("transformer", ModelConfig(vocab_size=6, dim=8, n_layers=1, n_heads=2))
+    a = sample(model, vocab, "ab", 20, seed=3, context=8)
+    assert a == sample(model, vocab, "ab", 20, seed=3, context=8) and len(a) == 20 and set(a) <= set("abcde\n")
+    assert sample(model, vocab, "ab", 5, temperature=0) == sample(model, vocab, "ab", 5, temperature=0, seed=9)
+    assert model.training  # sampling restores the mode

@@ -12,7 +12,6 @@ from nlteach import train as tr
 from nlteach.models import ModelConfig, build_model, cms_level_parameters
 from nlteach.runs.io import load_checkpoint
 from nlteach.runs.rundir import SettingsMismatch
-from nlteach.text import CharVocab
 
 ROOT = Path(__file__).resolve().parent.parent
 # A run small enough for seconds on a loaded 2-core box; log_every=2 and stopping at odd steps
@@ -133,16 +132,6 @@ def test_optimizers_of_nlteach_optim_by_name(tmp_path, data_mirror):
         tr.train(SMALL, out=str(tmp_path / "l"), optimizer="lion")
     res = tr.train(SMALL, out=str(tmp_path / "s"), optimizer="sgd", steps=2, eval_every=2)
     assert res["steps"] == 2
-
-
-def test_sample_is_deterministic_and_uses_the_vocabulary():
-    torch.manual_seed(0)
-    vocab = CharVocab("abcde\n")
-    model = build_model("transformer", ModelConfig(vocab_size=6, dim=8, n_layers=1, n_heads=2))
-    a = tr.sample(model, vocab, "ab", 20, seed=3, context=8)
-    assert a == tr.sample(model, vocab, "ab", 20, seed=3, context=8) and len(a) == 20 and set(a) <= set("abcde\n")
-    assert tr.sample(model, vocab, "ab", 5, temperature=0) == tr.sample(model, vocab, "ab", 5, temperature=0, seed=9)
-    assert model.training  # sampling restores the mode
 
 
 @pytest.mark.parametrize("argv, message", [
