@@ -48,6 +48,7 @@ from matplotlib.figure import Figure
 
 from nlteach.cms import CMS, MultiFrequencyOptimizer
 from nlteach.config import get_preset
+from nlteach.experiments.reporting import ci_text
 from nlteach.runs import RESULTS_ROOT, stats
 from nlteach.runs.cli import add_common_arguments, apply_common, dataclass_arguments, nonneg_int
 from nlteach.runs.io import atomic_save, load_checkpoint, read_json
@@ -320,14 +321,13 @@ def verdict_text(results: dict[str, Any]) -> str:
     lines = [f"Paired differences over {n} seeds (arm minus reference, mean [95% interval], NMSE):"]
     for v in verdict(results):
         d = v["diff"]
-        lo, hi = d["ci95"]
         if v["outcome"] == "no clear difference":
             says = "no clear difference"
         else:
             says = f"{v['arm']} {_SAYS[(v['metric'], v['outcome'])]} {v['reference']}"
         dropped = f"; {d['dropped']} seed(s) not finite, left out" if d["dropped"] else ""
         lines.append(f"  {v['arm']} vs {v['reference']}, {COLUMN_TITLES[v['metric']]}: "
-                     f"{d['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]: {says}{dropped}")
+                     f"{ci_text(d)}: {says}{dropped}")
     s = summarize(results)
     above = [arm for arm, row in s.items() if row["A_after_last"]["mean"] > 1]
     lines.append("After the last task, the mean NMSE on task A is above 1 (worse than predicting the mean) for: "

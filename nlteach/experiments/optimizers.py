@@ -39,6 +39,7 @@ from torch import nn
 from nlteach import recipes
 from nlteach.config import get_device, get_preset
 from nlteach.data import load_digits_split, load_tinyshakespeare
+from nlteach.experiments.reporting import ci_text
 from nlteach.runs import RESULTS_ROOT, stats
 from nlteach.runs.cli import (
     add_common_arguments,
@@ -393,11 +394,6 @@ def verdict(results: dict[str, Any], baseline: str = BASELINE) -> list[dict[str,
     return out
 
 
-def _ci(d: dict[str, Any], digits: int = 3) -> str:
-    lo, hi = d["ci95"]
-    return f"{d['mean']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
-
-
 def verdict_text(results: dict[str, Any], baseline: str = BASELINE) -> str:
     """The verdict as sentences, numbers taken from ``results``."""
     ev = results["eval_name"]
@@ -409,7 +405,7 @@ def verdict_text(results: dict[str, Any], baseline: str = BASELINE) -> str:
         what = {"better": f"beats {baseline}", "worse": f"is worse than {baseline}",
                 "no clear difference": f"does not separate from {baseline}"}[v["outcome"]]
         dropped = f"; {d['dropped']} seed(s) not finite, left out" if d["dropped"] else ""
-        lines.append(f"  {v['optimizer']:<14} {_ci(d)}: {what}{dropped}")
+        lines.append(f"  {v['optimizer']:<14} {ci_text(d)}: {what}{dropped}")
     return "\n".join(lines)
 
 
@@ -423,7 +419,7 @@ def summary_table(results: dict[str, Any], *, markdown: bool = True, digits: int
         rows.append({"optimizer": r["optimizer"], "lr": f"{r['lr']:.3g}",
                      f"{ev} loss": pm_summary(r["eval"], digits),
                      "train loss (last 10%)": pm_summary(r["train"], digits),
-                     f"- {BASELINE} [95%]": "" if d is None else _ci(d, digits),
+                     f"- {BASELINE} [95%]": "" if d is None else ci_text(d, digits),
                      "step time / SGD": f"{r['step_time_ratio']['mean']:.2f}" if "step_time_ratio" in r else "",
                      "opt.step / SGD": f"{r['opt_time_ratio']['mean']:.2f}" if "opt_time_ratio" in r else ""})
     columns = list(rows[0])
@@ -445,7 +441,7 @@ def comparison_table(results_by_task: dict[str, dict[str, Any]], digits: int = 3
         for res in results_by_task.values():
             r = {x["optimizer"]: x for x in summarize(res)}.get(name)
             d = None if r is None else r.get("vs_baseline")
-            row += ["" if r is None else pm_summary(r["eval"], digits), "" if d is None else _ci(d, digits)]
+            row += ["" if r is None else pm_summary(r["eval"], digits), "" if d is None else ci_text(d, digits)]
         rows.append(row)
     return markdown_table(header, rows)
 
