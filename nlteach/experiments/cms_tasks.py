@@ -315,19 +315,27 @@ _SAYS = {("forgetting_A", "lower"): "forgets task A less than", ("forgetting_A",
          ("just_learned", "higher"): "learns each new task worse than"}
 
 
-def verdict_text(results: dict[str, Any]) -> str:
-    """The verdict as sentences, numbers taken from ``results``."""
-    n = len(results["per_seed"])
-    lines = [f"Paired differences over {n} seeds (arm minus reference, mean [95% interval], NMSE):"]
+def verdict_lines(results: dict[str, Any], metrics: Sequence[str] = VERDICT_METRICS) -> list[str]:
+    """One sentence per verdict entry on ``metrics``, numbers taken from ``results``."""
+    lines = []
     for v in verdict(results):
+        if v["metric"] not in metrics:
+            continue
         d = v["diff"]
         if v["outcome"] == "no clear difference":
             says = "no clear difference"
         else:
             says = f"{v['arm']} {_SAYS[(v['metric'], v['outcome'])]} {v['reference']}"
         dropped = f"; {d['dropped']} seed(s) not finite, left out" if d["dropped"] else ""
-        lines.append(f"  {v['arm']} vs {v['reference']}, {COLUMN_TITLES[v['metric']]}: "
-                     f"{ci_text(d)}: {says}{dropped}")
+        lines.append(f"{v['arm']} vs {v['reference']}, {COLUMN_TITLES[v['metric']]}: {ci_text(d)}: {says}{dropped}")
+    return lines
+
+
+def verdict_text(results: dict[str, Any]) -> str:
+    """The verdict as sentences, numbers taken from ``results``."""
+    n = len(results["per_seed"])
+    lines = [f"Paired differences over {n} seeds (arm minus reference, mean [95% interval], NMSE):"]
+    lines += [f"  {line}" for line in verdict_lines(results)]
     s = summarize(results)
     above = [arm for arm, row in s.items() if row["A_after_last"]["mean"] > 1]
     lines.append("After the last task, the mean NMSE on task A is above 1 (worse than predicting the mean) for: "
