@@ -114,7 +114,7 @@ class OptimizerComparisonConfig:
         for name in ("steps", "batch_size", "hidden", "context", "embed", "n_eval", "n_evals"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}; need steps >= 1.")
+                raise ValueError(f"{name} must be a positive int, got {v!r}.")
 
     def learning_rates(self) -> dict[str, float]:
         """The learning rate of each compared optimizer (:data:`DEFAULT_LRS` with ``lrs`` laid over)."""
