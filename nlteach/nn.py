@@ -178,3 +178,22 @@ class CausalConv(nn.Conv1d):
             raise ValueError(f"CausalConv({self.in_channels}) needs x [B, T, {self.in_channels}], got {tuple(x.shape)}.")
         T = x.shape[1]
         return super().forward(x.transpose(1, 2))[..., :T].transpose(1, 2)  # left padding only: causal
+
+
+class SmallMLP(nn.Module):
+    """A small classifier (notebook 06's optimizer comparison and ``bench optim``): an input encoder,
+    two hidden GELU layers of width ``hidden``, a linear head. For digits the input is the 64 pixels; for text it is the
+    concatenated embeddings of the last ``context`` characters (a Bengio-style character MLP)."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, *, vocab: int | None = None,
+                 embed: int = 8):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed) if vocab is not None else None
+        d = in_dim * embed if vocab is not None else in_dim
+        self.body = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, hidden),
+                                  nn.GELU(), nn.Linear(hidden, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.embed is not None:
+            x = self.embed(x).flatten(1)  # [B, context] -> [B, context * embed]
+        return self.body(x)

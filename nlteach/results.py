@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nlteach.experiments import lm_comparison
+from nlteach.config import PRESETS
+from nlteach.experiments import cms_tasks, lm_comparison, optimizers
 from nlteach.longctx.tasks import LANGUAGES
+from nlteach.runs.io import CorruptFileError
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "results"
 KINDS = ("longctx", "continual", "lm", "other")
@@ -365,6 +367,7 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
              "notebook 12 draws them all."]
     if not exps:
         return "\n".join([*lines, "", "No results are committed yet."]) + "\n"
+    lines += notebooks_06_07_lines(root)  # the optimizer comparison and the CMS experiment
     lm = [r for e in exps if e.kind == "lm" for r in lm_rows(e)]
     if lm:
         lines += ["", "**Language modelling** (notebook 09; character-level tiny Shakespeare, nats per character):",
@@ -550,6 +553,55 @@ def timing_rows(experiments: list[Experiment]) -> list[dict[str, Any]]:
                 rows.append({"experiment": exp.name, "run": name, "seeds": 1, "device": r.get("device", "?"),
                              "seconds_per_seed": (float(r["time_s"]), 0.0), "steps": r.get("steps")})
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebooks 06 and 07: the optimizer comparison and the sequential-tasks CMS experiment, rendered by
+# their own modules (nlteach.experiments.optimizers, nlteach.experiments.cms_tasks) from
+# results/optimizers_<task>_<preset>/ and results/cms_tasks_<preset>/; an absent folder is skipped.
+
+
+def optimizer_results(root: str | Path = DEFAULT_ROOT) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{preset: {task: results}}`` of the committed optimizer comparisons (presets and tasks
+    without a file are left out)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for preset in PRESETS:
+        for task in optimizers.TASKS:
+            if optimizers.committed_path(task, preset, root).exists():
+                out.setdefault(preset, {})[task] = optimizers.load_committed(task, preset, root)
+    return out
+
+
+def cms_tasks_results(root: str | Path = DEFAULT_ROOT) -> dict[str, dict[str, Any]]:
+    """``{preset: results}`` of the committed sequential-tasks CMS experiments."""
+    return {preset: cms_tasks.load_committed(preset, root) for preset in PRESETS
+            if cms_tasks.committed_path(preset, root).exists()}
+
+
+def notebooks_06_07_lines(root: str | Path = DEFAULT_ROOT) -> list[str]:
+    """The README block's lines for notebooks 06 and 07 (nothing when neither is committed); a file
+    that cannot be read or understood is named instead of its table."""
+    lines: list[str] = []
+    try:
+        for preset, by_task in optimizer_results(root).items():
+            seeds = sorted({len(r["per_seed"]) for r in by_task.values()})
+            lines += ["", f"**Optimizers** (notebook 06, preset {preset}, {'/'.join(map(str, seeds))} seeds; the same "
+                      "small MLP trained with each optimizer; final evaluation loss in nats, mean ± std over seeds, and "
+                      f"the per-seed difference to {optimizers.BASELINE} with its 95% interval: an optimizer beats "
+                      f"{optimizers.BASELINE} when the whole interval lies below 0):", "",
+                      optimizers.comparison_table(by_task)]
+    except (CorruptFileError, KeyError, TypeError, ValueError, IndexError) as e:
+        lines += ["", f"Optimizer comparison: the committed results could not be used ({type(e).__name__}: {e})."]
+    try:
+        for preset, res in cms_tasks_results(root).items():
+            lines += ["", f"**CMS and forgetting** (notebook 07, preset {preset}, {len(res['per_seed'])} seeds; three "
+                      "regression tasks learned in sequence; NMSE, 1 = no better than predicting the mean, lower is "
+                      "better; mean ± std over seeds):", "", cms_tasks.summary_table(res), "",
+                      "Forgetting of task A, paired per seed (arm minus reference, mean [95% interval]):", "",
+                      *(f"- {line}" for line in cms_tasks.verdict_lines(res, metrics=("forgetting_A",)))]
+    except (CorruptFileError, KeyError, TypeError, ValueError, IndexError) as e:
+        lines += ["", f"CMS experiment: the committed results could not be used ({type(e).__name__}: {e})."]
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------

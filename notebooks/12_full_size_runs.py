@@ -63,14 +63,15 @@ preset = config.get_preset()
 #
 # | notebook | program | what | several GPUs |
 # | --- | --- | --- | --- |
-# | 06 | `python -m nlteach.experiments.optimizers` | optimizers on digits and tiny Shakespeare, all seeds | no (one process) |
+# | 06 | `python -m nlteach.experiments.optimizers --task digits\|shakespeare` | every optimizer on one task, all seeds | no (one process) |
+# | 07 | `python -m nlteach.experiments.cms_tasks` | every CMS arm on the sequential tasks, all seeds (CPU only) | no (one process) |
 # | 09 | `python -m nlteach.train` with the settings of `nlteach.experiments.lm_comparison` | one language model, one seed | **yes: `torchrun` (DDP)** |
 # | 10 | `python -m nlteach.continual` | one learner on one task stream, all seeds | no (one process) |
 # | 11 | `python -m nlteach.longctx` | one model (or CMS variant) on one task, all seeds | no (one process) |
 #
 # Only `nlteach.train` runs one job on several GPUs: under `torchrun` every process takes
 # `batch_size / world_size` rows of the same global batch and the gradients are averaged, so N
-# GPUs compute what one GPU computes (notebook 09, `tests/test_train.py`). The other three
+# GPUs compute what one GPU computes (notebook 09, `tests/test_train.py`). The other
 # programs are single-process: starting them with `torchrun` would run the same job N times. For
 # them, several GPUs help by running **different jobs at the same time**, one per GPU, which is
 # why `experiment_jobs` cuts every experiment into jobs with their own output folders. (Notebook

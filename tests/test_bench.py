@@ -3,7 +3,7 @@ import sys
 
 import torch
 
-from nlteach.bench import text_table, measure
+from nlteach.bench import measure, text_table
 
 
 def test_bench_cli_lists_suites():

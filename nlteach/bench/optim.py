@@ -20,7 +20,7 @@ import torch
 from nlteach import optim as nlo
 from nlteach.bench import measure, text_table
 from nlteach.config import by_preset
-from nlteach.experiments.optimizers import SmallMLP
+from nlteach.nn import SmallMLP
 
 DESCRIPTION = "time per step of each optimizer (nlteach.optim, AdamW) relative to SGD+momentum"
 

@@ -1,17 +1,34 @@
 """Notebook 06's optimizer comparison: the same small MLP trained with each optimizer on digits and
-on tiny Shakespeare (character level), with seeds and spreads. ``python -m
-nlteach.experiments.optimizers`` runs it at a preset.
+on tiny Shakespeare (character level), over several seeds.
 
-Everything returns plain data (dicts of lists) and has a ``draw_*(fig, ...)`` companion, so the
-notebook only calls and plots; the tests run the same functions at tiny sizes. The notebook's
-smaller demos are in :mod:`nlteach.course.nb06_optimizers`.
+    python -m nlteach.experiments.optimizers --task digits --preset laptop --out runs/optimizers_digits_laptop
+
+- :class:`OptimizerComparisonConfig` holds every setting; :data:`PRESETS` is the one table of sizes
+  (``tiny``/``laptop``/``full``, per task) and :func:`preset_config` reads it.
+- :func:`run` trains every seed; with ``out`` it keeps a resumable run folder
+  (:class:`nlteach.runs.RunDir`: finished seeds are read back, a run with other settings is refused)
+  and writes ``out/results.json`` with its provenance.
+- :func:`summarize`, :func:`verdict`, :func:`comparison_table` and :func:`draw_comparison` read a
+  results dict (a fresh one or a committed one, :func:`load_committed`); the README's block and
+  notebook 06 use them.
+
+**Verdict rule.** An optimizer *beats* the baseline (SGD+momentum) on a task when the 95% t
+interval of the per-seed difference of final evaluation loss (optimizer minus baseline, the same
+seed meaning the same initial weights and batches) lies entirely below 0, and is *worse* when it
+lies entirely above 0; otherwise the runs do not separate them.
+
+The notebook's smaller demos are in :mod:`nlteach.course.nb06_optimizers`.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,13 +36,40 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from nlteach import optim as nlo
+from nlteach import recipes
+from nlteach.config import get_device, get_preset
+from nlteach.data import load_digits_split, load_tinyshakespeare
+from nlteach.experiments.reporting import ci_text
+from nlteach.nn import SmallMLP
+from nlteach.runs import RESULTS_ROOT, stats
+from nlteach.runs.cli import (
+    add_common_arguments,
+    apply_common,
+    dataclass_arguments,
+    finite_float,
+    nonneg_int,
+)
+from nlteach.runs.io import atomic_save, load_checkpoint, read_json
+from nlteach.runs.rundir import RunDir, SettingsMismatch
+from nlteach.runs.tables import markdown_table, pm_summary, text_table
 from nlteach.runs.threads import torch_threads
 
-# ---------------------------------------------------------------------------------------------
-# The comparison: the same small MLP on digits and on tiny Shakespeare (characters).
-
+EXPERIMENT = "optimizers"
+TASKS = ("digits", "shakespeare")
 COMPARED = ("SGD+momentum", "AdamW", "Muon", "M3", "DeltaMomentum", "DMGD")
+BASELINE = "SGD+momentum"
+
+#: The comparison's optimizers as :func:`nlteach.recipes.make_optimizer` recipes: (recipe name,
+#: options). Everything not listed is the recipe's or the class's default; AdamW keeps torch's own
+#: betas (0.9, 0.999) and no weight decay, not the language-model recipe's.
+RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
+    "SGD+momentum": ("sgd", {"momentum": 0.9}),
+    "AdamW": ("adamw", {"betas": (0.9, 0.999), "weight_decay": 0.0}),
+    "Muon": ("Muon", {"fallback_lr": 3e-3}),
+    "M3": ("M3", {}),
+    "DeltaMomentum": ("DeltaMomentum", {"momentum": 0.9}),
+    "DMGD": ("DeepMomentum", {"momentum": 0.9}),
+}
 
 #: Learning rates used in the comparison, picked by a small sweep on seed 0 at the laptop preset
 #: (see notebook 06 and the project report); every other hyperparameter is the class default.
@@ -39,63 +83,85 @@ DEFAULT_LRS: dict[str, dict[str, float]] = {
 }
 
 
-def comparison_sizes(task: str, preset: str | None = None) -> dict[str, Any]:
-    """Keyword arguments of :func:`compare_optimizers` for the active size preset."""
-    from nlteach.config import by_preset
+@dataclass(frozen=True)
+class OptimizerComparisonConfig:
+    """Every setting of one task's comparison (``lrs``: learning rates replacing
+    :data:`DEFAULT_LRS`; ``options``: per optimizer, hyperparameters replacing :data:`RECIPES`')."""
 
-    if task == "digits":
-        return by_preset(
-            tiny=dict(steps=12, hidden=16, seeds=(0, 1, 2), n_evals=4),
-            laptop=dict(steps=500, hidden=128, seeds=(0, 1, 2)),
-            full=dict(steps=3000, hidden=512, seeds=(0, 1, 2, 3, 4)), preset=preset)
-    if task == "shakespeare":
-        return by_preset(
-            tiny=dict(steps=12, hidden=16, seeds=(0, 1, 2), n_eval=200, n_evals=4),
-            laptop=dict(steps=1000, hidden=128, seeds=(0, 1, 2), n_eval=2000),
-            full=dict(steps=5000, hidden=512, seeds=(0, 1, 2, 3, 4), n_eval=10000), preset=preset)
-    raise ValueError(f"task must be 'digits' or 'shakespeare', got {task!r}.")
+    task: str = field(default="digits", metadata={"help": "digits or shakespeare", "choices": TASKS})
+    optimizers: tuple[str, ...] = field(default=COMPARED, metadata={"help": "optimizers to compare", "choices": COMPARED})
+    seeds: tuple[int, ...] = (0, 1, 2)
+    steps: int = field(default=300, metadata={"help": "training steps"})
+    batch_size: int = field(default=64, metadata={"help": "examples per step"})
+    hidden: int = field(default=128, metadata={"help": "width of the two hidden layers"})
+    context: int = field(default=16, metadata={"help": "characters the Shakespeare MLP reads"})
+    embed: int = field(default=8, metadata={"help": "character embedding size (Shakespeare)"})
+    n_eval: int = field(default=2000, metadata={"help": "validation windows (Shakespeare)"})
+    n_evals: int = field(default=10, metadata={"help": "evaluation points, step 0 and the last included"})
+    lrs: dict[str, float] = field(default_factory=dict)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    preset: str | None = None  # the row of PRESETS this config came from (None: built by hand)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be 'digits' or 'shakespeare', got {self.task!r}.")
+        for name in (*self.optimizers, *self.lrs, *self.options):
+            if name not in COMPARED:
+                raise ValueError(f"optimizer name {name!r} is not one of {COMPARED}.")
+        if not self.optimizers:
+            raise ValueError("optimizers must name at least one optimizer.")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must name at least one seed, each once, got {self.seeds!r}.")
+        for name in ("steps", "batch_size", "hidden", "context", "embed", "n_eval", "n_evals"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}.")
+
+    def learning_rates(self) -> dict[str, float]:
+        """The learning rate of each compared optimizer (:data:`DEFAULT_LRS` with ``lrs`` laid over)."""
+        table = {**DEFAULT_LRS[self.task], **self.lrs}
+        return {n: table[n] for n in self.optimizers}
+
+    def settings(self, device: torch.device) -> dict[str, Any]:
+        """Everything that changes the numbers (the run folder's ``config.json``)."""
+        d = asdict(self)
+        d.update(lrs=self.learning_rates(), options={n: dict(self.options.get(n, {})) for n in self.optimizers},
+                 device=device.type)
+        return d
+
+
+#: The one table of sizes: preset -> task -> fields of :class:`OptimizerComparisonConfig`.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {"digits": dict(steps=12, hidden=16, seeds=(0, 1, 2), n_evals=4),
+             "shakespeare": dict(steps=12, hidden=16, seeds=(0, 1, 2), n_eval=200, n_evals=4)},
+    "laptop": {"digits": dict(steps=500, hidden=128, seeds=(0, 1, 2)),
+               "shakespeare": dict(steps=1000, hidden=128, seeds=(0, 1, 2), n_eval=2000)},
+    "full": {"digits": dict(steps=3000, hidden=512, seeds=(0, 1, 2, 3, 4)),
+             "shakespeare": dict(steps=5000, hidden=512, seeds=(0, 1, 2, 3, 4), n_eval=10000)},
+}
+
+
+def preset_config(task: str, preset: str | None = None, **overrides: Any) -> OptimizerComparisonConfig:
+    """The config of ``task`` at ``preset`` (default: ``$NLTEACH_SIZE``), fields in ``overrides`` replaced."""
+    if task not in TASKS:
+        raise ValueError(f"task must be 'digits' or 'shakespeare', got {task!r}.")
+    preset = get_preset(preset)
+    return replace(OptimizerComparisonConfig(task=task, preset=preset, **PRESETS[preset][task]), **overrides)
 
 
 def make_optimizer(name: str, params: list[torch.Tensor], lr: float, **options: Any) -> torch.optim.Optimizer:
-    """The optimizers of the comparison by name (see :data:`COMPARED`); ``options`` override the
-    other hyperparameters."""
-    if name == "SGD+momentum":
-        return torch.optim.SGD(params, **{"lr": lr, "momentum": 0.9, **options})
-    if name == "AdamW":
-        return torch.optim.AdamW(params, **{"lr": lr, "weight_decay": 0.0, **options})
-    if name == "Muon":
-        return nlo.Muon(params, **{"lr": lr, "fallback_lr": 3e-3, **options})
-    if name == "M3":
-        return nlo.M3(params, **{"lr": lr, **options})
-    if name == "DeltaMomentum":
-        return nlo.DeltaMomentum(params, **{"lr": lr, "momentum": 0.9, **options})
-    if name == "DMGD":
-        return nlo.DeepMomentum(params, **{"lr": lr, "momentum": 0.9, **options})
-    raise ValueError(f"optimizer name {name!r} is not one of {COMPARED}.")
-
-
-class SmallMLP(nn.Module):
-    """The network of the comparison: an input encoder, two hidden GELU layers of width
-    ``hidden``, a linear head. For digits the input is the 64 pixels; for text it is the
-    concatenated embeddings of the last ``context`` characters (a Bengio-style character MLP)."""
-
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, *, vocab: int | None = None,
-                 embed: int = 8):
-        super().__init__()
-        self.embed = nn.Embedding(vocab, embed) if vocab is not None else None
-        d = in_dim * embed if vocab is not None else in_dim
-        self.body = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, hidden),
-                                  nn.GELU(), nn.Linear(hidden, out_dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.embed is not None:
-            x = self.embed(x).flatten(1)  # [B, context] -> [B, context * embed]
-        return self.body(x)
+    """The optimizer ``name`` of the comparison (:data:`RECIPES`) through
+    :func:`nlteach.recipes.make_optimizer`; ``options`` override the recipe's options."""
+    if name not in RECIPES:
+        raise ValueError(f"optimizer name {name!r} is not one of {COMPARED}.")
+    recipe, defaults = RECIPES[name]
+    opts = {**defaults, **options}
+    if recipe != "adamw" and "weight_decay" in opts:  # recipes.make_optimizer decays AdamW only
+        raise ValueError(f"weight_decay is supported for AdamW only in this comparison, got it for {name!r}.")
+    return recipes.make_optimizer(recipe, params, lr, **opts)
 
 
 def _digits_task(device: torch.device) -> dict[str, Any]:
-    from nlteach.data import load_digits_split
-
     d = load_digits_split()
     tr, te = d["train"], d["test"]
     Xtr, ytr = torch.tensor(tr[0], device=device), torch.tensor(tr[1], device=device)
@@ -110,8 +176,6 @@ def _digits_task(device: torch.device) -> dict[str, Any]:
 
 
 def _shakespeare_task(device: torch.device, context: int, n_eval: int) -> dict[str, Any]:
-    from nlteach.data import load_tinyshakespeare
-
     text = load_tinyshakespeare()
     chars = sorted(set("".join(text.values())))
     index = {c: i for i, c in enumerate(chars)}
@@ -133,144 +197,235 @@ def _shakespeare_task(device: torch.device, context: int, n_eval: int) -> dict[s
             "out_dim": len(chars), "vocab": len(chars), "eval_name": "val"}
 
 
-def compare_optimizers(task: str, *, optimizers: Sequence[str] = COMPARED,
-                       seeds: Sequence[int] = (0, 1, 2), steps: int = 300, batch_size: int = 64,
-                       hidden: int = 128, context: int = 16, embed: int = 8, n_eval: int = 2000,
-                       n_evals: int = 10, lrs: dict[str, float] | None = None,
-                       options: dict[str, dict[str, Any]] | None = None,
-                       device: str | torch.device | None = None, threads: int | None = 1,
-                       progress: bool = False) -> dict[str, Any]:
-    """Train the same :class:`SmallMLP` with each optimizer and seed on ``task`` (``"digits"`` or
-    ``"shakespeare"``; cross-entropy, nats). For a given seed every optimizer starts from the same
-    weights and sees the same batches. Runs are interleaved (seed-major) so machine load affects
-    all optimizers alike.
-
-    Returns ``{"task", "config", "eval_steps", "runs": {name: [per seed {"seed", "train_loss",
-    "eval_loss", "step_time", "opt_time"}]}}``: ``train_loss`` per step, ``eval_loss`` at
-    ``eval_steps`` (``n_evals`` points incl. step 0 and the last), ``step_time`` / ``opt_time`` the
-    median wall time of a full training step / of ``optimizer.step()`` alone (seconds).
-
-    ``threads``: torch CPU threads during the runs (restored afterwards; ``None`` leaves them
-    alone). The default 1 is deliberate: these small models gain nothing from more threads, and on
-    a shared or loaded machine multi-threaded small ops are slower and their timings erratic.
-    """
-    with torch_threads(threads):
-        return _compare(task, optimizers, seeds, steps, batch_size, hidden, context, embed, n_eval,
-                        n_evals, lrs, options, device, progress)
+def load_task(cfg: OptimizerComparisonConfig, device: torch.device) -> dict[str, Any]:
+    """The data of ``cfg.task`` on ``device``: a batch sampler, the evaluation set and the sizes."""
+    return _digits_task(device) if cfg.task == "digits" else _shakespeare_task(device, cfg.context, cfg.n_eval)
 
 
-def _compare(task, optimizers, seeds, steps, batch_size, hidden, context, embed, n_eval, n_evals,
-             lrs, options, device, progress) -> dict[str, Any]:
-    from nlteach.config import get_device
+def eval_steps(cfg: OptimizerComparisonConfig) -> list[int]:
+    """The steps at which the evaluation loss is measured (step 0 and the last included)."""
+    return sorted({int(round(x)) for x in np.linspace(0, cfg.steps, cfg.n_evals)})
 
-    if task not in ("digits", "shakespeare"):
-        raise ValueError(f"task must be 'digits' or 'shakespeare', got {task!r}.")
-    for name in optimizers:
-        if name not in COMPARED:
-            raise ValueError(f"optimizer name {name!r} is not one of {COMPARED}.")
-    if steps < 1 or not seeds:
-        raise ValueError(f"need steps >= 1 and at least one seed, got steps={steps}, seeds={seeds}.")
-    dev = get_device(device)
-    data = _digits_task(dev) if task == "digits" else _shakespeare_task(dev, context, n_eval)
-    lr_table = {**DEFAULT_LRS[task], **(lrs or {})}
-    eval_steps = sorted({int(round(x)) for x in np.linspace(0, steps, n_evals)})
+
+def train_one(cfg: OptimizerComparisonConfig, name: str, seed: int, data: dict[str, Any],
+              device: torch.device) -> dict[str, Any]:
+    """Train :class:`SmallMLP` with optimizer ``name`` and ``seed`` (cross-entropy, nats). The
+    initial weights and the batches depend only on the seed, so every optimizer of a seed starts
+    from the same weights and sees the same batches.
+
+    Returns ``{"train_loss" (per step), "eval_loss" (at :func:`eval_steps`), "step_time",
+    "opt_time"}``: the median wall time of a full training step / of ``optimizer.step()`` alone
+    (seconds, the first steps' allocation warm-up left out)."""
+    build = lambda: SmallMLP(data["in_dim"], cfg.hidden, data["out_dim"], vocab=data["vocab"], embed=cfg.embed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        init = build()
+    model = build()
+    model.load_state_dict(init.state_dict())
+    model.to(device)
+    opt = make_optimizer(name, list(model.parameters()), cfg.learning_rates()[name], **cfg.options.get(name, {}))
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    at = eval_steps(cfg)
     Xe, ye = data["eval"]
     loss_fn = nn.functional.cross_entropy
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in optimizers}
-    total = len(seeds) * len(optimizers)
-    done = 0
-    for seed in seeds:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            init = SmallMLP(data["in_dim"], hidden, data["out_dim"], vocab=data["vocab"], embed=embed)
-        for name in optimizers:
-            model = SmallMLP(data["in_dim"], hidden, data["out_dim"], vocab=data["vocab"], embed=embed)
-            model.load_state_dict(init.state_dict())
-            model.to(dev)
-            opt = make_optimizer(name, list(model.parameters()), lr_table[name],
-                                 **(options or {}).get(name, {}))
-            gen = torch.Generator().manual_seed(10_000 + seed)
-            train_loss, eval_loss, step_t, opt_t = [], [], [], []
+    train_loss: list[float] = []
+    eval_loss: list[float] = []
+    step_t: list[float] = []
+    opt_t: list[float] = []
 
-            def evaluate(model: nn.Module = model) -> float:
-                with torch.no_grad():
-                    return float(loss_fn(model(Xe), ye))
+    def evaluate() -> float:
+        with torch.no_grad():
+            return float(loss_fn(model(Xe), ye))
 
-            if 0 in eval_steps:
-                eval_loss.append(evaluate())
-            for t in range(1, steps + 1):
-                xb, yb = data["batch"](gen, batch_size)
-                t0 = time.perf_counter()
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(xb), yb)
-                loss.backward()
-                t1 = time.perf_counter()
-                opt.step()
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                t2 = time.perf_counter()
-                step_t.append(t2 - t0)
-                opt_t.append(t2 - t1)
-                train_loss.append(loss.item())
-                if t in eval_steps:
-                    eval_loss.append(evaluate())
-            skip = min(5, steps - 1)  # first steps include allocation warm-up
-            runs[name].append({"seed": seed, "train_loss": train_loss, "eval_loss": eval_loss,
-                               "step_time": statistics.median(step_t[skip:]),
-                               "opt_time": statistics.median(opt_t[skip:])})
-            done += 1
-            if progress:
-                print(f"\r{task}: {done}/{total} runs (last: {name}, seed {seed}, "
-                      f"{data['eval_name']} loss {eval_loss[-1]:.3f})", end="", flush=True)
-    if progress:
-        print()
-    config = dict(task=task, optimizers=list(optimizers), seeds=list(seeds), steps=steps,
-                  batch_size=batch_size, hidden=hidden, context=context, embed=embed,
-                  n_eval=n_eval, lrs={n: lr_table[n] for n in optimizers},
-                  options={n: dict((options or {}).get(n, {})) for n in optimizers}, device=str(dev),
-                  eval_name=data["eval_name"], threads=torch.get_num_threads())
-    return {"task": task, "config": config, "eval_steps": eval_steps, "runs": runs}
+    if 0 in at:
+        eval_loss.append(evaluate())
+    for t in range(1, cfg.steps + 1):
+        xb, yb = data["batch"](gen, cfg.batch_size)
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        t1 = time.perf_counter()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        step_t.append(t2 - t0)
+        opt_t.append(t2 - t1)
+        train_loss.append(loss.item())
+        if t in at:
+            eval_loss.append(evaluate())
+    skip = min(5, cfg.steps - 1)  # first steps include allocation warm-up
+    return {"train_loss": train_loss, "eval_loss": eval_loss, "step_time": statistics.median(step_t[skip:]),
+            "opt_time": statistics.median(opt_t[skip:])}
 
 
-def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
-    xs = [float(x) for x in xs]
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+def run_seed(cfg: OptimizerComparisonConfig, seed: int, data: dict[str, Any], device: torch.device, *,
+             checkpoint: Path | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every optimizer with one seed: ``{"seed", "runs": {name: train_one(...)}}``. With
+    ``checkpoint``, each finished optimizer is saved there, and a checkpoint left by an interrupted
+    run is picked up (the optimizers are independent of each other)."""
+    done: dict[str, Any] = {}
+    if checkpoint is not None and checkpoint.exists():
+        done = load_checkpoint(checkpoint)["runs"]
+    for name in cfg.optimizers:
+        if name not in done:
+            done[name] = train_one(cfg, name, seed, data, device)
+            if checkpoint is not None:
+                atomic_save({"runs": done}, checkpoint)
+        if progress is not None:
+            progress(f"seed {seed}, {name}: {data['eval_name']} loss {done[name]['eval_loss'][-1]:.3f}")
+    return {"seed": seed, "runs": {name: done[name] for name in cfg.optimizers}}
 
 
-def summarize(result: dict[str, Any], baseline: str = "SGD+momentum") -> list[dict[str, Any]]:
-    """One row per optimizer: final eval loss and mean train loss over the last 10% of steps
-    (mean and std over seeds), and median step / optimizer-step time relative to ``baseline``
-    (ratios of times measured in the same run; a ratio is averaged over seeds)."""
-    runs = result["runs"]
+def run(cfg: OptimizerComparisonConfig, out: str | Path | None = None, *, device: str | torch.device | None = None,
+        threads: int | None = 1, overwrite: bool = False, progress: bool = False,
+        command: str | None = None) -> dict[str, Any]:
+    """Every seed of ``cfg``; returns the results dict (see :func:`results_dict`).
+
+    ``out=None`` writes nothing (notebooks). Otherwise ``out`` is a run folder
+    (:class:`nlteach.runs.RunDir`): finished seeds are read back, an interrupted seed continues after
+    its last finished optimizer, a run with other settings is refused (``overwrite=True`` starts
+    over), and ``out/results.json`` is written with its provenance (``command``: default this
+    process's command line). ``threads``: torch CPU threads during the run (restored afterwards;
+    ``None`` leaves them alone). The default 1 is deliberate: these small models gain nothing from
+    more threads, and on a shared machine multi-threaded small ops are slower and erratic.
+    """
+    dev = get_device(device)
+    with torch_threads(threads):
+        rundir = RunDir(out, cfg.settings(dev), overwrite=overwrite) if out is not None else None
+        done = rundir.finished(cfg.seeds) if rundir is not None else {}
+        data = load_task(cfg, dev)
+        say = (lambda msg: print(f"{cfg.task}: {msg}", flush=True)) if progress else None
+        for seed in cfg.seeds:
+            if seed in done:
+                continue
+            ckpt = rundir.checkpoint_path(seed) if rundir is not None else None
+            record = run_seed(cfg, seed, data, dev, checkpoint=ckpt, progress=say)
+            done[seed] = rundir.save_seed(seed, record, device=dev) if rundir is not None else record
+        results = results_dict(cfg, [done[s] for s in cfg.seeds], dev)
+        if rundir is not None:
+            results = rundir.write_results(results, command=command, device=dev)
+    return results
+
+
+def results_dict(cfg: OptimizerComparisonConfig, per_seed: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
+    """The layout of ``results.json``: ``{"experiment", "task", "preset", "eval_name", "config"
+    (the settings), "eval_steps", "per_seed": [{"seed", "runs": {optimizer: {"train_loss",
+    "eval_loss", "step_time", "opt_time"}}, "provenance"?}], "summary", "verdict"}``."""
+    results = {"experiment": EXPERIMENT, "task": cfg.task, "preset": cfg.preset,
+               "eval_name": "test" if cfg.task == "digits" else "val", "config": cfg.settings(device),
+               "eval_steps": eval_steps(cfg), "per_seed": per_seed}
+    results["summary"] = summarize(results)
+    results["verdict"] = verdict(results)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading results: summaries, verdict, tables, figures
+
+
+def by_optimizer(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """``{optimizer: [{"seed", "train_loss", "eval_loss", "step_time", "opt_time"} per seed]}``."""
+    names = results["config"]["optimizers"]
+    return {n: [{"seed": p["seed"], **p["runs"][n]} for p in results["per_seed"]] for n in names}
+
+
+def final_losses(results: dict[str, Any], name: str) -> list[float]:
+    """The final evaluation loss of ``name``, one per seed (in the order of ``per_seed``)."""
+    return [p["runs"][name]["eval_loss"][-1] for p in results["per_seed"]]
+
+
+def summarize(results: dict[str, Any], baseline: str = BASELINE) -> list[dict[str, Any]]:
+    """One row per optimizer: ``eval`` (final evaluation loss) and ``train`` (mean training loss
+    over the last 10% of steps), each :func:`nlteach.runs.stats.summarize` over seeds; where the
+    baseline ran, ``step_time_ratio`` / ``opt_time_ratio`` (per-seed ratios of median times measured
+    in the same run, summarized) and ``vs_baseline`` (:func:`nlteach.runs.stats.paired` of the final
+    losses, optimizer minus baseline; None for the baseline itself)."""
+    runs = by_optimizer(results)
     base = runs.get(baseline)
+    lrs = results["config"]["lrs"]
     rows = []
     for name, per_seed in runs.items():
         tail = max(1, len(per_seed[0]["train_loss"]) // 10)
-        ev_m, ev_s = _mean_std([r["eval_loss"][-1] for r in per_seed])
-        tr_m, tr_s = _mean_std([statistics.fmean(r["train_loss"][-tail:]) for r in per_seed])
-        row = {"optimizer": name, "eval_mean": ev_m, "eval_std": ev_s, "train_mean": tr_m,
-               "train_std": tr_s, "seeds": len(per_seed)}
+        row: dict[str, Any] = {
+            "optimizer": name, "lr": lrs[name],
+            "eval": stats.summarize([r["eval_loss"][-1] for r in per_seed]),
+            "train": stats.summarize([statistics.fmean(r["train_loss"][-tail:]) for r in per_seed])}
         if base is not None:
-            row["step_time_ratio"] = statistics.fmean(
-                r["step_time"] / b["step_time"] for r, b in zip(per_seed, base))
-            row["opt_time_ratio"] = statistics.fmean(
-                r["opt_time"] / b["opt_time"] for r, b in zip(per_seed, base))
+            row["step_time_ratio"] = stats.summarize([r["step_time"] / b["step_time"] for r, b in zip(per_seed, base)])
+            row["opt_time_ratio"] = stats.summarize([r["opt_time"] / b["opt_time"] for r, b in zip(per_seed, base)])
+            row["vs_baseline"] = None if name == baseline else stats.paired(
+                [r["eval_loss"][-1] for r in per_seed], [b["eval_loss"][-1] for b in base])
         rows.append(row)
     return rows
 
 
-def format_summary(result: dict[str, Any]) -> str:
-    ev = result["config"]["eval_name"]
-    lines = [f"{result['task']}: {result['config']['steps']} steps, seeds {result['config']['seeds']}",
-             f"{'optimizer':<15}{'lr':>8}  {ev + ' loss':>17}  {'train loss (last 10%)':>22}"
-             f"  {'step time / SGD':>15}  {'opt.step / SGD':>14}"]
-    for row in summarize(result):
-        lr = result["config"]["lrs"][row["optimizer"]]
-        lines.append(f"{row['optimizer']:<15}{lr:>8.3g}  {row['eval_mean']:>9.4f} +- {row['eval_std']:.4f}"
-                     f"  {row['train_mean']:>14.4f} +- {row['train_std']:.4f}"
-                     f"  {row.get('step_time_ratio', float('nan')):>15.2f}"
-                     f"  {row.get('opt_time_ratio', float('nan')):>14.2f}")
+def verdict(results: dict[str, Any], baseline: str = BASELINE) -> list[dict[str, Any]]:
+    """The verdict rule of the module docstring, one entry per optimizer other than ``baseline``:
+    ``{"optimizer", "baseline", "diff" (paired statistics, optimizer minus baseline), "outcome"}``
+    with outcome ``"better"``, ``"worse"`` or ``"no clear difference"`` (empty when the baseline did
+    not run)."""
+    out = []
+    for row in summarize(results, baseline):
+        d = row.get("vs_baseline")
+        if d is None:
+            continue
+        outcome = {-1: "better", 1: "worse", 0: "no clear difference"}[d["sign"]]
+        out.append({"optimizer": row["optimizer"], "baseline": baseline, "diff": d, "outcome": outcome})
+    return out
+
+
+def verdict_text(results: dict[str, Any], baseline: str = BASELINE) -> str:
+    """The verdict as sentences, numbers taken from ``results``."""
+    ev = results["eval_name"]
+    n = len(results["per_seed"])
+    lines = [f"{results['task']}: final {ev} loss, each optimizer minus {baseline} on the same seed "
+             f"(mean [95% interval], {n} seeds):"]
+    for v in verdict(results, baseline):
+        d = v["diff"]
+        what = {"better": f"beats {baseline}", "worse": f"is worse than {baseline}",
+                "no clear difference": f"does not separate from {baseline}"}[v["outcome"]]
+        dropped = f"; {d['dropped']} seed(s) not finite, left out" if d["dropped"] else ""
+        lines.append(f"  {v['optimizer']:<14} {ci_text(d)}: {what}{dropped}")
     return "\n".join(lines)
+
+
+def summary_table(results: dict[str, Any], *, markdown: bool = True, digits: int = 3) -> str:
+    """One task's summary: lr, final eval loss and training loss (mean ± std over seeds), difference
+    to the baseline (mean [95% interval]) and step-time ratios; markdown or plain text."""
+    ev = results["eval_name"]
+    rows = []
+    for r in summarize(results):
+        d = r.get("vs_baseline")
+        rows.append({"optimizer": r["optimizer"], "lr": f"{r['lr']:.3g}",
+                     f"{ev} loss": pm_summary(r["eval"], digits),
+                     "train loss (last 10%)": pm_summary(r["train"], digits),
+                     f"- {BASELINE} [95%]": "" if d is None else ci_text(d, digits),
+                     "step time / SGD": f"{r['step_time_ratio']['mean']:.2f}" if "step_time_ratio" in r else "",
+                     "opt.step / SGD": f"{r['opt_time_ratio']['mean']:.2f}" if "opt_time_ratio" in r else ""})
+    columns = list(rows[0])
+    if markdown:
+        return markdown_table(columns, [[row[c] for c in columns] for row in rows])
+    return text_table(rows, columns)
+
+
+def comparison_table(results_by_task: dict[str, dict[str, Any]], digits: int = 3) -> str:
+    """Markdown, one row per optimizer, per task: final evaluation loss (mean ± std over seeds) and
+    the paired difference to the baseline (mean [95% interval]); the README's table."""
+    header = ["optimizer"]
+    for task, res in results_by_task.items():
+        header += [f"{task} {res['eval_name']} loss", f"{task}: - {BASELINE} [95%]"]
+    names = list(dict.fromkeys(n for res in results_by_task.values() for n in res["config"]["optimizers"]))
+    rows = []
+    for name in names:
+        row = [name]
+        for res in results_by_task.values():
+            r = {x["optimizer"]: x for x in summarize(res)}.get(name)
+            d = None if r is None else r.get("vs_baseline")
+            row += ["" if r is None else pm_summary(r["eval"], digits), "" if d is None else ci_text(d, digits)]
+        rows.append(row)
+    return markdown_table(header, rows)
 
 
 def draw_comparison(fig: Figure, results: Sequence[dict[str, Any]]) -> Figure:
@@ -280,64 +435,107 @@ def draw_comparison(fig: Figure, results: Sequence[dict[str, Any]]) -> Figure:
     names: list[str] = []
     for ax, res in zip(axes, results):
         xs = res["eval_steps"]
-        for i, (name, per_seed) in enumerate(res["runs"].items()):
+        for i, (name, per_seed) in enumerate(by_optimizer(res).items()):
             curves = np.array([r["eval_loss"] for r in per_seed])
-            mean = curves.mean(0)
-            ax.plot(xs, mean, color=f"C{i}", label=name)
+            ax.plot(xs, curves.mean(0), color=f"C{i}", label=name)
             ax.fill_between(xs, curves.min(0), curves.max(0), color=f"C{i}", alpha=0.2)
             if name not in names:
                 names.append(name)
         ax.set_xlabel("step")
-        ax.set_ylabel(f"{res['config']['eval_name']} loss (nats)")
-        ax.set_title(f"{res['task']} ({len(res['config']['seeds'])} seeds)")
+        ax.set_ylabel(f"{res['eval_name']} loss (nats)")
+        ax.set_title(f"{res['task']} ({len(res['per_seed'])} seeds)")
     axes[0].legend(fontsize=7)
     ax = axes[-1]
     width = 0.8 / max(1, len(results))
     for j, res in enumerate(results):
         rows = {r["optimizer"]: r for r in summarize(res)}
-        vals = [rows[n].get("step_time_ratio", np.nan) if n in rows else np.nan for n in names]
+        vals = [rows[n]["step_time_ratio"]["mean"] if n in rows and "step_time_ratio" in rows[n] else np.nan
+                for n in names]
         ax.bar(np.arange(len(names)) + j * width, vals, width=width, label=res["task"])
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(np.arange(len(names)) + width * (len(results) - 1) / 2)
     ax.set_xticklabels(names, rotation=45, ha="right", fontsize=7)
-    ax.set_ylabel("time per step / SGD+momentum")
+    ax.set_ylabel(f"time per step / {BASELINE}")
     ax.set_title("time per training step")
     ax.legend(fontsize=7)
     return fig
 
 
+def committed_path(task: str, preset: str = "laptop", root: str | Path | None = None) -> Path:
+    """``<root>/optimizers_<task>_<preset>/results.json`` (root: the repository's ``results/``)."""
+    return Path(RESULTS_ROOT if root is None else root) / f"{EXPERIMENT}_{task}_{preset}" / "results.json"
+
+
+def load_committed(task: str, preset: str = "laptop", root: str | Path | None = None) -> dict[str, Any]:
+    """The committed results of ``task`` at ``preset``. ``FileNotFoundError`` with the command that
+    makes them when the file is absent (e.g. an installed package without the repository)."""
+    path = committed_path(task, preset, root)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no committed results at {path}. They are made with `python -m nlteach.experiments.optimizers "
+            f"--task {task} --preset {preset} --threads 1 --out {path.parent}` (in a clone of the repository).")
+    return read_json(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def _lr_pair(text: str) -> tuple[str, float]:
+    name, sep, value = text.rpartition("=")
+    if not sep or name not in COMPARED:
+        raise argparse.ArgumentTypeError(f"expected NAME=LR with NAME one of {', '.join(COMPARED)}, got {text!r}")
+    return name, finite_float(value)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m nlteach.experiments.optimizers",
+        description="Notebook 06's optimizer comparison on one task; writes OUT/results.json (resumable).")
+    p.add_argument("--task", "--tasks", dest="task", choices=TASKS, required=True, help="the data set")
+    add_common_arguments(p, out_default=None, threads=1)
+    p.add_argument("--seeds", type=nonneg_int, nargs="+", default=None, help="seeds (default: the preset's)")
+    p.add_argument("--lr", type=_lr_pair, nargs="+", default=[], metavar="NAME=LR",
+                   help="learning rates replacing the defaults, e.g. --lr AdamW=3e-3")
+    sizes = p.add_argument_group("sizes (default: the preset's)")
+    dataclass_arguments(sizes, OptimizerComparisonConfig, skip=("task", "seeds", "lrs", "options", "preset"),
+                        only_given=True)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="print each finished run")
+    return p
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m nlteach.experiments.optimizers [--preset P] [--out DIR]``: run notebook 06's comparison
-    at a preset and print the summaries (``DIR/optim_comparison.json`` holds every curve)."""
-    import argparse
-    import json
-    from pathlib import Path
-
-    from nlteach.config import get_preset
-
-    ap = argparse.ArgumentParser(prog="python -m nlteach.experiments.optimizers", description=main.__doc__)
-    ap.add_argument("--preset", choices=["tiny", "laptop", "full"], default=None)
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--tasks", nargs="*", default=["digits", "shakespeare"])
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args(argv)
-    preset = get_preset(args.preset)
-    results = []
-    for task in args.tasks:
-        t0 = time.perf_counter()
-        res = compare_optimizers(task, device=args.device, progress=True,
-                                 **comparison_sizes(task, preset))
-        res["config"]["preset"] = preset
-        res["config"]["wall_seconds"] = time.perf_counter() - t0
-        results.append(res)
-        print(format_summary(res))
-        print(f"({res['config']['wall_seconds']:.0f} s, torch threads={torch.get_num_threads()})")
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "optim_comparison.json").write_text(json.dumps(results))
-        print(f"wrote {args.out / 'optim_comparison.json'}")
+    """``python -m nlteach.experiments.optimizers --task T [--preset P] [--out DIR] ...``: one task's
+    comparison at a preset (``--out`` default: ``runs/optimizers_<task>_<preset>``); prints the
+    summary and the verdict."""
+    p = parser()
+    args = apply_common(p, p.parse_args(argv))
+    given = {k: getattr(args, k) for k in ("optimizers", "steps", "batch_size", "hidden", "context", "embed",
+                                            "n_eval", "n_evals") if hasattr(args, k)}
+    if "optimizers" in given:
+        given["optimizers"] = tuple(given["optimizers"])
+    if args.seeds is not None:
+        given["seeds"] = tuple(args.seeds)
+    if args.lr:
+        given["lrs"] = dict(args.lr)
+    try:
+        cfg = preset_config(args.task, args.preset, **given)
+    except ValueError as e:
+        p.error(str(e))
+    out = Path(args.out or f"runs/{EXPERIMENT}_{args.task}_{args.preset}")
+    t0 = time.perf_counter()
+    try:
+        results = run(cfg, out, device=args.device, threads=args.threads, overwrite=args.overwrite,
+                      progress=args.progress)
+    except SettingsMismatch as e:
+        p.exit(2, f"{p.prog}: error: {e}\n")
+    print(f"{cfg.task}: {cfg.steps} steps, seeds {list(cfg.seeds)}, preset {cfg.preset} "
+          f"({time.perf_counter() - t0:.0f} s, torch threads {results['provenance']['threads']})")
+    print(summary_table(results, markdown=False))
+    print(verdict_text(results))
+    print(f"wrote {out / 'results.json'}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())
