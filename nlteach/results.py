@@ -24,20 +24,29 @@ shown: nothing here knows the paper's numbers.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import statistics
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nlteach.config import PRESETS
-from nlteach.experiments import cms_tasks, lm_comparison, optimizers
-from nlteach.longctx.tasks import LANGUAGES
-from nlteach.runs.io import CorruptFileError
+import numpy as np
 
-DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "results"
+from nlteach.config import PRESETS
+from nlteach.continual import metrics
+from nlteach.continual.learners import available_learners
+from nlteach.continual.streams import STREAMS
+from nlteach.experiments import cms_tasks, lm_comparison, optimizers
+from nlteach.longctx.plots import draw_grid
+from nlteach.longctx.runner import split_combined
+from nlteach.longctx.tasks import LANGUAGES
+from nlteach.runs import RESULTS_ROOT
+from nlteach.runs.io import CorruptFileError, read_json
+from nlteach.runs.stats import summarize
+from nlteach.runs.tables import markdown_table, pm_summary
+
+DEFAULT_ROOT = RESULTS_ROOT
 KINDS = ("longctx", "continual", "lm", "other")
 
 
@@ -122,8 +131,8 @@ def _lm_records(d: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        return json.loads(path.read_text()), None
-    except (OSError, ValueError) as e:
+        return read_json(path), None
+    except (OSError, CorruptFileError) as e:
         return None, f"{path}: cannot be read as JSON ({e})"
 
 
@@ -144,8 +153,6 @@ def load_experiment(folder: str | Path) -> Experiment | None:
         kind = classify(d)
         kinds.append(kind)
         if kind == "longctx":
-            from nlteach.longctx.runner import split_combined  # noqa: PLC0415
-
             try:
                 runs = split_combined(d)
             except (KeyError, TypeError, ValueError) as e:
@@ -181,21 +188,6 @@ def load_all(root: str | Path = DEFAULT_ROOT) -> list[Experiment]:
 # Rows
 
 
-def _mean_std(xs: list[float]) -> tuple[float, float]:
-    xs = [float(x) for x in xs if isinstance(x, int | float) and math.isfinite(x)]
-    if not xs:
-        return math.nan, math.nan
-    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else math.nan  # one seed: no spread
-
-
-def _pm(mean: float, std: float, digits: int = 2) -> str:
-    if math.isnan(mean):
-        return "n/a"
-    if math.isnan(std):  # a single seed has no spread to show
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def longctx_rows(exp: Experiment) -> list[dict[str, Any]]:
     """One row per run: the task, the longest training length L, and accuracy (mean, std over
     seeds) at L, at the longest length tested, and at every length (``acc``)."""
@@ -206,7 +198,7 @@ def longctx_rows(exp: Experiment) -> list[dict[str, Any]]:
         if not ps:
             continue
         lengths = sorted({int(L) for p in ps for L in p["accuracy"]})
-        acc = {L: _mean_std([p["accuracy"].get(str(L), math.nan) for p in ps]) for L in lengths}
+        acc = {L: summarize([p["accuracy"].get(str(L), math.nan) for p in ps]) for L in lengths}
         train_max = r.get("summary", {}).get("train_max_length") or max(cfg.get("train_lengths", [lengths[0]]))
         at_train = max((L for L in lengths if L <= train_max), default=lengths[0])
         rows.append({"experiment": exp.name, "task": cfg.get("task", "?"), "model": name,
@@ -218,8 +210,6 @@ def longctx_rows(exp: Experiment) -> list[dict[str, Any]]:
 
 def continual_rows(exp: Experiment) -> list[dict[str, Any]]:
     """One row per method: final average accuracy, BWT and forgetting (mean, std over seeds)."""
-    from nlteach.continual import metrics  # noqa: PLC0415
-
     rows = []
     for name, r in exp.runs.items():
         cfg = r.get("config", {})
@@ -235,7 +225,7 @@ def continual_rows(exp: Experiment) -> list[dict[str, Any]]:
             continue
         rows.append({"experiment": exp.name, "dataset": cfg.get("dataset", exp.name), "method": cfg.get("method", name),
                      "seeds": [p["seed"] for p in _per_seed(r)],
-                     **{k: _mean_std(v) for k, v in vals.items()}})
+                     **{k: summarize(v) for k, v in vals.items()}})
     return rows
 
 
@@ -249,19 +239,13 @@ def lm_rows(exp: Experiment) -> list[dict[str, Any]]:
     for model, recs in by_model.items():
         params = next((r["n_params"] for r in recs if r.get("n_params")), None)
         rows.append({"experiment": exp.name, "model": model, "seeds": [r["seed"] for r in recs], "params": params,
-                     "val": _mean_std([r["val_loss"] for r in recs]),
-                     "test": _mean_std([r["test_loss"] for r in recs])})
-    return sorted(rows, key=lambda r: (math.isnan(r["val"][0]), r["val"][0]))
+                     "val": summarize([r["val_loss"] for r in recs]),
+                     "test": summarize([r["test_loss"] for r in recs])})
+    return sorted(rows, key=lambda r: (math.isnan(r["val"]["mean"]), r["val"]["mean"]))
 
 
 # ---------------------------------------------------------------------------------------------
 # Markdown
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _seeds(seeds: list[Any]) -> str:
@@ -276,12 +260,12 @@ def longctx_table(rows: list[dict[str, Any]], full: bool = False, experiment: bo
         lengths = sorted({L for r in rows for L in r["lengths"]})
         header = ["task", "model", *(f"{L}{'*' if all(L > r['train_max'] for r in rows) else ''}" for L in lengths),
                   "seeds"]
-        body = [[r["task"], r["model"], *(_pm(*r["acc"][L]) if L in r["acc"] else "" for L in lengths),
+        body = [[r["task"], r["model"], *(pm_summary(r["acc"][L]) if L in r["acc"] else "" for L in lengths),
                  _seeds(r["seeds"])] for r in rows]
         return markdown_table(header, body)
     header = ["task", "model", "trained up to", "acc. at that length", "tested up to", "acc. there", "seeds"]
-    body = [[r["task"], r["model"], r["train_max"], _pm(*r["acc"][r["at_train"]]), r["longest"],
-             _pm(*r["acc"][r["longest"]]), _seeds(r["seeds"])] for r in rows]
+    body = [[r["task"], r["model"], r["train_max"], pm_summary(r["acc"][r["at_train"]]), r["longest"],
+             pm_summary(r["acc"][r["longest"]]), _seeds(r["seeds"])] for r in rows]
     if experiment:
         header = ["experiment", *header]
         body = [[r["experiment"], *b] for r, b in zip(rows, body)]
@@ -300,7 +284,7 @@ def formal_table(rows: list[dict[str, Any]]) -> str:
         cells = []
         for m in models:
             r = cell.get((lang, m))
-            cells.append("" if r is None else f"{r['acc'][r['at_train']][0]:.2f} -> {r['acc'][r['longest']][0]:.2f}")
+            cells.append("" if r is None else f"{r['acc'][r['at_train']]['mean']:.2f} -> {r['acc'][r['longest']]['mean']:.2f}")
         seeds = sorted({s for r in rows if r["task"] == lang for s in r["seeds"]})
         body.append([lang, f"{some['train_max']} -> {some['longest']}", *cells, _seeds(seeds)])
     return markdown_table(["language", "lengths", *models, "seeds"], body)
@@ -308,7 +292,7 @@ def formal_table(rows: list[dict[str, Any]]) -> str:
 
 def continual_table(rows: list[dict[str, Any]]) -> str:
     header = ["data set", "method", "final avg. accuracy", "BWT", "forgetting", "seeds"]
-    body = [[r["dataset"], r["method"], _pm(*r["avg_acc"]), _pm(*r["bwt"]), _pm(*r["forgetting"]),
+    body = [[r["dataset"], r["method"], pm_summary(r["avg_acc"]), pm_summary(r["bwt"]), pm_summary(r["forgetting"]),
              _seeds(r["seeds"])] for r in rows]
     return markdown_table(header, body)
 
@@ -328,7 +312,7 @@ def continual_pivot(rows: list[dict[str, Any]]) -> str:
                 cells.append("")
                 continue
             n = len(r["seeds"])
-            cells.append(f"{r['avg_acc'][0]:.2f} ({r['bwt'][0]:+.2f})" + ("" if n == 3 else f", {n} seed{'s' * (n > 1)}"))
+            cells.append(f"{r['avg_acc']['mean']:.2f} ({r['bwt']['mean']:+.2f})" + ("" if n == 3 else f", {n} seed{'s' * (n > 1)}"))
         body.append([m, *cells])
     return markdown_table(["method", *datasets], body)
 
@@ -336,7 +320,7 @@ def continual_pivot(rows: list[dict[str, Any]]) -> str:
 def lm_table(rows: list[dict[str, Any]]) -> str:
     header = ["experiment", "model", "parameters", "val loss", "test loss", "seeds"]
     body = [[r["experiment"], r["model"], f"{r['params']:,}" if isinstance(r["params"], int) else "",
-             _pm(*r["val"], 3), _pm(*r["test"], 3), _seeds(r["seeds"])] for r in rows]
+             pm_summary(r["val"], 3), pm_summary(r["test"], 3), _seeds(r["seeds"])] for r in rows]
     return markdown_table(header, body)
 
 
@@ -405,8 +389,6 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
 
 def draw_longctx(fig, experiments: list[Experiment], ncols: int = 3) -> None:
     """One panel per long-context experiment: accuracy against context length for every run."""
-    from nlteach.longctx.plots import draw_grid  # noqa: PLC0415
-
     groups = {e.name.removeprefix("longctx_"): e.runs for e in experiments if e.kind == "longctx" and e.runs}
     if not groups:
         raise ValueError("no long-context experiments to draw.")
@@ -415,8 +397,6 @@ def draw_longctx(fig, experiments: list[Experiment], ncols: int = 3) -> None:
 
 def draw_continual(fig, experiments: list[Experiment]) -> None:
     """Final average accuracy per method (bars: mean; error bars: std over seeds), one panel per data set."""
-    import numpy as np  # noqa: PLC0415
-
     rows = [r for e in experiments if e.kind == "continual" for r in continual_rows(e)]
     if not rows:
         raise ValueError("no continual-learning experiments to draw.")
@@ -425,7 +405,7 @@ def draw_continual(fig, experiments: list[Experiment]) -> None:
     for ax, ds in zip(axes, datasets, strict=True):
         sub = [r for r in rows if r["dataset"] == ds]
         x = np.arange(len(sub))
-        ax.bar(x, [r["avg_acc"][0] for r in sub], yerr=[r["avg_acc"][1] for r in sub], color="C0", capsize=3)
+        ax.bar(x, [r["avg_acc"]["mean"] for r in sub], yerr=[r["avg_acc"]["std"] for r in sub], color="C0", capsize=3)
         ax.set_xticks(x)
         ax.set_xticklabels([r["method"] for r in sub], rotation=45, ha="right", fontsize=7)
         ax.set_title(ds, fontsize=9)
@@ -435,14 +415,12 @@ def draw_continual(fig, experiments: list[Experiment]) -> None:
 
 def draw_lm(fig, experiments: list[Experiment]) -> None:
     """Validation loss per model (mean, std over seeds)."""
-    import numpy as np  # noqa: PLC0415
-
     rows = [r for e in experiments if e.kind == "lm" for r in lm_rows(e)]
     if not rows:
         raise ValueError("no language-model experiments to draw.")
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(rows))
-    ax.bar(x, [r["val"][0] for r in rows], yerr=[r["val"][1] for r in rows], color="C1", capsize=3)
+    ax.bar(x, [r["val"]["mean"] for r in rows], yerr=[r["val"]["std"] for r in rows], color="C1", capsize=3)
     ax.set_xticks(x)
     ax.set_xticklabels([f"{r['model']}\n({r['experiment']})" for r in rows], fontsize=7)
     ax.set_ylabel("validation loss (nats per token)")
@@ -465,8 +443,6 @@ def experiment_jobs(preset: str = "full", seeds: tuple[int, ...] = (0, 1, 2), ru
     torchrun), "out"}``. One job = one process; jobs do not share output folders, so they can run
     in parallel on different GPUs. Only :mod:`nlteach.train` supports several processes per job
     (DDP through torchrun); the others are single-process programs."""
-    from nlteach.continual.learners import available_learners  # noqa: PLC0415
-    from nlteach.continual.streams import STREAMS  # noqa: PLC0415
 
     s = [str(x) for x in seeds]
     jobs = []
@@ -510,8 +486,6 @@ def launch_script(jobs: list[dict[str, Any]], gpus: int = 1) -> str:
     a time on all GPUs through ``torchrun --nproc_per_node gpus``; every other job is a single
     process pinned to one GPU with ``CUDA_VISIBLE_DEVICES``, ``gpus`` of them at a time (GPU i takes
     jobs i, i + gpus, ...), and the script waits for them all."""
-    import shlex  # noqa: PLC0415
-
     if not isinstance(gpus, int) or gpus < 1:
         raise ValueError(f"gpus must be a positive int, got {gpus!r}.")
     lines = ["#!/usr/bin/env bash", "set -e", "export OMP_NUM_THREADS=4"]
@@ -548,7 +522,7 @@ def timing_rows(experiments: list[Experiment]) -> list[dict[str, Any]]:
                 secs = [d["seconds"] + d.get("eval_seconds", 0.0) for d in det]
                 device = r.get("device") or (r.get("provenance") or {}).get("device") or "?"  # (top level: older files)
                 rows.append({"experiment": exp.name, "run": name, "seeds": len(secs), "device": device,
-                             "seconds_per_seed": _mean_std(secs), "steps": r.get("config", {}).get("steps")})
+                             "seconds_per_seed": summarize(secs), "steps": r.get("config", {}).get("steps")})
             elif isinstance(r, dict) and isinstance(r.get("time_s"), int | float):
                 rows.append({"experiment": exp.name, "run": name, "seeds": 1, "device": r.get("device", "?"),
                              "seconds_per_seed": (float(r["time_s"]), 0.0), "steps": r.get("steps")})

@@ -152,7 +152,7 @@ exps = results.load_all()
 timing = results.timing_rows(exps)
 if timing:
     print(text_table([{"experiment": t["experiment"], "run": t["run"], "device": t["device"], "seeds": t["seeds"],
-                         "steps": t["steps"], "s/seed": f"{t['seconds_per_seed'][0]:.0f} ± {t['seconds_per_seed'][1]:.0f}"}
+                         "steps": t["steps"], "s/seed": f"{t['seconds_per_seed']['mean']:.0f} ± {t['seconds_per_seed']['std']:.0f}"}
                         for t in timing], ["experiment", "run", "device", "seeds", "steps", "s/seed"]))
 else:
     print("no committed result records its run time yet")

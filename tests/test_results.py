@@ -79,17 +79,18 @@ def test_load_all_classifies_every_layout(root):
 def test_rows_are_computed_from_the_files(root):
     exps = {e.name: e for e in R.load_all(root)}
     rows = {r["model"]: r for r in R.longctx_rows(exps["longctx_s-niah_laptop"])}
-    assert rows["transformer"]["acc"][32][0] == pytest.approx(0.9)
-    assert rows["transformer"]["acc"][128] == pytest.approx((0.4, 0.1414213562), rel=1e-6)
+    assert rows["transformer"]["acc"][32]["mean"] == pytest.approx(0.9)
+    a = rows["transformer"]["acc"][128]
+    assert (a["mean"], a["std"], a["n"], a["dropped"]) == pytest.approx((0.4, 0.1414213562, 2, 0), rel=1e-6)
     assert rows["hope"]["at_train"] == 32 and rows["hope"]["longest"] == 128
     cont = {r["method"]: r for r in R.continual_rows(exps["continual_split-digits_laptop"])}
-    assert cont["finetune"]["avg_acc"][0] == pytest.approx((0.65 + 0.8) / 2)
-    assert cont["finetune"]["bwt"][0] == pytest.approx((-0.4 - 0.3) / 2)
-    assert cont["replay"]["avg_acc"][0] == pytest.approx(0.8)
-    assert math.isnan(cont["replay"]["avg_acc"][1])  # one seed: no spread, not a spread of 0
+    assert cont["finetune"]["avg_acc"]["mean"] == pytest.approx((0.65 + 0.8) / 2)
+    assert cont["finetune"]["bwt"]["mean"] == pytest.approx((-0.4 - 0.3) / 2)
+    assert cont["replay"]["avg_acc"]["mean"] == pytest.approx(0.8)
+    assert math.isnan(cont["replay"]["avg_acc"]["std"])  # one seed: no spread, not a spread of 0
     lm = R.lm_rows(exps["lm_tinyshakespeare_laptop"])
     assert [r["model"] for r in lm] == ["hope", "transformer"]  # sorted by validation loss
-    assert lm[1]["val"] == pytest.approx((1.6, 0.1414213562), rel=1e-6)
+    assert (lm[1]["val"]["mean"], lm[1]["val"]["std"]) == pytest.approx((1.6, 0.1414213562), rel=1e-6)
     assert R.lm_rows(exps["lm_single_laptop"])[0]["seeds"] == [3]
 
 
@@ -179,7 +180,8 @@ def test_timing_rows(root):
     r["details"] = [{"seed": 0, "seconds": 10.0, "eval_seconds": 2.0}, {"seed": 1, "seconds": 14.0, "eval_seconds": 2.0}]
     _write(root / "longctx_timed_laptop" / "results.json", combine({"transformer": r}))
     rows = {(t["experiment"], t["run"]): t for t in R.timing_rows(R.load_all(root))}
-    assert rows[("longctx_timed_laptop", "transformer")]["seconds_per_seed"] == pytest.approx((14.0, 2.828427), rel=1e-5)
+    assert rows[("longctx_timed_laptop", "transformer")]["seconds_per_seed"]["mean"] == pytest.approx(14.0)
+    assert rows[("longctx_timed_laptop", "transformer")]["seconds_per_seed"]["std"] == pytest.approx(2.828427, rel=1e-5)
     assert ("longctx_s-niah_laptop", "transformer") not in rows  # no recorded time: left out, not estimated
 
 
@@ -229,3 +231,13 @@ def test_a_longctx_run_of_this_version_reads_back(tmp_path):
     assert row["task"] == "parity" and row["train_max"] == 12 and row["seeds"] == [0]
     (t,) = R.timing_rows(exps)
     assert t["device"] == "cpu" and t["steps"] == 2
+
+
+def test_a_diverged_seed_is_counted_in_the_tables_not_dropped_silently(tmp_path):
+    _write(tmp_path / "lm_nan_laptop" / "results.json",
+           {"config": {"preset": "laptop"},
+            "runs": {"hope": [{"seed": 0, "val_loss": 1.4, "test_loss": 1.5, "n_params": 990},
+                              {"seed": 1, "val_loss": float("nan"), "test_loss": float("nan"), "n_params": 990}]}})
+    (row,) = R.lm_rows(R.load_all(tmp_path)[0])
+    assert row["val"]["n"] == 1 and row["val"]["dropped"] == 1
+    assert "(1 diverged)" in R.lm_table([row])
