@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-_mirror = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-
 
 @pytest.fixture
 def data_mirror() -> Path:
-    if not _mirror.is_dir():
-        pytest.skip(f"the shared data mirror {_mirror} is not present")
-    return _mirror
+    """The data mirror ($NLTEACH_DATA_MIRROR, which the root conftest sets when the workplace has one)."""
+    mirror = os.environ.get("NLTEACH_DATA_MIRROR")
+    if not mirror or not Path(mirror).is_dir():
+        pytest.skip("no data mirror: set NLTEACH_DATA_MIRROR to a folder holding the pinned data files")
+    return Path(mirror)

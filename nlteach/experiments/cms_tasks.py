@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -48,11 +47,11 @@ from matplotlib.figure import Figure
 
 from nlteach.cms import CMS, MultiFrequencyOptimizer
 from nlteach.config import get_preset
-from nlteach.experiments.reporting import ci_text
+from nlteach.experiments.reporting import ci_text, run_and_report
 from nlteach.runs import RESULTS_ROOT, stats
 from nlteach.runs.cli import add_common_arguments, apply_common, dataclass_arguments, nonneg_int
 from nlteach.runs.io import atomic_save, load_checkpoint, read_json
-from nlteach.runs.rundir import RunDir, SettingsMismatch
+from nlteach.runs.rundir import RunDir
 from nlteach.runs.tables import markdown_table, pm_summary, text_table
 from nlteach.runs.threads import torch_threads
 
@@ -439,18 +438,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         p.error(str(e))
     out = Path(args.out or f"runs/{EXPERIMENT}_{args.preset}")
-    t0 = time.perf_counter()
-    try:
-        results = run(cfg, out, threads=args.threads, overwrite=args.overwrite, progress=args.progress)
-    except SettingsMismatch as e:
-        p.exit(2, f"{p.prog}: error: {e}\n")
-    print(f"preset {cfg.preset}: {cfg.steps_per_task} steps per task, seeds {list(cfg.seeds)} "
-          f"({time.perf_counter() - t0:.0f} s, torch threads {results['provenance']['threads']})")
-    print(f"NMSE, mean ± std over {len(cfg.seeds)} seeds (lower is better)")
-    print(summary_table(results, markdown=False))
-    print(verdict_text(results))
-    print(f"wrote {out / 'results.json'}")
-    return 0
+    return run_and_report(
+        lambda: run(cfg, out, threads=args.threads, overwrite=args.overwrite, progress=args.progress), out,
+        lambda r: (f"preset {cfg.preset}: {cfg.steps_per_task} steps per task, seeds {list(cfg.seeds)}\n"
+                   f"NMSE, mean ± std over {len(cfg.seeds)} seeds (lower is better)"),
+        lambda r: summary_table(r, markdown=False), verdict_text)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from torch import nn
 from nlteach import recipes
 from nlteach.config import get_device, get_preset
 from nlteach.data import load_digits_split, load_tinyshakespeare
-from nlteach.experiments.reporting import ci_text
+from nlteach.experiments.reporting import ci_text, run_and_report
 from nlteach.nn import SmallMLP
 from nlteach.runs import RESULTS_ROOT, stats
 from nlteach.runs.cli import (
@@ -50,7 +50,7 @@ from nlteach.runs.cli import (
     nonneg_int,
 )
 from nlteach.runs.io import atomic_save, load_checkpoint, read_json
-from nlteach.runs.rundir import RunDir, SettingsMismatch
+from nlteach.runs.rundir import RunDir
 from nlteach.runs.tables import markdown_table, pm_summary, text_table
 from nlteach.runs.threads import torch_threads
 
@@ -523,18 +523,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         p.error(str(e))
     out = Path(args.out or f"runs/{EXPERIMENT}_{args.task}_{args.preset}")
-    t0 = time.perf_counter()
-    try:
-        results = run(cfg, out, device=args.device, threads=args.threads, overwrite=args.overwrite,
-                      progress=args.progress)
-    except SettingsMismatch as e:
-        p.exit(2, f"{p.prog}: error: {e}\n")
-    print(f"{cfg.task}: {cfg.steps} steps, seeds {list(cfg.seeds)}, preset {cfg.preset} "
-          f"({time.perf_counter() - t0:.0f} s, torch threads {results['provenance']['threads']})")
-    print(summary_table(results, markdown=False))
-    print(verdict_text(results))
-    print(f"wrote {out / 'results.json'}")
-    return 0
+    return run_and_report(
+        lambda: run(cfg, out, device=args.device, threads=args.threads, overwrite=args.overwrite,
+                    progress=args.progress), out,
+        lambda r: f"{cfg.task}: {cfg.steps} steps, seeds {list(cfg.seeds)}, preset {cfg.preset}",
+        lambda r: summary_table(r, markdown=False), verdict_text)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from nlteach.experiments import lm_comparison as C
 from nlteach.runs.rundir import SettingsMismatch
 
-REFERENCE = Path(__file__).parent / "data" / "lm_comparison_tiny_reference.json"
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "lm_comparison_tiny_reference.json"
 
 
 @pytest.fixture(autouse=True)
