@@ -111,7 +111,11 @@ def _lm_records(d: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     cfg = d.get("config") if isinstance(d.get("config"), dict) else {}
     if "test_loss" in d or "val_loss" in d:  # one nlteach.train run
-        r = rec(cfg.get("model", "model"), d, cfg.get("seed"))
+        name = cfg.get("model", "model")
+        hidden = (cfg.get("arch") or {}).get("memory_hidden") if isinstance(cfg.get("arch"), dict) else None
+        if hidden is not None:  # another memory width is another arm: never pooled with the default
+            name = f"{name} (memory_hidden={hidden})"
+        r = rec(name, d, cfg.get("seed"))
         return [r] if r else []
     for p in _per_seed(d):  # per_seed records that name their model
         if "model" in p:
@@ -438,7 +442,7 @@ NB11_RUNS = (  # (task, models): the experiments of notebook 11
 
 
 def experiment_jobs(preset: str = "full", seeds: tuple[int, ...] = (0, 1, 2), runs_dir: str = "runs") -> list[dict[str, Any]]:
-    """Every experiment of notebooks 06, 09, 10 and 11 as independent jobs: ``{"notebook",
+    """Every experiment of notebooks 06, 07, 09, 10 and 11 as independent jobs: ``{"notebook",
     "module", "args" (list of strings, without the launcher), "ddp" (True if the module supports
     torchrun), "out"}``. One job = one process; jobs do not share output folders, so they can run
     in parallel on different GPUs. Only :mod:`nlteach.train` supports several processes per job
@@ -447,9 +451,12 @@ def experiment_jobs(preset: str = "full", seeds: tuple[int, ...] = (0, 1, 2), ru
     s = [str(x) for x in seeds]
     jobs = []
     for task in ("digits", "shakespeare"):
-        out = f"{runs_dir}/optim_{task}_{preset}"
+        out = f"{runs_dir}/optimizers_{task}_{preset}"
         jobs.append({"notebook": "06", "module": "nlteach.experiments.optimizers", "ddp": False, "out": out,
-                     "args": ["--preset", preset, "--tasks", task, "--out", out]})
+                     "args": ["--preset", preset, "--task", task, "--out", out, "--no-progress"]})
+    out = f"{runs_dir}/cms_tasks_{preset}"
+    jobs.append({"notebook": "07", "module": "nlteach.experiments.cms_tasks", "ddp": False, "out": out,
+                 "args": ["--preset", preset, "--out", out, "--no-progress"]})
     nb09 = lm_comparison.sizes(preset)  # notebook 09's settings at this preset, one nlteach.train job per run
     sizes = lm_comparison.train_arguments(preset)
     for model in lm_comparison.MAIN_MODELS:

@@ -134,25 +134,24 @@ def test_the_repository_results_load():
 
 def test_experiment_jobs_parse_with_their_command_lines():
     from nlteach.continual.__main__ import build_parser as continual_parser
+    from nlteach.experiments import cms_tasks, optimizers
     from nlteach.longctx.__main__ import build_parser as longctx_parser
     from nlteach.longctx.__main__ import parse_model
     from nlteach.train import build_parser as train_parser
 
     jobs = R.experiment_jobs("full", seeds=(0, 1))
-    assert {j["notebook"] for j in jobs} == {"06", "09", "10", "11"}
+    assert {j["notebook"] for j in jobs} == {"06", "07", "09", "10", "11"}
     assert len({j["out"] for j in jobs}) == len(jobs)  # no two jobs share an output folder
     parsers = {"nlteach.train": train_parser(), "nlteach.continual": continual_parser(),
-               "nlteach.longctx": longctx_parser()}
+               "nlteach.longctx": longctx_parser(), "nlteach.experiments.optimizers": optimizers.build_parser(),
+               "nlteach.experiments.cms_tasks": cms_tasks.build_parser()}
     for j in jobs:
         assert j["ddp"] == (j["module"] == "nlteach.train")
-        if j["module"] in parsers:
-            ns = parsers[j["module"]].parse_args(j["args"])
-            assert ns.preset == "full"
-            if j["module"] == "nlteach.longctx":
-                for m in ns.model:
-                    parse_model(m)
-        else:
-            assert j["module"] == "nlteach.experiments.optimizers" and "--preset" in j["args"]
+        ns = parsers[j["module"]].parse_args(j["args"])
+        assert ns.preset == "full"
+        if j["module"] == "nlteach.longctx":
+            for m in ns.model:
+                parse_model(m)
     full = lm_comparison.sizes("full")  # notebook 09's jobs take the experiment's own table
     lm = [parsers["nlteach.train"].parse_args(j["args"]) for j in jobs if j["notebook"] == "09"]
     assert all((ns.params, ns.steps, ns.lr, ns.eval_every, ns.eval_windows) == (
@@ -241,3 +240,12 @@ def test_a_diverged_seed_is_counted_in_the_tables_not_dropped_silently(tmp_path)
     (row,) = R.lm_rows(R.load_all(tmp_path)[0])
     assert row["val"]["n"] == 1 and row["val"]["dropped"] == 1
     assert "(1 diverged)" in R.lm_table([row])
+
+
+def test_a_train_run_with_another_memory_width_is_its_own_row(tmp_path):
+    for name, hidden in (("hope_seed0", None), ("hope-half-width-memories_seed0", 8)):
+        _write(tmp_path / "lm_tinyshakespeare_full" / name / "results.json",
+               {"config": {"model": "hope", "seed": 0, "preset": "full", "arch": {"memory_hidden": hidden}},
+                "val_loss": 1.5, "test_loss": 1.6, "n_params": 1000})
+    rows = R.lm_rows(R.load_all(tmp_path)[0])
+    assert sorted(r["model"] for r in rows) == ["hope", "hope (memory_hidden=8)"]

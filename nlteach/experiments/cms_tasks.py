@@ -406,7 +406,7 @@ _SIZE_FIELDS = ("dim", "hidden", "periods", "n_tasks", "steps_per_task", "batch_
                 "task_shift", "n_eval", "eval_every", "arms")
 
 
-def parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m nlteach.experiments.cms_tasks",
         description="Notebook 07's sequential-tasks experiment (does a CMS keep an old task?); writes "
@@ -422,7 +422,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m nlteach.experiments.cms_tasks [--preset P] [--out DIR] ...``: the experiment at a
     preset (``--out`` default: ``runs/cms_tasks_<preset>``); prints the summary and the verdict."""
-    p = parser()
+    p = build_parser()
     args = apply_common(p, p.parse_args(argv))
     if args.device not in (None, "cpu"):
         p.error(f"--device {args.device}: this experiment runs on the CPU (its models have a few thousand "

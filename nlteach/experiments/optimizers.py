@@ -488,7 +488,7 @@ def _lr_pair(text: str) -> tuple[str, float]:
     return name, finite_float(value)
 
 
-def parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m nlteach.experiments.optimizers",
         description="Notebook 06's optimizer comparison on one task; writes OUT/results.json (resumable).")
@@ -508,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m nlteach.experiments.optimizers --task T [--preset P] [--out DIR] ...``: one task's
     comparison at a preset (``--out`` default: ``runs/optimizers_<task>_<preset>``); prints the
     summary and the verdict."""
-    p = parser()
+    p = build_parser()
     args = apply_common(p, p.parse_args(argv))
     given = {k: getattr(args, k) for k in ("optimizers", "steps", "batch_size", "hidden", "context", "embed",
                                             "n_eval", "n_evals") if hasattr(args, k)}
