@@ -21,3 +21,17 @@ def test_measure_returns_positive_median_and_runs_fn():
 def test_text_table():
     s = text_table([{"a": 1.23456, "b": "x"}], ["a", "b"])
     assert "1.23" in s and "x" in s
+
+
+def test_bench_writes_its_results_with_provenance(tmp_path, monkeypatch, capsys):
+    from nlteach.bench.__main__ import main
+    from nlteach.runs.io import read_json
+    from nlteach.runs.threads import torch_threads
+
+    monkeypatch.setenv("NLTEACH_SIZE", "tiny")
+    with torch_threads(torch.get_num_threads()):  # --threads sets torch's count: restore it afterwards
+        assert main(["optim", "--out", str(tmp_path), "--threads", "1"]) == 0
+    res = read_json(tmp_path / "bench_optim.json")
+    assert res["suite"] == "optim" and res["preset"] == "tiny"
+    assert set(res["provenance"]) >= {"git_commit", "git_dirty", "command", "torch", "device", "threads"}
+    assert res["provenance"]["threads"] == 1

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import pkgutil
 import sys
 from pathlib import Path
 
-import torch
-
 import nlteach.bench as bench_pkg
-from nlteach.config import get_device, get_preset
+from nlteach.config import get_device
+from nlteach.runs import cli
+from nlteach.runs.io import atomic_write_json
+from nlteach.runs.provenance import provenance
 
 
 def suites() -> dict[str, object]:
@@ -29,29 +29,22 @@ def suites() -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nlteach.bench", description=__doc__)
     sub = parser.add_subparsers(dest="suite", metavar="SUITE")
+    p_by_suite = {}
     for name, mod in sorted(suites().items()):
-        p = sub.add_parser(name, help=getattr(mod, "DESCRIPTION", ""))
-        p.add_argument("--preset", choices=["tiny", "laptop", "full"], default=None,
-                       help="size preset (default: $NLTEACH_SIZE or laptop)")
-        p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA if available)")
-        p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-        p.add_argument("--out", type=Path, default=None, help="write results JSON to DIR/bench_SUITE.json")
+        p = p_by_suite[name] = sub.add_parser(name, help=getattr(mod, "DESCRIPTION", ""))
+        cli.add_common_arguments(p, overwrite=False, out_help="write the results to OUT/bench_SUITE.json")
         mod.add_arguments(p)
     args = parser.parse_args(argv)
     if args.suite is None:
         parser.print_help()
         return 2
-    args.preset = get_preset(args.preset)
+    cli.apply_common(p_by_suite[args.suite], args)
     args.device = get_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     result = suites()[args.suite].run(args)
-    result = {"suite": args.suite, "preset": args.preset, "device": str(args.device),
-              "threads": torch.get_num_threads(), "torch": torch.__version__, **result}
+    result = {"suite": args.suite, "preset": args.preset, **result,
+              "provenance": provenance(device=args.device)}
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / f"bench_{args.suite}.json"
-        path.write_text(json.dumps(result, indent=2))
+        path = atomic_write_json(Path(args.out) / f"bench_{args.suite}.json", result, indent=2)
         print(f"wrote {path}")
     return 0
 

@@ -56,18 +56,20 @@ def finite_float(text: str) -> float:
 
 
 def add_common_arguments(p: argparse.ArgumentParser, *, out_default: str | None = None, out_required: bool = False,
-                         seeds: list[int] | None = None, threads: int | None = None) -> None:
-    """``--preset --device --out --threads --overwrite`` and, when ``seeds`` is given (the default
-    list), ``--seeds``. Call :func:`apply_common` on the parsed namespace."""
+                         seeds: list[int] | None = None, threads: int | None = None, overwrite: bool = True,
+                         out_help: str = "output folder (results.json, seeds/, checkpoints)") -> None:
+    """``--preset --device --out --threads``, ``--overwrite`` (unless ``overwrite=False``: a command
+    that keeps no run to resume) and, when ``seeds`` is given (the default list), ``--seeds``. Call
+    :func:`apply_common` on the parsed namespace."""
     p.add_argument("--preset", choices=PRESETS, default=None,
                    help="size preset (default: $NLTEACH_SIZE, else laptop)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: CUDA if available, else CPU)")
     p.add_argument("--out", default=out_default, required=out_required,
-                   help="output folder (results.json, seeds/, checkpoints)"
-                   + ("" if out_default is None else f" (default: {out_default})"))
+                   help=out_help + ("" if out_default is None else f" (default: {out_default})"))
     p.add_argument("--threads", type=positive_int, default=threads,
                    help="torch CPU threads" + (" (default: torch's)" if threads is None else f" (default {threads})"))
-    p.add_argument("--overwrite", action="store_true", help="delete a previous run in --out and start over")
+    if overwrite:
+        p.add_argument("--overwrite", action="store_true", help="delete a previous run in --out and start over")
     if seeds is not None:
         p.add_argument("--seeds", type=nonneg_int, nargs="+", default=list(seeds),
                        help=f"seeds (default: {' '.join(map(str, seeds))})")
