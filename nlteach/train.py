@@ -1,30 +1,21 @@
 """Language-model training: ``python -m nlteach.train`` and ``train(config)`` for notebooks.
 
-    python -m nlteach.train --model transformer --data tinyshakespeare --preset tiny --out runs/t
+    python -m nlteach.train --model transformer --preset tiny --out runs/t
     python -m nlteach.train --out runs/t --resume    # continue after Ctrl-C or a crash (same settings)
     torchrun --nproc_per_node 2 -m nlteach.train --preset tiny   # DDP (gloo on CPU, nccl on CUDA)
 
 A config (:class:`TrainConfig`, nesting the model's :class:`~nlteach.models.ModelConfig`), a loop
-(:func:`train`), an evaluation (:func:`evaluate`). Optimizer and schedule: :mod:`nlteach.recipes`;
-files, checkpoints, RNG states, processes, provenance and common options: :mod:`nlteach.runs`.
-
-- **Data**: step ``s`` trains on ``RandomWindowSampler(seed).starts_for_step(s)`` (:mod:`nlteach.text`):
-  ``batch_size`` random windows of ``seq_len + 1`` characters, a pure function of ``(seed, s)``.
-- **Training**: warmup then cosine to ``min_lr_ratio * lr``, clipping by global norm, bf16 autocast
-  on CUDA only (CPU runs in float32, reproducible bit for bit). Val loss (nats per character, fixed
-  windows) every ``eval_every`` steps and at the end, test loss at the end.
-- **Files in ``out``** (rank 0): ``metrics.jsonl`` (every ``log_every`` steps: ``step``, ``train_loss``
-  (mean since the previous line), ``val_loss`` (or null), ``lr``, ``tokens`` (all ranks), ``time``
-  (seconds of training), ``grad_norm``), ``checkpoint.pt`` (atomic; loaded with ``weights_only=True``),
-  ``results.json`` (with ``provenance``, wall and CPU seconds).
-- **Exact resume**: the checkpoint holds model, optimizer, scheduler, step, sampler and, per rank,
-  the loss sum of the unfinished log interval and the RNG states: on CPU a run interrupted and
-  resumed writes the same ``metrics.jsonl`` (all but ``time``) and weights as an uninterrupted one,
-  bit for bit. A resume with other settings is refused, each differing setting named.
-- **Interrupts**: the first Ctrl-C or SIGTERM finishes the step, writes a checkpoint and returns
-  ``"interrupted": True`` (the command exits with 130); in one process a second Ctrl-C stops at once.
-- **DDP**: under ``torchrun`` each rank takes ``batch_size / world_size`` rows of the same global
-  batch and gradients are averaged: N processes compute what one does, up to float rounding.
+(:func:`train`) and an evaluation (:func:`evaluate`); optimizers and schedules come from
+:mod:`nlteach.recipes`, files, RNG states, DDP, interrupts and provenance from :mod:`nlteach.runs`.
+Step ``s`` trains on ``RandomWindowSampler(seed).starts_for_step(s)`` (a pure function of the seed
+and the step); warmup then cosine; clipping by global norm; bf16 autocast on CUDA only (CPU runs
+are float32 and reproducible bit for bit). ``out`` receives ``metrics.jsonl`` (every ``log_every``
+steps: step, train_loss since the last line, val_loss or null, lr, tokens, time, grad_norm),
+``checkpoint.pt`` (atomic, loaded with ``weights_only=True``) and ``results.json`` (with provenance).
+**Exact resume**: interrupted (first Ctrl-C or SIGTERM: finish the step, checkpoint, exit 130) and
+resumed, a CPU run writes the same metrics (all but ``time``) and weights as an uninterrupted one;
+a resume with other settings is refused, each differing setting named. **DDP**: each rank takes
+``batch_size / world_size`` rows of the same global batch, so N processes compute what one does.
 """
 
 from __future__ import annotations
