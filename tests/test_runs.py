@@ -4,19 +4,26 @@ tables, common command-line options."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import random
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from nlteach.runs import RESULTS_ROOT, cli, commands, io, provenance, rng, seeds, stats, tables
+from nlteach.runs.lock import FolderInUse, FolderLock
 from nlteach.runs.rundir import RunDir, SettingsMismatch, check_same_settings, settings_diff
-from nlteach.runs.threads import torch_threads
+from nlteach.runs.threads import ThreadCountWarning, torch_threads
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # -- io -------------------------------------------------------------------------------------------
 
@@ -24,9 +31,94 @@ from nlteach.runs.threads import torch_threads
 def test_atomic_writes_leave_no_temporary_files(tmp_path):
     io.atomic_write_json(tmp_path / "a" / "x.json", {"k": [1, 2]})
     io.atomic_save({"w": torch.ones(2)}, tmp_path / "a" / "c.pt")
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["c.pt", "x.json"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["c.pt", "c.pt.sha256", "x.json"]
     assert io.read_json(tmp_path / "a" / "x.json") == {"k": [1, 2]}
     assert torch.equal(io.load_checkpoint(tmp_path / "a" / "c.pt")["w"], torch.ones(2))
+    io.atomic_save({"w": torch.zeros(2)}, tmp_path / "a" / "c.pt")  # the first one is kept as c.prev.pt
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["c.prev.pt", "c.prev.pt.sha256", "c.pt",
+                                                                  "c.pt.sha256", "x.json"]
+    io.remove_checkpoint(tmp_path / "a" / "c.pt")
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["x.json"]
+
+
+def test_checkpoint_checksum_in_sha256sum_format(tmp_path):
+    path = io.atomic_save({"w": torch.arange(3)}, tmp_path / "c.pt")
+    digest, name = (tmp_path / "c.pt.sha256").read_text().split()
+    assert name == "c.pt" and digest == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _flip_byte_in_tensor_data(path, value: torch.Tensor):
+    """Flip one byte inside the stored bytes of ``value`` (the file still loads without a checksum)."""
+    data = bytearray(path.read_bytes())
+    at = bytes(data).index(value.numpy().tobytes()) + 5
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_is_detected_and_the_previous_checkpoint_is_used(tmp_path):
+    path = tmp_path / "c.pt"
+    first, second = torch.arange(64, dtype=torch.float32), torch.arange(64, dtype=torch.float32) * 2
+    io.atomic_save({"step": 1, "w": first}, path)
+    io.atomic_save({"step": 2, "w": second}, path)
+    _flip_byte_in_tensor_data(path, second)
+    # without its checksum the damage would go unnoticed: torch loads the file
+    assert not torch.equal(torch.load(path, weights_only=True)["w"], second)
+    with pytest.warns(io.CheckpointWarning) as w:
+        state = io.load_checkpoint(path)
+    assert state["step"] == 1 and torch.equal(state["w"], first)  # the previous good checkpoint
+    msg = str(w[0].message)
+    assert f"the checkpoint {path} fails its checksum" in msg and str(tmp_path / "c.prev.pt") in msg
+    # the next save keeps the good previous checkpoint (a damaged one is never rotated into its place)
+    io.atomic_save({"step": 3, "w": first}, path)
+    assert io.load_checkpoint(tmp_path / "c.prev.pt")["step"] == 1 and io.load_checkpoint(path)["step"] == 3
+    # both damaged: the error names both files
+    _flip_byte_in_tensor_data(path, first)
+    _flip_byte_in_tensor_data(tmp_path / "c.prev.pt", first)
+    with pytest.raises(io.CorruptFileError) as e:
+        io.load_checkpoint(path)
+    assert str(path) in str(e.value) and "c.prev.pt" in str(e.value) and "Delete both" in str(e.value)
+    # no previous one: the error names the file
+    only = io.atomic_save({"w": second}, tmp_path / "only.pt")
+    _flip_byte_in_tensor_data(only, second)
+    with pytest.raises(io.CorruptFileError, match=r"the checkpoint .*only\.pt fails its checksum"):
+        io.load_checkpoint(only)
+
+
+def test_a_checkpoint_without_checksum_loads_with_a_warning(tmp_path):
+    torch.save({"w": torch.ones(2)}, tmp_path / "old.pt")  # as written before checksums existed
+    with pytest.warns(io.CheckpointWarning, match="no checksum file"):
+        assert torch.equal(io.load_checkpoint(tmp_path / "old.pt")["w"], torch.ones(2))
+    io.atomic_save({"w": torch.ones(2)}, tmp_path / "c.pt")
+    (tmp_path / "c.pt.sha256").write_text("not a digest\n")
+    with pytest.raises(io.CorruptFileError, match="c.pt.sha256 does not hold a SHA-256"):
+        io.load_checkpoint(tmp_path / "c.pt")
+
+
+def test_stale_temporary_files_are_removed(tmp_path):
+    stale = [tmp_path / ".checkpoint.pt.abc123_z.tmp", tmp_path / ".results.json.0a1b2c3d.tmp"]
+    keep = [tmp_path / "notes.tmp", tmp_path / ".hidden", tmp_path / "config.json", tmp_path / ".x.short.tmp"]
+    for p in stale + keep:
+        p.write_text("x")
+    assert sorted(io.remove_stale_temporaries(tmp_path)) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in keep)
+    # a run folder removes them when it is opened (it holds the lock, so no live write is touched)
+    (tmp_path / "r" / "seeds").mkdir(parents=True)
+    left = [tmp_path / "r" / ".config.json.abcdefgh.tmp", tmp_path / "r" / "seeds" / ".seed_0.pt.abcdefgh.tmp"]
+    for p in left:
+        p.write_text("partial")
+    with RunDir(tmp_path / "r", {"a": 1}):
+        assert not any(p.exists() for p in left)
+
+
+def test_read_jsonl_tolerates_a_partial_last_line_only(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"step": 1}\n\n{"step": 2}\n{"st')
+    assert io.read_jsonl(path) == ([{"step": 1}, {"step": 2}], True)
+    path.write_text('{"step": 1}\n{"step": 2}\n')
+    assert io.read_jsonl(path) == ([{"step": 1}, {"step": 2}], False)
+    path.write_text('{"step": 1}\n{"st\n{"step": 3}\n')
+    with pytest.raises(io.CorruptFileError, match=r"m\.jsonl, line 2, is not valid JSON"):
+        io.read_jsonl(path)
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path):
@@ -111,6 +203,58 @@ def test_overwrite_starts_over_but_never_deletes_a_foreign_folder(tmp_path):
     with pytest.raises(SettingsMismatch, match="does not look like a run folder"):
         RunDir(tmp_path / "mine", {"lr": 0.1}, overwrite=True)
     assert (tmp_path / "mine" / "thesis.tex").exists()
+
+
+HOLD_LOCK = ("import sys; from nlteach.runs.lock import FolderLock; lock = FolderLock(sys.argv[1]); "
+             "print('locked', flush=True); sys.stdin.read()")
+
+
+def hold_lock_in_another_process(folder) -> subprocess.Popen:
+    """A second process that holds the lock of ``folder`` until its stdin is closed (or it is killed)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], cwd=ROOT, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_run_folder_held_by_another_process_is_refused_at_once(tmp_path):
+    out = tmp_path / "run"
+    other = hold_lock_in_another_process(out)
+    try:
+        with pytest.raises(FolderInUse) as e:
+            RunDir(out, {"lr": 0.1})
+        assert f"{out} is in use: another process holds its lock" in str(e.value)
+        assert not (out / "config.json").exists()  # nothing was written
+    finally:
+        other.stdin.close()
+        other.wait(timeout=60)
+    with RunDir(out, {"lr": 0.1}) as run:  # free again
+        assert run.finished([0]) == {}
+        with RunDir(out, {"lr": 0.1}):  # the same process may open it again (e.g. a notebook cell re-run)
+            pass
+        assert run._lock.held  # still held by the outer one
+        other = subprocess.run([sys.executable, "-c", HOLD_LOCK, str(out)], cwd=ROOT, capture_output=True,
+                               text=True, timeout=60)
+        assert other.returncode == 1 and "FolderInUse" in other.stderr and f"{out} is in use" in other.stderr
+    assert not run._lock.held
+
+
+def test_the_lock_of_a_killed_process_is_released(tmp_path):
+    other = hold_lock_in_another_process(tmp_path)
+    with pytest.raises(FolderInUse):
+        FolderLock(tmp_path)
+    other.kill()  # SIGKILL: no clean-up code runs; the operating system drops the lock
+    other.wait(timeout=60)
+    with FolderLock(tmp_path) as lock:
+        assert lock.held and (tmp_path / ".lock").exists()
+
+
+def test_overwrite_keeps_the_lock_it_holds(tmp_path):
+    with RunDir(tmp_path, {"lr": 0.1}) as run:
+        run.save_seed(0, {"acc": 1.0})
+    with RunDir(tmp_path, {"lr": 0.2}, overwrite=True) as fresh:
+        assert fresh.finished([0]) == {} and (tmp_path / ".lock").exists()
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "config.json", "seeds"]
 
 
 def test_write_results_records_provenance(tmp_path):
@@ -224,6 +368,17 @@ def test_torch_threads_restores_and_checks():
     with pytest.raises(ValueError, match="threads must be a positive int or None, got 0"):
         with torch_threads(0):
             pass
+
+
+def test_a_seed_checkpoint_resumed_with_other_threads_is_warned_about(tmp_path, recwarn):
+    """A seed checkpoint records torch's thread count; a resume with another count goes on with a
+    ThreadCountWarning (the numbers are no longer bit-equal), with the same count silently."""
+    with torch_threads(1):
+        seeds.save_seed_checkpoint(tmp_path / "x.pt", {"lr": 0.1}, {"step": 3}, version=1)
+        assert seeds.load_seed_checkpoint(tmp_path / "x.pt", {"lr": 0.1}, version=1)["threads"] == 1
+    assert not [w for w in recwarn if issubclass(w.category, ThreadCountWarning)]
+    with torch_threads(2), pytest.warns(ThreadCountWarning, match=r"1 torch CPU thread\(s\) and this one uses 2"):
+        assert seeds.load_seed_checkpoint(tmp_path / "x.pt", {"lr": 0.1}, version=1)["step"] == 3
 
 
 @dataclass

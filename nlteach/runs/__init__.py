@@ -1,14 +1,19 @@
 """Run plumbing shared by every entry point: files, randomness, run folders, provenance, statistics,
 tables and the common command-line options. Each concern has one home here:
 
-- :mod:`nlteach.runs.io`: atomic writes, checkpoints (loaded with ``weights_only=True``), JSON reading
-  with errors that name the file;
+- :mod:`nlteach.runs.io`: atomic writes, checkpoints (loaded with ``weights_only=True``, verified
+  against a SHA-256 written beside them, the previous one kept), JSON and JSON-lines reading with
+  errors that name the file, the removal of temporary files left by killed writes;
+- :mod:`nlteach.runs.lock`: one run per folder (an exclusive lock, held for the whole run);
+- :mod:`nlteach.runs.threads`: torch's CPU thread count for a block, and the warning when a run
+  resumes with another count (no longer bit-equal);
 - :mod:`nlteach.runs.rng`: the RNG states of Python, NumPy and torch as plain data (so a checkpoint
   that holds them loads without unpickling arbitrary objects);
 - :mod:`nlteach.runs.provenance`: what produced a result (commit, dirty files, command, versions,
   device, threads) and how long it took (wall and CPU seconds);
-- :mod:`nlteach.runs.rundir`: the output folder of a resumable multi-seed run and the one resume
-  policy of the project (resume only with the same settings; ``--overwrite`` starts over);
+- :mod:`nlteach.runs.rundir`: the output folder of a resumable multi-seed run (locked while it runs)
+  and the one resume policy of the project (resume only with the same settings; ``--overwrite``
+  starts over);
 - :mod:`nlteach.runs.stats`: mean, standard deviation and 95% confidence intervals over seeds,
   paired differences, and what was dropped;
 - :mod:`nlteach.runs.tables`: markdown and plain-text tables, ``mean ± std`` cells;

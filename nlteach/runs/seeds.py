@@ -8,7 +8,9 @@ finished seed's record with the time it took and the provenance of the code that
 A seed being trained keeps its state in ``seeds/seed_<s>.pt``
 (:func:`save_seed_checkpoint`, :func:`load_seed_checkpoint`). A checkpoint records the run's
 settings and is read back under the folder's resume policy: one written with other settings, or in
-another format, is refused with an error that names what differs.
+another format, is refused with an error that names what differs. It also records torch's CPU
+thread count: a resume with another count is warned about (:mod:`nlteach.runs.threads`), and it is
+verified against its checksum, the previous checkpoint kept (:mod:`nlteach.runs.io`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from nlteach.runs.io import atomic_save, load_checkpoint, read_json
 from nlteach.runs.provenance import Clock
 from nlteach.runs.rundir import RESULTS, RunDir, SettingsMismatch, check_same_settings, plain
+from nlteach.runs.threads import check_resume_threads
 
 TrainSeed = Callable[[int, Path | None, Any], dict[str, Any]]
 """``train_seed(seed, checkpoint, bar) -> record``: see :func:`run_seeds`."""
@@ -43,16 +47,17 @@ def flat_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def save_seed_checkpoint(path: str | os.PathLike, settings: dict[str, Any], state: dict[str, Any], *,
                          version: int) -> None:
-    """Write the state of a seed being trained (tensors and plain data), with the run's ``settings``
-    and the runner's checkpoint format ``version``, atomically."""
-    atomic_save({"version": version, "settings": plain(settings), **state}, path)
+    """Write the state of a seed being trained (tensors and plain data), with the run's ``settings``,
+    the runner's checkpoint format ``version`` and torch's CPU thread count, atomically."""
+    atomic_save({"version": version, "settings": plain(settings), "threads": torch.get_num_threads(), **state}, path)
 
 
 def load_seed_checkpoint(path: str | os.PathLike | None, settings: dict[str, Any], *,
                          version: int) -> dict[str, Any] | None:
     """The state saved by :func:`save_seed_checkpoint` at ``path``; None when ``path`` is None or
     there is no file. Another format ``version`` or other ``settings`` raise
-    :class:`~nlteach.runs.rundir.SettingsMismatch` (naming each differing setting)."""
+    :class:`~nlteach.runs.rundir.SettingsMismatch` (naming each differing setting); another torch
+    thread count is warned about (:func:`~nlteach.runs.threads.check_resume_threads`)."""
     if path is None or not Path(path).exists():
         return None
     state = load_checkpoint(path)
@@ -61,6 +66,7 @@ def load_seed_checkpoint(path: str | os.PathLike | None, settings: dict[str, Any
                                f"{state.get('version')!r}, this runner writes {version}); delete it to start "
                                "that seed again, or pass --overwrite (overwrite=True) to start the run over.")
     check_same_settings(state.get("settings", {}), settings, path)
+    check_resume_threads(state.get("threads"), path)
     return state
 
 

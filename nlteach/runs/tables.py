@@ -38,7 +38,7 @@ def _cell(v: Any) -> str:
 def text_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     """An aligned plain-text table of ``rows`` (dicts), one column per name in ``columns``; floats
     with 3 significant digits, None as an empty cell."""
-    widths = [max(len(c), *(len(_cell(r.get(c))) for r in rows)) for c in columns]
+    widths = [max([len(c), *(len(_cell(r.get(c))) for r in rows)]) for c in columns]  # no rows: the header
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)),
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(_cell(r.get(c)).ljust(w) for c, w in zip(columns, widths, strict=True)) for r in rows]
