@@ -11,10 +11,14 @@ Step ``s`` trains on ``RandomWindowSampler(seed).starts_for_step(s)`` (a pure fu
 and the step); warmup then cosine; clipping by global norm; bf16 autocast on CUDA only (CPU runs
 are float32 and reproducible bit for bit). ``out`` receives ``metrics.jsonl`` (every ``log_every``
 steps: step, train_loss since the last line, val_loss or null, lr, tokens, time, grad_norm),
-``checkpoint.pt`` (atomic, loaded with ``weights_only=True``) and ``results.json`` (with provenance).
-**Exact resume**: interrupted (first Ctrl-C or SIGTERM: finish the step, checkpoint, exit 130) and
-resumed, a CPU run writes the same metrics (all but ``time``) and weights as an uninterrupted one;
-a resume with other settings is refused, each differing setting named. **DDP**: each rank takes
+``checkpoint.pt`` (atomic, loaded with ``weights_only=True``, verified against ``checkpoint.pt.sha256``,
+the previous one kept as ``checkpoint.prev.pt``: :mod:`nlteach.runs.io`) and ``results.json`` (with
+provenance); ``out`` is locked for the whole run (a second run there fails at once:
+:mod:`nlteach.runs.lock`). **Exact resume**: interrupted (first Ctrl-C or SIGTERM: finish the step,
+checkpoint, exit 130) and resumed, a CPU run writes the same metrics (all but ``time``) and weights
+as an uninterrupted one; a resume with other settings (the preset included) is refused, each
+differing setting named; one with another CPU thread count is warned about (no longer bit-equal;
+the command line resumes with the recorded count unless ``--threads`` is typed). **DDP**: each rank takes
 ``batch_size / world_size`` rows of the same global batch, so N processes compute what one does.
 """
 
@@ -43,15 +47,18 @@ from nlteach import models, recipes, text
 from nlteach.config import by_preset, get_device, get_preset
 from nlteach.models import ModelConfig
 from nlteach.runs import cli, distributed, io, rng
+from nlteach.runs.lock import FolderInUse, FolderLock
 from nlteach.runs.provenance import Clock, provenance
 from nlteach.runs.rundir import SettingsMismatch, check_same_settings
+from nlteach.runs.threads import check_resume_threads
 from nlteach.text import CharVocab, RandomWindowSampler, get_batch
 
 CHECKPOINT, METRICS, RESULTS = "checkpoint.pt", "metrics.jsonl", "results.json"
 CHECKPOINT_VERSION = 3  # bumped whenever the checkpoint layout changes (3: plain data, nested arch)
-# Settings that may differ between a run and its resumption (they do not change the numbers).
-RUNTIME_FIELDS = ("preset", "device", "out", "resume", "overwrite", "stop_after", "progress", "ckpt_every",
-                  "sample_chars")
+# Settings that may differ between a run and its resumption (they do not change the numbers). Not the
+# preset: it changes no number once the sizes are resolved, but a resume under another one would
+# relabel the run, so it is refused like a setting.
+RUNTIME_FIELDS = ("device", "out", "resume", "overwrite", "stop_after", "progress", "ckpt_every", "sample_chars")
 COMMON_OPTIONS = ("preset", "device", "out", "overwrite")  # from runs.cli.add_common_arguments
 
 
@@ -241,9 +248,16 @@ def train(config: TrainConfig | dict | None = None, *, on_log=None, **overrides)
     ``metrics.jsonl`` record on rank 0. A run stopped early (signal or ``stop_after``) returns
     ``{"interrupted": True, "step": ...}``."""
     cfg = resolve_config(config, **overrides)
+    if cfg.resume and not (Path(cfg.out) / CHECKPOINT).exists():  # before the lock creates the folder
+        raise ConfigError(f"resume=True but there is no checkpoint at {Path(cfg.out) / CHECKPOINT}; start without "
+                          "--resume.")
     dist, device = distributed.init_distributed(get_device(cfg.device))
     try:
-        return _train(cfg, device, dist, on_log)
+        # one run per folder: rank 0 holds the lock of `out` for the whole run (its ranks share it)
+        with FolderLock(cfg.out) if dist.main else contextlib.nullcontext():
+            if dist.main:
+                io.remove_stale_temporaries(cfg.out)
+            return _train(cfg, device, dist, on_log)
     finally:
         dist.close()
 
@@ -260,6 +274,8 @@ def _train(cfg: TrainConfig, device: torch.device, dist: distributed.Dist, on_lo
             raise ConfigError(f"{ckpt_path} has checkpoint format {ckpt.get('version')!r}; this version of "
                               f"nlteach resumes format {CHECKPOINT_VERSION} only.")
         check_same_settings(_flatten(ckpt["config"]), cfg.flat(), ckpt_path, ignore=RUNTIME_FIELDS)
+        if device.type == "cpu":  # CUDA runs (bf16 autocast) are not bit-exact anyway
+            check_resume_threads(ckpt.get("threads"), ckpt_path)
     elif (ckpt_path.exists() or metrics_path.exists()) and not cfg.overwrite:
         raise ConfigError(f"{out} already holds a run ({CHECKPOINT} or {METRICS}); pass --resume to continue "
                           "it, --overwrite to start again, or choose another --out.")
@@ -314,11 +330,14 @@ def _train(cfg: TrainConfig, device: torch.device, dist: distributed.Dist, on_lo
             _say(dist, f"the checkpoint was written by {ckpt['world_size']} process(es), this run has "
                        f"{dist.world_size}: data and weights resume exactly, RNG states (dropout) do not.")
         if dist.main and metrics_path.exists():  # keep the records up to the checkpoint; later ones are redone
-            lines = [ln for ln in metrics_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-            io.atomic_write_text(metrics_path, "".join(ln + "\n" for ln in lines if json.loads(ln)["step"] <= step))
+            records, partial = io.read_jsonl(metrics_path)  # a kill mid-write leaves a partial last line
+            if partial:
+                _say(dist, f"{metrics_path}: dropped a partial last line (a write cut short); it is redone.")
+            io.atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))
     elif dist.main:
-        for name in (METRICS, RESULTS, CHECKPOINT):
+        for name in (METRICS, RESULTS):
             (out / name).unlink(missing_ok=True)
+        io.remove_checkpoint(ckpt_path)
     clock = Clock(p.wall, p.cpu)
     n_params, tokens_per_step = models.count_parameters(raw_model), cfg.batch_size * cfg.seq_len
 
@@ -330,7 +349,7 @@ def _train(cfg: TrainConfig, device: torch.device, dist: distributed.Dist, on_lo
                             "vocab": vocab.chars, "step": step, "model": raw_model.state_dict(),
                             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                             "sampler": sampler.state_dict(), "per_rank": per_rank, "world_size": dist.world_size,
-                            "log": dataclasses.asdict(p)}, ckpt_path)
+                            "threads": torch.get_num_threads(), "log": dataclasses.asdict(p)}, ckpt_path)
 
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -446,8 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     typed_preset = args.preset  # None when --preset was not typed
-    values = vars(cli.apply_common(parser, args))
-    del values["threads"]
+    values = dict(vars(cli.apply_common(parser, args)))
+    threads = values.pop("threads")  # applied by apply_common when typed
     try:
         if values["resume"]:  # the checkpoint's settings, then the runtime options, then what was typed
             if values["out"] is None:
@@ -455,12 +474,15 @@ def main(argv: list[str] | None = None) -> int:
             path = Path(values["out"]) / CHECKPOINT
             if not path.exists():
                 raise ConfigError(f"--resume: there is no checkpoint at {path}; start without --resume.")
-            saved = _flatten(io.load_checkpoint(path)["config"])
+            ckpt = io.load_checkpoint(path)
+            saved = _flatten(ckpt["config"])
+            if threads is None and ckpt.get("threads"):  # resume with the recorded threads: exact
+                torch.set_num_threads(int(ckpt["threads"]))
             given = vars(build_parser(only_given=True).parse_args(argv))
             values = {**saved, **{k: values[k] for k in RUNTIME_FIELDS}, "preset": typed_preset or saved["preset"],
                       **{k: v for k, v in given.items() if k in _NAMES and k not in COMMON_OPTIONS}}
         result = train(values)
-    except (ConfigError, SettingsMismatch, io.CorruptFileError) as e:
+    except (ConfigError, SettingsMismatch, io.CorruptFileError, FolderInUse) as e:
         parser.error(str(e))
     return 130 if result.get("stopped_by") == "signal" else 0
 

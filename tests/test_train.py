@@ -3,6 +3,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,9 @@ import torch
 from nlteach import train as tr
 from nlteach.models import ModelConfig, build_model, cms_level_parameters
 from nlteach.runs.io import load_checkpoint
+from nlteach.runs.lock import FolderInUse
 from nlteach.runs.rundir import SettingsMismatch
+from nlteach.runs.threads import ThreadCountWarning
 
 ROOT = Path(__file__).resolve().parent.parent
 # A run small enough for seconds on a loaded 2-core box; log_every=2 and stopping at odd steps
@@ -262,3 +266,139 @@ def test_stop_flag_and_single_process_collectives():
         os.kill(os.getpid(), signal.SIGTERM)  # SIGTERM, like SIGINT, asks to stop after the step
         assert stop.requested
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+# -- hardening: safe and verified checkpoints, one run per folder, threads and preset on resume ----
+
+
+class _Evil:
+    """A pickle that would create ``marker`` when loaded without weights_only."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_crafted_checkpoint_is_refused_everywhere_without_running_code(tmp_path, data_mirror, capsys):
+    out, marker = tmp_path / "run", tmp_path / "pwned"
+    tr.train(SMALL, out=str(out), stop_after=2)
+    ckpt = out / "checkpoint.pt"
+    torch.save({"version": tr.CHECKPOINT_VERSION, "config": _Evil(marker)}, ckpt)
+    for path in (ckpt.with_name("checkpoint.pt.sha256"), out / "checkpoint.prev.pt"):
+        path.unlink(missing_ok=True)  # nothing to fall back on
+    with pytest.raises(SystemExit) as e:
+        tr.main(["--out", str(out), "--resume", "--no-progress"])
+    assert e.value.code == 2 and f"the checkpoint {ckpt} cannot be read" in capsys.readouterr().err
+    with pytest.raises(tr.io.CorruptFileError, match="checkpoint.pt cannot be read"):
+        tr.train(SMALL, out=str(out), resume=True)
+    with pytest.raises(tr.io.CorruptFileError, match="checkpoint.pt cannot be read"):
+        tr.load_model(out)
+    assert not marker.exists()
+
+
+def _flip_a_weight_byte(ckpt: Path) -> None:
+    """Flip one byte inside a stored tensor: the file still loads, with other numbers."""
+    w = load_checkpoint(ckpt)["model"]["embed.weight"]
+    data = bytearray(ckpt.read_bytes())
+    data[bytes(data).index(w.numpy().tobytes()) + 7] ^= 0x40
+    ckpt.write_bytes(bytes(data))
+
+
+def test_a_damaged_checkpoint_is_detected_and_the_previous_one_resumes_exactly(tmp_path, data_mirror):
+    """Checkpoints at steps 2, 4 and (stopped) 5; one flipped byte in the newest: the resume names the
+    file, falls back to step 4's checkpoint (kept as checkpoint.prev.pt) and still ends bit-equal."""
+    cfg = {**SMALL, "ckpt_every": 2}
+    tr.train(cfg, out=str(tmp_path / "b"), stop_after=5)
+    ckpt = tmp_path / "b" / "checkpoint.pt"
+    assert load_checkpoint(ckpt)["step"] == 5 and load_checkpoint(tmp_path / "b" / "checkpoint.prev.pt")["step"] == 4
+    _flip_a_weight_byte(ckpt)
+    with pytest.warns(tr.io.CheckpointWarning) as w:
+        tr.train(cfg, out=str(tmp_path / "b"), resume=True)
+    assert any(f"the checkpoint {ckpt} fails its checksum" in str(x.message) and "checkpoint.prev.pt" in str(x.message)
+               for x in w)
+    tr.train(cfg, out=str(tmp_path / "a"))
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+    assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
+
+
+def test_a_partial_metrics_line_and_stale_temporary_files_do_not_block_resume(tmp_path, data_mirror, capsys):
+    """A kill mid-write leaves a partial last line in metrics.jsonl and .<name>.<random>.tmp files:
+    --resume drops the line (and says so), deletes the files, and ends as an uninterrupted run."""
+    out = tmp_path / "b"
+    tr.train(SMALL, out=str(out), stop_after=5)
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write('{"step": 6, "train_lo')
+    stale = [out / ".checkpoint.pt.k1ll3d_x.tmp", out / ".results.json.abcdefgh.tmp"]
+    for p in stale:
+        p.write_bytes(b"cut short")
+    assert tr.main(["--out", str(out), "--resume", "--no-progress"]) == 0
+    assert "dropped a partial last line" in capsys.readouterr().err
+    assert not any(p.exists() for p in stale)
+    tr.train(SMALL, out=str(tmp_path / "a"))
+    assert metrics(tmp_path / "a") == metrics(out)
+
+
+def test_truncated_files_of_a_run_get_errors_naming_them(tmp_path, data_mirror, capsys):
+    out = tmp_path / "b"
+    tr.train(SMALL, out=str(out), stop_after=2)  # one checkpoint only: nothing to fall back on
+    ckpt = out / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(SystemExit):
+        tr.main(["--out", str(out), "--resume", "--no-progress"])
+    assert f"the checkpoint {ckpt} fails its checksum" in capsys.readouterr().err
+    (out / "metrics.jsonl").write_text('{"step": 2}\n{"st\n{"step": 4}\n')  # damage in the middle: an error
+    with pytest.raises(tr.io.CorruptFileError, match=r"metrics\.jsonl, line 2, is not valid JSON"):
+        tr.io.read_jsonl(out / "metrics.jsonl")
+
+
+def test_a_second_run_on_the_same_folder_fails_at_once(tmp_path, data_mirror, capsys):
+    """Two processes: a training run in a subprocess holds --out; a second run there (library or
+    command line) fails at once, naming the folder; another folder is free."""
+    out = tmp_path / "busy"
+    first = subprocess.Popen([sys.executable, "-m", "nlteach.train", *SMALL_ARGS, "--steps", "100000", "--out", str(out)],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # wait until it trains (its first checkpoint)
+            if (out / "checkpoint.pt.sha256").exists():
+                break
+            assert first.poll() is None, first.stderr.read()
+            time.sleep(0.2)
+        with pytest.raises(FolderInUse, match=f"{out} is in use: another process holds its lock"):
+            tr.train(SMALL, out=str(out), overwrite=True)
+        with pytest.raises(SystemExit) as e:
+            tr.main([*SMALL_ARGS, "--out", str(out), "--overwrite"])
+        assert e.value.code == 2 and f"{out} is in use" in capsys.readouterr().err
+        with pytest.raises(SystemExit):
+            tr.main(["--out", str(out), "--resume", "--no-progress"])
+        assert f"{out} is in use" in capsys.readouterr().err
+        assert first.poll() is None  # the first run goes on
+    finally:
+        first.send_signal(signal.SIGTERM)  # it finishes its step, checkpoints and exits
+        assert first.wait(timeout=120) == 130, first.stderr.read()
+    assert load_checkpoint(out / "checkpoint.pt")["step"] > 0
+
+
+def test_resume_with_other_threads_warns_and_with_another_preset_is_refused(tmp_path, data_mirror, capsys):
+    """Threads: the checkpoint records them; `--resume` without --threads uses the recorded count
+    (exact), another count goes on with a ThreadCountWarning. Preset: refused, named."""
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    tr.train(SMALL, out=a, stop_after=5)
+    assert load_checkpoint(Path(a) / "checkpoint.pt")["threads"] == 1
+    torch.set_num_threads(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ThreadCountWarning)
+        assert tr.main(["--out", a, "--resume", "--no-progress", "--stop-after", "7"]) == 0  # back to 1 thread
+    assert torch.get_num_threads() == 1
+    with pytest.warns(ThreadCountWarning, match=r"1 torch CPU thread\(s\) and this one uses 2"):
+        assert tr.main(["--out", a, "--resume", "--no-progress", "--threads", "2", "--stop-after", "9"]) == 0
+    torch.set_num_threads(1)
+    with pytest.warns(ThreadCountWarning, match="--threads 2"):  # the library: the recorded count is 2 now
+        tr.train(SMALL, out=a, resume=True, stop_after=10)
+    tr.train(SMALL, out=b, stop_after=2)
+    with pytest.raises(SystemExit) as e:
+        tr.main(["--out", b, "--resume", "--no-progress", "--preset", "laptop"])
+    assert e.value.code == 2 and "preset: saved 'tiny', now 'laptop'" in capsys.readouterr().err
+    with pytest.raises(SettingsMismatch, match="preset: saved 'tiny', now 'laptop'"):
+        tr.train({**SMALL, "preset": "laptop"}, out=b, resume=True)

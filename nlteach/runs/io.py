@@ -139,12 +139,27 @@ def _recorded_checksum(path: Path) -> str | None:
     return digest
 
 
+def _signature(path: Path) -> tuple:
+    """What changes when ``path`` or its sidecar is replaced (inode, size, modification time)."""
+    def stat(p: Path) -> tuple | None:
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+    return stat(path), stat(checksum_path(path))
+
+
 def _verified_bytes(path: Path) -> tuple[bytes, bool]:
     """The bytes of the checkpoint ``path`` and whether a checksum verified them; a mismatch raises."""
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}.")
-    data = path.read_bytes()
-    expected = _recorded_checksum(path)
+    for _ in range(5):  # a reader without the folder's lock (load_model during a run) may meet a write
+        before = _signature(path)
+        data = path.read_bytes()
+        expected = _recorded_checksum(path)
+        if _signature(path) == before:
+            break
     if expected is not None:
         got = hashlib.sha256(data).hexdigest()
         if got != expected:
