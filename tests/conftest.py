@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture
@@ -15,3 +18,55 @@ def data_mirror() -> Path:
     if not mirror or not Path(mirror).is_dir():
         pytest.skip("no data mirror: set NLTEACH_DATA_MIRROR to a folder holding the pinned data files")
     return Path(mirror)
+
+
+# -- hostile files and a second process: the hardening tests of every runner ----------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _RunsCode:
+    """Unpickled without ``weights_only``, this creates the file ``marker``: proof that code ran."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture
+def crafted_checkpoint(tmp_path):
+    """``write(path) -> marker``: replace the checkpoint ``path`` by a crafted pickle (its checksum
+    file and previous checkpoint removed: nothing to fall back on); ``marker`` exists only if
+    loading it ran code."""
+    def write(path: Path) -> Path:
+        marker = tmp_path / f"pwned_{Path(path).stem}"
+        torch.save({"version": 1, "settings": {}, "state": _RunsCode(str(marker))}, path)
+        for p in (Path(path).with_name(Path(path).name + ".sha256"),
+                  Path(path).with_name(f"{Path(path).stem}.prev{Path(path).suffix}")):
+            p.unlink(missing_ok=True)
+        return marker
+    return write
+
+
+@pytest.fixture
+def hold_folder_lock():
+    """``hold(folder)``: another process takes the lock of ``folder`` (nlteach.runs.lock) and keeps
+    it until the test ends."""
+    procs: list[subprocess.Popen] = []
+    code = ("import sys; from nlteach.runs.lock import FolderLock; lock = FolderLock(sys.argv[1]); "
+            "print('locked', flush=True); sys.stdin.read()")
+
+    def hold(folder: Path) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], cwd=ROOT, text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "locked"
+        return proc
+
+    yield hold
+    for proc in procs:
+        if proc.poll() is None:
+            proc.stdin.close()
+            proc.wait(timeout=60)

@@ -36,7 +36,14 @@ from nlteach.continual.runner import TUNING, TUNING_FILE, ContinualConfig, train
 from nlteach.continual.streams import hashed_ngram_sequence, take
 from nlteach.continual.tune import as_records, merge_records, tune, value_folder
 from nlteach.continual.tune import main as tune_main
-from nlteach.runs.io import read_json
+from nlteach.runs.io import (
+    CheckpointWarning,
+    CorruptFileError,
+    load_checkpoint,
+    previous_path,
+    read_json,
+)
+from nlteach.runs.lock import FolderInUse
 from nlteach.runs.rundir import SettingsMismatch
 
 R3 = [[0.9, 0.0, 0.0],
@@ -511,3 +518,31 @@ def test_comparison_rows_and_markdown():
     assert rows[1]["d_bwt"] == 0.0 and rows[1]["params"] == 10 and rows[0]["cpu_seconds"] == 2.0
     md = runner_mod.comparison_table(rows)
     assert md.count("\n") == 3 and "| toy | cms |" in md and "10 |" in md
+
+
+def test_a_rerun_verifies_its_checkpoint_refuses_crafted_ones_and_busy_folders(tmp_path, crafted_checkpoint,
+                                                                               hold_folder_lock):
+    """Interrupted after task 2 (checkpoints after tasks 0, 1, 2): one flipped byte in the newest is
+    detected, named, and the previous one (after task 1) resumes to the uninterrupted result; a
+    crafted pickle is refused without running code; a folder another process holds is refused."""
+    cfg = preset_config("split-digits", "finetune", "tiny", seeds=(0,))
+    ref = run(cfg, tmp_path / "ref", figures=False)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "cut", figures=False, _stop_after_task=2)
+    ckpt = tmp_path / "cut" / "seeds" / "seed_0.pt"
+    assert len(load_checkpoint(ckpt)["rows"]) == 3 and len(load_checkpoint(previous_path(ckpt))["rows"]) == 2
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    ckpt.write_bytes(bytes(data))
+    with pytest.warns(CheckpointWarning, match=f"the checkpoint {ckpt} fails its checksum"):
+        got = run(cfg, tmp_path / "cut", figures=False)
+    assert got["per_seed"] == ref["per_seed"]
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "evil", figures=False, _stop_after_task=1)
+    marker = crafted_checkpoint(tmp_path / "evil" / "seeds" / "seed_0.pt")
+    with pytest.raises(CorruptFileError, match="seed_0.pt cannot be read"):
+        run(cfg, tmp_path / "evil", figures=False)
+    assert not marker.exists()
+    hold_folder_lock(tmp_path / "ref")
+    with pytest.raises(FolderInUse, match=f"{tmp_path / 'ref'} is in use"):
+        run(cfg, tmp_path / "ref", figures=False)

@@ -36,6 +36,8 @@ from nlteach.longctx import runner as runner_mod
 from nlteach.longctx.__main__ import main, parse_model
 from nlteach.longctx.runner import LongCtxConfig
 from nlteach.models import cms_level_parameters
+from nlteach.runs.io import CheckpointWarning, CorruptFileError, load_checkpoint, previous_path
+from nlteach.runs.lock import FolderInUse
 from nlteach.runs.rundir import SettingsMismatch
 from nlteach.runs.seeds import save_seed_checkpoint
 
@@ -476,3 +478,30 @@ def test_render_example_names_every_token(name):
     text = render_example(task, b, 1)
     assert "[->" in text
     assert "..." in render_example(task, b, 0, max_tokens=8)
+
+
+def test_a_rerun_verifies_its_checkpoint_refuses_crafted_ones_and_busy_folders(tmp_path, crafted_checkpoint,
+                                                                               hold_folder_lock):
+    """Stopped after its step-4 checkpoint (the step-2 one kept as the previous): one flipped byte in
+    the newest is detected and named, the previous one resumes to the uninterrupted result; a crafted
+    pickle is refused without running code; a folder another process holds is refused."""
+    cfg = preset_config("parity", "transformer", "tiny", seeds=(0,), steps=6, ckpt_every=2)
+    full = run(cfg, tmp_path / "a", figures=False)
+    with pytest.raises(runner_mod._Interrupted):
+        run(cfg, tmp_path / "b", figures=False, _stop_after_step=3)
+    ckpt = tmp_path / "b" / "seeds" / "seed_0.pt"
+    assert load_checkpoint(ckpt)["step"] == 4 and load_checkpoint(previous_path(ckpt))["step"] == 2
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    ckpt.write_bytes(bytes(data))
+    with pytest.warns(CheckpointWarning, match=f"the checkpoint {ckpt} fails its checksum"):
+        assert run(cfg, tmp_path / "b", figures=False)["per_seed"] == full["per_seed"]
+    with pytest.raises(runner_mod._Interrupted):
+        run(cfg, tmp_path / "c", figures=False, _stop_after_step=1)
+    marker = crafted_checkpoint(tmp_path / "c" / "seeds" / "seed_0.pt")
+    with pytest.raises(CorruptFileError, match="seed_0.pt cannot be read"):
+        run(cfg, tmp_path / "c", figures=False)
+    assert not marker.exists()
+    hold_folder_lock(tmp_path / "a")
+    with pytest.raises(FolderInUse, match=f"{tmp_path / 'a'} is in use"):
+        run(cfg, tmp_path / "a", figures=False)

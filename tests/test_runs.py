@@ -205,42 +205,31 @@ def test_overwrite_starts_over_but_never_deletes_a_foreign_folder(tmp_path):
     assert (tmp_path / "mine" / "thesis.tex").exists()
 
 
-HOLD_LOCK = ("import sys; from nlteach.runs.lock import FolderLock; lock = FolderLock(sys.argv[1]); "
-             "print('locked', flush=True); sys.stdin.read()")
+TRY_LOCK = "import sys; from nlteach.runs.lock import FolderLock; FolderLock(sys.argv[1])"
 
 
-def hold_lock_in_another_process(folder) -> subprocess.Popen:
-    """A second process that holds the lock of ``folder`` until its stdin is closed (or it is killed)."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], cwd=ROOT, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
-
-
-def test_a_run_folder_held_by_another_process_is_refused_at_once(tmp_path):
+def test_a_run_folder_held_by_another_process_is_refused_at_once(tmp_path, hold_folder_lock):
     out = tmp_path / "run"
-    other = hold_lock_in_another_process(out)
-    try:
-        with pytest.raises(FolderInUse) as e:
-            RunDir(out, {"lr": 0.1})
-        assert f"{out} is in use: another process holds its lock" in str(e.value)
-        assert not (out / "config.json").exists()  # nothing was written
-    finally:
-        other.stdin.close()
-        other.wait(timeout=60)
+    other = hold_folder_lock(out)
+    with pytest.raises(FolderInUse) as e:
+        RunDir(out, {"lr": 0.1})
+    assert f"{out} is in use: another process holds its lock" in str(e.value)
+    assert not (out / "config.json").exists()  # nothing was written
+    other.stdin.close()  # that process ends
+    other.wait(timeout=60)
     with RunDir(out, {"lr": 0.1}) as run:  # free again
         assert run.finished([0]) == {}
         with RunDir(out, {"lr": 0.1}):  # the same process may open it again (e.g. a notebook cell re-run)
             pass
         assert run._lock.held  # still held by the outer one
-        other = subprocess.run([sys.executable, "-c", HOLD_LOCK, str(out)], cwd=ROOT, capture_output=True,
+        other = subprocess.run([sys.executable, "-c", TRY_LOCK, str(out)], cwd=ROOT, capture_output=True,
                                text=True, timeout=60)
         assert other.returncode == 1 and "FolderInUse" in other.stderr and f"{out} is in use" in other.stderr
     assert not run._lock.held
 
 
-def test_the_lock_of_a_killed_process_is_released(tmp_path):
-    other = hold_lock_in_another_process(tmp_path)
+def test_the_lock_of_a_killed_process_is_released(tmp_path, hold_folder_lock):
+    other = hold_folder_lock(tmp_path)
     with pytest.raises(FolderInUse):
         FolderLock(tmp_path)
     other.kill()  # SIGKILL: no clean-up code runs; the operating system drops the lock

@@ -271,23 +271,12 @@ def test_stop_flag_and_single_process_collectives():
 # -- hardening: safe and verified checkpoints, one run per folder, threads and preset on resume ----
 
 
-class _Evil:
-    """A pickle that would create ``marker`` when loaded without weights_only."""
-
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-def test_a_crafted_checkpoint_is_refused_everywhere_without_running_code(tmp_path, data_mirror, capsys):
-    out, marker = tmp_path / "run", tmp_path / "pwned"
+def test_a_crafted_checkpoint_is_refused_everywhere_without_running_code(tmp_path, data_mirror, capsys,
+                                                                          crafted_checkpoint):
+    out = tmp_path / "run"
     tr.train(SMALL, out=str(out), stop_after=2)
     ckpt = out / "checkpoint.pt"
-    torch.save({"version": tr.CHECKPOINT_VERSION, "config": _Evil(marker)}, ckpt)
-    for path in (ckpt.with_name("checkpoint.pt.sha256"), out / "checkpoint.prev.pt"):
-        path.unlink(missing_ok=True)  # nothing to fall back on
+    marker = crafted_checkpoint(ckpt)
     with pytest.raises(SystemExit) as e:
         tr.main(["--out", str(out), "--resume", "--no-progress"])
     assert e.value.code == 2 and f"the checkpoint {ckpt} cannot be read" in capsys.readouterr().err

@@ -47,7 +47,7 @@ from nlteach.continual.plots import draw_acc_matrix, draw_avg_acc
 from nlteach.continual.streams import DEFAULT_TASKS, STREAMS, Stream, first_tasks, make_stream, take
 from nlteach.runs import RESULTS_ROOT
 from nlteach.runs.io import read_json
-from nlteach.runs.rundir import RunDir
+from nlteach.runs.rundir import run_folder
 from nlteach.runs.seeds import (
     flat_settings,
     load_results,
@@ -303,8 +303,7 @@ def run(cfg: ContinualConfig, out: str | Path | None = None, *, device: torch.de
     widths of 64-512), so extra threads mostly add synchronization; on a busy 2-core machine one
     thread measured about 30x faster per step than two. ``None`` leaves torch's setting alone.
     """
-    with torch_threads(threads):
-        rundir = RunDir(out, cfg.settings(), overwrite=overwrite) if out is not None else None
+    with torch_threads(threads), run_folder(out, cfg.settings(), overwrite=overwrite) as rundir:  # locked
         device = get_device(device)
 
         def train_seed(seed: int, checkpoint: Path | None, bar: Any) -> dict[str, Any]:
@@ -313,16 +312,16 @@ def run(cfg: ContinualConfig, out: str | Path | None = None, *, device: torch.de
 
         done = run_seeds(cfg.seeds, train_seed, rundir=rundir, units=cfg.n_tasks,
                          desc=f"{cfg.dataset}/{cfg.method}", progress=progress, device=device)
-    results = {
-        "config": cfg.to_dict(),
-        "per_seed": [{"seed": s, "acc_matrix": done[s]["acc_matrix"]} for s in cfg.seeds],
-        "summary": metrics.summarize([done[s]["acc_matrix"] for s in cfg.seeds]),
-    }
-    if rundir is None:
-        return results
-    results = rundir.write_results(results, command=command, device=device)
-    if figures:
-        save_figures(results, rundir.path)
+        results = {
+            "config": cfg.to_dict(),
+            "per_seed": [{"seed": s, "acc_matrix": done[s]["acc_matrix"]} for s in cfg.seeds],
+            "summary": metrics.summarize([done[s]["acc_matrix"] for s in cfg.seeds]),
+        }
+        if rundir is None:
+            return results
+        results = rundir.write_results(results, command=command, device=device)
+        if figures:
+            save_figures(results, rundir.path)
     return results
 
 

@@ -51,7 +51,7 @@ from nlteach.experiments.reporting import ci_text, run_and_report
 from nlteach.runs import RESULTS_ROOT, stats
 from nlteach.runs.cli import add_common_arguments, apply_common, dataclass_arguments, nonneg_int
 from nlteach.runs.io import atomic_save, load_checkpoint, read_json
-from nlteach.runs.rundir import RunDir
+from nlteach.runs.rundir import run_folder
 from nlteach.runs.tables import markdown_table, pm_summary, text_table
 from nlteach.runs.threads import torch_threads
 
@@ -223,8 +223,7 @@ def run(cfg: SequentialTasksConfig, out: str | Path | None = None, *, threads: i
     and ``out/results.json`` is written with its provenance. ``threads``: torch CPU threads during
     the run (restored afterwards; ``None`` leaves them alone).
     """
-    with torch_threads(threads):
-        rundir = RunDir(out, cfg.settings(), overwrite=overwrite) if out is not None else None
+    with torch_threads(threads), run_folder(out, cfg.settings(), overwrite=overwrite) as rundir:  # locked
         done = rundir.finished(cfg.seeds) if rundir is not None else {}
         for seed in cfg.seeds:
             if seed in done:

@@ -50,7 +50,7 @@ from nlteach.runs.cli import (
     nonneg_int,
 )
 from nlteach.runs.io import atomic_save, load_checkpoint, read_json
-from nlteach.runs.rundir import RunDir
+from nlteach.runs.rundir import run_folder
 from nlteach.runs.tables import markdown_table, pm_summary, text_table
 from nlteach.runs.threads import torch_threads
 
@@ -292,8 +292,7 @@ def run(cfg: OptimizerComparisonConfig, out: str | Path | None = None, *, device
     more threads, and on a shared machine multi-threaded small ops are slower and erratic.
     """
     dev = get_device(device)
-    with torch_threads(threads):
-        rundir = RunDir(out, cfg.settings(dev), overwrite=overwrite) if out is not None else None
+    with torch_threads(threads), run_folder(out, cfg.settings(dev), overwrite=overwrite) as rundir:  # locked
         done = rundir.finished(cfg.seeds) if rundir is not None else {}
         data = load_task(cfg, dev)
         say = (lambda msg: print(f"{cfg.task}: {msg}", flush=True)) if progress else None

@@ -66,7 +66,7 @@ from nlteach.longctx.tasks import (
 )
 from nlteach.models import ModelConfig, build_model, count_parameters, size_to_budget
 from nlteach.recipes import WarmupCosine, make_model_optimizer, set_lr
-from nlteach.runs.rundir import RunDir, plain
+from nlteach.runs.rundir import plain, run_folder
 from nlteach.runs.seeds import flat_settings, load_seed_checkpoint, run_seeds, save_seed_checkpoint
 from nlteach.runs.stats import summarize as summarize_values
 from nlteach.runs.tables import pm, text_table
@@ -425,8 +425,7 @@ def run(cfg: LongCtxConfig, out: str | Path | None = None, *, device: torch.devi
     torch CPU threads during the run (1 by default: these models are small, and one thread is
     faster than two on a shared 2-core machine).
     """
-    with torch_threads(threads):
-        rundir = RunDir(out, cfg.settings(), overwrite=overwrite) if out is not None else None
+    with torch_threads(threads), run_folder(out, cfg.settings(), overwrite=overwrite) as rundir:  # locked
         device = get_device(device)
 
         def train_seed(seed: int, checkpoint: Path | None, bar: Any) -> dict[str, Any]:
@@ -435,19 +434,19 @@ def run(cfg: LongCtxConfig, out: str | Path | None = None, *, device: torch.devi
 
         done = run_seeds(cfg.seeds, train_seed, rundir=rundir, units=cfg.steps, desc=f"{cfg.task}/{cfg.variant}",
                          progress=progress, device=device)
-    per_seed = [{"seed": s, "accuracy": done[s]["accuracy"]} for s in cfg.seeds]
-    results = {
-        "config": cfg.to_dict(),
-        "variant": cfg.variant,
-        "per_seed": per_seed,
-        "details": [{k: done[s].get(k) for k in DETAILS} for s in cfg.seeds],
-        "summary": summarize(cfg, per_seed),
-    }
-    if rundir is None:
-        return results
-    results = rundir.write_results(results, command=command, device=device)
-    if figures:
-        save_accuracy_figure({cfg.variant: results}, rundir.path / "accuracy.png")
+        per_seed = [{"seed": s, "accuracy": done[s]["accuracy"]} for s in cfg.seeds]
+        results = {
+            "config": cfg.to_dict(),
+            "variant": cfg.variant,
+            "per_seed": per_seed,
+            "details": [{k: done[s].get(k) for k in DETAILS} for s in cfg.seeds],
+            "summary": summarize(cfg, per_seed),
+        }
+        if rundir is None:
+            return results
+        results = rundir.write_results(results, command=command, device=device)
+        if figures:
+            save_accuracy_figure({cfg.variant: results}, rundir.path / "accuracy.png")
     return results
 
 
@@ -496,18 +495,16 @@ def run_variants(cfgs: list[LongCtxConfig], out: str | Path | None = None, *, ov
     names = [c.variant for c in cfgs]
     if len(set(names)) != len(names):
         raise ValueError(f"two configurations have the same variant name: {names}.")
-    rundir = None
-    if out is not None:
-        # each variant's folder checks its own settings; this folder, which variants it combines
-        rundir = RunDir(out, {"task": sorted({c.task for c in cfgs}), "variants": names}, overwrite=overwrite)
-    res = {c.variant: run(c, None if rundir is None else rundir.path / c.variant, command=command, figures=figures, **kw)
-           for c in cfgs}
-    combined = combine(res)
-    if rundir is None:
-        return combined
-    combined = rundir.write_results(combined, command=command, device=get_device(kw.get("device")))
-    if figures:
-        save_accuracy_figure(res, rundir.path / "accuracy.png")
+    # each variant's folder checks its own settings; this folder, which variants it combines (locked)
+    with run_folder(out, {"task": sorted({c.task for c in cfgs}), "variants": names}, overwrite=overwrite) as rundir:
+        res = {c.variant: run(c, None if rundir is None else rundir.path / c.variant, command=command,
+                              figures=figures, **kw) for c in cfgs}
+        combined = combine(res)
+        if rundir is None:
+            return combined
+        combined = rundir.write_results(combined, command=command, device=get_device(kw.get("device")))
+        if figures:
+            save_accuracy_figure(res, rundir.path / "accuracy.png")
     return combined
 
 

@@ -13,7 +13,8 @@ import torch
 
 from nlteach.course.widgets import render
 from nlteach.experiments import cms_tasks as E
-from nlteach.runs.io import read_json
+from nlteach.runs.io import CorruptFileError, read_json
+from nlteach.runs.lock import FolderInUse
 from nlteach.runs.rundir import SettingsMismatch, plain
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "cms_tasks_tiny_reference.json"
@@ -134,3 +135,26 @@ def test_load_committed_and_the_verdict(tmp_path):
     text = E.verdict_text(res)
     assert "CMS, nested forgets task A less than single MLP" in text
     assert "-1.900 [" in text  # the mean paired difference, from the file
+
+
+def test_a_rerun_refuses_a_crafted_checkpoint_and_a_busy_folder(tmp_path, monkeypatch, crafted_checkpoint,
+                                                                 hold_folder_lock):
+    cfg = small(arms=("single MLP", "CMS, equal rates"), seeds=(0,))
+    real = E.run_one
+
+    def crash_on_cms(arm, c, seed):
+        if arm == "CMS, equal rates":
+            raise KeyboardInterrupt
+        return real(arm, c, seed)
+
+    monkeypatch.setattr(E, "run_one", crash_on_cms)
+    with pytest.raises(KeyboardInterrupt):
+        E.run(cfg, tmp_path / "r")
+    monkeypatch.setattr(E, "run_one", real)
+    marker = crafted_checkpoint(tmp_path / "r" / "seeds" / "seed_0.pt")
+    with pytest.raises(CorruptFileError, match="seed_0.pt cannot be read"):
+        E.run(cfg, tmp_path / "r")
+    assert not marker.exists()
+    hold_folder_lock(tmp_path / "r")
+    with pytest.raises(FolderInUse, match=f"{tmp_path / 'r'} is in use"):
+        E.run(cfg, tmp_path / "r")
