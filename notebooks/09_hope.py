@@ -1,7 +1,14 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -156,13 +163,18 @@ print(f"every run: {sizes['steps']} steps x {sizes['batch_size']} x {sizes['seq_
 # Same data order per seed (the sampler is a function of the seed and the step), same optimizer
 # (AdamW, warmup then cosine), same steps. The seed changes both the initial weights and the data
 # order. This is the slow cell: `lm_comparison.run_comparison` trains every model and seed with
-# `nlteach.train` into a run folder (a second call with the same folder skips what is finished).
+# `nlteach.train` into a run folder (a second call with the same folder skips what is finished;
+# interrupted, the cell stops after the current step and running it again resumes). The folder is
+# temporary: it is deleted when the kernel stops.
 
 # %%
 seeds = config.by_preset(tiny=[0, 1], laptop=[0, 1, 2], full=[0])
-workdir = tempfile.mkdtemp(prefix="nb09_")
+scratch = tempfile.TemporaryDirectory(prefix="nb09_")  # removed when the kernel stops (or scratch.cleanup())
+workdir = scratch.name
 live = lm_comparison.run_comparison(workdir, seeds=seeds, ablation_seeds=[], multi_frequency_seeds=[],
                                     sample_chars=config.by_preset(tiny=60, laptop=300, full=500))
+if live.get("interrupted"):
+    print("interrupted: the runs finished so far are below; run this cell again to resume")
 runs = lm_comparison.by_label(live)
 summary = lm_comparison.summarize_comparison(runs)
 print(text_table(summary, ["model", "params", "seeds", "val_mean", "val_std", "test_mean", "test_std", "s_per_run"]))

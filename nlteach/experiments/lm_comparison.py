@@ -34,6 +34,7 @@ the arm's extra settings; :func:`load_comparison` reads the file back for the dr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -96,7 +97,7 @@ def settings(preset: str | None = None) -> dict[str, Any]:
     """Every training setting the arms share (what :func:`nlteach.train.resolve_config` makes of
     :func:`sizes`), without the per-run ones (model, seed, output folder, ...)."""
     flat = resolve_config(model="transformer", data=DATA, preset=get_preset(preset), **sizes(preset)).flat()
-    return {k: v for k, v in flat.items() if k not in (*RUNTIME_FIELDS, "model", "seed")}
+    return {k: v for k, v in flat.items() if k not in (*RUNTIME_FIELDS, "preset", "model", "seed")}
 
 
 def plan(*, preset: str | None = None, seeds: Sequence[int] = (0, 1, 2), models: Sequence[str] = MAIN_MODELS,
@@ -121,40 +122,46 @@ def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequenc
                    command: str | None = None) -> dict[str, Any]:
     """Train every run of :func:`plan` not yet finished in ``out`` and write ``out/results.json``
     after each one (module docstring). The first of ``seeds`` samples ``sample_chars`` characters.
-    Returns the results dict; ``"interrupted": True`` in it when Ctrl-C stopped a run (rerun to
-    resume). Raises :class:`nlteach.runs.rundir.SettingsMismatch` when ``out`` holds a comparison
-    with other settings."""
+    Returns the results dict; when Ctrl-C stopped a run (inside its training loop), the seeds
+    finished so far with ``"interrupted": True`` (rerun to resume; a Ctrl-C elsewhere raises
+    ``KeyboardInterrupt``). The folders are locked for the call (:mod:`nlteach.runs.lock`). Raises
+    :class:`nlteach.runs.rundir.SettingsMismatch` when ``out`` holds a comparison with other settings."""
     preset = get_preset(preset)
     common = settings(preset)
-    top = RunDir(out, common, overwrite=overwrite)
     todo = plan(preset=preset, seeds=seeds, models=models, ablation_seeds=ablation_seeds,
                 multi_frequency_seeds=multi_frequency_seeds, small_memory_seeds=small_memory_seeds)
-    arms = {label: RunDir(top.path / "arms" / re.sub(r"[^A-Za-z0-9.-]+", "_", label),
-                          {**common, "model": model, **extra})
-            for label, model, _, extra in todo}
-    records = {(label, seed): r for label, _, seed, _ in todo for r in arms[label].finished([seed]).values()}
-    results: dict[str, Any] = {}
-    for label, model, seed, extra in todo:
-        if (label, seed) in records:
-            continue
-        run_dir = arms[label].path / "seeds" / f"seed_{seed}"
-        res = train(model=model, seed=seed, preset=preset, data=DATA, out=str(run_dir), device=device,
-                    resume=(run_dir / CHECKPOINT).exists(), overwrite=True, progress=False,
-                    sample_chars=sample_chars if seeds and seed == seeds[0] else 0, **sizes(preset), **extra)
-        if res.get("interrupted"):
-            print(f"[{NAME}] {label} seed {seed} stopped at step {res['step']}; run the same command to resume.",
-                  file=sys.stderr)
-            return {**results, "interrupted": True}  # results.json holds the seeds finished so far
-        curve = [{k: r[k] for k in ("step", "tokens", "train_loss", "val_loss")}
-                 for r in map(json.loads, (run_dir / METRICS).read_text(encoding="utf-8").splitlines())]
-        record = {"label": label, "model": label, "architecture": model, "seed": seed,
-                  **{k: res[k] for k in ("val_loss", "val_bpc", "test_loss", "test_bpc", "n_params", "time_s",
-                                         "sample")}, **extra, "curve": curve}
-        records[(label, seed)] = arms[label].save_seed(seed, record, device=res["device"])
-        shutil.rmtree(run_dir)
-        results = _write(top, preset, todo, records, command, get_device(device))
-        print(f"[{NAME}] {label} seed {seed}: val {res['val_loss']:.4f} nats/char, {res['time_s']:.0f} s", flush=True)
-    return results or _write(top, preset, todo, records, command, get_device(device))
+    with contextlib.ExitStack() as held:  # every folder's lock, released however the call ends
+        top = held.enter_context(RunDir(out, common, overwrite=overwrite))
+        arms: dict[str, RunDir] = {}
+        for label, model, _, extra in todo:
+            if label not in arms:
+                arms[label] = held.enter_context(RunDir(top.path / "arms" / re.sub(r"[^A-Za-z0-9.-]+", "_", label),
+                                                        {**common, "model": model, **extra}))
+        records = {(label, seed): r for label, _, seed, _ in todo for r in arms[label].finished([seed]).values()}
+        results: dict[str, Any] = {}
+        for label, model, seed, extra in todo:
+            if (label, seed) in records:
+                continue
+            run_dir = arms[label].path / "seeds" / f"seed_{seed}"
+            res = train(model=model, seed=seed, preset=preset, data=DATA, out=str(run_dir), device=device,
+                        resume=(run_dir / CHECKPOINT).exists(), overwrite=True, progress=False,
+                        sample_chars=sample_chars if seeds and seed == seeds[0] else 0, **sizes(preset), **extra)
+            if res.get("interrupted"):
+                print(f"[{NAME}] {label} seed {seed} stopped at step {res['step']}; run the same command to resume.",
+                      file=sys.stderr)
+                # results.json holds the seeds finished so far, and so does the returned dict
+                return {**_write(top, preset, todo, records, command, get_device(device)), "interrupted": True}
+            curve = [{k: r[k] for k in ("step", "tokens", "train_loss", "val_loss")}
+                     for r in map(json.loads, (run_dir / METRICS).read_text(encoding="utf-8").splitlines())]
+            record = {"label": label, "model": label, "architecture": model, "seed": seed,
+                      **{k: res[k] for k in ("val_loss", "val_bpc", "test_loss", "test_bpc", "n_params", "time_s",
+                                             "sample")}, **extra, "curve": curve}
+            records[(label, seed)] = arms[label].save_seed(seed, record, device=res["device"])
+            shutil.rmtree(run_dir)
+            results = _write(top, preset, todo, records, command, get_device(device))
+            print(f"[{NAME}] {label} seed {seed}: val {res['val_loss']:.4f} nats/char, {res['time_s']:.0f} s",
+                  flush=True)
+        return results or _write(top, preset, todo, records, command, get_device(device))
 
 
 def _write(top: RunDir, preset: str, todo: list, records: dict, command: str | None, device: Any) -> dict[str, Any]:

@@ -4,6 +4,12 @@ folder's resume policy) and its numbers against the code it replaced."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,8 +17,11 @@ import torch
 from matplotlib.figure import Figure
 
 from nlteach.experiments import lm_comparison as C
+from nlteach.runs.io import CorruptFileError, read_json
+from nlteach.runs.lock import FolderInUse
 from nlteach.runs.rundir import SettingsMismatch
 
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "lm_comparison_tiny_reference.json"
 
 
@@ -160,3 +169,93 @@ def test_an_interrupted_seed_resumes_exactly(tmp_path, monkeypatch, data_mirror)
     assert (rec["val_loss"], rec["test_loss"]) == (ref["val_loss"], ref["test_loss"])
     assert [c["step"] for c in rec["curve"]] == [2, 4, 6, 8, 10, 12]
     assert not (tmp_path / "arms" / "transformer" / "seeds" / "seed_0").exists()
+
+
+SLOW_COMPARISON = """
+import sys, time
+from nlteach.experiments import lm_comparison as C
+real = C.train
+C.train = lambda **kw: real(**kw, on_log=lambda record: time.sleep(0.5))  # slow enough to be interrupted
+sys.exit(C.main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_ends_the_comparison_cleanly_and_it_resumes(tmp_path, data_mirror, crafted_checkpoint):
+    """A real SIGINT in the middle of a run: exit status 130, how to resume printed, no traceback (no
+    KeyError), no temporary folder left; the rerun resumes; a crafted checkpoint there is refused."""
+    out, scratch = tmp_path / "cmp", tmp_path / "tmp"
+    scratch.mkdir()
+    args = ["--preset", "tiny", "--seeds", "0", "--models", "transformer", "--ablation-seeds",
+            "--multi-frequency-seeds", "--sample-chars", "0", "--threads", "1", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_COMPARISON, *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "TMPDIR": str(scratch)})
+    run_dir = out / "arms" / "transformer" / "seeds" / "seed_0"
+    for _ in range(600):  # until it trains
+        if (run_dir / "metrics.jsonl").exists() and (run_dir / "metrics.jsonl").stat().st_size:
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyError" not in stderr
+    assert "run the same command to resume" in stderr
+    # nothing of ours left in the temporary directory (torch may keep its compiler cache there)
+    assert [p.name for p in scratch.iterdir() if not p.name.startswith("torchinductor")] == []
+    assert (run_dir / "checkpoint.pt").exists() and read_json(out / "results.json")["per_seed"] == []
+    evil = tmp_path / "evil"
+    shutil.copytree(out, evil)
+    marker = crafted_checkpoint(evil / "arms" / "transformer" / "seeds" / "seed_0" / "checkpoint.pt")
+    with pytest.raises(CorruptFileError, match="checkpoint.pt cannot be read"):
+        C.run_comparison(evil, preset="tiny", seeds=(0,), models=("transformer",), ablation_seeds=(),
+                         multi_frequency_seeds=(), sample_chars=0)
+    assert not marker.exists()
+    res = C.run_comparison(out, preset="tiny", seeds=(0,), models=("transformer",), ablation_seeds=(),
+                           multi_frequency_seeds=(), sample_chars=0)
+    ref = next(r for r in json.loads(REFERENCE.read_text())["records"] if r["model"] == "transformer")
+    assert (res["per_seed"][0]["val_loss"], res["per_seed"][0]["test_loss"]) == (ref["val_loss"], ref["test_loss"])
+    assert not run_dir.exists()
+
+
+def test_an_interrupt_between_runs_keeps_what_is_finished(tmp_path, monkeypatch, capsys):
+    """Ctrl-C outside a training loop (a KeyboardInterrupt): exit status 130 and a clean message; an
+    interrupted run (train stopped by the signal): the finished seeds come back with "interrupted";
+    either way the folder's lock is released and the rerun goes on."""
+    calls: list = []
+    fake = _fake_train(calls)
+
+    def interrupt_second(**kw):
+        if len(calls) == 1:
+            calls.append("interrupted")
+            raise KeyboardInterrupt
+        return fake(**kw)
+
+    monkeypatch.setattr(C, "train", interrupt_second)
+    argv = ["--preset", "tiny", "--seeds", "0", "--models", "transformer", "hope", "--ablation-seeds",
+            "--multi-frequency-seeds", "--out", str(tmp_path)]
+    assert C.main(argv) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: rerun the same command to resume" in err and "Traceback" not in err
+    assert [r["model"] for r in read_json(tmp_path / "results.json")["per_seed"]] == ["transformer"]
+
+    def stopped(**kw):  # what train returns when the signal stops its loop
+        calls.append("stopped")
+        return {"interrupted": True, "stopped_by": "signal", "step": 3}
+
+    monkeypatch.setattr(C, "train", stopped)
+    res = C.run_comparison(tmp_path, preset="tiny", seeds=(0,), models=("transformer", "hope"), ablation_seeds=(),
+                           multi_frequency_seeds=())
+    assert res["interrupted"] and [r["model"] for r in res["per_seed"]] == ["transformer"]
+    monkeypatch.setattr(C, "train", fake)
+    assert C.main(argv) == 0  # not locked: the interrupted calls released the folders
+    assert [r["model"] for r in read_json(tmp_path / "results.json")["per_seed"]] == ["transformer", "hope"]
+
+
+def test_a_comparison_folder_in_use_is_refused(tmp_path, monkeypatch, hold_folder_lock):
+    calls: list = []
+    monkeypatch.setattr(C, "train", _fake_train(calls))
+    hold_folder_lock(tmp_path)
+    with pytest.raises(FolderInUse, match=f"{tmp_path} is in use"):
+        C.run_comparison(tmp_path, preset="tiny", seeds=(0,), models=("transformer",), ablation_seeds=(),
+                         multi_frequency_seeds=())
+    assert calls == []
