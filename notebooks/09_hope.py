@@ -165,7 +165,7 @@ print(f"every run: {sizes['steps']} steps x {sizes['batch_size']} x {sizes['seq_
 # order. This is the slow cell: `lm_comparison.run_comparison` trains every model and seed with
 # `nlteach.train` into a run folder (a second call with the same folder skips what is finished;
 # interrupted, the cell stops after the current step and running it again resumes). The folder is
-# temporary: it is deleted when the kernel stops.
+# temporary: the last cell of this notebook deletes it (so does stopping the kernel).
 
 # %%
 seeds = config.by_preset(tiny=[0, 1], laptop=[0, 1, 2], full=[0])
@@ -345,3 +345,6 @@ else:
 #
 #     python -m nlteach.train --model hope --preset laptop --cms-multi-frequency --out runs/hope_mf
 #     python -m nlteach.bench models --impls naive,chunked
+
+# %%
+scratch.cleanup()  # the live runs' temporary folder (section 3); it would also go when the kernel stops
