@@ -524,7 +524,8 @@ def test_a_rerun_verifies_its_checkpoint_refuses_crafted_ones_and_busy_folders(t
                                                                                hold_folder_lock):
     """Interrupted after task 2 (checkpoints after tasks 0, 1, 2): one flipped byte in the newest is
     detected, named, and the previous one (after task 1) resumes to the uninterrupted result; a
-    crafted pickle is refused without running code; a folder another process holds is refused."""
+    crafted pickle is refused without running code; truncated JSON files are named; a folder
+    another process holds is refused."""
     cfg = preset_config("split-digits", "finetune", "tiny", seeds=(0,))
     ref = run(cfg, tmp_path / "ref", figures=False)
     with pytest.raises(KeyboardInterrupt):
@@ -543,6 +544,11 @@ def test_a_rerun_verifies_its_checkpoint_refuses_crafted_ones_and_busy_folders(t
     with pytest.raises(CorruptFileError, match="seed_0.pt cannot be read"):
         run(cfg, tmp_path / "evil", figures=False)
     assert not marker.exists()
+    for name in ("seeds/seed_0.json", "config.json"):  # truncated JSON files: errors naming them
+        path = tmp_path / "cut" / name
+        path.write_text(path.read_text()[:20])
+        with pytest.raises(CorruptFileError, match=f"{path} is not valid JSON"):
+            run(cfg, tmp_path / "cut", figures=False)
     hold_folder_lock(tmp_path / "ref")
     with pytest.raises(FolderInUse, match=f"{tmp_path / 'ref'} is in use"):
         run(cfg, tmp_path / "ref", figures=False)
