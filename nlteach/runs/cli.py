@@ -22,23 +22,33 @@ import torch
 from nlteach.config import PRESETS, get_preset
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0 (``1e6`` accepted)."""
+def _integer(text: str, expected: str) -> int:
+    """``text`` as an int: digits, or an integral number in scientific notation (``1e6``, ``2.5e3``);
+    a fraction (``2.5e0``, ``2.5``) or anything else is an argparse error saying what was expected."""
     try:
-        v = int(float(text)) if "e" in text.lower() else int(text)
+        return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+        pass
+    try:
+        v = float(text) if "e" in text.lower() else math.nan
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v) or v != int(v):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    return int(v)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (``1e6`` accepted, ``2.5e0`` refused)."""
+    v = _integer(text, "a positive integer")
     if v <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return v
 
 
 def nonneg_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    """argparse type: an integer >= 0 (``1e3`` accepted, ``2.5e0`` refused)."""
+    v = _integer(text, "a non-negative integer")
     if v < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return v
