@@ -49,7 +49,13 @@ from nlteach.cms import CMS, MultiFrequencyOptimizer
 from nlteach.config import get_preset
 from nlteach.experiments.reporting import ci_text, run_and_report
 from nlteach.runs import RESULTS_ROOT, stats
-from nlteach.runs.cli import add_common_arguments, apply_common, dataclass_arguments, nonneg_int
+from nlteach.runs.cli import (
+    add_common_arguments,
+    apply_common,
+    check_out,
+    dataclass_arguments,
+    nonneg_int,
+)
 from nlteach.runs.io import atomic_save, load_checkpoint, read_json
 from nlteach.runs.rundir import RunDir
 from nlteach.runs.tables import markdown_table, pm_summary, text_table
@@ -438,6 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         p.error(str(e))
     out = Path(args.out or f"runs/{EXPERIMENT}_{args.preset}")
+    check_out(p, out)
     return run_and_report(
         lambda: run(cfg, out, threads=args.threads, overwrite=args.overwrite, progress=args.progress), out,
         lambda r: (f"preset {cfg.preset}: {cfg.steps_per_task} steps per task, seeds {list(cfg.seeds)}\n"
