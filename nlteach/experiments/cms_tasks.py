@@ -429,10 +429,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m nlteach.experiments.cms_tasks [--preset P] [--out DIR] ...``: the experiment at a
     preset (``--out`` default: ``runs/cms_tasks_<preset>``); prints the summary and the verdict."""
     p = build_parser()
-    args = apply_common(p, p.parse_args(argv))
-    if args.device not in (None, "cpu"):
-        p.error(f"--device {args.device}: this experiment runs on the CPU (its models have a few thousand "
-                "parameters).")
+    args = p.parse_args(argv)
+    if args.device not in (None, "cpu"):  # before apply_common, which would only say whether the device exists
+        p.error(f"--device {args.device!r}: this experiment runs on the CPU (its models have a few thousand "
+                "parameters); expected cpu.")
+    args = apply_common(p, args)
     given = {k: getattr(args, k) for k in _SIZE_FIELDS if hasattr(args, k)}
     for k in ("periods", "arms"):
         if k in given:
