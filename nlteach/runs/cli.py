@@ -1,7 +1,9 @@
 """Command-line pieces shared by every entry point.
 
 :func:`add_common_arguments` gives each command the same ``--preset`` (default: ``$NLTEACH_SIZE``,
-else ``laptop``), ``--device``, ``--out``, ``--threads``, ``--seeds`` and ``--overwrite``;
+else ``laptop``), ``--device``, ``--out``, ``--threads``, ``--seeds`` and ``--overwrite``, and
+:func:`apply_common` checks them before any work starts (a bad value is a usage error: exit status
+2, a message naming the option, no traceback);
 :func:`dataclass_arguments` turns a config dataclass into options (``field_name`` becomes
 ``--field-name``; the field's ``metadata["help"]`` is its help), so a config's fields are declared
 once, in the dataclass.
