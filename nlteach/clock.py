@@ -46,6 +46,12 @@ def _check_step(s: int) -> int:
     return int(s)
 
 
+def _check_n_steps(n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+        raise ValueError(f"n_steps must be an int >= 0 (a number of steps), got {n!r}.")
+    return int(n)
+
+
 @dataclass(frozen=True)
 class LevelClock:
     """The update schedule of a nested system: level l updates at step s when s % periods[l] == 0.
@@ -89,14 +95,14 @@ class LevelClock:
 
     def timeline(self, n_steps: int, start: int = 1) -> np.ndarray:
         """Boolean array ``[n_levels, n_steps]``: entry [l, i] says level l updates at step start + i."""
-        if n_steps < 0:
-            raise ValueError(f"n_steps must be >= 0, got {n_steps}.")
+        n_steps = _check_n_steps(n_steps)
         s = np.arange(_check_step(start), start + n_steps)
         return np.stack([s % p == 0 for p in self.periods]) if n_steps else np.zeros((len(self), 0), bool)
 
     def count(self, n_steps: int) -> tuple[int, ...]:
         """Number of updates each level makes during steps 1..n_steps."""
-        return tuple(int(n_steps) // p for p in self.periods)
+        n_steps = _check_n_steps(n_steps)
+        return tuple(n_steps // p for p in self.periods)
 
     def frequencies(self) -> tuple[float, ...]:
         """Updates per step of each level (Def. 2's frequency, one step = one data point)."""

@@ -401,6 +401,10 @@ def _prepare(x: torch.Tensor, weights: Sequence[Sequence[torch.Tensor]], periods
         if eta.dim() not in (0, 2) or (eta.dim() == 2 and tuple(eta.shape) != (B, T)):
             raise ValueError(f"lr[{i}] must be a number or a per-token tensor [B, T] = {(B, T)}, "
                              f"got shape {tuple(eta.shape)}.")
+        bad = ~torch.isfinite(eta.detach()) | (eta.detach() < 0)
+        if bad.any():  # a negative step ascends the loss: the weights blow up to NaN
+            raise ValueError(f"lr[{i}] must be finite and >= 0 (a step size), got "
+                             f"{eta.detach()[bad].flatten()[0].item()!r}" + (" (per-token)" if eta.dim() else "") + ".")
         etas.append(eta.expand(B, T))
     if variant == "independent":
         mix = torch.full((K,), 1.0 / K, dtype=x.dtype, device=x.device) if mix is None else mix

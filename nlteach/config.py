@@ -61,9 +61,15 @@ def get_device(device: str | torch.device | None = None, *, allow_mps: bool = Fa
     operations the course relies on are slower or missing there, so it is opt-in.
     """
     if device is not None:
-        dev = torch.device(device)
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):  # torch's error lists every device type it was built with
+            raise ValueError(f"device={device!r} is not a device name; expected cpu, cuda, cuda:N or mps.") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={str(device)!r} was requested but CUDA is not available here.")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={str(device)!r} was requested but this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 to cuda:{torch.cuda.device_count() - 1}).")
         if dev.type == "mps" and not _mps_available():
             raise ValueError(f"device={str(device)!r} was requested but MPS is not available here.")
         return dev

@@ -80,8 +80,14 @@ def cache_dir() -> Path:
 
 def _atomic_copy_verified(write, dest: Path, expected_sha: str, what: str) -> Path:
     """Write via ``write(fileobj)`` into a temp file beside ``dest``, verify, then rename into place."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as e:  # not an error of the download: retrying would not help
+        raise DataUnavailableError(
+            f"cannot write the data cache {dest.parent} ({e.strerror or e}); set {ENV_DATA_DIR} to a writable "
+            f"folder (the cache is {cache_dir()})."
+        ) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -116,12 +116,13 @@ class ModelConfig:
         if self.dim is not None and self.n_heads is not None and self.dim % self.n_heads:
             raise ValueError(
                 f"dim={self.dim} must be divisible by n_heads={self.n_heads} "
-                f"(each head gets dim // n_heads features); e.g. dim={self.n_heads * max(1, self.dim // self.n_heads)}."
+                f"(each head gets dim // n_heads features); {_valid_dims(self.dim, self.n_heads)}."
             )
         if self.dim is not None and self.n_heads is not None and (self.dim // self.n_heads) % 2:
             raise ValueError(
                 f"the head width dim // n_heads = {self.dim // self.n_heads} must be even (rotary "
-                f"embeddings rotate pairs of features); got dim={self.dim}, n_heads={self.n_heads}."
+                f"embeddings rotate pairs of features); got dim={self.dim}, n_heads={self.n_heads}; "
+                f"{_valid_dims(self.dim, self.n_heads)}."
             )
         if self.impl not in IMPLS:
             raise ValueError(f"impl={self.impl!r} is not one of {IMPLS}.")
@@ -175,6 +176,15 @@ class ModelConfig:
 def _check_positive_int(name: str, value) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}.")
+
+
+def _valid_dims(dim: int, n_heads: int) -> str:
+    """The valid widths nearest ``dim`` for ``n_heads`` heads: multiples of ``2 * n_heads`` (a head
+    width that divides dim and is even), as the end of an error message."""
+    step = 2 * n_heads
+    below, above = dim // step * step, (dim // step + 1) * step
+    return (f"dim must be a multiple of 2 * n_heads = {step}, e.g. dim={below} or dim={above}" if below
+            else f"dim must be a multiple of 2 * n_heads = {step}, e.g. dim={above}")
 
 
 # ---------------------------------------------------------------------------------------------

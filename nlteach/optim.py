@@ -118,6 +118,20 @@ def _as_matrix(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1)
 
 
+class _FloatOptimizer(Optimizer):
+    """An :class:`~torch.optim.Optimizer` that refuses parameters it cannot update: an integer or
+    bool tensor has no gradient, so torch's optimizers skip it silently (a run that learns nothing)."""
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        for i, p in enumerate(self.param_groups[-1]["params"]):
+            if not (p.is_floating_point() or p.is_complex()):
+                raise TypeError(
+                    f"{type(self).__name__}: params[{i}] of param group {len(self.param_groups) - 1} has dtype "
+                    f"{p.dtype} (shape {tuple(p.shape)}); expected a floating-point tensor (an integer tensor has "
+                    "no gradient, so it would never be updated). Convert it, e.g. p.float().")
+
+
 # ---------------------------------------------------------------------------------------------
 # Preconditioners for Eq. 47 / Eq. 49.
 
@@ -152,7 +166,7 @@ def _precondition(group: dict, state: dict, g: torch.Tensor) -> torch.Tensor:
 # Momentum as a memory of gradients.
 
 
-class MomentumMemory(Optimizer):
+class MomentumMemory(_FloatOptimizer):
     """SGD with momentum, written as a two-level associative memory (Sec. 4.1, arXiv v1).
 
     Inner level: the momentum ``m`` is a memory that compresses the gradient stream. Each step
@@ -206,7 +220,7 @@ class MomentumMemory(Optimizer):
         return loss
 
 
-class PreconditionedMomentum(Optimizer):
+class PreconditionedMomentum(_FloatOptimizer):
     """Preconditioned momentum, Eq. 47 (arXiv v1): ``m_{t+1} = a m_t - lr P_t g_t``, ``W_{t+1} = W_t + m_{t+1}``.
 
     ``momentum`` is ``a``. ``preconditioner`` is ``"identity"`` (plain momentum in the paper's
@@ -245,7 +259,7 @@ class PreconditionedMomentum(Optimizer):
         return loss
 
 
-class DeltaMomentum(Optimizer):
+class DeltaMomentum(_FloatOptimizer):
     """Delta momentum, Eq. 49 (arXiv v1): the momentum memory is written with an L2 (delta-rule)
     objective instead of a dot product, which gives it a gradient-dependent decay::
 
@@ -324,7 +338,7 @@ class DeltaMomentum(Optimizer):
 # Deep momentum: the momentum is an MLP trained online (Eq. 50).
 
 
-class DeepMomentum(Optimizer):
+class DeepMomentum(_FloatOptimizer):
     """Deep Momentum Gradient Descent, DMGD (Eq. 50, arXiv v1): the momentum is a small MLP ``m(.)``
     with its own inner objective, trained by one gradient step per outer step::
 
@@ -476,7 +490,7 @@ def newton_schulz(G: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.T
     return X.T if tall else X
 
 
-class Muon(Optimizer):
+class Muon(_FloatOptimizer):
     """Muon: momentum read through a nonlinear output, Eq. 52 (arXiv v1) with ``sigma`` = Newton-Schulz.
 
     For each matrix parameter ``W: [r, c]`` (tensors of rank >= 3 are viewed as ``[shape[0], -1]``)::
@@ -551,7 +565,7 @@ def _adamw_step(p: torch.Tensor, g: torch.Tensor, state: dict, lr: float,
 # M3: multi-scale momentum Muon (Algorithm 1).
 
 
-class M3(Optimizer):
+class M3(_FloatOptimizer):
     """Multi-scale Momentum Muon, M3: Algorithm 1 of arXiv v1, as written (Eq. 75 has typos).
 
     Per parameter, with a step counter ``t = 1, 2, ...`` and frequency ``f``::
@@ -676,7 +690,7 @@ def dgd_objective(W: torch.Tensor, W_t: torch.Tensor, X: torch.Tensor, U: torch.
 DGD_TARGETS = ("negative_gradient", "descent")
 
 
-class DGD(Optimizer):
+class DGD(_FloatOptimizer):
     """Delta Gradient Descent, Eqs. 56-57 (arXiv v1): each ``nn.Linear`` weight moves by the exact
     solution of an L2 (delta-rule) objective instead of the dot-product objective of plain GD.
 

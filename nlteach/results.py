@@ -619,13 +619,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write-readme", type=Path, nargs="?", const=DEFAULT_ROOT.parent / "README.md", default=None,
                    metavar="README", help="rewrite the generated results block of README (default: the repository's)")
     args = p.parse_args(argv)
+    if not args.root.is_dir():
+        p.error(f"--root {str(args.root)!r}: {'is a file' if args.root.exists() else 'does not exist'}; expected the "
+                f"results folder (one subfolder per experiment, each with a results.json; default {DEFAULT_ROOT}).")
     if args.write_readme is not None:
-        changed = update_readme(args.write_readme, args.root)
-        print(f"{args.write_readme}: {'updated' if changed else 'already current'}")
-    elif args.readme:
-        sys.stdout.write(readme_section(args.root))
-    else:
-        print(all_tables(load_all(args.root)))
+        text = args.write_readme.read_text(encoding="utf-8") if args.write_readme.is_file() else ""
+        if not 0 <= text.find(README_BEGIN) < text.find(README_END):
+            p.error(f"--write-readme {str(args.write_readme)!r}: "
+                    f"{'has no generated-results block' if args.write_readme.is_file() else 'no such file'}; expected a README with a "
+                    f"line {README_BEGIN!r} followed later by {README_END!r}.")
+    try:
+        if args.write_readme is not None:
+            changed = update_readme(args.write_readme, args.root)
+            print(f"{args.write_readme}: {'updated' if changed else 'already current'}")
+        elif args.readme:
+            sys.stdout.write(readme_section(args.root))
+        else:
+            print(all_tables(load_all(args.root)))
+    except CorruptFileError as e:  # a results.json that is not valid JSON (the error names it)
+        p.error(str(e))
     return 0
 
 

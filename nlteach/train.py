@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 
 from nlteach import models, recipes, text
 from nlteach.config import by_preset, get_device, get_preset
+from nlteach.data import DataUnavailableError
 from nlteach.models import ModelConfig
 from nlteach.runs import cli, distributed, io, rng
 from nlteach.runs.lock import FolderInUse, FolderLock
@@ -284,9 +285,16 @@ def _train(cfg: TrainConfig, device: torch.device, dist: distributed.Dist, on_lo
     vocab, train_tokens, val_tokens, test_tokens = corpus.vocab, corpus["train"], corpus["val"], corpus["test"]
     if ckpt is not None and ckpt["vocab"] != vocab.chars:
         raise ConfigError("the checkpoint's vocabulary differs from the data's; was the corpus changed?")
+    shortest = min(t.numel() for t in (train_tokens, val_tokens, test_tokens))  # every split is read
+    if cfg.seq_len > shortest - 2:
+        raise ConfigError(f"seq_len={cfg.seq_len} is longer than the data allows: {cfg.data}'s shortest split "
+                          f"has {shortest} characters; expected seq_len <= {shortest - 2}.")
     model_cfg = cfg.arch.replace(vocab_size=vocab.size)
     if cfg.params:
-        model_cfg = models.size_to_budget(cfg.model, cfg.params, model_cfg)
+        try:
+            model_cfg = models.size_to_budget(cfg.model, cfg.params, model_cfg)
+        except ValueError as e:  # a budget too small for the smallest width
+            raise ConfigError(f"params={cfg.params}: {e}") from None
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only (all ranks alike)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -482,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             values = {**saved, **{k: values[k] for k in RUNTIME_FIELDS}, "preset": typed_preset or saved["preset"],
                       **{k: v for k, v in given.items() if k in _NAMES and k not in COMMON_OPTIONS}}
         result = train(values)
-    except (ConfigError, SettingsMismatch, io.CorruptFileError, FolderInUse) as e:
+    except (ConfigError, SettingsMismatch, io.CorruptFileError, FolderInUse, DataUnavailableError) as e:
         parser.error(str(e))
     return 130 if result.get("stopped_by") == "signal" else 0
 

@@ -7,6 +7,9 @@ Each suite is a module ``nlteach/bench/<suite>.py`` defining
 - ``run(args: argparse.Namespace) -> dict``: measures, prints a table of **ratios measured in
   this one run** (chunked vs naive, model vs Transformer, ...), and returns a JSON-able dict.
 
+A suite refuses bad options before it measures anything by raising ``SystemExit(message)``, which
+``python -m nlteach.bench`` reports as a usage error (exit status 2).
+
 Absolute times depend on the machine and its load; the course only reports ratios of things timed
 side by side in one process. Tests never time anything.
 """

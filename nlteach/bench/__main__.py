@@ -40,7 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cli.apply_common(p_by_suite[args.suite], args)
     args.device = get_device(args.device)
-    result = suites()[args.suite].run(args)
+    try:
+        result = suites()[args.suite].run(args)
+    except SystemExit as e:  # a suite refusing its options says why in a message: a usage error (exit 2)
+        if not isinstance(e.code, str):
+            raise
+        p_by_suite[args.suite].error(e.code)
     result = {"suite": args.suite, "preset": args.preset, **result,
               "provenance": provenance(device=args.device)}
     if args.out:

@@ -36,20 +36,21 @@ import torch.nn.functional as F
 from nlteach import memory
 from nlteach.bench import sync, text_table, titans
 from nlteach.config import by_preset
+from nlteach.runs.cli import positive_int
 
 DESCRIPTION = "linear attention, delta rule, gated delta rule: chunked vs naive (fwd, fwd+bwd)"
 RULES = ("linear", "delta", "gated_delta")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--T", type=int, default=None, help="sequence length (default: by preset)")
-    p.add_argument("--BH", type=int, default=None, help="batch x heads (default: by preset)")
-    p.add_argument("--d", type=int, default=None, help="d_k = d_v (default: by preset)")
+    p.add_argument("--T", type=positive_int, default=None, help="sequence length (default: by preset)")
+    p.add_argument("--BH", type=positive_int, default=None, help="batch x heads (default: by preset)")
+    p.add_argument("--d", type=positive_int, default=None, help="d_k = d_v (default: by preset)")
     p.add_argument("--chunk-size", default="32,64,128",
                    help="chunk size(s) C of the chunked versions, comma-separated: each is timed "
                         "and every number is reported for the fastest (default: 32,64,128)")
     p.add_argument("--rules", default=",".join(RULES), help=f"comma-separated subset of {RULES}")
-    p.add_argument("--repeat", type=int, default=None, help="timed repetitions of each chunked and fla measurement; the fastest is reported "
+    p.add_argument("--repeat", type=positive_int, default=None, help="timed repetitions of each chunked and fla measurement; the fastest is reported "
                         "(the naive loops get half as many; default: by preset)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
     p.add_argument("--no-naive-backward", action="store_true",

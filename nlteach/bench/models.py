@@ -29,6 +29,7 @@ from nlteach.models import (
     count_parameters,
     size_to_budget,
 )
+from nlteach.runs.cli import positive_int
 
 DESCRIPTION = "step time (forward+backward) of each model relative to the Transformer at equal parameters"
 BASELINE = "transformer"
@@ -38,18 +39,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=None,
                    help=f"comma-separated model names (default: all registered: {','.join(available_models())})")
     p.add_argument("--impls", default="chunked", help="comma-separated implementations to time: naive,chunked")
-    p.add_argument("--params", type=float, default=None, help="parameter budget (default: by preset)")
-    p.add_argument("--seq-len", type=int, default=None, help="T (default: by preset; 512 at laptop)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--n-layers", type=int, default=None)
-    p.add_argument("--n-heads", type=int, default=None)
-    p.add_argument("--vocab-size", type=int, default=65, help="tiny Shakespeare has 65 characters")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds")
-    p.add_argument("--chunk-size", type=int, default=None,
+    p.add_argument("--params", type=positive_int, default=None, help="parameter budget (default: by preset)")
+    p.add_argument("--seq-len", type=positive_int, default=None, help="T (default: by preset; 512 at laptop)")
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--n-layers", type=positive_int, default=None)
+    p.add_argument("--n-heads", type=positive_int, default=None)
+    p.add_argument("--vocab-size", type=positive_int, default=65, help="tiny Shakespeare has 65 characters")
+    p.add_argument("--rounds", type=positive_int, default=None, help="interleaved timing rounds")
+    p.add_argument("--chunk-size", type=positive_int, default=None,
                    help="chunk of the memory models' main memory (default: ModelConfig's)")
-    p.add_argument("--proj-chunk-size", type=int, default=None,
+    p.add_argument("--proj-chunk-size", type=positive_int, default=None,
                    help="chunk of self-modifying Titans' k/v/eta/alpha memories (default: ModelConfig's)")
-    p.add_argument("--memory-hidden", type=int, default=None,
+    p.add_argument("--memory-hidden", type=positive_int, default=None,
                    help="hidden width of each per-head MLP memory (default: ModelConfig's, 2 x head width); "
                         "the memories' share of the parameters, and so the FLOP ratio, falls with it")
 
@@ -83,13 +84,17 @@ def run(args: argparse.Namespace) -> dict:
     overrides = {k: v for k, v in (("chunk_size", getattr(args, "chunk_size", None)),
                                 ("proj_chunk_size", getattr(args, "proj_chunk_size", None)),
                                 ("memory_hidden", getattr(args, "memory_hidden", None))) if v is not None}
-    base = ModelConfig(vocab_size=args.vocab_size, dim=2 * n_heads, n_layers=n_layers, n_heads=n_heads, **overrides)
+    try:  # every model's size, before anything is built or timed
+        base = ModelConfig(vocab_size=args.vocab_size, dim=2 * n_heads, n_layers=n_layers, n_heads=n_heads, **overrides)
+        cfgs = {name: size_to_budget(name, budget, base) for name in names}
+    except ValueError as e:  # a budget too small, a chunk size that does not fit, ...
+        raise SystemExit(f"--params {budget} (or the sizes): {e}") from None
     gen = torch.Generator().manual_seed(0)
     idx = torch.randint(0, args.vocab_size, (B, T + 1), generator=gen).to(device)
 
     rows, steps = [], {}
     for name in names:
-        cfg = size_to_budget(name, budget, base)
+        cfg = cfgs[name]
         for impl in (impls if MODELS[name].impl_dependent else impls[:1]):
             torch.manual_seed(0)
             model = build_model(name, cfg.replace(impl=impl)).to(device)

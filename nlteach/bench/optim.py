@@ -21,6 +21,7 @@ from nlteach import optim as nlo
 from nlteach.bench import measure, text_table
 from nlteach.config import by_preset
 from nlteach.nn import SmallMLP
+from nlteach.runs.cli import positive_int
 
 DESCRIPTION = "time per step of each optimizer (nlteach.optim, AdamW) relative to SGD+momentum"
 
@@ -38,10 +39,10 @@ OPTIMIZERS = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--hidden", type=int, default=None, help="hidden width (default: by preset)")
-    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: by preset)")
-    p.add_argument("--rounds", type=int, default=3, help="round-robin rounds (median kept)")
-    p.add_argument("--repeat", type=int, default=5, help="timed repeats per measurement")
+    p.add_argument("--hidden", type=positive_int, default=None, help="hidden width (default: by preset)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="batch size (default: by preset)")
+    p.add_argument("--rounds", type=positive_int, default=3, help="round-robin rounds (median kept)")
+    p.add_argument("--repeat", type=positive_int, default=5, help="timed repeats per measurement")
     p.add_argument("--only", nargs="*", default=None, help=f"subset of {list(OPTIMIZERS)}")
 
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     names = ["SGD"] + [n for n in (args.only or OPTIMIZERS) if n != "SGD"]
     for n in names:
         if n not in OPTIMIZERS:
-            raise ValueError(f"--only: unknown optimizer {n!r}; choose from {list(OPTIMIZERS)}")
+            raise SystemExit(f"--only: unknown optimizer {n!r}; choose from {list(OPTIMIZERS)}")
     dev = torch.device(args.device)
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(vocab, (batch, context), generator=gen).to(dev)

@@ -30,6 +30,7 @@ import torch
 from nlteach.bench import measure, peak_memory, text_table
 from nlteach.config import by_preset
 from nlteach.deep_memory import init_params, titans_chunked, titans_naive
+from nlteach.runs.cli import positive_int
 
 DESCRIPTION = "Titans deep memory: chunked dual form vs naive loop (fwd+bwd), peak memory vs T"
 
@@ -37,17 +38,17 @@ CPU_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch", type=int, default=None, help="B (default 8; tiny 2)")
-    p.add_argument("--heads", type=int, default=1, help="H (default 1)")
-    p.add_argument("--seq", type=int, default=None, help="T for the timing (default 4096; tiny 256)")
-    p.add_argument("--dim", type=int, default=None, help="d = d_k = d_v (default 64; tiny 16)")
-    p.add_argument("--chunk", type=int, default=64, help="chunk size (default 64)")
-    p.add_argument("--hidden-mult", type=int, default=4, help="MLP memory hidden = mult * d (default 4)")
+    p.add_argument("--batch", type=positive_int, default=None, help="B (default 8; tiny 2)")
+    p.add_argument("--heads", type=positive_int, default=1, help="H (default 1)")
+    p.add_argument("--seq", type=positive_int, default=None, help="T for the timing (default 4096; tiny 256)")
+    p.add_argument("--dim", type=positive_int, default=None, help="d = d_k = d_v (default 64; tiny 16)")
+    p.add_argument("--chunk", type=positive_int, default=64, help="chunk size (default 64)")
+    p.add_argument("--hidden-mult", type=positive_int, default=4, help="MLP memory hidden = mult * d (default 4)")
     p.add_argument("--memory", choices=["linear", "mlp", "both"], default="both")
     p.add_argument("--peak-seqs", default=None,
                    help="comma-separated T for the peak-memory runs (default 1024,4096,16384; "
                         "tiny 1024,2048,4096; empty string: skip)")
-    p.add_argument("--repeat", type=int, default=3, help="timed repeats of the chunked version")
+    p.add_argument("--repeat", type=positive_int, default=3, help="timed repeats of the chunked version")
     p.add_argument("--naive-gb", type=float, default=6.0,
                    help="memory budget (GB) for the naive loop's autograd graph, which stores every "
                         "token's weights: when the estimate at T exceeds it, naive and chunked are "

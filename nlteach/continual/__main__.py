@@ -12,7 +12,7 @@ from nlteach.continual.plots import draw_comparison
 from nlteach.continual.runner import ContinualConfig, format_table, preset_config, run
 from nlteach.continual.streams import STREAMS
 from nlteach.runs.cli import apply_common
-from nlteach.runs.commands import add_run_arguments, run_guarded, typed_settings
+from nlteach.runs.commands import add_run_arguments, check_run_folders, run_guarded, typed_settings
 from nlteach.runs.provenance import command_line
 
 SETTINGS_SKIP = ("dataset", "method", "preset", "seeds", "tuning")
@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         cfgs = {m: preset_config(args.dataset, m, args.preset, seeds=tuple(args.seeds), **overrides) for m in methods}
     except ValueError as e:  # a setting out of range
         parser.error(str(e))
+    rc = check_run_folders([(out if len(methods) == 1 else out / m, cfg.settings()) for m, cfg in cfgs.items()],
+                           overwrite=args.overwrite)
+    if rc:
+        return rc
     results, rc = run_guarded(lambda: {
         m: run(cfg, out if len(methods) == 1 else out / m, device=args.device, progress=not args.no_progress,
                threads=args.threads, command=command, overwrite=args.overwrite) for m, cfg in cfgs.items()})

@@ -31,8 +31,8 @@ from nlteach.config import get_preset
 from nlteach.continual import metrics
 from nlteach.continual.runner import TUNING_FILE, preset_config, run
 from nlteach.continual.streams import STREAMS
-from nlteach.runs.cli import add_common_arguments, apply_common, finite_float
-from nlteach.runs.commands import run_guarded
+from nlteach.runs.cli import add_common_arguments, apply_common, finite_float, folder_problem
+from nlteach.runs.commands import check_run_folders, run_guarded
 from nlteach.runs.io import atomic_write_json, read_json
 from nlteach.runs.provenance import command_line
 from nlteach.runs.stats import summarize
@@ -141,13 +141,29 @@ def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = apply_common(p, p.parse_args(argv))
     command = command_line(None if argv is None else ["python", "-m", "nlteach.continual.tune", *argv])
-    try:
-        rec, rc = run_guarded(lambda: tune(
-            args.dataset, args.method, args.param, args.grid, preset=args.preset, seeds=tuple(args.seeds),
-            out=args.out, device=args.device, overwrite=args.overwrite, progress=args.progress,
-            threads=args.threads, command=command))
+    try:  # every value's settings, before the first one trains
+        cfgs = {v: preset_config(args.dataset, args.method, args.preset, seeds=tuple(args.seeds), split="val",
+                                 tuning=None, **{args.param: v}) for v in args.grid}
     except ValueError as e:  # an unknown method or parameter, a value out of range
         p.error(str(e))
+    if args.update_tuning is not None:  # the file is written after the whole run: check it now
+        path = Path(args.update_tuning)
+        problem = f"{path} is a folder" if path.is_dir() else folder_problem(path.parent)
+        try:
+            if not problem and path.exists():
+                read_json(path)
+        except ValueError as e:  # not valid JSON
+            problem = str(e).rstrip(".")
+        if problem:
+            p.error(f"--update-tuning {args.update_tuning!r}: {problem}; expected a tuning file (JSON) to merge into.")
+    if args.out is not None and (rc := check_run_folders(
+            [(value_folder(args.out, args.dataset, args.method, args.param, v), c.settings()) for v, c in cfgs.items()],
+            overwrite=args.overwrite)):
+        return rc
+    rec, rc = run_guarded(lambda: tune(
+        args.dataset, args.method, args.param, args.grid, preset=args.preset, seeds=tuple(args.seeds),
+        out=args.out, device=args.device, overwrite=args.overwrite, progress=args.progress,
+        threads=args.threads, command=command))
     if rc:
         return rc
     print(json.dumps({k: rec[k] for k in ("dataset", "method", "param", "chosen")}))

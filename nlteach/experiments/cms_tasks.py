@@ -49,7 +49,13 @@ from nlteach.cms import CMS, MultiFrequencyOptimizer
 from nlteach.config import get_preset
 from nlteach.experiments.reporting import ci_text, run_and_report
 from nlteach.runs import RESULTS_ROOT, stats
-from nlteach.runs.cli import add_common_arguments, apply_common, dataclass_arguments, nonneg_int
+from nlteach.runs.cli import (
+    add_common_arguments,
+    apply_common,
+    check_out,
+    dataclass_arguments,
+    nonneg_int,
+)
 from nlteach.runs.io import atomic_save, load_checkpoint, read_json
 from nlteach.runs.rundir import run_folder
 from nlteach.runs.tables import markdown_table, pm_summary, text_table
@@ -422,10 +428,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m nlteach.experiments.cms_tasks [--preset P] [--out DIR] ...``: the experiment at a
     preset (``--out`` default: ``runs/cms_tasks_<preset>``); prints the summary and the verdict."""
     p = build_parser()
-    args = apply_common(p, p.parse_args(argv))
-    if args.device not in (None, "cpu"):
-        p.error(f"--device {args.device}: this experiment runs on the CPU (its models have a few thousand "
-                "parameters).")
+    args = p.parse_args(argv)
+    if args.device not in (None, "cpu"):  # before apply_common, which would only say whether the device exists
+        p.error(f"--device {args.device!r}: this experiment runs on the CPU (its models have a few thousand "
+                "parameters); expected cpu.")
+    args = apply_common(p, args)
     given = {k: getattr(args, k) for k in _SIZE_FIELDS if hasattr(args, k)}
     for k in ("periods", "arms"):
         if k in given:
@@ -437,6 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         p.error(str(e))
     out = Path(args.out or f"runs/{EXPERIMENT}_{args.preset}")
+    check_out(p, out)
     return run_and_report(
         lambda: run(cfg, out, threads=args.threads, overwrite=args.overwrite, progress=args.progress), out,
         lambda r: (f"preset {cfg.preset}: {cfg.steps_per_task} steps per task, seeds {list(cfg.seeds)}\n"

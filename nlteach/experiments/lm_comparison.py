@@ -292,6 +292,15 @@ def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = cli.apply_common(p, p.parse_args(argv))
     out = args.out or f"runs/{NAME}_{args.preset}"
+    cli.check_out(p, out)
+    try:  # every run's settings, before the first one trains
+        for _, model, seed, extra in plan(preset=args.preset, seeds=args.seeds, models=args.models,
+                                          ablation_seeds=args.ablation_seeds,
+                                          multi_frequency_seeds=args.multi_frequency_seeds,
+                                          small_memory_seeds=args.small_memory_seeds):
+            resolve_config(model=model, seed=seed, preset=args.preset, data=DATA, **sizes(args.preset), **extra)
+    except ValueError as e:  # e.g. an unknown model
+        p.error(f"--models: {e}" if "model=" in str(e) else str(e))
     command = command_line(None if argv is None else ["python", "-m", f"nlteach.experiments.{NAME}", *argv])
     res, code = run_guarded(lambda: run_comparison(
         out, preset=args.preset, seeds=args.seeds, models=args.models, ablation_seeds=args.ablation_seeds,

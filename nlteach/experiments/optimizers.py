@@ -38,13 +38,14 @@ from torch import nn
 
 from nlteach import recipes
 from nlteach.config import get_device, get_preset
-from nlteach.data import load_digits_split, load_tinyshakespeare
+from nlteach.data import DataUnavailableError, load_digits_split, load_tinyshakespeare
 from nlteach.experiments.reporting import ci_text, run_and_report
 from nlteach.nn import SmallMLP
 from nlteach.runs import RESULTS_ROOT, stats
 from nlteach.runs.cli import (
     add_common_arguments,
     apply_common,
+    check_out,
     dataclass_arguments,
     finite_float,
     nonneg_int,
@@ -175,6 +176,15 @@ def _digits_task(device: torch.device) -> dict[str, Any]:
             "eval_name": "test"}
 
 
+def check_task(cfg: OptimizerComparisonConfig) -> None:
+    """``ValueError`` when ``cfg``'s sizes do not fit its data (checked before anything trains)."""
+    if cfg.task == "shakespeare":
+        n_val = len(load_tinyshakespeare()["val"])  # the shorter split
+        if cfg.context >= n_val:
+            raise ValueError(f"context={cfg.context} is longer than the data allows: tiny Shakespeare's validation "
+                             f"split has {n_val} characters; expected context <= {n_val - 1}.")
+
+
 def _shakespeare_task(device: torch.device, context: int, n_eval: int) -> dict[str, Any]:
     text = load_tinyshakespeare()
     chars = sorted(set("".join(text.values())))
@@ -199,6 +209,7 @@ def _shakespeare_task(device: torch.device, context: int, n_eval: int) -> dict[s
 
 def load_task(cfg: OptimizerComparisonConfig, device: torch.device) -> dict[str, Any]:
     """The data of ``cfg.task`` on ``device``: a batch sampler, the evaluation set and the sizes."""
+    check_task(cfg)
     return _digits_task(device) if cfg.task == "digits" else _shakespeare_task(device, cfg.context, cfg.n_eval)
 
 
@@ -519,9 +530,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         given["lrs"] = dict(args.lr)
     try:
         cfg = preset_config(args.task, args.preset, **given)
-    except ValueError as e:
+        check_task(cfg)
+    except (ValueError, DataUnavailableError) as e:  # a setting out of range; data that cannot be had
         p.error(str(e))
     out = Path(args.out or f"runs/{EXPERIMENT}_{args.task}_{args.preset}")
+    check_out(p, out)
     return run_and_report(
         lambda: run(cfg, out, device=args.device, threads=args.threads, overwrite=args.overwrite,
                     progress=args.progress), out,

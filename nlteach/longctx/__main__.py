@@ -17,7 +17,7 @@ from nlteach.longctx.runner import (
 )
 from nlteach.longctx.tasks import TASKS
 from nlteach.runs.cli import apply_common
-from nlteach.runs.commands import add_run_arguments, run_guarded, typed_settings
+from nlteach.runs.commands import add_run_arguments, check_run_folders, run_guarded, typed_settings
 from nlteach.runs.provenance import command_line
 
 
@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             parser.error(str(e))
     out = Path(args.out)
+    rc = check_run_folders([(out if len(cfgs) == 1 else out / c.variant, c.settings()) for c in cfgs],
+                           overwrite=args.overwrite)
+    if rc:
+        return rc
     command = command_line(None if argv is None else ["python", "-m", "nlteach.longctx", *argv])
     kw = dict(device=args.device, progress=not args.no_progress, threads=args.threads, command=command,
               overwrite=args.overwrite)

@@ -1,7 +1,9 @@
 """Command-line pieces shared by every entry point.
 
 :func:`add_common_arguments` gives each command the same ``--preset`` (default: ``$NLTEACH_SIZE``,
-else ``laptop``), ``--device``, ``--out``, ``--threads``, ``--seeds`` and ``--overwrite``;
+else ``laptop``), ``--device``, ``--out``, ``--threads``, ``--seeds`` and ``--overwrite``, and
+:func:`apply_common` checks them before any work starts (a bad value is a usage error: exit status
+2, a message naming the option, no traceback);
 :func:`dataclass_arguments` turns a config dataclass into options (``field_name`` becomes
 ``--field-name``; the field's ``metadata["help"]`` is its help), so a config's fields are declared
 once, in the dataclass.
@@ -12,33 +14,47 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
+import tempfile
 import types
 import typing
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from nlteach.config import PRESETS, get_preset
+from nlteach.config import PRESETS, get_device, get_preset
+from nlteach.data import ENV_DATA_DIR
+
+
+def _integer(text: str, expected: str) -> int:
+    """``text`` as an int: digits, or an integral number in scientific notation (``1e6``, ``2.5e3``);
+    a fraction (``2.5e0``, ``2.5``) or anything else is an argparse error saying what was expected."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        v = float(text) if "e" in text.lower() else math.nan
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v) or v != int(v):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    return int(v)
 
 
 def positive_int(text: str) -> int:
-    """argparse type: an integer > 0 (``1e6`` accepted)."""
-    try:
-        v = int(float(text)) if "e" in text.lower() else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    """argparse type: an integer > 0 (``1e6`` accepted, ``2.5e0`` refused)."""
+    v = _integer(text, "a positive integer")
     if v <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return v
 
 
 def nonneg_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    """argparse type: an integer >= 0 (``1e3`` accepted, ``2.5e0`` refused)."""
+    v = _integer(text, "a non-negative integer")
     if v < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return v
@@ -76,17 +92,64 @@ def add_common_arguments(p: argparse.ArgumentParser, *, out_default: str | None 
 
 
 def apply_common(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
-    """Resolve ``args.preset`` (``$NLTEACH_SIZE`` when not given; a bad value is a usage error)
-    and apply ``--threads`` to torch. Returns ``args``."""
+    """Check the common options before any work starts, each bad value a usage error (exit status 2,
+    no traceback): ``args.preset`` is resolved (``$NLTEACH_SIZE`` when not given); ``--device`` must
+    name a device this machine has (:func:`nlteach.config.get_device`); ``--out`` must be a folder
+    that exists or can be created, and can be written (:func:`check_out`); ``$NLTEACH_DATA_DIR``, when
+    set, must not be a file and must exist or be creatable; repeated ``--seeds`` are refused.
+    Applies ``--threads`` to torch. Returns ``args``."""
     try:
         args.preset = get_preset(args.preset)
     except ValueError as e:
         p.error(str(e))
+    if getattr(args, "device", None) is not None:
+        try:
+            get_device(args.device)
+        except ValueError as e:
+            p.error(f"--device {args.device!r}: {e}")
+    if getattr(args, "out", None) is not None:
+        check_out(p, args.out)
+    data_dir = os.environ.get(ENV_DATA_DIR)
+    if data_dir:
+        problem = folder_problem(data_dir, need_write=False)
+        if problem:
+            p.error(f"environment variable {ENV_DATA_DIR}={data_dir!r} must be a folder for the data cache: {problem}.")
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     if getattr(args, "seeds", None) is not None and len(set(args.seeds)) != len(args.seeds):
         p.error(f"--seeds has repeated seeds: {args.seeds}")
     return args
+
+
+def folder_problem(path: str | os.PathLike, *, need_write: bool = True) -> str | None:
+    """Why ``path`` cannot serve as an output folder, or None when it can: it must not be a file (nor
+    lie under one), and it must exist or be creatable; with ``need_write``, a folder must be created
+    in it (or in its nearest existing parent) for real, since permission bits do not tell (root, a
+    read-only file system, ``/proc``). Nothing is left behind."""
+    path = parent = Path(path).expanduser()
+    try:
+        if path.exists() and not path.is_dir():
+            return f"{path} is a file, not a folder"
+        parent = path
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            return f"{parent} is a file, so no folder can be made under it"
+        if need_write or parent != path:
+            with tempfile.TemporaryDirectory(dir=parent, prefix=".nlteach-write-check-"):
+                pass
+    except OSError as e:
+        return f"cannot write in {parent} ({e.strerror or e})"
+    return None
+
+
+def check_out(p: argparse.ArgumentParser, out: str | os.PathLike, option: str = "--out") -> None:
+    """A usage error unless ``out`` can be the run's output folder (:func:`folder_problem`). A command
+    whose ``--out`` default is computed later (from the preset) calls it on that default."""
+    problem = folder_problem(out)
+    if problem:
+        p.error(f"{option} {str(out)!r}: {problem}; expected a folder that exists or can be created, "
+                "and can be written.")
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:

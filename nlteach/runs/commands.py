@@ -3,10 +3,11 @@
 
 :func:`add_run_arguments` gives such a command the common options (:mod:`nlteach.runs.cli`), a
 ``--no-progress`` flag and one option per setting of its config dataclass, which overrides the
-preset's value only when typed out (:func:`typed_settings`). :func:`run_guarded` runs the command's
-work and turns the two ways a run stops early into exit codes: a resume refused because the
-folder holds other settings (the error, which names them, is printed; exit code 2) and Ctrl-C
-(how to resume is printed; exit code 130).
+preset's value only when typed out (:func:`typed_settings`). :func:`check_run_folders` refuses, as
+a usage error before anything trains, run folders that hold other settings. :func:`run_guarded`
+runs the command's work and turns the ways a run stops early into exit codes: a resume refused
+because the folder holds other settings, or data that cannot be had (the error, which names them,
+is printed; exit code 2) and Ctrl-C (how to resume is printed; exit code 130).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
+from nlteach.data import DataUnavailableError
 from nlteach.runs.cli import add_common_arguments, dataclass_arguments
-from nlteach.runs.rundir import SettingsMismatch
+from nlteach.runs.io import CorruptFileError, read_json
+from nlteach.runs.rundir import CONFIG, SettingsMismatch, check_same_settings
 
 T = TypeVar("T")
 
@@ -39,12 +43,32 @@ def typed_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k in args.setting_names}
 
 
+def check_run_folders(folders: Iterable[tuple[str | Path, dict[str, Any]]], *, overwrite: bool) -> int:
+    """Exit code 2 (the error, naming each differing setting, printed to stderr) when one of the run
+    folders ``(path, settings)`` a command will fill holds a run with other settings (the resume
+    policy of :class:`~nlteach.runs.rundir.RunDir`), or an unreadable ``config.json``: checked for all
+    of them before the first one trains, as :func:`run_guarded` would report it later; else 0.
+    Nothing to check with ``overwrite``."""
+    if overwrite:
+        return 0
+    for path, settings in folders:
+        config = Path(path) / CONFIG
+        if config.is_file():
+            try:
+                check_same_settings(read_json(config), settings, path)
+            except (SettingsMismatch, CorruptFileError) as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+    return 0
+
+
 def run_guarded(action: Callable[[], T]) -> tuple[T | None, int]:
-    """``(action(), 0)``; ``(None, 2)`` when a resume was refused (:class:`SettingsMismatch`: the
-    error is printed to stderr); ``(None, 130)`` after Ctrl-C (how to resume is printed)."""
+    """``(action(), 0)``; ``(None, 2)`` when a resume was refused (:class:`SettingsMismatch`) or the
+    data cannot be had (:class:`~nlteach.data.DataUnavailableError`: offline, or an unwritable cache;
+    the error is printed to stderr); ``(None, 130)`` after Ctrl-C (how to resume is printed)."""
     try:
         return action(), 0
-    except SettingsMismatch as e:
+    except (SettingsMismatch, DataUnavailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return None, 2
     except KeyboardInterrupt:
