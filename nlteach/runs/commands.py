@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from nlteach.data import DataUnavailableError
 from nlteach.runs.cli import add_common_arguments, dataclass_arguments
 from nlteach.runs.io import CorruptFileError, read_json
+from nlteach.runs.lock import FolderInUse
 from nlteach.runs.rundir import CONFIG, SettingsMismatch, check_same_settings
 
 T = TypeVar("T")
@@ -63,12 +64,14 @@ def check_run_folders(folders: Iterable[tuple[str | Path, dict[str, Any]]], *, o
 
 
 def run_guarded(action: Callable[[], T]) -> tuple[T | None, int]:
-    """``(action(), 0)``; ``(None, 2)`` when a resume was refused (:class:`SettingsMismatch`) or the
-    data cannot be had (:class:`~nlteach.data.DataUnavailableError`: offline, or an unwritable cache;
-    the error is printed to stderr); ``(None, 130)`` after Ctrl-C (how to resume is printed)."""
+    """``(action(), 0)``; ``(None, 2)`` when a resume was refused (:class:`SettingsMismatch`), another
+    process holds the run folder (:class:`~nlteach.runs.lock.FolderInUse`), a checkpoint or results
+    file is damaged (:class:`~nlteach.runs.io.CorruptFileError`) or the data cannot be had
+    (:class:`~nlteach.data.DataUnavailableError`: offline, or an unwritable cache; the error is
+    printed to stderr); ``(None, 130)`` after Ctrl-C (how to resume is printed)."""
     try:
         return action(), 0
-    except (SettingsMismatch, DataUnavailableError) as e:
+    except (SettingsMismatch, FolderInUse, CorruptFileError, DataUnavailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return None, 2
     except KeyboardInterrupt:
