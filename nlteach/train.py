@@ -6,20 +6,16 @@
 
 A config (:class:`TrainConfig`, nesting the model's :class:`~nlteach.models.ModelConfig`), a loop
 (:func:`train`) and an evaluation (:func:`evaluate`); optimizers and schedules come from
-:mod:`nlteach.recipes`, files, RNG states, DDP, interrupts and provenance from :mod:`nlteach.runs`.
-Step ``s`` trains on ``RandomWindowSampler(seed).starts_for_step(s)`` (a pure function of the seed
-and the step); warmup then cosine; clipping by global norm; bf16 autocast on CUDA only (CPU runs
-are float32 and reproducible bit for bit). ``out`` receives ``metrics.jsonl`` (every ``log_every``
-steps: step, train_loss since the last line, val_loss or null, lr, tokens, time, grad_norm),
-``checkpoint.pt`` (atomic, loaded with ``weights_only=True``, verified against ``checkpoint.pt.sha256``,
-the previous one kept as ``checkpoint.prev.pt``: :mod:`nlteach.runs.io`) and ``results.json`` (with
-provenance); ``out`` is locked for the whole run (a second run there fails at once:
-:mod:`nlteach.runs.lock`). **Exact resume**: interrupted (first Ctrl-C or SIGTERM: finish the step,
-checkpoint, exit 130) and resumed, a CPU run writes the same metrics (all but ``time``) and weights
-as an uninterrupted one; a resume with other settings (the preset included) is refused, each
-differing setting named; one with another CPU thread count is warned about (no longer bit-equal;
-the command line resumes with the recorded count unless ``--threads`` is typed). **DDP**: each rank takes
-``batch_size / world_size`` rows of the same global batch, so N processes compute what one does.
+:mod:`nlteach.recipes`; files, checkpoints (checksummed, the previous one kept), the folder lock,
+RNG states, DDP, interrupts and provenance from :mod:`nlteach.runs` (docs/design.md#runs). Step
+``s`` trains on ``RandomWindowSampler(seed).starts_for_step(s)``; warmup then cosine; clipping by
+global norm; bf16 autocast on CUDA only (CPU runs are float32 and reproducible bit for bit). ``out``
+receives ``metrics.jsonl`` (every ``log_every`` steps: step, train_loss since the last line,
+val_loss or null, lr, tokens, time, grad_norm), ``checkpoint.pt`` and ``results.json``.
+**Exact resume**: stopped (first Ctrl-C or SIGTERM: finish the step, checkpoint, exit 130) and
+resumed, a CPU run writes the same metrics (all but ``time``) and weights as an uninterrupted one; a
+resume with other settings (the preset included) is refused, naming each; another CPU thread count
+is warned about. **DDP**: each rank takes ``batch_size / world_size`` rows of one global batch.
 """
 
 from __future__ import annotations
@@ -33,9 +29,8 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nlteach import models, recipes, text
-from nlteach.config import by_preset, get_device, get_preset
+from nlteach.config import get_device
 from nlteach.data import DataUnavailableError
 from nlteach.models import ModelConfig
 from nlteach.runs import cli, distributed, io, rng
@@ -53,6 +48,13 @@ from nlteach.runs.provenance import Clock, provenance
 from nlteach.runs.rundir import SettingsMismatch, check_same_settings
 from nlteach.runs.threads import check_resume_threads
 from nlteach.text import CharVocab, RandomWindowSampler, get_batch
+from nlteach.train_config import (
+    SETTING_NAMES,
+    ConfigError,
+    TrainConfig,
+    flatten_settings,
+    resolve_config,
+)
 
 CHECKPOINT, METRICS, RESULTS = "checkpoint.pt", "metrics.jsonl", "results.json"
 CHECKPOINT_VERSION = 3  # bumped whenever the checkpoint layout changes (3: plain data, nested arch)
@@ -61,141 +63,6 @@ CHECKPOINT_VERSION = 3  # bumped whenever the checkpoint layout changes (3: plai
 # relabel the run, so it is refused like a setting.
 RUNTIME_FIELDS = ("device", "out", "resume", "overwrite", "stop_after", "progress", "ckpt_every", "sample_chars")
 COMMON_OPTIONS = ("preset", "device", "out", "overwrite")  # from runs.cli.add_common_arguments
-
-
-def preset_defaults(preset: str | None = None) -> dict:
-    """Values of the fields left as None, for the size preset (``$NLTEACH_SIZE`` when None)."""
-    return by_preset(
-        tiny=dict(dim=32, n_layers=2, n_heads=2, seq_len=64, batch_size=16, steps=40, lr=3e-3,
-                  warmup=5, eval_every=20, eval_windows=32, log_every=5, sample_chars=100),
-        laptop=dict(dim=128, n_layers=4, n_heads=4, seq_len=128, batch_size=32, steps=1500, lr=2e-3,
-                    warmup=100, eval_every=250, eval_windows=1000, log_every=25, sample_chars=300),
-        full=dict(dim=384, n_layers=6, n_heads=6, seq_len=256, batch_size=64, steps=5000, lr=1e-3,
-                  warmup=200, eval_every=500, eval_windows=1000, log_every=50, sample_chars=1000),
-        preset=preset,
-    )
-
-
-class ConfigError(ValueError):
-    """A training setting is invalid or inconsistent."""
-
-
-def _opt(default: Any, help: str, **meta: Any) -> Any:
-    """A config field and its command-line help (``meta``: argparse ``type`` or ``choices``)."""
-    return field(default=default, metadata={"help": help, **meta})
-
-
-@dataclass
-class TrainConfig:
-    """Settings of one training run; ``None`` means the size preset's value (:func:`preset_defaults`).
-
-    ``arch`` holds the model's settings (:class:`~nlteach.models.ModelConfig`), which :func:`train`
-    also takes by name (``train(model="hope", dim=64, chunk_size=8)``). ``batch_size`` is the global
-    batch. ``stop_after=k`` stops (with a checkpoint) after step k, as if interrupted. ``out=None``
-    writes to ``runs/<model>_<data>_<preset>_seed<seed>``."""
-
-    model: str = _opt("transformer", f"model: {', '.join(models.available_models())}")
-    data: str = _opt("tinyshakespeare", "character-level corpus", choices=tuple(sorted(text.CORPORA)))
-    arch: ModelConfig = field(default_factory=ModelConfig)
-    params: int | None = _opt(None, "parameter budget: choose dim to match it (e.g. 1e6)", type=cli.positive_int)
-    seed: int = _opt(0, "seed of the initial weights, the data order and dropout", type=cli.nonneg_int)
-    steps: int | None = _opt(None, "optimizer steps (default: the preset's)", type=cli.positive_int)
-    batch_size: int | None = _opt(None, "GLOBAL batch: sequences per step, all ranks (default: the preset's)", type=cli.positive_int)
-    seq_len: int | None = _opt(None, "characters per training window (default: the preset's)", type=cli.positive_int)
-    lr: float | None = _opt(None, "peak learning rate (default: the preset's)")
-    min_lr_ratio: float = _opt(0.1, "final lr / peak lr")
-    warmup: int | None = _opt(None, "linear warmup steps (default: the preset's, at most steps / 5)",
-                              type=cli.nonneg_int)
-    weight_decay: float = _opt(0.1, "AdamW weight decay (matrices only)")
-    grad_clip: float = _opt(1.0, "max global gradient norm (<= 0: off)")
-    optimizer: str = _opt("adamw", "adamw, sgd, or an optimizer class of nlteach.optim (e.g. Muon)")
-    cms_multi_frequency: bool = _opt(False, "train each CMS level at its own period (hope, hope-attention)")
-    eval_every: int | None = _opt(None, "steps between evaluations (default: the preset's)", type=cli.positive_int)
-    eval_windows: int | None = _opt(None, "val windows per evaluation (default: the preset's)", type=cli.positive_int)
-    log_every: int | None = _opt(None, "steps between metrics lines (default: the preset's)", type=cli.positive_int)
-    ckpt_every: int | None = _opt(None, "steps between checkpoints (default: eval_every)", type=cli.positive_int)
-    sample_chars: int | None = _opt(None, "characters sampled at the end (default: the preset's)", type=cli.nonneg_int)
-    temperature: float = _opt(1.0, "sampling temperature (0: greedy)")
-    amp: bool = _opt(True, "no bf16 autocast on CUDA")
-    resume: bool = _opt(False, "continue the run in --out from its checkpoint")
-    stop_after: int | None = _opt(None, "stop (with a checkpoint) after this step", type=cli.positive_int)
-    progress: bool = _opt(True, "no progress bar")
-    preset: str | None = None
-    device: str | None = None
-    out: str | None = None
-    overwrite: bool = False
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def flat(self) -> dict:
-        """The settings with ``arch``'s fields at the top level (as the command line names them)."""
-        return _flatten(self.to_dict())
-
-
-_NAMES = {f.name for f in dataclasses.fields(TrainConfig)} - {"arch"} | {f.name for f in dataclasses.fields(ModelConfig)}
-
-
-def _flatten(values: dict) -> dict:
-    """``values`` with a nested ``arch`` (dict or ModelConfig) spread out; flat names win."""
-    values = dict(values)
-    arch = values.pop("arch", None)
-    return {**(arch.to_dict() if isinstance(arch, ModelConfig) else arch or {}), **values}
-
-
-def resolve_config(config: TrainConfig | dict | None = None, **overrides) -> TrainConfig:
-    """Fill the ``None`` fields from the size preset, check every value, return a new config.
-
-    ``config`` and ``overrides`` may name ``arch``'s fields directly (``dim=64``) or nest them."""
-    if not isinstance(config, TrainConfig | dict | None):
-        raise ConfigError(f"config must be a TrainConfig or a dict, got {type(config).__name__}.")
-    values = _flatten(config.to_dict() if isinstance(config, TrainConfig) else config or {})
-    given = {k: v for k, v in {**values, **_flatten(overrides)}.items() if v is not None}
-    unknown = sorted(set(given) - _NAMES)
-    if unknown:
-        raise ConfigError(f"unknown training setting(s) {unknown}; valid: {sorted(_NAMES)}.")
-    try:
-        preset = get_preset(given.get("preset"))
-        defaults = preset_defaults(preset)
-        v = {**defaults, **given, "preset": preset}
-        if "warmup" not in given and isinstance(v["steps"], int):
-            v["warmup"] = min(defaults["warmup"], v["steps"] // 5)  # short runs: short warmup
-        v.setdefault("ckpt_every", v["eval_every"])
-        v.setdefault("out", str(Path("runs") / f"{v.get('model', 'transformer')}_{v.get('data', 'tinyshakespeare')}"
-                                             f"_{preset}_seed{v.get('seed', 0)}"))
-        cfg = cli.dataclass_from_values(TrainConfig, v)
-    except ValueError as e:  # an unknown preset, or model sizes that do not hold together
-        raise ConfigError(str(e)) from None
-    _validate(cfg)
-    return cfg
-
-
-def _validate(c: TrainConfig) -> None:
-    def check(ok: bool, message: str) -> None:
-        if not ok:
-            raise ConfigError(message)
-
-    for name in ("steps", "batch_size", "seq_len", "eval_every", "eval_windows", "log_every", "ckpt_every",
-                 "params", "stop_after", "seed", "warmup", "sample_chars"):
-        v, low = getattr(c, name), 0 if name in ("seed", "warmup", "sample_chars") else 1
-        check((isinstance(v, int) and not isinstance(v, bool) and v >= low) or (v is None and name in ("params", "stop_after")),
-              f"{name} must be a {'non-negative' if low == 0 else 'positive'} integer, got {v!r}.")
-    check(c.warmup < c.steps or c.steps <= 1, f"warmup={c.warmup} must be smaller than steps={c.steps}.")
-    check(isinstance(c.lr, int | float) and math.isfinite(c.lr) and c.lr > 0, f"lr must be a positive number, got {c.lr!r}.")
-    check(0.0 <= c.min_lr_ratio <= 1.0, f"min_lr_ratio must be in [0, 1], got {c.min_lr_ratio!r}.")
-    check(c.weight_decay >= 0.0, f"weight_decay must be >= 0, got {c.weight_decay!r}.")
-    check(math.isfinite(c.grad_clip), f"grad_clip must be a finite number (<= 0: no clipping), got {c.grad_clip!r}.")
-    check(c.temperature >= 0.0, f"temperature must be >= 0 (0 = greedy), got {c.temperature!r}.")
-    check(c.model in models.available_models(),
-          f"model={c.model!r} is not available; available models: {', '.join(models.available_models())}.")
-    check(c.data in text.CORPORA, f"data={c.data!r} is not a known corpus; available: {', '.join(sorted(text.CORPORA))}.")
-    check(c.arch.vocab_size is None, "vocab_size comes from the data; leave it None.")
-    try:
-        kind = recipes.resolve_optimizer(c.optimizer)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    check(not c.cms_multi_frequency or kind in recipes.BUILTIN_OPTIMIZERS,
-          f"cms_multi_frequency works with {recipes.BUILTIN_OPTIMIZERS}, got optimizer={c.optimizer!r}.")
 
 
 def load_model(out: str | os.PathLike, *, device: str | torch.device | None = None) -> tuple[models.LanguageModel, CharVocab, dict]:
@@ -252,49 +119,54 @@ def train(config: TrainConfig | dict | None = None, *, on_log=None, **overrides)
     if cfg.resume and not (Path(cfg.out) / CHECKPOINT).exists():  # before the lock creates the folder
         raise ConfigError(f"resume=True but there is no checkpoint at {Path(cfg.out) / CHECKPOINT}; start without "
                           "--resume.")
+    corpus, model_cfg = _data_and_model(cfg)  # every check that needs the data, before anything is written
     dist, device = distributed.init_distributed(get_device(cfg.device))
     try:
         # one run per folder: rank 0 holds the lock of `out` for the whole run (its ranks share it)
         with FolderLock(cfg.out) if dist.main else contextlib.nullcontext():
             if dist.main:
                 io.remove_stale_temporaries(cfg.out)
-            return _train(cfg, device, dist, on_log)
+            return _train(cfg, corpus, model_cfg, device, dist, on_log)
     finally:
         dist.close()
 
 
-def _train(cfg: TrainConfig, device: torch.device, dist: distributed.Dist, on_log) -> dict:
+def _data_and_model(cfg: TrainConfig) -> tuple[text.CharCorpus, ModelConfig]:
+    """The corpus and the complete model config (vocabulary from the data, ``dim`` from ``params``)."""
+    corpus = text.load_char_corpus(cfg.data)
+    shortest = min(corpus[split].numel() for split in ("train", "val", "test"))  # every split is read
+    if cfg.seq_len > shortest - 2:
+        raise ConfigError(f"seq_len={cfg.seq_len} is longer than the data allows: {cfg.data}'s shortest split "
+                          f"has {shortest} characters; expected seq_len <= {shortest - 2}.")
+    model_cfg = cfg.arch.replace(vocab_size=corpus.vocab.size)
+    if cfg.params:
+        try:
+            model_cfg = models.size_to_budget(cfg.model, cfg.params, model_cfg)
+        except ValueError as e:  # a budget too small for the smallest width
+            raise ConfigError(f"params={cfg.params}: {e}") from None
+    return corpus, model_cfg
+
+
+def _train(cfg: TrainConfig, corpus: text.CharCorpus, model_cfg: ModelConfig, device: torch.device,
+           dist: distributed.Dist, on_log) -> dict:
     out = Path(cfg.out)
     ckpt_path, metrics_path = out / CHECKPOINT, out / METRICS
     ckpt = None
     if cfg.resume:
-        if not ckpt_path.exists():
-            raise ConfigError(f"resume=True but there is no checkpoint at {ckpt_path}; start without --resume.")
         ckpt = io.load_checkpoint(ckpt_path)
         if ckpt.get("version") != CHECKPOINT_VERSION:
             raise ConfigError(f"{ckpt_path} has checkpoint format {ckpt.get('version')!r}; this version of "
                               f"nlteach resumes format {CHECKPOINT_VERSION} only.")
-        check_same_settings(_flatten(ckpt["config"]), cfg.flat(), ckpt_path, ignore=RUNTIME_FIELDS)
+        check_same_settings(flatten_settings(ckpt["config"]), cfg.flat(), ckpt_path, ignore=RUNTIME_FIELDS)
         if device.type == "cpu":  # CUDA runs (bf16 autocast) are not bit-exact anyway
             check_resume_threads(ckpt.get("threads"), ckpt_path)
     elif (ckpt_path.exists() or metrics_path.exists()) and not cfg.overwrite:
         raise ConfigError(f"{out} already holds a run ({CHECKPOINT} or {METRICS}); pass --resume to continue "
                           "it, --overwrite to start again, or choose another --out.")
 
-    corpus = text.load_char_corpus(cfg.data)
     vocab, train_tokens, val_tokens, test_tokens = corpus.vocab, corpus["train"], corpus["val"], corpus["test"]
     if ckpt is not None and ckpt["vocab"] != vocab.chars:
         raise ConfigError("the checkpoint's vocabulary differs from the data's; was the corpus changed?")
-    shortest = min(t.numel() for t in (train_tokens, val_tokens, test_tokens))  # every split is read
-    if cfg.seq_len > shortest - 2:
-        raise ConfigError(f"seq_len={cfg.seq_len} is longer than the data allows: {cfg.data}'s shortest split "
-                          f"has {shortest} characters; expected seq_len <= {shortest - 2}.")
-    model_cfg = cfg.arch.replace(vocab_size=vocab.size)
-    if cfg.params:
-        try:
-            model_cfg = models.size_to_budget(cfg.model, cfg.params, model_cfg)
-        except ValueError as e:  # a budget too small for the smallest width
-            raise ConfigError(f"params={cfg.params}: {e}") from None
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only (all ranks alike)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -483,12 +355,12 @@ def main(argv: list[str] | None = None) -> int:
             if not path.exists():
                 raise ConfigError(f"--resume: there is no checkpoint at {path}; start without --resume.")
             ckpt = io.load_checkpoint(path)
-            saved = _flatten(ckpt["config"])
+            saved = flatten_settings(ckpt["config"])
             if threads is None and ckpt.get("threads"):  # resume with the recorded threads: exact
                 torch.set_num_threads(int(ckpt["threads"]))
             given = vars(build_parser(only_given=True).parse_args(argv))
             values = {**saved, **{k: values[k] for k in RUNTIME_FIELDS}, "preset": typed_preset or saved["preset"],
-                      **{k: v for k, v in given.items() if k in _NAMES and k not in COMMON_OPTIONS}}
+                      **{k: v for k, v in given.items() if k in SETTING_NAMES and k not in COMMON_OPTIONS}}
         result = train(values)
     except (ConfigError, SettingsMismatch, io.CorruptFileError, FolderInUse, DataUnavailableError) as e:
         parser.error(str(e))

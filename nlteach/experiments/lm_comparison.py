@@ -54,7 +54,8 @@ from nlteach.runs.commands import run_guarded
 from nlteach.runs.io import read_json
 from nlteach.runs.provenance import command_line
 from nlteach.runs.rundir import RunDir
-from nlteach.train import CHECKPOINT, METRICS, RUNTIME_FIELDS, resolve_config, train
+from nlteach.train import CHECKPOINT, METRICS, RUNTIME_FIELDS, train
+from nlteach.train_config import resolve_config
 
 NAME = "lm_comparison"
 DATA = "tinyshakespeare"
