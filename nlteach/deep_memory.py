@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 # the input checks shared with the matrix memories (same layer)
-from nlteach.memory import _first_nonfinite_token, _first_outside
+from nlteach.memory import _all_finite, _first_nonfinite_token, _first_outside
 
 Params = tuple[torch.Tensor, ...]
 
@@ -427,7 +427,7 @@ def titans_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lr, moment
     q, k, v, theta, eta, alpha, W0, S0, dtypes = _prepare(q, k, v, lr, momentum, decay, params,
                                                           chunk_size, momentum_state)
     o, W, S, _ = _run_chunks(q, k, v, theta, eta, alpha, W0, S0, chunk_size, False)
-    if not bool(torch.stack([torch.isfinite(x).all() for x in (*W, *S)]).all()):
+    if not _all_finite(*W, *S):
         t = _first_nonfinite_token(k, v)  # None: finite inputs that overflowed; nothing to repair
         if t is not None:
             c0 = t // chunk_size * chunk_size  # the start of the chunk that holds token t

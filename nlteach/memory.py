@@ -169,8 +169,13 @@ def _first_nonfinite_token(*xs: torch.Tensor) -> int | None:
     return first
 
 
-def _all_finite(x: torch.Tensor) -> bool:
-    return bool(torch.isfinite(x).all())
+def _all_finite(*xs: torch.Tensor) -> bool:
+    """Whether no tensor in ``xs`` holds a NaN or Inf, from the sum of their entries (one read-back;
+    a sum is about five times cheaper than ``isfinite().all()`` on CPUs). Finite entries whose sum
+    overflows give a false alarm, which the callers treat like any non-finite state: they look
+    for a non-finite input, find none and keep the result."""
+    with torch.no_grad():
+        return bool(torch.isfinite(sum(x.sum() for x in xs)))
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
