@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from nlteach import deep_memory as dm
 from nlteach import memory
 from nlteach.deep_memory import titans_chunked, titans_naive
+from nlteach.models import ModelConfig, build_model
 
 
 def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -301,6 +302,17 @@ def test_autocast_may_mix_dtypes():
                                    0.9, 0.0, p, chunk_size=2)
     assert o.dtype == torch.float32 and W[0].dtype == torch.float32
     assert rel_rms(o, ref) < 3e-2
+
+
+def test_titans_layer_trains_under_autocast():
+    # the Titans layer of nlteach.models hands bfloat16 activations and float32 initial weights
+    cfg = ModelConfig(vocab_size=20, dim=32, n_layers=1, n_heads=2, memory_hidden=16)
+    model = build_model("titans", cfg)
+    x = torch.randint(0, 20, (2, 40), generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+    assert torch.isfinite(logits.float()).all()
+    logits.float().sum().backward()
 
 
 @pytest.mark.parametrize("hidden", [None, 12], ids=["linear", "mlp"])
