@@ -229,18 +229,24 @@ def _prepare(q, k, v, lr, momentum, decay, params, chunk_size, momentum_state):
     for x in named.values():
         dtype = torch.promote_types(dtype, x.dtype)  # (only differs under autocast)
     dt = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-    expanded = []
+    # Value ranges (NaN fails every test): numbers on the host, tensors with one read-back.
+    expanded, oks = [], {}
     for name, x in gates.items():
-        x = (x.to(dt) if isinstance(x, torch.Tensor) else torch.tensor(float(x), dtype=dt, device=k.device))
-        x = x.expand(B, H, T)
         valid, span, meaning = _GATES[name]
-        if x.numel():  # value ranges (NaN fails every test): one read-back from the device
-            ok = valid(x)
+        if not isinstance(x, torch.Tensor):
+            if not bool(valid(torch.tensor(float(x), dtype=torch.float64))):
+                raise ValueError(f"{name} must {span} ({meaning}); got {x!r}.")
+            x = torch.tensor(float(x), dtype=dt, device=k.device)
+        elif x.numel():
+            oks[name] = valid(x)
+        expanded.append(x.to(dt).expand(B, H, T))
+    if oks and not bool(torch.stack([ok.all() for ok in oks.values()]).all()):
+        for name, ok in oks.items():
             if not bool(ok.all()):
-                where = (_first_outside(x, ~ok) if isinstance(gates[name], torch.Tensor)
-                         else f"got {gates[name]!r}.")
-                raise ValueError(f"{name} must {span} ({meaning}); {where}")
-        expanded.append(x)
+                _, span, meaning = _GATES[name]
+                bad = ~ok.expand(B, H, T)
+                raise ValueError(f"{name} must {span} ({meaning}); "
+                                 + _first_outside(gates[name].expand(B, H, T), bad))
     S = tuple(torch.zeros_like(p) for p in params) if momentum_state is None else tuple(momentum_state)
     dtypes = (named[ref].dtype, tuple(p.dtype for p in params), tuple(m.dtype for m in S))
     q, k, v = (None if x is None else x.to(dt) for x in (q, k, v))
