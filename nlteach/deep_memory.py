@@ -25,6 +25,13 @@ cumulative products, and the read-out never materializes a per-token weight matr
 across chunks is sequential. Both are differentiable w.r.t. q, k, v, theta, eta, alpha, the initial
 weights and the initial momentum. The module also holds the per-token **surprise** readout; notebook
 04's experiments, figures and exercise references are in :mod:`nlteach.course.nb04_deep_memory`.
+
+Inputs are checked as in :mod:`nlteach.memory` (an error names the argument, what came and what
+was expected): floating-point tensors of one dtype and device (``torch.autocast`` may mix dtypes),
+gates that are numbers or floating-point tensors with ``lr`` finite and >= 0 and ``momentum``,
+``decay`` in [0, 1] (the first bad position is named). float16/bfloat16 are computed in float32
+and cast back. ``T = 0`` returns an empty output and the initial state. The chunked form stays
+causal under non-finite ``k``/``v`` (see :func:`titans_chunked`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+# the input checks shared with the matrix memories (same layer)
+from nlteach.memory import _all_finite, _first_nonfinite_token, _first_outside
 
 Params = tuple[torch.Tensor, ...]
 
@@ -106,39 +116,63 @@ def init_params(B: int, H: int, d: int, *, hidden: int | None = None, scale: flo
 
 
 # ---------------------------------------------------------------------------------------------
-# Input checks (shared by both implementations).
+# Input checks (shared by both implementations), to the standard of nlteach.memory: every mistake
+# is reported with the argument's name, what was received and what was expected.
+
+_GATES = {  # name: (test of a valid value, the range in words, what the gate does)
+    "lr": (lambda x: torch.isfinite(x) & (x >= 0), "be finite and >= 0",
+           "theta, the step size of the memory's gradient step"),
+    "momentum": (lambda x: (x >= 0) & (x <= 1), "lie in [0, 1]",
+                 "eta, the fraction of the previous momentum S_{t-1} that is kept"),
+    "decay": (lambda x: (x >= 0) & (x <= 1), "lie in [0, 1]",
+              "alpha, the fraction of the weights forgotten before each write; 0 = no forgetting"),
+}
 
 
-def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lr, momentum, decay, params,
-           chunk_size: int, momentum_state) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Params]:
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(x, torch.Tensor) or x.dim() != 4:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{name} must be a tensor [B, H, T, D], got {got}.")
+def _tensor_arg(name: str, x) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}.")
+    return x
+
+
+def _prepare(q, k, v, lr, momentum, decay, params, chunk_size, momentum_state):
+    """Check every argument and cast it to the compute dtype.
+
+    ``q=None`` for :func:`titans_surprise` (no reads; ``k`` then names the reference dtype). Gates
+    are Python numbers or floating-point tensors broadcasting to ``[B, H, T]``; their values must
+    lie in range (NaN and Inf are refused; one read-back from the device). All tensors share one
+    dtype and one device, except under ``torch.autocast``, which mixes dtypes by design (the
+    autocast policy then picks each product's precision). float16/bfloat16 are computed in
+    float32, as in :mod:`nlteach.memory`. Returns ``(q, k, v, theta, eta, alpha, W, S, dtypes)``
+    with the gates expanded to ``[B, H, T]``, ``W``/``S`` the initial weights and momentum (zeros
+    by default) and ``dtypes = (o dtype, weight dtypes, momentum dtypes)`` for the results.
+    """
+    ref = "q" if q is not None else "k"
+    named = {"q": q} if q is not None else {}
+    named.update(k=k, v=v)
+    for name, x in named.items():
+        _tensor_arg(name, x)
+        if x.dim() != 4:
+            raise ValueError(f"{name} must be 4-D [B, H, T, D], got shape {tuple(x.shape)}.")
     B, H, T, d_k = k.shape
-    if q.shape != k.shape:
-        raise ValueError(f"q must have the shape of k {tuple(k.shape)}, got {tuple(q.shape)}.")
+    if q is not None and q.shape != k.shape:
+        raise ValueError(f"q must have the same shape as k [B, H, T, d_k] = {tuple(k.shape)}, "
+                         f"got {tuple(q.shape)}.")
     if v.shape[:3] != (B, H, T):
-        raise ValueError(f"v must be [B, H, T, d_v] = [{B}, {H}, {T}, d_v], got {tuple(v.shape)}.")
+        raise ValueError(f"v must be [B, H, T, d_v] = [{B}, {H}, {T}, d_v] to match k, got {tuple(v.shape)}.")
     d_v = v.shape[-1]
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}.")
-    gates = []
-    for name, x in (("lr", lr), ("momentum", momentum), ("decay", decay)):
-        x = torch.as_tensor(x, dtype=k.dtype, device=k.device)
-        try:
-            x = x.expand(B, H, T)
-        except RuntimeError:
-            raise ValueError(
-                f"{name} must be a per-token gate of shape [B, H, T] = [{B}, {H}, {T}] (or broadcast "
-                f"to it), got {tuple(x.shape)}."
-            ) from None
-        gates.append(x)
+        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}.")
     if not isinstance(params, tuple | list) or len(params) not in (1, 2):
         raise ValueError(
             "params must be a tuple (W,) for the linear memory or (W_in, W_out) for the MLP memory, "
             f"got {type(params).__name__} of length {len(params) if hasattr(params, '__len__') else '?'}."
         )
+    names = ["W"] if len(params) == 1 else ["W_in", "W_out"]
+    for name, p in zip(names, params):
+        _tensor_arg(f"params {name}", p)
     if len(params) == 1:
         expected = [(B, H, d_v, d_k)]
     else:
@@ -147,21 +181,83 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lr, momentum, deca
                              f"d_k == d_v; got d_k={d_k}, d_v={d_v}.")
         hidden = params[0].shape[-2] if params[0].dim() == 4 else -1
         expected = [(B, H, hidden, d_k), (B, H, d_v, hidden)]
-    names = ["W"] if len(params) == 1 else ["W_in", "W_out"]
     for name, p, shape in zip(names, params, expected):
         if tuple(p.shape) != shape:
             raise ValueError(f"params {name} must have shape {list(shape)}, got {list(p.shape)}.")
-        if p.dtype != k.dtype:
-            raise ValueError(f"params {name} has dtype {p.dtype} but the inputs are {k.dtype}.")
+    named.update({f"params {n}": p for n, p in zip(names, params)})
     if momentum_state is not None:
-        if len(momentum_state) != len(params) or any(
-            m.shape != p.shape for m, p in zip(momentum_state, params)
-        ):
-            raise ValueError(
-                "momentum_state must be a tuple shaped like params "
-                f"{[list(p.shape) for p in params]}, got {[list(m.shape) for m in momentum_state]}."
-            )
-    return gates[0], gates[1], gates[2], tuple(params)
+        if not isinstance(momentum_state, tuple | list) or len(momentum_state) != len(params):
+            raise ValueError(f"momentum_state must be a tuple shaped like params {[list(p.shape) for p in params]} "
+                             f"({len(params)} tensors), got {type(momentum_state).__name__}"
+                             + (f" of length {len(momentum_state)}." if hasattr(momentum_state, "__len__") else "."))
+        for name, m, p in zip(names, momentum_state, params):
+            _tensor_arg(f"momentum_state {name}", m)
+            if m.shape != p.shape:
+                raise ValueError(
+                    "momentum_state must be a tuple shaped like params "
+                    f"{[list(p.shape) for p in params]}, got {[list(m.shape) for m in momentum_state]}."
+                )
+        named.update({f"momentum_state {n}": m for n, m in zip(names, momentum_state)})
+    gates = {}
+    for name, x in (("lr", lr), ("momentum", momentum), ("decay", decay)):
+        if isinstance(x, torch.Tensor):
+            _tensor_arg(name, x)
+            try:
+                ok = torch.broadcast_shapes(x.shape, (B, H, T)) == (B, H, T)
+            except RuntimeError:
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"{name} must be a per-token gate of shape [B, H, T] = [{B}, {H}, {T}] (or broadcast "
+                    f"to it), got {tuple(x.shape)}."
+                )
+            named[name] = x
+        elif isinstance(x, bool) or not isinstance(x, int | float):
+            raise TypeError(f"{name} must be a number or a floating-point tensor of shape [B, H, T], "
+                            f"got {type(x).__name__}.")
+        gates[name] = x
+    device_type = named[ref].device.type
+    autocast = torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
+    for name, x in named.items():
+        if x.dtype != named[ref].dtype and not autocast:
+            raise TypeError(f"{name} has dtype {x.dtype} but {ref} has {named[ref].dtype}; all tensor inputs "
+                            "must share one dtype (gates may also be Python numbers).")
+        if x.device != named[ref].device:
+            raise ValueError(f"{name} is on device {x.device} but {ref} is on {named[ref].device}; "
+                             "move all inputs to one device.")
+    dtype = named[ref].dtype
+    for x in named.values():
+        dtype = torch.promote_types(dtype, x.dtype)  # (only differs under autocast)
+    dt = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    # Value ranges (NaN fails every test): numbers on the host, tensors with one read-back.
+    expanded, oks = [], {}
+    for name, x in gates.items():
+        valid, span, meaning = _GATES[name]
+        if not isinstance(x, torch.Tensor):
+            if not bool(valid(torch.tensor(float(x), dtype=torch.float64))):
+                raise ValueError(f"{name} must {span} ({meaning}); got {x!r}.")
+            x = torch.tensor(float(x), dtype=dt, device=k.device)
+        elif x.numel():
+            oks[name] = valid(x)
+        expanded.append(x.to(dt).expand(B, H, T))
+    if oks and not bool(torch.stack([ok.all() for ok in oks.values()]).all()):
+        for name, ok in oks.items():
+            if not bool(ok.all()):
+                _, span, meaning = _GATES[name]
+                bad = ~ok.expand(B, H, T)
+                raise ValueError(f"{name} must {span} ({meaning}); "
+                                 + _first_outside(gates[name].expand(B, H, T), bad))
+    S = tuple(torch.zeros_like(p) for p in params) if momentum_state is None else tuple(momentum_state)
+    dtypes = (named[ref].dtype, tuple(p.dtype for p in params), tuple(m.dtype for m in S))
+    q, k, v = (None if x is None else x.to(dt) for x in (q, k, v))
+    W, S = tuple(p.to(dt) for p in params), tuple(m.to(dt) for m in S)
+    return q, k, v, *expanded, W, S, dtypes
+
+
+def _cast_results(o, W, S, dtypes):
+    o_dtype, W_dtypes, S_dtypes = dtypes
+    return (None if o is None else o.to(o_dtype),
+            (tuple(w.to(t) for w, t in zip(W, W_dtypes)), tuple(m.to(t) for m, t in zip(S, S_dtypes))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,8 +270,9 @@ def titans_naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lr, momentum
     """Titans memory, one token at a time (reference implementation).
 
     Args:
-        q, k: ``[B, H, T, d_k]``; v: ``[B, H, T, d_v]``.
-        lr (theta), momentum (eta), decay (alpha): ``[B, H, T]`` (or anything broadcasting to it).
+        q, k: ``[B, H, T, d_k]``; v: ``[B, H, T, d_v]`` (floating point, one dtype and device).
+        lr (theta, finite, >= 0), momentum (eta, in [0, 1]), decay (alpha, in [0, 1]): numbers or
+            ``[B, H, T]`` tensors (or anything broadcasting to it).
         params: ``(W,)`` with ``W: [B, H, d_v, d_k]`` (linear memory) or ``(W_in, W_out)`` with
             ``W_in: [B, H, hidden, d_k]``, ``W_out: [B, H, d_v, hidden]`` (residual MLP memory).
         chunk_size: gradients are taken at the weights of the start of the token's chunk; chunks
@@ -184,13 +281,18 @@ def titans_naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lr, momentum
 
     Returns:
         ``(o, (params_T, momentum_T))`` with ``o: [B, H, T, d_v]``, ``o_t = M_{W_t}(q_t)``.
+        float16/bfloat16 inputs are computed in float32 and the results cast back.
     """
-    theta, eta, alpha = _check(q, k, v, lr, momentum, decay, params, chunk_size, momentum_state)[:3]
-    W = tuple(params)
-    S = tuple(torch.zeros_like(p) for p in W) if momentum_state is None else tuple(momentum_state)
-    T = q.shape[2]
+    q, k, v, theta, eta, alpha, W, S, dtypes = _prepare(q, k, v, lr, momentum, decay, params,
+                                                        chunk_size, momentum_state)
+    o, W, S = _token_loop(q, k, v, theta, eta, alpha, W, S, chunk_size)
+    return _cast_results(o, W, S, dtypes)
+
+
+def _token_loop(q, k, v, theta, eta, alpha, W: Params, S: Params, chunk_size: int):
+    """The recurrence token by token on checked inputs; returns ``(o, W_T, S_T)``."""
     outs = []
-    for t in range(T):
+    for t in range(q.shape[2]):
         if t % chunk_size == 0:
             W_grad_point = W  # the chunk-start weights
         g = memory_grad(W_grad_point, k[:, :, t], v[:, :, t])  # grad of 1/2||M(k_t) - v_t||^2
@@ -198,7 +300,8 @@ def titans_naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lr, momentum
         S = tuple(et * s - th * g_ for s, g_ in zip(S, g))  # S_t = eta_t S_{t-1} - theta_t g_t
         W = tuple((1 - al) * w + s for w, s in zip(W, S))  # W_t = (1 - alpha_t) W_{t-1} + S_t
         outs.append(memory_read(W, q[:, :, t, None])[:, :, 0])  # o_t = M_{W_t}(q_t)
-    return torch.stack(outs, dim=2), (W, S)
+    o = torch.stack(outs, dim=2) if outs else v.new_zeros(v.shape)
+    return o, W, S
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,9 +398,7 @@ def _chunk_step(params: Params, S0: Params, q, k, v, theta, eta, alpha, want_sur
     return o, (W_in_T, W_out_T), (S_in_T, S_out_T), surprise
 
 
-def _run_chunks(q, k, v, theta, eta, alpha, params, chunk_size, momentum_state, want_surprise):
-    W = tuple(params)
-    S = tuple(torch.zeros_like(p) for p in W) if momentum_state is None else tuple(momentum_state)
+def _run_chunks(q, k, v, theta, eta, alpha, W: Params, S: Params, chunk_size, want_surprise):
     T = k.shape[2]
     outs, surprises = [], []
     for s in range(0, T, chunk_size):  # the only sequential loop: across chunks
@@ -306,8 +407,11 @@ def _run_chunks(q, k, v, theta, eta, alpha, params, chunk_size, momentum_state, 
                                    theta[:, :, sl], eta[:, :, sl], alpha[:, :, sl], want_surprise)
         outs.append(o)
         surprises.append(sur)
-    o = torch.cat(outs, dim=2) if q is not None else None
-    return o, (W, S), (torch.cat(surprises, dim=2) if want_surprise else None)
+    o = None if q is None else (torch.cat(outs, dim=2) if outs else v.new_zeros(v.shape))
+    surprise = None
+    if want_surprise:
+        surprise = torch.cat(surprises, dim=2) if surprises else k.new_zeros(k.shape[:3])
+    return o, W, S, surprise
 
 
 def titans_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lr, momentum, decay,
@@ -317,10 +421,28 @@ def titans_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lr, moment
 
     Cost per chunk of C tokens: O(C^2 (d_k + hidden) + C d_k hidden) with matmuls; memory for
     autograd grows linearly in T (a few C x C and C x hidden tensors per chunk).
+
+    Non-finite inputs (docs/decisions.md#memory-non-finite): a NaN or Inf in ``k`` or ``v`` at
+    token t leaves the outputs before t finite, as in the token loop. Inside a chunk the products
+    would carry it backwards (a zero coefficient times NaN is NaN), so the final weights and
+    momentum are checked (one small reduction and a read-back); only when they are not finite is
+    the first non-finite token t of ``k``/``v`` found and the result recomputed: the chunks before
+    t's chunk in the dual form, the rest with the token loop. (``q`` only touches its own token's
+    output; non-finite gates are refused by the range checks.)
     """
-    theta, eta, alpha, params = _check(q, k, v, lr, momentum, decay, params, chunk_size, momentum_state)
-    o, state, _ = _run_chunks(q, k, v, theta, eta, alpha, params, chunk_size, momentum_state, False)
-    return o, state
+    q, k, v, theta, eta, alpha, W0, S0, dtypes = _prepare(q, k, v, lr, momentum, decay, params,
+                                                          chunk_size, momentum_state)
+    o, W, S, _ = _run_chunks(q, k, v, theta, eta, alpha, W0, S0, chunk_size, False)
+    if not _all_finite(*W, *S):
+        t = _first_nonfinite_token(k, v)  # None: finite inputs that overflowed; nothing to repair
+        if t is not None:
+            c0 = t // chunk_size * chunk_size  # the start of the chunk that holds token t
+            head, tail = slice(None, c0), slice(c0, None)
+            o0, W, S, _ = _run_chunks(*(x[:, :, head] for x in (q, k, v, theta, eta, alpha)), W0, S0,
+                                      chunk_size, False)
+            o1, W, S = _token_loop(*(x[:, :, tail] for x in (q, k, v, theta, eta, alpha)), W, S, chunk_size)
+            o = torch.cat([o0, o1], dim=2)
+    return _cast_results(o, W, S, dtypes)
 
 
 def titans_surprise(k: torch.Tensor, v: torch.Tensor, lr, momentum, decay, params: Params, *,
@@ -329,8 +451,11 @@ def titans_surprise(k: torch.Tensor, v: torch.Tensor, lr, momentum, decay, param
 
     It is the norm of the gradient the update of token t uses, i.e. taken *before* token t is
     written, at the chunk-start weights (``chunk_size=1``: at ``W_{t-1}``, Titans' momentary
-    surprise). Computed with the chunked dual form, no per-token weights.
+    surprise). Computed with the chunked dual form, no per-token weights. Arguments are checked
+    as in :func:`titans_naive`; half-precision inputs are computed in float32. Causal under
+    non-finite inputs as it stands: each token's gradient uses only its own key and value and the
+    chunk-start weights.
     """
-    theta, eta, alpha, params = _check(k, k, v, lr, momentum, decay, params, chunk_size, momentum_state)
-    return _run_chunks(None, k, v, theta, eta, alpha, params, chunk_size, momentum_state, True)[2]
-
+    _, k, v, theta, eta, alpha, W, S, dtypes = _prepare(None, k, v, lr, momentum, decay, params,
+                                                        chunk_size, momentum_state)
+    return _run_chunks(None, k, v, theta, eta, alpha, W, S, chunk_size, True)[3].to(dtypes[0])

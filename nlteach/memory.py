@@ -23,6 +23,15 @@ The rules (docs/paper-notes.md#associative-memory; the paper derives each as one
 
 Precision: float16/bfloat16 inputs are computed in float32 (state, products and the triangular
 solve) and the output is cast back; float32 and float64 are computed in their own precision.
+
+Non-finite values (docs/decisions.md#memory-non-finite): the chunked forms stay causal like the
+token loops. A NaN or Inf in ``k`` or ``v`` at token t leaves every output before t finite
+(``q`` only ever touches its own token's output; a non-finite ``beta`` or ``alpha`` is refused by
+the range checks, with its first position). Inside a chunk the products would otherwise carry it
+backwards (masks are multiplications and a zero coefficient times NaN is NaN), so the chunked
+functions check that the final state is finite (one small reduction and a read-back); only when it
+is not, they find the first non-finite token t of ``k``/``v`` and recompute: the chunks before
+t's chunk with the chunked form, the rest with the token loop.
 """
 
 from __future__ import annotations
@@ -113,19 +122,60 @@ def _check(
         raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}.")
     if not check_values:
         return
-    # Value ranges. (This reads a flag back from the device: one synchronisation per call.)
+    # Value ranges (NaN fails every comparison, so it is refused too). (This reads a flag back
+    # from the device: one synchronisation per call.)
     if beta is not None and beta.numel() and not bool(((beta >= 0) & (beta <= 2)).all()):
         raise ValueError(
-            f"beta must lie in [0, 2] (the step size of the delta rule; with unit-norm keys "
-            f"I - beta k k^T only shrinks the memory for beta in [0, 2]); got values in "
-            f"[{beta.min().item():.4g}, {beta.max().item():.4g}]."
+            "beta must lie in [0, 2] (the step size of the delta rule; with unit-norm keys "
+            "I - beta k k^T only shrinks the memory for beta in [0, 2]); "
+            + _first_outside(beta, ~((beta >= 0) & (beta <= 2)))
         )
     if alpha is not None and alpha.numel() and not bool(((alpha > 0) & (alpha <= 1)).all()):
         raise ValueError(
-            f"alpha must lie in (0, 1] (the fraction of the memory kept before each write; "
-            f"use alpha=None for the ungated rule); got values in "
-            f"[{alpha.min().item():.4g}, {alpha.max().item():.4g}]."
+            "alpha must lie in (0, 1] (the fraction of the memory kept before each write; "
+            "use alpha=None for the ungated rule); " + _first_outside(alpha, ~((alpha > 0) & (alpha <= 1)))
         )
+
+
+def _first_position(bad: torch.Tensor) -> tuple[int, int, int]:
+    """The first ``(batch, head, token)`` in token order where ``bad`` (bool, ``[B, H, T, ...]``
+    with at least one True) is True in any trailing entry."""
+    bad = bad.flatten(3).any(-1) if bad.dim() > 3 else bad  # [B, H, T]
+    t = int(bad.any(1).any(0).nonzero()[0, 0])
+    b, h = (int(i) for i in bad[:, :, t].nonzero()[0])
+    return b, h, t
+
+
+def _first_outside(x: torch.Tensor, bad: torch.Tensor) -> str:
+    """``"got <value> at (batch b, head h, token t), the first one outside (values in [lo, hi])"``
+    for a per-token gate ``x [B, H, T]`` and its mask of bad entries."""
+    b, h, t = _first_position(bad)
+    finite = x[torch.isfinite(x)]
+    span = (f" (finite values in [{finite.min().item():.4g}, {finite.max().item():.4g}])"
+            if finite.numel() else "")
+    return f"got {x[b, h, t].item():.4g} at (batch {b}, head {h}, token {t}), the first value outside{span}."
+
+
+def _first_nonfinite_token(*xs: torch.Tensor) -> int | None:
+    """The first token (dim 2) at which any of ``xs`` (``[B, H, T, ...]``) holds a NaN or Inf."""
+    first = None
+    for x in xs:
+        bad = ~torch.isfinite(x)
+        bad = bad.flatten(3).any(-1) if bad.dim() > 3 else bad  # [B, H, T]
+        tokens = bad.any(1).any(0).nonzero()
+        if tokens.numel():
+            t = int(tokens[0, 0])
+            first = t if first is None else min(first, t)
+    return first
+
+
+def _all_finite(*xs: torch.Tensor) -> bool:
+    """Whether no tensor in ``xs`` holds a NaN or Inf, from the sum of their entries (one read-back;
+    a sum is about five times cheaper than ``isfinite().all()`` on CPUs). Finite entries whose sum
+    overflows give a false alarm, which the callers treat like any non-finite state: they look
+    for a non-finite input, find none and keep the result."""
+    with torch.no_grad():
+        return bool(torch.isfinite(sum(x.sum() for x in xs)))
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -239,6 +289,10 @@ def linear_attention_chunked(
     last chunk is zero-padded; zero keys and values write nothing). The backward pass is written by
     hand in the same form (see ``_LinearAttentionChunks``; first-order gradients only, no double
     backward).
+
+    Non-finite inputs: a NaN or Inf in ``k`` or ``v`` at token t leaves the outputs before t
+    finite, as in the token loop (see the module docstring: when the final state is not finite,
+    the chunks from t's chunk on are recomputed with the token loop).
     """
     _check(q, k, v, initial_state=initial_state, chunk_size=chunk_size)
     out_dtype, dt = q.dtype, _compute_dtype(q.dtype)
@@ -246,10 +300,27 @@ def linear_attention_chunked(
     S0 = _zero_state(k, v, dt) if initial_state is None else initial_state.to(dt)
     if T == 0:
         return v.new_zeros(v.shape), S0.to(out_dtype)
-    T_pad = -(-T // chunk_size) * chunk_size  # zero keys and values in the padding write nothing
-    q, k, v = (_pad_time(x.to(dt), T_pad) for x in (q, k, v))
-    o, S = _LinearAttentionChunks.apply(q, k, v, S0, chunk_size)
-    return o[:, :, :T].to(out_dtype), S.to(out_dtype)
+    q, k, v = q.to(dt), k.to(dt), v.to(dt)
+    o, S = _linear_attention_chunks(q, k, v, S0, chunk_size)
+    if not _all_finite(S):  # a NaN/Inf in k or v (or an overflow): keep the outputs causal
+        t = _first_nonfinite_token(k, v)
+        if t is not None:
+            c0 = t // chunk_size * chunk_size  # the start of the chunk that holds token t
+            o0, S_c0 = _linear_attention_chunks(q[:, :, :c0], k[:, :, :c0], v[:, :, :c0], S0, chunk_size)
+            o1, S = linear_attention_naive(q[:, :, c0:], k[:, :, c0:], v[:, :, c0:], initial_state=S_c0)
+            o = torch.cat([o0, o1], dim=2)
+    return o.to(out_dtype), S.to(out_dtype)
+
+
+def _linear_attention_chunks(q, k, v, S0, C: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:class:`_LinearAttentionChunks` on inputs of any length T (padded to a multiple of C)."""
+    T = k.shape[2]
+    if T == 0:
+        return v.new_zeros(v.shape), S0
+    T_pad = -(-T // C) * C  # zero keys and values in the padding write nothing
+    q, k, v = (_pad_time(x, T_pad) for x in (q, k, v))
+    o, S = _LinearAttentionChunks.apply(q, k, v, S0, C)
+    return o[:, :, :T], S
 
 
 class _LinearAttentionChunks(torch.autograd.Function):
@@ -397,21 +468,47 @@ def delta_rule_chunked(
     one reverse loop over the chunks and batched products, about twice the forward's work. It
     supports first-order gradients with respect to every input (double backward is not supported).
 
+    Non-finite inputs: a NaN or Inf in ``k`` or ``v`` at token t leaves the outputs before t
+    finite, as in the token loop (see the module docstring: when the final state is not finite,
+    the chunks from t's chunk on are recomputed with the token loop); ``beta`` and ``alpha`` must
+    be finite (range checks).
+
     Arguments and result as :func:`delta_rule_naive`, plus ``chunk_size`` (C, any int >= 1).
     """
     _check(q, k, v, beta, alpha, initial_state, chunk_size)
     out_dtype, dt = q.dtype, _compute_dtype(q.dtype)
-    B, H, T, d_k = k.shape
+    T = k.shape[2]
     S0 = _zero_state(k, v, dt) if initial_state is None else initial_state.to(dt)  # [B, H, d_k, d_v]
     if T == 0:
         return v.new_zeros(v.shape), S0.to(out_dtype)
-    C = chunk_size
-    T_pad = -(-T // C) * C  # the last chunk is padded (see the end of the derivation)
-    q, k, v = (_pad_time(x.to(dt), T_pad) for x in (q, k, v))
-    beta = _pad_time(beta.to(dt), T_pad, 0.0)
-    log_alpha = None if alpha is None else _pad_time(alpha.to(dt).log(), T_pad, 0.0)  # log 1 = 0
+    q, k, v, beta = q.to(dt), k.to(dt), v.to(dt), beta.to(dt)
+    alpha = None if alpha is None else alpha.to(dt)
+    o, S = _delta_rule_chunks(q, k, v, beta, alpha, S0, chunk_size)
+    if not _all_finite(S):  # a NaN/Inf in k or v (or an overflow): keep the outputs causal
+        t = _first_nonfinite_token(k, v)
+        if t is not None:
+            c0 = t // chunk_size * chunk_size  # the start of the chunk that holds token t
+            head, tail = slice(None, c0), slice(c0, None)
+            o0, S_c0 = _delta_rule_chunks(q[:, :, head], k[:, :, head], v[:, :, head], beta[:, :, head],
+                                          None if alpha is None else alpha[:, :, head], S0, chunk_size)
+            o1, S = delta_rule_naive(q[:, :, tail], k[:, :, tail], v[:, :, tail], beta[:, :, tail],
+                                     alpha=None if alpha is None else alpha[:, :, tail], initial_state=S_c0)
+            o = torch.cat([o0, o1], dim=2)
+    return o.to(out_dtype), S.to(out_dtype)
+
+
+def _delta_rule_chunks(q, k, v, beta, alpha, S0, C: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:class:`_DeltaRuleChunks` on inputs of any length T (the last chunk padded as described in
+    :func:`delta_rule_chunked`)."""
+    T = k.shape[2]
+    if T == 0:
+        return v.new_zeros(v.shape), S0
+    T_pad = -(-T // C) * C
+    q, k, v = (_pad_time(x, T_pad) for x in (q, k, v))
+    beta = _pad_time(beta, T_pad, 0.0)
+    log_alpha = None if alpha is None else _pad_time(alpha.log(), T_pad, 0.0)  # log 1 = 0
     o, S = _DeltaRuleChunks.apply(q, k, v, beta, log_alpha, S0, C)
-    return o[:, :, :T].to(out_dtype), S.to(out_dtype)
+    return o[:, :, :T], S
 
 
 class _DeltaRuleChunks(torch.autograd.Function):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from nlteach import deep_memory as dm
 from nlteach import memory
 from nlteach.deep_memory import titans_chunked, titans_naive
+from nlteach.models import ModelConfig, build_model
 
 
 def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -199,13 +200,13 @@ def test_bad_inputs_say_what_is_wrong():
         titans_chunked(q, k, v, torch.ones(1, 1, 5), 0.9, 0.0, p)
     with pytest.raises(ValueError, match="W_in must have shape"):
         titans_naive(q, k, v, 0.1, 0.9, 0.0, (p[0][..., :3], p[1]), chunk_size=2)
-    with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+    with pytest.raises(ValueError, match="chunk_size must be an int >= 1"):
         titans_chunked(q, k, v, 0.1, 0.9, 0.0, p, chunk_size=0)
     with pytest.raises(ValueError, match="d_k == d_v"):
         titans_chunked(q, k, v[..., :3], 0.1, 0.9, 0.0, p)
     with pytest.raises(ValueError, match="momentum_state must be a tuple shaped like params"):
         titans_chunked(q, k, v, 0.1, 0.9, 0.0, p, momentum_state=(p[0],))
-    with pytest.raises(ValueError, match="q must be a tensor"):
+    with pytest.raises(ValueError, match=r"q must be 4-D \[B, H, T, D\], got shape \(1, 6, 4\)"):
         titans_chunked(q[0], k, v, 0.1, 0.9, 0.0, p)
 
 
@@ -216,3 +217,167 @@ def test_scalar_gates_broadcast():
     full = torch.ones(1, 2, 10, dtype=torch.float64)
     b = titans_naive(q, k, v, 0.1 * full, 0.8 * full, 0.05 * full, p, chunk_size=4)[0]
     assert rel_rms(a, b) < 1e-12
+
+
+# --- input checks to the standard of nlteach.memory ----------------------------------------------
+
+
+def _simple(hidden=8, dtype=torch.float32, T=6):
+    case = make_case(1, 2, T, 4, hidden, torch.float64, seed=0, random_momentum=False)
+    q, k, v = (case[n].detach().to(dtype) for n in ("q", "k", "v"))
+    p = tuple(x.detach().to(dtype) for x in case["params"])
+    return q, k, v, p
+
+
+@pytest.mark.parametrize("fn", [titans_naive, titans_chunked])
+def test_integer_inputs_are_refused(fn):
+    q, k, v, p = _simple()
+    gate = torch.full((1, 2, 6), 0.1)
+    with pytest.raises(TypeError, match=r"^k must be a floating-point tensor, got dtype torch.int64"):
+        fn(q, k.long(), v, 0.1, 0.9, 0.0, p, chunk_size=2)
+    # an integer gate would be truncated (lr 0.1 -> 0): refused, not cast
+    with pytest.raises(TypeError, match=r"^lr must be a floating-point tensor, got dtype torch.int64"):
+        fn(q, k, v, (10 * gate).long(), 0.9, 0.0, p, chunk_size=2)
+    with pytest.raises(TypeError, match=r"^params W_out must be a floating-point tensor"):
+        fn(q, k, v, gate, 0.9, 0.0, (p[0], p[1].int()), chunk_size=2)
+    with pytest.raises(TypeError, match=r"^momentum_state W_in must be a floating-point tensor"):
+        fn(q, k, v, gate, 0.9, 0.0, p, chunk_size=2, momentum_state=(p[0].long(), p[1]))
+    with pytest.raises(TypeError, match=r"^decay must be a number or a floating-point tensor.*got str"):
+        fn(q, k, v, gate, 0.9, "0", p, chunk_size=2)
+    with pytest.raises(TypeError, match=r"^momentum must be a number.*got bool"):
+        fn(q, k, v, gate, True, 0.0, p, chunk_size=2)
+    # Python integers are numbers: decay=0 is decay=0.0
+    a = fn(q, k, v, gate, 1, 0, p, chunk_size=2)[0]
+    b = fn(q, k, v, gate, 1.0, 0.0, p, chunk_size=2)[0]
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("fn", [titans_naive, titans_chunked])
+@pytest.mark.parametrize("gate,value,expected", [
+    ("lr", float("nan"), r"lr must be finite and >= 0"), ("lr", float("inf"), r"lr must be finite and >= 0"),
+    ("lr", -0.1, r"lr must be finite and >= 0"), ("momentum", 1.5, r"momentum must lie in \[0, 1\]"),
+    ("momentum", float("nan"), r"momentum must lie in \[0, 1\]"), ("decay", -0.5, r"decay must lie in \[0, 1\]"),
+    ("decay", float("inf"), r"decay must lie in \[0, 1\]")])
+def test_gate_values_are_range_checked(fn, gate, value, expected):
+    q, k, v, p = _simple()
+    gates = {"lr": 0.1, "momentum": 0.9, "decay": 0.0}
+    with pytest.raises(ValueError, match=rf"^{expected} .*got {value}\.$"):  # a Python number
+        fn(q, k, v, **{**gates, gate: value}, params=p, chunk_size=2)
+    x = torch.full((1, 2, 6), 0.5)  # a tensor: the first bad position is named
+    x[0, 1, 4] = value
+    with pytest.raises(ValueError, match=rf"^{expected} .*got {value:.4g} at \(batch 0, head 1, token 4\)"):
+        fn(q, k, v, **{**gates, gate: x}, params=p, chunk_size=2)
+
+
+def test_surprise_checks_its_inputs_too():
+    q, k, v, p = _simple()
+    with pytest.raises(ValueError, match=r"lr must be finite"):
+        dm.titans_surprise(k, v, float("nan"), 0.0, 0.0, p)
+    with pytest.raises(TypeError, match=r"v has dtype torch.float64 but k has torch.float32"):
+        dm.titans_surprise(k, v.double(), 0.1, 0.0, 0.0, p)
+
+
+@pytest.mark.parametrize("fn", [titans_naive, titans_chunked])
+def test_mixed_dtypes_and_devices_are_refused(fn):
+    q, k, v, p = _simple()
+    with pytest.raises(TypeError, match=r"^v has dtype torch.float64 but q has torch.float32"):
+        fn(q, k, v.double(), 0.1, 0.9, 0.0, p, chunk_size=2)
+    with pytest.raises(TypeError, match=r"^params W_in has dtype torch.float64 but q has torch.float32"):
+        fn(q, k, v, 0.1, 0.9, 0.0, (p[0].double(), p[1]), chunk_size=2)
+    with pytest.raises(TypeError, match=r"^lr has dtype torch.float64 but q has torch.float32"):
+        fn(q, k, v, torch.full((6,), 0.1, dtype=torch.float64), 0.9, 0.0, p, chunk_size=2)
+    with pytest.raises(ValueError, match=r"^k is on device meta but q is on cpu"):
+        fn(q, k.to("meta"), v, 0.1, 0.9, 0.0, p, chunk_size=2)
+    with pytest.raises(ValueError, match=r"^params W_out is on device meta but q is on cpu"):
+        fn(q, k, v, 0.1, 0.9, 0.0, (p[0], p[1].to("meta")), chunk_size=2)
+
+
+def test_autocast_may_mix_dtypes():
+    # torch.autocast hands over mixed dtypes by design (the Titans layer of nlteach.models under
+    # bf16 autocast on CUDA): accepted, the output in q's dtype
+    q, k, v, p = _simple()
+    ref = titans_chunked(q, k, v, 0.1, 0.9, 0.0, p, chunk_size=2)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        o, (W, S) = titans_chunked(q, k, v.bfloat16(), torch.full((1, 2, 6), 0.1, dtype=torch.bfloat16),
+                                   0.9, 0.0, p, chunk_size=2)
+    assert o.dtype == torch.float32 and W[0].dtype == torch.float32
+    assert rel_rms(o, ref) < 3e-2
+
+
+def test_titans_layer_trains_under_autocast():
+    # the Titans layer of nlteach.models hands bfloat16 activations and float32 initial weights
+    cfg = ModelConfig(vocab_size=20, dim=32, n_layers=1, n_heads=2, memory_hidden=16)
+    model = build_model("titans", cfg)
+    x = torch.randint(0, 20, (2, 40), generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+    assert torch.isfinite(logits.float()).all()
+    logits.float().sum().backward()
+
+
+@pytest.mark.parametrize("hidden", [None, 12], ids=["linear", "mlp"])
+@pytest.mark.parametrize("fn", [titans_naive, titans_chunked])
+def test_empty_sequence_returns_the_initial_state(hidden, fn):
+    case = make_case(2, 1, 0, 4, hidden, torch.float32, seed=0)
+    o, (W, S) = fn(case["q"], case["k"], case["v"], case["lr"], case["momentum"], case["decay"],
+                   case["params"], chunk_size=3, momentum_state=case["momentum_state"])
+    assert o.shape == (2, 1, 0, 4)
+    for a, b in zip((*W, *S), (*case["params"], *case["momentum_state"])):
+        assert torch.equal(a, b)
+    sur = dm.titans_surprise(case["k"], case["v"], 0.1, 0.5, 0.0, case["params"], chunk_size=3)
+    assert sur.shape == (2, 1, 0)
+
+
+@pytest.mark.parametrize("hidden", [None, 32], ids=["linear", "mlp"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("fn", [titans_naive, titans_chunked])
+def test_half_precision_is_computed_in_float32(hidden, dtype, fn):
+    g = torch.Generator().manual_seed(0)
+    B, H, T, d = 2, 2, 64, 16
+    q = F.normalize(torch.randn(B, H, T, d, generator=g), dim=-1)
+    k = F.normalize(torch.randn(B, H, T, d, generator=g), dim=-1)
+    v = torch.randn(B, H, T, d, generator=g)
+    gate = torch.rand(B, H, T, generator=g)
+    lr, eta, alpha = 0.2 * gate, 0.5 + 0.4 * gate, 0.05 * gate
+    p = dm.init_params(B, H, d, hidden=hidden, scale=0.5, generator=g)
+    o32, (W32, S32) = fn(q, k, v, lr, eta, alpha, p, chunk_size=8)
+    low = [x.to(dtype) for x in (q, k, v, lr, eta, alpha)]
+    o, (W, S) = fn(*low, tuple(x.to(dtype) for x in p), chunk_size=8)
+    assert o.dtype == dtype and all(x.dtype == dtype for x in (*W, *S))
+    # exactly the float32 computation on the rounded inputs, cast back
+    o_up, (W_up, S_up) = fn(*(x.float() for x in low), tuple(x.to(dtype).float() for x in p), chunk_size=8)
+    assert torch.equal(o, o_up.to(dtype))
+    assert all(torch.equal(a, b.to(dtype)) for a, b in zip((*W, *S), (*W_up, *S_up)))
+    # float32 arithmetic on the rounded inputs: the error is the inputs' and the output's rounding
+    # (computed in bfloat16 itself it was about 10% relative RMS)
+    assert rel_rms(o.float(), o32) < 5e-3
+    for a, b in zip((*W, *S), (*W32, *S32)):
+        assert rel_rms(a.float(), b) < 1e-2
+
+
+# --- non-finite values stay causal (docs/decisions.md#memory-non-finite) -------------------------
+
+
+@pytest.mark.parametrize("hidden", [None, 6], ids=["linear", "mlp"])
+@pytest.mark.parametrize("name", ["q", "k", "v"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("t,chunk", [(5, 8), (8, 8), (16, 8), (0, 8), (19, 4), (5, 64)],
+                         ids=["inside", "chunk-start", "third-chunk", "first-token", "last-token", "one-chunk"])
+def test_nonfinite_input_does_not_reach_earlier_outputs(hidden, name, bad, t, chunk):
+    case = make_case(2, 2, 20, 4, hidden, torch.float64, seed=4)
+    x = {n: (tuple(p.detach() for p in c) if isinstance(c, tuple) else c.detach())
+         for n, c in case.items()}
+    x[name] = x[name].clone()
+    x[name][1, 0, t, 1] = bad  # batch 1, head 0, token t
+    args = [x[n] for n in ("q", "k", "v", "lr", "momentum", "decay", "params")]
+    o_n, (W_n, S_n) = titans_naive(*args, chunk_size=chunk, momentum_state=x["momentum_state"])
+    o_c, (W_c, S_c) = titans_chunked(*args, chunk_size=chunk, momentum_state=x["momentum_state"])
+    assert torch.isfinite(o_c[:, :, :t]).all(), "a non-finite value travelled backwards in time"
+    assert torch.equal(torch.isfinite(o_c), torch.isfinite(o_n))
+    for a, b in zip((*W_c, *S_c), (*W_n, *S_n)):
+        assert torch.equal(torch.isfinite(a), torch.isfinite(b))
+    fin = torch.isfinite(o_n)
+    assert rel_rms(o_c[fin], o_n[fin]) < 1e-10
+    if name != "q":  # the surprise of token s uses k_s, v_s and the chunk-start weights only
+        sur = dm.titans_surprise(*args[1:], chunk_size=chunk, momentum_state=x["momentum_state"])
+        assert torch.isfinite(sur[:, :, :t]).all()

@@ -320,6 +320,70 @@ def test_errors_delta_rule(fn):
         fn(q, k, v, beta, alpha=alpha + 1.5 - alpha.max())
 
 
+# ---------------------------------------------------------------------------------------------
+# Non-finite values stay causal (docs/decisions.md#memory-non-finite): a NaN or Inf at token t
+# leaves every output before t finite, in the chunked forms as in the token loops.
+
+RULES = {
+    "linear": (linear_attention_naive, linear_attention_chunked),
+    "delta": (delta_rule_naive, delta_rule_chunked),
+    "gated_delta": (delta_rule_naive, delta_rule_chunked),
+}
+
+
+def _rule_inputs(rule, dtype, T=20):
+    q, k, v, beta, alpha, S0 = make_inputs(2, 2, T, 4, 3, dtype=dtype, seed=3, gated=rule == "gated_delta")
+    x = {"q": q, "k": k, "v": v, "initial_state": S0}
+    if rule != "linear":
+        x["beta"] = beta
+        x["alpha"] = alpha
+    return x
+
+
+@pytest.mark.parametrize("rule", list(RULES))
+@pytest.mark.parametrize("name", ["q", "k", "v"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("t,chunk_size", [(5, 8), (8, 8), (16, 8), (0, 8), (19, 4), (5, 64)],
+                         ids=["inside", "chunk-start", "third-chunk", "first-token", "last-token", "one-chunk"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["fp64", "fp32"])
+def test_nonfinite_input_does_not_reach_earlier_outputs(rule, name, bad, t, chunk_size, dtype):
+    x = _rule_inputs(rule, dtype)
+    x[name][1, 0, t, 1] = bad  # batch 1, head 0, token t
+    naive, chunked = RULES[rule]
+    o_n, S_n = naive(**x)
+    o_c, S_c = chunked(**x, chunk_size=chunk_size)
+    assert torch.isfinite(o_c[:, :, :t]).all(), "a non-finite value travelled backwards in time"
+    # the same finite / non-finite pattern as the token loop everywhere, and the same values
+    assert torch.equal(torch.isfinite(o_c), torch.isfinite(o_n))
+    assert torch.equal(torch.isfinite(S_c), torch.isfinite(S_n))
+    fin = torch.isfinite(o_n)
+    assert rel_rms(o_c[fin], o_n[fin]) < (1e-10 if dtype == torch.float64 else 1e-5)
+
+
+@pytest.mark.parametrize("rule", ["delta", "gated_delta"])
+@pytest.mark.parametrize("gate", ["beta", "alpha"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan", "inf"])
+@pytest.mark.parametrize("fn", [delta_rule_naive, delta_rule_chunked])
+def test_nonfinite_gates_are_refused_with_their_position(rule, gate, bad, fn):
+    x = _rule_inputs(rule, torch.float32)
+    if x["alpha"] is None and gate == "alpha":
+        x["alpha"] = torch.ones_like(x["beta"])
+    x[gate][1, 0, 7] = bad
+    with pytest.raises(ValueError, match=rf"{gate} must lie in .*got {bad} at \(batch 1, head 0, token 7\)"):
+        fn(**x)
+
+
+def test_nonfinite_state_from_finite_inputs_is_returned_as_is():
+    # an overflow (finite inputs, non-finite state) has no bad token to recompute from: the result
+    # comes back unchanged, like the token loop's
+    q, k, v, *_ = make_inputs(1, 1, 12, 3, 2, dtype=torch.float32, state=False)
+    k, v = k * 1e30, v * 1e30  # k v^T overflows float32
+    o_n, S_n = linear_attention_naive(q, k, v)
+    o_c, S_c = linear_attention_chunked(q, k, v, chunk_size=4)
+    assert not torch.isfinite(S_c).all() and not torch.isfinite(S_n).all()
+    assert o_c.shape == o_n.shape
+
+
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "64"])
 def test_errors_chunk_size(bad):
     q, k, v, beta, *_ = _base()
