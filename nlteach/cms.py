@@ -538,25 +538,133 @@ def cms_chunk_step(U: torch.Tensor, V: torch.Tensor, eta: torch.Tensor, W_in: to
     """One full chunk of Eq. 71: ``U, V [B, n, D]`` (inputs, targets), ``eta [B, n]``, chunk-start
     weights ``W_in [B, hidden, D]``, ``W_out [B, D, hidden]``; ``C`` the level's period (it scales
     the normalized steps). Returns the outputs ``O [B, n, D]`` (every token at the chunk-start
-    weights) and the weights after the chunk's summed update, ``sum_t e_t a_t^T = E^T A``."""
-    H = U @ W_in.mT  # [B, n, hidden]
-    A = torch.nn.functional.silu(H)
-    O = U + A @ W_out.mT  # every token at the chunk-start weights
-    S_u = silu_grad(H)
-    if self_generated:  # vhat = MLP(V) at the same weights
-        H_v = V @ W_in.mT
-        A_v, S_v = torch.nn.functional.silu(H_v), silu_grad(H_v)
-        R, Ad = O - (V + A_v @ W_out.mT), A - A_v
-    else:
-        R, Ad = O - V, A
-    if normalize:
-        eta = _step(eta, C, W_out, Ad, U, S_u, *((V, S_v) if self_generated else ()))
-    E = eta[..., None] * R  # [B, n, D]
-    back = E @ W_out  # rows W_out^T e_t
-    G_in = (back * S_u).mT @ U  # sum_t ((W_out^T e_t) * silu'(h_t)) u_t^T
-    if self_generated:
-        G_in = G_in - (back * S_v).mT @ V
-    return O, W_in - G_in, W_out - E.mT @ Ad  # sum_t e_t a_t^T
+    weights) and the weights after the chunk's summed update, ``sum_t e_t a_t^T = E^T A``.
+
+    One operation with a hand-written backward (:class:`_CMSChunkStep`): autograd would record
+    about 30 small operations per chunk, and a level of period 1 runs one chunk per token."""
+    return _CMSChunkStep.apply(U, V, eta, W_in, W_out, C, normalize, self_generated)
+
+
+def _silu_parts(H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(sigmoid(H), silu(H), silu'(H))``; silu' = s (1 + H (1 - s)) = s + silu(H) (1 - s)."""
+    s = torch.sigmoid(H)
+    A = H * s
+    return s, A, torch.addcmul(s, A, 1 - s)
+
+
+class _CMSChunkStep(torch.autograd.Function):
+    """:func:`cms_chunk_step` (the derivation above :func:`cms_in_context_naive`). Forward, rows =
+    the chunk's tokens, ``sg`` = self_generated::
+
+        H = U W_in^T, A = silu(H), S = silu'(H), O = U + A W_out^T
+        R = O - V, Ad = A            (sg: R = O - (V + A_v W_out^T), Ad = A - A_v, A_v = silu(V W_in^T))
+        normalize: eta~ = eta / (C (1 + N)), N = |Ad|^2 + f (|u|^2 n1 (+ |v|^2 n2)), n1 = S^2 col,
+                   col = the squared column norms of W_out, f = 1 (sg: 2)
+        E = eta~ R, Bk = E W_out, Du = Bk * S (Dv = Bk * S_v)
+        W_in' = W_in - Du^T U (+ Dv^T V),  W_out' = W_out - E^T Ad
+
+    The backward runs these lines in reverse (checked by gradcheck and against the token loop)."""
+
+    @staticmethod
+    def forward(ctx, U, V, eta, W_in, W_out, C: int, normalize: bool, sg: bool):
+        H = U @ W_in.mT  # [B, n, hidden]
+        s, A, S = _silu_parts(H)
+        O = torch.baddbmm(U, A, W_out.mT)  # every token at the chunk-start weights
+        Hv = sv = Av = Sv = None
+        if sg:  # vhat = MLP(V) at the same weights
+            Hv = V @ W_in.mT
+            sv, Av, Sv = _silu_parts(Hv)
+            R, Ad = O - torch.baddbmm(V, Av, W_out.mT), A - Av
+        else:
+            R, Ad = O - V, A
+        col = n1 = n2 = uu = vv = den = None
+        if normalize:
+            col = (W_out * W_out).sum(-2)  # [B, hidden]
+            n1, uu = ((S * S) @ col[..., None])[..., 0], (U * U).sum(-1)
+            N = uu * n1
+            if sg:
+                n2, vv = ((Sv * Sv) @ col[..., None])[..., 0], (V * V).sum(-1)
+                N = 2 * (N + vv * n2)
+            den = N.add_((Ad * Ad).sum(-1)).add_(1)  # 1 + N
+            et = eta / (C * den)
+        else:
+            et = eta
+        E = et[..., None] * R  # [B, n, D]
+        Bk = E @ W_out  # rows W_out^T e_t
+        Du = Bk * S
+        W_in_new = torch.baddbmm(W_in, Du.mT, U, alpha=-1)  # W_in - sum_t delta_t u_t^T
+        Dv = None
+        if sg:
+            Dv = Bk * Sv
+            W_in_new.baddbmm_(Dv.mT, V)
+        W_out_new = torch.baddbmm(W_out, E.mT, Ad, alpha=-1)  # W_out - sum_t e_t ad_t^T
+        ctx.C, ctx.normalize, ctx.sg = C, normalize, sg
+        ctx.save_for_backward(U, V, W_in, W_out, H, s, A, S, R, Ad, et, E, Bk, Du,
+                              Hv, sv, Av, Sv, Dv, col, n1, n2, uu, vv, den)
+        return O, W_in_new, W_out_new
+
+    @staticmethod
+    def backward(ctx, gO, gWi, gWo):
+        (U, V, W_in, W_out, H, s, A, S, R, Ad, et, E, Bk, Du,
+         Hv, sv, Av, Sv, Dv, col, n1, n2, uu, vv, den) = ctx.saved_tensors
+        sg = ctx.sg
+        # W_out' = W_out - E^T Ad;  W_in' = W_in - Du^T U (+ Dv^T V)
+        gE = -(Ad @ gWo.mT)
+        gAd = -(E @ gWo)
+        gDu = -(U @ gWi.mT)
+        gU = -(Du @ gWi)
+        gV = None
+        if sg:
+            gDv = V @ gWi.mT
+            gV = Dv @ gWi
+        # Du = Bk * S, Dv = Bk * S_v;  Bk = E W_out
+        gBk = gDu * S
+        gS = gDu * Bk
+        if sg:
+            gBk += gDv * Sv
+            gSv = gDv * Bk
+        gE += gBk @ W_out.mT
+        gW_out = torch.baddbmm(gWo, E.mT, gBk)
+        # E = eta~ R
+        gR = et[..., None] * gE
+        get = (gE * R).sum(-1)
+        if ctx.normalize:  # eta~ = eta / (C (1 + N))
+            geta = get / (ctx.C * den)
+            gN = -get * et / den
+            gAd += (2 * gN)[..., None] * Ad
+            f = 2 if sg else 1
+            gU += (2 * f * gN * n1)[..., None] * U
+            gn1 = f * gN * uu
+            gS += (2 * gn1)[..., None] * S * col[:, None, :]
+            gcol = ((S * S).mT @ gn1[..., None])[..., 0]
+            if sg:
+                gV += (2 * f * gN * n2)[..., None] * V
+                gn2 = f * gN * vv
+                gSv += (2 * gn2)[..., None] * Sv * col[:, None, :]
+                gcol += ((Sv * Sv).mT @ gn2[..., None])[..., 0]
+            gW_out += 2 * W_out * gcol[:, None, :]
+        else:
+            geta = get
+        # R = O - V (sg: O - V - A_v W_out^T);  Ad = A (sg: A - A_v);  O = U + A W_out^T
+        gOt = gO + gR
+        if sg:
+            gV -= gR
+            gAv = -(gR @ W_out) - gAd
+            gW_out.baddbmm_(gR.mT, Av, alpha=-1)
+        else:
+            gV = -gR
+        gA = torch.baddbmm(gAd, gOt, W_out)
+        gW_out.baddbmm_(gOt.mT, A)
+        gU += gOt
+        # A = silu(H), S = silu'(H): silu'' = s (1 - s) (2 + H (1 - 2 s))
+        gH = gA * S + gS * (s * (1 - s) * (2 + H * (1 - 2 * s)))
+        gU.baddbmm_(gH, W_in)
+        gW_in = torch.baddbmm(gWi, gH.mT, U)
+        if sg:
+            gHv = gAv * Sv + gSv * (sv * (1 - sv) * (2 + Hv * (1 - 2 * sv)))
+            gV.baddbmm_(gHv, W_in)
+            gW_in.baddbmm_(gHv.mT, V)
+        return gU, gV, geta, gW_in, gW_out, None, None, None
 
 
 def cms_in_context_chunked(x: torch.Tensor, weights: Sequence[Sequence[torch.Tensor]], periods: Sequence[int],
