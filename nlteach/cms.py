@@ -18,7 +18,8 @@ What this module holds:
 - :class:`MultiFrequencyOptimizer`: multi-frequency *training*; level l steps only when
   ``s % periods[l] == 0``, with the gradients accumulated since its last step.
 - :func:`cms_in_context_naive` / :func:`cms_in_context_chunked`: *in-context* (token-time) updates,
-  Eq. 71 applied while a sequence is read; a token loop and a chunk-parallel version, equal.
+  Eq. 71 applied while a sequence is read; a token loop and a chunk-parallel version
+  (:func:`cms_chunk_step` per chunk), equal.
 
 Choices (the paper leaves them open; notebook 07 states them too):
 
@@ -34,8 +35,13 @@ Choices (the paper leaves them open; notebook 07 states them too):
 - In-context objective: block l regresses its output onto a target given per token,
   ``loss_t = 1/2 ||MLP_l(u_t) - v_t||^2`` (a local objective, like Titans' memory; gradients do
   not flow from later blocks). The caller chooses the targets (one tensor shared by all blocks,
-  or one per block). A token reads the weights its chunk started with (the update caused by a
-  chunk is visible from the next chunk on): causal, and the target never leaks into its own output.
+  one per block, or a callable of what the block reads) and the steps. A token reads the weights
+  its chunk started with (the update caused by a chunk is visible from the next chunk on): causal,
+  and the target never leaks into its own output. Options used by the language models
+  (:class:`nlteach.models.InContextCMSBranch`): ``normalize`` (a normalized step
+  ``eta / (C (1 + N_t))``, finite at any input scale) and ``self_generated`` (the target is the
+  block's own map of the given value, Eq. 86 style); derivation above :func:`cms_in_context_naive`
+  and in docs/paper-notes.md#cms-in-context-derivation.
 """
 
 from __future__ import annotations
@@ -185,11 +191,12 @@ class CMS(nn.Module):
         return MultiFrequencyOptimizer(self.level_parameters(), self.periods, base=base, reduce=reduce,
                                        on_step=self.after_step, **kw)
 
-    def in_context(self, x: torch.Tensor, targets: torch.Tensor | Sequence[torch.Tensor],
-                   lr: float | Sequence[float | torch.Tensor], *, impl: str = "chunked"
+    def in_context(self, x: torch.Tensor, targets: Any, lr: Any, *, impl: str = "chunked",
+                   normalize: bool = False, self_generated: bool = False
                    ) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
         """Read ``x: [B, T, dim]`` while updating the blocks in context (Eq. 71), starting from this
-        module's weights (their meta-learned initial states). Sequential and independent variants."""
+        module's weights (their meta-learned initial states). Sequential and independent variants;
+        ``targets``, ``lr``, ``normalize``, ``self_generated`` as in :func:`cms_in_context_naive`."""
         if self.variant == "nested":
             raise ValueError("in-context updates are implemented for variant='sequential' and "
                              "'independent', not 'nested'.")
@@ -197,7 +204,8 @@ class CMS(nn.Module):
         if fn is None:
             raise ValueError(f"impl must be 'naive' or 'chunked', got {impl!r}.")
         mix = self.mix_weights() if self.variant == "independent" else None
-        return fn(x, self.block_weights(), self.periods, lr, targets=targets, variant=self.variant, mix=mix)
+        return fn(x, self.block_weights(), self.periods, lr, targets=targets, variant=self.variant, mix=mix,
+                  normalize=normalize, self_generated=self_generated)
 
 
 class _Delta(nn.Module):
@@ -347,17 +355,39 @@ class MultiFrequencyOptimizer:
         base = type(self.optimizers[0]).__name__
         return f"MultiFrequencyOptimizer(periods={self.periods}, base={base}, reduce={self.reduce!r}, step={self._step})"
 
-
 # ---------------------------------------------------------------------------------------------
 # In-context (token-time) updates, Eq. 71
 #
 # Block l (weights W_in [B, hidden, D], W_out [B, D, hidden]) reads the token stream u_1..u_T.
-# Token t (counted from 1) is read with the current weights, o_t = MLP(u_t) (Eq. 70); its error
-# signal is the gradient of loss_t = 1/2 ||o_t - v_t||^2 at those same weights, scaled by eta_t:
-#     e_t = eta_t (o_t - v_t),  h_t = W_in u_t,  a_t = silu(h_t)
-#     dW_out_t = e_t a_t^T,      dW_in_t = ((W_out^T e_t) * silu'(h_t)) u_t^T
+# Token t (counted from 1) is read with the current weights, o_t = MLP(u_t) (Eq. 70). Its inner
+# loss, at those same weights, regresses the output onto a target v_t given per token:
+#     loss_t = 1/2 ||o_t - v_t||^2,   h_t = W_in u_t,  a_t = silu(h_t),  r_t = o_t - v_t
+#     d loss_t / d W_out = r_t a_t^T,   d loss_t / d W_in = ((W_out^T r_t) * silu'(h_t)) u_t^T
+# Token t's update is minus these gradients times its step eta_t. With normalize=True the step is
+# normalized (NLMS for the block's parameters theta = (W_in, W_out)): to first order a step
+# -c J^T r_t changes the output by -c J J^T r_t, with J = d o_t / d theta and
+#     J J^T = ||a_t||^2 I + ||u_t||^2 W_out D_t^2 W_out^T,   D_t = diag(silu'(h_t)),
+# whose largest eigenvalue is at most N_t = ||a_t||^2 + ||u_t||^2 ||W_out D_t||_F^2. The step
+#     eta_t / (C (1 + N_t))
+# multiplies the token's own residual by a matrix with eigenvalues in (1 - eta_t / C, 1]: a
+# contraction for eta_t < 2 C at any scale of the inputs and the weights, and the C tokens of a
+# chunk, all taken at the same weights, add up to at most one such step
+# (docs/paper-notes.md#cms-in-context-derivation).
+# self_generated=True: the target is the block's own map of the given value, vhat_t = MLP(v_t)
+# (as Eq. 86 of self-modifying Titans), and the gradient of 1/2 ||MLP(u_t) - MLP(v_t)||^2 is
+# taken through both arguments (choice (b) of nlteach.titans; with a fixed target the residual of
+# a self-made target can grow for every step size):
+#     r_t = MLP(u_t) - MLP(v_t),   d/dW_out = r_t (a_t - a^v_t)^T,
+#     d/dW_in = ((W_out^T r_t) * silu'(h_t)) u_t^T - ((W_out^T r_t) * silu'(h^v_t)) v_t^T
+#     normalized: N_t = ||a_t - a^v_t||^2 + 2 (||u_t||^2 ||W_out D_t||_F^2 + ||v_t||^2 ||W_out D^v_t||_F^2).
 # Eq. 71: at steps t with t % C == 0 the weights move by minus the sum of the last C updates;
 # otherwise they stay fixed. A trailing partial chunk's updates are never applied.
+#
+# Targets and steps: tensors given up front, or callables ``f(level, u)`` of the level's own input
+# sequence u [B, T, D] (in the sequential variant level l reads level l-1's in-context outputs, so a
+# model that makes targets or steps from what the level reads passes callables).
+
+PerLevel = Any  # a tensor, or a callable (level, u [B, T, D]) -> tensor
 
 
 def _prepare(x: torch.Tensor, weights: Sequence[Sequence[torch.Tensor]], periods: Sequence[int],
@@ -385,69 +415,120 @@ def _prepare(x: torch.Tensor, weights: Sequence[Sequence[torch.Tensor]], periods
             raise ValueError(f"weights[{i}] must be W_in [B, hidden, D] and W_out [B, D, hidden] (or without B) "
                              f"with B={B}, D={D}; got {tuple(W_in.shape)} and {tuple(W_out.shape)}.")
         ws.append((W_in, W_out))
-    if isinstance(targets, torch.Tensor):
+    if isinstance(targets, torch.Tensor) or callable(targets):
         targets = [targets] * K
     if len(targets) != K:
-        raise ValueError(f"targets must be one tensor [B, T, D] or one per level ({K}), got {len(targets)}.")
-    for i, v in enumerate(targets):
-        if tuple(v.shape) != (B, T, D):
-            raise ValueError(f"targets[{i}] must be [B, T, D] = {(B, T, D)}, got {tuple(v.shape)}.")
+        raise ValueError(f"targets must be one tensor [B, T, D] (or callable) or one per level ({K}), "
+                         f"got {len(targets)}.")
+    targets = [v if callable(v) else _check_target(v, i, (B, T, D)) for i, v in enumerate(targets)]
     lrs = list(lr) if isinstance(lr, Sequence) else [lr] * K
     if len(lrs) != K:
         raise ValueError(f"lr must be one value or one per level ({K}), got {len(lrs)}.")
-    etas = []
-    for i, eta in enumerate(lrs):
-        eta = torch.as_tensor(eta, dtype=x.dtype, device=x.device)
-        if eta.dim() not in (0, 2) or (eta.dim() == 2 and tuple(eta.shape) != (B, T)):
-            raise ValueError(f"lr[{i}] must be a number or a per-token tensor [B, T] = {(B, T)}, "
-                             f"got shape {tuple(eta.shape)}.")
-        bad = ~torch.isfinite(eta.detach()) | (eta.detach() < 0)
-        if bad.any():  # a negative step ascends the loss: the weights blow up to NaN
-            raise ValueError(f"lr[{i}] must be finite and >= 0 (a step size), got "
-                             f"{eta.detach()[bad].flatten()[0].item()!r}" + (" (per-token)" if eta.dim() else "") + ".")
-        etas.append(eta.expand(B, T))
+    etas = [eta if callable(eta) else _check_lr(eta, i, x, check_range=True) for i, eta in enumerate(lrs)]
     if variant == "independent":
         mix = torch.full((K,), 1.0 / K, dtype=x.dtype, device=x.device) if mix is None else mix
         if tuple(mix.shape) != (K,):
             raise ValueError(f"mix must be [K] = ({K},), got {tuple(mix.shape)}.")
-    return periods, ws, list(targets), etas, mix
+    return periods, ws, targets, etas, mix
+
+
+def _check_target(v: torch.Tensor, i: int, shape: tuple[int, int, int]) -> torch.Tensor:
+    if not isinstance(v, torch.Tensor) or tuple(v.shape) != shape:
+        got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+        raise ValueError(f"targets[{i}] must be [B, T, D] = {shape}, got {got}.")
+    return v
+
+
+def _check_lr(eta: Any, i: int, x: torch.Tensor, *, check_range: bool = False) -> torch.Tensor:
+    """Level i's step as ``[B, T]``; ``check_range``: a step given by the caller must be finite and
+    >= 0 (a negative step ascends the loss and the weights blow up to NaN). Steps a model generates
+    are not checked here (no device sync inside a forward pass)."""
+    B, T, _ = x.shape
+    eta = torch.as_tensor(eta, dtype=x.dtype, device=x.device)
+    if eta.dim() not in (0, 2) or (eta.dim() == 2 and tuple(eta.shape) != (B, T)):
+        raise ValueError(f"lr[{i}] must be a number or a per-token tensor [B, T] = {(B, T)}, "
+                         f"got shape {tuple(eta.shape)}.")
+    if check_range:
+        bad = ~torch.isfinite(eta.detach()) | (eta.detach() < 0)
+        if bad.any():
+            raise ValueError(f"lr[{i}] must be finite and >= 0 (a step size), got "
+                             f"{eta.detach()[bad].flatten()[0].item()!r}" + (" (per-token)" if eta.dim() else "") + ".")
+    return eta.expand(B, T)
+
+
+def _level_inputs(lvl: int, u: torch.Tensor, targets: list[PerLevel], etas: list[PerLevel]):
+    """Level ``lvl``'s targets [B, T, D] and steps [B, T] (calling the callables with its input ``u``)."""
+    v = _check_target(targets[lvl](lvl, u), lvl, tuple(u.shape)) if callable(targets[lvl]) else targets[lvl]
+    eta = _check_lr(etas[lvl](lvl, u), lvl, u) if callable(etas[lvl]) else etas[lvl]
+    return v, eta
 
 
 def _combine(x, outs, variant, mix):
     return sum(mix[i] * o for i, o in enumerate(outs)) if variant == "independent" else outs[-1]
 
 
+def _step(eta: torch.Tensor, C: int, W_out: torch.Tensor, ad: torch.Tensor, u: torch.Tensor,
+          su: torch.Tensor, v: torch.Tensor | None = None, sv: torch.Tensor | None = None) -> torch.Tensor:
+    """The normalized step ``eta / (C (1 + N))`` of every token (the derivation above). Tokens
+    ``[B, n, .]`` or ``[B, .]``: ``ad`` the second matrix's input, ``u`` (and ``v``) the first's,
+    ``su`` (and ``sv``) ``silu'`` of their pre-activations; ``W_out [B, D, hidden]``."""
+    col = (W_out * W_out).sum(-2)  # [B, hidden]: squared column norms, ||W_out D||_F^2 = sum_j s_j^2 col_j
+    if su.dim() == 3:
+        col = col[:, None, :]
+    n = (u * u).sum(-1) * (su * su * col).sum(-1)
+    if v is not None:
+        n = 2 * (n + (v * v).sum(-1) * (sv * sv * col).sum(-1))
+    return eta / (C * (1 + (ad * ad).sum(-1) + n))
+
+
 def cms_in_context_naive(x: torch.Tensor, weights: Sequence[Sequence[torch.Tensor]], periods: Sequence[int],
-                         lr: float | Sequence[float | torch.Tensor], *,
-                         targets: torch.Tensor | Sequence[torch.Tensor], variant: str = "sequential",
-                         mix: torch.Tensor | None = None
+                         lr: float | PerLevel | Sequence[float | PerLevel], *,
+                         targets: PerLevel | Sequence[PerLevel], variant: str = "sequential",
+                         mix: torch.Tensor | None = None, normalize: bool = False, self_generated: bool = False
                          ) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
     """In-context CMS, token by token: Eq. 71 as written.
 
     x: [B, T, D]; weights: one ``(W_in [B?, hidden, D], W_out [B?, D, hidden])`` per level (the
     initial states; without B they are shared by the batch); periods: C^(l) per level; lr: eta,
-    one number, or one per level, each a number or per-token ``[B, T]``; targets: ``[B, T, D]``
-    (shared) or one per level. Sequential: block l reads block l-1's outputs; independent: every
-    block reads x and the outputs are mixed with ``mix`` ([K], default uniform); in both, each
-    block's inner loss is on its *own* output (local objective), never on the mixed or final one.
-    Returns ``(y [B, T, D], final weights per level, each [B, ...])``. Differentiable.
+    one number, or one per level, each a number, per-token ``[B, T]``, or a callable
+    ``(level, u) -> [B, T]`` of the level's input; targets: ``[B, T, D]`` (shared), one per level,
+    or a callable ``(level, u) -> [B, T, D]``. Sequential: block l reads block l-1's outputs;
+    independent: every block reads x and the outputs are mixed with ``mix`` ([K], default uniform);
+    in both, each block's inner loss is on its *own* output (local objective), never on the mixed
+    or final one. ``normalize``: the normalized step; ``self_generated``: the target is
+    the block's own map of the given value, differentiated through both arguments (the derivation
+    above). Returns ``(y [B, T, D], final weights per level, each [B, ...])``. Differentiable.
     """
     periods, ws, targets, etas, mix = _prepare(x, weights, periods, lr, targets, variant, mix)
     T = x.shape[1]
     u = x
     outs, finals = [], []
     for lvl, ((W_in, W_out), C) in enumerate(zip(ws, periods, strict=True)):
+        vs, eta = _level_inputs(lvl, u, targets, etas)
         acc_in, acc_out = torch.zeros_like(W_in), torch.zeros_like(W_out)
         o_seq = []
         for t in range(T):
-            u_t = u[:, t]  # [B, D]
+            u_t, v_t = u[:, t], vs[:, t]  # [B, D]
             h = torch.einsum("bhd,bd->bh", W_in, u_t)
             a = torch.nn.functional.silu(h)
             o_t = u_t + torch.einsum("bdh,bh->bd", W_out, a)  # read with the current weights (Eq. 70)
             o_seq.append(o_t)
-            e = etas[lvl][:, t, None] * (o_t - targets[lvl][:, t])  # eta_t * d loss_t / d o_t
-            acc_out = acc_out + e[:, :, None] * a[:, None, :]  # e_t a_t^T
-            acc_in = acc_in + (torch.einsum("bdh,bd->bh", W_out, e) * silu_grad(h))[:, :, None] * u_t[:, None, :]
+            s_u = silu_grad(h)
+            if self_generated:  # vhat_t = MLP(v_t) at the same weights
+                h_v = torch.einsum("bhd,bd->bh", W_in, v_t)
+                a_v, s_v = torch.nn.functional.silu(h_v), silu_grad(h_v)
+                r, ad = o_t - (v_t + torch.einsum("bdh,bh->bd", W_out, a_v)), a - a_v
+            else:
+                r, ad = o_t - v_t, a
+            step = eta[:, t]
+            if normalize:
+                step = _step(step, C, W_out, ad, u_t, s_u, *((v_t, s_v) if self_generated else ()))
+            e = step[:, None] * r  # eta_t * d loss_t / d o_t
+            acc_out = acc_out + e[:, :, None] * ad[:, None, :]  # e_t a_t^T
+            back = torch.einsum("bdh,bd->bh", W_out, e)  # W_out^T e_t
+            acc_in = acc_in + (back * s_u)[:, :, None] * u_t[:, None, :]
+            if self_generated:
+                acc_in = acc_in - (back * s_v)[:, :, None] * v_t[:, None, :]
             if (t + 1) % C == 0:  # Eq. 71: update at i = 0 mod C^(l) by the sum of the last C^(l)
                 W_in, W_out = W_in - acc_in, W_out - acc_out
                 acc_in, acc_out = torch.zeros_like(W_in), torch.zeros_like(W_out)
@@ -459,33 +540,166 @@ def cms_in_context_naive(x: torch.Tensor, weights: Sequence[Sequence[torch.Tenso
     return _combine(x, outs, variant, mix), tuple(finals)
 
 
+def cms_chunk_step(U: torch.Tensor, V: torch.Tensor, eta: torch.Tensor, W_in: torch.Tensor, W_out: torch.Tensor,
+                   C: int, *, normalize: bool = False, self_generated: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One full chunk of Eq. 71: ``U, V [B, n, D]`` (inputs, targets), ``eta [B, n]``, chunk-start
+    weights ``W_in [B, hidden, D]``, ``W_out [B, D, hidden]``; ``C`` the level's period (it scales
+    the normalized steps). Returns the outputs ``O [B, n, D]`` (every token at the chunk-start
+    weights) and the weights after the chunk's summed update, ``sum_t e_t a_t^T = E^T A``.
+
+    One operation with a hand-written backward (:class:`_CMSChunkStep`): autograd would record
+    about 30 small operations per chunk, and a level of period 1 runs one chunk per token."""
+    return _CMSChunkStep.apply(U, V, eta, W_in, W_out, C, normalize, self_generated)
+
+
+def _silu_parts(H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(sigmoid(H), silu(H), silu'(H))``; silu' = s (1 + H (1 - s)) = s + silu(H) (1 - s)."""
+    s = torch.sigmoid(H)
+    A = H * s
+    return s, A, torch.addcmul(s, A, 1 - s)
+
+
+class _CMSChunkStep(torch.autograd.Function):
+    """:func:`cms_chunk_step` (the derivation above :func:`cms_in_context_naive`). Forward, rows =
+    the chunk's tokens, ``sg`` = self_generated::
+
+        H = U W_in^T, A = silu(H), S = silu'(H), O = U + A W_out^T
+        R = O - V, Ad = A            (sg: R = O - (V + A_v W_out^T), Ad = A - A_v, A_v = silu(V W_in^T))
+        normalize: eta~ = eta / (C (1 + N)), N = |Ad|^2 + f (|u|^2 n1 (+ |v|^2 n2)), n1 = S^2 col,
+                   col = the squared column norms of W_out, f = 1 (sg: 2)
+        E = eta~ R, Bk = E W_out, Du = Bk * S (Dv = Bk * S_v)
+        W_in' = W_in - Du^T U (+ Dv^T V),  W_out' = W_out - E^T Ad
+
+    The backward runs these lines in reverse (checked by gradcheck and against the token loop)."""
+
+    @staticmethod
+    def forward(ctx, U, V, eta, W_in, W_out, C: int, normalize: bool, sg: bool):
+        H = U @ W_in.mT  # [B, n, hidden]
+        s, A, S = _silu_parts(H)
+        O = torch.baddbmm(U, A, W_out.mT)  # every token at the chunk-start weights
+        Hv = sv = Av = Sv = None
+        if sg:  # vhat = MLP(V) at the same weights
+            Hv = V @ W_in.mT
+            sv, Av, Sv = _silu_parts(Hv)
+            R, Ad = O - torch.baddbmm(V, Av, W_out.mT), A - Av
+        else:
+            R, Ad = O - V, A
+        col = n1 = n2 = uu = vv = den = None
+        if normalize:
+            col = (W_out * W_out).sum(-2)  # [B, hidden]
+            n1, uu = ((S * S) @ col[..., None])[..., 0], (U * U).sum(-1)
+            N = uu * n1
+            if sg:
+                n2, vv = ((Sv * Sv) @ col[..., None])[..., 0], (V * V).sum(-1)
+                N = 2 * (N + vv * n2)
+            den = N.add_((Ad * Ad).sum(-1)).add_(1)  # 1 + N
+            et = eta / (C * den)
+        else:
+            et = eta
+        E = et[..., None] * R  # [B, n, D]
+        Bk = E @ W_out  # rows W_out^T e_t
+        Du = Bk * S
+        W_in_new = torch.baddbmm(W_in, Du.mT, U, alpha=-1)  # W_in - sum_t delta_t u_t^T
+        Dv = None
+        if sg:
+            Dv = Bk * Sv
+            W_in_new.baddbmm_(Dv.mT, V)
+        W_out_new = torch.baddbmm(W_out, E.mT, Ad, alpha=-1)  # W_out - sum_t e_t ad_t^T
+        ctx.C, ctx.normalize, ctx.sg = C, normalize, sg
+        ctx.save_for_backward(U, V, W_in, W_out, H, s, A, S, R, Ad, et, E, Bk, Du,
+                              Hv, sv, Av, Sv, Dv, col, n1, n2, uu, vv, den)
+        return O, W_in_new, W_out_new
+
+    @staticmethod
+    def backward(ctx, gO, gWi, gWo):
+        (U, V, W_in, W_out, H, s, A, S, R, Ad, et, E, Bk, Du,
+         Hv, sv, Av, Sv, Dv, col, n1, n2, uu, vv, den) = ctx.saved_tensors
+        sg = ctx.sg
+        # W_out' = W_out - E^T Ad;  W_in' = W_in - Du^T U (+ Dv^T V)
+        gE = -(Ad @ gWo.mT)
+        gAd = -(E @ gWo)
+        gDu = -(U @ gWi.mT)
+        gU = -(Du @ gWi)
+        gV = None
+        if sg:
+            gDv = V @ gWi.mT
+            gV = Dv @ gWi
+        # Du = Bk * S, Dv = Bk * S_v;  Bk = E W_out
+        gBk = gDu * S
+        gS = gDu * Bk
+        if sg:
+            gBk += gDv * Sv
+            gSv = gDv * Bk
+        gE += gBk @ W_out.mT
+        gW_out = torch.baddbmm(gWo, E.mT, gBk)
+        # E = eta~ R
+        gR = et[..., None] * gE
+        get = (gE * R).sum(-1)
+        if ctx.normalize:  # eta~ = eta / (C (1 + N))
+            geta = get / (ctx.C * den)
+            gN = -get * et / den
+            gAd += (2 * gN)[..., None] * Ad
+            f = 2 if sg else 1
+            gU += (2 * f * gN * n1)[..., None] * U
+            gn1 = f * gN * uu
+            gS += (2 * gn1)[..., None] * S * col[:, None, :]
+            gcol = ((S * S).mT @ gn1[..., None])[..., 0]
+            if sg:
+                gV += (2 * f * gN * n2)[..., None] * V
+                gn2 = f * gN * vv
+                gSv += (2 * gn2)[..., None] * Sv * col[:, None, :]
+                gcol += ((Sv * Sv).mT @ gn2[..., None])[..., 0]
+            gW_out += 2 * W_out * gcol[:, None, :]
+        else:
+            geta = get
+        # R = O - V (sg: O - V - A_v W_out^T);  Ad = A (sg: A - A_v);  O = U + A W_out^T
+        gOt = gO + gR
+        if sg:
+            gV -= gR
+            gAv = -(gR @ W_out) - gAd
+            gW_out.baddbmm_(gR.mT, Av, alpha=-1)
+        else:
+            gV = -gR
+        gA = torch.baddbmm(gAd, gOt, W_out)
+        gW_out.baddbmm_(gOt.mT, A)
+        gU += gOt
+        # A = silu(H), S = silu'(H): silu'' = s (1 - s) (2 + H (1 - 2 s))
+        gH = gA * S + gS * (s * (1 - s) * (2 + H * (1 - 2 * s)))
+        gU.baddbmm_(gH, W_in)
+        gW_in = torch.baddbmm(gWi, gH.mT, U)
+        if sg:
+            gHv = gAv * Sv + gSv * (sv * (1 - sv) * (2 + Hv * (1 - 2 * sv)))
+            gV.baddbmm_(gHv, W_in)
+            gW_in.baddbmm_(gHv.mT, V)
+        return gU, gV, geta, gW_in, gW_out, None, None, None
+
+
 def cms_in_context_chunked(x: torch.Tensor, weights: Sequence[Sequence[torch.Tensor]], periods: Sequence[int],
-                           lr: float | Sequence[float | torch.Tensor], *,
-                           targets: torch.Tensor | Sequence[torch.Tensor], variant: str = "sequential",
-                           mix: torch.Tensor | None = None
+                           lr: float | PerLevel | Sequence[float | PerLevel], *,
+                           targets: PerLevel | Sequence[PerLevel], variant: str = "sequential",
+                           mix: torch.Tensor | None = None, normalize: bool = False, self_generated: bool = False
                            ) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
     """In-context CMS, chunk-parallel; same signature and results as :func:`cms_in_context_naive`.
 
     Inside a chunk of C^(l) tokens the weights do not change (Eq. 71), so every token of the chunk
     is read at the chunk-start weights in one matmul, and the sum of the chunk's per-token updates
-    is a matmul too: sum_t e_t a_t^T = E^T A. Chunks start at token 1; only full chunks update.
+    is a matmul too (:func:`cms_chunk_step`). Chunks start at token 1; only full chunks update.
+    Chunks are cut with one ``split`` per tensor (the backward of a split is one concatenation).
     """
     periods, ws, targets, etas, mix = _prepare(x, weights, periods, lr, targets, variant, mix)
-    T = x.shape[1]
     u = x
     outs, finals = [], []
     for lvl, ((W_in, W_out), C) in enumerate(zip(ws, periods, strict=True)):
+        vs, eta = _level_inputs(lvl, u, targets, etas)
         o_chunks = []
-        for s in range(0, T, C):
-            U = u[:, s:s + C]  # [B, n, D], n <= C
-            H = U @ W_in.mT  # [B, n, hidden]
-            A = torch.nn.functional.silu(H)
-            O = U + A @ W_out.mT  # every token at the chunk-start weights
-            o_chunks.append(O)
+        for U, V, E in zip(u.split(C, dim=1), vs.split(C, dim=1), eta.split(C, dim=1), strict=True):
             if U.shape[1] == C:  # a full chunk ends at a step = 0 mod C: apply its summed update
-                E = etas[lvl][:, s:s + C, None] * (O - targets[lvl][:, s:s + C])  # [B, n, D]
-                G_in = ((E @ W_out) * silu_grad(H)).mT @ U  # sum_t ((W_out^T e_t) * silu'(h_t)) u_t^T
-                W_in, W_out = W_in - G_in, W_out - E.mT @ A  # sum_t e_t a_t^T
+                O, W_in, W_out = cms_chunk_step(U, V, E, W_in, W_out, C, normalize=normalize,
+                                                self_generated=self_generated)
+            else:  # a trailing partial chunk: read, never applied
+                O = mlp_block(U, W_in, W_out)
+            o_chunks.append(O)
         o = torch.cat(o_chunks, dim=1)
         outs.append(o)
         finals.append((W_in, W_out))

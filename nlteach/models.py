@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nlteach.cms import CMS
+from nlteach.cms import CMS, cms_in_context_chunked, cms_in_context_naive
 from nlteach.deep_memory import titans_chunked, titans_naive
 from nlteach.nn import (
     CausalConv,
@@ -81,7 +81,10 @@ class ModelConfig:
     tokens). The main memory, which the output reads, keeps the finer chunk; the projections take
     twice that, as Eqs. 90-93 allow (two chunk sizes); memory_hidden: hidden width of each per-head MLP memory (None:
     ``2 * head_dim``); momentum: beta of the optional momentum of self-modifying Titans (0 = off);
-    cms_periods: update periods of the CMS levels (one residual MLP block per level).
+    cms_periods: the CMS levels (one residual MLP block per level) and their periods, counted in
+    tokens for the in-context levels (``hope``, ``hope-attention``: level l's weights change every
+    ``cms_periods[l]`` tokens of the sequence it reads) and in optimizer steps for the optional
+    outer multi-frequency training (``cms_multi_frequency`` of :mod:`nlteach.train`).
     """
 
     # metadata["help"]: the help of the command-line option a runner generates from the field
@@ -105,7 +108,9 @@ class ModelConfig:
         "help": "memory models: hidden width of each per-head MLP memory (default: 2 x head width)"})
     momentum: float = field(default=0.0, metadata={"help": "hope: momentum beta of self-modifying Titans (0 = off)"})
     cms_periods: tuple[int, ...] = field(default=(1, 4, 16), metadata={
-        "help": "update periods of the CMS levels (one residual MLP block per level)"})
+        "help": "CMS levels (one residual MLP block each) and their periods: level l learns in context every "
+                "cms_periods[l] tokens (hope, hope-attention); with --cms-multi-frequency the outer optimizer "
+                "also steps it every cms_periods[l] training steps"})
 
     def __post_init__(self) -> None:
         for name in SIZE_FIELDS:
@@ -276,6 +281,14 @@ class LanguageModel(nn.Module):
     def make_block(self, config: ModelConfig, layer: int) -> nn.Module:
         raise TypeError(f"{type(self).__name__} must define make_block(config, layer).")
 
+    @property
+    def uses_every_parameter(self) -> bool:
+        """False when some parameters may get no gradient from a sequence: an in-context CMS level
+        whose first update comes at or after the last token changes nothing that is read, so its value
+        map and step gate get no gradient. ``DistributedDataParallel`` then needs
+        ``find_unused_parameters=True`` (:mod:`nlteach.train` sets it from this)."""
+        return not any(isinstance(m, InContextCMSBranch) for m in self.modules())
+
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """``idx: LongTensor[B, T]`` -> logits ``[B, T, vocab_size]``; logits at t depend on idx[:, :t+1] only."""
         if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32):
@@ -395,13 +408,18 @@ class TitansMemoryLayer(nn.Module):
 
 
 class CMSBranch(nn.Module):
-    """The CMS of :mod:`nlteach.cms` as a residual branch: ``CMS(u) - u`` for ``u = norm(x)``.
+    """The CMS of :mod:`nlteach.cms` as a residual branch with fixed weights at test time:
+    ``CMS(u) - u`` for ``u = norm(x)`` (``hope-static-cms``, ``hope-attention-static-cms``).
 
     The CMS is a chain of residual MLP blocks ``u + W_out silu(W_in u)``, one per level of
     ``config.cms_periods``; its increment is what the block adds to the residual stream. Each
     block's hidden width is ``3 hidden / (2 K)`` so the K blocks hold about the parameters of the
     SwiGLU MLP they replace. ``W_out`` starts at the residual scale (the CMS starts near identity).
+    The weights change only in the outer loop (the optimizer; with ``cms_multi_frequency`` each
+    level every ``cms_periods[l]`` optimizer steps), so the output at token t depends on token t only.
     """
+
+    in_context = False
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -416,6 +434,70 @@ class CMSBranch(nn.Module):
 
     def level_parameters(self) -> list[list[nn.Parameter]]:
         return self.cms.level_parameters()
+
+
+CMS_TARGETS: tuple[str, ...] = ("values", "self")
+CMS_ETA_MAX = 1.0  # the in-context CMS's largest per-token step (its normalized steps contract for < 2)
+
+
+class InContextCMSBranch(CMSBranch):
+    """The CMS learning in context (Eqs. 70-71 over tokens): ``y - u`` where ``y`` is the chain of
+    :class:`CMSBranch` read while each level's weights change inside the sequence.
+
+    Level l (period ``C = cms_periods[l]`` tokens) reads its input ``u_t`` (level 1: ``norm(x)``;
+    then the previous level's outputs) with the weights its chunk of C tokens started with; at the
+    chunk's end its weights move by the chunk's summed per-token updates (Eq. 71). The inner
+    objective (docs/decisions.md#cms-inner-objective), per level and token, is an associative
+    memory from what the level reads to a learned value::
+
+        v_t = u_t + V_l u_t                      (V_l: a learned D x D value map)
+        loss_t = 1/2 ||MLP_l(u_t) - v_t||^2      (target="values", the default)
+        loss_t = 1/2 ||MLP_l(u_t) - MLP_l(v_t)||^2   (target="self": a self-generated target,
+                                                   differentiated through both arguments)
+        eta_t = eta_max sigmoid(w_l . u_t + b_l)  (a learned per-token step, eta_max = 1)
+
+    and each matrix steps by ``eta_t / (C (1 + ||its input||^2))`` (normalized steps, finite at any
+    input scale). The outer optimizer trains the initial weights, ``V_l``, ``w_l``, ``b_l``
+    through the whole sequence. ``config.impl`` selects the token loop (``"naive"``, Eq. 71 as
+    written) or the chunk-parallel form; both give the same logits and gradients.
+    """
+
+    in_context = True
+
+    def __init__(self, config: ModelConfig, target: str = "values"):
+        super().__init__(config)
+        if target not in CMS_TARGETS:
+            raise ValueError(f"target must be one of {CMS_TARGETS}, got {target!r}.")
+        self.target = target
+        self.eta_max = CMS_ETA_MAX  # a test sets it to 0: then the branch is CMSBranch with these weights
+        self.fn = cms_in_context_naive if config.impl == "naive" else cms_in_context_chunked
+        K, D = len(config.cms_periods), config.dim
+        self.values = nn.ModuleList(nn.Linear(D, D, bias=False) for _ in range(K))
+        self.gates = nn.ModuleList(nn.Linear(D, 1) for _ in range(K))
+        for value, gate in zip(self.values, self.gates, strict=True):
+            init_linear(value)  # v_t = u_t + V u_t starts near u_t: gentle first updates
+            init_linear(gate)
+            nn.init.constant_(gate.bias, -2.0)  # eta ~ 0.12 eta_max at the start
+
+    def value(self, level: int, u: torch.Tensor) -> torch.Tensor:
+        """Level ``level``'s values ``v_t = u_t + V_l u_t`` for its input ``u [B, T, D]``."""
+        return u + self.values[level](u)
+
+    def step(self, level: int, u: torch.Tensor) -> torch.Tensor:
+        """Level ``level``'s per-token steps ``eta_max sigmoid(w_l . u_t + b_l)``, ``[B, T]``."""
+        return self.eta_max * torch.sigmoid(self.gates[level](u)[..., 0])
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        y, _ = self.fn(u, self.cms.block_weights(), self.cms.periods, self.step, targets=self.value,
+                       normalize=True, self_generated=self.target == "self")
+        return y - u
+
+    def level_parameters(self) -> list[list[nn.Parameter]]:
+        """Each level's initial weights with its value map and step gate."""
+        levels = self.cms.level_parameters()
+        for i, level in enumerate(levels):
+            level += [*self.values[i].parameters(), *self.gates[i].parameters()]
+        return levels
 
 
 class MixerBlock(nn.Module):
@@ -452,19 +534,45 @@ class TitansLM(LanguageModel):
 
 @register_model("hope")
 class HopeLM(LanguageModel):
-    """HOPE (Eqs. 94-97): blocks of self-modifying Titans followed by the Continuum Memory System.
+    """HOPE (Eqs. 94-97): blocks of self-modifying Titans followed by the Continuum Memory System,
+    whose levels learn in context (:class:`InContextCMSBranch`; level l every ``cms_periods[l]`` tokens).
 
     Class attributes select the ablations of notebook 09 (each registered under its own name):
-    ``use_cms`` (False: a SwiGLU MLP instead of the CMS), ``self_modify`` (False: the k, v, eta,
-    alpha memories stay at their meta-learned initial states), ``dgd`` (False: plain gradient
-    step with weight decay instead of the DGD projector).
+    ``use_cms`` (False: a SwiGLU MLP instead of the CMS), ``cms_in_context`` (False: the CMS with
+    fixed weights at test time, :class:`CMSBranch`), ``cms_target`` (``"values"`` or ``"self"``,
+    :class:`InContextCMSBranch`), ``self_modify`` (False: the k, v, eta, alpha memories stay at
+    their meta-learned initial states), ``dgd`` (False: plain gradient steps with weight decay on
+    both matrices of every memory instead of DGD, see :class:`~nlteach.titans.SelfModifyingTitans`).
     """
 
     use_cms, self_modify, dgd = True, True, True
+    cms_in_context, cms_target = True, "values"
 
     def make_block(self, config: ModelConfig, layer: int) -> nn.Module:
         mixer = self_modifying_layer(config, dgd=self.dgd, self_modify=self.self_modify)
-        return MixerBlock(config, mixer, CMSBranch(config) if self.use_cms else _swiglu(config))
+        return MixerBlock(config, mixer, _cms_branch(config, self) if self.use_cms else _swiglu(config))
+
+
+def _cms_branch(config: ModelConfig, model: LanguageModel) -> CMSBranch:
+    """The CMS branch ``model``'s class attributes ask for (in context or static, and the target)."""
+    if model.cms_in_context:
+        return InContextCMSBranch(config, model.cms_target)
+    return CMSBranch(config)
+
+
+@register_model("hope-static-cms")
+class HopeStaticCMS(HopeLM):
+    """Ablation: HOPE whose CMS weights are fixed at test time (the HOPE of the course before the
+    in-context CMS: the CMS learns only in the outer loop)."""
+
+    cms_in_context = False
+
+
+@register_model("hope-cms-selfgen")
+class HopeCMSSelfGenerated(HopeLM):
+    """Ablation: HOPE whose in-context CMS levels make their own targets, ``MLP_l(v_t)`` (Eq. 86 style)."""
+
+    cms_target = "self"
 
 
 @register_model("hope-no-cms")
@@ -483,19 +591,29 @@ class HopeNoSelfModification(HopeLM):
 
 @register_model("hope-no-dgd")
 class HopeNoDGD(HopeLM):
-    """Ablation: HOPE with plain gradient steps (weight decay, no ``-eta k k^T`` projector)."""
+    """Ablation: HOPE without DGD: every memory's two matrices take plain gradient steps with weight
+    decay (no ``-eta k k^T`` projector on the first, no normalized step on the second)."""
 
     dgd = False
 
 
 @register_model("hope-attention")
 class HopeAttentionLM(LanguageModel):
-    """Hope-Attention: causal softmax attention (RoPE) followed by the CMS."""
+    """Hope-Attention: causal softmax attention (RoPE) followed by the CMS, learning in context
+    (:class:`InContextCMSBranch`)."""
 
-    impl_dependent = False  # no in-context memory: naive and chunked are the same model
+    cms_in_context, cms_target = True, "values"
 
     def make_block(self, config: ModelConfig, layer: int) -> nn.Module:
-        return MixerBlock(config, CausalSelfAttention(config), CMSBranch(config))
+        return MixerBlock(config, CausalSelfAttention(config), _cms_branch(config, self))
+
+
+@register_model("hope-attention-static-cms")
+class HopeAttentionStaticCMS(HopeAttentionLM):
+    """Ablation: Hope-Attention whose CMS weights are fixed at test time."""
+
+    cms_in_context = False
+    impl_dependent = False  # no in-context memory: naive and chunked are the same model
 
 
 def cms_level_parameters(model: LanguageModel) -> list[list[nn.Parameter]]:

@@ -27,6 +27,7 @@ too), one line each; the question, the options and the evidence are in docs/deci
 
 (a) q is non-adaptive: ``q_t = normalize(conv(x_t W_q))``.               docs/decisions.md#titans-a
 (b) (alpha I - eta k k^T) multiplies ``W2``; ``W1`` steps via both args. docs/decisions.md#titans-b
+    ``dgd=False`` drops DGD from both: no projector, and W1's plain step.  docs/decisions.md#hope-no-dgd
 (c) Momentum is an option (``momentum=beta``), off by default.           docs/decisions.md#titans-c
 (d) eta, alpha per head: a learned readout and a sigmoid.                docs/decisions.md#titans-d
 (e) The main memory's target is ``M_memory(v_t)``; exclusive read.       docs/decisions.md#titans-e
@@ -275,7 +276,7 @@ def _memory_update(snap: Memory, state: Memory, mom: Memory, k, v, eta, alpha, b
     vhat = mlp_read(*snap, v)  # Eq. 86: the memory generates its own target
     a, r, delta = grad_terms(*snap, k, vhat)
     ad = a - sigma(v @ snap[0])  # choice (b): the second matrix's input is a_k - a_v
-    eta2 = eta / (C * (1 + (ad * ad).sum(-1)))  # choice (b): normalized step for the second matrix
+    eta2 = _second_step(eta, ad, C, dgd)  # choice (b): normalized step for the second matrix (DGD)
     if chunk:
         _, S2, M2 = dgd_chunk(state[0], mom[0], k, delta, dgd, eta, alpha, beta)
         _, S1, M1 = dgd_chunk(state[1], mom[1], ad, r, False, eta2, alpha, beta)
@@ -284,6 +285,14 @@ def _memory_update(snap: Memory, state: Memory, mom: Memory, k, v, eta, alpha, b
         S2, M2 = dgd_token(state[0], mom[0], k, delta, k if dgd else None, eta[..., 0], alpha[..., 0], beta)
         S1, M1 = dgd_token(state[1], mom[1], ad, r, None, eta2[..., 0], alpha[..., 0], beta)
     return (S2, S1), (M2, M1)
+
+
+def _second_step(eta: torch.Tensor, ad: torch.Tensor, C: int, dgd: bool) -> torch.Tensor:
+    """The second matrix's step (choice (b)): with DGD the normalized ``eta / (C (1 + |ad|^2))``,
+    without it the plain ``eta / C`` (``ad [..., n, hidden]``, ``eta [..., n]``)."""
+    if not dgd:
+        return eta / C
+    return eta / (C * (1 + (ad * ad).sum(-1)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,7 +313,9 @@ def self_modifying_titans_naive(u: torch.Tensor, q: torch.Tensor, init: Mapping[
         readout: ``w_eta, w_alpha [H, d]``, ``b_eta, b_alpha [H]`` (choice (d) of the module doc).
         chunk_size: the main memory's chunk; proj_chunk_size: the k, v, eta, alpha memories' chunk.
         momentum: beta of the optional momentum (0 = none). eta_max: largest learning rate.
-        dgd: False replaces the projector (alpha I - eta k k^T) by plain weight decay alpha I.
+        dgd: False removes DGD from both matrices: the first's projector (alpha I - eta k k^T)
+            becomes plain weight decay alpha I, the second's normalized step eta / (C (1 + |ad|^2))
+            the plain eta / C (choice (b)); docs/decisions.md#hope-no-dgd.
         self_modify: False freezes the k, v, eta, alpha memories at their initial states.
         momentum_state: initial momenta, shaped like ``init`` (default zeros).
         return_generated: also return ``{"k", "v", "eta", "alpha"}`` for every token.
@@ -458,7 +469,7 @@ def _chunk_update(S2, S1, M2, M1, k, v, eta, alpha, beta, dgd, C, *, q=None, nee
     r = mk - mv  # [..., n, d]: M(k) - vhat
     delta = sigma_prime(zk) * (r @ S1.transpose(-1, -2))  # [..., n, hidden]
     ad = ak - av  # choice (b): the second matrix's input is a_k - a_v (self-referential gradient)
-    eta2 = eta / (C * (1 + (ad * ad).sum(-1)))  # choice (b): normalized step for the second matrix
+    eta2 = _second_step(eta, ad, C, dgd)  # choice (b): normalized step for the second matrix (DGD)
     G = segment_products(torch.cat([torch.ones_like(alpha[..., :1]), alpha], dim=-1))  # shared decays
     # k, eta, alpha (and so G and the projector's triangular system) may have a size-1 memory dim
     # that broadcasts over stacked memories: one system per chunk serves all four projection memories
@@ -495,7 +506,7 @@ class _ChunkStep(torch.autograd.Function):
 
         z = [k; vn; q] S2,  a = sigma(z),  r = (k + a_k S1) - (vn + a_v S1)
         W  = -eta * (sigma'(z_k) * (r S1^T)),  ad = a_k - a_v,  W' = -eta' * r,
-        eta' = eta / (C (1 + |ad|^2))
+        eta' = eta / (C (1 + |ad|^2))   (without project, i.e. without DGD: eta' = eta / C)
         Y  = A^-1 (-eta * (g0 * z_k + L W)),  L = Gp * (k k^T),  A = I + eta * L   (only with project)
         S2_C = gC S2 + k^T (gl * (W + Y)),   S1_C = gC S1 + ad^T (gl * W')
         zq = g0 * z_q + (Gp * (q k^T)) (W + Y),   h = g0 * (sigma(zq) S1) + (Gp * (sigma(zq) ad^T)) W'
@@ -525,8 +536,9 @@ class _ChunkStep(torch.autograd.Function):
         gr = r @ tr(S1)
         delta = sp[..., :n, :] * gr
         ad = ak - av  # choice (b)
-        nad = (ad * ad).sum(-1).add_(1.0)
-        eta2 = eta / (C * nad)  # choice (b)
+        # choice (b): eta' = eta / (C (1 + |ad|^2)); without DGD (not project) the plain eta / C
+        nad = (ad * ad).sum(-1).add_(1.0) if project else torch.ones_like(eta)
+        eta2 = eta / (C * nad)
         eta_ = eta[..., None]
         g0p, gC, Gp, gl = G[..., :-1, 0, None], G[..., -1, 0, None, None], G[..., :-1, 1:], G[..., -1, 1:, None]
         W = delta * -eta_  # the gradient steps of the first matrix
@@ -634,7 +646,8 @@ class _ChunkStep(torch.autograd.Function):
         deta2 = -(r * dWp).sum(-1)
         dr = dWp * -eta2[..., None]
         deta = deta2 / (C * nad)
-        dad.addcmul_(ad, (-2 * deta2 * eta2 / nad)[..., None])
+        if ctx.project:  # the normalization's gradient (only DGD normalizes)
+            dad.addcmul_(ad, (-2 * deta2 * eta2 / nad)[..., None])
         dW = dWY
         dzk = _silu_second(z[..., :n, :], s[..., :n, :]).mul_(gr)  # times ddelta below
         if ctx.project:

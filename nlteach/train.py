@@ -175,7 +175,8 @@ def _train(cfg: TrainConfig, corpus: text.CharCorpus, model_cfg: ModelConfig, de
         torch.manual_seed(cfg.seed + 7919 * dist.rank)
     model: nn.Module = raw_model
     if dist.world_size > 1:
-        model = nn.parallel.DistributedDataParallel(raw_model, device_ids=[device.index] if device.type == "cuda" else None)
+        model = nn.parallel.DistributedDataParallel(raw_model, device_ids=[device.index] if device.type == "cuda" else None,
+                                                    find_unused_parameters=not raw_model.uses_every_parameter)
     try:
         optimizer = recipes.make_model_optimizer(cfg.optimizer, raw_model, cfg.lr, weight_decay=cfg.weight_decay,
                                                  cms_multi_frequency=cfg.cms_multi_frequency)

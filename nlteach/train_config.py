@@ -67,7 +67,9 @@ class TrainConfig:
     weight_decay: float = _opt(0.1, "AdamW weight decay (matrices only)")
     grad_clip: float = _opt(1.0, "max global gradient norm (<= 0: off)")
     optimizer: str = _opt("adamw", "adamw, sgd, or an optimizer class of nlteach.optim (e.g. Muon)")
-    cms_multi_frequency: bool = _opt(False, "train each CMS level at its own period (hope, hope-attention)")
+    cms_multi_frequency: bool = _opt(False, "OUTER (training-step) frequency: the optimizer steps CMS level l "
+                                            "every cms_periods[l] training steps (hope, hope-attention and their "
+                                            "static-cms ablations; the in-context levels count tokens regardless)")
     eval_every: int | None = _opt(None, "steps between evaluations (default: the preset's)", type=cli.positive_int)
     eval_windows: int | None = _opt(None, "val windows per evaluation (default: the preset's)", type=cli.positive_int)
     log_every: int | None = _opt(None, "steps between metrics lines (default: the preset's)", type=cli.positive_int)

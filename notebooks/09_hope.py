@@ -186,6 +186,11 @@ plt.show()
 # %% [markdown]
 # ## 4. Our laptop-preset results (committed)
 #
+# **Read this first.** These runs were made before HOPE's CMS learned in context (issue 17): the
+# models called `hope` and `hope-attention` in them are what the library now calls
+# `hope-static-cms` and `hope-attention-static-cms` (CMS weights fixed at test time). The live run
+# of section 3 uses today's `hope`, whose CMS levels update inside the sequence.
+#
 # Made with the command that is now
 #
 #     python -m nlteach.experiments.lm_comparison --preset laptop --threads 1 \

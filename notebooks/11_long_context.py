@@ -181,6 +181,10 @@ print("widths at equal parameters:",
 # %% [markdown]
 # ## 3. Recall against context length
 #
+# **Read this first.** The committed runs below were made before HOPE's CMS learned in context
+# (issue 17): their `hope` and `hope-attention` are what the library now calls `hope-static-cms` and
+# `hope-attention-static-cms`. Live runs in this notebook use today's models.
+#
 # **Live run** (active preset, seeds `live_seeds`): the four models on S-NIAH. At `tiny` this
 # takes seconds and the accuracies are noise; at `laptop` it takes a few minutes (HOPE is the
 # slowest per step on a CPU).

@@ -221,18 +221,24 @@ def test_state_dict_keys_of_the_shared_layers_are_stable():
 
 def test_hope_ablations_change_what_they_say():
     from nlteach.cms import CMS
+    from nlteach.models import CMSBranch
     from nlteach.titans import SelfModifyingTitans
 
     def layers(m, cls):
         return [x for x in m.modules() if isinstance(x, cls)]
 
     assert len(layers(make("hope"), CMS)) == 2 and not layers(make("hope-no-cms"), CMS)
+    assert all(b.in_context for b in layers(make("hope"), CMSBranch))
+    assert not any(b.in_context for b in layers(make("hope-static-cms"), CMSBranch))
+    assert all(b.target == "self" for b in layers(make("hope-cms-selfgen"), CMSBranch))
+    assert all(b.in_context for b in layers(make("hope-attention"), CMSBranch))
+    assert not any(b.in_context for b in layers(make("hope-attention-static-cms"), CMSBranch))
     assert all(not x.opts["self_modify"] for x in layers(make("hope-no-selfmod"), SelfModifyingTitans))
     assert all(not x.opts["dgd"] for x in layers(make("hope-no-dgd"), SelfModifyingTitans))
     # longer than the projection chunk (32), so the k, v, eta, alpha memories update inside the sequence
     idx = torch.randint(0, V, (1, 40), generator=torch.Generator().manual_seed(4))
     base = make("hope")(idx)
-    for name in ("hope-no-selfmod", "hope-no-dgd"):  # same weights, different in-context rule
+    for name in ("hope-no-selfmod", "hope-no-dgd", "hope-cms-selfgen"):  # same weights, different in-context rule
         m = make(name)
         m.load_state_dict(make("hope").state_dict())
         assert not torch.allclose(m(idx), base)
@@ -243,7 +249,12 @@ def test_cms_level_parameters_cover_every_cms_weight():
 
     m = make("hope", cms_periods=(1, 8))
     levels = cms_level_parameters(m)
-    assert len(levels) == 2 and all(len(lv) == 2 * m.config.n_layers for lv in levels)
+    # per block and level: W_in, W_out, the value map, the step gate's weight and bias
+    assert len(levels) == 2 and all(len(lv) == 5 * m.config.n_layers for lv in levels)
+    cms = {id(p) for name, p in m.named_parameters() if ".mlp." in name}
+    assert {id(p) for lv in levels for p in lv} == cms
+    static = cms_level_parameters(make("hope-static-cms", cms_periods=(1, 8)))
+    assert all(len(lv) == 2 * m.config.n_layers for lv in static)
     with pytest.raises(ValueError, match="no CMS"):
         cms_level_parameters(make("titans"))
 

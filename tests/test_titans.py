@@ -209,6 +209,33 @@ def test_second_matrix_step_contracts_the_self_referential_residual():
         assert 1 - eta < factor <= 1
 
 
+def test_without_dgd_both_matrices_take_plain_steps():
+    """hope-no-dgd (dgd=False) removes DGD from both matrices: the first loses the projector
+    (S2 <- alpha S2 - eta k^T delta), the second its normalization (S1 <- alpha S1 - (eta / C) ad^T r);
+    with DGD the first is multiplied by (alpha I - eta k k^T) and the second steps eta / (C (1 + |ad|^2))."""
+    from nlteach.deep_memory import sigma
+    from nlteach.titans import _memory_update, grad_terms
+
+    g = torch.Generator().manual_seed(4)
+    d, hidden, C = 4, 6, 3
+    S2 = torch.randn(d, hidden, generator=g, dtype=torch.float64)
+    S1 = 0.3 * torch.randn(hidden, d, generator=g, dtype=torch.float64)
+    k = F.normalize(torch.randn(1, d, generator=g, dtype=torch.float64), dim=-1)
+    v = torch.randn(1, d, generator=g, dtype=torch.float64)
+    eta, alpha = torch.tensor([0.4], dtype=torch.float64), torch.tensor([0.9], dtype=torch.float64)
+    zeros = (torch.zeros_like(S2), torch.zeros_like(S1))
+    vn = F.normalize(v, dim=-1)
+    a, r, delta = grad_terms(S2, S1, k, mlp_read(S2, S1, vn))
+    ad = a - sigma(vn @ S2)
+    (S2n, S1n), _ = _memory_update((S2, S1), (S2, S1), zeros, k, v, eta, alpha, 0.0, False, chunk=False, C=C)
+    torch.testing.assert_close(S2n, 0.9 * S2 - 0.4 * k.T @ delta, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(S1n, 0.9 * S1 - (0.4 / C) * ad.T @ r, rtol=1e-12, atol=1e-12)
+    (S2d, S1d), _ = _memory_update((S2, S1), (S2, S1), zeros, k, v, eta, alpha, 0.0, True, chunk=False, C=C)
+    torch.testing.assert_close(S2d, 0.9 * S2 - 0.4 * k.T @ (k @ S2) - 0.4 * k.T @ delta, rtol=1e-12, atol=1e-12)
+    step = 0.4 / (C * (1 + (ad * ad).sum()))
+    torch.testing.assert_close(S1d, 0.9 * S1 - step * ad.T @ r, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("chunk", [1, 16])
 def test_hostile_inputs_stay_finite(chunk):
     """Regression test of the laptop-preset NaN: large inputs (so large generated values), large initial

@@ -70,11 +70,12 @@ def test_run_writes_metrics_results_and_checkpoint(tmp_path, data_mirror):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_interrupted_and_resumed_run_is_bit_equal(tmp_path, data_mirror):
+@pytest.mark.parametrize("model", ["transformer", "hope", "hope-attention"])
+def test_interrupted_and_resumed_run_is_bit_equal(tmp_path, data_mirror, model):
     """stop after step 5 (mid log interval), resume: same metrics (all but time) and weights, bit for bit.
 
-    Dropout is on, so the restored RNG states matter too."""
-    cfg = {**SMALL, "dropout": 0.1}
+    Dropout is on, so the restored RNG states matter too. hope and hope-attention: their CMS learns in context."""
+    cfg = {**SMALL, "dropout": 0.1, "model": model}
     full = tr.train(cfg, out=str(tmp_path / "a"))
     part = tr.train(cfg, out=str(tmp_path / "b"), stop_after=5)
     assert part["interrupted"] and part["stopped_by"] == "stop_after" and part["step"] == 5
@@ -187,20 +188,21 @@ def test_preset_defaults_to_the_environment(tmp_path, monkeypatch, data_mirror):
     assert saved["config"]["arch"]["dim"] == 16  # typed options win over the preset
 
 
-def test_ddp_two_processes_match_one_process(tmp_path, data_mirror):
+@pytest.mark.parametrize("model", ["transformer", "hope"])
+def test_ddp_two_processes_match_one_process(tmp_path, data_mirror, model):
     """torchrun, 2 gloo processes, global batch 4 (2 per rank), stopped after step 5 (mid log
     interval) and resumed under torchrun, vs one uninterrupted process with batch 4.
 
     Both see the same windows each step and average the same gradients; only the order of float
-    sums differs, so losses agree to ~1e-6 (tolerance 1e-5)."""
+    sums differs, so losses agree to ~1e-6 (tolerance 1e-5). hope: with its in-context CMS."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "nlteach.train", *SMALL_ARGS, "--out", str(tmp_path / "ddp")]
+           "-m", "nlteach.train", *SMALL_ARGS, "--model", model, "--out", str(tmp_path / "ddp")]
     resume = cmd[:cmd.index("nlteach.train") + 1] + ["--out", str(tmp_path / "ddp"), "--resume"]
     for command in (cmd + ["--stop-after", "5"], resume):  # resume takes its settings from the checkpoint
         proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=240)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    tr.train(SMALL, out=str(tmp_path / "one"))
+    tr.train({**SMALL, "model": model}, out=str(tmp_path / "one"))
     ddp, one = metrics(tmp_path / "ddp"), metrics(tmp_path / "one")
     assert [r["step"] for r in ddp] == [r["step"] for r in one]
     for a, b in zip(ddp, one):

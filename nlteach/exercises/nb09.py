@@ -24,7 +24,8 @@ def hope_block_reference(x: torch.Tensor, mixer, norm1, norm2, cms_weights) -> t
 
 def _block(seed: int = 0):
     torch.manual_seed(seed)
-    model = build_model("hope", ModelConfig(vocab_size=11, dim=16, n_layers=1, n_heads=2, chunk_size=4,
+    # the block of the exercise reads the CMS with fixed weights: hope-static-cms (hope's CMS learns in context)
+    model = build_model("hope-static-cms", ModelConfig(vocab_size=11, dim=16, n_layers=1, n_heads=2, chunk_size=4,
                                             proj_chunk_size=4, cms_periods=(1, 4, 16))).double()
     block = model.blocks[0]
     with torch.no_grad():  # larger CMS weights than at initialization, so every term is visible
@@ -65,5 +66,5 @@ def check_hope_block(fn) -> None:
             if torch.allclose(got, swapped, atol=1e-9) and not torch.allclose(swapped, expected, atol=1e-9):
                 raise GradingFailure("the CMS levels are applied in the wrong order: level 1 (the first pair "
                                      "in cms_weights) reads u first, the last level reads the chain's output.")
-        assert_close(got, expected, what="the HOPE block's output (compared with nlteach's HopeLM block)",
+        assert_close(got, expected, what="the HOPE block's output (compared with nlteach's hope-static-cms block)",
                      rtol=1e-9, atol=1e-10)
