@@ -547,10 +547,26 @@ def cms_chunk_step(U: torch.Tensor, V: torch.Tensor, eta: torch.Tensor, W_in: to
     weights ``W_in [B, hidden, D]``, ``W_out [B, D, hidden]``; ``C`` the level's period (it scales
     the normalized steps). Returns the outputs ``O [B, n, D]`` (every token at the chunk-start
     weights) and the weights after the chunk's summed update, ``sum_t e_t a_t^T = E^T A``.
+    (:func:`cms_level_scan` with one chunk, ``n = C``; the derivation is above :func:`cms_in_context_naive`.)"""
+    if U.dim() != 3 or U.shape[1] != C:
+        raise ValueError(f"cms_chunk_step takes one full chunk: U [B, C, D] with C={C}, got {tuple(U.shape)}.")
+    return cms_level_scan(U, V, eta, W_in, W_out, C, normalize=normalize, self_generated=self_generated)
 
-    One operation with a hand-written backward (:class:`_CMSChunkStep`): autograd would record
-    about 30 small operations per chunk, and a level of period 1 runs one chunk per token."""
-    return _CMSChunkStep.apply(U, V, eta, W_in, W_out, C, normalize, self_generated)
+
+def cms_level_scan(U: torch.Tensor, V: torch.Tensor, eta: torch.Tensor, W_in: torch.Tensor, W_out: torch.Tensor,
+                   C: int, *, normalize: bool = False, self_generated: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One level of the chunked form over a whole sequence: ``U, V [B, T, D]``, ``eta [B, T]``,
+    initial weights ``W_in [B, hidden, D]``, ``W_out [B, D, hidden]`` (a batch dim of stride 0 is
+    fine); chunks of ``C`` tokens, every full one updating the weights at its end, a trailing
+    partial one read only. Returns ``(O [B, T, D], W_in_T, W_out_T)``.
+
+    One operation with a hand-written backward (:class:`_CMSLevelScan`): autograd would record about
+    30 small operations and keep two weight matrices per chunk (a level of period 1 runs one chunk
+    per token); this keeps each chunk's small factors, updates the weights in place, and in the
+    backward walks the chunks in reverse, restoring each chunk's start weights by adding its update
+    back (exact up to rounding) and accumulating the weights' gradients in place."""
+    return _CMSLevelScan.apply(U, V, eta, W_in, W_out, C, normalize, self_generated)
 
 
 def _silu_parts(H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -560,119 +576,172 @@ def _silu_parts(H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return s, A, torch.addcmul(s, A, 1 - s)
 
 
-class _CMSChunkStep(torch.autograd.Function):
-    """:func:`cms_chunk_step` (the derivation above :func:`cms_in_context_naive`). Forward, rows =
-    the chunk's tokens, ``sg`` = self_generated::
+def _chunk_forward(U, V, eta, W_in, W_out, C: int, normalize: bool, sg: bool):
+    """One chunk (rows = its tokens, ``sg`` = self_generated), the weights updated IN PLACE::
 
         H = U W_in^T, A = silu(H), S = silu'(H), O = U + A W_out^T
         R = O - V, Ad = A            (sg: R = O - (V + A_v W_out^T), Ad = A - A_v, A_v = silu(V W_in^T))
         normalize: eta~ = eta / (C (1 + N)), N = |Ad|^2 + f (|u|^2 n1 (+ |v|^2 n2)), n1 = S^2 col,
                    col = the squared column norms of W_out, f = 1 (sg: 2)
         E = eta~ R, Bk = E W_out, Du = Bk * S (Dv = Bk * S_v)
-        W_in' = W_in - Du^T U (+ Dv^T V),  W_out' = W_out - E^T Ad
+        W_in -= Du^T U (- Dv^T V),  W_out -= E^T Ad
 
-    The backward runs these lines in reverse (checked by gradcheck and against the token loop)."""
+    Returns ``O`` and what the backward needs."""
+    H = U @ W_in.mT  # [B, n, hidden]
+    s, A, S = _silu_parts(H)
+    O = torch.baddbmm(U, A, W_out.mT)  # every token at the chunk-start weights
+    Hv = sv = Av = Sv = Dv = None
+    if sg:  # vhat = MLP(V) at the same weights
+        Hv = V @ W_in.mT
+        sv, Av, Sv = _silu_parts(Hv)
+        R, Ad = O - torch.baddbmm(V, Av, W_out.mT), A - Av
+    else:
+        R, Ad = O - V, A
+    col = n1 = n2 = uu = vv = den = None
+    if normalize:
+        col = (W_out * W_out).sum(-2)  # [B, hidden]
+        n1, uu = ((S * S) @ col[..., None])[..., 0], (U * U).sum(-1)
+        N = uu * n1
+        if sg:
+            n2, vv = ((Sv * Sv) @ col[..., None])[..., 0], (V * V).sum(-1)
+            N = 2 * (N + vv * n2)
+        den = N.add_((Ad * Ad).sum(-1)).add_(1)  # 1 + N
+        et = eta / (C * den)
+    else:
+        et = eta
+    E = et[..., None] * R  # [B, n, D]
+    Bk = E @ W_out  # rows W_out^T e_t
+    Du = Bk * S
+    if sg:
+        Dv = Bk * Sv
+    W_in.baddbmm_(Du.mT, U, alpha=-1)  # W_in - sum_t delta_t u_t^T
+    if sg:
+        W_in.baddbmm_(Dv.mT, V)
+    W_out.baddbmm_(E.mT, Ad, alpha=-1)  # W_out - sum_t e_t ad_t^T
+    return O, (H, s, A, S, R, Ad, et, E, Bk, Du, Hv, sv, Av, Sv, Dv, col, n1, n2, uu, vv, den)
+
+
+def _chunk_undo(saved, U, V, W_in, W_out, sg: bool) -> None:
+    """Restore a chunk's start weights in place from the weights after it (adds its update back)."""
+    Ad, E, Du, Dv = saved[5], saved[7], saved[9], saved[14]
+    W_out.baddbmm_(E.mT, Ad)
+    if sg:
+        W_in.baddbmm_(Dv.mT, V, alpha=-1)
+    W_in.baddbmm_(Du.mT, U)
+
+
+def _chunk_backward(saved, U, V, W_in, W_out, gO, gW_in, gW_out, C: int, normalize: bool, sg: bool):
+    """The backward of :func:`_chunk_forward` at the chunk-start weights ``W_in, W_out``: ``gW_in,
+    gW_out`` hold the gradients of the weights after the chunk and are turned IN PLACE into those of
+    the weights before it. Returns ``(gU, gV, geta)``."""
+    (H, s, A, S, R, Ad, et, E, Bk, Du, Hv, sv, Av, Sv, Dv, col, n1, n2, uu, vv, den) = saved
+    # W_out' = W_out - E^T Ad;  W_in' = W_in - Du^T U (+ Dv^T V): read the gradients of W' first
+    gE = -(Ad @ gW_out.mT)
+    gAd = -(E @ gW_out)
+    gDu = -(U @ gW_in.mT)
+    gU = -(Du @ gW_in)
+    gV = None
+    if sg:
+        gDv = V @ gW_in.mT
+        gV = Dv @ gW_in
+    # Du = Bk * S, Dv = Bk * S_v;  Bk = E W_out
+    gBk = gDu * S
+    gS = gDu * Bk
+    if sg:
+        gBk += gDv * Sv
+        gSv = gDv * Bk
+    gE += gBk @ W_out.mT
+    gW_out.baddbmm_(E.mT, gBk)
+    # E = eta~ R
+    gR = et[..., None] * gE
+    get = (gE * R).sum(-1)
+    if normalize:  # eta~ = eta / (C (1 + N))
+        geta = get / (C * den)
+        gN = -get * et / den
+        gAd += (2 * gN)[..., None] * Ad
+        f = 2 if sg else 1
+        gU += (2 * f * gN * n1)[..., None] * U
+        gn1 = f * gN * uu
+        gS += (2 * gn1)[..., None] * S * col[:, None, :]
+        gcol = ((S * S).mT @ gn1[..., None])[..., 0]
+        if sg:
+            gV += (2 * f * gN * n2)[..., None] * V
+            gn2 = f * gN * vv
+            gSv += (2 * gn2)[..., None] * Sv * col[:, None, :]
+            gcol += ((Sv * Sv).mT @ gn2[..., None])[..., 0]
+        gW_out.addcmul_(W_out, gcol[:, None, :], value=2)
+    else:
+        geta = get
+    # R = O - V (sg: O - V - A_v W_out^T);  Ad = A (sg: A - A_v);  O = U + A W_out^T
+    gOt = gO + gR
+    if sg:
+        gV -= gR
+        gAv = -(gR @ W_out) - gAd
+        gW_out.baddbmm_(gR.mT, Av, alpha=-1)
+    else:
+        gV = -gR
+    gA = torch.baddbmm(gAd, gOt, W_out)
+    gW_out.baddbmm_(gOt.mT, A)
+    gU += gOt
+    # A = silu(H), S = silu'(H): silu'' = s (1 - s) (2 + H (1 - 2 s))
+    gH = gA * S + gS * (s * (1 - s) * (2 + H * (1 - 2 * s)))
+    gU.baddbmm_(gH, W_in)
+    gW_in.baddbmm_(gH.mT, U)
+    if sg:
+        gHv = gAv * Sv + gSv * (sv * (1 - sv) * (2 + Hv * (1 - 2 * sv)))
+        gV.baddbmm_(gHv, W_in)
+        gW_in.baddbmm_(gHv.mT, V)
+    return gU, gV, geta
+
+
+class _CMSLevelScan(torch.autograd.Function):
+    """:func:`cms_level_scan`: :func:`_chunk_forward` chunk by chunk, :func:`_chunk_undo` and
+    :func:`_chunk_backward` in reverse (checked by gradcheck and against the token loop)."""
 
     @staticmethod
-    def forward(ctx, U, V, eta, W_in, W_out, C: int, normalize: bool, sg: bool):
-        H = U @ W_in.mT  # [B, n, hidden]
-        s, A, S = _silu_parts(H)
-        O = torch.baddbmm(U, A, W_out.mT)  # every token at the chunk-start weights
-        Hv = sv = Av = Sv = None
-        if sg:  # vhat = MLP(V) at the same weights
-            Hv = V @ W_in.mT
-            sv, Av, Sv = _silu_parts(Hv)
-            R, Ad = O - torch.baddbmm(V, Av, W_out.mT), A - Av
-        else:
-            R, Ad = O - V, A
-        col = n1 = n2 = uu = vv = den = None
-        if normalize:
-            col = (W_out * W_out).sum(-2)  # [B, hidden]
-            n1, uu = ((S * S) @ col[..., None])[..., 0], (U * U).sum(-1)
-            N = uu * n1
-            if sg:
-                n2, vv = ((Sv * Sv) @ col[..., None])[..., 0], (V * V).sum(-1)
-                N = 2 * (N + vv * n2)
-            den = N.add_((Ad * Ad).sum(-1)).add_(1)  # 1 + N
-            et = eta / (C * den)
-        else:
-            et = eta
-        E = et[..., None] * R  # [B, n, D]
-        Bk = E @ W_out  # rows W_out^T e_t
-        Du = Bk * S
-        W_in_new = torch.baddbmm(W_in, Du.mT, U, alpha=-1)  # W_in - sum_t delta_t u_t^T
-        Dv = None
-        if sg:
-            Dv = Bk * Sv
-            W_in_new.baddbmm_(Dv.mT, V)
-        W_out_new = torch.baddbmm(W_out, E.mT, Ad, alpha=-1)  # W_out - sum_t e_t ad_t^T
-        ctx.C, ctx.normalize, ctx.sg = C, normalize, sg
-        ctx.save_for_backward(U, V, W_in, W_out, H, s, A, S, R, Ad, et, E, Bk, Du,
-                              Hv, sv, Av, Sv, Dv, col, n1, n2, uu, vv, den)
-        return O, W_in_new, W_out_new
+    def forward(ctx, U, V, eta, W_in0, W_out0, C: int, normalize: bool, sg: bool):
+        W_in, W_out = W_in0.clone(memory_format=torch.contiguous_format), W_out0.clone(memory_format=torch.contiguous_format)
+        T = U.shape[1]
+        n_full = T // C
+        outs, saved = [], []
+        for U_c, V_c, e_c in zip(U.split(C, dim=1), V.split(C, dim=1), eta.split(C, dim=1), strict=True):
+            if U_c.shape[1] == C:  # a full chunk ends at a step = 0 mod C: apply its summed update
+                O, sv = _chunk_forward(U_c, V_c, e_c, W_in, W_out, C, normalize, sg)
+                saved.append(sv)
+            else:  # a trailing partial chunk: read, never applied
+                O = mlp_block(U_c, W_in, W_out)
+            outs.append(O)
+        ctx.C, ctx.normalize, ctx.sg, ctx.n_full, ctx.chunks = C, normalize, sg, n_full, saved
+        ctx.save_for_backward(U, V, W_in, W_out)
+        return torch.cat(outs, dim=1), W_in, W_out
 
     @staticmethod
-    def backward(ctx, gO, gWi, gWo):
-        (U, V, W_in, W_out, H, s, A, S, R, Ad, et, E, Bk, Du,
-         Hv, sv, Av, Sv, Dv, col, n1, n2, uu, vv, den) = ctx.saved_tensors
-        sg = ctx.sg
-        # W_out' = W_out - E^T Ad;  W_in' = W_in - Du^T U (+ Dv^T V)
-        gE = -(Ad @ gWo.mT)
-        gAd = -(E @ gWo)
-        gDu = -(U @ gWi.mT)
-        gU = -(Du @ gWi)
-        gV = None
-        if sg:
-            gDv = V @ gWi.mT
-            gV = Dv @ gWi
-        # Du = Bk * S, Dv = Bk * S_v;  Bk = E W_out
-        gBk = gDu * S
-        gS = gDu * Bk
-        if sg:
-            gBk += gDv * Sv
-            gSv = gDv * Bk
-        gE += gBk @ W_out.mT
-        gW_out = torch.baddbmm(gWo, E.mT, gBk)
-        # E = eta~ R
-        gR = et[..., None] * gE
-        get = (gE * R).sum(-1)
-        if ctx.normalize:  # eta~ = eta / (C (1 + N))
-            geta = get / (ctx.C * den)
-            gN = -get * et / den
-            gAd += (2 * gN)[..., None] * Ad
-            f = 2 if sg else 1
-            gU += (2 * f * gN * n1)[..., None] * U
-            gn1 = f * gN * uu
-            gS += (2 * gn1)[..., None] * S * col[:, None, :]
-            gcol = ((S * S).mT @ gn1[..., None])[..., 0]
-            if sg:
-                gV += (2 * f * gN * n2)[..., None] * V
-                gn2 = f * gN * vv
-                gSv += (2 * gn2)[..., None] * Sv * col[:, None, :]
-                gcol += ((Sv * Sv).mT @ gn2[..., None])[..., 0]
-            gW_out += 2 * W_out * gcol[:, None, :]
-        else:
-            geta = get
-        # R = O - V (sg: O - V - A_v W_out^T);  Ad = A (sg: A - A_v);  O = U + A W_out^T
-        gOt = gO + gR
-        if sg:
-            gV -= gR
-            gAv = -(gR @ W_out) - gAd
-            gW_out.baddbmm_(gR.mT, Av, alpha=-1)
-        else:
-            gV = -gR
-        gA = torch.baddbmm(gAd, gOt, W_out)
-        gW_out.baddbmm_(gOt.mT, A)
-        gU += gOt
-        # A = silu(H), S = silu'(H): silu'' = s (1 - s) (2 + H (1 - 2 s))
-        gH = gA * S + gS * (s * (1 - s) * (2 + H * (1 - 2 * s)))
-        gU.baddbmm_(gH, W_in)
-        gW_in = torch.baddbmm(gWi, gH.mT, U)
-        if sg:
-            gHv = gAv * Sv + gSv * (sv * (1 - sv) * (2 + Hv * (1 - 2 * sv)))
-            gV.baddbmm_(gHv, W_in)
-            gW_in.baddbmm_(gHv.mT, V)
-        return gU, gV, geta, gW_in, gW_out, None, None, None
+    def backward(ctx, gO, gW_in_T, gW_out_T):
+        U, V, W_T_in, W_T_out = ctx.saved_tensors
+        C, normalize, sg = ctx.C, ctx.normalize, ctx.sg
+        W_in, W_out = W_T_in.clone(), W_T_out.clone()  # walked back to each chunk's start
+        gW_in, gW_out = gW_in_T.clone(), gW_out_T.clone()  # accumulated in place
+        Us, Vs, gOs = U.split(C, dim=1), V.split(C, dim=1), gO.split(C, dim=1)
+        gU, gV, geta = [], [], []
+        if len(Us) > ctx.n_full:  # the trailing partial chunk, read at the final weights
+            U_c, g = Us[-1], gOs[-1]
+            H = U_c @ W_in.mT
+            s, A, S = _silu_parts(H)
+            gW_out.baddbmm_(g.mT, A)
+            gH = (g @ W_out).mul_(S)
+            gW_in.baddbmm_(gH.mT, U_c)
+            gU.append(torch.baddbmm(g, gH, W_in))
+            gV.append(torch.zeros_like(U_c))
+            geta.append(U_c.new_zeros(U_c.shape[:2]))
+        for j in range(ctx.n_full - 1, -1, -1):
+            saved = ctx.chunks[j]
+            _chunk_undo(saved, Us[j], Vs[j], W_in, W_out, sg)
+            g = _chunk_backward(saved, Us[j], Vs[j], W_in, W_out, gOs[j], gW_in, gW_out, C, normalize, sg)
+            gU.append(g[0])
+            gV.append(g[1])
+            geta.append(g[2])
+        cat = lambda xs: torch.cat(xs[::-1], dim=1)  # noqa: E731
+        return cat(gU), cat(gV), cat(geta), gW_in, gW_out, None, None, None
 
 
 def cms_in_context_chunked(x: torch.Tensor, weights: Sequence[Sequence[torch.Tensor]], periods: Sequence[int],
@@ -684,23 +753,16 @@ def cms_in_context_chunked(x: torch.Tensor, weights: Sequence[Sequence[torch.Ten
 
     Inside a chunk of C^(l) tokens the weights do not change (Eq. 71), so every token of the chunk
     is read at the chunk-start weights in one matmul, and the sum of the chunk's per-token updates
-    is a matmul too (:func:`cms_chunk_step`). Chunks start at token 1; only full chunks update.
-    Chunks are cut with one ``split`` per tensor (the backward of a split is one concatenation).
+    is a matmul too (:func:`cms_chunk_step`). Chunks start at token 1; only full chunks update. Each
+    level runs as one :func:`cms_level_scan`.
     """
     periods, ws, targets, etas, mix = _prepare(x, weights, periods, lr, targets, variant, mix)
     u = x
     outs, finals = [], []
     for lvl, ((W_in, W_out), C) in enumerate(zip(ws, periods, strict=True)):
         vs, eta = _level_inputs(lvl, u, targets, etas)
-        o_chunks = []
-        for U, V, E in zip(u.split(C, dim=1), vs.split(C, dim=1), eta.split(C, dim=1), strict=True):
-            if U.shape[1] == C:  # a full chunk ends at a step = 0 mod C: apply its summed update
-                O, W_in, W_out = cms_chunk_step(U, V, E, W_in, W_out, C, normalize=normalize,
-                                                self_generated=self_generated)
-            else:  # a trailing partial chunk: read, never applied
-                O = mlp_block(U, W_in, W_out)
-            o_chunks.append(O)
-        o = torch.cat(o_chunks, dim=1)
+        o, W_in, W_out = cms_level_scan(u, vs, eta, W_in, W_out, C, normalize=normalize,
+                                        self_generated=self_generated)
         outs.append(o)
         finals.append((W_in, W_out))
         if variant == "sequential":

@@ -107,11 +107,12 @@ small = models.ModelConfig(vocab_size=65, dim=32, n_layers=2, n_heads=2, chunk_s
                            cms_periods=(1, 4, 16))
 hope = models.build_model("hope", small)
 block = hope.blocks[0]
+static = models.build_model("hope-static-cms", small).blocks[0]  # the block above: a CMS with fixed weights
 x = torch.randn(2, 20, 32, generator=torch.Generator().manual_seed(0))
 with torch.no_grad():
-    mine = hope_block(x, block.mixer, block.norm1, block.norm2,
-                      [(b.W_in, b.W_out) for b in block.mlp.cms.blocks])
-    print("hope_block == the library's block:", torch.allclose(mine, block(x), atol=1e-6))
+    mine = hope_block(x, static.mixer, static.norm1, static.norm2,
+                      [(b.W_in, b.W_out) for b in static.mlp.cms.blocks])
+    print("hope_block == the library's hope-static-cms block:", torch.allclose(mine, static(x), atol=1e-6))
 for part, module in (("self-modifying Titans", block.mixer), ("CMS", block.mlp)):
     print(f"{part}: {models.count_parameters(module):,} parameters per block")
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nlteach.cms import cms_chunk_step, cms_in_context_chunked, cms_in_context_naive
+from nlteach.cms import cms_chunk_step, cms_in_context_chunked, cms_in_context_naive, cms_level_scan
 from nlteach.models import CMSBranch, InContextCMSBranch, ModelConfig, build_model
 
 V = 37
@@ -112,6 +112,21 @@ def test_chunk_step_gradcheck(normalize, self_generated):
             torch.randn(B, D, h, generator=g, dtype=torch.float64) / 2]
     args = [a.requires_grad_() for a in args]
     fn = lambda *a: cms_chunk_step(*a, 3, normalize=normalize, self_generated=self_generated)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("C, T", [(1, 4), (3, 7)])
+@pytest.mark.parametrize("normalize, self_generated", [(False, False), (True, False), (True, True)])
+def test_level_scan_gradcheck(C, T, normalize, self_generated):
+    """A whole level (several chunks, each backward step restoring its start weights, and a trailing
+    partial chunk when T % C != 0) against finite differences."""
+    g = torch.Generator().manual_seed(9)
+    B, D, h = 2, 3, 4
+    args = [torch.randn(B, T, D, generator=g, dtype=torch.float64), torch.randn(B, T, D, generator=g, dtype=torch.float64),
+            torch.rand(B, T, generator=g, dtype=torch.float64), torch.randn(B, h, D, generator=g, dtype=torch.float64) / 2,
+            torch.randn(B, D, h, generator=g, dtype=torch.float64) / 2]
+    args = [a.requires_grad_() for a in args]
+    fn = lambda *a: cms_level_scan(*a, C, normalize=normalize, self_generated=self_generated)  # noqa: E731
     assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-8)
 
 

@@ -201,6 +201,15 @@ def test_bench_counts_the_cpu_attention_kernel():
     assert causal == full * (T + 1) // (2 * T)
 
 
+def test_bench_counts_in_place_batched_products():
+    """torch's FLOP counter counts x.baddbmm_(a, b) as 0; the in-context CMS updates its weights (and
+    their gradients) with it, so the bench counts it like baddbmm."""
+    from nlteach.bench.models import _step_flops
+
+    a, b, c = torch.randn(3, 4, 5), torch.randn(3, 5, 6), torch.randn(3, 4, 6)
+    assert _step_flops(lambda: c.clone().baddbmm_(a, b, alpha=-1)) == _step_flops(lambda: a @ b) == 2 * 3 * 4 * 5 * 6
+
+
 def test_every_contract_name_builds_the_right_class():
     from nlteach.models import HopeAttentionLM, HopeLM, TitansLM
 

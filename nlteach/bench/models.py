@@ -159,16 +159,25 @@ def _cpu_sdpa_backward(grad_out, q, k, v, out, lse, dropout_p=0.0, is_causal=Fal
     return attention_flops(q, k, v, is_causal, backward=True)
 
 
+def _baddbmm_inplace(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    """``x.baddbmm_(a, b)``: the FLOPs of the batched product ``a @ b`` (torch counts the in-place
+    form as 0; the in-context CMS updates its weights and their gradients with it)."""
+    batch, m, k = a_shape
+    return 2 * batch * m * k * b_shape[-1]
+
+
 def _step_flops(step) -> float:
     """Matrix-product FLOPs (matmul, bmm, attention, ...) of one call of ``step``, forward and
     backward, as torch's FLOP counter sees them: the products the implementation executes.
 
     torch (2.13) has no formula for the CPU attention kernel and would count it as 0, so the
     Transformer's attention would be missing from the baseline; :func:`attention_flops` supplies it
-    (causal: the lower triangle only). On CUDA torch's own formulas apply (full score matrix)."""
+    (causal: the lower triangle only). On CUDA torch's own formulas apply (full score matrix). The
+    in-place ``baddbmm_`` (which torch also counts as 0) is counted like ``baddbmm``."""
     aten = torch.ops.aten
     cpu_attention = {aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa,
-                     aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward}
+                     aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward,
+                     aten.baddbmm_: _baddbmm_inplace}
     with FlopCounterMode(display=False, custom_mapping=cpu_attention) as counter:
         step()
     return float(counter.get_total_flops())
