@@ -80,11 +80,13 @@ class ModelConfig:
     projection chunk of 64 the k, v, eta, alpha memories do not change at all in the first 64
     tokens). The main memory, which the output reads, keeps the finer chunk; the projections take
     twice that, as Eqs. 90-93 allow (two chunk sizes); memory_hidden: hidden width of each per-head MLP memory (None:
-    ``2 * head_dim``); momentum: beta of the optional momentum of self-modifying Titans (0 = off);
-    cms_periods: the CMS levels (one residual MLP block per level) and their periods, counted in
-    tokens for the in-context levels (``hope``, ``hope-attention``: level l's weights change every
-    ``cms_periods[l]`` tokens of the sequence it reads) and in optimizer steps for the optional
-    outer multi-frequency training (``cms_multi_frequency`` of :mod:`nlteach.train`).
+    ``head_dim``, the width of the memory's input; docs/decisions.md#hope-cost); momentum: beta of
+    the optional momentum of self-modifying Titans (0 = off); cms_periods: the CMS levels (one
+    residual MLP block per level) and their periods in tokens: in ``hope`` and ``hope-attention``
+    level l's weights change every ``cms_periods[l]`` tokens of the sequence it reads (default
+    16, 64, 256: every level slower than the per-token memory, 4x apart;
+    docs/decisions.md#hope-cost). The optional outer multi-frequency training counts optimizer
+    steps with its own periods (``cms_step_periods`` of :mod:`nlteach.train_config`).
     """
 
     # metadata["help"]: the help of the command-line option a runner generates from the field
@@ -105,12 +107,11 @@ class ModelConfig:
     proj_chunk_size: int = field(default=32, metadata={
         "help": "hope: chunk of the self-modifying k, v, eta, alpha memories"})
     memory_hidden: int | None = field(default=None, metadata={
-        "help": "memory models: hidden width of each per-head MLP memory (default: 2 x head width)"})
+        "help": "memory models: hidden width of each per-head MLP memory (default: the head width)"})
     momentum: float = field(default=0.0, metadata={"help": "hope: momentum beta of self-modifying Titans (0 = off)"})
-    cms_periods: tuple[int, ...] = field(default=(1, 4, 16), metadata={
-        "help": "CMS levels (one residual MLP block each) and their periods: level l learns in context every "
-                "cms_periods[l] tokens (hope, hope-attention); with --cms-multi-frequency the outer optimizer "
-                "also steps it every cms_periods[l] training steps"})
+    cms_periods: tuple[int, ...] = field(default=(16, 64, 256), metadata={
+        "help": "CMS levels (one residual MLP block each) and their periods in tokens: level l learns in "
+                "context every cms_periods[l] tokens (hope, hope-attention)"})
 
     def __post_init__(self) -> None:
         for name in SIZE_FIELDS:
@@ -160,8 +161,8 @@ class ModelConfig:
 
     @property
     def mem_hidden(self) -> int:
-        """Hidden width of each per-head MLP memory (``memory_hidden`` or ``2 * head_dim``)."""
-        return self.memory_hidden or 2 * self.head_dim
+        """Hidden width of each per-head MLP memory (``memory_hidden`` or ``head_dim``)."""
+        return self.memory_hidden or self.head_dim
 
     @property
     def hidden(self) -> int:

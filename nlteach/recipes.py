@@ -5,8 +5,9 @@
   of :mod:`nlteach.optim` by its class name in any case (``"Muon"``, ``"m3"``, ``"DeltaMomentum"``,
   ...), built as ``Cls(params, lr=lr, **options)``. ``options`` override any default.
 - :func:`make_model_optimizer`: the same for a model, and with ``cms_multi_frequency=True`` the
-  multi-frequency training of the Continuum Memory System (Eq. 71 of arXiv v1) through
-  :class:`nlteach.cms.MultiFrequencyOptimizer`: CMS level l steps every ``C^(l)`` optimizer steps;
+  multi-frequency training of the Continuum Memory System (Eq. 71 of arXiv v1, here counted in
+  optimizer steps: the outer frequency) through :class:`nlteach.cms.MultiFrequencyOptimizer`: CMS
+  level l steps every ``step_periods[l]`` optimizer steps (default 4**l, :func:`cms_step_periods`);
   every parameter outside the CMS joins the period-1 level.
 
   **Reduce rule (one for the whole project): the mean.** A level of period C steps on the *mean*
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -88,12 +89,26 @@ def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, *, weig
     return kind(params, **{"lr": lr, **options})
 
 
+def cms_step_periods(n_levels: int, periods: Sequence[int] | None = None) -> list[int]:
+    """The optimizer-step periods of ``n_levels`` CMS levels for multi-frequency training:
+    ``periods`` when given (one per level), else 1, 4, 16, ... (4**l). These count optimizer steps;
+    the in-context periods of the models (``ModelConfig.cms_periods``) count tokens."""
+    if periods is None:
+        return [4 ** level for level in range(n_levels)]
+    periods = list(periods)
+    if len(periods) != n_levels or any(isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in periods):
+        raise ValueError(f"cms_step_periods must be {n_levels} positive ints (one per CMS level), got {periods!r}.")
+    return periods
+
+
 def make_model_optimizer(name: str, model: nn.Module, lr: float, *, weight_decay: float = 0.0,
-                         cms_multi_frequency: bool = False) -> torch.optim.Optimizer | MultiFrequencyOptimizer:
+                         cms_multi_frequency: bool = False, step_periods: Sequence[int] | None = None
+                         ) -> torch.optim.Optimizer | MultiFrequencyOptimizer:
     """:func:`make_optimizer` over ``model``'s parameters; ``cms_multi_frequency=True`` (a model
     with a CMS, ``adamw`` or ``sgd`` only) gives a :class:`MultiFrequencyOptimizer` whose levels are
-    the model's CMS levels (``model.config.cms_periods``), each running the named recipe on the mean
-    of its accumulated gradients (module docstring)."""
+    the model's CMS levels, level l stepping every ``step_periods[l]`` optimizer steps (default
+    1, 4, 16, ...: :func:`cms_step_periods`), each running the named recipe on the mean of its
+    accumulated gradients (module docstring)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not cms_multi_frequency:
         return make_optimizer(name, params, lr, weight_decay=weight_decay)
@@ -101,7 +116,7 @@ def make_model_optimizer(name: str, model: nn.Module, lr: float, *, weight_decay
     if kind not in BUILTIN_OPTIMIZERS:
         raise ValueError(f"cms_multi_frequency works with {BUILTIN_OPTIMIZERS}, got optimizer={name!r}.")
     levels = cms_level_parameters(model)  # ValueError when the model has no CMS
-    periods = list(model.config.cms_periods)
+    periods = cms_step_periods(len(levels), step_periods)
     in_cms = {id(p) for level in levels for p in level}
     rest = [p for p in params if id(p) not in in_cms]
     if periods[0] == 1:

@@ -179,7 +179,8 @@ def _train(cfg: TrainConfig, corpus: text.CharCorpus, model_cfg: ModelConfig, de
                                                     find_unused_parameters=not raw_model.uses_every_parameter)
     try:
         optimizer = recipes.make_model_optimizer(cfg.optimizer, raw_model, cfg.lr, weight_decay=cfg.weight_decay,
-                                                 cms_multi_frequency=cfg.cms_multi_frequency)
+                                                 cms_multi_frequency=cfg.cms_multi_frequency,
+                                                 step_periods=cfg.cms_step_periods)
     except ValueError as e:  # the only one resolve_config cannot foresee: a model without a CMS
         raise ConfigError(f"cms_multi_frequency needs a model with a CMS: {e}") from None
     scheduler = recipes.make_scheduler(optimizer, recipes.WarmupCosine(cfg.steps, cfg.warmup, cfg.min_lr_ratio))

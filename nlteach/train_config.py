@@ -68,8 +68,10 @@ class TrainConfig:
     grad_clip: float = _opt(1.0, "max global gradient norm (<= 0: off)")
     optimizer: str = _opt("adamw", "adamw, sgd, or an optimizer class of nlteach.optim (e.g. Muon)")
     cms_multi_frequency: bool = _opt(False, "OUTER (training-step) frequency: the optimizer steps CMS level l "
-                                            "every cms_periods[l] training steps (hope, hope-attention and their "
+                                            "every cms_step_periods[l] training steps (hope, hope-attention and their "
                                             "static-cms ablations; the in-context levels count tokens regardless)")
+    cms_step_periods: tuple[int, ...] | None = _opt(None, "with --cms-multi-frequency: optimizer steps between two "
+                                                          "steps of CMS level l, one per level (default: 1, 4, 16, ...)")
     eval_every: int | None = _opt(None, "steps between evaluations (default: the preset's)", type=cli.positive_int)
     eval_windows: int | None = _opt(None, "val windows per evaluation (default: the preset's)", type=cli.positive_int)
     log_every: int | None = _opt(None, "steps between metrics lines (default: the preset's)", type=cli.positive_int)
@@ -156,3 +158,9 @@ def _validate(c: TrainConfig) -> None:
         raise ConfigError(str(e)) from None
     check(not c.cms_multi_frequency or kind in recipes.BUILTIN_OPTIMIZERS,
           f"cms_multi_frequency works with {recipes.BUILTIN_OPTIMIZERS}, got optimizer={c.optimizer!r}.")
+    if c.cms_step_periods is not None:
+        check(c.cms_multi_frequency, f"cms_step_periods={c.cms_step_periods!r} needs cms_multi_frequency=True.")
+        try:
+            c.cms_step_periods = tuple(recipes.cms_step_periods(len(c.arch.cms_periods), c.cms_step_periods))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None

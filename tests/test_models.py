@@ -19,7 +19,8 @@ from nlteach.models import (
 from nlteach.text import CharVocab
 
 V = 37
-SMALL = dict(vocab_size=V, dim=32, n_layers=2, n_heads=4)
+# CMS periods short enough that every in-context level updates inside the tests' sequences (~20 tokens)
+SMALL = dict(vocab_size=V, dim=32, n_layers=2, n_heads=4, cms_periods=(2, 4, 8))
 
 
 @pytest.fixture(autouse=True)

@@ -65,8 +65,13 @@ def test_multi_frequency_levels_are_the_cms_levels_and_the_rest_steps_every_step
         assert sorted(id(p) for p in lv) == sorted(id(p) for p in want)  # (AdamW groups: matrices, then vectors)
     assert {id(p) for p in cms[0]} < {id(p) for p in levels[0]}  # period 1: the fastest CMS level and the rest
     assert all(g["weight_decay"] == (0.1 if g["params"][0].dim() >= 2 else 0.0) for g in opt.param_groups)
-    slow = recipes.make_model_optimizer("sgd", tiny(cms_periods=(2, 8)), 0.1, cms_multi_frequency=True)
+    # the optimizer-step periods are their own knob, not the in-context (token) periods of the model
+    two = tiny(cms_periods=(2, 8))
+    assert recipes.make_model_optimizer("sgd", two, 0.1, cms_multi_frequency=True).periods == (1, 4)
+    slow = recipes.make_model_optimizer("sgd", two, 0.1, cms_multi_frequency=True, step_periods=(2, 8))
     assert slow.periods == (1, 2, 8)  # no period-1 CMS level: the rest gets a level of its own
+    with pytest.raises(ValueError, match=r"cms_step_periods must be 2 positive ints .* got \[1, 4, 16\]"):
+        recipes.make_model_optimizer("sgd", two, 0.1, cms_multi_frequency=True, step_periods=(1, 4, 16))
     with pytest.raises(ValueError, match="no CMS"):
         recipes.make_model_optimizer("adamw", tiny("titans"), 1e-3, cms_multi_frequency=True)
     with pytest.raises(ValueError, match="cms_multi_frequency works with"):

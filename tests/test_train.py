@@ -235,14 +235,15 @@ def test_crash_resume_drops_records_after_the_checkpoint(tmp_path, data_mirror):
 def test_cms_multi_frequency_levels_wait_for_their_period_and_resume_exactly(tmp_path, data_mirror):
     """--cms-multi-frequency: a CMS level with period C changes only at steps that are multiples of C,
     the other parameters every step; a run stopped mid-period resumes bit for bit."""
-    cfg = {**SMALL, "model": "hope-attention", "cms_multi_frequency": True}
+    # in-context periods short enough that every level's value map and step gate get gradients
+    cfg = {**SMALL, "model": "hope-attention", "cms_multi_frequency": True, "cms_periods": (2, 4, 8)}
     part = tr.train(cfg, out=str(tmp_path / "b"), stop_after=3)
     ckpt = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     torch.manual_seed(0)  # the run's initial weights: seed 0, same config
     init = build_model("hope-attention", ModelConfig(**ckpt["model_config"]))
     model = build_model("hope-attention", ModelConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
-    assert model.config.cms_periods == (1, 4, 16)
+    assert model.config.cms_periods == (2, 4, 8)  # tokens; the optimizer-step periods default to 1, 4, 16
     lv_init, lv_now = cms_level_parameters(init), cms_level_parameters(model)
     assert all(not torch.equal(a, b) for a, b in zip(lv_init[0], lv_now[0]))  # period 1: moved at steps 1-3
     for level in (1, 2):  # periods 4 and 16: no update before step 4
@@ -255,6 +256,10 @@ def test_cms_multi_frequency_levels_wait_for_their_period_and_resume_exactly(tmp
     assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
     with pytest.raises(tr.ConfigError, match="needs a model with a CMS"):
         tr.train({**cfg, "model": "transformer"}, out=str(tmp_path / "c"))
+    with pytest.raises(tr.ConfigError, match=r"cms_step_periods must be 3 positive ints"):
+        tr.train({**cfg, "cms_step_periods": (1, 4)}, out=str(tmp_path / "c"))
+    with pytest.raises(tr.ConfigError, match="needs cms_multi_frequency=True"):
+        tr.train({**cfg, "cms_multi_frequency": False, "cms_step_periods": (1, 2, 4)}, out=str(tmp_path / "c"))
 
 
 def test_stop_flag_and_single_process_collectives():

@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proj-chunk-size", type=positive_int, default=None,
                    help="chunk of self-modifying Titans' k/v/eta/alpha memories (default: ModelConfig's)")
     p.add_argument("--memory-hidden", type=positive_int, default=None,
-                   help="hidden width of each per-head MLP memory (default: ModelConfig's, 2 x head width); "
+                   help="hidden width of each per-head MLP memory (default: ModelConfig's, the head width); "
                         "the memories' share of the parameters, and so the FLOP ratio, falls with it")
 
 
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> dict:
         row["tokens_per_s"] = B * T / t
     print(f"models at ~{budget:,} parameters, B={B}, T={T}, n_layers={n_layers}, n_heads={n_heads}, "
           f"chunk_size={base.chunk_size}, proj_chunk_size={base.proj_chunk_size}, "
-          f"memory_hidden={base.memory_hidden or '2 x head width'}, "
+          f"memory_hidden={base.memory_hidden or 'head width'}, "
           f"device={device}, {rounds} interleaved round(s); load average {_load()}")
     if device.type == "cpu" and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         print("note: set MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 for steadier CPU times")

@@ -280,9 +280,11 @@ def build(cfg: LongCtxConfig, seed: int) -> torch.nn.Module:
 
 def build_optimizer(cfg: LongCtxConfig, model: torch.nn.Module) -> Any:
     """AdamW (:func:`nlteach.recipes.make_model_optimizer`); for a CMS model with
-    ``multi_frequency``, one AdamW per CMS level, level l stepping every ``cms_periods[l]`` steps."""
-    return make_model_optimizer("adamw", model, cfg.lr, weight_decay=cfg.weight_decay,
-                                cms_multi_frequency=cfg.multi_frequency and cfg.model in CMS_MODELS)
+    ``multi_frequency``, one AdamW per CMS level, level l stepping every ``cms_periods[l]`` optimizer
+    steps (the same periods as the levels' in-context updates, which count tokens)."""
+    multi = cfg.multi_frequency and cfg.model in CMS_MODELS
+    return make_model_optimizer("adamw", model, cfg.lr, weight_decay=cfg.weight_decay, cms_multi_frequency=multi,
+                                step_periods=cfg.cms_periods if multi else None)
 
 
 def train_batch(cfg: LongCtxConfig, task: Task, seed: int, step: int):

@@ -17,6 +17,7 @@ import torch
 from matplotlib.figure import Figure
 
 from nlteach.experiments import lm_comparison as C
+from nlteach.models import ModelConfig
 from nlteach.runs.io import CorruptFileError, read_json
 from nlteach.runs.lock import FolderInUse
 from nlteach.runs.rundir import SettingsMismatch
@@ -142,11 +143,13 @@ UNCHANGED_ARMS = {"transformer": "transformer", "titans": "titans", "hope-static
                   "hope-attention-static-cms": "hope-attention", "hope-no-cms": "hope-no-cms"}
 
 
-def test_tiny_comparison_gives_the_numbers_of_the_code_it_replaced(tmp_path, data_mirror):
+def test_tiny_comparison_gives_the_numbers_of_the_code_it_replaced(tmp_path, monkeypatch, data_mirror):
     """Notebook 09's comparison at the tiny preset, seed 0, against the numbers the previous code
     (``python -m nlteach.models``, commit in the fixture) gave: identical floats (CPU, float32), for
     the arms whose code did not change (:data:`UNCHANGED_ARMS`)."""
     ref = {r["model"]: r for r in json.loads(REFERENCE.read_text())["records"]}
+    # the reference predates the default memory width of one head (it was two heads' width)
+    monkeypatch.setattr(ModelConfig, "mem_hidden", property(lambda c: c.memory_hidden or 2 * c.head_dim))
     res = C.run_comparison(tmp_path, preset="tiny", seeds=(0,), models=tuple(UNCHANGED_ARMS), ablation_seeds=(),
                            multi_frequency_seeds=(), sample_chars=0)  # ~25 s on a loaded 2-core CPU
     got = {r["model"]: r for r in res["per_seed"]}
@@ -184,6 +187,7 @@ def test_an_interrupted_seed_resumes_exactly(tmp_path, monkeypatch, data_mirror)
 SLOW_COMPARISON = """
 import sys, time
 from nlteach.experiments import lm_comparison as C
+from nlteach.models import ModelConfig
 real = C.train
 C.train = lambda **kw: real(**kw, on_log=lambda record: time.sleep(0.5))  # slow enough to be interrupted
 sys.exit(C.main(sys.argv[1:]))
