@@ -493,6 +493,20 @@ class InContextCMSBranch(CMSBranch):
                        normalize=True, self_generated=self.target == "self")
         return y - u
 
+    def relative_change(self, u: torch.Tensor) -> torch.Tensor:
+        """How far each level's weights move in context over the sequence ``u [B, T, D]`` (the
+        branch's input, ``norm(x)``): ``||W_T - W_0|| / ||W_0||`` with both matrices of the level
+        together (Frobenius norms), averaged over the batch; ``[K]``. A level whose period exceeds
+        ``T`` completes no chunk and gives 0."""
+        start = self.cms.block_weights()
+        _, finals = self.fn(u, start, self.cms.periods, self.step, targets=self.value, normalize=True,
+                            self_generated=self.target == "self")
+        ratios = []
+        for (W_in0, W_out0), (W_in, W_out) in zip(start, finals, strict=True):
+            moved = ((W_in - W_in0).square().sum((-2, -1)) + (W_out - W_out0).square().sum((-2, -1))).sqrt()  # [B]
+            ratios.append(moved.mean() / (W_in0.square().sum() + W_out0.square().sum()).sqrt())
+        return torch.stack(ratios)
+
     def level_parameters(self) -> list[list[nn.Parameter]]:
         """Each level's initial weights with its value map and step gate."""
         levels = self.cms.level_parameters()
@@ -615,6 +629,24 @@ class HopeAttentionStaticCMS(HopeAttentionLM):
 
     cms_in_context = False
     impl_dependent = False  # no in-context memory: naive and chunked are the same model
+
+
+@torch.no_grad()
+def cms_relative_change(model: LanguageModel, idx: torch.Tensor) -> torch.Tensor:
+    """``||W_T - W_0|| / ||W_0||`` of every in-context CMS level over the sequences ``idx [B, T]``,
+    ``[n_layers, K]`` (:meth:`InContextCMSBranch.relative_change`, each block's branch at the input
+    it reads in this forward pass). Raises ``ValueError`` for a model without an in-context CMS."""
+    seen: list[tuple[InContextCMSBranch, torch.Tensor]] = []
+    branches = [m for m in model.modules() if isinstance(m, InContextCMSBranch)]
+    if not branches:
+        raise ValueError(f"model {type(model).__name__} has no in-context CMS (expected hope, hope-attention, ...).")
+    hooks = [b.register_forward_pre_hook(lambda mod, args: seen.append((mod, args[0]))) for b in branches]
+    try:
+        model(idx)
+    finally:
+        for h in hooks:
+            h.remove()
+    return torch.stack([branch.relative_change(u) for branch, u in seen])
 
 
 def cms_level_parameters(model: LanguageModel) -> list[list[nn.Parameter]]:

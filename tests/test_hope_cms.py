@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from nlteach.cms import cms_chunk_step, cms_in_context_chunked, cms_in_context_naive, cms_level_scan
-from nlteach.models import CMSBranch, InContextCMSBranch, ModelConfig, build_model
+from nlteach.models import CMSBranch, InContextCMSBranch, ModelConfig, build_model, cms_relative_change
 
 V = 37
 SMALL = dict(vocab_size=V, dim=16, n_layers=2, n_heads=2, chunk_size=4, proj_chunk_size=3)
@@ -230,3 +230,21 @@ def test_naive_token_loop_agrees_with_the_chunked_mechanism_on_callables():
                 torch.testing.assert_close(q, s, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match=r"targets\[0\]"):
         cms_in_context_naive(x, w, (1, 3), 0.1, targets=lambda lvl, u: u[:, :3])
+
+
+@pytest.mark.parametrize("name", ["hope", "hope-attention"])
+def test_relative_change_of_the_level_weights_over_a_sequence(name):
+    """``cms_relative_change``: per layer and level ``||W_T - W_0|| / ||W_0||``; positive for a level
+    that completes a chunk inside the sequence, exactly 0 for one whose period exceeds it and for a
+    step of 0; the token loop and the chunked form agree; a model without an in-context CMS is refused."""
+    idx = torch.randint(0, V, (3, 20), generator=torch.Generator().manual_seed(4))
+    naive, chunked = (make(name, impl, dtype=torch.float64, cms_periods=(2, 8, 32)) for impl in ("naive", "chunked"))
+    ratios = cms_relative_change(chunked, idx)
+    assert ratios.shape == (SMALL["n_layers"], 3)
+    assert (ratios[:, :2] > 1e-6).all() and (ratios[:, 2] == 0).all()  # period 32 > 20 tokens: never updated
+    torch.testing.assert_close(cms_relative_change(naive, idx), ratios, rtol=1e-9, atol=1e-12)
+    for branch in branches(chunked):
+        branch.eta_max = 0.0
+    assert (cms_relative_change(chunked, idx) == 0).all()
+    with pytest.raises(ValueError, match="no in-context CMS"):
+        cms_relative_change(make(STATIC[name]), idx)

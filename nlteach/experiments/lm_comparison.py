@@ -27,8 +27,9 @@ sequence length, hence equal tokens.
 Calling again with the same settings continues where it stopped (the seed lists may grow); other
 settings are refused with an error naming each one; ``overwrite=True`` starts over. A ``per_seed``
 record holds ``label`` (= ``model``: the arm), ``architecture``, ``seed``, ``val_loss``, ``val_bpc``,
-``test_loss``, ``test_bpc``, ``n_params``, ``time_s``, ``sample``, ``curve`` (the metrics lines) and
-the arm's extra settings; :func:`load_comparison` reads the file back for the drawing functions.
+``test_loss``, ``test_bpc``, ``n_params``, ``time_s``, ``sample``, ``curve`` (the metrics lines),
+for a model with an in-context CMS ``cms_relative_change`` (:func:`cms_change`), and the arm's extra
+settings; :func:`load_comparison` reads the file back for the drawing functions.
 """
 
 from __future__ import annotations
@@ -48,13 +49,14 @@ from typing import Any
 import numpy as np
 
 from nlteach.config import get_device, get_preset
-from nlteach.models import ModelConfig, size_to_budget
+from nlteach.models import InContextCMSBranch, ModelConfig, cms_relative_change, size_to_budget
 from nlteach.runs import cli, stats
 from nlteach.runs.commands import run_guarded
 from nlteach.runs.io import read_json
 from nlteach.runs.provenance import command_line
 from nlteach.runs.rundir import RunDir
-from nlteach.train import CHECKPOINT, METRICS, RUNTIME_FIELDS, train
+from nlteach.text import get_batch, load_char_corpus
+from nlteach.train import CHECKPOINT, METRICS, RUNTIME_FIELDS, load_model, train
 from nlteach.train_config import resolve_config
 
 NAME = "lm_comparison"
@@ -157,12 +159,43 @@ def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequenc
             record = {"label": label, "model": label, "architecture": model, "seed": seed,
                       **{k: res[k] for k in ("val_loss", "val_bpc", "test_loss", "test_bpc", "n_params", "time_s",
                                              "sample")}, **extra, "curve": curve}
+            change = cms_change(run_dir, int(sizes(preset)["seq_len"]))
+            if change is not None:
+                record["cms_relative_change"] = change
             records[(label, seed)] = arms[label].save_seed(seed, record, device=res["device"])
             shutil.rmtree(run_dir)
             results = _write(top, preset, todo, records, command, get_device(device))
             print(f"[{NAME}] {label} seed {seed}: val {res['val_loss']:.4f} nats/char, {res['time_s']:.0f} s",
                   flush=True)
         return results or _write(top, preset, todo, records, command, get_device(device))
+
+
+CHANGE_WINDOWS = 16  # validation windows on which a trained model's in-context CMS levels are measured
+
+
+def cms_change(run_dir: Path, seq_len: int) -> list[list[float]] | None:
+    """For a trained model with an in-context CMS (its final checkpoint in ``run_dir``): how far each
+    level's weights move over a sequence, ``||W_T - W_0|| / ||W_0||`` per layer and level
+    (:func:`nlteach.models.cms_relative_change`) on :data:`CHANGE_WINDOWS` validation windows of
+    ``seq_len`` characters (fixed starts, seed 0); ``None`` for any other model."""
+    model, _, _ = load_model(run_dir, device="cpu")
+    if not any(isinstance(m, InContextCMSBranch) for m in model.modules()):
+        return None
+    val = load_char_corpus(DATA)["val"]
+    starts = np.random.default_rng(0).integers(0, val.numel() - seq_len - 1, CHANGE_WINDOWS)
+    x, _ = get_batch(val, starts, seq_len)
+    return cms_relative_change(model, x).tolist()
+
+
+def change_by_level(per_seed: Sequence[dict[str, Any]], label: str) -> list[dict[str, Any]]:
+    """Per CMS level of arm ``label``: the relative weight change over a sequence, averaged over
+    the layers, summarized over seeds (:func:`nlteach.runs.stats.summarize`)."""
+    recs = [r for r in per_seed if r["label"] == label and "cms_relative_change" in r]
+    if not recs:
+        raise ValueError(f"no seed of {label!r} records cms_relative_change (arms with an in-context CMS do).")
+    levels = len(recs[0]["cms_relative_change"][0])
+    return [stats.summarize([float(np.mean([layer[lv] for layer in r["cms_relative_change"]])) for r in recs])
+            for lv in range(levels)]
 
 
 def _write(top: RunDir, preset: str, todo: list, records: dict, command: str | None, device: Any) -> dict[str, Any]:

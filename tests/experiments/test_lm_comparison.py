@@ -273,3 +273,20 @@ def test_a_comparison_folder_in_use_is_refused(tmp_path, monkeypatch, hold_folde
         C.run_comparison(tmp_path, preset="tiny", seeds=(0,), models=("transformer",), ablation_seeds=(),
                          multi_frequency_seeds=())
     assert calls == []
+
+
+def test_an_in_context_cms_arm_records_how_far_its_levels_move(tmp_path, data_mirror):
+    """A trained model with an in-context CMS records ``cms_relative_change`` (layers x levels) from its
+    final checkpoint; a model without one records none; ``change_by_level`` summarizes it per level."""
+    res = C.run_comparison(tmp_path, preset="tiny", seeds=(0,), models=("hope", "hope-static-cms"), ablation_seeds=(),
+                           multi_frequency_seeds=(), sample_chars=0)
+    got = {r["label"]: r for r in res["per_seed"]}
+    change = got["hope"]["cms_relative_change"]
+    assert len(change) == C.sizes("tiny")["n_layers"] and all(len(layer) == 3 for layer in change)
+    # tiny: 64 characters; periods 16 and 64 complete chunks, 256 never does
+    assert all(layer[0] > 0 and layer[1] > 0 and layer[2] == 0 for layer in change)
+    assert "cms_relative_change" not in got["hope-static-cms"]
+    by_level = C.change_by_level(res["per_seed"], "hope")
+    assert [s["n"] for s in by_level] == [1, 1, 1] and by_level[2]["mean"] == 0
+    with pytest.raises(ValueError, match="no seed of 'hope-static-cms'"):
+        C.change_by_level(res["per_seed"], "hope-static-cms")
