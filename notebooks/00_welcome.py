@@ -35,8 +35,8 @@ if "google.colab" in sys.modules:
     from pathlib import Path
 
     source = os.environ.get("NLTEACH_INSTALL_SOURCE", "git+https://github.com/nlteach/nlteach")
-    if Path(source).is_file():  # an uploaded wheel
-        source = Path(source).resolve().as_uri()
+    if "://" not in source:  # a path: an uploaded wheel
+        source = Path(source).resolve(strict=True).as_uri()
     keep_torch = f"torch=={version('torch')}"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"nlteach @ {source}", keep_torch],
                    check=True)
