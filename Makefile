@@ -16,7 +16,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nlteach-installed
 
-.PHONY: lab test venv sync lint bench wheel clean-venv
+.PHONY: lab test venv sync lint bench clean-venv
 
 venv: $(STAMP)
 
@@ -52,6 +52,7 @@ bench: venv
 
 # dist/nlteach-<version>-py3-none-any.whl: the library with the committed results as package data (what a
 # plain `pip install` or a Colab upload gets; see README). build/ is cleared first so no stale file ships.
+.PHONY: wheel
 wheel: venv
 	rm -rf build
 	$(PY) -m pip wheel . --no-deps --wheel-dir dist

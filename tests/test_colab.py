@@ -23,10 +23,12 @@ import site
 import subprocess
 import sys
 import zipfile
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from nlteach.runs import COMMITTED_RESULTS, RESULTS_ROOT, committed_results_root
 from tools.colab import INSTALL_SOURCE_ENV, REPO_URL, SETUP_CELL, colab_link
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +74,13 @@ def built(tmp_path_factory) -> tuple[Path, str]:
     wheels = sorted(out.glob("nlteach-*.whl"))
     assert len(wheels) == 1, f"expected one nlteach wheel in {out}, found {wheels}"
     return wheels[0], done.stdout + done.stderr
+
+
+def test_the_committed_results_are_package_data_in_the_checkout():
+    """Found through importlib.resources (as from a wheel): nlteach/committed_results links to results/."""
+    entry = resources.files("nlteach") / COMMITTED_RESULTS
+    assert entry.is_dir() and (entry / "lm_tinyshakespeare_laptop" / "results.json").is_file()
+    assert committed_results_root() == RESULTS_ROOT == (ROOT / "results").resolve()
 
 
 def test_the_wheel_builds_without_deprecation_warnings(built):

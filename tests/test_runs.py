@@ -12,26 +12,13 @@ import random
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from nlteach.runs import (
-    COMMITTED_RESULTS,
-    RESULTS_ROOT,
-    cli,
-    commands,
-    committed_results_root,
-    io,
-    provenance,
-    rng,
-    seeds,
-    stats,
-    tables,
-)
+from nlteach.runs import RESULTS_ROOT, cli, commands, io, provenance, rng, seeds, stats, tables
 from nlteach.runs.lock import FolderInUse, FolderLock
 from nlteach.runs.rundir import RunDir, SettingsMismatch, check_same_settings, settings_diff
 from nlteach.runs.threads import ThreadCountWarning, torch_threads
@@ -286,13 +273,6 @@ def test_provenance_command_line():
 
 def test_results_root_is_the_repository_folder():
     assert RESULTS_ROOT.name == "results" and (RESULTS_ROOT.parent / "nlteach").is_dir()
-
-
-def test_results_root_is_package_data():
-    """Found through importlib.resources (as from a wheel): nlteach/committed_results links to results/."""
-    entry = resources.files("nlteach") / COMMITTED_RESULTS
-    assert entry.is_dir() and (entry / "lm_tinyshakespeare_laptop" / "results.json").is_file()
-    assert committed_results_root() == RESULTS_ROOT
 
 
 # -- statistics -----------------------------------------------------------------------------------
