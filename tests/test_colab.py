@@ -11,7 +11,9 @@ with no repository around them and executed at the tiny preset by a kernel that
 
 The test fails when the install fails, when a notebook stops with an error, when the kernel imports
 nlteach from anywhere but the fresh environment, or when notebook 09 cannot find the committed
-results (which the wheel ships as package data, docs/design.md#committed-results).
+results (which the wheel ships as package data, docs/design.md#committed-results). The readers of
+notebooks 06-12 (``nlteach.results`` and the ``load_committed`` functions), run in the same fresh
+environment, must find every committed experiment the checkout finds.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from nlteach import results
 from nlteach.runs import COMMITTED_RESULTS, RESULTS_ROOT, committed_results_root
 from tools.colab import INSTALL_SOURCE_ENV, REPO_URL, SETUP_CELL, colab_link
 
@@ -185,6 +188,17 @@ def colab_runs(built, tmp_path_factory) -> tuple[Path, dict[str, str]]:
     return tmp / "venv", printed
 
 
+READERS = """\
+import json
+from nlteach import continual, results
+from nlteach.experiments import cms_tasks, optimizers
+print(json.dumps({"experiments": sorted(e.name for e in results.load_all() if not e.problems),
+                  "continual": continual.load_committed("clinc150") is not None,
+                  "cms_tasks": bool(cms_tasks.load_committed()),
+                  "optimizers": bool(optimizers.load_committed("digits"))}))
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_on_simulated_colab_from_the_wheel(colab_runs, name):
@@ -204,3 +218,14 @@ def test_notebook_09_shows_the_committed_results_outside_the_checkout(colab_runs
     text = printed["09_hope.ipynb"]
     assert "is not here" not in text, "notebook 09 did not find the committed results:\n" + text[-2000:]
     assert "committed laptop results" in text and "command:" in text
+
+
+@pytest.mark.slow
+def test_the_readers_of_notebooks_06_to_12_find_the_committed_results_from_the_wheel(colab_runs):
+    venv, _ = colab_runs
+    done = _run([str(venv / "bin" / "python"), "-c", READERS], cwd=venv,
+                env={"PATH": os.environ.get("PATH", ""), "MPLBACKEND": "agg"})
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    in_checkout = sorted(e.name for e in results.load_all() if not e.problems)
+    assert in_checkout and found["experiments"] == in_checkout, f"read from the wheel: {found['experiments']}"
+    assert found["continual"] and found["cms_tasks"] and found["optimizers"], found
