@@ -315,8 +315,8 @@ for name, rec in TUNING.items():
 committed = {name: load_committed(name) for name in ("clinc150", "banking77", "split-digits", "permuted-digits")}
 committed = {k: v for k, v in committed.items() if v is not None}
 if not committed:
-    print("No committed results found (they live in the repository's results/ folder, which a pip "
-          "install does not include). Run the command above to make your own.")
+    print("No committed results found (the course's package ships them: reinstall it). "
+          "Run the command above to make your own.")
 laptop_params = {name: parameter_counts(name, preset_config(name, preset="laptop")) for name in committed}
 rows = comparison_rows(committed, laptop_params)
 display(Markdown(comparison_table(rows)))
