@@ -50,5 +50,12 @@ lint: venv
 bench: venv
 	$(PY) -m nlteach.bench --help
 
+# dist/nlteach-<version>-py3-none-any.whl: the library with the committed results as package data (what a
+# plain `pip install` or a Colab upload gets; see README). build/ is cleared first so no stale file ships.
+.PHONY: wheel
+wheel: venv
+	rm -rf build
+	$(PY) -m pip wheel . --no-deps --wheel-dir dist
+
 clean-venv:
 	rm -rf $(VENV)

@@ -31,15 +31,25 @@
 
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
+# It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,
+# or the path of an uploaded nlteach wheel), else from the course's repository. Colab's own torch
+# (and Jupyter) stay: torch's installed version is a requirement, so pip never replaces it.
+import os
 import sys
 
 if "google.colab" in sys.modules:
+    import importlib
     import subprocess
+    from importlib.metadata import version
+    from pathlib import Path
 
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "nlteach[course] @ git+https://github.com/nlteach/nlteach"],
-        check=True,
-    )
+    source = os.environ.get("NLTEACH_INSTALL_SOURCE", "git+https://github.com/nlteach/nlteach")
+    if "://" not in source:  # a path: an uploaded wheel
+        source = Path(source).resolve(strict=True).as_uri()
+    keep_torch = f"torch=={version('torch')}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"nlteach @ {source}", keep_torch],
+                   check=True)
+    importlib.invalidate_caches()
 
 
 # %%

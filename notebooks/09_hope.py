@@ -45,26 +45,36 @@
 
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
+# It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,
+# or the path of an uploaded nlteach wheel), else from the course's repository. Colab's own torch
+# (and Jupyter) stay: torch's installed version is a requirement, so pip never replaces it.
+import os
 import sys
 
 if "google.colab" in sys.modules:
+    import importlib
     import subprocess
+    from importlib.metadata import version
+    from pathlib import Path
 
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "nlteach[course] @ git+https://github.com/nlteach/nlteach"],
-        check=True,
-    )
+    source = os.environ.get("NLTEACH_INSTALL_SOURCE", "git+https://github.com/nlteach/nlteach")
+    if "://" not in source:  # a path: an uploaded wheel
+        source = Path(source).resolve(strict=True).as_uri()
+    keep_torch = f"torch=={version('torch')}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"nlteach @ {source}", keep_torch],
+                   check=True)
+    importlib.invalidate_caches()
 
 
 # %%
 import json
 import tempfile
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
 from nlteach import config, models
+from nlteach.runs import RESULTS_ROOT
 from nlteach.runs.tables import text_table
 from nlteach.experiments import lm_comparison
 from nlteach.exercises import grade
@@ -204,19 +214,11 @@ plt.show()
 # over seeds.
 
 # %%
-def find_results(name: str = "lm_tinyshakespeare_laptop") -> Path | None:
-    for root in (Path.cwd(), Path.cwd().parent, Path(models.__file__).resolve().parent.parent):
-        path = root / "results" / name / "results.json"
-        if path.exists():
-            return path
-    return None
-
-
-path = find_results()
-committed = lm_comparison.load_comparison(path) if path else {}
+path = RESULTS_ROOT / "lm_tinyshakespeare_laptop" / "results.json"  # shipped with the library
+committed = lm_comparison.load_comparison(path) if path.exists() else {}
 if not committed:
-    print("results/lm_tinyshakespeare_laptop/results.json is not here (e.g. on Colab): clone the "
-          "repository to see our committed numbers, or run the command above.")
+    print(f"{path} is not here: reinstall the course (its package holds the committed results), "
+          "or run the command above.")
 else:
     meta = json.loads(path.read_text())
     print("command:", meta["command"])

@@ -37,15 +37,25 @@
 
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
+# It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,
+# or the path of an uploaded nlteach wheel), else from the course's repository. Colab's own torch
+# (and Jupyter) stay: torch's installed version is a requirement, so pip never replaces it.
+import os
 import sys
 
 if "google.colab" in sys.modules:
+    import importlib
     import subprocess
+    from importlib.metadata import version
+    from pathlib import Path
 
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "nlteach[course] @ git+https://github.com/nlteach/nlteach"],
-        check=True,
-    )
+    source = os.environ.get("NLTEACH_INSTALL_SOURCE", "git+https://github.com/nlteach/nlteach")
+    if "://" not in source:  # a path: an uploaded wheel
+        source = Path(source).resolve(strict=True).as_uri()
+    keep_torch = f"torch=={version('torch')}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"nlteach @ {source}", keep_torch],
+                   check=True)
+    importlib.invalidate_caches()
 
 
 # %%
@@ -305,8 +315,8 @@ for name, rec in TUNING.items():
 committed = {name: load_committed(name) for name in ("clinc150", "banking77", "split-digits", "permuted-digits")}
 committed = {k: v for k, v in committed.items() if v is not None}
 if not committed:
-    print("No committed results found (they live in the repository's results/ folder, which a pip "
-          "install does not include). Run the command above to make your own.")
+    print("No committed results found (the course's package ships them: reinstall it). "
+          "Run the command above to make your own.")
 laptop_params = {name: parameter_counts(name, preset_config(name, preset="laptop")) for name in committed}
 rows = comparison_rows(committed, laptop_params)
 display(Markdown(comparison_table(rows)))

@@ -369,7 +369,7 @@ def load_committed(dataset: str, preset: str = "laptop", root: str | Path | None
     """The committed runs ``results/continual_<dataset>_<preset>/<method>/results.json`` as
     ``{method: results}`` (learner order), each with ``"cpu_seconds"`` added: the CPU seconds of
     its seeds (from ``seeds/seed_<s>.json``; None where not recorded). None if the folder is missing
-    (e.g. a pip install without the repository)."""
+    (the package ships the committed results: ``nlteach.runs.RESULTS_ROOT``)."""
     folder = Path(RESULTS_ROOT if root is None else root) / f"continual_{dataset}_{preset}"
     out = {}
     for m in available_learners():

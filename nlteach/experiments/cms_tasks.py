@@ -395,7 +395,7 @@ def committed_path(preset: str = "laptop", root: str | Path | None = None) -> Pa
 
 def load_committed(preset: str = "laptop", root: str | Path | None = None) -> dict[str, Any]:
     """The committed results at ``preset``. ``FileNotFoundError`` with the command that makes them
-    when the file is absent (e.g. an installed package without the repository)."""
+    when the file is absent (the package ships the committed ones: ``nlteach.runs.RESULTS_ROOT``)."""
     path = committed_path(preset, root)
     if not path.exists():
         raise FileNotFoundError(

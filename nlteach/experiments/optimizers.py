@@ -478,7 +478,7 @@ def committed_path(task: str, preset: str = "laptop", root: str | Path | None = 
 
 def load_committed(task: str, preset: str = "laptop", root: str | Path | None = None) -> dict[str, Any]:
     """The committed results of ``task`` at ``preset``. ``FileNotFoundError`` with the command that
-    makes them when the file is absent (e.g. an installed package without the repository)."""
+    makes them when the file is absent (the package ships the committed ones: ``nlteach.runs.RESULTS_ROOT``)."""
     path = committed_path(task, preset, root)
     if not path.exists():
         raise FileNotFoundError(

@@ -31,7 +31,21 @@ The layer rule (``docs/design.md``): this package imports only the config/data l
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
-RESULTS_ROOT: Path = Path(__file__).resolve().parents[2] / "results"
-"""The repository's committed results: ``results/<experiment>/results.json``."""
+COMMITTED_RESULTS = "committed_results"
+"""The package-data folder of the committed results: in a checkout, ``nlteach/committed_results``
+is a link to the repository's ``results/``; a wheel holds a copy of its JSON files there."""
+
+
+def committed_results_root() -> Path:
+    """The committed results (``<root>/<experiment>/results.json``), located through
+    :mod:`importlib.resources` the same way in a checkout and in an installed wheel. In a checkout
+    this resolves to the repository's ``results/``, where commands write with ``--out results/<name>``."""
+    entry = resources.files("nlteach") / COMMITTED_RESULTS
+    return Path(str(entry)).resolve()
+
+
+RESULTS_ROOT: Path = committed_results_root()
+"""The committed results; read by every ``load_committed`` and by :mod:`nlteach.results`."""
