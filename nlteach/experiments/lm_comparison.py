@@ -300,6 +300,32 @@ def comparison_verdict(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def paired_difference(per_seed: Sequence[dict[str, Any]], a: str, b: str, key: str = "val_loss") -> dict[str, Any]:
+    """``key`` of arm ``a`` minus arm ``b``, seed by seed over the seeds both have
+    (:func:`nlteach.runs.stats.paired`, plus ``"seeds"``)."""
+    va = {r["seed"]: r[key] for r in per_seed if r["label"] == a}
+    vb = {r["seed"]: r[key] for r in per_seed if r["label"] == b}
+    seeds = sorted(set(va) & set(vb))
+    if not seeds:
+        raise ValueError(f"arms {a!r} and {b!r} share no seed; seeds: {sorted(va)} and {sorted(vb)}.")
+    return {**stats.paired([va[s] for s in seeds], [vb[s] for s in seeds]), "seeds": seeds}
+
+
+def paired_verdict(per_seed: Sequence[dict[str, Any]], a: str, b: str, key: str = "val_loss") -> str:
+    """One line, by one rule: ``a`` is better (worse) than ``b`` when the 95% t interval of the
+    seed-paired difference ``a - b`` of ``key`` (a loss: lower is better) lies below (above) 0;
+    otherwise the seeds cannot tell them apart."""
+    d = paired_difference(per_seed, a, b, key)
+    lo, hi = d["ci95"]
+    diffs = ", ".join("nan" if x is None else f"{x:+.4f}" for x in d["diffs"])
+    if d["n"] < 2:
+        return f"{a} - {b}, {key}: {diffs} nats/char on {d['n']} paired seed(s): no interval, cannot tell"
+    head = (f"{a} - {b}, {key}: mean {d['mean']:+.4f} nats/char, 95% interval [{lo:+.4f}, {hi:+.4f}] "
+            f"over {d['n']} paired seeds (per seed: {diffs})")
+    judged = {-1: f"{a} is better", 1: f"{a} is worse", 0: "no difference the seeds can detect"}[d["sign"]]
+    return f"{head}: {judged}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Command line.
 

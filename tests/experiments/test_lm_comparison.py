@@ -290,3 +290,22 @@ def test_an_in_context_cms_arm_records_how_far_its_levels_move(tmp_path, data_mi
     assert [s["n"] for s in by_level] == [1, 1, 1] and by_level[2]["mean"] == 0
     with pytest.raises(ValueError, match="no seed of 'hope-static-cms'"):
         C.change_by_level(res["per_seed"], "hope-static-cms")
+
+
+def test_paired_verdict_follows_its_one_rule():
+    """The verdict reads the 95% interval of the seed-paired difference: below 0 -> better, above
+    -> worse, straddling -> cannot tell; seeds only one arm has are left out; one seed -> no interval."""
+    def recs(label, values, seeds=None):
+        return [{"label": label, "seed": s, "val_loss": v} for s, v in zip(seeds or range(len(values)), values)]
+
+    base = recs("b", [2.0, 2.1, 2.2, 2.3, 2.4])
+    better = recs("a", [1.9, 2.0, 2.11, 2.19, 2.3]) + base
+    assert C.paired_verdict(better, "a", "b").endswith("a is better")
+    assert C.paired_verdict(better, "b", "a").endswith("b is worse")
+    mixed = recs("a", [1.9, 2.2, 2.1, 2.35, 2.4]) + base
+    assert C.paired_verdict(mixed, "a", "b").endswith("no difference the seeds can detect")
+    d = C.paired_difference(recs("a", [1.0, 1.0], seeds=[3, 4]) + base, "a", "b")
+    assert d["seeds"] == [3, 4] and d["n"] == 2
+    assert "cannot tell" in C.paired_verdict(recs("a", [1.0]) + base, "a", "b")
+    with pytest.raises(ValueError, match="share no seed"):
+        C.paired_difference(recs("a", [1.0], seeds=[9]) + base, "a", "b")
