@@ -40,7 +40,6 @@ import math
 import re
 import shutil
 import statistics
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ import numpy as np
 
 from nlteach.config import get_device, get_preset
 from nlteach.models import ModelConfig, size_to_budget
-from nlteach.runs import cli, stats
+from nlteach.runs import cli, console, stats
 from nlteach.runs.commands import run_guarded
 from nlteach.runs.io import read_json
 from nlteach.runs.provenance import command_line
@@ -148,8 +147,8 @@ def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequenc
                         resume=(run_dir / CHECKPOINT).exists(), overwrite=True, progress=False,
                         sample_chars=sample_chars if seeds and seed == seeds[0] else 0, **sizes(preset), **extra)
             if res.get("interrupted"):
-                print(f"[{NAME}] {label} seed {seed} stopped at step {res['step']}; run the same command to resume.",
-                      file=sys.stderr)
+                console.log(f"[{NAME}] {label} seed {seed} stopped at step {res['step']}; run the same command to "
+                            "resume.")
                 # results.json holds the seeds finished so far, and so does the returned dict
                 return {**_write(top, preset, todo, records, command, get_device(device)), "interrupted": True}
             curve = [{k: r[k] for k in ("step", "tokens", "train_loss", "val_loss")}

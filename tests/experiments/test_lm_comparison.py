@@ -3,6 +3,7 @@ folder's resume policy) and its numbers against the code it replaced."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import torch
 from matplotlib.figure import Figure
 
 from nlteach.experiments import lm_comparison as C
+from nlteach.runs import console
 from nlteach.runs.io import CorruptFileError, read_json
 from nlteach.runs.lock import FolderInUse
 from nlteach.runs.rundir import SettingsMismatch
@@ -269,3 +271,18 @@ def test_a_comparison_folder_in_use_is_refused(tmp_path, monkeypatch, hold_folde
         C.run_comparison(tmp_path, preset="tiny", seeds=(0,), models=("transformer",), ablation_seeds=(),
                          multi_frequency_seeds=())
     assert calls == []
+
+
+def test_in_a_notebook_training_logs_go_to_stdout_and_no_empty_sample(tmp_path, monkeypatch, capsys):
+    """JupyterLab renders stderr as red error boxes: in a notebook every log line of a comparison
+    (the train runs' and the comparison's own) is on stdout, and a run that samples nothing prints
+    no empty '--- sample ---' block."""
+    shell = type("ZMQInteractiveShell", (), {})()
+    monkeypatch.setitem(sys.modules, "IPython", argparse.Namespace(get_ipython=lambda: shell))
+    monkeypatch.delenv(console.ENV_VAR, raising=False)
+    C.run_comparison(tmp_path, preset="tiny", seeds=(0,), models=("transformer",), ablation_seeds=(),
+                     multi_frequency_seeds=(), sample_chars=0)
+    out, err = capsys.readouterr()
+    assert "[nlteach.train] done" in out and f"[{C.NAME}] transformer seed 0: val" in out
+    assert "[nlteach" not in err
+    assert "--- sample ---" not in out
