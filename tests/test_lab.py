@@ -118,29 +118,16 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
 
 
-def _snapshot(root: Path, repo: Path) -> Path:
-    """A fresh git repository holding this checkout's files as they are now (committed or not)."""
-    files = _git(root, "ls-files", "--cached", "--others", "--exclude-standard", "-z").split("\0")
-    for name in filter(None, files):
-        if (root / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(root / name, repo / name)
-    _git(repo, "init", "--quiet")
-    _git(repo, "add", "--all")
-    _git(repo, "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "--quiet",
-         "-m", "snapshot")
-    return repo
-
-
 @pytest.mark.slow
-def test_a_notebook_run_and_saved_in_the_working_copy_leaves_the_repository_clean(tmp_path):
-    """In a clone: `python -m tools.lab --no-lab` (what `make lab` does before the lab opens), run
-    notebook 00 in the working copy and save it with its outputs (nbclient, as JupyterLab's Run All
-    and save would), then: git status is clean, the committed notebooks pass their checks, and
-    pytest does not collect the working copy."""
-    if not (ROOT / ".git").exists():
-        pytest.skip("not a git checkout")
-    repo = _snapshot(ROOT, tmp_path / "repo")
+def test_a_notebook_run_and_saved_in_the_working_copy_leaves_the_repository_clean(
+    tmp_path, snapshot_repository
+):
+    """In a snapshot of this checkout: `python -m tools.lab --no-lab` (what `make lab` does before
+    the lab opens), run notebook 00 in the working copy and save it with its outputs (nbconvert, as
+    JupyterLab's Run All and save would; tests/test_browser.py does it through JupyterLab), then:
+    git status is clean, the committed notebooks pass their checks, and pytest does not collect
+    the working copy."""
+    repo = snapshot_repository(tmp_path / "repo")
     env = {**os.environ, "PYTHONPATH": str(repo), "NLTEACH_SIZE": "tiny", "MPLBACKEND": "agg"}
     subprocess.run([sys.executable, "-m", "tools.lab", "--no-lab"], cwd=repo, env=env, check=True,
                    capture_output=True)
