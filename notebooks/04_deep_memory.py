@@ -354,9 +354,7 @@ rows = course.chunk_tradeoff(
 fig = plt.figure(figsize=(9, 3.2), layout="constrained")
 course.draw_chunk_tradeoff(fig, rows)
 plt.show()
-for r in rows:
-    errs = "   ".join(f"theta={th}: {e:.3f}" for th, e in r["error_mean"].items())
-    print(f"chunk {r['chunk_size']:4d}: {r['us_per_token']:9.1f} us/token   next-pair error {errs}")
+print(course.format_chunk_tradeoff(rows))
 
 # %% [markdown]
 # Read the two panels together: the time per token falls steeply from chunk 1 (one sequential

@@ -261,6 +261,23 @@ def chunk_tradeoff(chunk_sizes: Sequence[int], *, B: int, T: int, d: int, hidden
     return rows
 
 
+def format_chunk_tradeoff(rows: list[dict]) -> str:
+    """:func:`chunk_tradeoff`'s rows as text, one line per chunk size; a learning rate at which
+    the memory diverged reads "diverged" (not ``nan``), with a note saying what that means."""
+    lines, diverged = [], False
+    for r in rows:
+        errs = []
+        for theta, e in r["error_mean"].items():
+            diverged |= not math.isfinite(e)
+            errs.append(f"theta={theta}: " + (f"{e:.3f}" if math.isfinite(e) else "diverged"))
+        lines.append(f"chunk {r['chunk_size']:4d}: {r['us_per_token']:9.1f} us/token   next-pair error "
+                     + "   ".join(errs))
+    if diverged:
+        lines.append("diverged: the memory's error blew up (NaN/Inf, or above twice the untrained "
+                     "memory's) at that learning rate; a smaller theta or chunk size keeps it stable.")
+    return "\n".join(lines)
+
+
 def draw_chunk_tradeoff(fig: Figure, rows: list[dict]) -> Figure:
     """Two panels against the chunk size: time per token and online prediction error."""
     c = [r["chunk_size"] for r in rows]
