@@ -54,6 +54,15 @@ def test_comparison_summary_verdict_and_drawing():
     assert "c: +" in text and "within the seed spread" in text
     one = C.comparison_verdict(C.summarize_comparison({k: v[:1] for k, v in _fake_runs().items()}))
     assert "one seed: cannot tell signal from noise" in one
+    against = C.comparison_verdict(rows, reference="c")  # an ablation: every arm against one arm
+    assert "each arm against c" in against and "c: " not in against
+    assert "a: +0.5730 behind c (larger than the seed spread)" in against
+    assert "b: -0.0270 ahead of c (within the seed spread" in against
+    with pytest.raises(ValueError, match="reference='hope'"):
+        C.comparison_verdict(rows, reference="hope")
+    table = C.summary_table(rows)
+    assert "3.3700" in table and "0.0424" in table  # four decimals: gaps are thousandths of a nat
+    assert C.summary_table(C.summarize_comparison({"a": _fake_runs()["a"][:1]})).splitlines()[2].split()[4] == "-"
     fig = Figure()
     C.draw_comparison(fig, _fake_runs())
     assert len(fig.axes[0].lines) == 3
