@@ -152,3 +152,21 @@ def test_a_notebook_run_and_saved_in_the_working_copy_leaves_the_repository_clea
     ).stdout
     assert f"notebooks/{FIRST}" in collected
     assert "notebooks-work" not in collected
+
+
+def test_jupyterlab_reads_the_news_question_off(tmp_path):
+    """JupyterLab asks "Would you like to get notified about official Jupyter news?" (a toast over
+    the plots) while the setting fetchNews is "none", its default; the course's override makes the
+    default "false", so the question never comes (a learner can still turn news on)."""
+    settings_utils = pytest.importorskip("jupyterlab_server.settings_utils")
+    commands = pytest.importorskip("jupyterlab.commands")
+    app_settings = tmp_path / "app-settings"
+    lab.install_settings_overrides(app_settings)
+    (tmp_path / "user").mkdir()
+    settings, _ = settings_utils.get_settings(
+        str(app_settings), str(Path(commands.get_app_dir()) / "schemas"), str(tmp_path / "user"),
+        schema_name="@jupyterlab/apputils-extension:notification",
+    )
+    properties = settings["schema"]["properties"]
+    assert properties["fetchNews"]["default"] == "false"
+    assert properties["checkForUpdates"]["default"] is False
