@@ -171,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m tools.lab",
         description="Open the course in JupyterLab, on a git-ignored working copy of notebooks/.",
         epilog="Other arguments go to JupyterLab (e.g. --no-browser --port 8899).",
+        allow_abbrev=False,  # a JupyterLab option must never be taken for an abbreviation of ours
     )
     parser.add_argument("--refresh", action="store_true",
                         help="bring the working copy up to the course's current notebooks (your "
