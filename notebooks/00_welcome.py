@@ -86,8 +86,9 @@ print("device:", device, "| first random draw with seed 0:", torch.randn(3, gene
 
 # %% [markdown]
 # ## 3. Widgets
-# Widgets let you move a parameter and watch a memory change. Each one first leaves a static
-# figure at its default values (what you see on GitHub or in a PDF), then the live version below it.
+# Widgets let you move a parameter and watch a memory change. Where widgets cannot run (on GitHub,
+# in a PDF, or in a saved notebook reopened before you trust it) each shows a static figure at its
+# default values instead.
 #
 # The smallest memory in the course is a **running average** of a stream,
 # $m_t = \beta\, m_{t-1} + (1-\beta)\, x_t$: one number that remembers the recent past. Move

@@ -338,6 +338,14 @@ def test_notebook_runs_and_widgets_redraw(name, lab, browser, tmp_path):
         widgets = page.locator(".jp-Notebook .nlteach-widget")
         with_slider = [w for w in widgets.all() if w.locator(".widget-slider .noUi-handle").count()]
         assert with_slider, f"{name}: no course widget with a slider was displayed"
+        static_copies = page.evaluate(  # images in a widget's cell outside the widget itself
+            """() => Array.from(document.querySelectorAll('.jp-Notebook .nlteach-widget')).map(w =>
+                Array.from(w.closest('.jp-Cell').querySelectorAll('.jp-OutputArea-output img'))
+                    .filter(i => !w.contains(i)).length)"""
+        )
+        assert not any(static_copies), (
+            f"{name}: a widget's cell also shows a static copy of the figure: {static_copies}"
+        )
         for i, widget in enumerate(with_slider):
             evidence.summary.append(
                 _move_slider_and_check_redraw(page, widget, f"{stem}-widget{i}", evidence)
