@@ -112,6 +112,9 @@ print("\n".join(lines[:5] + ["..."] + [ln[:160] + (" ..." if len(ln) > 160 else 
 # %% [markdown]
 # ## 2. How long does it take? (measured on a CPU)
 #
+# **Slow cell.** At the `laptop` preset the next cell trains for about ten minutes on a 2-core CPU
+# (seconds at `tiny`); a progress bar shows each job.
+#
 # **Live, at the active preset.** One job of each kind, timed now in this process (at `tiny`,
 # these are smoke-test sizes: the time is mostly start-up); the training run's folder is
 # temporary and removed right after it. The CPU, its load and the thread count
@@ -127,18 +130,18 @@ def timed(fn):
 live = []
 for m in ("transformer", "hope"):
     c = longctx.preset_config("s-niah", m, preset, seeds=(0,))
-    live.append({"job": f"nlteach.longctx s-niah {m}, 1 seed", "seconds": timed(lambda c=c: longctx.run(c))})
+    live.append({"job": f"nlteach.longctx s-niah {m}, 1 seed", "seconds": timed(lambda c=c: longctx.run(c, progress=True))})
 from nlteach.continual import preset_config as continual_config  # noqa: E402
 from nlteach.continual import run as continual_run  # noqa: E402
 
 c = continual_config("split-digits", "finetune", preset, seeds=(0,))
-live.append({"job": "nlteach.continual split-digits finetune, 1 seed", "seconds": timed(lambda: continual_run(c))})
+live.append({"job": "nlteach.continual split-digits finetune, 1 seed", "seconds": timed(lambda: continual_run(c, progress=True))})
 from nlteach.train import train  # noqa: E402
 
 with tempfile.TemporaryDirectory(prefix="nb12_") as workdir:  # the run's checkpoints, removed after the run
     live.append({"job": "nlteach.train transformer, 1 seed",
                  "seconds": timed(lambda: train(model="transformer", preset=preset, out=f"{workdir}/lm",
-                                                progress=False, sample_chars=0))})
+                                                sample_chars=0))})
 print(f"preset {preset}, {torch.get_num_threads()} thread(s), device {config.get_device()}")
 print(text_table(live, ["job", "seconds"]))
 
