@@ -95,6 +95,19 @@ def test_refresh_updates_untouched_notebooks_and_keeps_edited_ones(course, tmp_p
     assert again.unchanged == [first, second] and not again.kept
 
 
+def test_refresh_without_a_record_keeps_edits_and_leaves_current_copies(course, tmp_path):
+    """A working copy made by hand (no .course/ record): an up-to-date notebook is left alone, an
+    edited one is kept and the course's version written beside it."""
+    work = tmp_path / "work"
+    lab.sync_working_copy(course, work)
+    shutil.rmtree(work / lab.BASE_DIR)
+    first, second = sorted(p.name for p in course.glob(lab.PATTERN))
+    _edit_first_code_cell(work / first, "print('my answer')")
+    report = lab.sync_working_copy(course, work, refresh=True)
+    assert report.unchanged == [second] and report.kept == [first]
+    assert (work / lab.course_version_name(first)).exists()
+
+
 def test_missing_course_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="course="):
         lab.sync_working_copy(tmp_path / "nope", tmp_path / "work")

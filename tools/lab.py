@@ -96,6 +96,11 @@ def cell_sources(path: Path) -> list[tuple[str, str]]:
     return [(c["cell_type"], "".join(c["source"])) for c in nb["cells"]]
 
 
+def _same_cells(a: Path, b: Path) -> bool:
+    """Whether two notebooks have the same cells (False when either does not exist)."""
+    return a.exists() and b.exists() and cell_sources(a) == cell_sources(b)
+
+
 def unpaired(notebook: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``notebook`` (ipynb JSON) without its jupytext pairing."""
     nb = json.loads(json.dumps(notebook))
@@ -132,9 +137,9 @@ def sync_working_copy(course: Path = COURSE, work: Path = WORK, *, refresh: bool
         if not dst.exists():
             _hand_out(src, dst, base)
             report.copied.append(src.name)
-        elif not refresh or (base.exists() and cell_sources(base) == cell_sources(src)):
-            report.unchanged.append(src.name)  # not asked to refresh, or the course did not change
-        elif base.exists() and cell_sources(dst) == cell_sources(base):
+        elif not refresh or _same_cells(base, src) or _same_cells(dst, src):
+            report.unchanged.append(src.name)  # not asked to, the course did not change, or up to date
+        elif _same_cells(dst, base):
             _hand_out(src, dst, base)
             report.updated.append(src.name)
         else:
