@@ -10,7 +10,8 @@ are committed (no outputs, paired with their ``.py``); the learner works in ``no
 - ``make lab-refresh`` (``python -m tools.lab --refresh``) brings the working copy up to the
   course's current version: a notebook whose cells the learner left as they were (outputs do not
   count) is replaced by the new version; one the learner edited is kept as it is, and the new
-  version is written beside it as ``NN_topic.course.ipynb``.
+  version is written beside it as ``NN_topic.course.ipynb`` (replaced at each refresh: rename it
+  to keep edits made there).
 
 The copy of each notebook as it was handed out is kept in ``notebooks-work/.course/``: it is how
 ``--refresh`` tells an edited notebook from an untouched one. The working copy is not paired with
