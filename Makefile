@@ -1,4 +1,5 @@
-# nlteach: two commands. `make lab` opens the course, `make test` runs every check.
+# nlteach: two commands. `make lab` opens the course (your working copy, notebooks-work/), `make test`
+# runs every check. `make lab-refresh` brings the course's new notebook versions into your copy.
 # Both create .venv/ at the repository root on first use and reuse it afterwards.
 #
 # Variables (set on the command line, e.g. `make test TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu`):
