@@ -19,6 +19,9 @@
 #
 # This notebook checks your set-up and shows the three conventions used everywhere:
 # **size presets**, **widgets** and **exercises**.
+#
+# Opened with `make lab`, you are in `notebooks-work/`, your own git-ignored copy of the course:
+# run, edit and save freely (the README says how to refresh it when the course changes).
 
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
