@@ -41,7 +41,8 @@ def snapshot_repository():
                 shutil.copy2(root / name, dest / name)
         git(dest, "init", "--quiet")
         git(dest, "add", "--all")
-        git(dest, "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "--quiet", "-m", "snapshot")
+        git(dest, "-c", "user.name=test", "-c", "user.email=test@localhost", "-c", "commit.gpgsign=false",
+            "commit", "--quiet", "--no-verify", "-m", "snapshot")
         return dest
 
     return make
