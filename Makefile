@@ -1,4 +1,5 @@
-# nlteach: two commands. `make lab` opens the course, `make test` runs every check.
+# nlteach: two commands. `make lab` opens the course (your working copy, notebooks-work/), `make test`
+# runs every check. `make lab-refresh` brings the course's new notebook versions into your copy.
 # Both create .venv/ at the repository root on first use and reuse it afterwards.
 #
 # Variables (set on the command line, e.g. `make test TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu`):
@@ -16,7 +17,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nlteach-installed
 
-.PHONY: lab test venv sync lint bench clean-venv
+.PHONY: lab lab-refresh test venv sync lint bench clean-venv
 
 venv: $(STAMP)
 
@@ -30,9 +31,16 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 # LAB_ARGS: extra JupyterLab options (e.g. --no-browser --port 8899). Root (containers) needs --allow-root.
+# The lab opens notebooks-work/, the learner's git-ignored copy of notebooks/ (tools/lab.py): made on
+# first use, never overwritten; `make lab-refresh` brings in the course's new versions (edited
+# notebooks are kept, the new version is written beside them). Same data mirror default as `make test`.
 LAB_ARGS ?=
+ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: venv
-	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
+	$(PY) -m tools.lab $(ROOT_ARGS) $(LAB_ARGS)
+
+lab-refresh: venv
+	$(PY) -m tools.lab --refresh $(ROOT_ARGS) $(LAB_ARGS)
 
 # Unit tests (the layer contract included), every notebook executed at the tiny preset (nbval, lax),
 # every solution graded. Data come from $NLTEACH_DATA_MIRROR when it is set (CI), else the network.

@@ -1,5 +1,6 @@
 """Root pytest set-up, shared by tests/ and the notebooks nbval executes: tiny preset, the shared
-data mirror, and a per-notebook timing summary (each notebook's budget at tiny is 90 s)."""
+data mirror, the learner's working copy left out, and a per-notebook timing summary (each
+notebook's budget at tiny is 90 s)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from tools.lab import WORK, default_data_mirror
+
 ROOT = Path(__file__).resolve().parent
 os.environ.setdefault("NLTEACH_SIZE", "tiny")
 os.environ.setdefault("MPLBACKEND", "agg")
-_mirror = ROOT.parent / "shared" / "data"
-if "NLTEACH_DATA_MIRROR" not in os.environ and _mirror.is_dir():
+_mirror = default_data_mirror(ROOT)  # the same default as `make lab`
+if "NLTEACH_DATA_MIRROR" not in os.environ and _mirror is not None:
     os.environ["NLTEACH_DATA_MIRROR"] = str(_mirror)
+# The learner's working copy (`make lab`, git-ignored) is theirs: never collected, even by `pytest .`.
+collect_ignore = [WORK.name]
 
 _notebook_seconds: dict[str, float] = defaultdict(float)
 

@@ -42,7 +42,7 @@ from nlteach import models, recipes, text
 from nlteach.config import get_device
 from nlteach.data import DataUnavailableError
 from nlteach.models import ModelConfig
-from nlteach.runs import cli, distributed, io, rng
+from nlteach.runs import cli, console, distributed, io, rng
 from nlteach.runs.lock import FolderInUse, FolderLock
 from nlteach.runs.provenance import Clock, provenance
 from nlteach.runs.rundir import SettingsMismatch, check_same_settings
@@ -320,13 +320,13 @@ def _train(cfg: TrainConfig, corpus: text.CharCorpus, model_cfg: ModelConfig, de
     if dist.main:
         io.atomic_write_json(out / RESULTS, results, indent=2)
     _say(dist, f"done: val loss {p.last_val:.4f}, test loss {test_loss:.4f} nats/char ({results['test_bpc']:.3f} "
-               f"bits/char); results in {out / RESULTS}\n--- sample ---\n{sampled}")
+               f"bits/char); results in {out / RESULTS}" + (f"\n--- sample ---\n{sampled}" if sampled else ""))
     return results
 
 
 def _say(dist: distributed.Dist, message: str) -> None:
     if dist.main:
-        print(f"[nlteach.train] {message}", file=sys.stderr)
+        console.log(f"[nlteach.train] {message}")  # stdout in a notebook, stderr on a command line
 
 
 def build_parser(*, only_given: bool = False) -> argparse.ArgumentParser:

@@ -19,6 +19,9 @@
 #
 # This notebook checks your set-up and shows the three conventions used everywhere:
 # **size presets**, **widgets** and **exercises**.
+#
+# Opened with `make lab`, you are in `notebooks-work/`, your own git-ignored copy of the course:
+# run, edit and save freely (the README says how to refresh it when the course changes).
 
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
@@ -96,8 +99,9 @@ print("device:", device, "| first random draw with seed 0:", torch.randn(3, gene
 
 # %% [markdown]
 # ## 3. Widgets
-# Widgets let you move a parameter and watch a memory change. Each one first leaves a static
-# figure at its default values (what you see on GitHub or in a PDF), then the live version below it.
+# Widgets let you move a parameter and watch a memory change. Where widgets cannot run (on GitHub,
+# in a PDF, or in a saved notebook reopened before you trust it) each shows a static figure at its
+# default values instead.
 #
 # The smallest memory in the course is a **running average** of a stream,
 # $m_t = \beta\, m_{t-1} + (1-\beta)\, x_t$: one number that remembers the recent past. Move
@@ -113,10 +117,13 @@ interactive_figure(course.draw_ema, {"beta": beta_slider});
 # %% [markdown]
 # ## 4. Exercises
 # Exercises are functions with a body for you to write. The cell after each one calls a grader
-# that compares your function with the library's reference on fixed inputs and explains what is
-# wrong. If you have not attempted it yet, the grader says so and the notebook carries on with the
-# reference version, so you can always run everything top to bottom. Solutions are in
-# `solutions/` (try first!).
+# that compares your function with the library's reference on fixed inputs. Until you attempt an
+# exercise it says "Not attempted yet". When your answer is wrong it explains what is wrong and gives
+# a hint (the idea, not the answer); the solution comes after three failed attempts, or at once
+# with `grade(..., show_solution=True)`. When your function raises an error, the grader shows the
+# inputs (their shapes) it was called with. Every verdict ends by saying which version the next
+# cells use: yours once it passes, the library's reference until then, so you can always run
+# everything top to bottom. Full solutions are in `solutions/` (try first!).
 #
 # **Exercise 00.ema.** Write the running average: given a 1-D tensor `x` of length T and `beta`,
 # return a tensor of length T whose entry t is $m_t$, starting from $m_0 = 0$.

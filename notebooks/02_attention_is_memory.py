@@ -233,7 +233,8 @@ def intra_chunk(Qc, Kc, Vc):
 
 
 # %%
-intra = grade("02.intra_chunk", intra_chunk).function
+result = grade("02.intra_chunk", intra_chunk)
+intra = result.function  # yours if it passed, the library's otherwise
 
 # %% [markdown]
 # Plug your term into a readable chunked linear attention (a loop over chunks, in
@@ -245,7 +246,7 @@ T2, C2 = 23, 8
 q2, k2, v2 = (torch.randn(T2, 3, generator=gen, dtype=torch.float64) for _ in range(3))
 o_chunks, S_chunks = course.chunked_linear_attention_loop(q2, k2, v2, C2, intra=intra)
 o_tokens, S_tokens = memory.linear_attention_naive(q2[None, None], k2[None, None], v2[None, None])
-print("chunked (your intra term) == token loop:", torch.allclose(o_chunks, o_tokens[0, 0]),
+print(f"chunked ({result.whose} intra term) == token loop:", torch.allclose(o_chunks, o_tokens[0, 0]),
       "| final memories equal:", torch.allclose(S_chunks, S_tokens[0, 0]))
 
 # %% [markdown]

@@ -351,6 +351,10 @@ print("dual form of one chunk:", tuple(o_dual.shape))
 # Below: time per token of a forward+backward pass (measured now, on this machine, so only the
 # shape of the curve matters) and the error of the memory at predicting the *next* pair of a rule
 # stream (the query at token $t$ is the key of token $t+1$), for several chunk sizes.
+#
+# **Slow cell.** This sweep is most of this notebook's run time at the `laptop` preset (about twelve
+# minutes for the whole notebook on a loaded 2-core CPU; seconds at `tiny`); a bar shows its
+# progress.
 
 # %%
 rows = course.chunk_tradeoff(
@@ -359,14 +363,12 @@ rows = course.chunk_tradeoff(
     T=config.by_preset(tiny=128, laptop=2048, full=4096),
     d=config.by_preset(tiny=8, laptop=16, full=32),
     hidden=config.by_preset(tiny=32, laptop=64, full=128),
-    thetas=(0.05, 0.3), eta=0.0, repeat=config.by_preset(tiny=1, laptop=3, full=3), seed=0,
+    thetas=(0.05, 0.3), eta=0.0, repeat=config.by_preset(tiny=1, laptop=3, full=3), seed=0, progress=True,
 )
 fig = plt.figure(figsize=(9, 3.2), layout="constrained")
 course.draw_chunk_tradeoff(fig, rows)
 plt.show()
-for r in rows:
-    errs = "   ".join(f"theta={th}: {e:.3f}" for th, e in r["error_mean"].items())
-    print(f"chunk {r['chunk_size']:4d}: {r['us_per_token']:9.1f} us/token   next-pair error {errs}")
+print(course.format_chunk_tradeoff(rows))
 
 # %% [markdown]
 # Read the two panels together: the time per token falls steeply from chunk 1 (one sequential

@@ -344,8 +344,8 @@ G = torch.randn(8, 20, generator=torch.Generator().manual_seed(0))
 X = G / G.norm()
 for _ in range(5):
     X = ns_step(X, *nlo.NS_COEFFS)
-print("singular values after 5 of your steps:", torch.linalg.svdvals(X).numpy().round(3))
-print("library newton_schulz(G):              ", torch.linalg.svdvals(nlo.newton_schulz(G)).numpy().round(3))
+print(f"singular values after 5 of {result.whose} steps:".ljust(45), torch.linalg.svdvals(X).numpy().round(3))
+print("library newton_schulz(G):".ljust(45), torch.linalg.svdvals(nlo.newton_schulz(G)).numpy().round(3))
 
 # %% [markdown]
 # `nlo.Muon` orthogonalizes the (Nesterov) momentum of every matrix parameter, scales the step by

@@ -245,7 +245,7 @@ for name, lr in (("frozen (lr 0)", 0.0), ("in-context, periods (1, 8)", 0.02)):
     errors[name] = ((y - vs) ** 2).sum(-1)[0].detach()
 blk = cms_ic.blocks[1]
 y_ex, _ = in_context_fn(xs[0], vs[0], blk.W_in.detach(), blk.W_out.detach(), 8, 0.02)
-errors["one block, period 8 (your function)"] = ((y_ex - vs[0]) ** 2).sum(-1).detach()
+errors[f"one block, period 8 ({result.whose} function)"] = ((y_ex - vs[0]) ** 2).sum(-1).detach()
 
 fig = PngFigure(figsize=(8, 3), layout="constrained")
 ax = fig.add_subplot()

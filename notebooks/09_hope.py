@@ -188,7 +188,7 @@ if live.get("interrupted"):
     print("interrupted: the runs finished so far are below; run this cell again to resume")
 runs = lm_comparison.by_label(live)
 summary = lm_comparison.summarize_comparison(runs)
-print(text_table(summary, ["model", "params", "seeds", "val_mean", "val_std", "test_mean", "test_std", "s_per_run"]))
+print(lm_comparison.summary_table(summary))
 fig = plt.figure(figsize=(8, 4))
 lm_comparison.draw_comparison(fig, runs, "val_loss")
 fig.axes[0].set_title(f"live run at the {config.get_preset()} preset: validation loss (band: min..max over seeds)")
@@ -225,7 +225,7 @@ else:
     print("settings:", {k: meta["config"][k] for k in ("params", "steps", "batch_size", "seq_len", "lr", "tokens_per_run")})
     main = {k: v for k, v in committed.items() if k in names}
     laptop_summary = lm_comparison.summarize_comparison(main)
-    print(text_table(laptop_summary, ["model", "params", "seeds", "val_mean", "val_std", "test_mean", "test_std", "s_per_run"]))
+    print(lm_comparison.summary_table(laptop_summary))
     fig = plt.figure(figsize=(8, 4))
     lm_comparison.draw_comparison(fig, main, "val_loss")
     fig.axes[0].set_title("committed laptop results: validation loss, mean over seeds (band: min..max)")
@@ -271,19 +271,19 @@ ablations = list(lm_comparison.ABLATIONS)
 if config.get_preset() != "tiny":  # same folder: the main models are done, only the ablations train
     live = lm_comparison.run_comparison(workdir, seeds=seeds, ablation_seeds=seeds[:1], multi_frequency_seeds=[])
     ab_live = {k: v for k, v in lm_comparison.by_label(live).items() if k in ("hope", *ablations)}
-    print(text_table(lm_comparison.summarize_comparison(ab_live), ["model", "params", "seeds", "val_mean", "val_std", "test_mean"]))
+    print(lm_comparison.summary_table(lm_comparison.summarize_comparison(ab_live)))
 variants = ["hope", *ablations, lm_comparison.MULTI_FREQUENCY, lm_comparison.SMALL_MEMORY]
 ab = {k: committed[k] for k in variants if k in committed}
 if len(ab) < 2:
     print("the committed results hold no ablation runs yet; run the command of section 4.")
 else:
     ab_summary = lm_comparison.summarize_comparison(ab)
-    print(text_table(ab_summary, ["model", "params", "seeds", "val_mean", "val_std", "test_mean", "test_std"]))
+    print(lm_comparison.summary_table(ab_summary))
     fig = plt.figure(figsize=(8, 4))
     lm_comparison.draw_comparison(fig, ab, "val_loss")
     fig.axes[0].set_title("committed laptop results: HOPE ablation, validation loss")
     plt.show()
-    print("Ablation (committed laptop results)\n" + lm_comparison.comparison_verdict(ab_summary))
+    print("Ablation (committed laptop results)\n" + lm_comparison.comparison_verdict(ab_summary, reference="hope"))
 
 # %% [markdown]
 # ## 6. Verdict at this scale

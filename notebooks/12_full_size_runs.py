@@ -122,8 +122,12 @@ print("\n".join(lines[:5] + ["..."] + [ln[:160] + (" ..." if len(ln) > 160 else 
 # %% [markdown]
 # ## 2. How long does it take? (measured on a CPU)
 #
+# **Slow cell.** At the `laptop` preset the next cell trains for about ten minutes on a 2-core CPU
+# (seconds at `tiny`); a progress bar shows each job.
+#
 # **Live, at the active preset.** One job of each kind, timed now in this process (at `tiny`,
-# these are smoke-test sizes: the time is mostly start-up). The CPU, its load and the thread count
+# these are smoke-test sizes: the time is mostly start-up); the training run's folder is
+# temporary and removed right after it. The CPU, its load and the thread count
 # decide these numbers; they say nothing about a GPU.
 
 # %%
@@ -133,21 +137,21 @@ def timed(fn):
     return time.perf_counter() - t0
 
 
-workdir = tempfile.mkdtemp(prefix="nb12_")
 live = []
 for m in ("transformer", "hope"):
     c = longctx.preset_config("s-niah", m, preset, seeds=(0,))
-    live.append({"job": f"nlteach.longctx s-niah {m}, 1 seed", "seconds": timed(lambda c=c: longctx.run(c))})
+    live.append({"job": f"nlteach.longctx s-niah {m}, 1 seed", "seconds": timed(lambda c=c: longctx.run(c, progress=True))})
 from nlteach.continual import preset_config as continual_config  # noqa: E402
 from nlteach.continual import run as continual_run  # noqa: E402
 
 c = continual_config("split-digits", "finetune", preset, seeds=(0,))
-live.append({"job": "nlteach.continual split-digits finetune, 1 seed", "seconds": timed(lambda: continual_run(c))})
+live.append({"job": "nlteach.continual split-digits finetune, 1 seed", "seconds": timed(lambda: continual_run(c, progress=True))})
 from nlteach.train import train  # noqa: E402
 
-live.append({"job": "nlteach.train transformer, 1 seed",
-             "seconds": timed(lambda: train(model="transformer", preset=preset, out=f"{workdir}/lm", overwrite=True,
-                                            progress=False, sample_chars=0))})
+with tempfile.TemporaryDirectory(prefix="nb12_") as workdir:  # the run's checkpoints, removed after the run
+    live.append({"job": "nlteach.train transformer, 1 seed",
+                 "seconds": timed(lambda: train(model="transformer", preset=preset, out=f"{workdir}/lm",
+                                                sample_chars=0))})
 print(f"preset {preset}, {torch.get_num_threads()} thread(s), device {config.get_device()}")
 print(text_table(live, ["job", "seconds"]))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,33 @@ def data_mirror() -> Path:
     if not mirror or not Path(mirror).is_dir():
         pytest.skip("no data mirror: set NLTEACH_DATA_MIRROR to a folder holding the pinned data files")
     return Path(mirror)
+
+
+@pytest.fixture(scope="session")
+def snapshot_repository():
+    """``make(dest) -> dest``: a fresh git repository at ``dest`` holding this checkout's files as
+    they are now (committed or not, ignored files left out), committed once: a repository whose
+    ``git status`` is clean, for tests that check that using the course leaves it clean."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def git(repo: Path, *args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+    def make(dest: Path) -> Path:
+        files = git(root, "ls-files", "--cached", "--others", "--exclude-standard", "-z").split("\0")
+        for name in filter(None, files):
+            if (root / name).is_file():
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(root / name, dest / name)
+        git(dest, "init", "--quiet")
+        git(dest, "add", "--all")
+        git(dest, "-c", "user.name=test", "-c", "user.email=test@localhost", "-c", "commit.gpgsign=false",
+            "commit", "--quiet", "--no-verify", "-m", "snapshot")
+        return dest
+
+    return make
 
 
 # -- hostile files and a second process: the hardening tests of every runner ----------------------

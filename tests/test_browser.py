@@ -1,9 +1,12 @@
 """The course in a real browser: JupyterLab + Debian's Chromium (headless, through Playwright).
 
-For each notebook under test: open it in JupyterLab, Run > Run All Cells, wait for the kernel to go
-idle, check that no cell shows an error or a traceback, then move the slider of every course widget
-(``nlteach.course.widgets.interactive_figure``) and check that the plot in its live output is redrawn
-(the image's pixels change). Screenshots go to a temporary folder; on failure they are copied to
+JupyterLab serves the learner's working copy (``notebooks-work/``, made by ``tools.lab`` as ``make
+lab`` does) of a snapshot of this checkout. For each notebook under test: open it, Run > Run All
+Cells, wait for the kernel to go idle, check that no cell shows an error or a traceback, then move
+the slider of every course widget (``nlteach.course.widgets.interactive_figure``) and check that the
+plot in its live output is redrawn (the image's pixels change). Then: a notebook saved with its
+outputs in the working copy leaves the repository clean (``git status``, the notebook checks), and
+a training cell's log is shown as output, not as an error (stderr). Screenshots go to a temporary folder; on failure they are copied to
 ``.browser-test-artifacts/`` (git-ignored) with the server and browser logs.
 
 Run it alone with ``.venv/bin/python -m pytest -m browser tests/test_browser.py``. Without Chromium
@@ -16,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
 import urllib.error
 from collections.abc import Iterator
@@ -24,11 +28,23 @@ from pathlib import Path
 import pytest
 
 from tools import browser_check as bc
+from tools import lab as learner
+from tools import nbtools
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 ARTIFACTS = ROOT / ".browser-test-artifacts"
 UNDER_TEST = ("00", "01")  # notebook numbers; 01 has the associative-memory widget
+TRAINING_NOTEBOOK = "90_training_log.ipynb"  # written into the working copy by the lab fixture
+TRAINING_CELL = """\
+import tempfile
+from nlteach.experiments import lm_comparison
+
+with tempfile.TemporaryDirectory() as out:  # notebook 09's training helper, one small run
+    live = lm_comparison.run_comparison(out, preset="tiny", seeds=(0,), models=("transformer",),
+                                        ablation_seeds=(), multi_frequency_seeds=(), sample_chars=0)
+print("trained:", sorted(lm_comparison.by_label(live)))
+"""
 
 RUN_ALL_TIMEOUT_MS = 150_000
 REDRAW_TIMEOUT_MS = 20_000
@@ -52,10 +68,21 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def lab(chromium, tmp_path_factory) -> Iterator[bc.LabServer]:
+def repo(chromium, tmp_path_factory, snapshot_repository) -> Path:
+    """A snapshot of this checkout (a git repository whose status is clean)."""
+    return snapshot_repository(tmp_path_factory.mktemp("repo"))
+
+
+@pytest.fixture(scope="module")
+def lab(chromium, repo, tmp_path_factory) -> Iterator[bc.LabServer]:
     work = tmp_path_factory.mktemp("lab")
-    served = work / "notebooks"
-    shutil.copytree(NOTEBOOKS, served, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    served = repo / learner.WORK.name  # what `make lab` opens, inside the snapshot
+    learner.sync_working_copy(repo / "notebooks", served)
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(TRAINING_CELL)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                 "language": "python"}
+    nbformat.write(nb, served / TRAINING_NOTEBOOK)
     kernel_env = {
         "NLTEACH_SIZE": "tiny",
         "MPLBACKEND": "",  # removed: the kernel uses Jupyter's inline backend, as a learner's does
@@ -311,6 +338,14 @@ def test_notebook_runs_and_widgets_redraw(name, lab, browser, tmp_path):
         widgets = page.locator(".jp-Notebook .nlteach-widget")
         with_slider = [w for w in widgets.all() if w.locator(".widget-slider .noUi-handle").count()]
         assert with_slider, f"{name}: no course widget with a slider was displayed"
+        static_copies = page.evaluate(  # images in a widget's cell outside the widget itself
+            """() => Array.from(document.querySelectorAll('.jp-Notebook .nlteach-widget')).map(w =>
+                Array.from(w.closest('.jp-Cell').querySelectorAll('.jp-OutputArea-output img'))
+                    .filter(i => !w.contains(i)).length)"""
+        )
+        assert not any(static_copies), (
+            f"{name}: a widget's cell also shows a static copy of the figure: {static_copies}"
+        )
         for i, widget in enumerate(with_slider):
             evidence.summary.append(
                 _move_slider_and_check_redraw(page, widget, f"{stem}-widget{i}", evidence)
@@ -334,3 +369,101 @@ def test_notebook_runs_and_widgets_redraw(name, lab, browser, tmp_path):
         context.close()
         for session in lab.api("api/sessions"):  # free the CPU for the next notebook
             lab.api(f"api/sessions/{session['id']}", method="DELETE")
+
+
+def _save(page, path: str) -> None:
+    """Save the open notebook ``path`` as JupyterLab's File > Save does."""
+    page.evaluate(
+        """(path) => {
+            const w = Array.from(window.jupyterapp.shell.widgets('main'))
+                .find(x => x.context && x.context.path === path);
+            return w.context.save();
+        }""",
+        path,
+    )
+
+
+def _open_run_all(browser, lab: bc.LabServer, name: str, tmp_path: Path):
+    """A new page with ``name`` opened and run; returns (context, page, evidence)."""
+    evidence = Evidence(tmp_path)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.on("console", lambda m: evidence.log.append(f"console.{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: evidence.log.append(f"pageerror: {e}"))
+    _open_notebook(page, lab, name)
+    state = _run_all(page, name)
+    evidence.summary.append(f"{name}: {state}")
+    return context, page, evidence
+
+
+def _kept_on_failure(evidence: Evidence, page, lab: bc.LabServer, stem: str, err: BaseException) -> None:
+    try:
+        evidence.shot(page, f"{stem}-at-failure")
+    except Exception:
+        pass
+    kept = evidence.keep(stem, lab)
+    if isinstance(err, Exception):
+        err.add_note(f"screenshots and logs kept in {kept}")
+
+
+def _free_kernels(lab: bc.LabServer) -> None:
+    for session in lab.api("api/sessions"):
+        lab.api(f"api/sessions/{session['id']}", method="DELETE")
+
+
+def test_saving_in_the_working_copy_leaves_the_repository_clean(lab, browser, repo, tmp_path):
+    """Run notebook 00 in the working copy and save it with its outputs: the file holds them, no
+    jupytext pair is written, `git status` stays clean and the committed notebooks pass their checks."""
+    name = _notebook("00")
+    context, page, evidence = _open_run_all(browser, lab, name, tmp_path)
+    try:
+        assert not _errors_shown(page)
+        _save(page, name)
+        saved = lab.root_dir / name
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            cells = json.loads(saved.read_text())["cells"]
+            if any(c.get("outputs") for c in cells):
+                break
+            time.sleep(0.25)
+        assert any(c.get("outputs") for c in cells), f"{saved} was saved without outputs"
+        assert not saved.with_suffix(".py").exists(), "saving the working copy wrote a jupytext pair"
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True,
+                                text=True, check=True).stdout
+        assert status == "", f"using the course changed the repository:\n{status}"
+        for ipynb in sorted((repo / "notebooks").glob(learner.PATTERN)):
+            assert nbtools.pair_problems(ipynb) == []
+    except BaseException as err:
+        _kept_on_failure(evidence, page, lab, "save", err)
+        raise
+    finally:
+        context.close()
+        _free_kernels(lab)
+
+
+def test_a_training_log_is_shown_as_output_not_as_an_error(lab, browser, tmp_path):
+    """Notebook 09's training helper in a cell: its log is on stdout (JupyterLab draws stderr as a
+    red error box), with no empty "--- sample ---" block."""
+    context, page, evidence = _open_run_all(browser, lab, TRAINING_NOTEBOOK, tmp_path)
+    try:
+        assert not _errors_shown(page)
+        shown = page.evaluate(
+            """() => {
+                const nb = document.querySelector('.jp-NotebookPanel .jp-Notebook');
+                const text = sel => Array.from(nb.querySelectorAll(sel)).map(e => e.innerText);
+                return {
+                    stdout: text('.jp-RenderedText[data-mime-type="application/vnd.jupyter.stdout"]'),
+                    stderr: text('.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]'),
+                };
+            }"""
+        )
+        stdout = "\n".join(shown["stdout"])
+        assert "[nlteach.train] done" in stdout and "trained: ['transformer']" in stdout, shown
+        assert not shown["stderr"], f"shown as errors (stderr): {shown['stderr']}"
+        assert "--- sample ---" not in stdout
+    except BaseException as err:
+        _kept_on_failure(evidence, page, lab, "training-log", err)
+        raise
+    finally:
+        context.close()
+        _free_kernels(lab)

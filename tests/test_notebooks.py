@@ -73,3 +73,15 @@ def test_notebooks_read_sizes_from_the_preset_helper(ipynb):
     text = ipynb.with_suffix(".py").read_text()
     assert "NLTEACH_SIZE" not in text.replace("`NLTEACH_SIZE", ""), \
         f"{ipynb.name} reads NLTEACH_SIZE directly; use nlteach.config.by_preset"
+
+
+@pytest.mark.parametrize("ipynb", IPYNBS, ids=lambda p: p.name)
+def test_notebooks_remove_their_temporary_folders(ipynb):
+    """Run folders (checkpoints: megabytes per run) go in a tempfile.TemporaryDirectory, used in a
+    `with` block or cleaned up by the notebook; a bare mkdtemp would stay behind after every run."""
+    text = ipynb.with_suffix(".py").read_text()
+    assert "mkdtemp(" not in text, f"{ipynb.name} makes a temporary folder it never removes"
+    for line in text.splitlines():
+        if "TemporaryDirectory(" in line and not line.lstrip().startswith("with "):
+            name = line.split("=")[0].strip()
+            assert f"{name}.cleanup()" in text, f"{ipynb.name} never removes {name} ({line.strip()})"

@@ -19,6 +19,8 @@ import pytest
 import torch
 
 from nlteach.runs import RESULTS_ROOT, cli, commands, io, provenance, rng, seeds, stats, tables
+from nlteach.runs.console import ENV_VAR as LOG_STREAM_VAR
+from nlteach.runs.console import in_notebook, log
 from nlteach.runs.lock import FolderInUse, FolderLock
 from nlteach.runs.rundir import RunDir, SettingsMismatch, check_same_settings, settings_diff
 from nlteach.runs.threads import ThreadCountWarning, torch_threads
@@ -448,3 +450,28 @@ def test_run_command_line_options_and_exit_codes(capsys):
         raise KeyboardInterrupt
 
     assert commands.run_guarded(interrupted) == (None, 130) and "resume" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ console
+def pretend_notebook(monkeypatch) -> None:
+    """Make this process look like a Jupyter kernel to :func:`nlteach.runs.console.in_notebook`."""
+    shell = type("ZMQInteractiveShell", (), {})()
+    monkeypatch.setitem(sys.modules, "IPython", argparse.Namespace(get_ipython=lambda: shell))
+    monkeypatch.delenv(LOG_STREAM_VAR, raising=False)
+
+
+def test_logs_go_to_stderr_on_a_command_line_and_stdout_in_a_notebook(monkeypatch, capsys):
+    monkeypatch.delenv(LOG_STREAM_VAR, raising=False)
+    monkeypatch.delitem(sys.modules, "IPython", raising=False)
+    log("[x] cli")
+    assert capsys.readouterr() == ("", "[x] cli\n")
+    pretend_notebook(monkeypatch)
+    assert in_notebook()
+    log("[x] notebook")
+    assert capsys.readouterr() == ("[x] notebook\n", "")
+    monkeypatch.setenv(LOG_STREAM_VAR, "stderr")  # the override wins
+    log("[x] forced")
+    assert capsys.readouterr().err == "[x] forced\n"
+    monkeypatch.setenv(LOG_STREAM_VAR, "both")
+    with pytest.raises(ValueError, match=LOG_STREAM_VAR):
+        log("[x] bad")

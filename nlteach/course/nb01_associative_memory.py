@@ -144,15 +144,19 @@ def draw_capacity(fig: Figure, results: dict, d: int) -> Figure:
 def draw_memory_writes(fig: Figure, n_written: int = 4, keys: str = "correlated", *, d: int = 8,
                        n_max: int = 16, beta: float = 1.0, seed: int = 0) -> Figure:
     """Widget of notebook 01: after ``n_written`` writes, the memory matrix of each rule and the
-    retrieval error of every pair written so far."""
+    retrieval error of every pair written so far. The colour scale and the error axis are fixed
+    over every ``n_written`` from 0 to ``n_max`` (for these keys), so moving the slider changes the
+    data, never the axes."""
     n_written = int(min(max(n_written, 0), n_max))
     K, V = make_pairs(n_max, d, d, keys, seed=seed)
     ax_h, ax_d, ax_e = fig.subplots(1, 3, width_ratios=[1, 1, 1.5])
-    errs = {}
+    errs, top = {}, 1.5
     for ax, rule in ((ax_h, "hebbian"), (ax_d, "delta")):
-        S = write_all(K[:n_written], V[:n_written], rule, beta=beta)[-1]
+        states = write_all(K, V, rule, beta=beta)  # [n_max + 1, d, d]: every slider position
+        S = states[n_written]
         errs[rule] = retrieval_errors(S, K[:n_written], V[:n_written]).numpy()
-        lim = max(1.0, float(S.abs().max()))
+        top = max([top] + [float(retrieval_errors(states[n], K[:n], V[:n]).max()) for n in range(1, n_max + 1)])
+        lim = max(1.0, float(states.abs().max()))
         ax.imshow(S.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set_title(f"{rule} memory S\n(after {n_written} writes)", fontsize=9)
         ax.set_xticks([])
@@ -163,7 +167,7 @@ def draw_memory_writes(fig: Figure, n_written: int = 4, keys: str = "correlated"
         ax_e.bar(idx + 0.2, errs["delta"], width=0.4, color="C0", label="delta")
         ax_e.legend(fontsize=8, loc="upper left")
     ax_e.set_xlim(0.3, n_max + 0.7)
-    ax_e.set_ylim(0, max([1.5] + [float(e.max()) for e in errs.values() if len(e)]))
+    ax_e.set_ylim(0, 1.3 * top)  # headroom: the legend never covers a bar
     ax_e.set_xlabel("pair i (in the order written)")
     ax_e.set_ylabel("retrieval error of pair i")
     ax_e.set_title(f"{keys} keys, d = {d}", fontsize=9)

@@ -103,15 +103,22 @@ def recall_of_first_pair(alphas: Sequence[float], *, d: int, n: int, beta: float
 def speed_sweep(Ts: Sequence[int], chunk_sizes: Sequence[int], *, BH: int, d: int, repeat: int = 3,
                 T_for_chunks: int | None = None, seed: int = 0) -> dict:
     """Time the delta rule's token loop and chunked version (forward, float32, CPU or the default
-    device) over sequence lengths ``Ts`` (chunk 64), and the chunked version over ``chunk_sizes``."""
+    device) over sequence lengths ``Ts`` (chunk 64), and the chunked version over ``chunk_sizes``.
+
+    Both versions are warmed up first (on the shortest sequence: the first calls pay one-off
+    costs, which would make the first speed-up jump between runs); each time is the median of
+    ``repeat`` runs (at least 2 for the slow token loop)."""
     dev = get_device()
     res: dict = {"Ts": list(Ts), "naive": [], "chunked": [], "chunk_sizes": list(chunk_sizes),
                  "by_chunk": []}
     with torch.no_grad():
+        warm = make_inputs("delta", BH, min(Ts), d, dtype=torch.float32, device=dev, seed=seed)
+        memory.delta_rule_naive(**warm)
+        memory.delta_rule_chunked(**warm)
         for T in Ts:
             x = make_inputs("delta", BH, T, d, dtype=torch.float32, device=dev, seed=seed)
             res["naive"].append(measure(lambda x=x: memory.delta_rule_naive(**x), device=dev, warmup=0,
-                                        repeat=max(1, repeat // 2)))
+                                        repeat=max(2, repeat // 2)))
             res["chunked"].append(measure(lambda x=x: memory.delta_rule_chunked(**x), device=dev,
                                           repeat=repeat))
         x = make_inputs("delta", BH, T_for_chunks or max(Ts), d, dtype=torch.float32, device=dev, seed=seed)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from tqdm.auto import tqdm
 
 from nlteach.bench import measure
 
@@ -228,12 +229,13 @@ def draw_gates(fig: Figure, theta: float = 0.3, eta: float = 0.6, alpha: float =
 
 def chunk_tradeoff(chunk_sizes: Sequence[int], *, B: int, T: int, d: int, hidden: int,
                    thetas: Sequence[float] = (0.05, 0.3), eta: float = 0.0, alpha: float = 0.0,
-                   repeat: int = 3, seed: int = 0) -> list[dict]:
+                   repeat: int = 3, seed: int = 0, progress: bool = False) -> list[dict]:
     """For each chunk size: forward+backward time per token of :func:`titans_chunked` (measured
     now, on this machine, at ``thetas[0]``) and, for every learning rate in ``thetas``, the online
     prediction error on rule streams (the read at token t asks for the *next* key,
     ``q_t = k_{t+1}``, so the error says how well the memory predicts a pair it has not seen yet;
-    NaN when the memory diverged, i.e. the error exceeded 4, twice that of the untrained memory). Bigger chunks: fewer sequential steps, staler gradient points."""
+    NaN when the memory diverged, i.e. the error exceeded 4, twice that of the untrained memory). Bigger chunks: fewer sequential steps, staler gradient points.
+    ``progress``: a progress bar over the chunk sizes (the notebook's slowest cell at ``laptop``)."""
     streams = [rule_stream(T + 1, d, switch_at=(T + 1) // 2, seed=seed + b) for b in range(B)]
     k = torch.stack([s["k"] for s in streams])[:, None]  # [B, 1, T+1, d]
     v = torch.stack([s["v"] for s in streams])[:, None]
@@ -242,7 +244,7 @@ def chunk_tradeoff(chunk_sizes: Sequence[int], *, B: int, T: int, d: int, hidden
     W_in = (torch.randn(B, 1, hidden, d, generator=g) / math.sqrt(d)).requires_grad_()
     W_out = torch.zeros(B, 1, d, hidden, requires_grad=True)
     rows = []
-    for c in chunk_sizes:
+    for c in tqdm(chunk_sizes, desc="chunk sizes", disable=not progress):
         def step(c=c):
             o, _ = titans_chunked(q, k, v, thetas[0], eta, alpha, (W_in, W_out), chunk_size=c)
             o.square().mean().backward()
@@ -259,6 +261,23 @@ def chunk_tradeoff(chunk_sizes: Sequence[int], *, B: int, T: int, d: int, hidden
             row["error_per_seq"][theta] = err.tolist()
         rows.append(row)
     return rows
+
+
+def format_chunk_tradeoff(rows: list[dict]) -> str:
+    """:func:`chunk_tradeoff`'s rows as text, one line per chunk size; a learning rate at which
+    the memory diverged reads "diverged" (not ``nan``), with a note saying what that means."""
+    lines, diverged = [], False
+    for r in rows:
+        errs = []
+        for theta, e in r["error_mean"].items():
+            diverged |= not math.isfinite(e)
+            errs.append(f"theta={theta}: " + (f"{e:.3f}" if math.isfinite(e) else "diverged"))
+        lines.append(f"chunk {r['chunk_size']:4d}: {r['us_per_token']:9.1f} us/token   next-pair error "
+                     + "   ".join(errs))
+    if diverged:
+        lines.append("diverged: the memory's error blew up (NaN/Inf, or above twice the untrained "
+                     "memory's) at that learning rate; a smaller theta or chunk size keeps it stable.")
+    return "\n".join(lines)
 
 
 def draw_chunk_tradeoff(fig: Figure, rows: list[dict]) -> Figure:

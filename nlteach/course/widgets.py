@@ -4,13 +4,16 @@ The pattern every widget in the course follows:
 
 - the drawing is a plain library function ``draw(fig, **values)`` that fills a
   ``matplotlib.figure.Figure`` (so it is unit-tested without a browser);
-- :func:`interactive_figure` first shows a **static** figure at the default values (what a static
-  render of the notebook, e.g. on GitHub, shows), then the controls and a live output area that is
-  redrawn whenever a control moves.
+- :func:`interactive_figure` shows the controls and a live output area that is redrawn whenever a
+  control moves. Its display also carries a **static** PNG of the figure at the default values:
+  a front-end that cannot show the live widget (a static render of the notebook, e.g. on GitHub,
+  or a saved notebook reopened untrusted) shows that picture instead, and JupyterLab, which ranks
+  the widget first, shows the live figure only (no second copy above it).
 """
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Callable
 from typing import Any
@@ -62,27 +65,35 @@ def interactive_figure(
     figsize: tuple[float, float] = (8, 3.2),
     show_static: bool = True,
 ) -> widgets.VBox:
-    """Display a static figure at the controls' defaults, then the live widget; return the widget.
+    """Display the controls and a live figure redrawn when a control moves; return the widget.
 
     ``controls`` maps each keyword of ``draw`` to an ipywidgets control (slider, dropdown, ...).
+    With ``show_static`` the same display carries a PNG of the figure at the controls' defaults,
+    the fallback of front-ends without the live widget (module docstring).
     """
     if not controls:
         raise ValueError("controls must name at least one widget, got an empty dict.")
-    values = {k: w.value for k, w in controls.items()}
-    if show_static:
-        display(as_image(render(draw, values, figsize=figsize)))
     out = widgets.Output()
 
-    def redraw(_change: Any = None) -> None:
-        fig = render(draw, {k: w.value for k, w in controls.items()}, figsize=figsize)
+    def redraw(_change: Any = None) -> bytes:
+        png = png_bytes(render(draw, {k: w.value for k, w in controls.items()}, figsize=figsize))
         with out:
             out.clear_output(wait=True)
-            display(as_image(fig))
+            display(Image(data=png, format="png"))
+        return png
 
     for w in controls.values():
         w.observe(redraw, names="value")
-    redraw()
+    first = redraw()
     box = widgets.VBox([widgets.HBox(list(controls.values())), out])
     box.add_class("nlteach-widget")
-    display(box)
+    display(widget_bundle(box, first if show_static else None), raw=True)
     return box
+
+
+def widget_bundle(widget: widgets.Widget, png: bytes | None = None) -> dict[str, Any]:
+    """The display data of ``widget``, plus ``png`` as its static fallback (``image/png``)."""
+    bundle = dict(widget._repr_mimebundle_())
+    if png is not None:
+        bundle["image/png"] = base64.b64encode(png).decode("ascii")
+    return bundle

@@ -10,15 +10,21 @@ Every exercise has three parts:
 - a **solution** in ``solutions/nbNN.py`` under the same function name.
 
 In the notebook the cell after the stub calls :func:`grade`. An unattempted exercise (the stub
-still raises ``NotImplementedError``) prints a friendly note and does not stop the notebook;
-:func:`grade` returns a :class:`Result` whose ``function`` is the learner's function when it
-passed and the library's reference otherwise, so later cells always have a working version.
+still raises ``NotImplementedError``) prints "Not attempted yet" and does not stop the notebook.
+A failed attempt prints what is wrong and a hint (the idea, not the answer); the solution is
+printed from the ``SOLUTION_AFTER``-th failure on, or on request (``grade(..., show_solution=True)``
+or :func:`solution`). When the learner's function raises, the verdict names the inputs (shapes and
+dtypes) of the call that failed. :func:`grade` returns a :class:`Result` whose ``function`` is the
+learner's function when it passed and the library's reference otherwise, so later cells always
+have a working version, and every verdict says which one they use.
 CI proves that each solution passes its grader and each stub fails it (``tests/test_exercises.py``).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +38,9 @@ class GradingFailure(AssertionError):
     """Raised by a grader's check with a message that tells the learner what is wrong."""
 
 
+SOLUTION_AFTER = 3  # the solution is printed from this failed attempt on (or when asked for)
+
+
 @dataclass(frozen=True)
 class Exercise:
     id: str  # "NN.short_name", e.g. "00.ema"
@@ -39,7 +48,8 @@ class Exercise:
     notebook: str  # notebook stem, e.g. "00_welcome"
     reference: Callable[..., Any]
     check: Callable[[Callable[..., Any]], None]
-    hint: str = ""
+    hint: str = ""  # the idea, without the answer: printed from the first failure on
+    solution: str = ""  # the formula or the code: printed after SOLUTION_AFTER failures, or on request
 
     @property
     def solution_module(self) -> str:
@@ -57,19 +67,28 @@ class Result:
     def __bool__(self) -> bool:
         return self.passed
 
+    @property
+    def whose(self) -> str:
+        """``"your"`` when the learner's function passed, else ``"the library's"``: for labels in
+        later cells (``f"{result.whose} intra term"``)."""
+        return "your" if self.passed else "the library's"
+
 
 _REGISTRY: dict[str, Exercise] = {}
+_FAILURES: dict[str, int] = {}  # failed attempts per exercise id, in this process (the kernel)
 
 
 def register(
-    id: str, *, name: str, notebook: str, reference: Callable[..., Any], hint: str = ""
+    id: str, *, name: str, notebook: str, reference: Callable[..., Any], hint: str = "",
+    solution: str = "",
 ) -> Callable[[Callable[[Callable[..., Any]], None]], Callable[[Callable[..., Any]], None]]:
-    """Decorator registering ``check(fn)`` as the grader of exercise ``id``."""
+    """Decorator registering ``check(fn)`` as the grader of exercise ``id``. ``hint`` gives the idea
+    (never the answer); ``solution`` the formula, shown only after repeated failures or on request."""
 
     def deco(check: Callable[[Callable[..., Any]], None]) -> Callable[[Callable[..., Any]], None]:
         if id in _REGISTRY:
             raise ValueError(f"exercise id {id!r} is registered twice")
-        _REGISTRY[id] = Exercise(id, name, notebook, reference, check, hint)
+        _REGISTRY[id] = Exercise(id, name, notebook, reference, check, hint, solution)
         return check
 
     return deco
@@ -94,27 +113,133 @@ def get(id: str) -> Exercise:
     return _REGISTRY[id]
 
 
-def grade(id: str, fn: Callable[..., Any], *, quiet: bool = False) -> Result:
-    """Check the learner's ``fn`` for exercise ``id``, print a verdict, and return a :class:`Result`."""
+def failed_attempts(id: str) -> int:
+    """How many times exercise ``id`` failed its grader in this process."""
+    return _FAILURES.get(get(id).id, 0)
+
+
+def reset_attempts(id: str | None = None) -> None:
+    """Forget the failed attempts of exercise ``id`` (of every exercise when None)."""
+    if id is None:
+        _FAILURES.clear()
+    else:
+        _FAILURES.pop(get(id).id, None)
+
+
+def solution(id: str, *, quiet: bool = False) -> str:
+    """The solution of exercise ``id`` (the formula or code); printed unless ``quiet``."""
+    ex = get(id)
+    text = f"[{ex.id}] Solution: {ex.solution or 'see solutions/nb' + ex.id.split('.')[0] + '.py'}"
+    if not quiet:
+        print(text)
+    return text
+
+
+# --------------------------------------------------------------------- calling the learner's code
+class LearnerError(Exception):
+    """The learner's function raised: carries the original error and the inputs it was given."""
+
+    def __init__(self, error: Exception, inputs: str) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error, self.inputs = error, inputs
+
+
+def describe_value(value: Any) -> str:
+    """A short description of one input: a tensor's or array's shape and dtype, else its repr."""
+    if isinstance(value, torch.Tensor):
+        dtype = str(value.dtype).removeprefix("torch.")
+        return f"tensor of shape {list(value.shape)} ({dtype})"
+    if isinstance(value, np.ndarray):
+        return f"array of shape {list(value.shape)} ({value.dtype})"
+    if isinstance(value, tuple | list) and any(isinstance(v, torch.Tensor | np.ndarray) for v in value):
+        inner = ", ".join(describe_value(v) for v in value)
+        return f"{type(value).__name__} of {len(value)}: ({inner})"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe_call(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> str:
+    """``name = description`` for every argument of one call, named after ``fn``'s parameters."""
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs).arguments
+    except (TypeError, ValueError):  # the learner's signature does not fit the call
+        bound = {**{f"argument {i + 1}": a for i, a in enumerate(args)}, **kwargs}
+    return "; ".join(f"{k} = {describe_value(v)}" for k, v in bound.items())
+
+
+def _watched(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, with any error it raises (other than NotImplementedError and GradingFailure)
+    turned into a :class:`LearnerError` naming the inputs of the failing call. A stub returning
+    ``NotImplemented`` counts as not attempted."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            out = fn(*args, **kwargs)
+        except (NotImplementedError, GradingFailure):
+            raise
+        except Exception as e:
+            raise LearnerError(e, describe_call(fn, args, kwargs)) from e
+        if out is NotImplemented:
+            raise NotImplementedError
+        return out
+
+    return call
+
+
+# ------------------------------------------------------------------------------------- grading
+def _later_cells(ex: Exercise, passed: bool) -> str:
+    if passed:
+        return f"The following cells use your `{ex.name}`."
+    return (f"The following cells use the library's `{ex.name}` until yours passes "
+            "(re-run this cell after each change).")
+
+
+def _advice(ex: Exercise, failures: int, show_solution: bool) -> list[str]:
+    """The hint from the first failure on; the solution after SOLUTION_AFTER or on request."""
+    lines = [f"  Hint: {ex.hint}"] if ex.hint else []
+    if ex.solution and (show_solution or failures >= SOLUTION_AFTER):
+        lines.append(f"  Solution: {ex.solution}")
+    elif ex.solution:
+        lines.append(f"  (attempt {failures}: the solution is shown after {SOLUTION_AFTER} "
+                     f"failed attempts, or now with grade(..., show_solution=True).)")
+    return lines
+
+
+def grade(id: str, fn: Callable[..., Any], *, quiet: bool = False,
+          show_solution: bool = False) -> Result:
+    """Check the learner's ``fn`` for exercise ``id``, print a verdict, and return a :class:`Result`.
+
+    A failure prints what is wrong and a hint; the solution comes with the ``SOLUTION_AFTER``-th
+    failure of the exercise in this kernel, or at once with ``show_solution=True``. When ``fn``
+    raises, the verdict names the inputs of the call that failed. The verdict ends by saying which
+    version the following cells use (``Result.function``).
+    """
     ex = get(id)
     attempted, passed = True, False
+    lines: list[str] = []
     try:
-        ex.check(fn)
-        passed, message = True, f"[{ex.id}] Correct: `{ex.name}` matches the reference. Well done."
+        ex.check(_watched(fn))
+        passed = True
+        lines.append(f"[{ex.id}] Correct: `{ex.name}` matches the reference. Well done.")
     except NotImplementedError:
         attempted = False
-        message = (
-            f"[{ex.id}] Not attempted yet: fill in `{ex.name}` above and re-run this cell. "
-            f"Meanwhile the following cells use the library's reference implementation."
-        )
+        lines.append(f"[{ex.id}] Not attempted yet: fill in `{ex.name}` above and re-run this cell.")
     except GradingFailure as e:
-        message = f"[{ex.id}] Not quite: {e}"
-        if ex.hint:
-            message += f"\n  Hint: {ex.hint}"
-    except Exception as e:  # the learner's code crashed: say where, keep the notebook going
-        message = f"[{ex.id}] Your `{ex.name}` raised {type(e).__name__}: {e}"
-        if ex.hint:
-            message += f"\n  Hint: {ex.hint}"
+        lines.append(f"[{ex.id}] Not quite: {e}")
+    except LearnerError as e:  # the learner's code crashed: say on which inputs, keep going
+        lines.append(f"[{ex.id}] Your `{ex.name}` raised {e}")
+        lines.append(f"  It was called with: {e.inputs}")
+    except Exception as e:  # raised by the grader on what the function returned
+        lines.append(f"[{ex.id}] Checking what your `{ex.name}` returned raised "
+                     f"{type(e).__name__}: {e}")
+    if attempted and not passed:
+        _FAILURES[ex.id] = _FAILURES.get(ex.id, 0) + 1
+        lines += _advice(ex, _FAILURES[ex.id], show_solution)
+    elif show_solution:
+        lines.append(solution(ex.id, quiet=True))
+    lines.append(_later_cells(ex, passed))
+    message = "\n".join(lines)
     if not quiet:
         print(message)
     return Result(ex, attempted, passed, message, fn if passed else ex.reference)

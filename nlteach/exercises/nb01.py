@@ -34,7 +34,9 @@ def _call(fn, S, *args, what):
     name="hebbian_write",
     notebook="01_associative_memory",
     reference=hebbian_write,
-    hint="the gradient of -<S^T k, v> with respect to S is -k v^T (an outer product, shape "
+    hint="the Hebbian write is one gradient step (size 1) on the loss -<S^T k, v>. Work out its "
+         "gradient with respect to S: a matrix of S's shape [d_k, d_v] built from k and v alone.",
+    solution="the gradient of -<S^T k, v> with respect to S is -k v^T (an outer product, shape "
          "[d_k, d_v]); one step of size 1 adds k v^T: torch.outer(k, v).",
 )
 def check_hebbian_write(fn) -> None:
@@ -52,7 +54,9 @@ def check_hebbian_write(fn) -> None:
     name="delta_write",
     notebook="01_associative_memory",
     reference=delta_write,
-    hint="the gradient of 1/2 ||S^T k - v||^2 with respect to S is k (S^T k - v)^T; "
+    hint="the delta write is one gradient step of size beta on 1/2 ||S^T k - v||^2. Its gradient "
+         "involves the memory's current error for this key: what S recalls for k, minus v.",
+    solution="the gradient of 1/2 ||S^T k - v||^2 with respect to S is k (S^T k - v)^T; "
          "S_new = S - beta * torch.outer(k, S.T @ k - v).",
 )
 def check_delta_write(fn) -> None:

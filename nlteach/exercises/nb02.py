@@ -13,7 +13,10 @@ from nlteach.exercises import GradingFailure, assert_close, register
     name="intra_chunk",
     notebook="02_attention_is_memory",
     reference=intra_chunk_term,
-    hint="scores = Qc @ Kc.T is [C, C] with entry (i, j) = q_i . k_j; token i may only see j <= i "
+    hint="inside the chunk, token i reads the value of every token j <= i (itself included), "
+         "weighted by q_i . k_j. Compute all those weights at once as a [C, C] matrix, keep only the"
+         " causal part, then combine the values with them.",
+    solution="scores = Qc @ Kc.T is [C, C] with entry (i, j) = q_i . k_j; token i may only see j <= i "
          "(its own write included), so zero the entries above the diagonal (torch.tril) before "
          "multiplying by Vc.",
 )

@@ -20,7 +20,11 @@ def _chunk(C: int, d: int, seed: int):
     name="ut_transform",
     notebook="03_delta_rule_chunking",
     reference=ut_transform,
-    hint="A = torch.tril(beta[:, None] * (K @ K.T), diagonal=-1); then solve (I + A) T = diag(beta) "
+    hint="unroll the delta rule inside the chunk: token i's correction depends on the earlier tokens"
+         " j < i through beta_i k_i . k_j. Collect these in a strictly lower-triangular [C, C] "
+         "matrix; T is the inverse of (identity + that matrix) applied to diag(beta), and a "
+         "triangular system needs no loop.",
+    solution="A = torch.tril(beta[:, None] * (K @ K.T), diagonal=-1); then solve (I + A) T = diag(beta) "
          "with torch.linalg.solve_triangular(I + A, torch.diag(beta), upper=False).",
 )
 def check_ut_transform(fn) -> None:

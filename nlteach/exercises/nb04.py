@@ -31,7 +31,10 @@ def _pair(out, what: str):
     name="momentum_decay",
     notebook="04_deep_memory",
     reference=momentum_decay_recurrence,
-    hint="for each t: S = eta[t] * S - theta[t] * grads[t], then W = (1 - alpha[t]) * W + S; "
+    hint="two recurrences, token by token: the momentum S keeps a fraction eta_t of itself and takes"
+         " the scaled negative gradient; the weights W keep a fraction (1 - alpha_t) of themselves "
+         "and then move by S. Return the whole trajectory of both, one entry per token.",
+    solution="for each t: S = eta[t] * S - theta[t] * grads[t], then W = (1 - alpha[t]) * W + S; "
          "append copies of W and S after each token and stack them.",
 )
 def check_momentum_decay(fn) -> None:
@@ -81,7 +84,11 @@ def _loop(q, k, v, W0, S0, theta, eta, alpha, chunk: int):
     name="dual_chunk",
     notebook="04_deep_memory",
     reference=dual_form_chunk_linear,
-    hint="take every error at W0: E = K W0^T - V. Without momentum and decay, "
+    hint="in the dual form every gradient of the chunk is taken at the chunk-start weights W0, so "
+         "all the errors are known before the chunk starts. Each output is W0's read plus a causal "
+         "(lower-triangular) mix of those errors, weighted by the learning rates (and, with momentum"
+         " and decay, by the products of the gates between the two tokens).",
+    solution="take every error at W0: E = K W0^T - V. Without momentum and decay, "
          "O = Q W0^T - (theta[None, :] * tril(Q K^T)) E. With them, replace theta * tril(...) by "
          "the C x C matrix of cumulative products (A P) * theta[None, :] and add the decayed W0 term "
          "and the S0 term, as derived above.",
@@ -94,7 +101,7 @@ def check_dual_chunk(fn) -> None:
     if torch.is_tensor(got) and got.shape == ref.shape and torch.allclose(got.double(), _loop(*args, chunk=1)):
         raise GradingFailure("your output equals token-by-token online GD (each gradient at the latest "
                              "weights); in the dual form every gradient of the chunk is taken at W0.")
-    assert_close(got, ref, what="o with momentum 0 and decay 0 (O = Q W0^T - (theta * tril(Q K^T)) E)",
+    assert_close(got, ref, what="o with momentum 0 and decay 0",
                  rtol=1e-8, atol=1e-10)
     for seed in (1, 2):
         args = _chunk_inputs(seed)

@@ -11,7 +11,10 @@ from nlteach.exercises import GradingFailure, register
     name="clock_due",
     notebook="05_levels_and_clocks",
     reference=clock_due,
-    hint="steps are counted from 1; level l updates at step s exactly when s % periods[l] == 0. "
+    hint="picture each level as a clock that ticks every periods[l] steps, with steps counted from "
+         "1: which steps are ticks of a clock with period 4? Return one bool per level, in the order"
+         " of periods.",
+    solution="steps are counted from 1; level l updates at step s exactly when s % periods[l] == 0. "
          "Return one bool per level, in the order of periods.",
 )
 def check_clock_due(fn) -> None:

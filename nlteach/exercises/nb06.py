@@ -14,7 +14,10 @@ from nlteach.optim import NS_COEFFS, newton_schulz_step
     name="momentum_as_memory",
     notebook="06_optimizers_are_memories",
     reference=momentum_as_memory,
-    hint="keep two tensors, m and W, both starting at zero; for each g: m = beta * m - eta * g "
+    hint="momentum is a memory m trained by one gradient step per gradient g on the loss <m, g>, "
+         "keeping a fraction beta of itself; after each step the weights W move by m. Both start at "
+         "zero; return every W.",
+    solution="keep two tensors, m and W, both starting at zero; for each g: m = beta * m - eta * g "
          "(one gradient step on L(m) = <m, g>, whose gradient is g), then W = W + m; stack the W's.",
 )
 def check_momentum_memory(fn) -> None:
@@ -46,7 +49,10 @@ def check_momentum_memory(fn) -> None:
     name="newton_schulz_step",
     notebook="06_optimizers_are_memories",
     reference=newton_schulz_step,
-    hint="with A = X @ X.T, return a * X + (b * A + c * A @ A) @ X; it works for any [r, c] X.",
+    hint="one Newton-Schulz step applies the odd polynomial a s + b s^3 + c s^5 to every singular "
+         "value s of X. Write it with X and its Gram matrix X X^T (no SVD needed); it must work for "
+         "a rectangular X.",
+    solution="with A = X @ X.T, return a * X + (b * A + c * A @ A) @ X; it works for any [r, c] X.",
 )
 def check_newton_schulz_step(fn) -> None:
     g = torch.Generator().manual_seed(0)

@@ -22,7 +22,9 @@ def _case(T: int, D: int, hidden: int, seed: int):
     name="in_context_block",
     notebook="07_continuum_memory",
     reference=in_context_block,
-    hint="loop over tokens t = 1..T: read o_t = u_t + W_out silu(W_in u_t) with the current weights, "
+    hint="every token reads with the weights as they are; the weights change only at the end of each"
+         " period, by the sum of the gradients collected since their last change.",
+    solution="loop over tokens t = 1..T: read o_t = u_t + W_out silu(W_in u_t) with the current weights, "
          "add the gradient of lr * 1/2 ||o_t - v_t||^2 (at those weights) to an accumulator, and "
          "only when t % period == 0 subtract the accumulated sum from the weights and clear it.",
 )

@@ -21,7 +21,10 @@ def dgd_update_reference(S: torch.Tensor, k: torch.Tensor, delta: torch.Tensor, 
     name="dgd_update",
     notebook="08_self_modifying_titans",
     reference=dgd_update_reference,
-    hint="S_new = alpha * S - eta * outer(k, k @ S) - eta * outer(k, delta); never build the d x d "
+    hint="DGD is one gradient step on the regression loss at the key k, plus the decay alpha. The "
+         "gradient has a part that depends on what S already returns for k (k k^T S: the delta-rule "
+         "term) and a part from the error signal delta.",
+    solution="S_new = alpha * S - eta * outer(k, k @ S) - eta * outer(k, delta); never build the d x d "
          "matrix if you do not need it, but it is fine to: (alpha * I - eta * outer(k, k)) @ S.",
 )
 def check_dgd_update(fn) -> None:

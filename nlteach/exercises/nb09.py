@@ -40,7 +40,10 @@ def _block(seed: int = 0):
     name="hope_block",
     notebook="09_hope",
     reference=hope_block_reference,
-    hint="Two residual steps: x = x + mixer(norm1(x)); then u = norm2(x), run u through the CMS levels "
+    hint="a pre-norm block with two residual steps: first the sequence mixer, then the CMS levels, "
+         "run one after the other on the normalized stream; only the CMS's increment (its output "
+         "minus its input) is added back to the residual stream.",
+    solution="Two residual steps: x = x + mixer(norm1(x)); then u = norm2(x), run u through the CMS levels "
          "in order (y = y + silu(y @ W_in.T) @ W_out.T), and add only the increment y - u to x.",
 )
 def check_hope_block(fn) -> None:

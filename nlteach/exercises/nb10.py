@@ -36,7 +36,9 @@ def _wrong_answers(R: np.ndarray) -> dict[str, float]:
     name="backward_transfer",
     notebook="10_forgetting",
     reference=backward_transfer,
-    hint="BWT = 1/(T-1) * sum over j = 0..T-2 of (R[T-1][j] - R[j][j]): the last row minus the "
+    hint="backward transfer compares how well each earlier task is done at the end with how well it "
+         "was done just after it was learned; average that change over every task but the last.",
+    solution="BWT = 1/(T-1) * sum over j = 0..T-2 of (R[T-1][j] - R[j][j]): the last row minus the "
          "diagonal, for every task but the last.",
 )
 def check_bwt(fn) -> None:

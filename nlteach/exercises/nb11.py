@@ -35,7 +35,9 @@ _CASES = [
     name="is_shuffle2",
     notebook="11_long_context",
     reference=is_shuffle2,
-    hint="keep one counter per bracket type; an opening bracket adds 1 to its type's counter, a closing one "
+    hint="a shuffle of two bracket languages is valid when each bracket type on its own is balanced "
+         "and never closes more than it has opened; the two types need not nest with each other.",
+    solution="keep one counter per bracket type; an opening bracket adds 1 to its type's counter, a closing one "
          "subtracts 1; reject as soon as a counter goes below 0; accept if both are 0 at the end.",
 )
 def check_shuffle2(fn) -> None:

@@ -41,7 +41,6 @@ import math
 import re
 import shutil
 import statistics
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,11 +49,12 @@ import numpy as np
 
 from nlteach.config import get_device, get_preset
 from nlteach.models import InContextCMSBranch, ModelConfig, cms_relative_change, size_to_budget
-from nlteach.runs import cli, stats
+from nlteach.runs import cli, console, stats
 from nlteach.runs.commands import run_guarded
 from nlteach.runs.io import read_json
 from nlteach.runs.provenance import command_line
 from nlteach.runs.rundir import RunDir
+from nlteach.runs.tables import text_table
 from nlteach.text import get_batch, load_char_corpus
 from nlteach.train import CHECKPOINT, METRICS, RUNTIME_FIELDS, load_model, train
 from nlteach.train_config import resolve_config
@@ -150,8 +150,8 @@ def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequenc
                         resume=(run_dir / CHECKPOINT).exists(), overwrite=True, progress=False,
                         sample_chars=sample_chars if seeds and seed == seeds[0] else 0, **sizes(preset), **extra)
             if res.get("interrupted"):
-                print(f"[{NAME}] {label} seed {seed} stopped at step {res['step']}; run the same command to resume.",
-                      file=sys.stderr)
+                console.log(f"[{NAME}] {label} seed {seed} stopped at step {res['step']}; run the same command to "
+                            "resume.")
                 # results.json holds the seeds finished so far, and so does the returned dict
                 return {**_write(top, preset, todo, records, command, get_device(device)), "interrupted": True}
             curve = [{k: r[k] for k in ("step", "tokens", "train_loss", "val_loss")}
@@ -282,21 +282,53 @@ def draw_comparison(fig, runs: dict[str, list[dict[str, Any]]], key: str = "val_
     return fig
 
 
-def comparison_verdict(rows: list[dict[str, Any]]) -> str:
+SUMMARY_COLUMNS = ("model", "params", "seeds", "val_mean", "val_std", "test_mean", "test_std", "s_per_run")
+
+
+def summary_table(rows: list[dict[str, Any]], columns: Sequence[str] = SUMMARY_COLUMNS, *,
+                  digits: int = 4) -> str:
+    """:func:`summarize_comparison` rows as a text table, losses and their standard deviations
+    with ``digits`` decimals (the arms differ by a few thousandths of a nat), a single seed's
+    missing spread as "-", seconds as whole numbers."""
+    def cell(key: str, value: Any) -> Any:
+        if key.endswith(("_mean", "_std")):
+            return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+        if key == "s_per_run":
+            return f"{value:.0f}"
+        return value
+
+    return text_table([{k: cell(k, r.get(k)) for k in columns} for r in rows], list(columns))
+
+
+def comparison_verdict(rows: list[dict[str, Any]], reference: str | None = None) -> str:
     """Plain-language reading of :func:`summarize_comparison` rows (best first): which arm has the
     lowest mean validation loss, and whether each gap is larger than the seeds' spread (gap > 2 x
-    the larger standard deviation) or within noise."""
+    the larger standard deviation) or within noise. With ``reference`` (an ablation: ``"hope"``)
+    every other arm is compared with that arm instead of the best one."""
     best = rows[0]
     lines = [f"lowest mean validation loss: {best['model']} ({best['val_mean']:.4f} nats/char, "
              f"{best['seeds']} seed(s))"]
-    for r in rows[1:]:
-        gap = r["val_mean"] - best["val_mean"]
-        if best["seeds"] < 2 or r["seeds"] < 2:
+    if reference is not None:
+        base = next((r for r in rows if r["model"] == reference), None)
+        if base is None:
+            raise ValueError(f"reference={reference!r} is not one of the arms {[r['model'] for r in rows]}")
+        lines.append(f"each arm against {reference} ({base['val_mean']:.4f} nats/char):")
+    else:
+        base = best
+    for r in rows:
+        if r is base:
+            continue
+        gap = r["val_mean"] - base["val_mean"]
+        if base["seeds"] < 2 or r["seeds"] < 2:
             judged = "one seed: cannot tell signal from noise"
         else:
-            noise = 2 * max(r["val_std"], best["val_std"])
-            judged = "larger than the seed spread" if gap > noise else "within the seed spread (no clear winner)"
-        lines.append(f"  {r['model']}: +{gap:.4f} behind ({judged})")
+            noise = 2 * max(r["val_std"], base["val_std"])
+            judged = ("larger than the seed spread" if abs(gap) > noise
+                      else "within the seed spread (no clear winner)")
+        gap = 0.0 if abs(gap) < 5e-5 else gap  # equal at the printed precision
+        where = "level with" if gap == 0 else "behind" if gap > 0 else "ahead of"
+        where = f"{where} {reference}" if reference else where.removesuffix(" with").removesuffix(" of")
+        lines.append(f"  {r['model']}: {gap:+.4f} {where} ({judged})")
     return "\n".join(lines)
 
 

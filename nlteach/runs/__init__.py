@@ -19,6 +19,8 @@ tables and the common command-line options. Each concern has one home here:
 - :mod:`nlteach.runs.tables`: markdown and plain-text tables, ``mean ± std`` cells;
 - :mod:`nlteach.runs.distributed`: the DDP set-up under ``torchrun`` and the flag that turns Ctrl-C
   into "stop after this step" (so a checkpoint is written first);
+- :mod:`nlteach.runs.console`: where log lines go (stdout in a notebook, where stderr looks like an
+  error; stderr on a command line);
 - :mod:`nlteach.runs.cli`: ``--preset --device --out --threads --seeds --overwrite`` for every command
   line, and options generated from a config dataclass;
 - :mod:`nlteach.runs.seeds`: every seed of a run folder (finished seeds read back, the others trained,

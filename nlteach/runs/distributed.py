@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from nlteach.runs import console
 
 
 @dataclass
@@ -85,8 +86,8 @@ class StopFlag:
             raise KeyboardInterrupt  # second Ctrl-C: stop now
         if self.verbose and not self.requested:
             again = "" if self.distributed else " (Ctrl-C again to stop at once)"
-            print(f"\n[{self.name}] {signal.Signals(signum).name} received: finishing this step, "
-                  f"writing a checkpoint, then stopping{again}.", file=sys.stderr)
+            console.log(f"\n[{self.name}] {signal.Signals(signum).name} received: finishing this step, "
+                        f"writing a checkpoint, then stopping{again}.")
         self.requested = True
 
     def __enter__(self) -> StopFlag:

@@ -67,3 +67,8 @@ def test_memory_writes_widget_changes_with_the_slider():
     img_a, img_b = (a.axes[0].images[0].get_array(), b.axes[0].images[0].get_array())
     assert not np.allclose(img_a, img_b)
     assert len(b.axes[2].patches) == 2 * 9 and len(a.axes[2].patches) == 2 * 2
+    # the axes stay put as the slider moves: same error axis and colour scale, no bar clipped
+    assert a.axes[2].get_ylim() == b.axes[2].get_ylim()
+    assert a.axes[0].images[0].get_clim() == b.axes[0].images[0].get_clim()
+    for fig in (a, b):
+        assert max(p.get_height() for p in fig.axes[2].patches) < fig.axes[2].get_ylim()[1]

@@ -112,3 +112,8 @@ def test_chunk_tradeoff_marks_divergence(monkeypatch):
     assert [r["chunk_size"] for r in rows] == [1, 64]
     assert 0 < rows[0]["error_mean"][0.05] < 4
     assert math.isnan(rows[1]["error_mean"][3.0])
+    text = course.format_chunk_tradeoff(rows)
+    assert "nan" not in text and "theta=3.0: diverged" in text and "blew up" in text.splitlines()[-1]
+    stable = [{"chunk_size": 4, "us_per_token": 1.0, "error_mean": {0.05: 0.5}}]
+    assert course.format_chunk_tradeoff(stable).splitlines() == [
+        "chunk    4:       1.0 us/token   next-pair error theta=0.05: 0.500"]

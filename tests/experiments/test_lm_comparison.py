@@ -3,6 +3,7 @@ folder's resume policy) and its numbers against the code it replaced."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from matplotlib.figure import Figure
 
 from nlteach.experiments import lm_comparison as C
 from nlteach.models import ModelConfig
+from nlteach.runs import console
 from nlteach.runs.io import CorruptFileError, read_json
 from nlteach.runs.lock import FolderInUse
 from nlteach.runs.rundir import SettingsMismatch
@@ -53,6 +55,15 @@ def test_comparison_summary_verdict_and_drawing():
     assert "c: +" in text and "within the seed spread" in text
     one = C.comparison_verdict(C.summarize_comparison({k: v[:1] for k, v in _fake_runs().items()}))
     assert "one seed: cannot tell signal from noise" in one
+    against = C.comparison_verdict(rows, reference="c")  # an ablation: every arm against one arm
+    assert "each arm against c" in against and "c: " not in against
+    assert "a: +0.5730 behind c (larger than the seed spread)" in against
+    assert "b: -0.0270 ahead of c (within the seed spread" in against
+    with pytest.raises(ValueError, match="reference='hope'"):
+        C.comparison_verdict(rows, reference="hope")
+    table = C.summary_table(rows)
+    assert "3.3700" in table and "0.0424" in table  # four decimals: gaps are thousandths of a nat
+    assert C.summary_table(C.summarize_comparison({"a": _fake_runs()["a"][:1]})).splitlines()[2].split()[4] == "-"
     fig = Figure()
     C.draw_comparison(fig, _fake_runs())
     assert len(fig.axes[0].lines) == 3
@@ -309,3 +320,18 @@ def test_paired_verdict_follows_its_one_rule():
     assert "cannot tell" in C.paired_verdict(recs("a", [1.0]) + base, "a", "b")
     with pytest.raises(ValueError, match="share no seed"):
         C.paired_difference(recs("a", [1.0], seeds=[9]) + base, "a", "b")
+
+
+def test_in_a_notebook_training_logs_go_to_stdout_and_no_empty_sample(tmp_path, monkeypatch, capsys):
+    """JupyterLab renders stderr as red error boxes: in a notebook every log line of a comparison
+    (the train runs' and the comparison's own) is on stdout, and a run that samples nothing prints
+    no empty '--- sample ---' block."""
+    shell = type("ZMQInteractiveShell", (), {})()
+    monkeypatch.setitem(sys.modules, "IPython", argparse.Namespace(get_ipython=lambda: shell))
+    monkeypatch.delenv(console.ENV_VAR, raising=False)
+    C.run_comparison(tmp_path, preset="tiny", seeds=(0,), models=("transformer",), ablation_seeds=(),
+                     multi_frequency_seeds=(), sample_chars=0)
+    out, err = capsys.readouterr()
+    assert "[nlteach.train] done" in out and f"[{C.NAME}] transformer seed 0: val" in out
+    assert "[nlteach" not in err
+    assert "--- sample ---" not in out
