@@ -116,7 +116,7 @@ class LongCtxConfig:
     multi_frequency: bool = False
     cms_step_periods: tuple[int, ...] | None = field(default=None, metadata={
         "help": "with --cms-multi-frequency: optimizer steps between two steps of each CMS level, one per level "
-                "(default 1 4 16 ...); the levels' in-context periods (--cms-periods) count tokens"})
+                "(default 1 4 16 ...); the levels' in-context periods (--model hope@PERIODS) count tokens"})
     steps: int = 300
     batch_size: int = 32
     lr: float = 3e-3
