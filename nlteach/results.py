@@ -9,7 +9,9 @@ several methods or models written by a command line) its sub-folders each hold o
 skips other files, and sorts what it finds into kinds:
 
 - ``longctx``: :mod:`nlteach.longctx` (``per_seed`` entries with ``accuracy`` per context length;
-  single runs or the combined file of several variants);
+  single runs or the combined file of several variants; runs are named by
+  :func:`nlteach.longctx.run_label`, so those made before the in-context CMS read
+  ``hope-static-cms_steps1-4-16``, what they measured, not ``hope_cms1-4-16``);
 - ``continual``: :mod:`nlteach.continual` (``per_seed`` entries with ``acc_matrix``; ``summary``
   with ``avg_acc``, ``bwt``, ``forgetting``);
 - ``lm``: language-model runs and comparisons (:mod:`nlteach.train` results, or any file whose
@@ -39,7 +41,7 @@ from nlteach.continual.learners import available_learners
 from nlteach.continual.streams import STREAMS
 from nlteach.experiments import cms_tasks, lm_comparison, optimizers
 from nlteach.longctx.plots import draw_grid
-from nlteach.longctx.runner import split_combined
+from nlteach.longctx.runner import run_label, split_combined
 from nlteach.longctx.tasks import LANGUAGES
 from nlteach.runs import RESULTS_ROOT
 from nlteach.runs.io import CorruptFileError, read_json
@@ -164,7 +166,7 @@ def load_experiment(folder: str | Path) -> Experiment | None:
                 continue
             if f is not top and len(runs) == 1:
                 runs = {f.parent.name: next(iter(runs.values()))}
-            exp.runs.update(runs)
+            exp.runs.update({run_label(name, r): r for name, r in runs.items()})
         else:
             exp.runs[f.parent.name if f is not top else folder.name] = d
     known = [k for k in kinds if k != "other"]
@@ -370,7 +372,10 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
     recall = [r for r in lc if r["task"] not in LANGUAGES]
     if recall:
         lines += ["", "**Long context** (notebook 11; trained on short inputs, tested on longer ones; accuracy; "
-                  "`_cmsA-B-C` = the CMS levels' update periods):", "", longctx_table(recall, experiment=True)]
+                  "`_cmsA-B-C` = the CMS levels' in-context periods in tokens, `_stepsA-B-C` = multi-frequency "
+                  "training, level l stepping every A, B, C optimizer steps; `-static-cms`: made before the "
+                  "in-context CMS, with the CMS fixed at test time; rerun pending, issue 19):", "",
+                  longctx_table(recall, experiment=True)]
     if formal:
         lines += ["", "**Formal languages** (notebook 11; recognition accuracy at the longest training length "
                   "-> at the longest tested length; chance 0.5):", "", formal_table(formal)]
@@ -436,7 +441,10 @@ def draw_lm(fig, experiments: list[Experiment]) -> None:
 NB11_RUNS = (  # (task, models): the experiments of notebook 11
     ("s-niah", ("transformer", "titans", "hope", "hope-attention")),
     ("mqar", ("transformer", "titans", "hope", "hope-attention")),
-    ("mk-niah", ("hope@1", "hope@1,4", "hope@1,4,16", "hope@1,4,16,64", "hope@1,4,64", "hope@1,4,256")),
+    # the levels study with today's in-context levels (periods in tokens; the committed laptop study
+    # clocked a static CMS in optimizer steps): 1-4 levels, and the slowest of three levels
+    ("mk-niah", ("hope@16", "hope@16,64", "hope@16,64,256", "hope@16,64,256,1024", "hope@16,64,512",
+                 "hope@16,64,1024")),
     *((lang, ("transformer", "hope")) for lang in ("parity", "aa", "abab", "anbn", "anbncn", "shuffle2")),
 )
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from nlteach.cms import MultiFrequencyOptimizer
 from nlteach.longctx import (
     IGNORE,
     LANGUAGES,
@@ -35,7 +36,7 @@ from nlteach.longctx import (
 from nlteach.longctx import runner as runner_mod
 from nlteach.longctx.__main__ import main, parse_model
 from nlteach.longctx.runner import LongCtxConfig
-from nlteach.models import cms_level_parameters
+from nlteach.models import ModelConfig, cms_level_parameters
 from nlteach.runs.io import CheckpointWarning, CorruptFileError, load_checkpoint, previous_path
 from nlteach.runs.lock import FolderInUse
 from nlteach.runs.rundir import SettingsMismatch
@@ -239,10 +240,42 @@ def test_same_seed_same_initial_weights_and_data():
     assert torch.equal(runner_mod.train_batch(cfg, task, 0, 3).inputs, runner_mod.train_batch(cfg, task, 0, 3).inputs)
 
 
+def test_the_presets_train_notebook_09s_hope():
+    # the CMS levels learn in context (periods in tokens); the outer optimizer steps every parameter at
+    # every step unless multi-frequency training is asked for, as in notebook 09
+    for preset in ("laptop", "full"):
+        for model in runner_mod.CMS_MODELS:
+            cfg = preset_config("s-niah", model, preset)
+            assert not cfg.multi_frequency and cfg.cms_step_periods is None
+            assert cfg.arch.cms_periods == ModelConfig().cms_periods  # the model's default, not pinned here
+            assert cfg.variant == f"{model}_cms{'-'.join(map(str, ModelConfig().cms_periods))}"
+            if preset == "laptop":
+                net = runner_mod.build(cfg, 0)
+                assert not isinstance(runner_mod.build_optimizer(cfg, net), MultiFrequencyOptimizer)
+    assert runner_mod.default_arch().cms_periods == ModelConfig().cms_periods
+    assert LongCtxConfig().multi_frequency is False
+    for task in TASKS:  # tiny: every level updates in context within the shortest training sequence
+        cfg = preset_config(task, "hope", "tiny")
+        assert max(cfg.arch.cms_periods) <= min(cfg.train_lengths) // 2, (task, cfg.arch.cms_periods)
+    # the outer clock is a setting of its own, in optimizer steps, recorded in the config and the name
+    mf = preset_config("s-niah", "hope", "laptop", multi_frequency=True)
+    assert mf.cms_step_periods == (1, 4, 16) and mf.arch.cms_periods == ModelConfig().cms_periods
+    assert mf.variant.endswith("_steps1-4-16") and mf.to_dict()["cms_step_periods"] == [1, 4, 16]
+    assert preset_config("s-niah", "hope", "laptop", multi_frequency=True, cms_step_periods=(1, 2, 8)).variant \
+        .endswith("_steps1-2-8")
+    with pytest.raises(ValueError, match="needs multi_frequency"):
+        preset_config("s-niah", "hope", "laptop", cms_step_periods=(1, 4, 16))
+    with pytest.raises(ValueError, match="one per CMS level"):
+        preset_config("s-niah", "hope", "laptop", multi_frequency=True, cms_step_periods=(1, 4))
+    assert preset_config("s-niah", "titans", "laptop", multi_frequency=True).variant == "titans"  # no CMS
+
+
 def test_multi_frequency_cms_levels_step_on_their_clock():
-    cfg = preset_config("parity", "hope-attention", "tiny", seeds=(0,), cms_periods=(1, 3))
+    cfg = preset_config("parity", "hope-attention", "tiny", seeds=(0,), multi_frequency=True, cms_step_periods=(1, 3))
+    assert cfg.arch.cms_periods == (2, 4)  # the in-context periods (tokens) are another clock
     net = runner_mod.build(cfg, 0)
     opt = runner_mod.build_optimizer(cfg, net)
+    assert isinstance(opt, MultiFrequencyOptimizer)
     slow = cms_level_parameters(net)[1]
     task = cfg.make_task()
     history = [[p.detach().clone() for p in slow]]
@@ -277,7 +310,7 @@ def _check_schema(res, cfg):
 
 
 def test_run_writes_results_and_resumes_identically(tmp_path):
-    cfg = _tiny("parity", "hope-attention", steps=6, ckpt_every=2, cms_periods=(1, 4))  # multi-frequency state too
+    cfg = _tiny("parity", "hope-attention", steps=6, ckpt_every=2, multi_frequency=True)  # multi-frequency state too
     full = run(cfg, tmp_path / "a", figures=False)
     _check_schema(full, cfg)
     on_disk = json.loads((tmp_path / "a" / "results.json").read_text())
@@ -350,6 +383,16 @@ def test_config_round_trips_and_reads_the_flat_layout_of_older_files():
                                                           "proj_chunk_size": 16, "cms_periods": [1, 4]}
     assert LongCtxConfig.from_dict(flat) == cfg  # dim was recorded but unused when params was set
     assert config_periods(d) == config_periods(flat) == (1, 4) and config_periods({"task": "x"}) == ()
+    # files of the flat layout predate the in-context CMS: multi-frequency (the default then) on the
+    # levels' periods, which counted optimizer steps; their runs are named for the static CMS
+    legacy = {k: v for k, v in flat.items() if k not in ("multi_frequency", "cms_step_periods")}
+    assert LongCtxConfig.from_dict(legacy).cms_step_periods == (1, 4)
+    assert LongCtxConfig.from_dict(legacy).multi_frequency is True
+    assert runner_mod.static_cms_results(legacy) and not runner_mod.static_cms_results(d)
+    assert not runner_mod.static_cms_results({**legacy, "model": "titans"})
+    assert runner_mod.run_label("hope_cms1-4", {"config": legacy}) == "hope-static-cms_steps1-4"
+    assert runner_mod.run_label("x", {"config": {**legacy, "multi_frequency": False}}) == "hope-static-cms_levels2"
+    assert runner_mod.run_label("hope_cms1-4", {"config": d}) == "hope_cms1-4"  # a run of today's model
 
 
 def test_combine_and_split_round_trip():
@@ -398,6 +441,9 @@ def test_cli_help_and_errors(capsys):
         main(["--task", "mqar", "--model", "transformer@1,4", "--out", "x"])
     assert "has no CMS" in capsys.readouterr().err
     assert parse_model("hope@1,4,16") == ("hope", (1, 4, 16)) and parse_model("titans") == ("titans", None)
+    with pytest.raises(SystemExit):
+        main(["--task", "mqar", "--model", "hope", "--cms-step-periods", "1", "4", "16", "--out", "x"])
+    assert "needs --cms-multi-frequency" in capsys.readouterr().err
 
 
 def test_cli_runs_several_models_and_resumes(tmp_path, capsys):
@@ -413,6 +459,15 @@ def test_cli_runs_several_models_and_resumes(tmp_path, capsys):
     assert main(args) == 0  # everything is finished: read back, same numbers
     assert json.loads((tmp_path / "results.json").read_text())["per_seed"] == combined["per_seed"]
     assert "hope-attention_cms1-2" in capsys.readouterr().out
+    # the outer multi-frequency training, asked for by name (models without a CMS ignore it)
+    mf = ["--task", "aa", "--model", "transformer", "hope-attention@2,4", "--preset", "tiny", "--seeds", "0",
+          "--out", str(tmp_path / "mf"), "--no-progress", "--steps", "2", "--cms-multi-frequency",
+          "--cms-step-periods", "1", "2"]
+    assert main(mf) == 0
+    variants = json.loads((tmp_path / "mf" / "results.json").read_text())["config"]["variants"]
+    assert set(variants) == {"transformer", "hope-attention_cms2-4_steps1-2"}
+    assert variants["hope-attention_cms2-4_steps1-2"]["multi_frequency"] is True
+    assert variants["transformer"]["multi_frequency"] is False and variants["transformer"]["cms_step_periods"] is None
 
 
 def test_cli_refuses_to_resume_with_other_settings(tmp_path, capsys):
@@ -468,6 +523,13 @@ def test_draw_cms_study_picks_the_two_series():
     assert left.get_lines()[0].get_ydata()[0] == pytest.approx(0.6)
     with pytest.raises(ValueError, match="no runs match"):
         draw_cms_study(Figure(), {"x": _hand({32: [0.5]}, periods=(2, 3))})
+    # in-context periods (tokens), trained at one frequency: the first run's schedule is used
+    tokens = {str(p): _hand({32: [0.5, 0.7]}, periods=p, multi=False) for p in [(16,), (16, 64), (16, 64, 256)]}
+    tokens["mf"] = _hand({32: [0.0, 0.0]}, periods=(16, 64), multi=True)  # left out
+    fig = Figure()
+    draw_cms_study(fig, tokens, levels=(16, 64, 256), lowest_prefix=(16,))
+    assert list(fig.axes[0].get_lines()[0].get_xdata()) == [1, 2, 3]
+    assert list(fig.axes[1].get_lines()[0].get_xdata()) == [64]
 
 
 @pytest.mark.parametrize("name", TASKS)

@@ -21,7 +21,7 @@ def _write(path, obj):
 
 def _longctx(model="transformer", accs=((1.0, 0.5), (0.8, 0.3)), task="s-niah"):
     return {"config": {"task": task, "model": model, "preset": "laptop", "seeds": list(range(len(accs))),
-                       "train_lengths": [32]},
+                       "train_lengths": [32], "arch": {"cms_periods": [16, 64, 256]}},
             "variant": model,
             "per_seed": [{"seed": s, "accuracy": {"32": a, "128": b}} for s, (a, b) in enumerate(accs)],
             "summary": {"train_max_length": 32, "chance": 0.01},
@@ -193,6 +193,23 @@ def test_readme_formal_languages_are_pivoted(root):
     text = R.readme_section(root)
     assert "| language | lengths | transformer | hope | seeds |" in text
     assert "| anbn | 32 -> 128 | 0.95 -> 0.50 | 0.70 -> 0.50 | 0,1 |" in text
+
+
+def test_longctx_runs_made_before_the_in_context_cms_are_named_for_what_they_measured(tmp_path):
+    # the flat layout (no "arch") of every committed results/longctx_* file: HOPE's CMS was fixed at
+    # test time then, and trained multi-frequency on the recorded periods (optimizer steps)
+    old = _longctx("hope", ((0.5, 0.1),))
+    old["config"] = {k: v for k, v in old["config"].items() if k != "arch"} | {"cms_periods": [1, 4, 16],
+                                                                             "multi_frequency": True}
+    new = _longctx("hope", ((0.6, 0.2),))
+    _write(tmp_path / "longctx_s-niah_laptop" / "results.json",
+           longctx.combine({"hope_cms1-4-16": old, "hope_cms16-64-256": new, "transformer": _longctx()}))
+    exp = R.load_experiment(tmp_path / "longctx_s-niah_laptop")
+    assert list(exp.runs) == ["hope-static-cms_steps1-4-16", "hope_cms16-64-256", "transformer"]
+    text = R.readme_section(tmp_path)
+    assert "| hope-static-cms_steps1-4-16 |" in text and "`-static-cms`: made before the in-context CMS" in text
+    _write(tmp_path / "longctx_parity_laptop" / "hope_cms1-4-16" / "results.json", {**old, "variant": "hope_cms1-4-16"})
+    assert list(R.load_experiment(tmp_path / "longctx_parity_laptop").runs) == ["hope-static-cms_steps1-4-16"]
 
 
 def test_readme_results_block_is_current():

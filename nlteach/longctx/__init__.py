@@ -29,9 +29,11 @@ from nlteach.longctx.runner import (
     model_config,
     preset_config,
     run,
+    run_label,
     run_seed,
     run_variants,
     split_combined,
+    static_cms_results,
     verdict,
 )
 from nlteach.longctx.tasks import (
@@ -60,6 +62,6 @@ __all__ = [
     "FormalLanguage", "LongCtxConfig", "Task", "accuracy", "accuracy_counts", "accuracy_table", "build",
     "build_optimizer", "combine", "config_periods", "draw_accuracy", "draw_grid", "evaluate", "format_table", "is_member", "length_bin",
     "load_results", "make_rng", "make_task", "model_config", "preset_config", "run", "run_seed",
-    "run_variants", "save_accuracy_figure", "split_combined", "verdict", "draw_cms_study", "render_example",
+    "run_label", "run_variants", "save_accuracy_figure", "static_cms_results", "split_combined", "verdict", "draw_cms_study", "render_example",
     "token_names",
 ]

@@ -22,11 +22,12 @@ from nlteach.runs.provenance import command_line
 
 
 def parse_model(spec: str) -> tuple[str, tuple[int, ...] | None]:
-    """``"hope"`` -> ("hope", None); ``"hope@1,4,16"`` -> ("hope", (1, 4, 16)) (CMS periods)."""
+    """``"hope"`` -> ("hope", None); ``"hope@16,64"`` -> ("hope", (16, 64)) (the CMS levels'
+    in-context periods, in tokens)."""
     name, _, periods = spec.partition("@")
     if name not in MODELS:
         raise argparse.ArgumentTypeError(f"unknown model {name!r}; choose from {', '.join(MODELS)} "
-                                         "(CMS models may add @PERIODS, e.g. hope@1,4,16).")
+                                         "(CMS models may add @PERIODS, e.g. hope@16,64,256).")
     if not periods:
         return name, None
     if name not in CMS_MODELS:
@@ -35,14 +36,14 @@ def parse_model(spec: str) -> tuple[str, tuple[int, ...] | None]:
     try:
         p = tuple(int(x) for x in periods.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"CMS periods in {spec!r} must be comma-separated ints, e.g. hope@1,4,16") from None
+        raise argparse.ArgumentTypeError(f"CMS periods in {spec!r} must be comma-separated ints, e.g. hope@16,64,256") from None
     if not p or min(p) < 1:
         raise argparse.ArgumentTypeError(f"CMS periods in {spec!r} must be positive ints.")
     return name, p
 
 
 SETTINGS_SKIP = ("task", "model", "preset", "seeds", "task_options", "vocab_size", "cms_periods", "multi_frequency")
-"""Settings with an option of their own (``--task``, ``--model NAME@PERIODS``, ``--same-frequency``,
+"""Settings with an option of their own (``--task``, ``--model NAME@PERIODS``, ``--cms-multi-frequency``,
 the common options) or none (the vocabulary and task options follow from the task)."""
 
 
@@ -57,14 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "error names them) unless --overwrite. Several --model values: each run goes to "
                     "OUT/<variant>/, and OUT/results.json combines them.",
         epilog="Examples: python -m nlteach.longctx --task mqar --model all --preset laptop --out runs/mqar ; "
-               "python -m nlteach.longctx --task mk-niah --model hope@1 hope@1,4 hope@1,4,16 --out runs/cms")
+               "python -m nlteach.longctx --task mk-niah --model hope@16 hope@16,64 hope@16,64,256 --out runs/cms ; "
+               "python -m nlteach.longctx --task s-niah --model hope --cms-multi-frequency --cms-step-periods 1 4 16 "
+               "--out runs/mf")
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--model", nargs="+", default=["transformer"], metavar="MODEL",
                    help=f"one or more of {', '.join(MODELS)}, or 'all'; CMS models take @PERIODS "
-                        "(hope@1,4,16: three CMS levels updating every 1, 4, 16 steps)")
+                        "(hope@16,64,256: three CMS levels learning in context every 16, 64, 256 tokens; "
+                        "default: the model's)")
     add_run_arguments(p, LongCtxConfig, skip=SETTINGS_SKIP, what="the run (LongCtxConfig) or of its model (ModelConfig)")
-    p.add_argument("--same-frequency", action="store_true",
-                   help="train every CMS level at every step (default: level l every periods[l] steps, Eq. 71)")
+    p.add_argument("--cms-multi-frequency", action="store_true",
+                   help="outer multi-frequency training: the optimizer steps CMS level l only every "
+                        "--cms-step-periods[l] optimizer steps (default 1, 4, 16, ...) on its accumulated gradients; "
+                        "default: every parameter at every step, as notebook 09. Models without a CMS ignore it")
     return p
 
 
@@ -78,8 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     overrides = typed_settings(args)
     cfgs = []
+    if overrides.get("cms_step_periods") is not None and not args.cms_multi_frequency:
+        parser.error("--cms-step-periods needs --cms-multi-frequency (they are the optimizer-step periods of "
+                     "multi-frequency training; the in-context periods are set with --model hope@PERIODS).")
     for name, periods in models:
-        over = {**overrides, "multi_frequency": not args.same_frequency}
+        over = dict(overrides)
+        if name in CMS_MODELS:
+            over["multi_frequency"] = args.cms_multi_frequency
+        else:  # nothing to clock
+            over.pop("cms_step_periods", None)
         if periods is not None:
             over["cms_periods"] = periods
         try:

@@ -97,13 +97,22 @@ def _periods(res: dict[str, Any]) -> tuple[int, ...]:
 
 
 def draw_cms_study(fig: Figure, results_by_name: dict[str, dict[str, Any]],
-                   levels: tuple[int, ...] = (1, 4, 16, 64), lowest_prefix: tuple[int, ...] = (1, 4)) -> None:
+                   levels: tuple[int, ...] = (1, 4, 16, 64), lowest_prefix: tuple[int, ...] = (1, 4),
+                   multi_frequency: bool | None = None) -> None:
     """Two panels, after the paper's Fig. 7 (our runs, not its numbers): accuracy against the
     number of CMS levels (variants whose periods are ``levels[:k]``), and against the lowest
     frequency (the longest period) of the variants whose periods start with ``lowest_prefix`` and
-    have one more level. One line per evaluation length; error bars: std over seeds (none for one seed). Only runs
-    trained with the multi-frequency schedule are used."""
-    multi = {n: r for n, r in results_by_name.items() if r["config"].get("multi_frequency", True)}
+    have one more level. One line per evaluation length; error bars: std over seeds (none for one
+    seed). The periods are the recorded ``cms_periods``: tokens for the in-context CMS, optimizer
+    steps for the runs made before it (the defaults ``levels``, ``lowest_prefix`` are those of the
+    committed study). Only runs with one outer training schedule are used: ``multi_frequency``
+    (None: that of the first run; files that do not record it were multi-frequency)."""
+    def multi_of(r: dict[str, Any]) -> bool:
+        return bool(r["config"].get("multi_frequency", True))
+
+    if multi_frequency is None and results_by_name:
+        multi_frequency = multi_of(next(iter(results_by_name.values())))
+    multi = {n: r for n, r in results_by_name.items() if multi_of(r) == multi_frequency}
     series_a = sorted(((len(_periods(r)), r) for r in multi.values()
                        if _periods(r) == tuple(levels[:len(_periods(r))])), key=lambda t: t[0])
     k = len(lowest_prefix) + 1

@@ -22,14 +22,24 @@ uninterrupted one (on CPU bit for bit). The loss is cross-entropy on the answer 
 AdamW from :mod:`nlteach.recipes` (betas 0.9/0.95, weight decay on matrices only), linear warmup
 then cosine (:class:`nlteach.recipes.WarmupCosine`), gradient clipping at 1.
 
-**CMS levels.** For models with a CMS (``hope``, ``hope-attention``), ``arch.cms_periods`` sets the
-levels and ``multi_frequency=True`` trains level l only every ``cms_periods[l]`` optimizer steps,
-on the mean of the gradients accumulated since its last update (Eq. 71 of arXiv v1 with the
-project's one reduce rule, :func:`nlteach.recipes.make_model_optimizer`; every other parameter
-steps every step). With ``multi_frequency=False`` every level trains at every step (the CMS is
-then a plain chain of MLPs, as in notebook 09). The frequencies are counted in optimizer steps: our
-models' CMS has no in-context (token-time) update. (Runs made before the recipes module summed
-the gradients instead of averaging them; with AdamW the two differ only through epsilon.)
+**CMS levels.** The models with a CMS (``hope``, ``hope-attention``) are notebook 09's: their CMS
+levels learn in context, level l every ``arch.cms_periods[l]`` *tokens* of the sequence it reads
+(:class:`nlteach.models.InContextCMSBranch`; laptop and full presets: the model's default periods,
+16, 64, 256 tokens; tiny: 2, 4, so that its short sequences see in-context updates). By default
+the outer optimizer steps every parameter at every step, as notebook 09 does. The outer
+multi-frequency training is an option (``multi_frequency=True``, ``--cms-multi-frequency``): the
+optimizer then steps level l only every ``cms_step_periods[l]`` *optimizer steps* (default 1, 4,
+16, ...: :func:`nlteach.recipes.cms_step_periods`), on the mean of the gradients accumulated since
+its last step (Eq. 71 with the project's one reduce rule, :func:`nlteach.recipes.make_model_optimizer`;
+every other parameter steps every step). The two clocks are separate settings: ``cms_periods``
+counts tokens, ``cms_step_periods`` optimizer steps (docs/decisions.md#longctx-cms-steps).
+
+**Results made before the in-context CMS.** Files in the flat layout (no ``arch``: every committed
+``results/longctx_*``) were made when the CMS was fixed at test time (today's ``hope-static-cms``
+and ``hope-attention-static-cms``), trained multi-frequency with optimizer-step periods equal to
+their recorded ``cms_periods`` (the gradients summed, not averaged: with AdamW the two differ only
+through epsilon) and memories of twice the head width. :func:`static_cms_results` recognizes them
+and :func:`run_label` names their runs for what they measured (``hope-static-cms_steps1-4-16``).
 
 **Evaluation.** At each length of ``eval_lengths``, ``eval_examples`` examples drawn with
 ``make_rng(seed, 1, length)`` (a stream the training never draws from), greedy answers (argmax),
@@ -65,7 +75,7 @@ from nlteach.longctx.tasks import (
     make_task,
 )
 from nlteach.models import ModelConfig, build_model, count_parameters, size_to_budget
-from nlteach.recipes import WarmupCosine, make_model_optimizer, set_lr
+from nlteach.recipes import WarmupCosine, cms_step_periods, make_model_optimizer, set_lr
 from nlteach.runs.rundir import plain, run_folder
 from nlteach.runs.seeds import flat_settings, load_seed_checkpoint, run_seeds, save_seed_checkpoint
 from nlteach.runs.stats import summarize as summarize_values
@@ -82,8 +92,8 @@ LEGACY_ARCH_KEYS = ("dim", "n_layers", "n_heads", "chunk_size", "proj_chunk_size
 
 def default_arch() -> ModelConfig:
     """The model settings of :class:`LongCtxConfig` when none are given (``vocab_size`` comes from
-    the task)."""
-    return ModelConfig(dim=64, n_layers=2, n_heads=2, chunk_size=16, proj_chunk_size=16, cms_periods=(1, 4, 16))
+    the task; the CMS periods are the model's default, in tokens)."""
+    return ModelConfig(dim=64, n_layers=2, n_heads=2, chunk_size=16, proj_chunk_size=16)
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,11 @@ class LongCtxConfig:
     """Every setting of a run (see the module docstring). ``arch``: the model's
     :class:`~nlteach.models.ModelConfig` (its ``vocab_size`` stays None: the task sets it).
     ``params``: a parameter budget; when set, ``arch.dim`` stays None and is chosen by
-    :func:`nlteach.models.size_to_budget` (equal parameters across models)."""
+    :func:`nlteach.models.size_to_budget` (equal parameters across models).
+    ``multi_frequency``: the outer multi-frequency training of the CMS levels (off by default, as in
+    notebook 09; ignored for models without a CMS); ``cms_step_periods``: its optimizer-step
+    periods, one per CMS level (left None with ``multi_frequency``: 1, 4, 16, ..., recorded as
+    such; must stay None without it)."""
 
     task: str = "mqar"
     model: str = "transformer"
@@ -99,7 +113,10 @@ class LongCtxConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     arch: ModelConfig = field(default_factory=default_arch)
     params: int | None = None
-    multi_frequency: bool = True
+    multi_frequency: bool = False
+    cms_step_periods: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "with --cms-multi-frequency: optimizer steps between two steps of each CMS level, one per level "
+                "(default 1 4 16 ...); the levels' in-context periods (--model hope@PERIODS) count tokens"})
     steps: int = 300
     batch_size: int = 32
     lr: float = 3e-3
@@ -147,6 +164,12 @@ class LongCtxConfig:
             v = getattr(self, name)
             if not v or any(not isinstance(x, int) or isinstance(x, bool) or x < 1 for x in v):
                 raise ValueError(f"{name} must be a non-empty tuple of positive ints, got {v!r}.")
+        if self.cms_step_periods is not None and not self.multi_frequency:
+            raise ValueError(f"cms_step_periods={self.cms_step_periods!r} needs multi_frequency=True "
+                             "(the outer optimizer-step clock of the CMS levels).")
+        if self.multi_frequency and self.model in CMS_MODELS:  # record the periods the optimizer uses
+            periods = cms_step_periods(len(self.arch.cms_periods), self.cms_step_periods)
+            object.__setattr__(self, "cms_step_periods", tuple(periods))
         task = self.make_task()
         for L in sorted(set(self.train_lengths) | set(self.eval_lengths)):
             try:
@@ -163,10 +186,13 @@ class LongCtxConfig:
 
     @property
     def variant(self) -> str:
-        """The model's name plus its CMS levels when it has a CMS: ``hope_cms1-4-16``."""
-        if self.model in CMS_MODELS:
-            return f"{self.model}_cms{'-'.join(map(str, self.cms_periods))}" + ("" if self.multi_frequency else "_same")
-        return self.model
+        """The model's name, plus for a model with a CMS its levels' in-context periods in tokens
+        (``hope_cms16-64-256``) and, with multi-frequency training, the optimizer-step periods
+        (``hope_cms16-64-256_steps1-4-16``)."""
+        if self.model not in CMS_MODELS:
+            return self.model
+        name = f"{self.model}_cms{_dashed(self.cms_periods)}"
+        return f"{name}_steps{_dashed(self.cms_step_periods)}" if self.multi_frequency else name
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting as JSON gives it back (tuples as lists, ``arch`` as a dict)."""
@@ -180,7 +206,10 @@ class LongCtxConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LongCtxConfig:
         """The inverse of :meth:`to_dict`; also reads the flat layout of files written before
-        ``arch`` existed (model settings at the top level, ``dim`` kept even when ``params`` sized it)."""
+        ``arch`` existed (model settings at the top level, ``dim`` kept even when ``params`` sized it,
+        ``cms_periods`` also the optimizer-step periods of their multi-frequency training). What it
+        gives for such a file is today's model with those settings, not the model that ran (see
+        :func:`static_cms_results`)."""
         d = dict(d)
         if "arch" in d:
             arch = dict(d.pop("arch"))
@@ -188,10 +217,43 @@ class LongCtxConfig:
             arch = {k: d.pop(k) for k in LEGACY_ARCH_KEYS if k in d}
             if d.get("params") is not None:
                 arch["dim"] = None
-        for k in ("seeds", "train_lengths", "eval_lengths"):
-            if k in d:
+            d.setdefault("multi_frequency", True)  # the runner's default then
+            if d["multi_frequency"] and d.get("model") in CMS_MODELS and d.get("cms_step_periods") is None:
+                d["cms_step_periods"] = arch.get("cms_periods")  # one clock then: the periods were optimizer steps
+        for k in ("seeds", "train_lengths", "eval_lengths", "cms_step_periods"):
+            if d.get(k) is not None:
                 d[k] = tuple(d[k])
         return cls(**d, arch=replace(default_arch(), **arch))
+
+
+def _dashed(periods: Any) -> str:
+    return "-".join(map(str, periods))
+
+
+def static_cms_results(config: dict[str, Any]) -> bool:
+    """True when a results file's ``config`` (one run's) is a CMS model's run made before the
+    in-context CMS (issue 17): the flat layout (model settings at the top level, no ``arch``), in
+    which every committed ``results/longctx_*`` file is written. Such a run's ``hope`` /
+    ``hope-attention`` had the CMS that stays fixed at test time (today's ``hope-static-cms`` /
+    ``hope-attention-static-cms``). Runs with ``arch`` are read as what their config says (a file
+    written with ``arch`` before issue 17, in a local run folder, is not told apart)."""
+    return config.get("model") in CMS_MODELS and "arch" not in config
+
+
+def run_label(name: str, results: dict[str, Any]) -> str:
+    """The name to show for the run ``name`` (its variant or folder name) of a results dict: the
+    name itself, except for the runs of :func:`static_cms_results`, named for what they measured:
+    ``hope-static-cms_steps1-4-16`` (static CMS trained multi-frequency, level l stepping every
+    ``cms_periods[l]`` optimizer steps) or, trained at a single frequency,
+    ``hope-static-cms_levels3``."""
+    cfg = results.get("config") or {}
+    if not static_cms_results(cfg):
+        return name
+    periods = tuple(cfg.get("cms_periods", ()))
+    model = f"{cfg['model']}-static-cms"
+    if cfg.get("multi_frequency", True):  # the runner's default then
+        return f"{model}_steps{_dashed(periods)}"
+    return f"{model}_levels{len(periods)}"
 
 
 def _task_sizes(preset: str, task: str) -> dict[str, Any]:
@@ -236,13 +298,13 @@ def preset_config(task: str, model: str = "transformer", preset: str | None = No
         preset=preset,
         tiny=dict(params=None, dim=16, n_layers=1, n_heads=2, steps=6, batch_size=8, lr=3e-3, warmup=1,
                   eval_examples=16, eval_batch=16, log_every=2, ckpt_every=3, chunk_size=8, proj_chunk_size=8,
-                  cms_periods=(1, 2)),
+                  cms_periods=(2, 4)),  # tokens: in-context updates within the tiny sequences (12-48 tokens)
         laptop=dict(params=60_000, dim=None, n_layers=2, n_heads=2, steps=600, batch_size=32, lr=3e-3, warmup=30,
                     eval_examples=256, eval_batch=64, log_every=20, ckpt_every=100, chunk_size=16,
-                    proj_chunk_size=16, cms_periods=(1, 4, 16)),
+                    proj_chunk_size=16),
         full=dict(params=5_000_000, dim=None, n_layers=4, n_heads=4, steps=5000, batch_size=64, lr=1e-3, warmup=250,
                   eval_examples=1000, eval_batch=32, log_every=50, ckpt_every=250, chunk_size=64,
-                  proj_chunk_size=16, cms_periods=(1, 4, 16)),
+                  proj_chunk_size=16),
     ))
     values.update(_task_sizes(preset, task))
     top = {f.name for f in dataclasses.fields(LongCtxConfig)} - {"arch"}
@@ -250,7 +312,8 @@ def preset_config(task: str, model: str = "transformer", preset: str | None = No
     for k, v in overrides.items():
         if k not in top | arch_fields:
             raise ValueError(f"unknown setting {k!r}; known: {sorted(top)} and the model's {sorted(arch_fields)}.")
-        values[k] = tuple(v) if k in ("seeds", "cms_periods", "train_lengths", "eval_lengths") else v
+        tuples = ("seeds", "cms_periods", "cms_step_periods", "train_lengths", "eval_lengths")
+        values[k] = tuple(v) if k in tuples and v is not None else v
     if "params" in overrides and "dim" not in overrides:
         values["dim"] = None if overrides["params"] is not None else default_arch().dim
     elif "dim" in overrides and "params" not in overrides:
@@ -280,11 +343,11 @@ def build(cfg: LongCtxConfig, seed: int) -> torch.nn.Module:
 
 def build_optimizer(cfg: LongCtxConfig, model: torch.nn.Module) -> Any:
     """AdamW (:func:`nlteach.recipes.make_model_optimizer`); for a CMS model with
-    ``multi_frequency``, one AdamW per CMS level, level l stepping every ``cms_periods[l]`` optimizer
-    steps (the same periods as the levels' in-context updates, which count tokens)."""
+    ``multi_frequency``, one AdamW per CMS level, level l stepping every ``cms_step_periods[l]``
+    optimizer steps (a clock of its own: the levels' in-context periods count tokens)."""
     multi = cfg.multi_frequency and cfg.model in CMS_MODELS
     return make_model_optimizer("adamw", model, cfg.lr, weight_decay=cfg.weight_decay, cms_multi_frequency=multi,
-                                step_periods=cfg.cms_periods if multi else None)
+                                step_periods=cfg.cms_step_periods if multi else None)
 
 
 def train_batch(cfg: LongCtxConfig, task: Task, seed: int, step: int):
