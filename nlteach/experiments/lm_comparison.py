@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from nlteach.config import get_device, get_preset
-from nlteach.models import InContextCMSBranch, ModelConfig, cms_relative_change, size_to_budget
+from nlteach.models import MODELS, InContextCMSBranch, ModelConfig, cms_relative_change, size_to_budget
 from nlteach.runs import cli, console, stats
 from nlteach.runs.commands import run_guarded
 from nlteach.runs.io import read_json
@@ -159,7 +159,7 @@ def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequenc
             record = {"label": label, "model": label, "architecture": model, "seed": seed,
                       **{k: res[k] for k in ("val_loss", "val_bpc", "test_loss", "test_bpc", "n_params", "time_s",
                                              "sample")}, **extra, "curve": curve}
-            change = cms_change(run_dir, int(sizes(preset)["seq_len"]))
+            change = cms_change(run_dir, int(sizes(preset)["seq_len"])) if has_in_context_cms(model) else None
             if change is not None:
                 record["cms_relative_change"] = change
             records[(label, seed)] = arms[label].save_seed(seed, record, device=res["device"])
@@ -171,6 +171,12 @@ def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequenc
 
 
 CHANGE_WINDOWS = 16  # validation windows on which a trained model's in-context CMS levels are measured
+
+
+def has_in_context_cms(model: str) -> bool:
+    """Whether the registered model ``model`` has CMS levels that learn in context."""
+    cls = MODELS[model]
+    return bool(getattr(cls, "cms_in_context", False) and getattr(cls, "use_cms", True))
 
 
 def cms_change(run_dir: Path, seq_len: int) -> list[list[float]] | None:

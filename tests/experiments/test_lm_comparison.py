@@ -87,6 +87,7 @@ def test_run_comparison_writes_resumable_results(tmp_path, monkeypatch):
     repeated call with more seeds trains only the new ones; load_comparison reads it back."""
     calls: list = []
     monkeypatch.setattr(C, "train", _fake_train(calls))
+    monkeypatch.setattr(C, "cms_change", lambda run_dir, seq_len: None)  # fake runs: no checkpoint
     out = tmp_path / "res"
     C.run_comparison(out, preset="tiny", seeds=(0, 1), ablation_seeds=(0,), multi_frequency_seeds=(0,),
                      small_memory_seeds=(1,), command="python -m nlteach.experiments.lm_comparison --preset tiny")
@@ -116,6 +117,7 @@ def test_run_comparison_writes_resumable_results(tmp_path, monkeypatch):
 def test_a_rerun_with_other_settings_is_refused_naming_them(tmp_path, monkeypatch, capsys):
     calls: list = []
     monkeypatch.setattr(C, "train", _fake_train(calls))
+    monkeypatch.setattr(C, "cms_change", lambda run_dir, seq_len: None)  # fake runs: no checkpoint
     args = dict(preset="tiny", seeds=(0,), models=("transformer",), ablation_seeds=(), multi_frequency_seeds=())
     C.run_comparison(tmp_path, **args)
     monkeypatch.setitem(C.SIZES, "tiny", {**C.SIZES["tiny"], "lr": 0.01, "steps": 10})
@@ -135,6 +137,7 @@ def test_command_line_defaults(tmp_path, monkeypatch):
     """--preset defaults to $NLTEACH_SIZE and --out to runs/lm_comparison_<preset> (not results/)."""
     calls: list = []
     monkeypatch.setattr(C, "train", _fake_train(calls))
+    monkeypatch.setattr(C, "cms_change", lambda run_dir, seq_len: None)  # fake runs: no checkpoint
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NLTEACH_SIZE", "tiny")
     assert C.main(["--seeds", "0", "--models", "transformer", "hope", "--ablation-seeds", "--multi-frequency-seeds"]) == 0
@@ -256,6 +259,7 @@ def test_an_interrupt_between_runs_keeps_what_is_finished(tmp_path, monkeypatch,
         return fake(**kw)
 
     monkeypatch.setattr(C, "train", interrupt_second)
+    monkeypatch.setattr(C, "cms_change", lambda run_dir, seq_len: None)  # fake runs: no checkpoint
     argv = ["--preset", "tiny", "--seeds", "0", "--models", "transformer", "hope", "--ablation-seeds",
             "--multi-frequency-seeds", "--out", str(tmp_path)]
     assert C.main(argv) == 130
@@ -279,6 +283,7 @@ def test_an_interrupt_between_runs_keeps_what_is_finished(tmp_path, monkeypatch,
 def test_a_comparison_folder_in_use_is_refused(tmp_path, monkeypatch, hold_folder_lock):
     calls: list = []
     monkeypatch.setattr(C, "train", _fake_train(calls))
+    monkeypatch.setattr(C, "cms_change", lambda run_dir, seq_len: None)  # fake runs: no checkpoint
     hold_folder_lock(tmp_path)
     with pytest.raises(FolderInUse, match=f"{tmp_path} is in use"):
         C.run_comparison(tmp_path, preset="tiny", seeds=(0,), models=("transformer",), ablation_seeds=(),
@@ -335,3 +340,11 @@ def test_in_a_notebook_training_logs_go_to_stdout_and_no_empty_sample(tmp_path, 
     assert "[nlteach.train] done" in out and f"[{C.NAME}] transformer seed 0: val" in out
     assert "[nlteach" not in err
     assert "--- sample ---" not in out
+
+
+def test_has_in_context_cms_agrees_with_the_built_models():
+    from nlteach.models import InContextCMSBranch, available_models, build_model
+
+    for name in available_models():
+        model = build_model(name, ModelConfig(vocab_size=11, dim=16, n_layers=1, n_heads=2))
+        assert C.has_in_context_cms(name) == any(isinstance(m, InContextCMSBranch) for m in model.modules()), name
