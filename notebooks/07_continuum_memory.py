@@ -175,7 +175,10 @@ print("||delta_0|| after steps 1..12:", " ".join(norms))
 # - **the inner objective**: block $\ell$ regresses its own output onto a target given per token,
 #   $\mathcal{L} = \tfrac12\lVert \mathrm{MLP}_\ell(u_t) - v_t\rVert^2$, a local objective like
 #   Titans' memory (no gradient from later blocks). The caller chooses the targets (one tensor for
-#   all blocks or one per block); HOPE (notebook 09) decides what they are inside a language model.
+#   all blocks or one per block). Inside a language model something must produce them: in
+#   notebook 09's HOPE each level's target is a learned view of what it reads,
+#   $v_t = u_t + V_\ell u_t$, its step a learned per-token gate, normalized so that it stays finite,
+#   and its period 16, 64 or 256 tokens; `hope-static-cms` is the same model with the step at 0.
 # - **what token $t$ reads**: the weights its chunk started with. The update caused by a chunk is
 #   visible from the next chunk on, so a token's output never contains its own target. Tokens of a
 #   trailing partial chunk are read, but their updates are not applied (only steps
