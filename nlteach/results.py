@@ -356,7 +356,7 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
              "deviation over seeds. These are this project's small-scale CPU runs, not the paper's numbers; "
              "notebook 12 draws them all."]
     if not exps:
-        return "\n".join([*lines, "", "No results are committed yet."]) + "\n"
+        return "\n".join([*lines, "", "No results are committed yet.", *speed_lines(root)]) + "\n"
     lines += notebooks_06_07_lines(root)  # the optimizer comparison and the CMS experiment
     lm = [r for e in exps if e.kind == "lm" for r in lm_rows(e)]
     if lm:
@@ -383,6 +383,7 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
         if bad:
             lines += ["", f"Training loss went to NaN/inf in some seeds of: {', '.join(bad)} (their accuracy is "
                       "that of the diverged model)."]
+    lines += speed_lines(root)
     presets = sorted({e.preset for e in exps if e.preset})
     lines += ["", f"Presets: {', '.join(presets) or '?'}. Experiments: "
               + ", ".join(f"`{e.name}`" for e in exps) + "."]
@@ -565,6 +566,41 @@ def cms_tasks_results(root: str | Path = DEFAULT_ROOT) -> dict[str, dict[str, An
     """``{preset: results}`` of the committed sequential-tasks CMS experiments."""
     return {preset: cms_tasks.load_committed(preset, root) for preset in PRESETS
             if cms_tasks.committed_path(preset, root).exists()}
+
+
+SPEED_TARGET = 4.0  # issue 17: a HOPE training step at most 4x a Transformer step at equal parameters
+
+
+def speed_rows(root: str | Path = DEFAULT_ROOT) -> list[dict[str, Any]]:
+    """One row per model of every committed ``bench_models_*/bench_models.json``
+    (``python -m nlteach.bench models --out results/bench_models_<name>``), with the run's threads,
+    batch, sequence length and folder; step ratios measured side by side in that run."""
+    rows = []
+    for path in sorted(Path(root).glob("bench_models_*/bench_models.json")):
+        d = read_json(path)
+        for r in d["rows"]:
+            rows.append({**r, "run": path.parent.name, "threads": d["provenance"]["threads"],
+                         "batch_size": d["batch_size"], "seq_len": d["seq_len"], "budget": d["budget"]})
+    return rows
+
+
+def speed_lines(root: str | Path = DEFAULT_ROOT) -> list[str]:
+    """The README block's speed table (nothing when no bench file is committed)."""
+    try:
+        rows = speed_rows(root)
+    except (CorruptFileError, KeyError, TypeError) as e:
+        return ["", f"**Speed**: a bench file could not be used ({e})."]
+    if not rows:
+        return []
+    table = markdown_table(
+        ["bench run", "threads", "B x T", "model", "impl", "params", "step / Transformer step", "FLOPs / Transformer's",
+         "GFLOP/s"],
+        [[r["run"], r["threads"], f"{r['batch_size']} x {r['seq_len']}", r["model"], r["impl"], f"{r['params']:,}",
+          f"{r['x_transformer']:.2f}", f"{r['flops_x']:.2f}", f"{r.get('gflop_per_s', float('nan')):.1f}"]
+         for r in rows])
+    return ["", "**Speed** (`python -m nlteach.bench models`, forward+backward of one training step at equal "
+            f"parameters, CPU, ratios measured side by side in one run; target for HOPE: at most {SPEED_TARGET:g}x "
+            "the Transformer):", "", table]
 
 
 def notebooks_06_07_lines(root: str | Path = DEFAULT_ROOT) -> list[str]:

@@ -266,3 +266,22 @@ def test_a_train_run_with_another_memory_width_is_its_own_row(tmp_path):
                 "val_loss": 1.5, "test_loss": 1.6, "n_params": 1000})
     rows = R.lm_rows(R.load_all(tmp_path)[0])
     assert sorted(r["model"] for r in rows) == ["hope", "hope (memory_hidden=8)"]
+
+
+def test_speed_table_comes_from_the_committed_bench_files(tmp_path):
+    """``bench_models_*/bench_models.json`` (what ``python -m nlteach.bench models --out`` writes)
+    becomes the README's speed table, with the run's threads and shape; a broken file is named."""
+    assert R.speed_lines(tmp_path) == []
+    row = {"model": "hope", "impl": "chunked", "dim": 40, "params": 1234567, "x_transformer": 3.456,
+           "flops_x": 2.5, "gflop_step": 10.0, "gflop_per_s": 12.34, "step_ms": 800.0}
+    bench = {"suite": "models", "budget": 2000000, "batch_size": 4, "seq_len": 512, "rows": [row],
+             "provenance": {"threads": 1, "git_commit": "abc", "git_dirty": []}}
+    (tmp_path / "bench_models_laptop_threads1").mkdir()
+    (tmp_path / "bench_models_laptop_threads1" / "bench_models.json").write_text(json.dumps(bench))
+    text = "\n".join(R.speed_lines(tmp_path))
+    assert "| bench_models_laptop_threads1 | 1 | 4 x 512 | hope | chunked | 1,234,567 | 3.46 | 2.50 | 12.3 |" in text
+    assert f"at most {R.SPEED_TARGET:g}x" in text
+    assert "**Speed**" in R.readme_section(tmp_path)
+    (tmp_path / "bench_models_bad").mkdir()
+    (tmp_path / "bench_models_bad" / "bench_models.json").write_text(json.dumps({"rows": []}))
+    assert "could not be used" in "\n".join(R.speed_lines(tmp_path))

@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> dict:
         row["step_ms"] = 1e3 * t
         row["x_transformer"] = t / base_t
         row["tokens_per_s"] = B * T / t
+        row["gflop_per_s"] = row["gflop_step"] / t  # the achieved matrix-product rate
     print(f"models at ~{budget:,} parameters, B={B}, T={T}, n_layers={n_layers}, n_heads={n_heads}, "
           f"chunk_size={base.chunk_size}, proj_chunk_size={base.proj_chunk_size}, "
           f"memory_hidden={base.memory_hidden or 'head width'}, "
@@ -127,11 +128,12 @@ def run(args: argparse.Namespace) -> dict:
     if device.type == "cpu" and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         print("note: set MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 for steadier CPU times")
     print(text_table(rows, ["model", "impl", "dim", "params", "x_transformer", "flops_x", "gflop_step",
-                              "tokens_per_s", "step_ms"]))
+                              "gflop_per_s", "tokens_per_s", "step_ms"]))
     print("x_transformer = step time / Transformer step time, measured side by side in this run; "
           "flops_x = matrix-product FLOPs of one step (forward+backward, counted by "
           "torch.utils.flop_counter; on CPU attention over its causal triangle) / the Transformer's, the time ratio the model would have at the "
-          "Transformer's FLOP rate; step_ms and tokens/s are for information only.")
+          "Transformer's FLOP rate; gflop_per_s = gflop_step / step time, the achieved rate; step_ms and tokens/s are for "
+          "information only.")
     return {"budget": budget, "batch_size": B, "seq_len": T, "n_layers": n_layers, "n_heads": n_heads,
             "chunk_size": base.chunk_size, "proj_chunk_size": base.proj_chunk_size,
             "memory_hidden": base.memory_hidden,
