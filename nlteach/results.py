@@ -578,9 +578,9 @@ def speed_rows(root: str | Path = DEFAULT_ROOT) -> list[dict[str, Any]]:
     rows = []
     for path in sorted(Path(root).glob("bench_models_*/bench_models.json")):
         d = read_json(path)
-        for r in d["rows"]:
-            rows.append({**r, "run": path.parent.name, "threads": d["provenance"]["threads"],
-                         "batch_size": d["batch_size"], "seq_len": d["seq_len"], "budget": d["budget"]})
+        meta = {"run": path.parent.name, "threads": d["provenance"]["threads"], "batch_size": d["batch_size"],
+                "seq_len": d["seq_len"], "budget": d["budget"]}
+        rows += [{**r, **meta} for r in d["rows"]]
     return rows
 
 
