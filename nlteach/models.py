@@ -490,7 +490,7 @@ class InContextCMSBranch(CMSBranch):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         y, _ = self.fn(u, self.cms.block_weights(), self.cms.periods, self.step, targets=self.value,
-                       normalize=True, self_generated=self.target == "self")
+                       normalize=True, self_generated=self.target == "self", final_state=False)
         return y - u
 
     def relative_change(self, u: torch.Tensor) -> torch.Tensor:

@@ -98,6 +98,18 @@ def classify(d: Any) -> str:
     return "other"
 
 
+def static_cms_label(label: str) -> str:
+    """The name today's library gives a HOPE-family arm of a language-model comparison written
+    before the CMS learned in context (issue 17; such files have no ``provenance``): its CMS was
+    fixed at test time, so ``hope`` is ``hope-static-cms``, ``hope-attention`` is
+    ``hope-attention-static-cms`` and an ablation ``X`` of HOPE is ``X (static CMS)``."""
+    if label in ("hope", "hope-attention"):
+        return f"{label}-static-cms"
+    if label.startswith("hope") and "static" not in label and label != "hope-no-cms":
+        return f"{label} (static CMS)"
+    return label
+
+
 def _lm_records(d: dict[str, Any]) -> list[dict[str, Any]]:
     """Flat records ``{"model", "seed", "val_loss", "test_loss", "n_params"}`` from the layouts
     language-model results come in (empty when ``d`` is not one of them)."""
@@ -119,9 +131,10 @@ def _lm_records(d: dict[str, Any]) -> list[dict[str, Any]]:
             name = f"{name} (memory_hidden={hidden})"
         r = rec(name, d, cfg.get("seed"))
         return [r] if r else []
+    static = "provenance" not in d  # notebook 09's files from before the in-context CMS (issue 17)
     for p in _per_seed(d):  # per_seed records that name their model
         if "model" in p:
-            r = rec(p["model"], p)
+            r = rec(static_cms_label(p["model"]) if static else p["model"], p)
             if r:
                 out.append(r)
     for key in ("runs", "models", "per_model"):  # {model: [records]} or {model: record}
@@ -362,6 +375,9 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
     if lm:
         lines += ["", "**Language modelling** (notebook 09; character-level tiny Shakespeare, nats per character):",
                   "", lm_table(lm)]
+        lines += [f"- `{e.name}`: " + lm_comparison.paired_verdict(d["per_seed"], "hope", "hope-static-cms")
+                  for e in exps if e.kind == "lm" for d in e.runs.values()
+                  if {"hope", "hope-static-cms"} <= {r.get("label") for r in d.get("per_seed", [])}]
     cont = [r for e in exps if e.kind == "continual" for r in continual_rows(e)]
     if cont:
         lines += ["", "**Forgetting** (notebook 10; final average accuracy over all tasks after learning the last "
@@ -598,9 +614,12 @@ def speed_lines(root: str | Path = DEFAULT_ROOT) -> list[str]:
         [[r["run"], r["threads"], f"{r['batch_size']} x {r['seq_len']}", r["model"], r["impl"], f"{r['params']:,}",
           f"{r['x_transformer']:.2f}", f"{r['flops_x']:.2f}", f"{r.get('gflop_per_s', float('nan')):.1f}"]
          for r in rows])
+    verdicts = [f"{r['run']}: a `hope` step ({r['impl']}) is {r['x_transformer']:.2f}x a Transformer step, "
+                + ("within" if r["x_transformer"] <= SPEED_TARGET else "above") + f" the {SPEED_TARGET:g}x target"
+                for r in rows if r["model"] == "hope" and r["impl"] == "chunked"]
     return ["", "**Speed** (`python -m nlteach.bench models`, forward+backward of one training step at equal "
             f"parameters, CPU, ratios measured side by side in one run; target for HOPE: at most {SPEED_TARGET:g}x "
-            "the Transformer):", "", table]
+            "the Transformer):", "", table, "", "; ".join(verdicts) + "." if verdicts else ""]
 
 
 def notebooks_06_07_lines(root: str | Path = DEFAULT_ROOT) -> list[str]:

@@ -248,3 +248,33 @@ def test_relative_change_of_the_level_weights_over_a_sequence(name):
     assert (cms_relative_change(chunked, idx) == 0).all()
     with pytest.raises(ValueError, match="no in-context CMS"):
         cms_relative_change(make(STATIC[name]), idx)
+
+
+@pytest.mark.parametrize("T", [16, 19, 5])
+def test_without_the_final_state_the_unread_updates_are_skipped_and_nothing_else_changes(T):
+    """``final_state=False`` (what the model asks for): the same outputs and the same gradients of
+    every input as the full scan, and a level scan gradcheck with the tail read-only; the finals are None."""
+    g = torch.Generator().manual_seed(3)
+    B, D, h, periods = 2, 3, 4, (2, 4, 8)
+    x = torch.randn(B, T, D, generator=g, dtype=torch.float64, requires_grad=True)
+    ws = [(torch.randn(h, D, generator=g, dtype=torch.float64, requires_grad=True),
+           torch.randn(D, h, generator=g, dtype=torch.float64, requires_grad=True)) for _ in periods]
+    v = torch.randn(B, T, D, generator=g, dtype=torch.float64, requires_grad=True)
+    eta = torch.rand(B, T, generator=g, dtype=torch.float64, requires_grad=True)
+    leaves = [x, v, eta, *(w for pair in ws for w in pair)]
+    results = []
+    for fn, final_state in ((cms_in_context_chunked, True), (cms_in_context_chunked, False),
+                            (cms_in_context_naive, False)):
+        y, finals = fn(x, ws, periods, eta, targets=v, normalize=True, final_state=final_state)
+        assert (finals is None) == (not final_state)
+        grads = torch.autograd.grad(y.square().sum(), leaves)
+        results.append((y.detach(), grads))
+    for y, grads in results[1:]:
+        torch.testing.assert_close(y, results[0][0], rtol=1e-10, atol=1e-12)
+        for a, b in zip(grads, results[0][1], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    args = [t.detach()[:, :, :] for t in (x, v)] + [eta.detach(), ws[0][0].detach().expand(B, h, D).clone(),
+                                                    ws[0][1].detach().expand(B, D, h).clone()]
+    args = [a.clone().requires_grad_() for a in args]
+    fn = lambda *a: cms_level_scan(*a, 4, normalize=True, final_state=False)[0]  # noqa: E731
+    assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-8)

@@ -285,3 +285,14 @@ def test_speed_table_comes_from_the_committed_bench_files(tmp_path):
     (tmp_path / "bench_models_bad").mkdir()
     (tmp_path / "bench_models_bad" / "bench_models.json").write_text(json.dumps({"rows": []}))
     assert "could not be used" in "\n".join(R.speed_lines(tmp_path))
+
+
+def test_lm_files_from_before_the_in_context_cms_name_their_hope_arms_static(tmp_path):
+    """A notebook-09 file without provenance (written before issue 17) measured the static CMS: its
+    HOPE-family arms are renamed; a file with provenance keeps its labels."""
+    assert [R.static_cms_label(x) for x in ("hope", "hope-attention", "hope-no-dgd", "hope-no-cms", "titans")] == [
+        "hope-static-cms", "hope-attention-static-cms", "hope-no-dgd (static CMS)", "hope-no-cms", "titans"]
+    rec = {"model": "hope", "seed": 0, "val_loss": 2.5, "test_loss": 2.6, "n_params": 10}
+    old, new = {"per_seed": [rec]}, {"per_seed": [rec], "provenance": {"git_commit": "abc"}}
+    assert [r["model"] for r in R._lm_records(old)] == ["hope-static-cms"]
+    assert [r["model"] for r in R._lm_records(new)] == ["hope"]
