@@ -614,9 +614,13 @@ def speed_lines(root: str | Path = DEFAULT_ROOT) -> list[str]:
         [[r["run"], r["threads"], f"{r['batch_size']} x {r['seq_len']}", r["model"], r["impl"], f"{r['params']:,}",
           f"{r['x_transformer']:.2f}", f"{r['flops_x']:.2f}", f"{r.get('gflop_per_s', float('nan')):.1f}"]
          for r in rows])
-    verdicts = [f"{r['run']}: a `hope` step ({r['impl']}) is {r['x_transformer']:.2f}x a Transformer step, "
-                + ("within" if r["x_transformer"] <= SPEED_TARGET else "above") + f" the {SPEED_TARGET:g}x target"
-                for r in rows if r["model"] == "hope" and r["impl"] == "chunked"]
+    verdicts = [f"{r['run']} (T={r['seq_len']}, {r['threads']} thread(s)): a `hope` step is {r['x_transformer']:.2f}x "
+                "a Transformer step, " + ("within" if r["x_transformer"] <= SPEED_TARGET else "above")
+                + f" the {SPEED_TARGET:g}x target" for r in rows if r["model"] == "hope" and r["impl"] == "chunked"]
+    for run in sorted({r["run"] for r in rows}):
+        hope = {r["impl"]: r["x_transformer"] for r in rows if r["run"] == run and r["model"] == "hope"}
+        if {"naive", "chunked"} <= set(hope):
+            verdicts.append(f"{run}: chunked `hope` is {hope['naive'] / hope['chunked']:.1f}x faster than its token loop")
     return ["", "**Speed** (`python -m nlteach.bench models`, forward+backward of one training step at equal "
             f"parameters, CPU, ratios measured side by side in one run; target for HOPE: at most {SPEED_TARGET:g}x "
             "the Transformer):", "", table, "", "; ".join(verdicts) + "." if verdicts else ""]

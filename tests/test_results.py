@@ -281,6 +281,10 @@ def test_speed_table_comes_from_the_committed_bench_files(tmp_path):
     text = "\n".join(R.speed_lines(tmp_path))
     assert "| bench_models_laptop_threads1 | 1 | 4 x 512 | hope | chunked | 1,234,567 | 3.46 | 2.50 | 12.3 |" in text
     assert f"at most {R.SPEED_TARGET:g}x" in text
+    assert "(T=512, 1 thread(s)): a `hope` step is 3.46x a Transformer step, within the 4x target" in text
+    naive = {**row, "impl": "naive", "x_transformer": 34.56}
+    (tmp_path / "bench_models_laptop_threads1" / "bench_models.json").write_text(json.dumps({**bench, "rows": [row, naive]}))
+    assert "chunked `hope` is 10.0x faster than its token loop" in "\n".join(R.speed_lines(tmp_path))
     assert "**Speed**" in R.readme_section(tmp_path)
     (tmp_path / "bench_models_bad").mkdir()
     (tmp_path / "bench_models_bad" / "bench_models.json").write_text(json.dumps({"rows": []}))
