@@ -34,20 +34,30 @@ n-grams and scores them exactly the way :func:`nlteach.train.evaluate` scores a 
 (a) on the training windows one neural run of the comparison sees (the windows of
 :class:`nlteach.text.RandomWindowSampler` for the run's seed, all ``steps`` of them) and (b) on the
 whole training split, and evaluated on the comparison's validation and test windows
-(:func:`nlteach.text.eval_windows` with the preset's ``seq_len`` and ``eval_windows``).
+(:func:`nlteach.text.eval_windows` with the preset's ``seq_len`` and ``eval_windows``). From the
+command line (seconds; ``--out`` writes ``OUT/results.json`` with the rows and the provenance)::
+
+    python -m nlteach.experiments.ngram --preset laptop --seeds 0 1 2 [--out results/ngram_laptop]
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from nlteach.config import PRESETS, get_preset
 from nlteach.experiments.lm_comparison import DATA, sizes
+from nlteach.runs import cli
+from nlteach.runs.io import atomic_write_json
+from nlteach.runs.provenance import command_line, provenance
+from nlteach.runs.tables import text_table
 from nlteach.text import CharCorpus, RandomWindowSampler, eval_windows, load_char_corpus
 
 ORDERS: tuple[int, ...] = (1, 2, 3, 5)  # notebook 09's rows: unigram, bigram, trigram, 5-gram
@@ -273,3 +283,50 @@ def baseline_rows(preset: str | None = None, *, seeds: Sequence[int] = (0,), ord
                          "val_loss": val, "val_bpc": val / math.log(2), "test_loss": test,
                          "test_bpc": test / math.log(2)})
     return rows
+
+
+NAME = "ngram"
+SMOOTHING = "interpolated Kneser-Ney, Ney's discount per order clipped to [0.1, 0.9]"
+TABLE_COLUMNS = ("model", "seed", "train_chars", "val_loss", "test_loss", "val_bpc", "test_bpc")
+
+
+def results(preset: str | None = None, *, seeds: Sequence[int] = (0,), command: str | None = None) -> dict[str, Any]:
+    """:func:`baseline_rows` with what produced them: the preset's settings, the smoothing, the
+    seeds and the provenance (the ``results.json`` the command line writes)."""
+    preset = get_preset(preset)
+    return {"experiment": NAME, "preset": preset, "data": DATA, "settings": sizes(preset), "seeds": list(seeds),
+            "smoothing": SMOOTHING, "rows": baseline_rows(preset, seeds=seeds),
+            "provenance": provenance(command, device="cpu")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"python -m nlteach.experiments.{NAME}",
+        description="Character n-gram baselines of notebook 09's comparison (unigram to 5-gram, counted on one "
+                    "run's training windows and on the whole training split), scored on its validation and "
+                    "test windows.")
+    p.add_argument("--preset", choices=PRESETS, default=None, help="size preset (default: $NLTEACH_SIZE, else laptop)")
+    p.add_argument("--seeds", type=cli.nonneg_int, nargs="+", default=[0, 1, 2],
+                   help="seeds of the neural runs whose training windows are counted (default: 0 1 2)")
+    p.add_argument("--out", default=None, help="folder for results.json (default: print only)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if len(set(args.seeds)) != len(args.seeds):
+        p.error(f"--seeds: each seed once, got {args.seeds}.")
+    if args.out is not None:
+        cli.check_out(p, args.out)
+    command = command_line(None if argv is None else ["python", "-m", f"nlteach.experiments.{NAME}", *argv])
+    res = results(args.preset, seeds=args.seeds, command=command)
+    print(text_table(res["rows"], TABLE_COLUMNS))
+    if args.out is not None:
+        path = atomic_write_json(Path(args.out) / "results.json", res)
+        print(f"[{NAME}] results in {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

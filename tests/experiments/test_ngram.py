@@ -4,6 +4,7 @@ window gives, and the tiny Shakespeare rows."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter, defaultdict
 
@@ -176,3 +177,18 @@ def test_tiny_shakespeare_rows_are_plausible(data_mirror):
     assert by[3, "run windows"]["train_chars"] == z["steps"] * z["batch_size"] * z["seq_len"]
     assert by[5, "run windows"]["val_loss"] > fivegram["val_loss"]  # fewer characters counted
     assert trigram["val_bpc"] == pytest.approx(trigram["val_loss"] / math.log(2))
+
+
+def test_the_command_line_writes_the_rows_and_their_provenance(data_mirror, tmp_path, capsys):
+    assert ngram.main(["--preset", "tiny", "--seeds", "0", "1", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert res["preset"] == "tiny" and res["seeds"] == [0, 1] and res["settings"] == lm_comparison.sizes("tiny")
+    assert len(res["rows"]) == 3 * len(ngram.ORDERS)  # the whole split, then seeds 0 and 1
+    assert res["provenance"]["command"].startswith("python -m nlteach.experiments.ngram --preset tiny")
+    assert "5-gram (run windows)" in capsys.readouterr().out
+
+
+def test_the_command_line_refuses_a_repeated_seed(capsys):
+    with pytest.raises(SystemExit) as stop:
+        ngram.main(["--seeds", "0", "0"])
+    assert stop.value.code == 2 and "--seeds" in capsys.readouterr().err
