@@ -24,7 +24,7 @@ n-grams and scores them exactly the way :func:`nlteach.train.evaluate` scores a 
   ``n2``: the number of n-grams counted once, twice), clipped to ``[0.1, 0.9]`` so that every
   character keeps a positive probability; ``discount=`` fixes one value for every order instead
   (``discount=0`` with ``n=1`` is the plain relative-frequency unigram). No validation data is
-  used to fit anything ([decisions](../../docs/decisions.md#ngram-baselines)).
+  used to fit anything (docs/decisions.md#ngram-baselines).
 - **Counting.** A ``k``-gram is one integer, its characters as digits in base ``vocab_size + 1``
   (the extra digit marks "before the row's start"); ``numpy.unique`` counts them and
   ``numpy.searchsorted`` looks them up. Tiny Shakespeare's ~1M training characters take well
