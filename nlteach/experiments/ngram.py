@@ -253,8 +253,10 @@ def run_windows(n_tokens_or_split: int | torch.Tensor, *, steps: int, batch_size
 
 
 def baseline_rows(preset: str | None = None, *, seeds: Sequence[int] = (0,), orders: Sequence[int] = ORDERS,
-                  corpus: CharCorpus | None = None) -> list[dict[str, Any]]:
-    """Notebook 09's n-gram rows at the comparison's ``preset`` (:func:`lm_comparison.sizes`).
+                  corpus: CharCorpus | None = None, settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Notebook 09's n-gram rows at the comparison's ``preset`` (:func:`lm_comparison.sizes`), or at
+    ``settings`` (a dict with ``steps``, ``batch_size``, ``seq_len`` and ``eval_windows``, e.g. a
+    preset row not yet in :data:`lm_comparison.SIZES`); ``corpus``: default tiny Shakespeare.
 
     For each order in ``orders``: one row counted on the whole training split (``"counted_on":
     "train split"``) and, per seed in ``seeds``, one row counted on the windows the neural run of
@@ -264,7 +266,11 @@ def baseline_rows(preset: str | None = None, *, seeds: Sequence[int] = (0,), ord
     ``counted_on``, ``seed`` (``None`` for the whole split), ``train_chars`` (predictions counted),
     ``discounts``, ``val_loss``, ``val_bpc``, ``test_loss``, ``test_bpc``.
     """
-    z = sizes(preset)
+    z = sizes(preset) if settings is None else settings
+    missing = [k for k in ("steps", "batch_size", "seq_len", "eval_windows") if k not in z]
+    if missing:
+        raise ValueError(f"settings lacks {', '.join(missing)}; expected the keys of lm_comparison.sizes(), "
+                         f"got {sorted(z)}.")
     steps, batch_size, seq_len, n_eval = (int(z[k]) for k in ("steps", "batch_size", "seq_len", "eval_windows"))
     corpus = corpus if corpus is not None else load_char_corpus(DATA)
     train, v = corpus["train"], corpus.vocab.size

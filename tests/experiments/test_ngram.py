@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nlteach.experiments import lm_comparison, ngram
-from nlteach.text import RandomWindowSampler, get_batch
+from nlteach.text import CharCorpus, CharVocab, RandomWindowSampler, eval_windows, get_batch
 
 
 def _reference_log_probs(rows: list[list[int]], n: int, vocab_size: int, discount: float | None,
@@ -192,3 +192,23 @@ def test_the_command_line_refuses_a_repeated_seed(capsys):
     with pytest.raises(SystemExit) as stop:
         ngram.main(["--seeds", "0", "0"])
     assert stop.value.code == 2 and "--seeds" in capsys.readouterr().err
+
+
+def test_baseline_rows_on_a_toy_corpus_with_given_settings():
+    text = "abcab cabba " * 60
+    vocab = CharVocab.from_text(text)
+    corpus = CharCorpus("toy", vocab, {"train": vocab.encode(text[:500]), "val": vocab.encode(text[500:620]),
+                                       "test": vocab.encode(text[620:])})
+    settings = {"steps": 3, "batch_size": 2, "seq_len": 10, "eval_windows": 4}
+    rows = ngram.baseline_rows(seeds=(0, 1), orders=(1, 3), corpus=corpus, settings=settings)
+    assert [(r["model"], r["seed"]) for r in rows] == [
+        ("unigram (train split)", None), ("trigram (train split)", None), ("unigram (run windows)", 0),
+        ("trigram (run windows)", 0), ("unigram (run windows)", 1), ("trigram (run windows)", 1)]
+    assert [r["train_chars"] for r in rows] == [499, 499] + [3 * 2 * 10] * 4
+    starts = eval_windows(120, 10, 4)
+    val = ngram.windows(corpus["val"], starts, 10)
+    assert rows[1]["val_loss"] == pytest.approx(ngram.fit(corpus["train"], 3, vocab.size).nll(val))
+    run = ngram.windows(corpus["train"], ngram.run_windows(500, steps=3, batch_size=2, seq_len=10, seed=1), 10)
+    assert rows[5]["val_loss"] == pytest.approx(ngram.fit(run, 3, vocab.size).nll(val))
+    with pytest.raises(ValueError, match="settings lacks eval_windows"):
+        ngram.baseline_rows(corpus=corpus, settings={"steps": 3, "batch_size": 2, "seq_len": 10})
