@@ -54,7 +54,7 @@ import torch
 
 from nlteach.config import PRESETS, get_preset
 from nlteach.experiments.lm_comparison import DATA, sizes
-from nlteach.runs import cli
+from nlteach.runs import cli, stats
 from nlteach.runs.io import atomic_write_json
 from nlteach.runs.provenance import command_line, provenance
 from nlteach.runs.tables import text_table
@@ -125,7 +125,7 @@ def _event_keys(rows: np.ndarray, n: int, base: int) -> tuple[np.ndarray, np.nda
     keys = np.zeros((rows.shape[0], length - 1), dtype=np.int64)  # [R, L-1]
     for j in range(n):  # digit j of the key is the character at t - (n - 1) + j
         keys = keys * base + padded[:, 1 + j:length + j]
-    t = np.broadcast_to(np.arange(1, length), keys.shape)
+    t = np.broadcast_to(np.arange(1, length, dtype=np.int32), keys.shape)  # int32: half the memory
     return keys.reshape(-1), t.reshape(-1)
 
 
@@ -291,17 +291,48 @@ def baseline_rows(preset: str | None = None, *, seeds: Sequence[int] = (0,), ord
     return rows
 
 
+def _json_safe(x: Any) -> Any:
+    """``x`` with every non-finite float replaced by ``None`` (strict JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def summarize_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per ``model`` of :func:`baseline_rows`, in order of appearance, its losses summarized
+    over the seeds (:func:`nlteach.runs.stats.summarize`, JSON-safe: ``None`` where it gives NaN, as
+    the std of a whole-split row, which is one value):
+    ``model``, ``order``, ``counted_on``, ``seeds``, ``train_chars``, ``val_mean``, ``val_std``,
+    ``test_mean``, ``test_std``, ``val`` and ``test`` (the full summaries)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["model"], []).append(r)
+    out = []
+    for model, rs in groups.items():
+        val, test = stats.summarize([r["val_loss"] for r in rs]), stats.summarize([r["test_loss"] for r in rs])
+        summary = {"model": model, "order": rs[0]["order"], "counted_on": rs[0]["counted_on"],
+                   "seeds": [r["seed"] for r in rs if r["seed"] is not None], "train_chars": rs[0]["train_chars"],
+                   "val_mean": val["mean"], "val_std": val["std"], "test_mean": test["mean"],
+                   "test_std": test["std"], "val": val, "test": test}
+        out.append(_json_safe(summary))
+    return out
+
+
 NAME = "ngram"
 SMOOTHING = "interpolated Kneser-Ney, Ney's discount per order clipped to [0.1, 0.9]"
-TABLE_COLUMNS = ("model", "seed", "train_chars", "val_loss", "test_loss", "val_bpc", "test_bpc")
+TABLE_COLUMNS = ("model", "seeds", "train_chars", "val_mean", "val_std", "test_mean", "test_std")
 
 
 def results(preset: str | None = None, *, seeds: Sequence[int] = (0,), command: str | None = None) -> dict[str, Any]:
-    """:func:`baseline_rows` with what produced them: the preset's settings, the smoothing, the
-    seeds and the provenance (the ``results.json`` the command line writes)."""
+    """:func:`baseline_rows` (``rows``) and :func:`summarize_rows` (``summary``) with what produced
+    them: the preset's settings, the smoothing, the seeds and the provenance (the ``results.json``
+    the command line writes)."""
     preset = get_preset(preset)
+    rows = baseline_rows(preset, seeds=seeds)
     return {"experiment": NAME, "preset": preset, "data": DATA, "settings": sizes(preset), "seeds": list(seeds),
-            "smoothing": SMOOTHING, "rows": baseline_rows(preset, seeds=seeds),
+            "smoothing": SMOOTHING, "rows": rows, "summary": summarize_rows(rows),
             "provenance": provenance(command, device="cpu")}
 
 
@@ -327,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         cli.check_out(p, args.out)
     command = command_line(None if argv is None else ["python", "-m", f"nlteach.experiments.{NAME}", *argv])
     res = results(args.preset, seeds=args.seeds, command=command)
-    print(text_table(res["rows"], TABLE_COLUMNS))
+    print(text_table([{**r, "seeds": " ".join(map(str, r["seeds"]))} for r in res["summary"]], TABLE_COLUMNS))
     if args.out is not None:
         path = atomic_write_json(Path(args.out) / "results.json", res)
         print(f"[{NAME}] results in {path}")

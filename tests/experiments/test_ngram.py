@@ -181,9 +181,11 @@ def test_tiny_shakespeare_rows_are_plausible(data_mirror):
 
 def test_the_command_line_writes_the_rows_and_their_provenance(data_mirror, tmp_path, capsys):
     assert ngram.main(["--preset", "tiny", "--seeds", "0", "1", "--out", str(tmp_path)]) == 0
-    res = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    res = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"),
+                     parse_constant=lambda c: pytest.fail(f"results.json holds {c}, not strict JSON"))
     assert res["preset"] == "tiny" and res["seeds"] == [0, 1] and res["settings"] == lm_comparison.sizes("tiny")
     assert len(res["rows"]) == 3 * len(ngram.ORDERS)  # the whole split, then seeds 0 and 1
+    assert [r["model"] for r in res["summary"]] == [r["model"] for r in res["rows"][:2 * len(ngram.ORDERS)]]
     assert res["provenance"]["command"].startswith("python -m nlteach.experiments.ngram --preset tiny")
     assert "5-gram (run windows)" in capsys.readouterr().out
 
@@ -212,3 +214,14 @@ def test_baseline_rows_on_a_toy_corpus_with_given_settings():
     assert rows[5]["val_loss"] == pytest.approx(ngram.fit(run, 3, vocab.size).nll(val))
     with pytest.raises(ValueError, match="settings lacks eval_windows"):
         ngram.baseline_rows(corpus=corpus, settings={"steps": 3, "batch_size": 2, "seq_len": 10})
+
+
+def test_summarize_rows_averages_the_run_rows_over_seeds():
+    rows = [{"model": "bigram (train split)", "order": 2, "counted_on": "train split", "seed": None,
+             "train_chars": 100, "val_loss": 2.0, "test_loss": 2.1}]
+    rows += [{"model": "bigram (run windows)", "order": 2, "counted_on": "run windows", "seed": s,
+              "train_chars": 30, "val_loss": v, "test_loss": v + 0.1} for s, v in ((0, 2.2), (1, 2.4))]
+    whole, run = ngram.summarize_rows(rows)
+    assert whole["model"] == "bigram (train split)" and whole["val_mean"] == 2.0 and whole["val_std"] is None
+    assert run["seeds"] == [0, 1] and run["val_mean"] == pytest.approx(2.3)
+    assert run["test_mean"] == pytest.approx(2.4) and run["val_std"] == pytest.approx(math.sqrt(0.02))
