@@ -35,7 +35,8 @@ n-grams and scores them exactly the way :func:`nlteach.train.evaluate` scores a 
 :class:`nlteach.text.RandomWindowSampler` for the run's seed, all ``steps`` of them) and (b) on the
 whole training split, and evaluated on the comparison's validation and test windows
 (:func:`nlteach.text.eval_windows` with the preset's ``seq_len`` and ``eval_windows``);
-:func:`summarize_rows` averages the run rows over seeds. From the command line (seconds; ``--out`` writes ``OUT/results.json`` with the rows and the provenance)::
+:func:`summarize_rows` averages the run rows over seeds. From the command line (seconds;
+``--out`` writes ``OUT/results.json`` with the rows, their summary and the provenance)::
 
     python -m nlteach.experiments.ngram --preset laptop --seeds 0 1 2 [--out results/ngram_laptop]
 """
