@@ -263,7 +263,7 @@ plt.show()
 # %% [markdown]
 # ## 6. Choices we made where the paper is open
 #
-# The paper leaves these points open (`docs/paper-notes.md`, *Self-modifying Titans: ambiguities*); `nlteach.titans` states them too.
+# The paper leaves these points open (`docs/paper-notes.md#smt-ambiguities`); `nlteach.titans` states them too.
 #
 # - **(a) q is not adaptive.** The paper calls q "the only non-adaptive projection" but later lists
 #   it among the adaptive memories. We use `q_t = normalize(conv(x_t W_q))`; the paper's own
