@@ -180,11 +180,16 @@ fig
 #        = \frac{(1-\beta_1)\sum_i \beta_1^{t-i} g_i}{1-\beta_1^t},$$
 #
 # Adam's bias-corrected first moment $\hat m_t$. The same regression on squared gradients
-# gives $v^*_t = \hat v_t$. Reading the first memory through the preconditioner
-# $P_t = \mathrm{diag}(\sqrt{v^*_t})$ (App. B's $H^{1/2}$) gives the update
-# $W_{t+1} = W_t - \eta\, m^*_t / (\sqrt{v^*_t} + \epsilon)$: Adam. With $P = I$ (constant
-# curvature) the same memory gives momentum SGD. `course.adam_from_memories` computes the two
-# argmins in closed form, without Adam's recursions; it matches `torch.optim.Adam`:
+# gives $v^*_t = \hat v_t$. Dividing the first memory by the square root of the second gives the
+# update $W_{t+1} = W_t - \eta\, m^*_t / (\sqrt{v^*_t} + \epsilon)$: Adam. Mind the direction:
+# $\mathrm{diag}(\sqrt{v^*_t})$ *divides* the gradient memory, it does not multiply it. Appendix B
+# states the result for its preconditioner memory, with $H$ the accumulated second moment of the
+# gradients (element-wise, $\mathrm{diag}(v^*_t)$): $P = H^{1/2}$ gives Adam and $P = H$ gives
+# momentum SGD (up to $\beta_2$ scalings, `docs/paper-notes.md#adam-as-memory`). In Eq. 47's form, where
+# $P_t$ multiplies the gradient, Adam's preconditioner is therefore
+# $\mathrm{diag}\big(1/(\sqrt{v^*_t} + \epsilon)\big)$ (the library's `preconditioner="diagonal"`).
+# `course.adam_from_memories` computes the two argmins in closed form, without Adam's recursions;
+# it matches `torch.optim.Adam`:
 
 # %%
 grads = torch.randn(40, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
