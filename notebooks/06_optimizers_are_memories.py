@@ -186,7 +186,7 @@ fig
 # states the result for its preconditioner memory, with $H$ the accumulated second moment of the
 # gradients (element-wise, $\mathrm{diag}(v^*_t)$): $P = H^{1/2}$ gives Adam and $P = H$ gives
 # momentum SGD (up to $\beta_2$ scalings, `docs/paper-notes.md#adam-as-memory`). In Eq. 47's form, where
-# $P_t$ multiplies the gradient, Adam's preconditioner is therefore
+# $P_t$ multiplies the gradient, Adam's preconditioner is
 # $\mathrm{diag}\big(1/(\sqrt{v^*_t} + \epsilon)\big)$ (the library's `preconditioner="diagonal"`).
 # `course.adam_from_memories` computes the two argmins in closed form, without Adam's recursions;
 # it matches `torch.optim.Adam`:
