@@ -273,11 +273,14 @@ class DeltaMomentum(_FloatOptimizer):
     Normalization (AMBIGUOUS in the paper, our choice). Eq. 49 as printed has ``c_t = 1``: the
     factor has eigenvalues ``a - sigma_i(g)^2``, below -1 as soon as ``||g||^2 > 1 + a``, and the
     momentum then grows geometrically (``normalize=False`` gives ``c_t = beta``, i.e. the printed
-    rule for ``beta = 1``; tests and notebook 06 show it blowing up). We use the exact
-    (Sherman-Morrison) step size of the same objective, as DGD does (Eq. 57)::
+    rule for ``beta = 1``; tests and notebook 06 show it blowing up). We take the coefficient of
+    the exact (Sherman-Morrison) solution of the same objective, as DGD does (Eq. 57)::
 
         c_t = beta / (1 + beta ||g_t||_F^2)
 
+    Only the coefficient: for a rank-1 ``g`` the exact proximal step from ``a m_t`` is
+    ``(a m_t - beta lr P_t g_t)(I - c_t g_t^T g_t)``, which erases with ``a c_t`` and projects the
+    write too; this rule differs from it by a few percent at ``||g||_F ~ 1`` (notebook 06).
     Then ``c_t sigma_i^2 < 1``, the factor's eigenvalues lie in ``(a - 1, a]`` inside (-1, 1), and
     the memory is a contraction for any gradient scale. For small gradients
     (``beta ||g||^2 << 1``) it equals the printed rule with ``c = beta``; for large ones it

@@ -15,7 +15,7 @@
   terms ``eta_t * grad_t``; the mean is that sum with ``eta = lr / C``, so one learning rate means
   the same step size at every period and a rate tuned at period 1 transfers. With Adam(W) the two
   differ only through epsilon (Adam is invariant to the gradient's scale); with SGD they differ by
-  the factor C. (Before this module, the long-context runner summed; see docs/decisions.md.)
+  the factor C. (Before this module, the long-context runner summed; see docs/decisions.md#cms-reduce.)
 - :class:`WarmupCosine`: linear warmup then a cosine to ``min_ratio``; :func:`make_scheduler` wraps
   it for a plain optimizer (``LambdaLR``) or one schedule per level of a multi-frequency optimizer
   (:class:`LevelSchedules`: every level follows the same global schedule).

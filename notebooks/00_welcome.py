@@ -158,12 +158,18 @@ print(course.format_course_map())
 # | $v_t$ | value of token t | `[B, H, T, d_v]` |
 # | $S_t$ | matrix memory after token t; read as $o_t = S_t^\top q_t$ (includes token t's own write) | `[B, H, d_k, d_v]` |
 # | $\mathcal{M}(\cdot)$ | a parametric memory (a matrix or an MLP) mapping keys to values | weights `[B, H, ...]` |
-# | $\beta_t$ | write strength of the delta rule | `[B, H, T]`, in (0, 1] |
+# | $\beta_t$ | write strength (step size) of the delta rule; see below the table | `[B, H, T]`, in [0, 2] |
 # | $\alpha_t$ | decay / forget gate (delta rule: keep factor; Titans: forget amount) | `[B, H, T]` |
 # | $\theta_t, \eta_t$ | Titans' inner learning rate and momentum | `[B, H, T]` |
 # | $C$ | chunk size of a chunked (parallel) implementation | int |
 # | $C^{(\ell)}$, period | update period of level $\ell$ (a level updates every $C^{(\ell)}$ steps) | int |
 # | $f$ | update frequency = updates per unit of time; higher level = lower frequency | |
+#
+# Why $\beta_t$ may go up to 2: with unit-norm keys the delta rule multiplies the memory by
+# $I - \beta_t k_t k_t^\top$, which scales the direction $k_t$ by $1 - \beta_t$ and leaves the
+# others alone. For $\beta_t \in (0, 2)$ that factor is below 1 in size, so the old content along
+# $k_t$ shrinks (a contraction); $\beta_t = 1$ replaces it exactly, and $\beta_t > 1$ overshoots
+# but stays stable. The library accepts $[0, 2]$ and rejects anything else.
 #
 # Two words recur: **naive** is the token-by-token reference that reads like the equation;
 # **chunked** is the fast version that processes a block of tokens with matrix products. The

@@ -134,7 +134,7 @@ print("final memory == K^T V       :", torch.allclose(S_T, k.transpose(-1, -2) @
 # second term is updated at every token by the *inner* loop. So the same matrix lives on two
 # levels: slow (meta-learned initial state, knowledge shared by all sequences) and fast (in-context
 # writes). The paper calls linear attention with a meta-learned initial state **Linear
-# Attention++** (`docs/paper-notes.md`, *Linear Attention++*). The library's `initial_state` argument
+# Attention++** (`docs/paper-notes.md#linear-attention-pp`). The library's `initial_state` argument
 # is exactly $S_0$:
 
 # %%
@@ -190,8 +190,8 @@ for variant, c in curves.items():
 #
 # ## 4. The frequency view
 #
-# Count how often each component's parameters change, in updates per token (`docs/paper-notes.md`,
-# *Levels*, defines the unit of time as one update on one data point):
+# Count how often each component's parameters change, in updates per token (`docs/paper-notes.md#unit-of-time`
+# defines the unit of time as one update on one data point):
 #
 # | component | memory | written | update frequency |
 # | --- | --- | --- | --- |

@@ -210,7 +210,7 @@ print("product of (I - beta k k^T) == I - K^T W:", torch.allclose(
 # S \leftarrow \gamma_C S + (K \odot \Gamma_{C,:})^\top U_{\text{pseudo}} .$$
 #
 # $\Gamma$ appears in *four* places, and a published formula for the chunked gated delta rule
-# leaves it out of $A$ (`docs/paper-notes.md`, *Gated delta erratum*). The omission is invisible when $\alpha = 1$, which
+# leaves it out of $A$ (`docs/paper-notes.md#gated-delta-erratum`). The omission is invisible when $\alpha = 1$, which
 # is why it is easy to miss. Check both versions against the token loop:
 
 # %%

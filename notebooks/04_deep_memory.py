@@ -119,7 +119,10 @@ print("o:", tuple(o.shape), "| final weights:", [tuple(w.shape) for w in W_T],
 # ## 2. Why a deep memory stores more than a matrix
 # A $d \times d$ matrix can hold at most about $d$ arbitrary key-value pairs exactly: with more
 # pairs than dimensions the keys are linearly dependent, and a linear map cannot send them to
-# unrelated values. An MLP with hidden size $h$ has $2dh$ weights and no such limit.
+# unrelated values. An MLP with hidden size $h$ has a limit too, but a larger one that grows with
+# $h$: storing $N$ pairs exactly means $Nd$ equations (one per value coordinate) for its $2dh$
+# weights, so it holds up to about $2dh / d = 2h$ arbitrary pairs (roughly its number of
+# parameters divided by $d$). With $h = 4d$, as below, that is about $8d$ pairs instead of $d$.
 #
 # The experiment: $N$ random unit keys with random unit values, written into each memory by the
 # same online updates (the $N$ pairs reshuffled and streamed several times, same $\theta$, $\eta$,
@@ -158,8 +161,9 @@ for n, lin, mlp_err in zip(cap["n_pairs"], cap["linear"], cap["mlp"]):
 # pairs (the floor is 0), but online GD converges slowly on nearly dependent keys; past $N = d$ it
 # sits on the floor (a little above it at $N = 128$: the last iterate of a fixed-step online
 # method wanders around the least-squares solution). The MLP recalls far more at $N = 2d$ (0.09
-# vs 0.51) but it too degrades by $N = 8d$: 30 passes of online GD with a fixed step are a slow
-# optimizer for it, so this measures what the memory *learns online*, not its ultimate capacity.
+# vs 0.51) but it too degrades by $N = 8d$, which is its counting limit $2h$ here; and 30 passes
+# of online GD with a fixed step are a slow optimizer for it, so this measures what the memory
+# *learns online*, not its ultimate capacity.
 # At the `tiny` preset the numbers only show that the code runs.
 #
 # ## 3. Surprise

@@ -180,11 +180,16 @@ fig
 #        = \frac{(1-\beta_1)\sum_i \beta_1^{t-i} g_i}{1-\beta_1^t},$$
 #
 # Adam's bias-corrected first moment $\hat m_t$. The same regression on squared gradients
-# gives $v^*_t = \hat v_t$. Reading the first memory through the preconditioner
-# $P_t = \mathrm{diag}(\sqrt{v^*_t})$ (App. B's $H^{1/2}$) gives the update
-# $W_{t+1} = W_t - \eta\, m^*_t / (\sqrt{v^*_t} + \epsilon)$: Adam. With $P = I$ (constant
-# curvature) the same memory gives momentum SGD. `course.adam_from_memories` computes the two
-# argmins in closed form, without Adam's recursions; it matches `torch.optim.Adam`:
+# gives $v^*_t = \hat v_t$. Dividing the first memory by the square root of the second gives the
+# update $W_{t+1} = W_t - \eta\, m^*_t / (\sqrt{v^*_t} + \epsilon)$: Adam. Mind the direction:
+# $\mathrm{diag}(\sqrt{v^*_t})$ *divides* the gradient memory, it does not multiply it. Appendix B
+# states the result for its preconditioner memory, with $H$ the accumulated second moment of the
+# gradients (element-wise, $\mathrm{diag}(v^*_t)$): $P = H^{1/2}$ gives Adam and $P = H$ gives
+# momentum SGD (up to $\beta_2$ scalings, `docs/paper-notes.md#adam-as-memory`). In Eq. 47's form, where
+# $P_t$ multiplies the gradient, Adam's preconditioner is
+# $\mathrm{diag}\big(1/(\sqrt{v^*_t} + \epsilon)\big)$ (the library's `preconditioner="diagonal"`).
+# `course.adam_from_memories` computes the two argmins in closed form, without Adam's recursions;
+# it matches `torch.optim.Adam`:
 
 # %%
 grads = torch.randn(40, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -223,9 +228,14 @@ print(f"max |argmin memories - torch Adam| over 40 steps: {diff:.1e}")
 # Now $c_t \sigma_i^2 < 1$, the factor's eigenvalues lie in $(a-1, a]$, and the memory is a
 # contraction at any gradient scale. For small gradients it is the printed rule with strength
 # $\beta$; for large ones it erases (almost) everything stored along the gradient. (For a rank-1
-# gradient, one sample through a linear layer, this is exactly the Sherman-Morrison step; for
-# higher rank, $\lVert g\rVert_F^2$ bounds every $\sigma_i^2$, so it is a safe, slightly
-# conservative version.) `nlo.DeltaMomentum(params, lr, beta=1.0, normalize=True)`;
+# gradient, one sample through a linear layer, $c_t$ is exactly the Sherman-Morrison coefficient,
+# $(I + \beta\, g_t^\top g_t)^{-1} = I - c_t\, g_t^\top g_t$. Only the coefficient is taken from
+# it: the exact proximal step, the argmin of $\mathcal{L}(m; g_t) + \tfrac{1}{2\beta}\lVert m - a\, m_t\rVert_F^2$,
+# is $(a\, m_t - \beta\eta\, P_t g_t)(I - c_t\, g_t^\top g_t)$: it erases with $a\, c_t$ instead
+# of $c_t$ and projects the new write too. With $a = 0.9$, $\beta = 1$ our rule differs from it by
+# about 2.5% for $\lVert g_t\rVert_F = 1$ and 8% (up to 17%) for $\lVert g_t\rVert_F = 3$. For
+# higher rank, $\lVert g\rVert_F^2$ bounds every $\sigma_i^2$, so $c_t$ is a safe, slightly
+# conservative choice.) `nlo.DeltaMomentum(params, lr, beta=1.0, normalize=True)`;
 # `normalize=False` is the printed rule. On the toy below, the printed rule blows up at once:
 
 # %%

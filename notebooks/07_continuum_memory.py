@@ -170,6 +170,15 @@ print("||delta_0|| after steps 1..12:", " ".join(norms))
 # $$\theta^{(\ell)}_{i+1} = \theta^{(\ell)}_i - \sum_{t = i - C^{(\ell)} + 1}^{i} \eta_t\, \nabla \mathcal{L}(\theta^{(\ell)}_i; u_t, v_t)
 # \ \text{ if } i \equiv 0 \pmod{C^{(\ell)}},\ \text{ otherwise } \theta^{(\ell)}_{i+1} = \theta^{(\ell)}_i .$$
 #
+# **Indexing.** The paper prints this sum from $t = i - C^{(\ell)}$; we start it at
+# $t = i - C^{(\ell)} + 1$. Ours is the sum over the chunk's $C^{(\ell)}$ tokens, those after the
+# previous update up to $i$, each counted once. Read literally, the printed bounds hold
+# $C^{(\ell)} + 1$ terms, so token $i - C^{(\ell)}$, already in the previous chunk's sum, would
+# enter two consecutive updates. Both describe the same rule, collect one update per token and
+# apply a chunk's updates together at its end; we read the extra term as an off-by-one. Since
+# the weights are frozen inside a chunk, $\theta^{(\ell)}_t = \theta^{(\ell)}_i$ for every token of
+# the sum, which is why the gradient above is written at $\theta^{(\ell)}_i$.
+#
 # The paper leaves two things open; our choices:
 #
 # - **the inner objective**: block $\ell$ regresses its own output onto a target given per token,

@@ -132,10 +132,13 @@ print("vhat_k differs from v:", (vhat_k - v).norm().item() > 0)
 # (`a_x = sigma(W2 x)`) and a normalized step `eta / (C (1 + ||a_k - a_v||^2))` (C = chunk size).
 # Why not the plain gradient with the target held fixed? Because the target `vhat = M(v)` is made
 # by the memory itself: after a plain step the same token's residual is multiplied by
-# `alpha - eta' (||a_k||^2 - a_v . a_k)`, which is larger than 1 for *every* step size once
-# `a_v . a_k > ||a_k||^2`. That is what made our HOPE language models go to NaN at the laptop
+# `alpha - eta' (||a_k||^2 - a_v . a_k)`. Once `a_v . a_k > ||a_k||^2` this factor is larger than
+# `alpha`, and larger than 1 as soon as `eta' (a_v . a_k - ||a_k||^2) > 1 - alpha`: for *every*
+# step size when the memory does not forget (`alpha = 1`), and for all but small steps when
+# `alpha` is close to 1. That is what made our HOPE language models go to NaN at the laptop
 # preset (the memories' states grew geometrically along the sequence). With `a_k - a_v` the
-# factor is `alpha - eta ||a_k - a_v||^2 / (1 + ||a_k - a_v||^2)`: always a contraction.
+# factor is `alpha - eta ||a_k - a_v||^2 / (1 + ||a_k - a_v||^2)`, which lies in
+# `(alpha - eta, alpha]`: a contraction for any `eta < 1 + alpha`.
 # The memories also read the unit vector `v / ||v||` (choice (g) below).
 #
 # In our transposed storage, the first layer's update for one token is
@@ -263,7 +266,7 @@ plt.show()
 # %% [markdown]
 # ## 6. Choices we made where the paper is open
 #
-# The paper leaves these points open (`docs/paper-notes.md`, *Self-modifying Titans: ambiguities*); `nlteach.titans` states them too.
+# The paper leaves these points open (`docs/paper-notes.md#smt-ambiguities`); `nlteach.titans` states them too.
 #
 # - **(a) q is not adaptive.** The paper calls q "the only non-adaptive projection" but later lists
 #   it among the adaptive memories. We use `q_t = normalize(conv(x_t W_q))`; the paper's own
@@ -271,8 +274,9 @@ plt.show()
 # - **(b) Which matrix gets `(alpha I - eta k k^T)`.** The first one, `W2`, the only one whose input
 #   width is d. The second gets weight decay `alpha` and a normalized step on the self-generated
 #   loss through both of its arguments, input `a_k - a_v`, step `eta / (C (1 + ||a_k - a_v||^2))`:
-#   the paper's plain gradient (target held fixed) cannot be a contraction once the target moves
-#   with the weights faster than the output does (section 3), and the C frozen-gradient steps of
+#   with the paper's plain gradient (target held fixed) the residual grows once the target moves
+#   with the weights faster than the output does and the step is large enough, whatever the step
+#   size when `alpha = 1` (section 3), and the C frozen-gradient steps of
 #   a chunk must not add up to more than one step.
 # - **(c) Momentum.** The HOPE equations have none, but the paper's ablation removes "momentum";
 #   we offer Titans-style momentum as an option (`momentum=beta`, off by default):

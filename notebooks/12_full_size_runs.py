@@ -194,11 +194,12 @@ print(text_table(rows, ["task", "laptop tokens", "full tokens", "ratio", "laptop
 # ## 4. Results: every committed `results.json`
 #
 # `results.load_all()` reads `results/<experiment>/results.json` (or one file per sub-folder when a
-# command ran several methods or models), sorts them into language modelling, forgetting and long
-# context, and reports any file it cannot use instead of failing. Everything below is drawn from
-# those files, with the seeds they hold. (Only what has been committed appears: at the time of
-# writing, the language-model and forgetting results of notebooks 09 and 10 were being produced
-# by other runs; they appear here once their files exist.)
+# command ran several methods or models), sorts them into language modelling (notebook 09),
+# forgetting (10) and long context (11), and reports any file it cannot use instead of failing.
+# Everything below is drawn from those files, with the seeds they hold; an experiment with no
+# committed file is simply absent. The optimizer comparison of notebook 06 and the sequential-tasks
+# experiment of notebook 07 are listed as `other` with their file names only: their own notebooks
+# draw them (`nlteach.experiments.optimizers`, `nlteach.experiments.cms_tasks`).
 
 # %%
 print(f"{len(exps)} experiments:", ", ".join(f"{e.name} ({e.kind})" for e in exps))

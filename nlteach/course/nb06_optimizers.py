@@ -295,8 +295,9 @@ def adam_from_memories(grads: torch.Tensor, lr: float, beta1: float = 0.9, beta2
         m*_t = argmin_m sum_i beta1^(t-i) (m - g_i)^2     = sum_i beta1^(t-i) g_i / sum_i beta1^(t-i)
         v*_t = argmin_v sum_i beta2^(t-i) (v - g_i^2)^2   = sum_i beta2^(t-i) g_i^2 / sum_i beta2^(t-i)
 
-    and the weights read the first memory through the square root of the second (the
-    preconditioner ``P = sqrt(v*)``): ``W_t = W_{t-1} - lr m*_t / (sqrt(v*_t) + eps)``. These are
+    and the weights divide the first memory by the square root of the second (App. B's
+    ``P = H^(1/2)``: Adam's update divides by it; in Eq. 47's form, where ``P`` multiplies the
+    gradient, ``P = 1 / (sqrt(v*) + eps)``): ``W_t = W_{t-1} - lr m*_t / (sqrt(v*_t) + eps)``. These are
     exactly Adam's bias-corrected moments (tests compare with ``torch.optim.Adam``).
     """
     T = grads.shape[0]
