@@ -260,6 +260,24 @@ else:
     print("Main comparison (committed laptop results)\n" + lm_comparison.comparison_verdict(laptop_summary))
 
 # %% [markdown]
+# **Simple baselines.** A neural model should beat counting. Character n-gram models
+# (interpolated Kneser-Ney, `nlteach.experiments.ngram`, `docs/decisions.md#ngram-baselines`),
+# counted on the same training characters one run sees (the windows of seed 0) and on the whole
+# training split, scored on the same validation and test windows as the models above (a few
+# seconds to count):
+
+# %%
+from nlteach.experiments import ngram
+
+ngram_rows = ngram.summarize_rows(ngram.baseline_rows("laptop", seeds=[0]))  # the committed runs' preset
+print(text_table(ngram_rows, ["model", "train_chars", "val_mean", "test_mean"]))
+if committed:
+    best = min(laptop_summary, key=lambda r: r["val_mean"])
+    tri = next(r for r in ngram_rows if r["model"] == "trigram (run windows)")
+    print(f"best committed model {best['model']}: {best['val_mean']:.3f} nats/char on validation; the trigram "
+          f"counted on the same {tri['train_chars']:,} characters: {tri['val_mean']:.3f}")
+
+# %% [markdown]
 # Samples from the first seed of each model (temperature 1, prompt = a newline), from the committed
 # runs when they are here, else from the live runs:
 
