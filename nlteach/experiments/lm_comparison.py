@@ -48,10 +48,16 @@ from typing import Any
 import numpy as np
 
 from nlteach.config import get_device, get_preset
-from nlteach.models import MODELS, InContextCMSBranch, ModelConfig, cms_relative_change, size_to_budget
+from nlteach.models import (
+    MODELS,
+    InContextCMSBranch,
+    ModelConfig,
+    cms_relative_change,
+    size_to_budget,
+)
 from nlteach.runs import cli, console, stats
 from nlteach.runs.commands import run_guarded
-from nlteach.runs.io import read_json
+from nlteach.runs.io import json_safe, read_json
 from nlteach.runs.provenance import command_line
 from nlteach.runs.rundir import RunDir
 from nlteach.runs.tables import text_table
@@ -222,18 +228,11 @@ def _write(top: RunDir, preset: str, todo: list, records: dict, command: str | N
 
 def _summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     """Per arm: seeds, parameters, and :func:`nlteach.runs.stats.summarize` of each number (JSON-safe)."""
-    def safe(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {k: safe(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [safe(v) for v in x]
-        return None if isinstance(x, float) and not math.isfinite(x) else x
-
     by_label: dict[str, list[dict[str, Any]]] = {}
     for r in per_seed:
         by_label.setdefault(r["label"], []).append(r)
     return {label: {"seeds": [r["seed"] for r in recs], "n_params": recs[0]["n_params"],
-                    **{k: safe(stats.summarize([r[k] for r in recs]))
+                    **{k: json_safe(stats.summarize([r[k] for r in recs]))
                        for k in ("val_loss", "val_bpc", "test_loss", "test_bpc", "time_s")}}
             for label, recs in by_label.items()}
 

@@ -56,7 +56,7 @@ import torch
 from nlteach.config import PRESETS, get_preset
 from nlteach.experiments.lm_comparison import DATA, sizes
 from nlteach.runs import cli, stats
-from nlteach.runs.io import atomic_write_json
+from nlteach.runs.io import atomic_write_json, json_safe
 from nlteach.runs.provenance import command_line, provenance
 from nlteach.runs.tables import text_table
 from nlteach.text import CharCorpus, RandomWindowSampler, eval_windows, load_char_corpus
@@ -292,15 +292,6 @@ def baseline_rows(preset: str | None = None, *, seeds: Sequence[int] = (0,), ord
     return rows
 
 
-def _json_safe(x: Any) -> Any:
-    """``x`` with every non-finite float replaced by ``None`` (strict JSON has no NaN)."""
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_json_safe(v) for v in x]
-    return None if isinstance(x, float) and not math.isfinite(x) else x
-
-
 def summarize_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per ``model`` of :func:`baseline_rows`, in order of appearance, its losses summarized
     over the seeds (:func:`nlteach.runs.stats.summarize`, JSON-safe: ``None`` where it gives NaN, as
@@ -317,7 +308,7 @@ def summarize_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                    "seeds": [r["seed"] for r in rs if r["seed"] is not None], "train_chars": rs[0]["train_chars"],
                    "val_mean": val["mean"], "val_std": val["std"], "test_mean": test["mean"],
                    "test_std": test["std"], "val": val, "test": test}
-        out.append(_json_safe(summary))
+        out.append(json_safe(summary))
     return out
 
 

@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import pickle
 import re
@@ -74,6 +75,16 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
     return _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def json_safe(x: Any) -> Any:
+    """``x`` (nested dicts and lists) with every non-finite float replaced by ``None``: strict JSON
+    has no NaN or infinity (a summary of one seed has no spread)."""
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [json_safe(v) for v in x]
+    return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 1) -> Path:
