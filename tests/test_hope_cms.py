@@ -7,7 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from nlteach.cms import cms_chunk_step, cms_in_context_chunked, cms_in_context_naive, cms_level_scan
-from nlteach.models import CMSBranch, InContextCMSBranch, ModelConfig, build_model, cms_relative_change
+from nlteach.models import (
+    CMSBranch,
+    InContextCMSBranch,
+    ModelConfig,
+    build_model,
+    cms_relative_change,
+)
 
 V = 37
 SMALL = dict(vocab_size=V, dim=16, n_layers=2, n_heads=2, chunk_size=4, proj_chunk_size=3)
