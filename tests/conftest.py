@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from nlteach.runs.io import CorruptFileError
+from nlteach.runs.lock import FolderInUse
+
 
 @pytest.fixture
 def data_mirror() -> Path:
@@ -98,3 +101,19 @@ def hold_folder_lock():
         if proc.poll() is None:
             proc.stdin.close()
             proc.wait(timeout=60)
+
+
+@pytest.fixture
+def assert_rerun_refuses_crafted_and_busy(crafted_checkpoint, hold_folder_lock):
+    """``check(rerun, folder)`` for a run folder holding ``seeds/seed_0.pt``: with that checkpoint
+    replaced by a crafted pickle, ``rerun()`` raises ``CorruptFileError`` naming it without running
+    its code; with the folder's lock held by another process, ``FolderInUse`` naming the folder."""
+    def check(rerun, folder: Path) -> None:
+        marker = crafted_checkpoint(folder / "seeds" / "seed_0.pt")
+        with pytest.raises(CorruptFileError, match="seed_0.pt cannot be read"):
+            rerun()
+        assert not marker.exists()
+        hold_folder_lock(folder)
+        with pytest.raises(FolderInUse, match=f"{folder} is in use"):
+            rerun()
+    return check

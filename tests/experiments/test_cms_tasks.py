@@ -13,8 +13,7 @@ import torch
 
 from nlteach.course.widgets import render
 from nlteach.experiments import cms_tasks as E
-from nlteach.runs.io import CorruptFileError, read_json
-from nlteach.runs.lock import FolderInUse
+from nlteach.runs.io import read_json
 from nlteach.runs.rundir import SettingsMismatch, plain
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "cms_tasks_tiny_reference.json"
@@ -137,8 +136,8 @@ def test_load_committed_and_the_verdict(tmp_path):
     assert "-1.900 [" in text  # the mean paired difference, from the file
 
 
-def test_a_rerun_refuses_a_crafted_checkpoint_and_a_busy_folder(tmp_path, monkeypatch, crafted_checkpoint,
-                                                                 hold_folder_lock):
+def test_a_rerun_refuses_a_crafted_checkpoint_and_a_busy_folder(tmp_path, monkeypatch,
+                                                                 assert_rerun_refuses_crafted_and_busy):
     cfg = small(arms=("single MLP", "CMS, equal rates"), seeds=(0,))
     real = E.run_one
 
@@ -151,10 +150,4 @@ def test_a_rerun_refuses_a_crafted_checkpoint_and_a_busy_folder(tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         E.run(cfg, tmp_path / "r")
     monkeypatch.setattr(E, "run_one", real)
-    marker = crafted_checkpoint(tmp_path / "r" / "seeds" / "seed_0.pt")
-    with pytest.raises(CorruptFileError, match="seed_0.pt cannot be read"):
-        E.run(cfg, tmp_path / "r")
-    assert not marker.exists()
-    hold_folder_lock(tmp_path / "r")
-    with pytest.raises(FolderInUse, match=f"{tmp_path / 'r'} is in use"):
-        E.run(cfg, tmp_path / "r")
+    assert_rerun_refuses_crafted_and_busy(lambda: E.run(cfg, tmp_path / "r"), tmp_path / "r")

@@ -15,8 +15,7 @@ import torch
 
 from nlteach.course.widgets import render
 from nlteach.experiments import optimizers as E
-from nlteach.runs.io import CorruptFileError, read_json
-from nlteach.runs.lock import FolderInUse
+from nlteach.runs.io import read_json
 from nlteach.runs.rundir import SettingsMismatch
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "optimizers_tiny_reference.json"
@@ -194,8 +193,8 @@ def test_load_committed_and_the_verdict(tmp_path):
     assert table.count("\n") == 1 + 4 and "digits test loss" in table
 
 
-def test_a_rerun_refuses_a_crafted_checkpoint_and_a_busy_folder(tmp_path, monkeypatch, crafted_checkpoint,
-                                                                 hold_folder_lock):
+def test_a_rerun_refuses_a_crafted_checkpoint_and_a_busy_folder(tmp_path, monkeypatch,
+                                                                 assert_rerun_refuses_crafted_and_busy):
     cfg = small(optimizers=("SGD+momentum", "AdamW"), seeds=(0,))
     real = E.train_one
 
@@ -208,10 +207,4 @@ def test_a_rerun_refuses_a_crafted_checkpoint_and_a_busy_folder(tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         E.run(cfg, tmp_path / "r")
     monkeypatch.setattr(E, "train_one", real)
-    marker = crafted_checkpoint(tmp_path / "r" / "seeds" / "seed_0.pt")
-    with pytest.raises(CorruptFileError, match="seed_0.pt cannot be read"):
-        E.run(cfg, tmp_path / "r")
-    assert not marker.exists()
-    hold_folder_lock(tmp_path / "r")
-    with pytest.raises(FolderInUse, match=f"{tmp_path / 'r'} is in use"):
-        E.run(cfg, tmp_path / "r")
+    assert_rerun_refuses_crafted_and_busy(lambda: E.run(cfg, tmp_path / "r"), tmp_path / "r")
