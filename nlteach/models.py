@@ -109,6 +109,12 @@ class ModelConfig:
     memory_hidden: int | None = field(default=None, metadata={
         "help": "memory models: hidden width of each per-head MLP memory (default: the head width)"})
     momentum: float = field(default=0.0, metadata={"help": "hope: momentum beta of self-modifying Titans (0 = off)"})
+    attention_conv: bool = field(default=False, metadata={
+        "help": "attention layers (transformer, hope-attention): a causal depthwise convolution (window 4) on "
+                "q, k, v, like the one every memory layer has"})
+    attention_window: int | None = field(default=None, metadata={
+        "help": "attention layers: each token attends to the last attention_window tokens, itself included "
+                "(default: every earlier token)"})
     cms_periods: tuple[int, ...] = field(default=(16, 64, 256), metadata={
         "help": "CMS levels (one residual MLP block each) and their periods in tokens: level l learns in "
                 "context every cms_periods[l] tokens (hope, hope-attention)"})
@@ -144,6 +150,10 @@ class ModelConfig:
             _check_positive_int(name, getattr(self, name))
         if self.memory_hidden is not None:
             _check_positive_int("memory_hidden", self.memory_hidden)
+        if self.attention_window is not None:
+            _check_positive_int("attention_window", self.attention_window)
+        if not isinstance(self.attention_conv, bool):
+            raise ValueError(f"attention_conv must be a bool, got {self.attention_conv!r}.")
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}.")
         periods = tuple(self.cms_periods)
@@ -209,25 +219,37 @@ def _swiglu(config: ModelConfig) -> SwiGLU:
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal softmax attention with RoPE: ``x[B, T, dim] -> [B, T, dim]``."""
+    """Multi-head causal softmax attention with RoPE: ``x[B, T, dim] -> [B, T, dim]``.
+
+    ``config.attention_conv``: q, k, v pass through a causal depthwise convolution (window 4) first,
+    as in the memory layers (so a comparison can give every model the same short convolution).
+    ``config.attention_window = W``: token t attends to tokens t - W + 1 .. t only (sliding window)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.n_heads, self.head_dim, self.rope_base = config.n_heads, config.head_dim, config.rope_base
-        self.dropout = config.dropout
+        self.dropout, self.window = config.dropout, config.attention_window
         self.qkv = nn.Linear(config.dim, 3 * config.dim, bias=False)
         self.out = nn.Linear(config.dim, config.dim, bias=False)
         init_linear(self.qkv)
         init_linear(self.out, _residual_std(config))
+        self.conv = CausalConv(3 * config.dim) if config.attention_conv else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # [B, H, T, D] each
+        qkv = self.qkv(x) if self.conv is None else self.conv(self.qkv(x))  # [B, T, 3C]
+        q, k, v = qkv.view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # [B, H, T, D] each
         cos, sin = rope_cos_sin(T, self.head_dim, self.rope_base, x.device)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        # softmax(q k^T / sqrt(D) + causal mask) v: position t sees positions <= t only
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        dropout_p = self.dropout if self.training else 0.0
+        if self.window is None or self.window >= T:
+            # softmax(q k^T / sqrt(D) + causal mask) v: position t sees positions <= t only
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
+        else:  # sliding window: position t sees t - window < s <= t
+            t = torch.arange(T, device=x.device)
+            lag = t[:, None] - t[None, :]  # [T, T]: t - s
+            mask = (lag >= 0) & (lag < self.window)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -722,13 +744,16 @@ def param_count(name: str, config: ModelConfig, *, non_embedding: bool = False) 
 
 
 def size_to_budget(name: str, budget: int, base: ModelConfig, *, dim_multiple: int | None = None,
-                   non_embedding: bool = False) -> ModelConfig:
+                   non_embedding: bool = False, match_mlp: bool = False) -> ModelConfig:
     """``base`` with ``dim`` chosen so ``name`` has as close to ``budget`` parameters as possible.
 
     ``dim`` runs over multiples of ``dim_multiple`` (default ``2 * n_heads``: heads of even width);
     all other fields of ``base`` are kept (leave ``mlp_hidden=None`` so the MLP grows with ``dim``).
-    Assumes the count grows with ``dim`` (true of every model here). Raises ``ValueError`` when even
-    the smallest ``dim`` is over budget.
+    Width steps of ``2 * n_heads`` leave gaps of several percent between models; ``match_mlp=True``
+    closes them: ``dim`` is then the widest whose count stays within budget, and ``mlp_hidden`` (the
+    MLP's, or the CMS's, hidden width) is chosen so the count is nearest the budget (a fraction of a
+    percent at ~10^5 parameters). Assumes the count grows with ``dim`` and ``mlp_hidden`` (true of
+    every model here). Raises ``ValueError`` when even the smallest ``dim`` is over budget.
     """
     if not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0:
         raise ValueError(f"budget must be a positive int (number of parameters), got {budget!r}.")
@@ -744,12 +769,29 @@ def size_to_budget(name: str, budget: int, base: ModelConfig, *, dim_multiple: i
             f"budget={budget:,} parameters is too small for {name!r} with n_layers={base.n_layers}, "
             f"n_heads={base.n_heads}: the smallest width dim={m} already has {smallest:,}."
         )
+    lo, hi = _bracket(count, budget)
+    if not match_mlp:
+        k = lo if budget - count(lo) <= count(hi) - budget else hi
+        return base.replace(dim=k * m)
+    config = base.replace(dim=lo * m)
+
+    def count_mlp(h: int) -> int:
+        return param_count(name, config.replace(mlp_hidden=h), non_embedding=non_embedding)
+
+    if count_mlp(1) > budget:  # the MLP's smallest width is already over budget: keep the width alone
+        return config
+    lo, hi = _bracket(count_mlp, budget)
+    return config.replace(mlp_hidden=lo if budget - count_mlp(lo) <= count_mlp(hi) - budget else hi)
+
+
+def _bracket(count: Callable[[int], int], budget: int) -> tuple[int, int]:
+    """``(lo, lo + 1)`` with ``count(lo) <= budget < count(lo + 1)`` for a non-decreasing ``count``
+    with ``count(1) <= budget`` (an exponential search for an upper end, then bisection)."""
     hi = 2
-    while count(hi) <= budget:  # exponential search for an upper bracket, then bisect
+    while count(hi) <= budget:
         hi *= 2
     lo = hi // 2  # count(lo) <= budget < count(hi)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if count(mid) <= budget else (lo, mid)
-    k = lo if budget - count(lo) <= count(hi) - budget else hi
-    return base.replace(dim=k * m)
+    return lo, hi

@@ -141,7 +141,7 @@ def _data_and_model(cfg: TrainConfig) -> tuple[text.CharCorpus, ModelConfig]:
     model_cfg = cfg.arch.replace(vocab_size=corpus.vocab.size)
     if cfg.params:
         try:
-            model_cfg = models.size_to_budget(cfg.model, cfg.params, model_cfg)
+            model_cfg = models.size_to_budget(cfg.model, cfg.params, model_cfg, match_mlp=cfg.match_mlp)
         except ValueError as e:  # a budget too small for the smallest width
             raise ConfigError(f"params={cfg.params}: {e}") from None
     return corpus, model_cfg

@@ -56,6 +56,8 @@ class TrainConfig:
     data: str = _opt("tinyshakespeare", "character-level corpus", choices=tuple(sorted(text.CORPORA)))
     arch: ModelConfig = field(default_factory=ModelConfig)
     params: int | None = _opt(None, "parameter budget: choose dim to match it (e.g. 1e6)", type=cli.positive_int)
+    match_mlp: bool = _opt(False, "with --params: after dim, choose mlp_hidden so the count is nearest the budget "
+                                  "(models then match within a fraction of a percent)")
     seed: int = _opt(0, "seed of the initial weights, the data order and dropout", type=cli.nonneg_int)
     steps: int | None = _opt(None, "optimizer steps (default: the preset's)", type=cli.positive_int)
     batch_size: int | None = _opt(None, "GLOBAL batch: sequences per step, all ranks (default: the preset's)", type=cli.positive_int)

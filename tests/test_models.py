@@ -290,3 +290,46 @@ def test_sample_is_deterministic_and_uses_the_vocabulary():
     assert a == sample(model, vocab, "ab", 20, seed=3, context=8) and len(a) == 20 and set(a) <= set("abcde\n")
     assert sample(model, vocab, "ab", 5, temperature=0) == sample(model, vocab, "ab", 5, temperature=0, seed=9)
     assert model.training  # sampling restores the mode
+
+
+@pytest.mark.parametrize("name", ["transformer", "titans", "hope", "hope-attention", "hope-static-cms",
+                                  "hope-no-selfmod", "hope-no-dgd"])
+def test_size_to_budget_with_match_mlp_lands_within_half_a_percent(name):
+    base = ModelConfig(**{**SMALL, "cms_periods": (16, 64, 256)}, attention_conv=True)
+    for budget in (60_000, 200_000):
+        cfg = size_to_budget(name, budget, base, match_mlp=True)
+        assert abs(param_count(name, cfg) - budget) <= 0.005 * budget, (name, budget, param_count(name, cfg))
+        assert param_count(name, cfg.replace(mlp_hidden=None)) <= budget  # the widest dim within budget
+
+
+def test_attention_window_and_conv():
+    """A window as long as the sequence is full causal attention; a window W makes the output at t
+    independent of tokens before t - W + 1 (and dependent on those inside); the convolution keeps
+    causality and is off by default."""
+    full = make("transformer").double().eval()
+    windowed = make("transformer", attention_window=5).double().eval()
+    windowed.load_state_dict(full.state_dict())
+    g = torch.Generator().manual_seed(3)
+    idx = torch.randint(0, V, (2, 12), generator=g)
+    with torch.no_grad():
+        long_window = make("transformer", attention_window=12).double().eval()
+        long_window.load_state_dict(full.state_dict())
+        assert torch.allclose(long_window(idx), full(idx), atol=1e-12)
+        a = windowed(idx)
+        assert torch.allclose(a[:, :5], full(idx)[:, :5], atol=1e-12)  # the first W positions see everything
+        # one layer of attention per block, 2 blocks: position t reads up to 2 * (W - 1) tokens back
+        t, reach = 11, 2 * (5 - 1)
+        far = idx.clone()
+        far[:, : t - reach] = (far[:, : t - reach] + 1) % V
+        assert torch.allclose(windowed(far)[:, t], a[:, t], atol=1e-12)
+        near = idx.clone()
+        near[:, t - 1] = (near[:, t - 1] + 1) % V
+        assert not torch.allclose(windowed(near)[:, t], a[:, t])
+    conv = make("transformer", attention_conv=True, attention_window=4).double().eval()
+    later = idx.clone()
+    later[:, 7:] = (later[:, 7:] + 1) % V
+    with torch.no_grad():
+        assert torch.equal(conv(idx)[:, :7], conv(later)[:, :7]) and not torch.allclose(conv(idx)[:, 7], conv(later)[:, 7])
+    assert any("conv" in k for k in conv.state_dict()) and not any("conv" in k for k in full.state_dict())
+    with pytest.raises(ValueError, match="attention_window must be a positive int"):
+        ModelConfig(**SMALL, attention_window=0)

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from nlteach.config import PRESETS as PRESETS_OF_TRAIN
 from nlteach.config import get_device, get_preset
 from nlteach.models import (
     MODELS,
@@ -72,7 +73,8 @@ ABLATIONS: tuple[str, ...] = ("hope-no-cms", "hope-no-selfmod", "hope-no-dgd")
 MULTI_FREQUENCY = "hope+multi-frequency CMS"  # HOPE with cms_multi_frequency=True
 SMALL_MEMORY = "hope+half-width memories"  # HOPE with memory_hidden = head_dim / 2 (cheaper, see bench models)
 
-SIZES: dict[str, dict[str, int | float]] = {
+REFERENCE_PARAMS = 200_000
+SIZES: dict[str, dict[str, int | float | bool]] = {
     # laptop: one HOPE run takes a few minutes on one CPU thread (a HOPE step costs several
     # Transformer steps, see ``python -m nlteach.bench models``)
     "tiny": dict(params=20_000, n_layers=2, n_heads=2, steps=12, batch_size=2, seq_len=64, lr=3e-3,
@@ -81,17 +83,60 @@ SIZES: dict[str, dict[str, int | float]] = {
                    eval_every=50, eval_windows=64, log_every=10),
     "full": dict(params=5_000_000, n_layers=6, n_heads=6, steps=3000, batch_size=32, seq_len=256, lr=1e-3,
                  eval_every=250, eval_windows=500, log_every=50),
+    # reference: the budget at which the models learn well past counting (issue 18; hours of background
+    # runs on a 2-core CPU, one run per core). Every model has the short causal convolution (the
+    # attention models on q, k, v), parameters match within a fraction of a percent (match_mlp), and
+    # each model's learning rate comes from LR_GRIDS' sweep on the validation split.
+    "reference": dict(params=REFERENCE_PARAMS, n_layers=4, n_heads=4, steps=600, batch_size=32, seq_len=256,
+                      lr=4e-3, eval_every=100, eval_windows=200, log_every=20, match_mlp=True, attention_conv=True),
 }
+BUDGETS: tuple[str, ...] = tuple(SIZES)
+TRAIN_PRESET = {"reference": "laptop"}  # the nlteach.train preset (defaults, label) of a budget not a preset
+# Budgets whose learning rate is swept per model (the ``lr`` of SIZES is then only the grid's middle).
+# One seed (SWEEP_SEED, not one of the reported seeds) per value, chosen on validation loss; when
+# the best value sits on an edge of the grid, the grid is widened by a factor of 2 on that side
+# (at most MAX_WIDEN times).
+LR_GRIDS: dict[str, tuple[float, ...]] = {"tiny": (), "laptop": (), "full": (), "reference": (2e-3, 4e-3, 8e-3)}
+SWEEP_SEED = 100
+MAX_WIDEN = 2
+REFERENCE_MODELS: tuple[str, ...] = (*("transformer", "titans", "hope", "hope-attention"), "hope-static-cms")
+REFERENCE_ABLATIONS: tuple[str, ...] = ("hope-no-selfmod", "hope-no-dgd")
 
 
-def sizes(preset: str | None = None) -> dict[str, int | float]:
-    """The training settings of the comparison at ``preset`` (default ``$NLTEACH_SIZE``)."""
-    return dict(SIZES[get_preset(preset)])
+def budget_name(budget: str | None = None) -> str:
+    """``budget`` when it names a row of :data:`SIZES` that is not a size preset (``"reference"``),
+    else the size preset (:func:`nlteach.config.get_preset`: ``$NLTEACH_SIZE`` when None)."""
+    if budget is not None and budget.strip().lower() in SIZES:
+        return budget.strip().lower()
+    try:
+        return get_preset(budget)
+    except ValueError:
+        raise ValueError(f"budget={budget!r} is not one of {', '.join(BUDGETS)}.") from None
+
+
+def train_preset(budget: str | None = None) -> str:
+    """The :mod:`nlteach.train` preset the runs of ``budget`` use (a budget that is no preset: laptop)."""
+    name = budget_name(budget)
+    return TRAIN_PRESET.get(name, name)
+
+
+def sizes(preset: str | None = None) -> dict[str, int | float | bool]:
+    """The training settings of the comparison at budget ``preset`` (a row of :data:`SIZES`; default
+    ``$NLTEACH_SIZE``)."""
+    return dict(SIZES[budget_name(preset)])
 
 
 def train_arguments(preset: str | None = None) -> list[str]:
     """:func:`sizes` as ``python -m nlteach.train`` options (to launch one arm and seed as its own job)."""
-    return [a for k, v in sizes(preset).items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    def option(k: str, v: Any) -> list[str]:
+        flag = f"--{k.replace('_', '-')}"
+        return ([flag] if v else []) if isinstance(v, bool) else [flag, str(v)]
+    return [a for k, v in sizes(preset).items() for a in option(k, v)]
+
+
+def lr_grid(budget: str | None = None) -> tuple[float, ...]:
+    """The learning rates swept per model at ``budget`` (empty: every model trains at ``sizes()["lr"]``)."""
+    return LR_GRIDS[budget_name(budget)]
 
 
 def half_width_memory_hidden(params: int, n_layers: int, n_heads: int) -> int:
@@ -104,76 +149,172 @@ def half_width_memory_hidden(params: int, n_layers: int, n_heads: int) -> int:
 
 def settings(preset: str | None = None) -> dict[str, Any]:
     """Every training setting the arms share (what :func:`nlteach.train.resolve_config` makes of
-    :func:`sizes`), without the per-run ones (model, seed, output folder, ...)."""
-    flat = resolve_config(model="transformer", data=DATA, preset=get_preset(preset), **sizes(preset)).flat()
-    return {k: v for k, v in flat.items() if k not in (*RUNTIME_FIELDS, "preset", "model", "seed")}
+    :func:`sizes`), without the per-run ones (model, seed, output folder, ...; the learning rate
+    too when it is swept per model)."""
+    flat = resolve_config(model="transformer", data=DATA, preset=train_preset(preset), **sizes(preset)).flat()
+    per_run = (*RUNTIME_FIELDS, "preset", "model", "seed", *(("lr",) if lr_grid(preset) else ()))
+    flat = {k: v for k, v in flat.items() if k not in per_run}
+    if budget_name(preset) not in PRESETS_OF_TRAIN:
+        flat["budget"] = budget_name(preset)
+    return flat
 
 
 def plan(*, preset: str | None = None, seeds: Sequence[int] = (0, 1, 2), models: Sequence[str] = MAIN_MODELS,
          ablation_seeds: Sequence[int] = (0,), multi_frequency_seeds: Sequence[int] = (0,),
-         small_memory_seeds: Sequence[int] = ()) -> list[tuple[str, str, int, dict[str, Any]]]:
+         small_memory_seeds: Sequence[int] = (), ablations: Sequence[str] = ABLATIONS,
+         lrs: dict[str, float] | None = None) -> list[tuple[str, str, int, dict[str, Any]]]:
     """The runs of a comparison, in order: ``(label, model, seed, extra training settings)``. The main
-    models seed by seed (a call cut short holds whole seeds), then the other arms."""
-    runs = [(m, m, s, {}) for s in seeds for m in models]
-    runs += [(m, m, s, {}) for m in ABLATIONS for s in ablation_seeds]
-    runs += [(MULTI_FREQUENCY, "hope", s, {"cms_multi_frequency": True}) for s in multi_frequency_seeds]
+    models seed by seed (a call cut short holds whole seeds), then the other arms. ``lrs``: each
+    main model's learning rate (the sweep's choice, :func:`sweep_plan`); the HOPE variants take
+    HOPE's; without it every run trains at the budget's ``lr``."""
+    def lr(model: str) -> dict[str, float]:
+        return {} if lrs is None else {"lr": lrs[model if model in lrs else "hope"]}
+
+    runs = [(m, m, s, lr(m)) for s in seeds for m in models]
+    runs += [(m, m, s, lr(m)) for m in ablations for s in ablation_seeds]
+    runs += [(MULTI_FREQUENCY, "hope", s, {"cms_multi_frequency": True, **lr("hope")}) for s in multi_frequency_seeds]
     if small_memory_seeds:
         z = sizes(preset)
         hidden = half_width_memory_hidden(int(z["params"]), int(z["n_layers"]), int(z["n_heads"]))
-        runs += [(SMALL_MEMORY, "hope", s, {"memory_hidden": hidden}) for s in small_memory_seeds]
+        runs += [(SMALL_MEMORY, "hope", s, {"memory_hidden": hidden, **lr("hope")}) for s in small_memory_seeds]
     return runs
+
+
+def sweep_label(model: str, lr: float) -> str:
+    return f"lr sweep: {model} lr={lr:g}"
+
+
+def sweep_plan(models: Sequence[str], grid: Sequence[float]) -> list[tuple[str, str, int, dict[str, Any]]]:
+    """The learning-rate sweep's runs ``(label, model, SWEEP_SEED, {"lr": lr})``: every value of
+    ``grid`` for each model, the cheaper value first for each."""
+    return [(sweep_label(m, lr), m, SWEEP_SEED, {"lr": lr}) for m in models for lr in sorted(grid)]
+
+
+def choose_lr(val_by_lr: dict[float, float]) -> tuple[float, float | None]:
+    """The learning rate of lowest validation loss (a diverged run, NaN or inf, loses), and the value
+    to add when it sits on an edge of the grid (twice the largest, half the smallest; else None)."""
+    finite = {lr: v for lr, v in val_by_lr.items() if math.isfinite(v)}
+    if not finite:
+        lo = min(val_by_lr)
+        return lo, lo / 2  # every value diverged: try smaller
+    best = min(finite, key=finite.get)
+    if best == max(val_by_lr):
+        return best, best * 2
+    if best == min(val_by_lr):
+        return best, best / 2
+    return best, None
 
 
 def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequence[int] = (0, 1, 2),
                    models: Sequence[str] = MAIN_MODELS, ablation_seeds: Sequence[int] = (0,),
                    multi_frequency_seeds: Sequence[int] = (0,), small_memory_seeds: Sequence[int] = (),
-                   sample_chars: int = 300, overwrite: bool = False, device: str | None = None,
-                   command: str | None = None) -> dict[str, Any]:
+                   ablations: Sequence[str] = ABLATIONS, sample_chars: int = 300, overwrite: bool = False,
+                   device: str | None = None, command: str | None = None) -> dict[str, Any]:
     """Train every run of :func:`plan` not yet finished in ``out`` and write ``out/results.json``
-    after each one (module docstring). The first of ``seeds`` samples ``sample_chars`` characters.
+    after each one (module docstring). ``preset`` is the budget (a row of :data:`SIZES`); a budget
+    with a learning-rate grid (:data:`LR_GRIDS`) first sweeps it for each main model on seed
+    :data:`SWEEP_SEED` (:func:`sweep_plan`, widened at an edge by :func:`choose_lr`) and trains
+    the arms at the chosen rates. The first of ``seeds`` samples ``sample_chars`` characters.
     Returns the results dict; when Ctrl-C stopped a run (inside its training loop), the seeds
     finished so far with ``"interrupted": True`` (rerun to resume; a Ctrl-C elsewhere raises
     ``KeyboardInterrupt``). The folders are locked for the call (:mod:`nlteach.runs.lock`). Raises
     :class:`nlteach.runs.rundir.SettingsMismatch` when ``out`` holds a comparison with other settings."""
-    preset = get_preset(preset)
-    common = settings(preset)
-    todo = plan(preset=preset, seeds=seeds, models=models, ablation_seeds=ablation_seeds,
-                multi_frequency_seeds=multi_frequency_seeds, small_memory_seeds=small_memory_seeds)
+    budget = budget_name(preset)
+    common = settings(budget)
+    grid = lr_grid(budget)
     with contextlib.ExitStack() as held:  # every folder's lock, released however the call ends
         top = held.enter_context(RunDir(out, common, overwrite=overwrite))
-        arms: dict[str, RunDir] = {}
-        for label, model, _, extra in todo:
-            if label not in arms:
-                arms[label] = held.enter_context(RunDir(top.path / "arms" / re.sub(r"[^A-Za-z0-9.-]+", "_", label),
-                                                        {**common, "model": model, **extra}))
-        records = {(label, seed): r for label, _, seed, _ in todo for r in arms[label].finished([seed]).values()}
-        results: dict[str, Any] = {}
+        sweep: dict[str, dict[str, Any]] = {}  # filled model by model; the runner writes it as it grows
+        runner = _Runner(top, held, budget, common, device, command=command, sweep=sweep,
+                         sample_chars=sample_chars, first_seed=seeds[0] if seeds else None)
+        lrs = None
+        if grid:
+            for model in models:
+                values, widen = sorted(grid), 0
+                while True:
+                    todo = sweep_plan([model], values)
+                    if not runner.run_all(todo):
+                        return runner.write(interrupted=True)
+                    val = {extra["lr"]: runner.records[(label, seed)]["val_loss"] for label, _, seed, extra in todo}
+                    best, extra_lr = choose_lr(val)
+                    sweep[model] = {"seed": SWEEP_SEED, "lrs": sorted(val), "val_loss": [val[v] for v in sorted(val)],
+                                    "chosen": best, "at_edge": extra_lr is not None,
+                                    "n_params": runner.records[(sweep_label(model, best), SWEEP_SEED)]["n_params"]}
+                    if extra_lr is None or widen == MAX_WIDEN:
+                        break
+                    values, widen = sorted({*values, extra_lr}), widen + 1
+            lrs = {m: sweep[m]["chosen"] for m in models}
+            if any(a not in lrs for a in ablations) and "hope" not in lrs:
+                raise ValueError(f"the ablations {list(ablations)} take HOPE's swept learning rate: include 'hope' "
+                                 f"in models (got {list(models)}).")
+        todo = plan(preset=budget, seeds=seeds, models=models, ablation_seeds=ablation_seeds,
+                    multi_frequency_seeds=multi_frequency_seeds, small_memory_seeds=small_memory_seeds,
+                    ablations=ablations, lrs=lrs)
+        runner.order = todo
+        done = runner.run_all(todo, main=True)
+        return runner.write(interrupted=not done)
+
+
+class _Runner:
+    """Trains the runs of one comparison folder (one :class:`RunDir` per arm) and writes its results."""
+
+    def __init__(self, top: RunDir, held: contextlib.ExitStack, budget: str, common: dict[str, Any],
+                 device: str | None, *, command: str | None, sweep: dict[str, Any], sample_chars: int,
+                 first_seed: int | None):
+        self.top, self.held, self.budget, self.common, self.device = top, held, budget, common, device
+        self.command, self.sweep, self.sample_chars, self.first_seed = command, sweep, sample_chars, first_seed
+        self.arms: dict[str, RunDir] = {}
+        self.records: dict[tuple[str, int], dict[str, Any]] = {}  # (label, seed) -> finished record
+        self.order: list = []  # the main plan, once the sweep has chosen the learning rates
+
+    def arm(self, label: str, model: str, extra: dict[str, Any]) -> RunDir:
+        if label not in self.arms:
+            folder = self.top.path / "arms" / re.sub(r"[^A-Za-z0-9.-]+", "_", label)
+            self.arms[label] = self.held.enter_context(RunDir(folder, {**self.common, "model": model, **extra}))
+        return self.arms[label]
+
+    def run_all(self, todo: list[tuple[str, str, int, dict[str, Any]]], *, main: bool = False) -> bool:
+        """Train each run of ``todo`` not finished yet; False when Ctrl-C stopped one."""
         for label, model, seed, extra in todo:
-            if (label, seed) in records:
+            arm = self.arm(label, model, extra)
+            if (label, seed) not in self.records:
+                self.records.update({(label, s): r for s, r in arm.finished([seed]).items()})
+            if (label, seed) in self.records:
                 continue
-            run_dir = arms[label].path / "seeds" / f"seed_{seed}"
-            res = train(model=model, seed=seed, preset=preset, data=DATA, out=str(run_dir), device=device,
-                        resume=(run_dir / CHECKPOINT).exists(), overwrite=True, progress=False,
-                        sample_chars=sample_chars if seeds and seed == seeds[0] else 0, **sizes(preset), **extra)
-            if res.get("interrupted"):
-                console.log(f"[{NAME}] {label} seed {seed} stopped at step {res['step']}; run the same command to "
-                            "resume.")
-                # results.json holds the seeds finished so far, and so does the returned dict
-                return {**_write(top, preset, todo, records, command, get_device(device)), "interrupted": True}
-            curve = [{k: r[k] for k in ("step", "tokens", "train_loss", "val_loss")}
-                     for r in map(json.loads, (run_dir / METRICS).read_text(encoding="utf-8").splitlines())]
-            record = {"label": label, "model": label, "architecture": model, "seed": seed,
-                      **{k: res[k] for k in ("val_loss", "val_bpc", "test_loss", "test_bpc", "n_params", "time_s",
-                                             "sample")}, **extra, "curve": curve}
-            change = cms_change(run_dir, int(sizes(preset)["seq_len"])) if has_in_context_cms(model) else None
-            if change is not None:
-                record["cms_relative_change"] = change
-            records[(label, seed)] = arms[label].save_seed(seed, record, device=res["device"])
-            shutil.rmtree(run_dir)
-            results = _write(top, preset, todo, records, command, get_device(device))
-            print(f"[{NAME}] {label} seed {seed}: val {res['val_loss']:.4f} nats/char, {res['time_s']:.0f} s",
-                  flush=True)
-        return results or _write(top, preset, todo, records, command, get_device(device))
+            if not self.train_one(arm, label, model, seed, extra, sample=main and seed == self.first_seed):
+                return False
+            if main:
+                self.write()
+        return True
+
+    def train_one(self, arm: RunDir, label: str, model: str, seed: int, extra: dict[str, Any], *, sample: bool) -> bool:
+        run_dir = arm.path / "seeds" / f"seed_{seed}"
+        z = {**sizes(self.budget), **extra}
+        res = train(model=model, seed=seed, preset=train_preset(self.budget), data=DATA, out=str(run_dir),
+                    device=self.device, resume=(run_dir / CHECKPOINT).exists(), overwrite=True, progress=False,
+                    sample_chars=self.sample_chars if sample else 0, **z)
+        if res.get("interrupted"):
+            console.log(f"[{NAME}] {label} seed {seed} stopped at step {res['step']}; run the same command to resume.")
+            return False
+        curve = [{k: r[k] for k in ("step", "tokens", "train_loss", "val_loss")}
+                 for r in map(json.loads, (run_dir / METRICS).read_text(encoding="utf-8").splitlines())]
+        keys = ("val_loss", "val_bpc", "n_params", "time_s") if label.startswith("lr sweep") else (
+            "val_loss", "val_bpc", "test_loss", "test_bpc", "n_params", "time_s", "sample")
+        record = {"label": label, "model": label, "architecture": model, "seed": seed,
+                  **{k: res[k] for k in keys}, **extra, "curve": curve}
+        change = cms_change(run_dir, int(z["seq_len"])) if has_in_context_cms(model) else None
+        if change is not None:
+            record["cms_relative_change"] = change
+        self.records[(label, seed)] = arm.save_seed(seed, record, device=res["device"])
+        shutil.rmtree(run_dir)
+        print(f"[{NAME}] {label} seed {seed}: val {res['val_loss']:.4f} nats/char, {res['time_s']:.0f} s", flush=True)
+        return True
+
+    def write(self, *, interrupted: bool = False) -> dict[str, Any]:
+        """results.json from the main runs finished so far and the sweep (``interrupted`` marks a stop)."""
+        records = {k: r for k, r in self.records.items() if not k[0].startswith("lr sweep")}
+        res = _write(self.top, self.budget, self.order, records, self.command, get_device(self.device), self.sweep)
+        return {**res, "interrupted": True} if interrupted else res
 
 
 CHANGE_WINDOWS = 16  # validation windows on which a trained model's in-context CMS levels are measured
@@ -210,12 +351,14 @@ def change_by_level(per_seed: Sequence[dict[str, Any]], label: str) -> list[dict
             for lv in range(levels)]
 
 
-def _write(top: RunDir, preset: str, todo: list, records: dict, command: str | None, device: Any) -> dict[str, Any]:
-    """results.json: this call's runs in plan order, then any other seed finished in the folder earlier."""
+def _write(top: RunDir, preset: str, todo: list, records: dict, command: str | None, device: Any,
+           sweep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """results.json: this call's runs in plan order, then any other seed finished in the folder earlier
+    (sweep runs apart: ``lr_sweep`` holds each model's grid, losses and choice)."""
     z = sizes(preset)
     per_seed = [records[(label, seed)] for label, _, seed, _ in todo if (label, seed) in records]
     earlier = (read_json(f) for f in sorted(top.path.glob("arms/*/seeds/seed_*.json")))
-    per_seed += [r for r in earlier if (r["label"], r["seed"]) not in records]
+    per_seed += [r for r in earlier if (r["label"], r["seed"]) not in records and not r["label"].startswith("lr sweep")]
     results = {
         "experiment": "character-level LM on tiny Shakespeare at equal parameters and tokens (notebook 09)",
         "command": command or command_line(), "preset": preset,
@@ -223,6 +366,8 @@ def _write(top: RunDir, preset: str, todo: list, records: dict, command: str | N
         "note": "our measurement on CPU; not the paper's numbers",
         "per_seed": per_seed, "summary": _summary(per_seed),
     }
+    if sweep:
+        results["lr_sweep"] = sweep
     return top.write_results(results, command=command, device=device)
 
 
@@ -374,9 +519,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "OUT/results.json. Run the same command again to resume. Committing results is an explicit "
                     "--out results/<name>.")
     cli.add_common_arguments(p, seeds=[0, 1, 2])
-    p.add_argument("--models", nargs="+", default=list(MAIN_MODELS), help="the main arms (default: %(default)s)")
+    p.add_argument("--budget", choices=BUDGETS, default=None,
+                   help="the comparison's size, a row of lm_comparison.SIZES (default: the preset's row); "
+                        f"'reference' is the hours-long budget whose learning rates are swept ({REFERENCE_PARAMS:,} "
+                        "parameters)")
+    p.add_argument("--models", nargs="+", default=None,
+                   help=f"the main arms (default: {' '.join(MAIN_MODELS)}; at the reference budget "
+                        f"{' '.join(REFERENCE_MODELS)})")
+    p.add_argument("--ablations", nargs="*", default=None,
+                   help=f"HOPE's ablations (default: {' '.join(ABLATIONS)}; at the reference budget "
+                        f"{' '.join(REFERENCE_ABLATIONS)})")
     p.add_argument("--ablation-seeds", type=cli.nonneg_int, nargs="*", default=[0],
-                   help=f"seeds of the ablations {', '.join(ABLATIONS)} (default: 0)")
+                   help="seeds of the ablations (default: 0)")
     p.add_argument("--multi-frequency-seeds", type=cli.nonneg_int, nargs="*", default=[0],
                    help=f"seeds of {MULTI_FREQUENCY!r} (default: 0)")
     p.add_argument("--small-memory-seeds", type=cli.nonneg_int, nargs="*", default=[],
@@ -388,19 +542,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = cli.apply_common(p, p.parse_args(argv))
-    out = args.out or f"runs/{NAME}_{args.preset}"
+    budget = args.budget or args.preset
+    reference = bool(lr_grid(budget))
+    models = args.models or list(REFERENCE_MODELS if reference else MAIN_MODELS)
+    ablations = args.ablations if args.ablations is not None else list(REFERENCE_ABLATIONS if reference else ABLATIONS)
+    out = args.out or f"runs/{NAME}_{budget}"
     cli.check_out(p, out)
     try:  # every run's settings, before the first one trains
-        for _, model, seed, extra in plan(preset=args.preset, seeds=args.seeds, models=args.models,
+        for _, model, seed, extra in plan(preset=budget, seeds=args.seeds, models=models, ablations=ablations,
                                           ablation_seeds=args.ablation_seeds,
                                           multi_frequency_seeds=args.multi_frequency_seeds,
                                           small_memory_seeds=args.small_memory_seeds):
-            resolve_config(model=model, seed=seed, preset=args.preset, data=DATA, **sizes(args.preset), **extra)
+            resolve_config(model=model, seed=seed, preset=train_preset(budget), data=DATA,
+                           **{**sizes(budget), **extra})
+        if reference and ablations and "hope" not in models:
+            p.error(f"--ablations {' '.join(ablations)} train at HOPE's swept learning rate: --models must include hope.")
     except ValueError as e:  # e.g. an unknown model
-        p.error(f"--models: {e}" if "model=" in str(e) else str(e))
+        p.error(f"--models/--ablations: {e}" if "model=" in str(e) else str(e))
     command = command_line(None if argv is None else ["python", "-m", f"nlteach.experiments.{NAME}", *argv])
     res, code = run_guarded(lambda: run_comparison(
-        out, preset=args.preset, seeds=args.seeds, models=args.models, ablation_seeds=args.ablation_seeds,
+        out, preset=budget, seeds=args.seeds, models=models, ablations=ablations, ablation_seeds=args.ablation_seeds,
         multi_frequency_seeds=args.multi_frequency_seeds, small_memory_seeds=args.small_memory_seeds,
         sample_chars=args.sample_chars, overwrite=args.overwrite, device=args.device, command=command))
     if code or res.get("interrupted"):  # a refused resume (the error names the settings: 2) or Ctrl-C (130)

@@ -348,3 +348,57 @@ def test_has_in_context_cms_agrees_with_the_built_models():
     for name in available_models():
         model = build_model(name, ModelConfig(vocab_size=11, dim=16, n_layers=1, n_heads=2))
         assert C.has_in_context_cms(name) == any(isinstance(m, InContextCMSBranch) for m in model.modules()), name
+
+
+def test_choose_lr_picks_the_lowest_finite_loss_and_widens_at_an_edge():
+    assert C.choose_lr({1e-3: 2.0, 2e-3: 1.9, 4e-3: 2.1}) == (2e-3, None)
+    assert C.choose_lr({1e-3: 2.0, 2e-3: 1.9, 4e-3: 1.8}) == (4e-3, 8e-3)  # best at the top: try twice it
+    assert C.choose_lr({1e-3: 1.7, 2e-3: 1.9, 4e-3: float("nan")}) == (1e-3, 5e-4)  # diverged loses
+    assert C.choose_lr({1e-3: float("inf"), 2e-3: float("nan")}) == (1e-3, 5e-4)  # all diverged: go lower
+
+
+def test_a_budget_with_a_grid_sweeps_each_model_then_trains_at_its_choice(tmp_path, monkeypatch):
+    """The sweep runs every grid value on SWEEP_SEED (widening at an edge), keeps them out of per_seed,
+    records grid, losses and choice, and the arms train at their model's choice (ablations: HOPE's)."""
+    calls: list = []
+
+    def train(model, seed, out, lr, **kw):
+        calls.append((model, seed, lr))
+        # transformer: best at 3e-3 (inside); hope: lower is better, so the grid widens downwards
+        val = {"transformer": abs(lr - 3e-3) * 100 + 2.0, "hope": 2.0 + lr * 10}.get(model, 2.5)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        line = {"step": 1, "tokens": 10, "train_loss": val, "val_loss": val, "lr": lr, "time": 0.0}
+        (Path(out) / "metrics.jsonl").write_text(json.dumps(line) + "\n")
+        return {"val_loss": val, "val_bpc": val, "test_loss": val, "test_bpc": val, "n_params": 100, "time_s": 1.0,
+                "sample": "", "device": "cpu"}
+
+    monkeypatch.setattr(C, "train", train)
+    monkeypatch.setattr(C, "cms_change", lambda run_dir, seq_len: None)
+    monkeypatch.setitem(C.LR_GRIDS, "tiny", (1e-3, 3e-3, 9e-3))
+    res = C.run_comparison(tmp_path / "r", preset="tiny", seeds=(0, 1), models=("transformer", "hope"),
+                           ablations=("hope-no-dgd",), ablation_seeds=(0,), multi_frequency_seeds=())
+    sweep = res["lr_sweep"]
+    assert sweep["transformer"]["lrs"] == [1e-3, 3e-3, 9e-3] and sweep["transformer"]["chosen"] == 3e-3
+    assert not sweep["transformer"]["at_edge"]
+    assert sweep["hope"]["lrs"] == [2.5e-4, 5e-4, 1e-3, 3e-3, 9e-3]  # widened twice (MAX_WIDEN), still at the edge
+    assert sweep["hope"]["chosen"] == 2.5e-4 and sweep["hope"]["at_edge"] and sweep["hope"]["seed"] == C.SWEEP_SEED
+    assert all(r["label"] in ("transformer", "hope", "hope-no-dgd") for r in res["per_seed"])
+    lr_of = {(r["label"], r["seed"]): r["lr"] for r in res["per_seed"]}
+    assert lr_of == {("transformer", 0): 3e-3, ("hope", 0): 2.5e-4, ("transformer", 1): 3e-3, ("hope", 1): 2.5e-4,
+                     ("hope-no-dgd", 0): 2.5e-4}
+    assert "lr" not in res["config"] and all(seed == C.SWEEP_SEED for _, seed, _ in calls[:8])
+    calls.clear()  # a rerun trains nothing and gives the same file
+    again = C.run_comparison(tmp_path / "r", preset="tiny", seeds=(0, 1), models=("transformer", "hope"),
+                             ablations=("hope-no-dgd",), ablation_seeds=(0,), multi_frequency_seeds=())
+    assert calls == [] and again["lr_sweep"] == sweep and again["per_seed"] == res["per_seed"]
+
+
+def test_the_reference_budget_is_its_own_row_and_runs_on_the_laptop_preset():
+    z = C.sizes("reference")
+    assert C.budget_name("reference") == "reference" and C.train_preset("reference") == "laptop"
+    assert z["match_mlp"] and z["attention_conv"] and len(C.lr_grid("reference")) >= 3
+    assert C.settings("reference")["budget"] == "reference" and "lr" not in C.settings("reference")
+    assert "budget" not in C.settings("tiny") and C.settings("tiny")["lr"] == C.SIZES["tiny"]["lr"]
+    assert "--match-mlp" in C.train_arguments("reference") and "--attention-conv" in C.train_arguments("reference")
+    with pytest.raises(ValueError, match="budget='huge' is not one of"):
+        C.budget_name("huge")
