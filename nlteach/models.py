@@ -245,12 +245,28 @@ class CausalSelfAttention(nn.Module):
         if self.window is None or self.window >= T:
             # softmax(q k^T / sqrt(D) + causal mask) v: position t sees positions <= t only
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
-        else:  # sliding window: position t sees t - window < s <= t
-            t = torch.arange(T, device=x.device)
-            lag = t[:, None] - t[None, :]  # [T, T]: t - s
-            mask = (lag >= 0) & (lag < self.window)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        else:
+            y = sliding_window_attention(q, k, v, self.window, dropout_p)
         return self.out(y.transpose(1, 2).reshape(B, T, C))
+
+
+def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int,
+                             dropout_p: float = 0.0) -> torch.Tensor:
+    """Causal attention in which position t sees positions t - window < s <= t: ``q, k, v [B, H, T, D]``.
+
+    Equal to softmax attention with the mask ``0 <= t - s < window``; computed block by block
+    (queries ``[b, b + window)`` against keys ``[b - window + 1, b + window)``), so the cost grows
+    with ``T * window`` instead of ``T^2``."""
+    T, W = q.shape[2], window
+    idx = torch.arange(T, device=q.device)
+    out = []
+    for b in range(0, T, W):
+        e, ks = min(b + W, T), max(0, b - W + 1)
+        lag = idx[b:e, None] - idx[None, ks:e]  # [queries, keys]: t - s
+        mask = (lag >= 0) & (lag < W)
+        out.append(F.scaled_dot_product_attention(q[:, :, b:e], k[:, :, ks:e], v[:, :, ks:e], attn_mask=mask,
+                                                  dropout_p=dropout_p))
+    return torch.cat(out, dim=2)  # [B, H, T, D]
 
 
 class TransformerBlock(nn.Module):

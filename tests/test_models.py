@@ -15,6 +15,7 @@ from nlteach.models import (
     param_count,
     sample,
     size_to_budget,
+    sliding_window_attention,
 )
 from nlteach.text import CharVocab
 
@@ -325,6 +326,11 @@ def test_attention_window_and_conv():
         near = idx.clone()
         near[:, t - 1] = (near[:, t - 1] + 1) % V
         assert not torch.allclose(windowed(near)[:, t], a[:, t])
+    q, k, v = torch.randn(3, 2, 2, 37, 6, dtype=torch.float64, generator=g)
+    lag = torch.arange(37)[:, None] - torch.arange(37)[None, :]
+    for w in (1, 5, 16, 36):
+        dense = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=(lag >= 0) & (lag < w))
+        assert torch.allclose(sliding_window_attention(q, k, v, w), dense, atol=1e-12)
     conv = make("transformer", attention_conv=True, attention_window=4).double().eval()
     later = idx.clone()
     later[:, 7:] = (later[:, 7:] + 1) % V

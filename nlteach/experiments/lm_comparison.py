@@ -49,6 +49,7 @@ import numpy as np
 
 from nlteach.config import PRESETS as PRESETS_OF_TRAIN
 from nlteach.config import get_device, get_preset
+from nlteach.experiments import stream
 from nlteach.models import (
     MODELS,
     InContextCMSBranch,
@@ -83,11 +84,13 @@ SIZES: dict[str, dict[str, int | float | bool]] = {
                    eval_every=50, eval_windows=64, log_every=10),
     "full": dict(params=5_000_000, n_layers=6, n_heads=6, steps=3000, batch_size=32, seq_len=256, lr=1e-3,
                  eval_every=250, eval_windows=500, log_every=50),
-    # reference: the budget at which the models learn well past counting (issue 18; hours of background
-    # runs on a 2-core CPU, one run per core). Every model has the short causal convolution (the
+    # reference: the budget at which the models learn well past counting (issue 18): 2.46M training
+    # characters per run (2.4 passes over the split); a Transformer run takes ~5 minutes on one CPU
+    # thread, a HOPE run several times that; the whole comparison is hours of background runs on a
+    # 2-core CPU, one run per core. Every model has the short causal convolution (the
     # attention models on q, k, v), parameters match within a fraction of a percent (match_mlp), and
     # each model's learning rate comes from LR_GRIDS' sweep on the validation split.
-    "reference": dict(params=REFERENCE_PARAMS, n_layers=4, n_heads=4, steps=600, batch_size=32, seq_len=256,
+    "reference": dict(params=REFERENCE_PARAMS, n_layers=4, n_heads=4, steps=600, batch_size=16, seq_len=256,
                       lr=4e-3, eval_every=100, eval_windows=200, log_every=20, match_mlp=True, attention_conv=True),
 }
 BUDGETS: tuple[str, ...] = tuple(SIZES)
@@ -305,6 +308,8 @@ class _Runner:
         change = cms_change(run_dir, int(z["seq_len"])) if has_in_context_cms(model) else None
         if change is not None:
             record["cms_relative_change"] = change
+        if self.budget in STREAM_BUDGETS and not label.startswith("lr sweep"):
+            record["stream"] = stream_record(run_dir, int(z["seq_len"]))
         self.records[(label, seed)] = arm.save_seed(seed, record, device=res["device"])
         shutil.rmtree(run_dir)
         print(f"[{NAME}] {label} seed {seed}: val {res['val_loss']:.4f} nats/char, {res['time_s']:.0f} s", flush=True)
@@ -315,6 +320,17 @@ class _Runner:
         records = {k: r for k, r in self.records.items() if not k[0].startswith("lr sweep")}
         res = _write(self.top, self.budget, self.order, records, self.command, get_device(self.device), self.sweep)
         return {**res, "interrupted": True} if interrupted else res
+
+
+STREAM_BUDGETS: tuple[str, ...] = ("reference",)  # budgets whose trained arms also read the domain stream
+STREAM_SEGMENT_CHARS = stream.SEGMENT_CHARS
+
+
+def stream_record(run_dir: Path, seq_len: int) -> dict[str, Any]:
+    """The trained model in ``run_dir`` reading :mod:`nlteach.experiments.stream`'s domain streams,
+    its attention limited to the training length ``seq_len`` (:func:`stream.evaluate_streams`)."""
+    model, vocab, _ = load_model(run_dir, device="cpu")
+    return stream.evaluate_streams(model, vocab, window=seq_len, segment_chars=STREAM_SEGMENT_CHARS)
 
 
 CHANGE_WINDOWS = 16  # validation windows on which a trained model's in-context CMS levels are measured
