@@ -126,10 +126,13 @@ interactive_figure(course.draw_momentum_memory, {"beta": beta_slider});
 # step on $\mathcal{L}(m) = \langle m, g_t\rangle$ (step `eta`, decay `beta`), then let the weights
 # read it. Return the weights after every step, `[T, n]`. The grader also checks that your
 # trajectory is the one `torch.optim.SGD(lr=eta, momentum=beta)` takes.
+#
+# *Difficulty: easy · about 10 min.* **Predict first:** with a constant gradient $g = 1$,
+# $\beta = 0.5$ and $\eta = 0.1$, what are the first three weights? Where does the step size settle?
 
 # %% tags=["exercise"]
 def momentum_as_memory(grads, beta, eta):
-    """grads: [T, n] -> weights [T, n]; m_t = beta m_{t-1} - eta g_t, W_t = W_{t-1} + m_t."""
+    """grads: [T, n], beta: the memory's decay, eta: its step -> the weights after every step, [T, n]."""
     # YOUR CODE HERE
     raise NotImplementedError
 
@@ -339,10 +342,13 @@ plt.show()
 # **Exercise 06.newton_schulz_step (graded).** Write one iteration for a matrix `X` of any shape
 # `[r, c]` with coefficients `a, b, c`. (Tip: $(XX^\top)X = X(X^\top X)$, so either Gram matrix
 # works; Muon uses the smaller one.)
+#
+# *Difficulty: easy · about 10 min.* **Predict first:** what does one step do to a singular value
+# of 1 with the library's coefficients `NS_COEFFS`? To a singular value of 0.01?
 
 # %% tags=["exercise"]
 def newton_schulz_step(X, a, b, c):
-    """X: [r, c] -> a X + b (X X^T) X + c (X X^T)^2 X, same shape as X."""
+    """X: [r, c], coefficients a, b, c -> one Newton-Schulz iteration of X, same shape as X."""
     # YOUR CODE HERE
     raise NotImplementedError
 
@@ -411,6 +417,34 @@ A = torch.cat([x[None], torch.eye(5, dtype=torch.float64) / eta**0.5])  # stacke
 B = torch.cat([u[None], W0.T / eta**0.5])
 W_lstsq = torch.linalg.lstsq(A, B).solution.T
 print("max |Eq. 57 - numerical argmin| =", (nlo.dgd_step(W0, x, u, eta) - W_lstsq).abs().max().item())
+
+# %% [markdown]
+# **Exercise 06.dgd_batch.** `nlo.DGD` takes a mini-batch of $N$ inputs in one exact step, the
+# argmin of the *mean* objective
+#
+# $$W_{t+1} = \arg\min_W \frac{1}{2N}\sum_{n=1}^N \lVert W x_n - u_n\rVert^2 + \frac{1}{2\eta}\lVert W - W_t\rVert^2 .$$
+#
+# Derive it as above (set the gradient to zero) and write it: `W: [out, in]`, `X: [N, in]`,
+# `U: [N, out]`, `lr` ($\eta$); return $W_{t+1}$ `[out, in]`. Use a linear solve, not a loop over
+# the rows. The grader compares with `nlo.dgd_step_batch` and, when you are off, measures the
+# objective's gradient at your answer.
+#
+# *Difficulty: hard · about 25 min.* **Predict first:** for $N = 1$ your formula must give Eq. 57.
+# Is applying Eq. 57 to the $N$ rows one after the other the same step?
+
+# %% tags=["exercise"]
+def dgd_batch_step(W, X, U, lr):
+    """W: [out, in], X: [N, in], U: [N, out], lr: float -> the argmin of the batch objective, [out, in]."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %%
+result = grade("06.dgd_batch", dgd_batch_step)
+Xb, Ub = torch.randn(6, 5, dtype=torch.float64, generator=g), torch.randn(6, 3, dtype=torch.float64, generator=g)
+W_b = result.function(W0, Xb, Ub, eta)
+print(f"objective before {nlo.dgd_objective(W0, W0, Xb, Ub, eta):.3f}, after {result.whose} step "
+      f"{nlo.dgd_objective(W_b, W0, Xb, Ub, eta):.3f}")
 
 # %% [markdown]
 # **What is the target $u_t$? (AMBIGUOUS; our choice.)** Eq. 57 is printed with
