@@ -307,7 +307,41 @@ for row in table:
 # inner level learns to correct it (e.g. to damp a coordinate whose gradient flips sign). With
 # `inner_lr=0` it stays momentum. Its cost: a small MLP evaluated on every parameter element,
 # forward and backward, every step (see the timings in section 8).
+
+# %% [markdown]
+# **Exercise 06.dmgd_inner.** Write one step of DMGD's inner level: the gradient of
+# $\mathcal{L}^{(2)} = \tfrac12 \operatorname{mean}_i (m(u_i) - \text{target}_i)^2$ with respect to the
+# four MLP weights, by hand (no autograd), then the step from the retained weights,
+# $\theta \leftarrow \theta_0 + a(\theta - \theta_0) - \eta_{\text{inner}} \nabla\mathcal{L}^{(2)}(\theta)$.
+# `params` and `params0` are tuples `(w [2], W1 [H, 2], b1 [H], w2 [H])` (current and initial);
+# `u: [N, 2]` the features, `target: [N]`, then `inner_lr` and `retention` ($a$). Return the new
+# tuple. The grader compares with the step `nlo.DeepMomentum` takes.
 #
+# *Difficulty: hard · about 30 min.* **Predict first:** at the initialization $w = (0, 1)$,
+# $w_2 = 0$, which of the four gradients are zero? What does that say about which weights move first?
+
+# %% tags=["exercise"]
+def dmgd_inner_step(params, params0, u, target, inner_lr, retention):
+    """params, params0: (w [2], W1 [H, 2], b1 [H], w2 [H]); u: [N, 2]; target: [N] -> the new (w, W1, b1, w2)."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %%
+result = grade("06.dmgd_inner", dmgd_inner_step)
+g_dm = torch.Generator().manual_seed(0)
+theta0 = (torch.tensor([0.0, 1.0], dtype=torch.float64), torch.randn(8, 2, generator=g_dm, dtype=torch.float64),
+          torch.zeros(8, dtype=torch.float64), torch.zeros(8, dtype=torch.float64))
+u_dm = torch.randn(100, 2, generator=g_dm, dtype=torch.float64)
+target_dm = -u_dm[:, 0]  # a gradient that flips sign every step: the running average is a bad guess
+theta = theta0
+for _ in range(50):
+    theta = result.function(theta, theta0, u_dm, target_dm, 0.5, 1.0)
+loss = 0.5 * (nlo.DeepMomentum.mlp(u_dm, *theta) - target_dm).pow(2).mean()
+print(f"inner loss after 50 of {result.whose} steps: {loss:.4f} (at the initialization: "
+      f"{0.5 * (nlo.DeepMomentum.mlp(u_dm, *theta0) - target_dm).pow(2).mean():.4f})")
+
+# %% [markdown]
 # ## 6. Muon (Eq. 52) and M3 (Algorithm 1)
 #
 # Eq. 52 gives the memory a **nonlinear output**: $W_{t+1} = W_t + \sigma(m_{t+1}(u_t))$. With a

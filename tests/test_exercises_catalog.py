@@ -16,6 +16,7 @@ import torch
 from nlteach import exercises
 from nlteach import optim as nlo
 from solutions import nb03 as sol03
+from solutions import nb06 as sol06
 from solutions import nb07 as sol07
 from solutions import nb08 as sol08
 from solutions import nb09 as sol09
@@ -41,6 +42,7 @@ KEY_EXPRESSIONS: dict[str, list[str]] = {
     "05.multi_frequency": ["acc", "lr * ", "% periods[l]", "s % C == 0", "sum"],
     "06.momentum_memory": ["beta m_{t-1} - eta g_t", "beta * m - eta * g", "W_{t-1} + m_t"],
     "06.newton_schulz_step": ["a X + b (X X^T) X", "X @ X.T", "(X X^T)^2"],
+    "06.dmgd_inner": ["s * (1 + z * (1 - s))", "h.T @ r", "dz.T @ u", "p0 + retention"],
     "06.dgd_batch": ["(I + c X^T X)", "X.T @ X", "U.T @ X", "U^T X", "lr / N"],
     "07.eq71": ["W_in - acc", "(t + 1) % period", "acc_in"],
     "07.chunk_update": ["E.T @ A", "E^T A", "silu'(H)", "(E @ W_out)"],
@@ -153,6 +155,12 @@ def _mqar_late(inputs, n_keys, n_values):
     return torch.roll(sol11.mqar_recall(inputs, n_keys, n_values), 1)
 
 
+def _dmgd_sum(params, params0, u, target, inner_lr, retention):
+    # the solution's step with the loss summed instead of averaged (N times the gradients)
+    new = sol06.dmgd_inner_step(params, params0, u, target, inner_lr * u.shape[0], retention)
+    return new
+
+
 MISTAKES: dict[str, list[tuple]] = {
     "00.ema": [(lambda x, beta: x[:-1], ["shape"])],
     "01.hebbian_write": [(lambda S, k, v: S + torch.outer(v, k), ["It was called with: S = tensor of shape [3, 2]"])],
@@ -169,6 +177,7 @@ MISTAKES: dict[str, list[tuple]] = {
     "05.multi_frequency": [(_multi_latest, ["sum of every gradient"])],
     "06.momentum_memory": [(lambda grads, beta, eta: torch.zeros(grads.shape[1]), ["all T weight vectors"])],
     "06.newton_schulz_step": [(lambda X, a, b, c: a * X + b * (X @ X.T) @ X, ["singular values"])],
+    "06.dmgd_inner": [(_dmgd_sum, ["mean"])],
     "06.dgd_batch": [(lambda W, X, U, lr: nlo.dgd_step_batch(W, X, U, lr * X.shape[0]), ["mean"]),
                      (lambda W, X, U, lr: W - lr / X.shape[0] * (X @ W.T - U).T @ X, ["plain gradient step"])],
     "07.eq71": [(_eq71_first_token_reads_new, ["first chunk"])],
@@ -283,3 +292,26 @@ def test_a_typical_mistake_gets_its_diagnosis(ex):
         assert "differs from the reference" not in res.message.splitlines()[0], res.message
         for w in words:
             assert w in res.message, f"{ex.id}: expected {w!r} in the verdict:\n{res.message}"
+
+
+def test_the_deep_momentum_reference_is_the_optimizer_s_inner_step():
+    """06.dmgd_inner's reference (inner_grads + retention) is what DeepMomentum.step does."""
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(5, 3, dtype=torch.float64))
+    opt = nlo.DeepMomentum([p], lr=0.01, inner_lr=0.3, retention=0.8, hidden=4)
+    names = ("w", "W1", "b1", "w2")
+    for step in range(3):
+        p.grad = torch.randn(5, 3, dtype=torch.float64)
+        st = opt.state[p]
+        if step >= 1:  # predict what the next step does to the MLP from the state it starts with
+            before = tuple(st[k].clone() for k in names)
+            init = tuple(st[k + "0"].clone() for k in names)
+            feats = st["features"].clone()
+            b2 = 0.99
+            sq = st["sq"] * b2 + (1 - b2) * p.grad.pow(2).mean()
+            s = (sq / (1 - b2 ** (st["step"] + 1))).sqrt() + 1e-12
+            want = exercises.get("06.dmgd_inner").reference(before, init, feats, (p.grad / s).reshape(-1), 0.3, 0.8)
+        opt.step()
+        if step >= 1:
+            for k, w in zip(names, want, strict=True):
+                assert torch.allclose(opt.state[p][k], w, atol=1e-12), k

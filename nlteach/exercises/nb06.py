@@ -6,7 +6,14 @@ import torch
 
 from nlteach.course.nb06_optimizers import momentum_as_memory
 from nlteach.exercises import GradingFailure, assert_close, check_returned, diagnose, register, same
-from nlteach.optim import NS_COEFFS, dgd_objective, dgd_step, dgd_step_batch, newton_schulz_step
+from nlteach.optim import (
+    NS_COEFFS,
+    DeepMomentum,
+    dgd_objective,
+    dgd_step,
+    dgd_step_batch,
+    newton_schulz_step,
+)
 
 
 @register(
@@ -159,3 +166,78 @@ def check_dgd_batch(fn) -> None:
                                          f"the objective's gradient at it has norm {gnorm:.3g} (0 at the "
                                          "argmin). Check the optimality condition term by term.")
         assert_close(got, ref, what=f"W_new {where}", rtol=1e-8, atol=1e-10)
+
+
+# ------------------------------------------------------------------ one inner step of deep momentum
+def dmgd_inner_step_reference(params: tuple, params0: tuple, u: torch.Tensor, target: torch.Tensor,
+                              inner_lr: float, retention: float) -> tuple:
+    """The inner level of ``optim.DeepMomentum`` (Eq. 50): one gradient step on
+    ``1/2 mean_i (m(u_i) - target_i)^2`` for ``m(u) = u . w + w2 . silu(W1 u + b1)``, from the
+    retained state ``theta_0 + a (theta - theta_0)``. params, params0: (w [2], W1 [H, 2], b1 [H],
+    w2 [H]); u: [N, 2]; target: [N]. Returns the new (w, W1, b1, w2)."""
+    grads = DeepMomentum.inner_grads(u, target, *params)
+    return tuple(p0 + retention * (p - p0) - inner_lr * g for p, p0, g in zip(params, params0, grads, strict=True))
+
+
+def _dmgd_wrong(params, params0, u, target, inner_lr, a) -> dict[str, tuple]:
+    w, W1, b1, w2 = params
+    z = u @ W1.T + b1
+    s = torch.sigmoid(z)
+    h = z * s
+    r = u @ w + h @ w2 - target
+    def step(grads, keep=True):
+        return tuple((p0 + a * (p - p0) if keep else p) - inner_lr * g
+                     for p, p0, g in zip(params, params0, grads, strict=True))
+    def grads_of(r_, dsilu):
+        dz = r_[:, None] * w2[None, :] * dsilu
+        return u.T @ r_, dz.T @ u, dz.sum(0), h.T @ r_
+    N = u.shape[0]
+    good = grads_of(r / N, s * (1 + z * (1 - s)))
+    return {
+        "you summed the squared errors; the inner loss is their mean over the N elements (divide by N).":
+            step(grads_of(r, s * (1 + z * (1 - s)))),
+        "silu's derivative is not sigmoid(z): silu'(z) = s (1 + z (1 - s)) with s = sigmoid(z).":
+            step(grads_of(r / N, s)),
+        "you stepped from the current weights without the retention: the step starts from "
+        "theta_0 + a (theta - theta_0).": step(good, keep=False),
+        "your W1 gradient leaves out w2: the error reaches the hidden layer through the output weights w2.":
+            step((good[0], (r[:, None] / N * (s * (1 + z * (1 - s)))).T @ u,
+                  (r[:, None] / N * (s * (1 + z * (1 - s)))).sum(0), good[3])),
+    }
+
+
+@register(
+    "06.dmgd_inner",
+    name="dmgd_inner_step",
+    notebook="06_optimizers_are_memories",
+    reference=dmgd_inner_step_reference,
+    hint="backpropagate by hand through m(u) = u . w + w2 . silu(W1 u + b1): the residual of every element "
+         "(divided by N for the mean) multiplies each parameter's local derivative, and the hidden layer "
+         "gets it through w2 and silu's derivative. Then step from the retained weights, not the current ones.",
+    solution="z = u @ W1.T + b1; s = sigmoid(z); h = z * s; r = (u @ w + h @ w2 - target) / N; "
+             "dz = r[:, None] * w2 * s * (1 + z * (1 - s)); grads = (u.T @ r, dz.T @ u, dz.sum(0), h.T @ r); "
+             "each new p = p0 + retention * (p - p0) - inner_lr * grad.",
+    difficulty="hard",
+    minutes=30,
+    derivation=True,
+)
+def check_dmgd_inner(fn) -> None:
+    g = torch.Generator().manual_seed(50)
+    for N, H, lr, a in ((7, 4, 0.1, 0.9), (1, 3, 0.5, 1.0), (12, 2, 0.05, 0.5)):
+        params = (torch.randn(2, generator=g, dtype=torch.float64), torch.randn(H, 2, generator=g, dtype=torch.float64),
+                  torch.randn(H, generator=g, dtype=torch.float64), torch.randn(H, generator=g, dtype=torch.float64))
+        params0 = tuple(p + 0.3 * torch.randn(p.shape, generator=g, dtype=torch.float64) for p in params)
+        u = torch.randn(N, 2, generator=g, dtype=torch.float64)
+        target = torch.randn(N, generator=g, dtype=torch.float64)
+        got = check_returned(fn(tuple(p.clone() for p in params), tuple(p.clone() for p in params0), u.clone(),
+                                target.clone(), lr, a), "the new (w, W1, b1, w2)")
+        if not isinstance(got, tuple | list) or len(got) != 4:
+            raise GradingFailure("return the four new parameters (w, W1, b1, w2) as a tuple.")
+        ref = dmgd_inner_step_reference(params, params0, u, target, lr, a)
+        where = f"(N={N}, hidden={H}, retention={a})"
+        if not all(same(x, y) for x, y in zip(got, ref)):
+            for why, wrong in _dmgd_wrong(params, params0, u, target, lr, a).items():
+                if all(same(x, y) for x, y in zip(got, wrong)):
+                    raise GradingFailure(f"{where} {why}")
+        for name, x, y in zip(("w", "W1", "b1", "w2"), got, ref):
+            assert_close(x, y, what=f"the new {name} {where}", rtol=1e-8, atol=1e-10)
