@@ -110,9 +110,9 @@ print("L2 gradient          == k (S^T k - v)^T:", torch.allclose(g_l2, torch.out
 # value `v` `[d_v]`, return the memory after one gradient step of size 1 on the dot-product
 # objective $-\langle S^\top k, v\rangle$. Return a new tensor (do not modify `S` in place).
 #
-# *Difficulty: easy · about 5 min.* **Predict first:** the gradient is a matrix of `S`'s shape
-# built from `k` and `v` alone. Which of `k v^T` and `v k^T` has shape `[d_k, d_v]`? After the write,
-# what does the memory return for the key `k` (unit norm) if `S` was zero?
+# *Difficulty: easy · about 5 min.* **Predict first:** does the gradient depend on `S`? After one
+# write into an empty memory, what does it return for the key `k` (unit norm), and for a key
+# orthogonal to `k`?
 
 # %% tags=["exercise"]
 def hebbian_write(S, k, v):
