@@ -125,12 +125,18 @@ interactive_figure(course.draw_ema, {"beta": beta_slider});
 # cells use: yours once it passes, the library's reference until then, so you can always run
 # everything top to bottom. Full solutions are in `solutions/` (try first!).
 #
+# Each exercise states its difficulty, an expected time and a **Predict first** question: answer
+# it (on paper, or in your head) before you write code, then check it against what you get.
+#
 # **Exercise 00.ema.** Write the running average: given a 1-D tensor `x` of length T and `beta`,
 # return a tensor of length T whose entry t is $m_t$, starting from $m_0 = 0$.
+#
+# *Difficulty: easy · about 5 min.* **Predict first:** for `x = [1, 1, 1, 1]` and `beta = 0.5`,
+# what are the four averages? Why do they start below 1?
 
 # %% tags=["exercise"]
 def ema(x, beta):
-    """x: [T] -> [T], m_t = beta * m_{t-1} + (1 - beta) * x_t with m_0 = 0."""
+    """x: [T], beta: float -> the running averages m_1 .. m_T, [T] (starting from m_0 = 0)."""
     # YOUR CODE HERE
     raise NotImplementedError
 

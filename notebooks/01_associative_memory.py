@@ -107,12 +107,16 @@ print("L2 gradient          == k (S^T k - v)^T:", torch.allclose(g_l2, torch.out
 # ## 2. Exercises: write one pair
 #
 # **Exercise 01.hebbian_write.** Given a memory `S` of shape `[d_k, d_v]`, a key `k` `[d_k]` and a
-# value `v` `[d_v]`, return the memory after one Hebbian write. Return a new tensor (do not
-# modify `S` in place).
+# value `v` `[d_v]`, return the memory after one gradient step of size 1 on the dot-product
+# objective $-\langle S^\top k, v\rangle$. Return a new tensor (do not modify `S` in place).
+#
+# *Difficulty: easy · about 5 min.* **Predict first:** does the gradient depend on `S`? After one
+# write into an empty memory, what does it return for the key `k` (unit norm), and for a key
+# orthogonal to `k`?
 
 # %% tags=["exercise"]
 def hebbian_write(S, k, v):
-    """S: [d_k, d_v], k: [d_k], v: [d_v] -> S + k v^T, shape [d_k, d_v]."""
+    """S: [d_k, d_v], k: [d_k], v: [d_v] -> the memory after one Hebbian write, [d_k, d_v]."""
     # YOUR CODE HERE
     raise NotImplementedError
 
@@ -122,11 +126,14 @@ hebbian = grade("01.hebbian_write", hebbian_write).function
 
 # %% [markdown]
 # **Exercise 01.delta_write.** Same inputs plus the step size `beta`; return the memory after one
-# delta-rule write, $S - \beta\, k\,(S^\top k - v)^\top$.
+# gradient step of size `beta` on the L2 objective $\tfrac12\lVert S^\top k - v\rVert^2$.
+#
+# *Difficulty: easy · about 10 min.* **Predict first:** with a unit-norm key and `beta = 1`, what
+# does the new memory return for `k`? And for a key orthogonal to `k`: does the write change it?
 
 # %% tags=["exercise"]
 def delta_write(S, k, v, beta):
-    """S: [d_k, d_v], k: [d_k], v: [d_v], beta: float -> (I - beta k k^T) S + beta k v^T."""
+    """S: [d_k, d_v], k: [d_k], v: [d_v], beta: float -> the memory after one delta write, [d_k, d_v]."""
     # YOUR CODE HERE
     raise NotImplementedError
 
@@ -161,6 +168,31 @@ _, S_del = memory.delta_rule_naive(as_bhtd(keys), as_bhtd(keys), as_bhtd(values)
                                    torch.full((1, 1, T), beta, dtype=torch.float64))
 print("Hebbian loop == linear_attention_naive:", torch.allclose(S_h, S_lin[0, 0]))
 print("delta loop   == delta_rule_naive      :", torch.allclose(S_d, S_del[0, 0]))
+
+# %% [markdown]
+# **Exercise 01.gated_delta.** A memory that never forgets fills up. The **gated delta rule**
+# (notebook 03) first lets the memory decay, $S \to \alpha_t S$ with $\alpha_t \in (0, 1]$, then
+# writes the pair by one gradient step of size $\beta_t$ on $\tfrac12\lVert S^\top k_t - v_t\rVert^2$
+# taken at the decayed memory; then token $t$ reads $o_t = S_t^\top q_t$. Write it over a whole
+# sequence: `q, k: [T, d_k]`, `v: [T, d_v]`, `beta, alpha: [T]`, the initial memory `S0: [d_k, d_v]`;
+# return `(o [T, d_v], S_T [d_k, d_v])`. Derive the write from the objective yourself; the grader
+# compares with `memory.delta_rule_naive` (which you can read afterwards).
+#
+# *Difficulty: medium · about 15 min.* **Predict first:** is the newest pair shrunk by $\alpha_t$?
+# With $\beta_t = \alpha_t = 1$ and $q_t = k_t$ (unit norm), what is $o_t$?
+
+# %% tags=["exercise"]
+def gated_delta_rule(q, k, v, beta, alpha, S0):
+    """q, k: [T, d_k], v: [T, d_v], beta, alpha: [T], S0: [d_k, d_v] -> (o [T, d_v], S_T [d_k, d_v])."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %%
+result = grade("01.gated_delta", gated_delta_rule)
+o_g, S_g = result.function(keys, keys, values, torch.full((T,), beta, dtype=torch.float64),
+                           torch.full((T,), 0.9, dtype=torch.float64), torch.zeros(d_k, d_v, dtype=torch.float64))
+print(f"with alpha = 0.9 the memory after {T} pairs has norm {S_g.norm():.3f} (no decay: {S_d.norm():.3f})")
 
 # %% [markdown]
 # ## 4. Watch a memory fill up

@@ -143,6 +143,30 @@ o_pp, _ = memory.linear_attention_chunked(q, k, v, initial_state=W, chunk_size=4
 print("LA++ output == W^T q + linear attention:", torch.allclose(o_pp, q @ W + o_loop))
 
 # %% [markdown]
+# **Exercise 02.la_pp.** Give every write a strength, as in the experiment below:
+# $S_0 = W$, $S_t = S_{t-1} + \eta_t\, k_t v_t^\top$, $o_t = S_t^\top q_t$. Compute the outputs of
+# the whole sequence and the final memory **without a loop over tokens**: `q, k: [T, d_k]`,
+# `v: [T, d_v]`, `eta: [T]`, `W: [d_k, d_v]`; return `(o [T, d_v], S_T [d_k, d_v])`. Unroll the
+# recurrence on paper first; the grader compares with the token loop `memory.linear_attention_naive`.
+#
+# *Difficulty: medium · about 15 min.* **Predict first:** in the attention-style form, does
+# $\eta$ weight the rows (the reading token $t$) or the columns (the writing token $i$) of the
+# causal score matrix? What does token 0 read when $\eta_0 = 0$?
+
+# %% tags=["exercise"]
+def linear_attention_pp(q, k, v, eta, W):
+    """q, k: [T, d_k], v: [T, d_v], eta: [T], W: [d_k, d_v] -> (o [T, d_v], S_T [d_k, d_v]), no token loop."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %%
+result = grade("02.la_pp", linear_attention_pp)
+eta_demo = torch.linspace(0.2, 1.0, q.shape[2], dtype=torch.float64)
+o_demo, _ = result.function(q[0, 0], k[0, 0], v[0, 0], eta_demo, W[0, 0])
+print(f"{result.whose} LA++ with write strengths: outputs {tuple(o_demo.shape)}")
+
+# %% [markdown]
 # **Does the extra level help?** A small experiment. Each sequence is a stream of pairs
 # $v_t = (A + B)^\top k_t$ with unit-norm random keys: $A$ is the same for every sequence (slow
 # knowledge that training can absorb), $B$ is drawn fresh per sequence (knowledge only the
@@ -224,6 +248,9 @@ for variant, c in curves.items():
 #
 # **Exercise 02.intra_chunk.** Given one chunk's `Qc` `[C, d_k]`, `Kc` `[C, d_k]`, `Vc` `[C, d_v]`,
 # return the intra-chunk causal term $(Q K^\top \odot M) V$, shape `[C, d_v]`.
+#
+# *Difficulty: easy · about 10 min.* **Predict first:** for a chunk of one token, what is the
+# term? Which entries of the `[C, C]` score matrix must be zero?
 
 # %% tags=["exercise"]
 def intra_chunk(Qc, Kc, Vc):

@@ -147,10 +147,13 @@ print("A = strictly_lower(diag(beta) K K^T):\n", A)
 # $T = (I + A)^{-1}\operatorname{diag}(\beta)$ as a `[C, C]` tensor. Use a triangular solve
 # (`torch.linalg.solve_triangular`) or write the forward substitution yourself: row $i$ of $T$
 # only needs rows $j < i$. Do not call a general inverse.
+#
+# *Difficulty: medium · about 15 min.* **Predict first:** what is $T$ when all keys of the chunk
+# are orthogonal? Is the top-left entry of $T$ always $\beta_0$?
 
 # %% tags=["exercise"]
 def ut_transform(K, beta):
-    """K: [C, d_k], beta: [C] -> T = (I + strictly_lower(diag(beta) K K^T))^{-1} diag(beta), [C, C]."""
+    """K: [C, d_k], beta: [C] -> the chunk's UT transform T, [C, C], lower-triangular."""
     # YOUR CODE HERE
     raise NotImplementedError
 
@@ -187,6 +190,29 @@ print("product of (I - beta k k^T) == I - K^T W:", torch.allclose(
     torch.linalg.multi_dot([torch.eye(d_k, dtype=K.dtype) - beta[i] * torch.outer(K[i], K[i])
                             for i in reversed(range(C))]),
     torch.eye(d_k, dtype=K.dtype) - K.T @ W))
+
+# %% [markdown]
+# **Exercise 03.delta_chunks.** Put it together: the delta rule over a whole sequence, chunk by
+# chunk, with the UT transform and no loop over the tokens of a chunk. `q, k: [T, d_k]` (keys
+# unit-norm), `v: [T, d_v]`, `beta: [T]`, the initial memory `S0: [d_k, d_v]` and the chunk size
+# `C` (`T` need not be a multiple of `C`); return `(o [T, d_v], S_T [d_k, d_v])`. Use your `ut`
+# from above (or `ut_transform`'s reference, `course.ut_transform`). The grader compares with the
+# token loop `memory.delta_rule_naive` for several `T` and `C`, including `C = 1` and `C > T`.
+#
+# *Difficulty: medium · about 20 min.* **Predict first:** which of $T$, $U$, $W$ change when the
+# memory at the chunk start changes? What should `C = 1` reduce to?
+
+# %% tags=["exercise"]
+def delta_rule_by_chunks(q, k, v, beta, S0, C):
+    """q, k: [T, d_k], v: [T, d_v], beta: [T], S0: [d_k, d_v], chunk size C -> (o [T, d_v], S_T [d_k, d_v])."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %%
+result = grade("03.delta_chunks", delta_rule_by_chunks)
+o_3, S_3 = result.function(Q, K, V, beta, S, 3)  # the chunk above, cut into chunks of 3 tokens
+print(f"{result.whose} chunk loop == token loop:", torch.allclose(o_3, o_ref[0, 0]) and torch.allclose(S_3, S_ref[0, 0]))
 
 # %% [markdown]
 # **Cost.** Per chunk: $K K^\top$ and $Q K^\top$ ($C^2 d$), the triangular solve ($C^2 d$), $U$,

@@ -231,10 +231,13 @@ plt.show()
 # **Exercise 04.momentum_decay.** Write the recurrence on its own. Given the initial weights `W0`
 # and momentum `S0` (`[m, n]`), the gradients `grads: [T, m, n]` and the gates `theta, eta, alpha:
 # [T]`, return `(W, S)`, each `[T, m, n]`, the weights and momentum after every token.
+#
+# *Difficulty: easy · about 10 min.* **Predict first:** one gradient at $t = 0$ and none after,
+# $\eta = 0.9$, $\alpha = 0$: how far does the weight end up moving, compared with $\eta = 0$?
 
 # %% tags=["exercise"]
 def momentum_decay(W0, S0, grads, theta, eta, alpha):
-    """S_t = eta_t S_{t-1} - theta_t g_t ; W_t = (1 - alpha_t) W_{t-1} + S_t. Returns (W, S) stacked."""
+    """W0, S0: [m, n], grads: [T, m, n], theta, eta, alpha: [T] -> (W [T, m, n], S [T, m, n]) after every token."""
     # YOUR CODE HERE
     raise NotImplementedError
 
@@ -330,6 +333,10 @@ for C in (1, 7, 16, 64):  # T = 50 is not a multiple of 7 or 16
 # (weights and momentum at the chunk start), gates `theta, eta, alpha: [C]`; return `o: [C, d_v]`.
 # Start with the case without momentum and forgetting ($\eta = \alpha = 0$, $S_0 = 0$): then
 # $W_i = W_0 - \sum_{l\le i}\theta_l e_l k_l^\top$. The grader checks that case first.
+#
+# *Difficulty: hard · about 40 min.* **Predict first:** in the dual form, does $o_i$ depend on
+# $v_j$ for $j > i$? With $\eta = \alpha = 0$, which matrix replaces the causal mask of linear
+# attention?
 
 # %% tags=["exercise"]
 def dual_chunk(q, k, v, W0, S0, theta, eta, alpha):

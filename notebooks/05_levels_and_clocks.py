@@ -168,6 +168,9 @@ interactive_figure(draw_timeline, {"step": step_slider, "ratio": ratio_slider}, 
 # %% [markdown]
 # **Exercise 05.clock_due.** Write the clock rule: given a sequence of periods and a step `s`
 # (counted from 1), return a tuple with one bool per level saying whether it updates at `s`.
+#
+# *Difficulty: easy · about 5 min.* **Predict first:** with periods (1, 4, 16, 64), how many
+# levels update at step 48? At step 0, if steps were counted from 0?
 
 # %% tags=["exercise"]
 def clock_due(periods, s):
@@ -180,6 +183,34 @@ def clock_due(periods, s):
 result = grade("05.clock_due", clock_due)
 clock_due_fn = result.function
 print([clock_due_fn((1, 4, 16, 64), s) for s in (3, 4, 16)])
+
+# %% [markdown]
+# **Exercise 05.multi_frequency.** The clock says *when* a level moves; Eq. 71 says *by how much*:
+# a level of period $C$ collects one gradient per step, each taken at its parameters as they are
+# (unchanged since its last update), and when its clock fires it takes one step with the **sum**
+# of what it collected. Write this for plain SGD: `W0: [K, n]` holds level $l$'s parameters in row
+# $l$; `grad_fn(s, W)` returns the gradients `[K, n]` of step `s` (counted from 1) at the current
+# parameters `W`; return the parameters after every step, `[steps, K, n]`. The grader compares with
+# the library's `MultiFrequencyOptimizer` (notebook 07) around `torch.optim.SGD`.
+#
+# *Difficulty: medium · about 15 min.* **Predict first:** with periods (1, 4), a constant
+# gradient $g$ and learning rate $\eta$, where is level 1 after 3 steps, and after 4? If the
+# gradient depends on the parameters, is a period-4 level after 4 steps where 4 plain SGD steps
+# of size $\eta$ would have taken it?
+
+# %% tags=["exercise"]
+def multi_frequency_sgd(W0, grad_fn, periods, lr, steps):
+    """W0: [K, n]; grad_fn(s, W) -> [K, n]; periods: K ints; lr: float -> parameters after every step, [steps, K, n]."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %%
+result = grade("05.multi_frequency", multi_frequency_sgd)
+target = torch.ones(2, 1)
+path = result.function(torch.zeros(2, 1), lambda s, W: W - target, (1, 4), 0.3, 8)  # pull both levels to 1
+print(f"{result.whose} rule, periods (1, 4), pulled towards 1: level 0 {path[:, 0, 0].numpy().round(3)}")
+print(f"{' ' * len(result.whose)}                                level 1 {path[:, 1, 0].numpy().round(3)}")
 
 # %% [markdown]
 # ## 4. How knowledge moves between levels

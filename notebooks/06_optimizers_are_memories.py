@@ -126,10 +126,13 @@ interactive_figure(course.draw_momentum_memory, {"beta": beta_slider});
 # step on $\mathcal{L}(m) = \langle m, g_t\rangle$ (step `eta`, decay `beta`), then let the weights
 # read it. Return the weights after every step, `[T, n]`. The grader also checks that your
 # trajectory is the one `torch.optim.SGD(lr=eta, momentum=beta)` takes.
+#
+# *Difficulty: easy · about 10 min.* **Predict first:** with a constant gradient $g = 1$,
+# $\beta = 0.5$ and $\eta = 0.1$, what are the first three weights? Where does the step size settle?
 
 # %% tags=["exercise"]
 def momentum_as_memory(grads, beta, eta):
-    """grads: [T, n] -> weights [T, n]; m_t = beta m_{t-1} - eta g_t, W_t = W_{t-1} + m_t."""
+    """grads: [T, n], beta: the memory's decay, eta: its step -> the weights after every step, [T, n]."""
     # YOUR CODE HERE
     raise NotImplementedError
 
@@ -304,7 +307,41 @@ for row in table:
 # inner level learns to correct it (e.g. to damp a coordinate whose gradient flips sign). With
 # `inner_lr=0` it stays momentum. Its cost: a small MLP evaluated on every parameter element,
 # forward and backward, every step (see the timings in section 8).
+
+# %% [markdown]
+# **Exercise 06.dmgd_inner.** Write one step of DMGD's inner level: the gradient of
+# $\mathcal{L}^{(2)} = \tfrac12 \operatorname{mean}_i (m(u_i) - \text{target}_i)^2$ with respect to the
+# four MLP weights, by hand (no autograd), then the step from the retained weights,
+# $\theta \leftarrow \theta_0 + a(\theta - \theta_0) - \eta_{\text{inner}} \nabla\mathcal{L}^{(2)}(\theta)$.
+# `params` and `params0` are tuples `(w [2], W1 [H, 2], b1 [H], w2 [H])` (current and initial);
+# `u: [N, 2]` the features, `target: [N]`, then `inner_lr` and `retention` ($a$). Return the new
+# tuple. The grader compares with the step `nlo.DeepMomentum` takes.
 #
+# *Difficulty: hard · about 30 min.* **Predict first:** at the initialization $w = (0, 1)$,
+# $w_2 = 0$, which of the four gradients are zero? What does that say about which weights move first?
+
+# %% tags=["exercise"]
+def dmgd_inner_step(params, params0, u, target, inner_lr, retention):
+    """params, params0: (w [2], W1 [H, 2], b1 [H], w2 [H]); u: [N, 2]; target: [N] -> the new (w, W1, b1, w2)."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %%
+result = grade("06.dmgd_inner", dmgd_inner_step)
+g_dm = torch.Generator().manual_seed(0)
+theta0 = (torch.tensor([0.0, 1.0], dtype=torch.float64), torch.randn(8, 2, generator=g_dm, dtype=torch.float64),
+          torch.zeros(8, dtype=torch.float64), torch.zeros(8, dtype=torch.float64))
+u_dm = torch.randn(100, 2, generator=g_dm, dtype=torch.float64)
+target_dm = -u_dm[:, 0]  # a gradient that flips sign every step: the running average is a bad guess
+theta = theta0
+for _ in range(50):
+    theta = result.function(theta, theta0, u_dm, target_dm, 0.5, 1.0)
+loss = 0.5 * (nlo.DeepMomentum.mlp(u_dm, *theta) - target_dm).pow(2).mean()
+print(f"inner loss after 50 of {result.whose} steps: {loss:.4f} (at the initialization: "
+      f"{0.5 * (nlo.DeepMomentum.mlp(u_dm, *theta0) - target_dm).pow(2).mean():.4f})")
+
+# %% [markdown]
 # ## 6. Muon (Eq. 52) and M3 (Algorithm 1)
 #
 # Eq. 52 gives the memory a **nonlinear output**: $W_{t+1} = W_t + \sigma(m_{t+1}(u_t))$. With a
@@ -339,10 +376,13 @@ plt.show()
 # **Exercise 06.newton_schulz_step (graded).** Write one iteration for a matrix `X` of any shape
 # `[r, c]` with coefficients `a, b, c`. (Tip: $(XX^\top)X = X(X^\top X)$, so either Gram matrix
 # works; Muon uses the smaller one.)
+#
+# *Difficulty: easy · about 10 min.* **Predict first:** what does one step do to a singular value
+# of 1 with the library's coefficients `NS_COEFFS`? To a singular value of 0.01?
 
 # %% tags=["exercise"]
 def newton_schulz_step(X, a, b, c):
-    """X: [r, c] -> a X + b (X X^T) X + c (X X^T)^2 X, same shape as X."""
+    """X: [r, c], coefficients a, b, c -> one Newton-Schulz iteration of X, same shape as X."""
     # YOUR CODE HERE
     raise NotImplementedError
 
@@ -411,6 +451,34 @@ A = torch.cat([x[None], torch.eye(5, dtype=torch.float64) / eta**0.5])  # stacke
 B = torch.cat([u[None], W0.T / eta**0.5])
 W_lstsq = torch.linalg.lstsq(A, B).solution.T
 print("max |Eq. 57 - numerical argmin| =", (nlo.dgd_step(W0, x, u, eta) - W_lstsq).abs().max().item())
+
+# %% [markdown]
+# **Exercise 06.dgd_batch.** `nlo.DGD` takes a mini-batch of $N$ inputs in one exact step, the
+# argmin of the *mean* objective
+#
+# $$W_{t+1} = \arg\min_W \frac{1}{2N}\sum_{n=1}^N \lVert W x_n - u_n\rVert^2 + \frac{1}{2\eta}\lVert W - W_t\rVert^2 .$$
+#
+# Derive it as above (set the gradient to zero) and write it: `W: [out, in]`, `X: [N, in]`,
+# `U: [N, out]`, `lr` ($\eta$); return $W_{t+1}$ `[out, in]`. Use a linear solve, not a loop over
+# the rows. The grader compares with `nlo.dgd_step_batch` and, when you are off, measures the
+# objective's gradient at your answer.
+#
+# *Difficulty: hard · about 25 min.* **Predict first:** for $N = 1$ your formula must give Eq. 57.
+# Is applying Eq. 57 to the $N$ rows one after the other the same step?
+
+# %% tags=["exercise"]
+def dgd_batch_step(W, X, U, lr):
+    """W: [out, in], X: [N, in], U: [N, out], lr: float -> the argmin of the batch objective, [out, in]."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %%
+result = grade("06.dgd_batch", dgd_batch_step)
+Xb, Ub = torch.randn(6, 5, dtype=torch.float64, generator=g), torch.randn(6, 3, dtype=torch.float64, generator=g)
+W_b = result.function(W0, Xb, Ub, eta)
+print(f"objective before {nlo.dgd_objective(W0, W0, Xb, Ub, eta):.3f}, after {result.whose} step "
+      f"{nlo.dgd_objective(W_b, W0, Xb, Ub, eta):.3f}")
 
 # %% [markdown]
 # **What is the target $u_t$? (AMBIGUOUS; our choice.)** Eq. 57 is printed with

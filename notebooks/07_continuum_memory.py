@@ -225,6 +225,9 @@ print(f"relative error, outputs: {rel_err(y_chunk, y_naive):.1e}; final weights:
 # or the closed forms $\partial/\partial W_{out} = e\,a^\top$,
 # $\partial/\partial W_{in} = ((W_{out}^\top e) \odot \mathrm{silu}'(h))\,x^\top$ with
 # $h = W_{in} x$, $a = \mathrm{silu}(h)$, $e = \mathrm{lr}\,(o - v)$.
+#
+# *Difficulty: hard · about 30 min.* **Predict first:** with `period` larger than `T`, do the
+# weights change at all? Which outputs does the first update affect?
 
 # %% tags=["exercise"]
 def in_context_block(x, targets, W_in, W_out, period, lr):
@@ -274,6 +277,35 @@ display(fig)
 for name, err in errors.items():
     print(f"{name:38s} mean error, last quarter of each half: "
           f"{err[T_seq // 4: T_seq // 2].mean():.3f} / {err[3 * T_seq // 4:].mean():.3f}")
+
+# %% [markdown]
+# **Exercise 07.chunk_update.** The chunked form needs no token loop: inside a chunk every token
+# reads the same weights. Write one full chunk of one block with matrix products only: `U, V: [C, D]`
+# (the chunk's inputs and targets), the chunk-start weights `W_in [hidden, D]`, `W_out [D, hidden]`
+# and the step `lr`; return `(O [C, D], W_in_new, W_out_new)`: the chunk's outputs and the weights
+# after its summed update (the loss of token $t$ is `lr * 1/2 ||o_t - v_t||^2`, as in 07.eq71).
+# Derive both gradients as matrix products over the chunk; `torch.autograd` is not needed. The
+# grader compares with `cms.cms_chunk_step`, the library's chunk.
+#
+# *Difficulty: hard · about 25 min.* **Predict first:** what shape has the sum over the chunk of
+# the outer products $e_t a_t^\top$, and which single matrix product gives it? Does the result
+# depend on the order of the tokens inside the chunk?
+
+# %% tags=["exercise"]
+def cms_chunk_update(U, V, W_in, W_out, lr):
+    """U, V: [C, D], W_in: [hidden, D], W_out: [D, hidden], lr -> (O [C, D], W_in_new, W_out_new); no token loop."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %%
+result = grade("07.chunk_update", cms_chunk_update)
+O_c, W_in_c, W_out_c = result.function(xs[0, :8].double(), vs[0, :8].double(), blk.W_in.detach().double(),
+                                       blk.W_out.detach().double(), 0.02)
+_, (W_in_loop, W_out_loop) = in_context_fn(xs[0, :8].double(), vs[0, :8].double(), blk.W_in.detach().double(),
+                                           blk.W_out.detach().double(), 8, 0.02)
+print(f"{result.whose} chunk == the token loop over one chunk of 8:",
+      torch.allclose(W_in_c, W_in_loop) and torch.allclose(W_out_c, W_out_loop))
 
 # %% [markdown]
 # ## 4. Experiment: does a CMS keep an old task?

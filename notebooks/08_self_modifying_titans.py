@@ -144,12 +144,17 @@ print("vhat_k differs from v:", (vhat_k - v).norm().item() > 0)
 # In our transposed storage, the first layer's update for one token is
 # `S2_new = (alpha I - eta k k^T) S2 - eta k delta^T`, where `k delta^T` is the gradient of the loss
 # with respect to `S2` (`delta = sigma'(k S2) * (r S1^T)`, `r = M(k) - vhat`).
+
+# %% [markdown]
+# **Exercise 08.dgd_update.** Write that update for one token as a function of `S [d, hidden]`,
+# `k [d]` (unit norm), `delta [hidden]`, `eta` and `alpha`; return `S_new [d, hidden]`.
 #
-# **Exercise.** Write that update for one token: `S [d, hidden]`, `k [d]` (unit norm), `delta [hidden]`.
+# *Difficulty: easy · about 10 min.* **Predict first:** with `eta = 1`, `alpha = 1` and
+# `delta = 0`, what is `k^T S_new`? Do you need to build the `d x d` matrix?
 
 # %% tags=["exercise"]
 def dgd_update(S, k, delta, eta, alpha):
-    """(alpha I - eta k k^T) S - eta k delta^T for S [d, hidden], k [d], delta [hidden]."""
+    """S: [d, hidden], k: [d] (unit norm), delta: [hidden], eta, alpha: floats -> S_new [d, hidden]."""
     # YOUR CODE HERE
     raise NotImplementedError
 
@@ -170,6 +175,40 @@ S = torch.randn(d, hidden, generator=g, dtype=torch.float64)
 for eta_ in (0.0, 0.5, 1.0):
     S_new = dgd_update_fn(S, k1, torch.zeros(hidden, dtype=torch.float64), eta_, 1.0)
     print(f"eta={eta_:.1f}: ||k^T S_new|| / ||k^T S|| = {(k1 @ S_new).norm() / (k1 @ S).norm():.3f}")
+
+# %% [markdown]
+# **Exercise 08.titans_token.** Now a whole token of the layer, for one head with both chunk sizes
+# 1 (so every "chunk-start state" is simply the state before the token). Inputs: `states`, a dict
+# from each box in `("k", "v", "eta", "alpha", "memory")` to its `(S2 [d, hidden], S1 [hidden, d])`;
+# the token's `u [d]` and query `q [d]`; `readout` with `w_eta, w_alpha [d]` and numbers `b_eta,
+# b_alpha`; `eta_max`. Return `(o [d], new_states)` with the same dict layout. Everything comes from
+# sections 1-3: generate $k_t, v_t, \eta_t, \alpha_t$ (Eqs. 83-85), read $o_t$ (Eq. 88), and update
+# all five memories, each on its own target made from $v_t / \lVert v_t \rVert$ (Eq. 86, choice (g)):
+# the first matrix by DGD (your `dgd_update`), the second by the normalized step through both
+# arguments. The gradient pieces for the residual MLP are yours to derive. The grader compares with
+# `titans.self_modifying_titans_naive`, one token at a time and six tokens in a row; the library's
+# `titans.mlp_read` and `titans.grad_terms` are there to read afterwards.
+#
+# *Difficulty: hard · about 45 min.* **Predict first:** does $o_t$ depend on $v_t$? If every
+# memory starts with `S1 = 0`, what are $k_t$, $v_t$ and the targets, and which matrices move?
+
+# %% tags=["exercise"]
+def titans_token_step(states, u, q, readout, eta_max):
+    """states: box -> (S2 [d, hidden], S1 [hidden, d]); u, q: [d]; readout: w_eta, w_alpha [d], b_eta, b_alpha
+    -> (o [d], new_states), one token of self-modifying Titans with chunk sizes 1."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %%
+result = grade("08.titans_token", titans_token_step)
+one_head = {b: (S2_[0, 0], S1_[0, 0]) for b, (S2_, S1_) in course.random_memories(1, d, hidden, seed=2)[0].items()}
+ro_head = {"w_eta": torch.ones(d, dtype=torch.float64) / d, "b_eta": -1.0,
+           "w_alpha": torch.ones(d, dtype=torch.float64) / d, "b_alpha": 3.0}
+u_seq = torch.randn(5, d, generator=g, dtype=torch.float64)
+for t in range(5):
+    o_t, one_head = result.function(one_head, u_seq[t], F.normalize(u_seq[t], dim=0), ro_head, 0.5)
+print(f"after 5 tokens of {result.whose} step, the k memory's S1 has norm {one_head['k'][1].norm():.3f}")
 
 # %% [markdown]
 # ## 4. Two chunk sizes, and the fast version (Eqs. 90-93)

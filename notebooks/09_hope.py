@@ -121,13 +121,18 @@ print(config.describe())
 # self-modifying memory (which changes at every token) and 4x apart; a level whose period is longer
 # than the sequence never updates inside it. `hope-static-cms` is the same block with the
 # in-context step switched off: its CMS is exactly the chain of the exercise below.
+
+# %% [markdown]
+# **Exercise 09.hope_block.** Write the block's forward pass. You get the mixer and the two norms as
+# callables and the CMS weights as a list of `(W_in [hidden, dim], W_out [dim, hidden])` pairs,
+# level 1 first.
 #
-# **Exercise.** Write the block's forward pass. You get the mixer and the two norms as callables
-# and the CMS weights as a list of `(W_in [hidden, dim], W_out [dim, hidden])` pairs, level 1 first.
+# *Difficulty: medium · about 15 min.* **Predict first:** with a mixer that outputs 0 and all CMS
+# weights 0, what does the block return? Does the order of the levels matter?
 
 # %% tags=["exercise"]
 def hope_block(x, mixer, norm1, norm2, cms_weights):
-    """One HOPE block: x [B, T, dim] -> [B, T, dim] (see the four lines above)."""
+    """x: [B, T, dim]; mixer, norm1, norm2: callables; cms_weights: [(W_in, W_out), ...] -> [B, T, dim]."""
     # YOUR CODE HERE
     raise NotImplementedError
 
@@ -148,6 +153,36 @@ with torch.no_grad():
     print("hope_block == the library's hope-static-cms block:", torch.allclose(mine, static(x), atol=1e-6))
 for part, module in (("self-modifying Titans", block.mixer), ("CMS", block.mlp)):
     print(f"{part}: {models.count_parameters(module):,} parameters per block")
+
+# %% [markdown]
+# **Exercise 09.cms_step.** Why divide the in-context step by $C^{(\ell)}(1 + N_t)$? Take one level
+# $\mathrm{MLP}(u) = u + W_{out}\,\mathrm{silu}(W_{in} u)$ at one token, with error $e = o - v$, and
+# one gradient step of size $\eta$ on $\tfrac12\lVert o - v\rVert^2$ on **both** matrices. To first
+# order, the output at the same input $u$ then moves by $-\eta\, J e$ for a $D \times D$ matrix $J$:
+# derive $J$ (one term from each matrix; $h = W_{in} u$, $a = \mathrm{silu}(h)$,
+# $D_t = \operatorname{diag}(\mathrm{silu}'(h))$). Then bound its norm, $\lVert J\rVert \le N_t$, with
+# $\lVert x\rVert^2$ for the rank-one part and a **Frobenius** norm for the rest, and return
+# the step $\eta / (C (1 + N_t))$ (the library's choice; with it, to first order, a summed chunk of
+# $C$ steps never overshoots). Inputs: `u [D]`, `W_in [hidden, D]`, `W_out [D, hidden]`, `eta`,
+# `C`; return one number. The grader compares with the step `nlteach.cms` takes (`normalize=True`).
+#
+# *Difficulty: hard · about 25 min.* **Predict first:** what is $N_t$ when $W_{out} = 0$? How does
+# the step scale when the input $u$ grows 10 times (with silu roughly linear)?
+
+# %% tags=["exercise"]
+def cms_normalized_step(u, W_in, W_out, eta, C):
+    """u: [D], W_in: [hidden, D], W_out: [D, hidden], eta: float, C: the level's period -> the normalized step (a number)."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %%
+result = grade("09.cms_step", cms_normalized_step)
+lvl = block.mlp.cms.blocks[0]
+u_demo = torch.randn(32, generator=torch.Generator().manual_seed(1))
+for scale in (1.0, 10.0, 100.0):
+    step = float(result.function(scale * u_demo, lvl.W_in.detach(), lvl.W_out.detach(), 1.0, 16))
+    print(f"input norm {scale * u_demo.norm():7.1f}: {result.whose} normalized step = {step:.2e}")
 
 # %% [markdown]
 # The naive (token loop) and chunked implementations are the same model: the same weights load into

@@ -153,13 +153,17 @@ display(render(draw_trace, {"traces": traces}, figsize=(10, 3.2)))
 # - **forgetting** (Chaudhry et al., 2018):
 #   $F = \frac{1}{T-1}\sum_{j<T-1} (\max_{j \le l < T-1} R_{l,j} - R_{T-1,j})$, the drop from a
 #   task's best accuracy to its final one.
+
+# %% [markdown]
+# **Exercise 10.bwt.** Write `backward_transfer(R)` for a T × T matrix (a NumPy array, T ≥ 2);
+# return one float.
 #
-# **Exercise.** Write `backward_transfer(R)` for a T × T matrix (a NumPy array, T ≥ 2); return
-# one float.
+# *Difficulty: easy · about 10 min.* **Predict first:** a learner that never forgets and never
+# improves an old task: what is its BWT? Can BWT be positive?
 
 # %% tags=["exercise"]
 def backward_transfer(R) -> float:
-    """1/(T-1) * sum over the tasks j < T-1 of (R[T-1][j] - R[j][j])."""
+    """R: [T, T] accuracy matrix (row i: after learning task i) -> backward transfer, one float."""
     raise NotImplementedError
 
 
@@ -214,6 +218,38 @@ for name in ("clinc150", "banking77", "split-digits", "permuted-digits"):
     print(f"{name:16s} {s.scenario}-incremental, {s.n_tasks} tasks, {s.n_classes} classes, "
           f"{sum(len(t.y_train) for t in s.tasks)} train / {sum(len(t.y_test) for t in s.tasks)} test examples, "
           f"first task's classes {list(s.tasks[0].classes)}")
+
+# %% [markdown]
+# **Exercise 10.ewc_fisher.** EWC pulls each weight back towards its old value with a strength
+# given by the diagonal **empirical Fisher**: the mean over the task's examples of the squared
+# gradient of $\log p(y_i \mid x_i)$ at the true label (`EWC.end_task` computes it with autograd,
+# one example at a time). For a linear softmax classifier with logits $z = W x$ you can write it in
+# closed form: derive $\partial \log p(y \mid x) / \partial W$ by hand, then compute the Fisher for
+# all examples at once. `W: [C, n]`, `X: [N, n]`, `y: [N]` (class indices); return `[C, n]`.
+#
+# *Difficulty: medium · about 20 min.* **Predict first:** does the sign of the gradient matter?
+# At a perfect fit ($p(y_i \mid x_i) \to 1$ for every example) what does the Fisher tend to, and
+# what does that mean for how strongly EWC protects a weight?
+
+# %% tags=["exercise"]
+import torch  # this exercise works on tensors (the rest of the notebook needs no torch)
+
+
+def empirical_fisher(W, X, y):
+    """W: [C, n], X: [N, n], y: [N] class indices -> the diagonal empirical Fisher of W, [C, n]."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %%
+result = grade("10.ewc_fisher", empirical_fisher)
+gen_f = torch.Generator().manual_seed(0)
+W_demo = torch.randn(3, 4, generator=gen_f, dtype=torch.float64)
+X_demo = torch.randn(50, 4, generator=gen_f, dtype=torch.float64)
+for scale in (1.0, 10.0):  # a larger W fits its own predictions more confidently
+    y_demo = (X_demo @ W_demo.T).argmax(-1)
+    print(f"W x {scale:4.1f}: mean Fisher entry {result.function(scale * W_demo, X_demo, y_demo).mean():.4f} "
+          f"({result.whose} function)")
 
 # %% [markdown]
 # ### The HOPE-style learner

@@ -149,6 +149,12 @@ print("seeded:", torch.equal(task.sample(4, 64, 7).inputs, task.sample(4, 64, 7)
 # string; a model that learned "counting" generalizes, one that learned patterns of short strings
 # does not.
 
+# %% [markdown]
+# **Exercise 11.shuffle2.** Write `is_shuffle2(s)`; return True or False.
+#
+# *Difficulty: medium · about 15 min.* **Predict first:** how much state does your test need for a
+# string of length $n$: a stack, or less? Is `[(])` in Shuffle-2?
+
 # %% tags=["exercise"]
 def is_shuffle2(s: list[int]) -> bool:
     """True when the bracket string s (0 '(', 1 ')', 2 '[', 3 ']') is in Shuffle-2."""
@@ -159,6 +165,35 @@ def is_shuffle2(s: list[int]) -> bool:
 result = grade("11.shuffle2", is_shuffle2)
 is_shuffle2 = result.function
 print([is_shuffle2(s) for s in ([0, 2, 1, 3], [0, 3], [1, 0])])
+
+# %% [markdown]
+# **Exercise 11.mqar_memory.** MQAR needs no attention: the associative memory of notebook 01,
+# run as a recurrence over the tokens, solves it exactly. Write it for one example, `inputs [T]`
+# (token ids: keys `1..n_keys`, values `1 + n_keys ..`), reading the tokens left to right with a
+# matrix state of one-hot keys and values: return `predictions [T]`, at every query key of the
+# second half the token id of its value (other positions are not read; fill them with -100).
+# Work out first **which step writes and which step reads**: a key and its value arrive at two
+# different steps, and at a query key the answer is the *next* token, which a causal model may not
+# look at (the grader hides the future and checks). It compares with `MQAR.expected`.
+#
+# *Difficulty: medium · about 20 min.* **Predict first:** what must the state carry from one step
+# to the next besides the memory? How large must the memory be for $N$ pairs with one-hot keys,
+# and what breaks when the keys are random vectors of dimension $d < N$ instead?
+
+# %% tags=["exercise"]
+def mqar_recall(inputs, n_keys, n_values):
+    """inputs: [T] token ids of one MQAR example -> predictions [T]: value token ids at the query keys, causal."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+# %%
+result = grade("11.mqar_memory", mqar_recall)
+mqar = longctx.make_task("mqar")
+batch = mqar.sample(4, 64, longctx.make_rng(3))
+preds = torch.stack([result.function(x, mqar.n_keys, mqar.n_values) for x in batch.inputs])
+print(f"{result.whose} recurrent memory answers {mqar.check(batch.inputs, preds).float().mean():.0%} of "
+      "4 MQAR examples of length 64 exactly")
 
 # %% [markdown]
 # ## 2. The runner

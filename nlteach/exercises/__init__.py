@@ -50,6 +50,9 @@ class Exercise:
     check: Callable[[Callable[..., Any]], None]
     hint: str = ""  # the idea, without the answer: printed from the first failure on
     solution: str = ""  # the formula or the code: printed after SOLUTION_AFTER failures, or on request
+    difficulty: str = "medium"  # "easy", "medium" or "hard": shown in the notebook beside the stub
+    minutes: int = 10  # expected time at the keyboard, shown beside the stub
+    derivation: bool = False  # True when the exercise turns a derivation into code (not a transcription)
 
     @property
     def solution_module(self) -> str:
@@ -78,17 +81,25 @@ _REGISTRY: dict[str, Exercise] = {}
 _FAILURES: dict[str, int] = {}  # failed attempts per exercise id, in this process (the kernel)
 
 
+DIFFICULTIES = ("easy", "medium", "hard")
+
+
 def register(
     id: str, *, name: str, notebook: str, reference: Callable[..., Any], hint: str = "",
-    solution: str = "",
+    solution: str = "", difficulty: str = "medium", minutes: int = 10, derivation: bool = False,
 ) -> Callable[[Callable[[Callable[..., Any]], None]], Callable[[Callable[..., Any]], None]]:
     """Decorator registering ``check(fn)`` as the grader of exercise ``id``. ``hint`` gives the idea
-    (never the answer); ``solution`` the formula, shown only after repeated failures or on request."""
+    (never the answer); ``solution`` the formula, shown only after repeated failures or on request.
+    ``difficulty`` and ``minutes`` are shown in the notebook's exercise cell (a test checks that
+    they agree); ``derivation`` marks an exercise that turns a derivation into code."""
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
 
     def deco(check: Callable[[Callable[..., Any]], None]) -> Callable[[Callable[..., Any]], None]:
         if id in _REGISTRY:
             raise ValueError(f"exercise id {id!r} is registered twice")
-        _REGISTRY[id] = Exercise(id, name, notebook, reference, check, hint, solution)
+        _REGISTRY[id] = Exercise(id, name, notebook, reference, check, hint, solution, difficulty,
+                                 minutes, derivation)
         return check
 
     return deco
@@ -258,6 +269,31 @@ def as_tensor(x: Any, what: str) -> torch.Tensor:
         except (TypeError, ValueError) as e:
             raise GradingFailure(f"{what} could not be read as numbers ({e}).") from e
     raise GradingFailure(f"{what} should be a tensor (or array), got {type(x).__name__}.")
+
+
+def check_returned(got: Any, what: str) -> Any:
+    """``got``, or a GradingFailure when the learner's function returned None (forgot ``return``)."""
+    if got is None:
+        raise GradingFailure(f"your function returned None; return {what}.")
+    return got
+
+
+def same(got: Any, expected: torch.Tensor, *, atol: float = 1e-9) -> bool:
+    """Whether ``got`` has ``expected``'s shape and values (for matching a typical wrong answer)."""
+    try:
+        got_t = torch.as_tensor(got).detach().to(torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    exp = expected.detach().to(torch.float64)
+    return got_t.shape == exp.shape and bool(torch.allclose(got_t, exp, rtol=1e-7, atol=atol))
+
+
+def diagnose(got: Any, wrong: dict[str, torch.Tensor], *, where: str = "") -> None:
+    """Raise a GradingFailure with the explanation of the first typical mistake whose result
+    ``got`` reproduces (``wrong``: explanation -> what that mistake returns)."""
+    for why, value in wrong.items():
+        if same(got, value):
+            raise GradingFailure(f"{where}{': ' if where else ''}{why}")
 
 
 def assert_close(

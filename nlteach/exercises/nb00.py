@@ -17,6 +17,8 @@ from nlteach.exercises import GradingFailure, assert_close, register
          " m a fraction (1 - beta) of the way towards x_t. Return the running value after every "
          "step, one per entry of x.",
     solution="start from m = 0 and apply m = beta * m + (1 - beta) * x_t for every x_t, keeping each m.",
+    difficulty="easy",
+    minutes=5,
 )
 def check_ema(fn) -> None:
     x = torch.tensor([1.0, 2.0, 0.0, -1.0, 4.0], dtype=torch.float64)

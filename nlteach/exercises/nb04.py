@@ -36,6 +36,8 @@ def _pair(out, what: str):
          "and then move by S. Return the whole trajectory of both, one entry per token.",
     solution="for each t: S = eta[t] * S - theta[t] * grads[t], then W = (1 - alpha[t]) * W + S; "
          "append copies of W and S after each token and stack them.",
+    difficulty="easy",
+    minutes=10,
 )
 def check_momentum_decay(fn) -> None:
     # plain gradient descent first: eta = alpha = 0 makes W_t = W_{t-1} - theta_t g_t
@@ -92,6 +94,9 @@ def _loop(q, k, v, W0, S0, theta, eta, alpha, chunk: int):
          "O = Q W0^T - (theta[None, :] * tril(Q K^T)) E. With them, replace theta * tril(...) by "
          "the C x C matrix of cumulative products (A P) * theta[None, :] and add the decayed W0 term "
          "and the S0 term, as derived above.",
+    difficulty="hard",
+    minutes=40,
+    derivation=True,
 )
 def check_dual_chunk(fn) -> None:
     # stage 1: no momentum, no decay, no initial momentum (the TTT dual form)

@@ -1,11 +1,13 @@
-"""Graders for notebook 11 (long context and formal languages)."""
+"""Graders for notebook 11 (long context and formal languages): Shuffle-2 membership, and MQAR
+solved by a recurrent associative memory."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from nlteach.exercises import GradingFailure, register
-from nlteach.longctx.tasks import is_member
+from nlteach.exercises import GradingFailure, check_returned, register
+from nlteach.longctx.tasks import IGNORE, MQAR, is_member, make_rng
 
 
 def is_shuffle2(s: list[int]) -> bool:
@@ -39,6 +41,8 @@ _CASES = [
          "and never closes more than it has opened; the two types need not nest with each other.",
     solution="keep one counter per bracket type; an opening bracket adds 1 to its type's counter, a closing one "
          "subtracts 1; reject as soon as a counter goes below 0; accept if both are 0 at the end.",
+    difficulty="medium",
+    minutes=15,
 )
 def check_shuffle2(fn) -> None:
     for s, member, why in _CASES:
@@ -56,3 +60,69 @@ def check_shuffle2(fn) -> None:
                 shown = "".join(_SHOW[c] for c in s)
                 raise GradingFailure(f"on the random string {s} ('{shown}') you returned {bool(fn(list(s)))}, "
                                      f"expected {is_shuffle2(s)}.")
+
+
+# ------------------------------------------------------------------ MQAR with a recurrent memory
+def mqar_recall_reference(inputs: torch.Tensor, n_keys: int, n_values: int) -> torch.Tensor:
+    """The right answers of one MQAR example (``MQAR.expected``): at every query key of the second
+    half, its value's token id; IGNORE (-100) elsewhere. inputs: [T] -> [T]."""
+    return MQAR(n_keys, n_values).expected(torch.as_tensor(inputs)[None])[0]
+
+
+def _predictions(fn, inputs: torch.Tensor, n_keys: int, n_values: int, where: str) -> torch.Tensor:
+    got = check_returned(fn(inputs.clone(), n_keys, n_values), "the predictions [T] (token ids)")
+    try:
+        got_t = torch.as_tensor(got)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise GradingFailure(f"{where} return a tensor of token ids [T], got {type(got).__name__}.") from e
+    if tuple(got_t.shape) != tuple(inputs.shape):
+        raise GradingFailure(f"{where} your predictions have shape {tuple(got_t.shape)}; return one entry per "
+                             f"input token, shape {tuple(inputs.shape)}.")
+    return got_t.long()
+
+
+@register(
+    "11.mqar_memory",
+    name="mqar_recall",
+    notebook="11_long_context",
+    reference=mqar_recall_reference,
+    hint="read the tokens left to right, keeping a matrix memory of one-hot keys and values (notebook 01). "
+         "In the first half a key and its value arrive at two consecutive steps, so the step that sees the "
+         "value must remember the previous token to write the pair. In the second half, the step that "
+         "sees a query key must answer at once (its value is the next token, which it may not read).",
+    solution="S = zeros(n_keys, n_values); out = full([T], -100); for i in range(T): in the first half "
+             "(i < T // 2) at odd i write the pair (key inputs[i-1], value inputs[i]) with the delta rule "
+             "(beta = 1, one-hot key and value); in the second half at even i read S^T e_key and set "
+             "out[i] = 1 + n_keys + argmax. Return out.",
+    difficulty="medium",
+    minutes=20,
+    derivation=True,
+)
+def check_mqar_memory(fn) -> None:
+    for n_keys, n_values, T, seed in ((8, 5, 16, 0), (6, 6, 4, 1), (16, 3, 64, 2), (5, 9, 20, 3)):
+        task = MQAR(n_keys, n_values)
+        inputs = task.sample(1, T, make_rng(11, seed)).inputs[0]
+        where = f"(n_keys={n_keys}, n_values={n_values}, T={T})"
+        got = _predictions(fn, inputs, n_keys, n_values, where)
+        exp = mqar_recall_reference(inputs, n_keys, n_values)
+        pos = exp != IGNORE
+        wrong = pos & (got != exp)
+        if wrong.any():
+            i = int(wrong.nonzero()[0])
+            if torch.equal(got[pos.nonzero()[:, 0] + 1], exp[pos]):
+                raise GradingFailure(f"{where} your answers sit one position late, on the value tokens; in "
+                                     "next-token prediction the value is predicted at the query key's position.")
+            if torch.equal(got[pos] + task.value0, exp[pos]):
+                raise GradingFailure(f"{where} you returned the value's index; return its token id (values "
+                                     f"start at 1 + n_keys = {task.value0}).")
+            raise GradingFailure(f"{where} at the query position {i} (key token {int(inputs[i])}) you predicted "
+                                 f"{int(got[i])}, expected {int(exp[i])}.")
+        # causality: an answer may not depend on the tokens after it (the next token IS the answer)
+        for i in pos.nonzero()[:, 0].tolist()[:3]:
+            cut = inputs.clone()
+            cut[i + 1:] = MQAR.PAD
+            got_cut = _predictions(fn, cut, n_keys, n_values, where)
+            if int(got_cut[i]) != int(exp[i]):
+                raise GradingFailure(f"{where} your answer at position {i} changed when the tokens after it were "
+                                     "hidden: it read the future (the value right after a query key is the "
+                                     "answer itself). A recurrent model sees only tokens 0..i.")
