@@ -29,6 +29,17 @@
 # You will derive both, implement both (graded), watch them fill a memory pair by pair, and
 # measure where each one breaks: capacity and interference.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - define an associative memory as the solution of an optimization problem (Def. 1);
+# - derive the Hebbian and the delta-rule write as one gradient step on a dot-product and on an L2 objective, and code both;
+# - measure capacity and interference, and explain why the delta rule can overwrite.
+#
+# **Paper:** Def. 1; the dot-product and L2 objectives. **Prerequisites:** notebook 00. **Time at the laptop preset:** not yet measured.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,

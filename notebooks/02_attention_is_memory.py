@@ -26,6 +26,19 @@
 # The notebook ends by making linear attention fast: the **chunked** form, derived from the
 # recurrence and checked against the token loop. You will write its causal intra-chunk term.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - show that softmax attention is the non-parametric solution of a regression over the context;
+# - derive linear attention as one gradient step per token, and Linear Attention++ as an MLP weight with a faster level;
+# - place attention and MLP weights on the frequency axis.
+#
+# **Paper:** Def. 1 applied to attention; Linear Attention++. **Prerequisites:** notebook 01. **Time at the laptop preset:** not yet measured.
+#
+# **Optional deep dive** (skip it for the conceptual path): section 5 (chunked linear attention, speed).
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,

@@ -20,6 +20,19 @@
 # matrices you can read, add the forgetting gate (the **gated delta rule**), check the library
 # against the token loop, and time both on your machine.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - write the delta rule and the gated delta rule as recurrences on a matrix memory;
+# - derive the chunked (WY/UT) form with one triangular solve per chunk and test it against the token loop;
+# - spot why a chunked gated rule needs the decay in four places.
+#
+# **Paper:** the L2 objective (Def. 1); chunked form: DeltaNet (Yang et al., 2024), Gated DeltaNet. **Prerequisites:** notebooks 01, 02. **Time at the laptop preset:** not yet measured.
+#
+# **Optional deep dive** (skip it for the conceptual path): sections 2-6 (the whole chunked algorithm and its speed); section 1 is the concept.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,

@@ -50,6 +50,19 @@
 #   weights only, not the momentum.
 # - The gates are inputs here; in a model they are computed from the token (notebooks 08-09).
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - run a Titans memory token by token: an MLP trained at test time with momentum and forgetting;
+# - explain why an MLP memory stores more pairs than a matrix of the same width, and what surprise, momentum and forgetting do;
+# - trade chunk size against staleness of the gradients.
+#
+# **Paper:** Titans (arXiv 2501.00663) Sec. 3; Sec. 8, Eq. 89. **Prerequisites:** notebooks 01, 03 section 1. **Time at the laptop preset:** not yet measured.
+#
+# **Optional deep dive** (skip it for the conceptual path): sections 5-6 (the chunked dual form and the chunk-size trade-off).
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,

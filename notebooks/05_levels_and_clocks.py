@@ -25,6 +25,17 @@
 #
 # Notebook 07 uses the clock to build the Continuum Memory System.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - order the components of a model by update frequency into levels (Def. 2);
+# - draw SGD with momentum, a Transformer block and Titans as nested optimization problems;
+# - write the level clock and name the five ways knowledge moves between levels.
+#
+# **Paper:** Sec. 3, Def. 2. **Prerequisites:** notebooks 01, 04. **Time at the laptop preset:** not yet measured.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,

@@ -31,6 +31,17 @@
 #
 # and ends with a real comparison on two small data sets, with seeds, spreads and time per step.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - read momentum, Adam's moments and a layer trained by gradient descent as associative memories;
+# - derive delta momentum and delta gradient descent (DGD, Eq. 57) from their objectives;
+# - compare the paper's optimizers on two small tasks, with seeds and spreads.
+#
+# **Paper:** Sec. 4 (Eqs. 47-57, Algorithm 1), App. B. **Prerequisites:** notebooks 01, 05. **Time at the laptop preset:** not yet measured.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,

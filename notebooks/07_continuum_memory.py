@@ -29,6 +29,19 @@
 # `nlteach.experiments.cms_tasks` (the experiment, tested in `tests/experiments/test_cms_tasks.py`);
 # the level-change demo is in `nlteach.course.nb07_cms`.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - build the sequential, nested and independent CMS variants;
+# - train a CMS with a multi-frequency optimizer and write Eq. 71 as a token loop;
+# - judge, from a paired interval over seeds, whether a CMS keeps an old task better.
+#
+# **Paper:** Sec. 7, Eqs. 70-74. **Prerequisites:** notebook 05. **Time at the laptop preset:** not yet measured.
+#
+# **Optional deep dive** (skip it for the conceptual path): in section 3, the chunked in-context form.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,

@@ -29,6 +29,19 @@
 # Library: `nlteach.titans` (tested in `tests/test_titans.py`); this notebook's streams and figures are
 # in `nlteach.course.nb08_self_modifying`.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - read the self-modifying Titans reference loop line by line against Eqs. 83-88;
+# - write one memory's DGD update with weight decay, and explain the stability choice (b);
+# - watch generated keys and learning rates drift inside a sequence.
+#
+# **Paper:** Sec. 8, Eqs. 79-93. **Prerequisites:** notebooks 04, 06 section 7. **Time at the laptop preset:** not yet measured.
+#
+# **Optional deep dive** (skip it for the conceptual path): section 4 (two chunk sizes and the chunked version; its hand-written backward pass is in `nlteach.titans`).
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,

@@ -45,6 +45,17 @@
 # `nlteach.experiments.lm_comparison` (this comparison, its settings and its command line, tested in
 # `tests/test_lm_comparison.py`), `nlteach.titans`, `nlteach.cms`.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - assemble a HOPE block: self-modifying Titans followed by an in-context CMS;
+# - compare HOPE with a Transformer, Titans and Hope-Attention at equal parameters and tokens;
+# - read an ablation with seeds and say what it does and does not show.
+#
+# **Paper:** Sec. 8, Eqs. 94-97; Table 2 and Table 6. **Prerequisites:** notebooks 07, 08. **Time at the laptop preset:** not yet measured.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,

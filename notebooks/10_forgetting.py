@@ -35,6 +35,17 @@
 # the command line, e.g.
 # `python -m nlteach.continual --dataset clinc150 --method all --seeds 0 1 2 --preset laptop --out results/continual_clinc150_laptop`.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - measure forgetting with an accuracy matrix, average accuracy, backward transfer and forgetting;
+# - run fine-tuning, EWC, replay, LwF, a CMS learner and a HOPE-style learner on the same streams;
+# - compare the result with the paper's continual-learning claim.
+#
+# **Paper:** Sec. 9.1. **Prerequisites:** notebooks 07, 09. **Time at the laptop preset:** not yet measured.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,

@@ -46,6 +46,17 @@
 # `runner.py`, figures in `plots.py`; tested in `tests/test_longctx.py`) and
 # `python -m nlteach.longctx` on the command line.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - measure recall against context length (needle in a haystack, MQAR);
+# - study the number and the slowest frequency of CMS levels (after Fig. 7);
+# - pose formal languages as recognition, train short and test long (Table 5).
+#
+# **Paper:** Sec. 9 (Table 1, Table 5, Fig. 7). **Prerequisites:** notebook 09. **Time at the laptop preset:** not yet measured.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,

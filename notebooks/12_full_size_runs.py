@@ -26,6 +26,17 @@
 # Library: `nlteach.results` (jobs, launch scripts, tables, figures, the README section; tested in
 # `tests/test_results.py`).
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - run every experiment of the course at the full preset, on one GPU or several;
+# - estimate what the full preset costs relative to the laptop preset;
+# - gather every committed result into the final tables and figures.
+#
+# **Paper:** Sec. 9 (the experiments). **Prerequisites:** notebooks 06, 09, 10, 11. **Time at the laptop preset:** not yet measured.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,
