@@ -258,3 +258,20 @@ print(ema_fn(torch.tensor([1.0, 1.0, 1.0, 1.0]), 0.5))
 # Two words recur: **naive** is the token-by-token reference that reads like the equation;
 # **chunked** is the fast version that processes a block of tokens with matrix products. The
 # library tests them equal, and the notebooks show why they are.
+
+# %% [markdown]
+# ## Recap
+#
+# **What you can now do.**
+#
+# - Say what the paper diagnoses (two memories only, attention and frozen weights: anterograde
+#   amnesia), what nested learning is (a model as nested optimization problems, each with its own
+#   context flow and update frequency), and what the title's "illusion" is (stacked layers are not
+#   levels).
+# - Name the four contributions and the notebook that teaches each: optimizers as memories (06),
+#   the Continuum Memory System (07), self-modifying Titans (08), HOPE (09-12).
+# - Choose a size preset, move a widget, attempt a graded exercise, and read the course's notation.
+#
+# **What the next notebook adds.** Notebook 01 starts from Def. 1: a memory is the solution of an
+# optimization problem over key-value pairs. Two objectives give the two write rules the whole
+# course builds on, the Hebbian rule of linear attention and the delta rule.

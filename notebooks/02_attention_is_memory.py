@@ -302,3 +302,21 @@ print(f"T={T4}, B*H=4, d=64: chunked is {t_naive / t_chunk:.0f}x faster than the
 # shown without normalizer and without a feature map (identity $\phi$); both are easy to add and
 # change nothing in the chunking. Next, notebook 03 does the same for the delta rule, where the
 # chunk is no longer a plain sum and needs a triangular solve.
+
+# %% [markdown]
+# ## Recap
+#
+# **What you can now do.**
+#
+# - Read softmax attention as the exact, non-parametric solution of a weighted regression over the
+#   context, and linear attention as one gradient step per token on the dot-product objective.
+# - Explain Linear Attention++: a learned initial memory $S_0$ makes linear attention an MLP weight
+#   with a second, faster level.
+# - Place attention (written at every token) and MLP weights (never written after training) on the
+#   frequency axis, the two levels of a Transformer.
+# - *(Deep dive)* Compute linear attention chunk by chunk with matrix products, equal to the token
+#   loop.
+#
+# **What the next notebook adds.** Notebook 03 writes the delta rule and its gated version as
+# recurrences and (optional deep dive) makes them fast: each write now *multiplies* the memory, so
+# the chunk needs the WY/UT representation and one triangular solve.

@@ -314,3 +314,18 @@ for T_, tn, tc in zip(speed["Ts"], speed["naive"], speed["chunked"]):
 # the entries of $A$ grow with $\lVert k\rVert^2$ and the triangular solve loses precision. The library checks $\beta \in [0, 2]$ and
 # $\alpha \in (0, 1]$ and computes bfloat16/float16 inputs in float32 (with a float32 state).
 # The triangular system is solved with `torch.linalg.solve_triangular` for all chunks in one call.
+
+# %% [markdown]
+# ## Recap
+#
+# **What you can now do.**
+#
+# - Write the delta rule and the gated delta rule as recurrences on a matrix memory and say what the
+#   retention $\alpha_t$ and the step $\beta_t$ do.
+# - *(Deep dive)* Explain why a chunk of delta-rule writes is a product of matrices, turn it back
+#   into a sum with the UT transform (one unit lower-triangular solve), and keep the decay in the
+#   four places the gated version needs it.
+# - Test a fast implementation against a readable reference, and time both.
+#
+# **What the next notebook adds.** Notebook 04 replaces the matrix by a small network trained at
+# test time (Titans): an MLP memory, momentum that makes surprise persist, and a forgetting gate.

@@ -393,8 +393,12 @@ print(course.format_chunk_tradeoff(rows))
 # prediction error creeps up as the gradients get staler. Chunks of 16 to 64 are the usual
 # compromise (Titans uses such sizes); the benchmark `python -m nlteach.bench titans` measures the
 # chunked code against the token loop at a realistic size.
+
+# %% [markdown]
+# ## Recap
 #
-# ## Summary
+# **What you can now do.**
+#
 # - Titans' memory is a network trained at test time by GD with momentum and forgetting:
 #   $S_t = \eta_t S_{t-1} - \theta_t\nabla\ell_t$, $W_t = (1-\alpha_t)W_{t-1} + S_t$.
 # - A deep (MLP) memory stores more pairs than a matrix of the same width.
@@ -403,5 +407,6 @@ print(course.format_chunk_tradeoff(rows))
 # - Freezing the gradient point per chunk turns the sequential loop into matmuls (the dual form),
 #   at the price of staler gradients.
 #
-# Next: notebook 05 steps back to levels and update frequencies; notebook 08 lets the memory
-# generate its own keys, values and learning rates (self-modifying Titans).
+# **What the next notebook adds.** Notebook 05 steps back and names what notebooks 01-04 did:
+# update frequencies, levels and the level clock, a model as nested optimization problems.
+# (Notebook 08 will let this memory generate its own keys, values and learning rates.)

@@ -297,7 +297,9 @@ loss.backward()
 print(f"rates generated for the sequence start at sigmoid(0) = 0.5; gradient on the generator: {w_gen.grad.numpy().round(3)}")
 
 # %% [markdown]
-# ## Summary
+# ## Recap
+#
+# **What you can now do.**
 #
 # - Time is counted in updates on one data point; a component's frequency is its updates per unit
 #   of time; equal-frequency components form a level, ordered by dependency (Def. 2).
@@ -308,5 +310,6 @@ print(f"rates generated for the sequence start at sigmoid(0) = 0.5; gradient on 
 # - Knowledge moves between levels by conditioning, attention over outputs, backprop through
 #   both, meta-learned initial states, and generated weights or context.
 #
-# Next: notebook 06 shows that optimizers are memories, notebook 07 builds the Continuum Memory
-# System on this clock.
+# **What the next notebook adds.** Notebook 06 applies the level view to the optimizer itself:
+# momentum, Adam and gradient descent on a layer are associative memories, and changing their
+# objectives gives delta momentum, DMGD, M3 and DGD.

@@ -556,3 +556,19 @@ if committed:
 # | M3 (Algorithm 1) | sums over $f+1$ indices; $\epsilon$ unspecified | the $f$ gradients of the previous block; $\epsilon = 0.03$ |
 # | DGD (Eq. 57) | target written as $-\nabla_y \mathcal{L}$ | default as printed; `target="descent"` option; $u = v$ when used as a memory |
 # | Muon (Eq. 52) | orthogonalized output | quintic Newton-Schulz, 5 steps; vectors take an AdamW step |
+
+# %% [markdown]
+# ## Recap
+#
+# **What you can now do.**
+#
+# - Read momentum as a memory that compresses the gradient stream (a dot-product objective), say
+#   what it forgets, and read Adam's moments as the optimal memories of an L2 objective.
+# - Derive delta momentum (Eq. 49) and delta gradient descent (Eq. 57) from their objectives, and
+#   say why the course scales the delta-momentum projector.
+# - Say what DMGD, Muon and M3 change in the memory (its form, its output, its frequencies), and read
+#   an optimizer comparison with seeds, spreads and time per step.
+#
+# **What the next notebook adds.** Notebook 07 applies the level clock to MLP blocks: the Continuum
+# Memory System, a chain of MLPs each updated at its own frequency, trained with a multi-frequency
+# optimizer and, in context, with Eq. 71.

@@ -361,7 +361,9 @@ if committed:
 # the question again on real class-incremental data.
 
 # %% [markdown]
-# ## Summary
+# ## Recap
+#
+# **What you can now do.**
 #
 # - A CMS is a set of MLP blocks with update periods $C^{(\ell)}$; sequential (chain), independent
 #   (every block reads $x$, learnable mixing) and nested (faster blocks re-initialized from a
@@ -374,3 +376,7 @@ if committed:
 # - Section 4 tests whether a CMS keeps an old task better than one MLP, over several seeds with a
 #   paired verdict computed from the committed results; slower levels are more stable *and* less
 #   plastic, so read forgetting together with how well each new task is learned.
+#
+# **What the next notebook adds.** Notebook 08 builds the other half of HOPE, self-modifying
+# Titans: a Titans memory whose key, value, learning-rate and retention projections are memories
+# that learn in context too.

@@ -308,3 +308,19 @@ plt.show()
 #
 # Next, notebook 09 puts this layer in front of the Continuum Memory System (HOPE) and trains it
 # against Transformer and Titans baselines.
+
+# %% [markdown]
+# ## Recap
+#
+# **What you can now do.**
+#
+# - Read the self-modifying Titans reference loop against Eqs. 83-88: memories that generate the
+#   keys, values, learning rates and retentions, and their own targets $\hat v_{\square,t}$.
+# - Write one memory's update, Delta Gradient Descent with weight decay, and explain the course's
+#   stability choices (b) and (g).
+# - *(Deep dive)* Check that the chunked version with two chunk sizes equals the token loop.
+# - Watch generated keys and learning rates drift from their static values inside one sequence.
+#
+# **What the next notebook adds.** Notebook 09 puts this layer in front of the Continuum Memory
+# System of notebook 07: HOPE, trained as a character-level language model against a Transformer,
+# Titans and Hope-Attention at equal parameters and tokens.

@@ -460,3 +460,17 @@ print("\n".join(committed_results.speed_lines()) or "no bench file is committed 
 
 # %%
 scratch.cleanup()  # the live runs' temporary folder (section 3); it would also go when the kernel stops
+
+# %% [markdown]
+# ## Recap
+#
+# **What you can now do.**
+#
+# - Assemble a HOPE block: self-modifying Titans as the sequence mixer, a CMS that learns in
+#   context (Eq. 71 over tokens, a normalized step) in place of the MLP.
+# - Set up a fair comparison (equal parameters, equal tokens, same data order per seed) and read
+#   the committed results and ablations with their spreads.
+# - Say what the comparison at this scale does and does not show about the paper's claims.
+#
+# **What the next notebook adds.** Notebook 10 asks the paper's continual-learning question on real
+# data: does a multi-frequency memory forget less when classes arrive one task after another?

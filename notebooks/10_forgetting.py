@@ -425,7 +425,9 @@ display(render(draw_comparison, {"results_by_method": live}, figsize=(3 + 1.6 * 
 #   the experiment this notebook leaves open.
 
 # %% [markdown]
-# ## Summary
+# ## Recap
+#
+# **What you can now do.**
 #
 # - Class-incremental learning with one head is the hard setting: plain fine-tuning forgets
 #   everything but the last task, and the accuracy matrix, average accuracy, backward transfer
@@ -435,3 +437,7 @@ display(render(draw_comparison, {"results_by_method": live}, figsize=(3 + 1.6 * 
 # - Multi-frequency training (CMS) and a memory that learns inside each input (the HOPE-style
 #   learner) are both cheap to add to a continual learner; see the verdict for what they bought
 #   here, measured against EWC, replay and the joint upper bound.
+#
+# **What the next notebook adds.** Notebook 11 asks the models of notebook 09 to recall over
+# long contexts (needles, associative recall), varies the CMS levels, and poses the paper's formal
+# languages, trained short and tested long.

@@ -414,3 +414,16 @@ if formal:
 # %%
 print(f"preset: {preset}; live seeds: {live_seeds}; committed results: "
       + ", ".join(e.name for e in results.load_all() if e.name.startswith("longctx_")))
+
+# %% [markdown]
+# ## Recap
+#
+# **What you can now do.**
+#
+# - Generate recall tasks (needle in a haystack, MQAR) and formal-language recognition tasks with
+#   exact answers, and measure accuracy against context length, training short and testing long.
+# - Read a study of the number of CMS levels and of the slowest frequency, after the paper's Fig. 7.
+# - Separate what a model failed to learn at our budget from what its memory cannot do.
+#
+# **What the next notebook adds.** Notebook 12 says how to run every experiment of the course at the
+# `full` preset, on one GPU or several, what that costs, and gathers every committed result.
