@@ -135,6 +135,16 @@ print("token loop == tril(Q K^T) V :", torch.allclose(o_loop, o_attention_form))
 print("final memory == K^T V       :", torch.allclose(S_T, k.transpose(-1, -2) @ v))
 
 # %% [markdown]
+# The library's token loop is those two equations, one line each (the rest is input checking and
+# dtype handling). `show_source` puts a library function on screen wherever the course says that
+# its code reads like the equations:
+
+# %%
+from nlteach.course.source import show_source
+
+show_source(memory.linear_attention_naive)
+
+# %% [markdown]
 # ## 3. Linear Attention++: an MLP whose weights gained a faster level
 #
 # Start the memory from a matrix $W$ instead of zero: $S_0 = W$. Then

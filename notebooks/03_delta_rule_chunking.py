@@ -80,6 +80,15 @@ print(config.describe())
 # forgetting: the delta rule forgets *along the key it writes*, the gate forgets *everything a
 # little*.
 #
+# The library's reference loop, the one every fast version below is tested against, is this
+# equation written as a correction (read the memory at $k_t$, write the error along $k_t$):
+
+# %%
+from nlteach.course.source import show_source
+
+show_source(memory.delta_rule_naive)
+
+# %% [markdown]
 # Watch both: write one pair, then many random ones, and after every write read the first key
 # back (cosine similarity between the answer and the first value; 1 = perfect recall):
 

@@ -129,6 +129,15 @@ print("o:", tuple(o.shape), "| final weights:", [tuple(w.shape) for w in W_T],
       "| final momentum:", [tuple(s.shape) for s in S_T])
 
 # %% [markdown]
+# Here is that loop. `titans_naive` checks its inputs and hands them to `_token_loop`, in which
+# each line is one of the equations above (`g` the gradient, `S` the momentum, `W` the weights):
+
+# %%
+from nlteach.course.source import show_source
+
+show_source(dm._token_loop)
+
+# %% [markdown]
 # ## 2. Why a deep memory stores more than a matrix
 # A $d \times d$ matrix can hold at most about $d$ arbitrary key-value pairs exactly: with more
 # pairs than dimensions the keys are linearly dependent, and a linear map cannot send them to

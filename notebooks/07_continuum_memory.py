@@ -289,6 +289,18 @@ for name, err in errors.items():
           f"{err[T_seq // 4: T_seq // 2].mean():.3f} / {err[3 * T_seq // 4:].mean():.3f}")
 
 # %% [markdown]
+# The library's token loop, `cms_in_context_naive`, is Eq. 71 as written for a whole chain of
+# levels: the inner loop over `t` reads each token with the current weights, adds its gradient
+# step to an accumulator, and applies the sum when `(t + 1) % C == 0`. Compare it with your
+# exercise (it also handles the independent variant, the normalized step and self-generated
+# targets):
+
+# %%
+from nlteach.course.source import show_source
+
+show_source(cms_in_context_naive)
+
+# %% [markdown]
 # ## 4. Experiment: does a CMS keep an old task?
 #
 # The paper's claim (Sec. 7): knowledge a fast block loses can survive in slower blocks, so a CMS

@@ -112,7 +112,7 @@ SYLLABUS: tuple[Lesson, ...] = (
             "write one memory's DGD update with weight decay, and explain the stability choice (b)",
             "watch generated keys and learning rates drift inside a sequence"),
            "Sec. 8, Eqs. 79-93", "04, 06 section 7",
-           deep_dive="section 4 (two chunk sizes and the chunked version; its hand-written backward pass is in `nlteach.titans`)"),
+           deep_dive="section 5 (two chunk sizes and the chunked version; its hand-written backward pass is in `nlteach.titans`)"),
     Lesson("09", "09_hope", "HOPE", "the full block, trained as a language model against baselines",
            ("assemble a HOPE block: self-modifying Titans followed by an in-context CMS",
             "compare HOPE with a Transformer, Titans and Hope-Attention at equal parameters and tokens",
