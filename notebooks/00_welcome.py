@@ -233,21 +233,39 @@ print(ema_fn(torch.tensor([1.0, 1.0, 1.0, 1.0]), 0.5))
 # %% [markdown]
 # ## 5. Notation
 # The course follows the paper's arXiv v1 and cites its equations as "Eq. N (arXiv v1)"; the
-# NeurIPS 2025 version renumbers them.
+# NeurIPS 2025 version renumbers them. One notation holds in every notebook. The paper itself
+# reuses letters from section to section (in Titans $\eta$ is a momentum, in Sec. 8 a learning
+# rate); the course does not, and where a notebook must keep another paper's letters or a
+# library's names, a **"Symbols here"** box at that spot says which letter means what.
 #
 # | symbol | meaning | shape in code |
 # | --- | --- | --- |
 # | $B, H, T$ | batch, heads, sequence length (time) | tensors are `[B, H, T, D]` |
-# | $q_t, k_t$ | query and key of token t | `[B, H, T, d_k]` |
-# | $v_t$ | value of token t | `[B, H, T, d_v]` |
-# | $S_t$ | matrix memory after token t; read as $o_t = S_t^\top q_t$ (includes token t's own write) | `[B, H, d_k, d_v]` |
-# | $\mathcal{M}(\cdot)$ | a parametric memory (a matrix or an MLP) mapping keys to values | weights `[B, H, ...]` |
-# | $\beta_t$ | write strength (step size) of the delta rule; see below the table | `[B, H, T]`, in [0, 2] |
-# | $\alpha_t$ | decay / forget gate (delta rule: keep factor; Titans: forget amount) | `[B, H, T]` |
-# | $\theta_t, \eta_t$ | Titans' inner learning rate and momentum | `[B, H, T]` |
+# | $x_t$, $u_t$ | input of token $t$; $u_t$ is what a memory or a CMS level reads | `[B, T, D]` |
+# | $q_t, k_t$ | query and key of token $t$ (keys usually L2-normalized) | `[B, H, T, d_k]` |
+# | $v_t$, $o_t$ | value of token $t$; output read from a memory | `[B, H, T, d_v]` |
+# | $Q, K, V, O$ | one chunk's queries, keys, values, outputs stacked as rows (chunked forms) | `[C, d]` |
+# | $\mathcal{M}$, $\mathcal{M}_t$ | a memory: a map from keys to values that is written (a matrix or an MLP); after token $t$ | weights `[B, H, ...]` |
+# | $S_t$ | a matrix memory after token $t$, read as $o_t = S_t^\top q_t$ (includes token $t$'s own write; notebooks 01-03) | `[B, H, d_k, d_v]` |
+# | $W$ | weights of a layer or of an MLP memory ($W_\text{in}$, $W_\text{out}$; $W_1$, $W_2$ in Eq. 89) | |
+# | $\theta$ | the parameters of a level (notebook 07's Eq. 71) | |
+# | $\mathcal{L}$, $\ell_t$ | the objective of a memory or level; the loss of token $t$ | |
+# | $g_t$ | a gradient | |
+# | $\eta_t$ | **learning rate** (step size) of a gradient step, at any level | `[B, H, T]` or a number |
+# | $\beta_t$ | the delta rule's step size (its learning rate, under DeltaNet's name); see below the table | `[B, H, T]`, in [0, 2] |
+# | $\alpha_t$ | **retention**: the fraction of the old memory kept before a write ($\alpha_t = 1$ keeps everything) | `[B, H, T]`, in (0, 1] |
+# | $m_t$, $a$ | momentum, and its retention (how much of the old momentum is kept) | |
+# | $\beta$, $\beta_1$, $\beta_2$ | coefficients of running averages: the average below, Adam's two moments (PyTorch's names) | |
 # | $C$ | chunk size of a chunked (parallel) implementation | int |
 # | $C^{(\ell)}$, period | update period of level $\ell$ (a level updates every $C^{(\ell)}$ steps) | int |
 # | $f$ | update frequency = updates per unit of time; higher level = lower frequency | |
+# | $\sigma$ | the memories' nonlinearity, SiLU ($z \cdot \mathrm{sigmoid}(z)$); the sigmoid is always written out | |
+#
+# Boxes: notebook 03 (the letters of the chunked delta rule: $A$, $T$, $W$, $U$, $M$), notebook 04
+# (Titans' letters: $\theta_t$ the learning rate, $\eta_t$ the momentum retention, $S_t$ the
+# momentum, $\alpha_t$ the amount forgotten), notebook 06 (the optimizers' extra coefficients),
+# notebook 08 (the library's names `S2`, `S1`, `M`) and notebook 10 ($T$ tasks, the accuracy
+# matrix $R$).
 #
 # Why $\beta_t$ may go up to 2: with unit-norm keys the delta rule multiplies the memory by
 # $I - \beta_t k_t k_t^\top$, which scales the direction $k_t$ by $1 - \beta_t$ and leaves the

@@ -141,6 +141,14 @@ U_pseudo_loop = course.pseudo_values(S, K, V, beta)
 print("pseudo-values u_i from the token loop:\n", U_pseudo_loop)
 
 # %% [markdown]
+# > **Symbols here.** Inside a chunk the capital letters stack the chunk's $C$ rows: $Q$, $K$, $V$
+# > the queries, keys and values, $O$ the outputs, and $S$ is the matrix memory at the chunk's
+# > start. The chunked algorithm keeps the letters of the DeltaNet papers, four of which mean
+# > something else elsewhere in the course: $A$ is the strictly lower-triangular matrix of key
+# > overlaps; $T$ is the **UT transform** (a $C \times C$ matrix, not the sequence length); $W = TK$
+# > and $U = TV$ are the WY pair ($W$ is not a weight matrix); $M$ is the causal mask (not a memory).
+
+# %% [markdown]
 # ## 3. The UT transform, step by step
 #
 # Substitute the unrolled state into $u_i$:

@@ -63,6 +63,21 @@
 #
 # **Optional deep dive** (skip it for the conceptual path): sections 5-6 (the chunked dual form and the chunk-size trade-off).
 
+# %% [markdown]
+# > **Symbols here: Titans' letters.** This notebook keeps the letters of the Titans paper, because
+# > `titans_naive(q, k, v, lr, momentum, decay, ...)`, its exercises and its widgets use them. The
+# > rest of the course writes them differently:
+# >
+# > | here (Titans) | meaning | elsewhere in the course |
+# > | --- | --- | --- |
+# > | $\theta_t$ (`lr`) | the memory's learning rate | $\eta_t$ |
+# > | $\eta_t$ (`momentum`) | the momentum's retention: how much of the old momentum is kept | $a$ (notebooks 05, 06) |
+# > | $S_t$ | the momentum, Titans' "surprise" | $m_t$; $S$ is the matrix memory of notebooks 01-03 |
+# > | $\alpha_t$ (`decay`) | the amount **forgotten**: $W_t = (1 - \alpha_t) W_{t-1} + S_t$ | the retention is $1 - \alpha_t$ (notebooks 03, 08) |
+# > | $a_t = 1 - \alpha_t$ | the retention, in section 5 | $\alpha_t$ |
+# > | $W$ | the memory's weights ($W_\text{in}$, $W_\text{out}$ for the MLP) | the same |
+# > | $\Gamma$, $P$, $\Lambda$, $\mu$ | section 5: cumulative products of the gates inside a chunk | |
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,
@@ -310,13 +325,16 @@ interactive_figure(course.draw_gates, controls, figsize=(9, 5));
 # Unroll the two recurrences inside the chunk (tokens $i = 1..C$, $a = 1-\alpha$):
 #
 # $$S_i = P_{i0} S_0 - \sum_{l\le i} P_{il}\,\theta_l\,e_l k_l^\top,\qquad P_{il} = \prod_{l<m\le i}\eta_m$$
-# $$W_i = A_{i0} W_0 + \mu_i S_0 - \sum_{l \le i} Q_{il}\,\theta_l\, e_l k_l^\top,\qquad
-#   A_{il} = \prod_{l<m\le i} a_m,\quad Q = A P,\quad \mu_i = \sum_{j\le i} A_{ij} P_{j0}.$$
+# $$W_i = \Gamma_{i0} W_0 + \mu_i S_0 - \sum_{l \le i} \Lambda_{il}\,\theta_l\, e_l k_l^\top,\qquad
+#   \Gamma_{il} = \prod_{l<m\le i} a_m,\quad \Lambda = \Gamma P,\quad \mu_i = \sum_{j\le i} \Gamma_{ij} P_{j0}.$$
 #
-# A weight matrix is only ever applied to a vector, so the outputs of the whole chunk are
+# ($\Gamma$ holds the cumulative products of the keep factors, as in the gated delta rule of
+# notebook 03; $P$ those of the momentum gates.) A weight matrix is only ever applied to a vector,
+# so with $Q$, $K$ and $E$ stacking the chunk's queries $q_i$, keys $k_l$ and errors $e_l$ as rows,
+# the outputs of the whole chunk are
 #
-# $$O = \mathrm{diag}(A_{\cdot 0})\, Q_{in} W_0^\top + \mathrm{diag}(\mu)\, Q_{in} S_0^\top
-#       - \big((Q \odot \theta^\top) \odot (Q_{in} K^\top)\big)\, E,$$
+# $$O = \mathrm{diag}(\Gamma_{\cdot 0})\, Q W_0^\top + \mathrm{diag}(\mu)\, Q S_0^\top
+#       - \big((\Lambda \odot \theta^\top) \odot (Q K^\top)\big)\, E,$$
 #
 # a $C \times C$ "attention" whose scores are query-key products and whose weights are cumulative
 # products of the gates. No per-token weight matrix is ever built; only the loop across chunks is

@@ -88,7 +88,7 @@ gen = config.seed_everything(0)
 #
 # Training a linear model with SGD and momentum has two components that both change every step:
 # the momentum $m$ and the weights $W$. The update
-# $m_{t+1} = \beta m_t - \eta g_t,\ W_{t+1} = W_t + m_{t+1}$ needs the new momentum before the
+# $m_{t+1} = a\, m_t - \eta g_t,\ W_{t+1} = W_t + m_{t+1}$ needs the new momentum before the
 # new weights, so by Def. 2 the momentum is the faster level even though both tick once per step.
 # The cell counts the updates and records the order in which they happen.
 
@@ -140,8 +140,8 @@ for system in ("sgd_momentum", "transformer", "titans"):
 # %% [markdown]
 # Read the SGD-with-momentum drawing as the paper's Sec. 4 does: the momentum is an associative
 # memory whose context flow is the stream of gradients and whose objective is a dot-product
-# loss, $\langle m, g_t\rangle$ (one gradient step on it with decay $\beta$ gives
-# $m_{t+1} = \beta m_t - \eta g_t$); the weights are the outer
+# loss, $\langle m, g_t\rangle$ (one gradient step on it with retention $a$ gives
+# $m_{t+1} = a\, m_t - \eta g_t$); the weights are the outer
 # memory, fed by the data. Titans adds a level *inside the forward pass*: the memory MLP is
 # trained at test time on the keys and values of the sequence, with its own momentum (the
 # "surprise") one level faster still.

@@ -42,6 +42,18 @@
 #
 # **Paper:** Sec. 4 (Eqs. 47-57, Algorithm 1), App. B. **Prerequisites:** notebooks 01, 05. **Time at the laptop preset:** not yet measured.
 
+# %% [markdown]
+# > **Symbols here.** The paper's Sec. 4 letters, which are the course's: $m_t$ the momentum, $a$
+# > its retention, $\eta$ the learning rate, $g_t$ the gradient, $P_t$ a preconditioner, $W$ the
+# > weights. Letters with a second meaning in this notebook only: $\beta$ in delta momentum is the
+# > step size of the momentum's own objective (the library's `beta`, not the delta rule's
+# > $\beta_t$); $\beta_1, \beta_2$ (Adam) and $\beta_1, \beta_2, \beta_3$ (M3) are averaging
+# > coefficients; in M3, $M^{(1)}$, $M^{(2)}$ are the fast and slow momenta, $V$ the second moment
+# > (not values) and $\alpha$ the weight of the slow momentum (not a retention); in the toy of
+# > Eq. 53, $k$, $a$ and $w$ are its constants; $\sigma$ in Eq. 52 is the momentum's output map
+# > (for Muon, Newton-Schulz orthogonalization), not SiLU; in DGD (section 7) $x_t$ is the layer's
+# > input and $u_t$ its target.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,

@@ -378,27 +378,31 @@ plt.show()
 # The paper leaves these points open (`docs/paper-notes.md#smt-ambiguities`); `nlteach.titans` states them too.
 #
 # - **(a) q is not adaptive.** The paper calls q "the only non-adaptive projection" but later lists
-#   it among the adaptive memories. We use `q_t = normalize(conv(x_t W_q))`; the paper's own
+#   it among the adaptive memories. We use $q_t = \mathrm{normalize}(\mathrm{conv}(x_t W_q))$; the paper's own
 #   ablation reports that an adaptive q does not help.
-# - **(b) Which matrix gets `(alpha I - eta k k^T)`.** The first one, `W2`, the only one whose input
-#   width is d. The second gets weight decay `alpha` and a normalized step on the self-generated
-#   loss through both of its arguments, input `a_k - a_v`, step `eta / (C (1 + ||a_k - a_v||^2))`:
+# - **(b) Which matrix gets $(\alpha_t I - \eta_t k_t k_t^\top)$.** The first one, $W_2$, the only one
+#   whose input width is $d$. The second gets weight decay $\alpha_t$ and a normalized step on the
+#   self-generated loss through both of its arguments, input $a_k - a_v$, step
+#   $\eta_t / (C (1 + \lVert a_k - a_v \rVert^2))$:
 #   with the paper's plain gradient (target held fixed) the residual grows once the target moves
 #   with the weights faster than the output does and the step is large enough, whatever the step
-#   size when `alpha = 1` (section 3), and the C frozen-gradient steps of
+#   size when $\alpha = 1$ (section 3), and the $C$ frozen-gradient steps of
 #   a chunk must not add up to more than one step.
 # - **(c) Momentum.** The HOPE equations have none, but the paper's ablation removes "momentum";
-#   we offer Titans-style momentum as an option (`momentum=beta`, off by default):
-#   `S_t = beta S_{t-1} - eta_t grad_t`, `M_t = M_{t-1}(alpha_t I - eta_t k_t k_t^T) + S_t`.
-# - **(d) Scalars from vector memories.** eta and alpha memories output a d-vector like the
+#   we offer Titans-style momentum as an option (`momentum=beta`, off by default), with $G_t$ the
+#   gradient of section 3:
+#   $$m_t = \beta\, m_{t-1} - \eta_t\, G_t, \qquad
+#     \mathcal{M}_t = \mathcal{M}_{t-1}\,(\alpha_t I - \eta_t\, k_t k_t^\top) + m_t .$$
+# - **(d) Scalars from vector memories.** The $\eta$ and $\alpha$ memories output a $d$-vector like the
 #   others; a learned readout and a sigmoid give one number per head.
-# - **(e) The main memory's target is self-generated too**, `vhat = M_memory(v_t)`, as Eq. 86 lists
-#   it among the boxes; the read is exclusive, `o_t = M_memory,t-1(q_t)` (Eq. 88).
+# - **(e) The main memory's target is self-generated too**, $\hat v_t = \mathcal{M}_\text{memory}(v_t)$,
+#   as Eq. 86 lists it among the boxes; the read is exclusive, $o_t = \mathcal{M}_{\text{memory}, t-1}(q_t)$
+#   (Eq. 88).
 # - **(f) Chunking.** Generation and gradients at the chunk-start state, updates token by token;
 #   chunks start at token 0; both chunk sizes 1 is the fully online model.
-# - **(g) Unit values as memory inputs.** The memories make their targets from `v_t / ||v_t||`
-#   (`vhat = M(v / ||v||)`). In self-modifying Titans `v` is only ever an *input* of the memories,
-#   like `k` and `q`, which the paper L2-normalizes; unnormalized, its norm grew during training
+# - **(g) Unit values as memory inputs.** The memories make their targets from $v_t / \lVert v_t \rVert$,
+#   $\hat v = \mathcal{M}(v / \lVert v \rVert)$. In self-modifying Titans $v$ is only ever an *input*
+#   of the memories, like $k$ and $q$, which the paper L2-normalizes; unnormalized, its norm grew during training
 #   and (with (b) alone) a layer fed large inputs still diverged. With (b) and (g) the layer stays
 #   finite for inputs of norm 100, `eta_max = 1` and no forgetting (`tests/test_titans.py`).
 #

@@ -20,8 +20,8 @@
 #
 # HOPE (Sec. 8, Eqs. 94-97 of arXiv v1) is two ideas of this course stacked in one block:
 #
-#     o_t = M_memory(q_t)                          self-modifying Titans (notebook 08)
-#     y_t = MLP^(f_K)( ... MLP^(f_1)(o_t))         the Continuum Memory System (notebook 07)
+# $$o_t = \mathcal{M}_{\text{memory}}(q_t) \quad \text{(self-modifying Titans, notebook 08)}, \qquad
+#   y_t = \mathrm{MLP}^{(f_K)}\big(\cdots \mathrm{MLP}^{(f_1)}(o_t)\big) \quad \text{(the CMS, notebook 07)}.$$
 #
 # In this notebook we assemble the block, put it in a character-level language model and train it
 # on tiny Shakespeare against three baselines **at equal parameters and equal training tokens**:

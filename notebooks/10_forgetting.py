@@ -156,14 +156,16 @@ display(render(draw_trace, {"traces": traces}, figsize=(10, 3.2)))
 # (0 by construction in class-incremental streams, since their classes cannot be predicted).
 # From it:
 #
-# - **average accuracy** after task $i$: $A_i = \frac{1}{i+1}\sum_{j \le i} R_{i,j}$; the headline
-#   number is $A_{T-1}$, the mean of the last row;
-# - **backward transfer** (Lopez-Paz & Ranzato, 2017):
-#   $\mathrm{BWT} = \frac{1}{T-1}\sum_{j<T-1} (R_{T-1,j} - R_{j,j})$, how much the later tasks
-#   changed each earlier task since it was learned; negative means forgetting;
-# - **forgetting** (Chaudhry et al., 2018):
-#   $F = \frac{1}{T-1}\sum_{j<T-1} (\max_{j \le l < T-1} R_{l,j} - R_{T-1,j})$, the drop from a
-#   task's best accuracy to its final one.
+# - **average accuracy** after task $i$ (the headline number is $A_{T-1}$, the mean of the last row):
+#   $$A_i = \frac{1}{i+1}\sum_{j \le i} R_{i,j};$$
+# - **backward transfer** (Lopez-Paz & Ranzato, 2017), how much the later tasks changed each
+#   earlier task since it was learned (negative means forgetting):
+#   $$\mathrm{BWT} = \frac{1}{T-1}\sum_{j<T-1} \big(R_{T-1,j} - R_{j,j}\big);$$
+# - **forgetting** (Chaudhry et al., 2018), the drop from a task's best accuracy to its final one:
+#   $$F = \frac{1}{T-1}\sum_{j<T-1} \Big(\max_{j \le l < T-1} R_{l,j} - R_{T-1,j}\Big).$$
+#
+# (*Symbols here:* $T$ is the number of tasks in this section, not a sequence length, and $A_i$
+# an average accuracy.)
 #
 # **Exercise.** Write `backward_transfer(R)` for a T × T matrix (a NumPy array, T ≥ 2); return
 # one float.
