@@ -92,15 +92,15 @@ def _anchors(doc: Path) -> set[str]:
     return ids | slugs
 
 
-@pytest.mark.parametrize("ipynb", IPYNBS, ids=lambda p: p.stem)
-def test_no_notebook_references_a_file_outside_the_repository(ipynb):
-    cells = json.loads(ipynb.read_text())["cells"]
-    text = "\n".join("".join(c["source"]) for c in cells)
+def reference_problems(text: str, base: Path) -> list[str]:
+    """What in ``text`` (a notebook's cells, in folder ``base``) points outside the repository or
+    at nothing: a forbidden pattern, a relative link that leaves the repository or does not
+    exist, a ``docs/<page>.md#<anchor>`` whose page or anchor does not exist."""
     problems = [m.group(0) for m in FORBIDDEN.finditer(text)]
     for target in LINK.findall(text):
         if re.match(r"[a-z]+://|#|mailto:", target):
             continue
-        path = (ipynb.parent / target.split("#")[0]).resolve()
+        path = (base / target.split("#")[0]).resolve()
         if ROOT not in path.parents or not path.exists():
             problems.append(f"link {target}")
     for doc, anchor in DOC_REF.findall(text):
@@ -109,6 +109,22 @@ def test_no_notebook_references_a_file_outside_the_repository(ipynb):
             problems.append(f"docs/{doc} does not exist")
         elif anchor and anchor not in _anchors(path):
             problems.append(f"docs/{doc}#{anchor}: no such anchor")
+    return problems
+
+
+def test_the_reference_check_catches_what_it_should():
+    bad = ("see ../shared/notes, DESIGN.md, PAPER_NOTES section 3, [x](../../elsewhere.md), "
+           "[y](missing.md), docs/paper-notes.md#no-such-anchor and docs/nowhere.md")
+    assert len(reference_problems(bad, NOTEBOOKS)) == 8  # ../../ is caught twice: pattern and link
+    good = "docs/paper-notes.md#smt-ambiguities, [docs](../docs/design.md#course-outline), [web](https://x.org)"
+    assert reference_problems(good, NOTEBOOKS) == []
+
+
+@pytest.mark.parametrize("ipynb", IPYNBS, ids=lambda p: p.stem)
+def test_no_notebook_references_a_file_outside_the_repository(ipynb):
+    cells = json.loads(ipynb.read_text())["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells)
+    problems = reference_problems(text, ipynb.parent)
     assert not problems, f"{ipynb.name} points outside the repository or at nothing: {problems}"
 
 
@@ -164,3 +180,22 @@ def test_show_source_displays_markdown_in_a_notebook(monkeypatch):
     (md,) = shown
     assert md.data.startswith("`") and "_example` (file `" in md.data
     assert "```python\ndef _example(x):" in md.data and md.data.endswith("```")
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/README.md", "docs/design.md", "docs/paper-notes.md",
+                                  "docs/decisions.md"])
+def test_the_readme_and_docs_link_only_inside_the_repository(page):
+    path = ROOT / page
+    problems = []
+    for target in LINK.findall(path.read_text()):
+        if re.match(r"[a-z]+://|mailto:", target):
+            continue
+        file, _, anchor = target.partition("#")
+        dest = (path.parent / file).resolve() if file else path
+        if ROOT not in dest.parents and dest != ROOT:
+            problems.append(f"{target}: outside the repository")
+        elif not dest.exists():
+            problems.append(f"{target}: no such file")
+        elif anchor and dest.suffix == ".md" and dest.parent.name == "docs" and anchor not in _anchors(dest):
+            problems.append(f"{target}: no such anchor")
+    assert not problems, f"{page}: {problems}"
