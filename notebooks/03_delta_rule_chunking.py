@@ -241,7 +241,15 @@ print("product of (I - beta k k^T) == I - K^T W:", torch.allclose(
 #
 # $\Gamma$ appears in *four* places, and a published formula for the chunked gated delta rule
 # leaves it out of $A$ (`docs/paper-notes.md#gated-delta-erratum`). The omission is invisible when $\alpha = 1$, which
-# is why it is easy to miss. Check both versions against the token loop:
+# is why it is easy to miss. Here is one chunk written the readable way, each line one of the
+# formulas above (`gated_chunk_A` builds $A$, with or without $\Gamma$):
+
+# %%
+show_source(course.gated_chunk_A)
+show_source(course.gated_chunk_wy)
+
+# %% [markdown]
+# Check both versions against the token loop:
 
 # %%
 alpha = torch.tensor([0.9, 0.6, 0.8, 0.5], dtype=torch.float64)
