@@ -255,7 +255,7 @@ print(ema_fn(torch.tensor([1.0, 1.0, 1.0, 1.0]), 0.5))
 # | $\beta_t$ | the delta rule's step size (its learning rate, under DeltaNet's name); see below the table | `[B, H, T]`, in [0, 2] |
 # | $\alpha_t$ | **retention**: the fraction of the old memory kept before a write ($\alpha_t = 1$ keeps everything) | `[B, H, T]`, in (0, 1] |
 # | $m_t$, $a$ | momentum, and its retention (how much of the old momentum is kept) | |
-# | $\beta$, $\beta_1$, $\beta_2$ | coefficients of running averages: the average below, Adam's two moments (PyTorch's names) | |
+# | $\beta$, $\beta_1$, $\beta_2$ | coefficients of running averages: the running average of section 3, Adam's two moments (PyTorch's names) | |
 # | $C$ | chunk size of a chunked (parallel) implementation | int |
 # | $C^{(\ell)}$, period | update period of level $\ell$ (a level updates every $C^{(\ell)}$ steps) | int |
 # | $f$ | update frequency = updates per unit of time; higher level = lower frequency | |

@@ -229,6 +229,8 @@ for variant, c in curves.items():
 #
 # ## 5. Chunked linear attention
 #
+# *Optional deep dive (making it fast): the conceptual path goes on with notebook 03, section 1.*
+#
 # The token loop is the clearest way to read linear attention and the slowest way to compute it:
 # $T$ small steps, each with a $d_k \times d_v$ outer product. The recurrence has more structure.
 # Cut time into chunks of $C$ tokens, and let $S$ be the memory before a chunk with rows

@@ -113,6 +113,10 @@ plt.show()
 #
 # ## 2. Why a chunk is harder than for linear attention
 #
+# *Optional deep dive (making it fast), sections 2-6: the conceptual path goes on with notebook 04.
+# The chunked algorithm comes from the DeltaNet line of work (Yang et al., 2024; Gated DeltaNet),
+# not from the Nested Learning paper.*
+#
 # Cut time into chunks of $C$ tokens. For linear attention the state after a chunk was
 # $S + K^\top V$: a sum. For the delta rule it is
 # $S_C = (I - \beta_C k_C k_C^\top) \cdots (I - \beta_1 k_1 k_1^\top) S + \dots$, a product of $C$

@@ -317,6 +317,8 @@ interactive_figure(course.draw_gates, controls, figsize=(9, 5));
 
 # %% [markdown]
 # ## 5. The chunked dual form
+# *Optional deep dive (making it fast), sections 5-6: the conceptual path can skip to the recap.*
+#
 # The token loop is sequential: token $t$ needs $W_{t-1}$. Titans (like TTT before it) breaks the
 # sequence into chunks of $C$ tokens and takes **every gradient of a chunk at the chunk-start
 # weights** $W_0$. Then all the chunk's gradients are known at once, and they are rank-one: for
