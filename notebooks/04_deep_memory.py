@@ -428,13 +428,15 @@ print(course.format_chunk_tradeoff(rows))
 #
 # **What you can now do.**
 #
-# - Titans' memory is a network trained at test time by GD with momentum and forgetting:
-#   $S_t = \eta_t S_{t-1} - \theta_t\nabla\ell_t$, $W_t = (1-\alpha_t)W_{t-1} + S_t$.
-# - A deep (MLP) memory stores more pairs than a matrix of the same width.
-# - Surprise, the gradient norm, flags the pairs that contradict what the memory knows; momentum
-#   makes surprise persist; forgetting trades memory for adaptivity.
-# - Freezing the gradient point per chunk turns the sequential loop into matmuls (the dual form),
-#   at the price of staler gradients.
+# - Run Titans' memory, a network trained at test time by gradient descent with momentum and
+#   forgetting, and read each line of its loop as one of
+#   $S_t = \eta_t S_{t-1} - \theta_t\nabla\ell_t$, $W_t = (1-\alpha_t)W_{t-1} + S_t$ (Titans' letters).
+# - Explain why a deep (MLP) memory stores more pairs than a matrix of the same width, and use
+#   surprise, the gradient norm, to flag the pairs that contradict what the memory knows.
+# - Predict what momentum (surprise that persists) and forgetting (memory traded for adaptivity)
+#   do to a stream.
+# - *(Deep dive)* Turn the sequential loop into matmuls by freezing the gradient point per chunk
+#   (the dual form), and pick a chunk size against the staleness it costs.
 #
 # **What the next notebook adds.** Notebook 05 steps back and names what notebooks 01-04 did:
 # update frequencies, levels and the level clock, a model as nested optimization problems.

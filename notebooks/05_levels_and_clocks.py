@@ -301,14 +301,14 @@ print(f"rates generated for the sequence start at sigmoid(0) = 0.5; gradient on 
 #
 # **What you can now do.**
 #
-# - Time is counted in updates on one data point; a component's frequency is its updates per unit
-#   of time; equal-frequency components form a level, ordered by dependency (Def. 2).
-# - A model is a stack of optimization problems, each with its own objective, context flow and
-#   gradient flow. SGD with momentum already has two levels; a Transformer has frequencies
-#   $\infty$ and 0 only; Titans adds a test-time level.
-# - The level clock: steps from 1, level $\ell$ updates when $s \bmod C^{(\ell)} = 0$.
-# - Knowledge moves between levels by conditioning, attention over outputs, backprop through
-#   both, meta-learned initial states, and generated weights or context.
+# - Count time in updates on one data point, give each component its frequency (updates per unit
+#   of time), and group equal frequencies into levels ordered by dependency (Def. 2).
+# - Draw a model as a stack of optimization problems, each with its own objective, context flow and
+#   gradient flow: SGD with momentum already has two levels, a Transformer has frequencies $\infty$
+#   and 0 only, Titans adds a test-time level.
+# - Write the level clock (steps from 1; level $\ell$ updates when $s \bmod C^{(\ell)} = 0$).
+# - Name the ways knowledge moves between levels: conditioning, attention over outputs,
+#   backpropagation through both, meta-learned initial states, generated weights or context.
 #
 # **What the next notebook adds.** Notebook 06 applies the level view to the optimizer itself:
 # momentum, Adam and gradient descent on a layer are associative memories, and changing their

@@ -377,17 +377,16 @@ if committed:
 #
 # **What you can now do.**
 #
-# - A CMS is a set of MLP blocks with update periods $C^{(\ell)}$; sequential (chain), independent
-#   (every block reads $x$, learnable mixing) and nested (faster blocks re-initialized from a
-#   state meta-learned by the slower level) differ in how blocks are combined and who learns their
-#   initial states.
-# - `MultiFrequencyOptimizer` trains it: level $\ell$ steps every $C^{(\ell)}$ steps on the
-#   accumulated gradients, frozen in between; the accumulators live in its state dict.
-# - In context, Eq. 71 is a token loop whose chunks have no internal dependency, so the chunked
-#   version is matrix products and exactly equal.
-# - Section 4 tests whether a CMS keeps an old task better than one MLP, over several seeds with a
-#   paired verdict computed from the committed results; slower levels are more stable *and* less
-#   plastic, so read forgetting together with how well each new task is learned.
+# - Build a CMS, MLP blocks with update periods $C^{(\ell)}$, in its three variants: sequential (a
+#   chain), independent (every block reads $x$, learnable mixing) and nested (faster blocks
+#   re-initialized from a state meta-learned by the slower level).
+# - Train it with `MultiFrequencyOptimizer`: level $\ell$ steps every $C^{(\ell)}$ steps on the
+#   accumulated gradients and is frozen in between (the accumulators live in its state dict).
+# - Write Eq. 71 in context as a token loop, and *(deep dive)* see why its chunks have no internal
+#   dependency, so the chunked version is matrix products and exactly equal.
+# - Judge from a paired interval over seeds whether a CMS keeps an old task better than one MLP,
+#   reading forgetting together with how well each new task is learned (slower levels are more
+#   stable *and* less plastic).
 #
 # **What the next notebook adds.** Notebook 08 builds the other half of HOPE, self-modifying
 # Titans: a Titans memory whose key, value, learning-rate and retention projections are memories

@@ -431,14 +431,14 @@ display(render(draw_comparison, {"results_by_method": live}, figsize=(3 + 1.6 * 
 #
 # **What you can now do.**
 #
-# - Class-incremental learning with one head is the hard setting: plain fine-tuning forgets
-#   everything but the last task, and the accuracy matrix, average accuracy, backward transfer
-#   and forgetting show it at a glance.
-# - `nlteach.continual` runs any learner on any stream with seeds, resumably, and writes
+# - Measure forgetting with the accuracy matrix, average accuracy, backward transfer and
+#   forgetting, and see at a glance why class-incremental learning with one head is the hard
+#   setting (plain fine-tuning forgets everything but the last task).
+# - Run any learner on any stream with `nlteach.continual`, with seeds and resumably, and read its
 #   `results.json` (config, per-seed accuracy matrices, summary, tuning record) and figures.
-# - Multi-frequency training (CMS) and a memory that learns inside each input (the HOPE-style
-#   learner) are both cheap to add to a continual learner; see the verdict for what they bought
-#   here, measured against EWC, replay and the joint upper bound.
+# - Add multi-frequency training (CMS) or a memory that learns inside each input (the HOPE-style
+#   learner) to a continual learner, and weigh what they bought against EWC, replay and the joint
+#   upper bound (the verdict above).
 #
 # **What the next notebook adds.** Notebook 11 asks the models of notebook 09 to recall over
 # long contexts (needles, associative recall), varies the CMS levels, and poses the paper's formal
