@@ -102,12 +102,17 @@ print(config.describe())
 #
 # Each block is pre-norm and residual, like a Transformer block, with the two parts swapped in:
 #
+# $$x \leftarrow x + \mathrm{SMT}\big(\mathrm{norm}_1(x)\big), \qquad u = \mathrm{norm}_2(x), \qquad
+#   y = \mathrm{MLP}_K\big(\cdots \mathrm{MLP}_1(u)\big), \qquad x \leftarrow x + (y - u),$$
+#
+# with SMT the self-modifying Titans layer of notebook 08; in code:
+#
 #     x = x + SelfModifyingTitans(norm1(x))      # Eqs. 83-93: the sequence mixer
 #     u = norm2(x)
 #     y = MLP_K( ... MLP_1(u))                    # Eq. 70: the CMS levels, a chain, fastest first
 #     x = x + (y - u)                             # only the CMS's increment enters the stream
 #
-# Each CMS level is a residual MLP, `y + W_out silu(W_in y)`, so the chain's output already
+# Each CMS level is a residual MLP, $\mathrm{MLP}_\ell(y) = y + W_\text{out}\, \sigma(W_\text{in}\, y)$, so the chain's output already
 # contains `u`; the block adds what the chain *changed*. `ModelConfig` holds everything: width,
 # depth, heads, the two chunk sizes of self-modifying Titans, the CMS levels and
 # `impl="naive" | "chunked"`.
