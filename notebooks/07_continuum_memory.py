@@ -251,6 +251,18 @@ result = grade("07.eq71", in_context_block)
 in_context_fn = result.function
 
 # %% [markdown]
+# The library's token loop, `cms_in_context_naive`, is Eq. 71 as written for a whole chain of
+# levels: the inner loop over `t` reads each token with the current weights, adds its gradient
+# step to an accumulator, and applies the sum when `(t + 1) % C == 0`. Compare it with your
+# exercise (it also handles the independent variant, the normalized step and self-generated
+# targets):
+
+# %%
+from nlteach.course.source import show_source
+
+show_source(cms_in_context_naive)
+
+# %% [markdown]
 # **Does a block learn in context?** One sequence whose target map changes halfway:
 # $v_t = M_1 x_t$ for the first half, $M_2 x_t$ for the second. A CMS with periods (1, 8) whose
 # learning rate is 0 is a frozen MLP (what a Transformer's MLP does at test time); with a
@@ -287,18 +299,6 @@ display(fig)
 for name, err in errors.items():
     print(f"{name:38s} mean error, last quarter of each half: "
           f"{err[T_seq // 4: T_seq // 2].mean():.3f} / {err[3 * T_seq // 4:].mean():.3f}")
-
-# %% [markdown]
-# The library's token loop, `cms_in_context_naive`, is Eq. 71 as written for a whole chain of
-# levels: the inner loop over `t` reads each token with the current weights, adds its gradient
-# step to an accumulator, and applies the sum when `(t + 1) % C == 0`. Compare it with your
-# exercise (it also handles the independent variant, the normalized step and self-generated
-# targets):
-
-# %%
-from nlteach.course.source import show_source
-
-show_source(cms_in_context_naive)
 
 # %% [markdown]
 # ## 4. Experiment: does a CMS keep an old task?

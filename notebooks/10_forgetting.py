@@ -151,6 +151,9 @@ display(render(draw_trace, {"traces": traces}, figsize=(10, 3.2)))
 #
 # ## 2. Measuring forgetting
 #
+# (*Symbols here:* $T$ is the number of tasks in this section, not a sequence length, and $A_i$
+# an average accuracy.)
+#
 # With T tasks, the **accuracy matrix** $R$ has $R_{i,j}$ = test accuracy on task $j$ after
 # learning tasks $0..i$. Every entry is filled: above the diagonal are tasks not learned yet
 # (0 by construction in class-incremental streams, since their classes cannot be predicted).
@@ -161,11 +164,10 @@ display(render(draw_trace, {"traces": traces}, figsize=(10, 3.2)))
 # - **backward transfer** (Lopez-Paz & Ranzato, 2017), how much the later tasks changed each
 #   earlier task since it was learned (negative means forgetting):
 #   $$\mathrm{BWT} = \frac{1}{T-1}\sum_{j<T-1} \big(R_{T-1,j} - R_{j,j}\big);$$
-# - **forgetting** (Chaudhry et al., 2018), the drop from a task's best accuracy to its final one:
-#   $$F = \frac{1}{T-1}\sum_{j<T-1} \Big(\max_{j \le l < T-1} R_{l,j} - R_{T-1,j}\Big).$$
-#
-# (*Symbols here:* $T$ is the number of tasks in this section, not a sequence length, and $A_i$
-# an average accuracy.)
+# - **forgetting** (Chaudhry et al., 2018),
+#   $$F = \frac{1}{T-1}\sum_{j<T-1} \Big(\max_{j \le l < T-1} R_{l,j} - R_{T-1,j}\Big):$$
+#   the drop from a
+#   task's best accuracy to its final one.
 #
 # **Exercise.** Write `backward_transfer(R)` for a T × T matrix (a NumPy array, T ≥ 2); return
 # one float.
