@@ -51,8 +51,9 @@
 # operator that maps keys to values and is *written* by an optimization step on its own
 # objective (Def. 1, notebook 01). Attention is one (it is rewritten with every token), a layer's
 # weights are another (written by backpropagation), momentum in the optimizer is a third (it
-# compresses the stream of gradients). Each such problem has its own **context flow** (the data it
-# sees) and its own **update frequency** (how often it is written, Def. 2, notebook 05). Ordering
+# compresses the stream of gradients). Each such memory is an optimization problem with its own
+# **context flow** (the data it sees) and its own **update frequency** (how often it is written,
+# Def. 2, notebook 05). Ordering
 # the problems by frequency gives **levels**: a model is a set of nested, or parallel,
 # optimization problems, the fast ones sitting inside the slow ones.
 #
