@@ -53,9 +53,8 @@
 # weights are another (written by backpropagation), momentum in the optimizer is a third (it
 # compresses the stream of gradients). Each such memory is an optimization problem with its own
 # **context flow** (the data it sees) and its own **update frequency** (how often it is written,
-# Def. 2, notebook 05). Ordering
-# the problems by frequency gives **levels**: a model is a set of nested, or parallel,
-# optimization problems, the fast ones sitting inside the slow ones.
+# Def. 2, notebook 05). Ordering the problems by frequency gives **levels**: a model is a set of
+# nested, or parallel, optimization problems, the fast ones sitting inside the slow ones.
 #
 # **The "illusion" of the title.** Stacking more layers makes a network *deeper*, but every layer
 # in the stack still learns at one and the same frequency, once per optimizer step and never at
