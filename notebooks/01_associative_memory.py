@@ -29,6 +29,17 @@
 # You will derive both, implement both (graded), watch them fill a memory pair by pair, and
 # measure where each one breaks: capacity and interference.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - define an associative memory as the solution of an optimization problem (Def. 1);
+# - derive the Hebbian and the delta-rule write as one gradient step on a dot-product and on an L2 objective, and code both;
+# - measure capacity and interference, and explain why the delta rule can overwrite.
+#
+# **Paper:** Def. 1; the dot-product and L2 objectives. **Prerequisites:** notebook 00. **Time at the laptop preset:** not yet measured.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,
@@ -276,3 +287,20 @@ for kind in ("orthogonal", "random", "correlated"):
 # constant only rescales $S$); the delta rule uses $\beta = 1$ and unit-norm keys, for which
 # $I - \beta k k^\top$ is a projection; the library accepts any $\beta \in [0, 2]$, the range in
 # which $I - \beta k k^\top$ never amplifies the memory along $k$.
+
+# %% [markdown]
+# ## Recap
+#
+# **What you can now do.**
+#
+# - Write an associative memory as an argmin over key-value pairs (Def. 1), with the objective
+#   saying what the memory should do and the optimizer saying how it is written.
+# - Derive the Hebbian write ($S_t = S_{t-1} + k_t v_t^\top$) and the delta rule
+#   ($S_t = S_{t-1} - \beta_t k_t (S_{t-1}^\top k_t - v_t)^\top$) as one gradient step on a
+#   dot-product and on an L2 objective, and code both.
+# - Predict how recall degrades with the number of pairs and with correlated keys, and why the
+#   delta rule degrades more gracefully.
+#
+# **What the next notebook adds.** Notebook 02 shows that attention itself is such a memory:
+# softmax attention solves a regression over the whole context, linear attention is the Hebbian
+# memory, and counting how often each memory is written gives the paper's *frequency* view.

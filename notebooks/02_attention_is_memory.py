@@ -26,6 +26,19 @@
 # The notebook ends by making linear attention fast: the **chunked** form, derived from the
 # recurrence and checked against the token loop. You will write its causal intra-chunk term.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - show that softmax attention is the non-parametric solution of a regression over the context;
+# - derive linear attention as one gradient step per token, and Linear Attention++ as an MLP weight with a faster level;
+# - place attention and MLP weights on the frequency axis.
+#
+# **Paper:** Def. 1 applied to attention; Linear Attention++. **Prerequisites:** notebook 01. **Time at the laptop preset:** not yet measured.
+#
+# **Optional deep dive** (skip it for the conceptual path): section 5 (chunked linear attention, speed).
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,
@@ -120,6 +133,16 @@ o_loop, S_T = memory.linear_attention_naive(q, k, v)
 o_attention_form = (q @ k.transpose(-1, -2)).tril() @ v
 print("token loop == tril(Q K^T) V :", torch.allclose(o_loop, o_attention_form))
 print("final memory == K^T V       :", torch.allclose(S_T, k.transpose(-1, -2) @ v))
+
+# %% [markdown]
+# The library's token loop is those two equations, one line each (the rest is input checking and
+# dtype handling). `show_source` puts a library function on screen wherever the course says that
+# its code reads like the equations:
+
+# %%
+from nlteach.course.source import show_source
+
+show_source(memory.linear_attention_naive)
 
 # %% [markdown]
 # ## 3. Linear Attention++: an MLP whose weights gained a faster level
@@ -230,6 +253,8 @@ for variant, c in curves.items():
 #
 # ## 5. Chunked linear attention
 #
+# *Optional deep dive (making it fast): the conceptual path goes on with notebook 03, section 1.*
+#
 # The token loop is the clearest way to read linear attention and the slowest way to compute it:
 # $T$ small steps, each with a $d_k \times d_v$ outer product. The recurrence has more structure.
 # Cut time into chunks of $C$ tokens, and let $S$ be the memory before a chunk with rows
@@ -316,3 +341,21 @@ print(f"T={T4}, B*H=4, d=64: chunked is {t_naive / t_chunk:.0f}x faster than the
 # shown without normalizer and without a feature map (identity $\phi$); both are easy to add and
 # change nothing in the chunking. Next, notebook 03 does the same for the delta rule, where the
 # chunk is no longer a plain sum and needs a triangular solve.
+
+# %% [markdown]
+# ## Recap
+#
+# **What you can now do.**
+#
+# - Read softmax attention as the exact, non-parametric solution of a weighted regression over the
+#   context, and linear attention as one gradient step per token on the dot-product objective.
+# - Explain Linear Attention++: a learned initial memory $S_0$ makes linear attention an MLP weight
+#   with a second, faster level.
+# - Place attention (written at every token) and MLP weights (never written after training) on the
+#   frequency axis, the two levels of a Transformer.
+# - *(Deep dive)* Compute linear attention chunk by chunk with matrix products, equal to the token
+#   loop.
+#
+# **What the next notebook adds.** Notebook 03 writes the delta rule and its gated version as
+# recurrences and (optional deep dive) makes them fast: each write now *multiplies* the memory, so
+# the chunk needs the WY/UT representation and one triangular solve.

@@ -20,6 +20,19 @@
 # matrices you can read, add the forgetting gate (the **gated delta rule**), check the library
 # against the token loop, and time both on your machine.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - write the delta rule and the gated delta rule as recurrences on a matrix memory;
+# - derive the chunked (WY/UT) form with one triangular solve per chunk and test it against the token loop;
+# - spot why a chunked gated rule needs the decay in four places.
+#
+# **Paper:** the L2 objective (Def. 1); chunked form: DeltaNet (Yang et al., 2024), Gated DeltaNet. **Prerequisites:** notebooks 01, 02. **Time at the laptop preset:** not yet measured.
+#
+# **Optional deep dive** (skip it for the conceptual path): sections 2-6 (the whole chunked algorithm and its speed); section 1 is the concept.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,
@@ -67,6 +80,15 @@ print(config.describe())
 # forgetting: the delta rule forgets *along the key it writes*, the gate forgets *everything a
 # little*.
 #
+# The library's reference loop, the one every fast version below is tested against, is this
+# equation written as a correction (read the memory at $k_t$, write the error along $k_t$):
+
+# %%
+from nlteach.course.source import show_source
+
+show_source(memory.delta_rule_naive)
+
+# %% [markdown]
 # Watch both: write one pair, then many random ones, and after every write read the first key
 # back (cosine similarity between the answer and the first value; 1 = perfect recall):
 
@@ -90,6 +112,10 @@ plt.show()
 # mattering, harmful when it does not.
 #
 # ## 2. Why a chunk is harder than for linear attention
+#
+# *Optional deep dive (making it fast), sections 2-6: the conceptual path goes on with notebook 04.
+# The chunked algorithm comes from the DeltaNet line of work (Yang et al., 2024; Gated DeltaNet),
+# not from the Nested Learning paper.*
 #
 # Cut time into chunks of $C$ tokens. For linear attention the state after a chunk was
 # $S + K^\top V$: a sum. For the delta rule it is
@@ -117,6 +143,14 @@ S = torch.randn(d_k, d_v, generator=gen, dtype=torch.float64)  # the memory befo
 
 U_pseudo_loop = course.pseudo_values(S, K, V, beta)
 print("pseudo-values u_i from the token loop:\n", U_pseudo_loop)
+
+# %% [markdown]
+# > **Symbols here.** Inside a chunk the capital letters stack the chunk's $C$ rows: $Q$, $K$, $V$
+# > the queries, keys and values, $O$ the outputs, and $S$ is the matrix memory at the chunk's
+# > start. The chunked algorithm keeps the letters of the DeltaNet papers, four of which mean
+# > something else elsewhere in the course: $A$ is the strictly lower-triangular matrix of key
+# > overlaps; $T$ is the **UT transform** (a $C \times C$ matrix, not the sequence length); $W = TK$
+# > and $U = TV$ are the WY pair ($W$ is not a weight matrix); $M$ is the causal mask (not a memory).
 
 # %% [markdown]
 # ## 3. The UT transform, step by step
@@ -237,7 +271,15 @@ print(f"{result.whose} chunk loop == token loop:", torch.allclose(o_3, o_ref[0, 
 #
 # $\Gamma$ appears in *four* places, and a published formula for the chunked gated delta rule
 # leaves it out of $A$ (`docs/paper-notes.md#gated-delta-erratum`). The omission is invisible when $\alpha = 1$, which
-# is why it is easy to miss. Check both versions against the token loop:
+# is why it is easy to miss. Here is one chunk written the readable way, each line one of the
+# formulas above (`gated_chunk_A` builds $A$, with or without $\Gamma$):
+
+# %%
+show_source(course.gated_chunk_A)
+show_source(course.gated_chunk_wy)
+
+# %% [markdown]
+# Check both versions against the token loop:
 
 # %%
 alpha = torch.tensor([0.9, 0.6, 0.8, 0.5], dtype=torch.float64)
@@ -327,3 +369,18 @@ for T_, tn, tc in zip(speed["Ts"], speed["naive"], speed["chunked"]):
 # the entries of $A$ grow with $\lVert k\rVert^2$ and the triangular solve loses precision. The library checks $\beta \in [0, 2]$ and
 # $\alpha \in (0, 1]$ and computes bfloat16/float16 inputs in float32 (with a float32 state).
 # The triangular system is solved with `torch.linalg.solve_triangular` for all chunks in one call.
+
+# %% [markdown]
+# ## Recap
+#
+# **What you can now do.**
+#
+# - Write the delta rule and the gated delta rule as recurrences on a matrix memory and say what the
+#   retention $\alpha_t$ and the step $\beta_t$ do.
+# - *(Deep dive)* Explain why a chunk of delta-rule writes is a product of matrices, turn it back
+#   into a sum with the UT transform (one unit lower-triangular solve), and keep the decay in the
+#   four places the gated version needs it.
+# - Test a fast implementation against a readable reference, and time both.
+#
+# **What the next notebook adds.** Notebook 04 replaces the matrix by a small network trained at
+# test time (Titans): an MLP memory, momentum that makes surprise persist, and a forgetting gate.

@@ -50,6 +50,34 @@
 #   weights only, not the momentum.
 # - The gates are inputs here; in a model they are computed from the token (notebooks 08-09).
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - run a Titans memory token by token: an MLP trained at test time with momentum and forgetting;
+# - explain why an MLP memory stores more pairs than a matrix of the same width, and what surprise, momentum and forgetting do;
+# - trade chunk size against staleness of the gradients.
+#
+# **Paper:** Titans (arXiv 2501.00663) Sec. 3; Sec. 8, Eq. 89. **Prerequisites:** notebooks 01, 03 section 1. **Time at the laptop preset:** not yet measured.
+#
+# **Optional deep dive** (skip it for the conceptual path): sections 5-6 (the chunked dual form and the chunk-size trade-off).
+
+# %% [markdown]
+# > **Symbols here: Titans' letters.** This notebook keeps the letters of the Titans paper, because
+# > `titans_naive(q, k, v, lr, momentum, decay, ...)`, its exercises and its widgets use them. The
+# > rest of the course writes them differently:
+# >
+# > | here (Titans) | meaning | elsewhere in the course |
+# > | --- | --- | --- |
+# > | $\theta_t$ (`lr`) | the memory's learning rate | $\eta_t$ |
+# > | $\eta_t$ (`momentum`) | the momentum's retention: how much of the old momentum is kept | $a$ (notebooks 05, 06) |
+# > | $S_t$ | the momentum, Titans' "surprise" | $m_t$; $S$ is the matrix memory of notebooks 01-03 |
+# > | $\alpha_t$ (`decay`) | the amount **forgotten**: $W_t = (1 - \alpha_t) W_{t-1} + S_t$ | the retention is $1 - \alpha_t$ (notebooks 03, 08) |
+# > | $a_t = 1 - \alpha_t$ | the retention, in section 5 | $\alpha_t$ |
+# > | $W$ | the memory's weights ($W_\text{in}$, $W_\text{out}$ for the MLP) | the same |
+# > | $\Gamma$, $P$, $\Lambda$, $\mu$ | section 5: cumulative products of the gates inside a chunk | |
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,
@@ -114,6 +142,15 @@ mlp = dm.init_params(B, H, d, hidden=4 * d, scale=0.5, generator=gen)  # (W_in, 
 o, (W_T, S_T) = titans_naive(q, k, v, theta, eta, alpha, mlp, chunk_size=1)
 print("o:", tuple(o.shape), "| final weights:", [tuple(w.shape) for w in W_T],
       "| final momentum:", [tuple(s.shape) for s in S_T])
+
+# %% [markdown]
+# Here is that loop. `titans_naive` checks its inputs and hands them to `_token_loop`, in which
+# each line is one of the equations above (`g` the gradient, `S` the momentum, `W` the weights):
+
+# %%
+from nlteach.course.source import show_source
+
+show_source(dm._token_loop)
 
 # %% [markdown]
 # ## 2. Why a deep memory stores more than a matrix
@@ -283,6 +320,8 @@ interactive_figure(course.draw_gates, controls, figsize=(9, 5));
 
 # %% [markdown]
 # ## 5. The chunked dual form
+# *Optional deep dive (making it fast), sections 5-6: the conceptual path can skip to the recap.*
+#
 # The token loop is sequential: token $t$ needs $W_{t-1}$. Titans (like TTT before it) breaks the
 # sequence into chunks of $C$ tokens and takes **every gradient of a chunk at the chunk-start
 # weights** $W_0$. Then all the chunk's gradients are known at once, and they are rank-one: for
@@ -291,13 +330,16 @@ interactive_figure(course.draw_gates, controls, figsize=(9, 5));
 # Unroll the two recurrences inside the chunk (tokens $i = 1..C$, $a = 1-\alpha$):
 #
 # $$S_i = P_{i0} S_0 - \sum_{l\le i} P_{il}\,\theta_l\,e_l k_l^\top,\qquad P_{il} = \prod_{l<m\le i}\eta_m$$
-# $$W_i = A_{i0} W_0 + \mu_i S_0 - \sum_{l \le i} Q_{il}\,\theta_l\, e_l k_l^\top,\qquad
-#   A_{il} = \prod_{l<m\le i} a_m,\quad Q = A P,\quad \mu_i = \sum_{j\le i} A_{ij} P_{j0}.$$
+# $$W_i = \Gamma_{i0} W_0 + \mu_i S_0 - \sum_{l \le i} \Lambda_{il}\,\theta_l\, e_l k_l^\top,\qquad
+#   \Gamma_{il} = \prod_{l<m\le i} a_m,\quad \Lambda = \Gamma P,\quad \mu_i = \sum_{j\le i} \Gamma_{ij} P_{j0}.$$
 #
-# A weight matrix is only ever applied to a vector, so the outputs of the whole chunk are
+# ($\Gamma$ holds the cumulative products of the keep factors, as in the gated delta rule of
+# notebook 03; $P$ those of the momentum gates.) A weight matrix is only ever applied to a vector,
+# so with $Q$, $K$ and $E$ stacking the chunk's queries $q_i$, keys $k_l$ and errors $e_l$ as rows,
+# the outputs of the whole chunk are
 #
-# $$O = \mathrm{diag}(A_{\cdot 0})\, Q_{in} W_0^\top + \mathrm{diag}(\mu)\, Q_{in} S_0^\top
-#       - \big((Q \odot \theta^\top) \odot (Q_{in} K^\top)\big)\, E,$$
+# $$O = \mathrm{diag}(\Gamma_{\cdot 0})\, Q W_0^\top + \mathrm{diag}(\mu)\, Q S_0^\top
+#       - \big((\Lambda \odot \theta^\top) \odot (Q K^\top)\big)\, E,$$
 #
 # a $C \times C$ "attention" whose scores are query-key products and whose weights are cumulative
 # products of the gates. No per-token weight matrix is ever built; only the loop across chunks is
@@ -387,15 +429,22 @@ print(course.format_chunk_tradeoff(rows))
 # prediction error creeps up as the gradients get staler. Chunks of 16 to 64 are the usual
 # compromise (Titans uses such sizes); the benchmark `python -m nlteach.bench titans` measures the
 # chunked code against the token loop at a realistic size.
+
+# %% [markdown]
+# ## Recap
 #
-# ## Summary
-# - Titans' memory is a network trained at test time by GD with momentum and forgetting:
-#   $S_t = \eta_t S_{t-1} - \theta_t\nabla\ell_t$, $W_t = (1-\alpha_t)W_{t-1} + S_t$.
-# - A deep (MLP) memory stores more pairs than a matrix of the same width.
-# - Surprise, the gradient norm, flags the pairs that contradict what the memory knows; momentum
-#   makes surprise persist; forgetting trades memory for adaptivity.
-# - Freezing the gradient point per chunk turns the sequential loop into matmuls (the dual form),
-#   at the price of staler gradients.
+# **What you can now do.**
 #
-# Next: notebook 05 steps back to levels and update frequencies; notebook 08 lets the memory
-# generate its own keys, values and learning rates (self-modifying Titans).
+# - Run Titans' memory, a network trained at test time by gradient descent with momentum and
+#   forgetting, and read each line of its loop as one of
+#   $S_t = \eta_t S_{t-1} - \theta_t\nabla\ell_t$, $W_t = (1-\alpha_t)W_{t-1} + S_t$ (Titans' letters).
+# - Explain why a deep (MLP) memory stores more pairs than a matrix of the same width, and use
+#   surprise, the gradient norm, to flag the pairs that contradict what the memory knows.
+# - Predict what momentum (surprise that persists) and forgetting (memory traded for adaptivity)
+#   do to a stream.
+# - *(Deep dive)* Turn the sequential loop into matmuls by freezing the gradient point per chunk
+#   (the dual form), and pick a chunk size against the staleness it costs.
+#
+# **What the next notebook adds.** Notebook 05 steps back and names what notebooks 01-04 did:
+# update frequencies, levels and the level clock, a model as nested optimization problems.
+# (Notebook 08 will let this memory generate its own keys, values and learning rates.)

@@ -25,6 +25,17 @@
 #
 # Notebook 07 uses the clock to build the Continuum Memory System.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - order the components of a model by update frequency into levels (Def. 2);
+# - draw SGD with momentum, a Transformer block and Titans as nested optimization problems;
+# - write the level clock and name the five ways knowledge moves between levels.
+#
+# **Paper:** Sec. 3, Def. 2. **Prerequisites:** notebooks 01, 04. **Time at the laptop preset:** not yet measured.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,
@@ -77,7 +88,7 @@ gen = config.seed_everything(0)
 #
 # Training a linear model with SGD and momentum has two components that both change every step:
 # the momentum $m$ and the weights $W$. The update
-# $m_{t+1} = \beta m_t - \eta g_t,\ W_{t+1} = W_t + m_{t+1}$ needs the new momentum before the
+# $m_{t+1} = a\, m_t - \eta g_t,\ W_{t+1} = W_t + m_{t+1}$ needs the new momentum before the
 # new weights, so by Def. 2 the momentum is the faster level even though both tick once per step.
 # The cell counts the updates and records the order in which they happen.
 
@@ -129,8 +140,8 @@ for system in ("sgd_momentum", "transformer", "titans"):
 # %% [markdown]
 # Read the SGD-with-momentum drawing as the paper's Sec. 4 does: the momentum is an associative
 # memory whose context flow is the stream of gradients and whose objective is a dot-product
-# loss, $\langle m, g_t\rangle$ (one gradient step on it with decay $\beta$ gives
-# $m_{t+1} = \beta m_t - \eta g_t$); the weights are the outer
+# loss, $\langle m, g_t\rangle$ (one gradient step on it with retention $a$ gives
+# $m_{t+1} = a\, m_t - \eta g_t$); the weights are the outer
 # memory, fed by the data. Titans adds a level *inside the forward pass*: the memory MLP is
 # trained at test time on the keys and values of the sequence, with its own momentum (the
 # "surprise") one level faster still.
@@ -317,16 +328,19 @@ loss.backward()
 print(f"rates generated for the sequence start at sigmoid(0) = 0.5; gradient on the generator: {w_gen.grad.numpy().round(3)}")
 
 # %% [markdown]
-# ## Summary
+# ## Recap
 #
-# - Time is counted in updates on one data point; a component's frequency is its updates per unit
-#   of time; equal-frequency components form a level, ordered by dependency (Def. 2).
-# - A model is a stack of optimization problems, each with its own objective, context flow and
-#   gradient flow. SGD with momentum already has two levels; a Transformer has frequencies
-#   $\infty$ and 0 only; Titans adds a test-time level.
-# - The level clock: steps from 1, level $\ell$ updates when $s \bmod C^{(\ell)} = 0$.
-# - Knowledge moves between levels by conditioning, attention over outputs, backprop through
-#   both, meta-learned initial states, and generated weights or context.
+# **What you can now do.**
 #
-# Next: notebook 06 shows that optimizers are memories, notebook 07 builds the Continuum Memory
-# System on this clock.
+# - Count time in updates on one data point, give each component its frequency (updates per unit
+#   of time), and group equal frequencies into levels ordered by dependency (Def. 2).
+# - Draw a model as a stack of optimization problems, each with its own objective, context flow and
+#   gradient flow: SGD with momentum already has two levels, a Transformer has frequencies $\infty$
+#   and 0 only, Titans adds a test-time level.
+# - Write the level clock (steps from 1; level $\ell$ updates when $s \bmod C^{(\ell)} = 0$).
+# - Name the ways knowledge moves between levels: conditioning, attention over outputs,
+#   backpropagation through both, meta-learned initial states, generated weights or context.
+#
+# **What the next notebook adds.** Notebook 06 applies the level view to the optimizer itself:
+# momentum, Adam and gradient descent on a layer are associative memories, and changing their
+# objectives gives delta momentum, DMGD, M3 and DGD.

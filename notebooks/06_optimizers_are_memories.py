@@ -31,6 +31,29 @@
 #
 # and ends with a real comparison on two small data sets, with seeds, spreads and time per step.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - read momentum, Adam's moments and a layer trained by gradient descent as associative memories;
+# - derive delta momentum and delta gradient descent (DGD, Eq. 57) from their objectives;
+# - compare the paper's optimizers on two small tasks, with seeds and spreads.
+#
+# **Paper:** Sec. 4 (Eqs. 47-57, Algorithm 1), App. B. **Prerequisites:** notebooks 01, 05. **Time at the laptop preset:** not yet measured.
+
+# %% [markdown]
+# > **Symbols here.** The paper's Sec. 4 letters, which are the course's: $m_t$ the momentum, $a$
+# > its retention, $\eta$ the learning rate, $g_t$ the gradient, $P_t$ a preconditioner, $W$ the
+# > weights. Letters with a second meaning in this notebook only: $\beta$ in delta momentum is the
+# > step size of the momentum's own objective (the library's `beta`, not the delta rule's
+# > $\beta_t$); $\beta_1, \beta_2$ (Adam) and $\beta_1, \beta_2, \beta_3$ (M3) are averaging
+# > coefficients; in M3, $M^{(1)}$, $M^{(2)}$ are the fast and slow momenta, $V$ the second moment
+# > (not values) and $\alpha$ the weight of the slow momentum (not a retention); in the toy of
+# > Eq. 53, $k$, $a$ and $w$ are its constants; $\sigma$ in Eq. 52 is the momentum's output map
+# > (for Muon, Newton-Schulz orthogonalization), not SiLU; in DGD (section 7) $x_t$ is the layer's
+# > input and $u_t$ its target.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,
@@ -613,3 +636,19 @@ if committed:
 # | M3 (Algorithm 1) | sums over $f+1$ indices; $\epsilon$ unspecified | the $f$ gradients of the previous block; $\epsilon = 0.03$ |
 # | DGD (Eq. 57) | target written as $-\nabla_y \mathcal{L}$ | default as printed; `target="descent"` option; $u = v$ when used as a memory |
 # | Muon (Eq. 52) | orthogonalized output | quintic Newton-Schulz, 5 steps; vectors take an AdamW step |
+
+# %% [markdown]
+# ## Recap
+#
+# **What you can now do.**
+#
+# - Read momentum as a memory that compresses the gradient stream (a dot-product objective), say
+#   what it forgets, and read Adam's moments as the optimal memories of an L2 objective.
+# - Derive delta momentum (Eq. 49) and delta gradient descent (Eq. 57) from their objectives, and
+#   say why the course scales the delta-momentum projector.
+# - Say what DMGD, Muon and M3 change in the memory (its form, its output, its frequencies), and read
+#   an optimizer comparison with seeds, spreads and time per step.
+#
+# **What the next notebook adds.** Notebook 07 applies the level clock to MLP blocks: the Continuum
+# Memory System, a chain of MLPs each updated at its own frequency, trained with a multi-frequency
+# optimizer and, in context, with Eq. 71.

@@ -29,6 +29,19 @@
 # `nlteach.experiments.cms_tasks` (the experiment, tested in `tests/experiments/test_cms_tasks.py`);
 # the level-change demo is in `nlteach.course.nb07_cms`.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - build the sequential, nested and independent CMS variants;
+# - train a CMS with a multi-frequency optimizer and write Eq. 71 as a token loop;
+# - judge, from a paired interval over seeds, whether a CMS keeps an old task better.
+#
+# **Paper:** Sec. 7, Eqs. 70-74. **Prerequisites:** notebook 05. **Time at the laptop preset:** not yet measured.
+#
+# **Optional deep dive** (skip it for the conceptual path): in section 3, the chunked in-context form.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,
@@ -241,6 +254,18 @@ result = grade("07.eq71", in_context_block)
 in_context_fn = result.function
 
 # %% [markdown]
+# The library's token loop, `cms_in_context_naive`, is Eq. 71 as written for a whole chain of
+# levels: the inner loop over `t` reads each token with the current weights, adds its gradient
+# step to an accumulator, and applies the sum when `(t + 1) % C == 0`. Compare it with your
+# exercise (it also handles the independent variant, the normalized step and self-generated
+# targets):
+
+# %%
+from nlteach.course.source import show_source
+
+show_source(cms_in_context_naive)
+
+# %% [markdown]
 # **Does a block learn in context?** One sequence whose target map changes halfway:
 # $v_t = M_1 x_t$ for the first half, $M_2 x_t$ for the second. A CMS with periods (1, 8) whose
 # learning rate is 0 is a frozen MLP (what a Transformer's MLP does at test time); with a
@@ -380,16 +405,21 @@ if committed:
 # the question again on real class-incremental data.
 
 # %% [markdown]
-# ## Summary
+# ## Recap
 #
-# - A CMS is a set of MLP blocks with update periods $C^{(\ell)}$; sequential (chain), independent
-#   (every block reads $x$, learnable mixing) and nested (faster blocks re-initialized from a
-#   state meta-learned by the slower level) differ in how blocks are combined and who learns their
-#   initial states.
-# - `MultiFrequencyOptimizer` trains it: level $\ell$ steps every $C^{(\ell)}$ steps on the
-#   accumulated gradients, frozen in between; the accumulators live in its state dict.
-# - In context, Eq. 71 is a token loop whose chunks have no internal dependency, so the chunked
-#   version is matrix products and exactly equal.
-# - Section 4 tests whether a CMS keeps an old task better than one MLP, over several seeds with a
-#   paired verdict computed from the committed results; slower levels are more stable *and* less
-#   plastic, so read forgetting together with how well each new task is learned.
+# **What you can now do.**
+#
+# - Build a CMS, MLP blocks with update periods $C^{(\ell)}$, in its three variants: sequential (a
+#   chain), independent (every block reads $x$, learnable mixing) and nested (faster blocks
+#   re-initialized from a state meta-learned by the slower level).
+# - Train it with `MultiFrequencyOptimizer`: level $\ell$ steps every $C^{(\ell)}$ steps on the
+#   accumulated gradients and is frozen in between (the accumulators live in its state dict).
+# - Write Eq. 71 in context as a token loop, and *(deep dive)* see why its chunks have no internal
+#   dependency, so the chunked version is matrix products and exactly equal.
+# - Judge from a paired interval over seeds whether a CMS keeps an old task better than one MLP,
+#   reading forgetting together with how well each new task is learned (slower levels are more
+#   stable *and* less plastic).
+#
+# **What the next notebook adds.** Notebook 08 builds the other half of HOPE, self-modifying
+# Titans: a Titans memory whose key, value, learning-rate and retention projections are memories
+# that learn in context too.

@@ -20,8 +20,8 @@
 #
 # HOPE (Sec. 8, Eqs. 94-97 of arXiv v1) is two ideas of this course stacked in one block:
 #
-#     o_t = M_memory(q_t)                          self-modifying Titans (notebook 08)
-#     y_t = MLP^(f_K)( ... MLP^(f_1)(o_t))         the Continuum Memory System (notebook 07)
+# $$o_t = \mathcal{M}_{\text{memory}}(q_t) \quad \text{(self-modifying Titans, notebook 08)}, \qquad
+#   y_t = \mathrm{MLP}^{(f_K)}\big(\cdots \mathrm{MLP}^{(f_1)}(o_t)\big) \quad \text{(the CMS, notebook 07)}.$$
 #
 # In this notebook we assemble the block, put it in a character-level language model and train it
 # on tiny Shakespeare against three baselines **at equal parameters and equal training tokens**:
@@ -44,6 +44,17 @@
 # Library: `nlteach.models` (the models), `nlteach.train` (the training loop),
 # `nlteach.experiments.lm_comparison` (this comparison, its settings and its command line, tested in
 # `tests/test_lm_comparison.py`), `nlteach.titans`, `nlteach.cms`.
+
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - assemble a HOPE block: self-modifying Titans followed by an in-context CMS;
+# - compare HOPE with a Transformer, Titans and Hope-Attention at equal parameters and tokens;
+# - read an ablation with seeds and say what it does and does not show.
+#
+# **Paper:** Sec. 8, Eqs. 94-97; Table 2 and Table 6. **Prerequisites:** notebooks 07, 08. **Time at the laptop preset:** not yet measured.
 
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
@@ -91,12 +102,17 @@ print(config.describe())
 #
 # Each block is pre-norm and residual, like a Transformer block, with the two parts swapped in:
 #
+# $$x \leftarrow x + \mathrm{SMT}\big(\mathrm{norm}_1(x)\big), \qquad u = \mathrm{norm}_2(x), \qquad
+#   y = \mathrm{MLP}_K\big(\cdots \mathrm{MLP}_1(u)\big), \qquad x \leftarrow x + (y - u),$$
+#
+# with SMT the self-modifying Titans layer of notebook 08; in code:
+#
 #     x = x + SelfModifyingTitans(norm1(x))      # Eqs. 83-93: the sequence mixer
 #     u = norm2(x)
 #     y = MLP_K( ... MLP_1(u))                    # Eq. 70: the CMS levels, a chain, fastest first
 #     x = x + (y - u)                             # only the CMS's increment enters the stream
 #
-# Each CMS level is a residual MLP, `y + W_out silu(W_in y)`, so the chain's output already
+# Each CMS level is a residual MLP, $\mathrm{MLP}_\ell(y) = y + W_\text{out}\, \sigma(W_\text{in}\, y)$, so the chain's output already
 # contains `u`; the block adds what the chain *changed*. `ModelConfig` holds everything: width,
 # depth, heads, the two chunk sizes of self-modifying Titans, the CMS levels and
 # `impl="naive" | "chunked"`.
@@ -484,3 +500,17 @@ print("\n".join(committed_results.speed_lines()) or "no bench file is committed 
 
 # %%
 scratch.cleanup()  # the live runs' temporary folder (section 3); it would also go when the kernel stops
+
+# %% [markdown]
+# ## Recap
+#
+# **What you can now do.**
+#
+# - Assemble a HOPE block: self-modifying Titans as the sequence mixer, a CMS that learns in
+#   context (Eq. 71 over tokens, a normalized step) in place of the MLP.
+# - Set up a fair comparison (equal parameters, equal tokens, same data order per seed) and read
+#   the committed results and ablations with their spreads.
+# - Say what the comparison at this scale does and does not show about the paper's claims.
+#
+# **What the next notebook adds.** Notebook 10 asks the paper's continual-learning question on real
+# data: does a multi-frequency memory forget less when classes arrive one task after another?

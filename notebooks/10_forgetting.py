@@ -35,6 +35,17 @@
 # the command line, e.g.
 # `python -m nlteach.continual --dataset clinc150 --method all --seeds 0 1 2 --preset laptop --out results/continual_clinc150_laptop`.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - measure forgetting with an accuracy matrix, average accuracy, backward transfer and forgetting;
+# - run fine-tuning, EWC, replay, LwF, a CMS learner and a HOPE-style learner on the same streams;
+# - compare the result with the paper's continual-learning claim.
+#
+# **Paper:** Sec. 9.1. **Prerequisites:** notebooks 07, 09. **Time at the laptop preset:** not yet measured.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,
@@ -140,18 +151,22 @@ display(render(draw_trace, {"traces": traces}, figsize=(10, 3.2)))
 #
 # ## 2. Measuring forgetting
 #
+# (*Symbols here:* $T$ is the number of tasks in this section, not a sequence length, and $A_i$
+# an average accuracy.)
+#
 # With T tasks, the **accuracy matrix** $R$ has $R_{i,j}$ = test accuracy on task $j$ after
 # learning tasks $0..i$. Every entry is filled: above the diagonal are tasks not learned yet
 # (0 by construction in class-incremental streams, since their classes cannot be predicted).
 # From it:
 #
-# - **average accuracy** after task $i$: $A_i = \frac{1}{i+1}\sum_{j \le i} R_{i,j}$; the headline
-#   number is $A_{T-1}$, the mean of the last row;
-# - **backward transfer** (Lopez-Paz & Ranzato, 2017):
-#   $\mathrm{BWT} = \frac{1}{T-1}\sum_{j<T-1} (R_{T-1,j} - R_{j,j})$, how much the later tasks
-#   changed each earlier task since it was learned; negative means forgetting;
-# - **forgetting** (Chaudhry et al., 2018):
-#   $F = \frac{1}{T-1}\sum_{j<T-1} (\max_{j \le l < T-1} R_{l,j} - R_{T-1,j})$, the drop from a
+# - **average accuracy** after task $i$ (the headline number is $A_{T-1}$, the mean of the last row):
+#   $$A_i = \frac{1}{i+1}\sum_{j \le i} R_{i,j};$$
+# - **backward transfer** (Lopez-Paz & Ranzato, 2017), how much the later tasks changed each
+#   earlier task since it was learned (negative means forgetting):
+#   $$\mathrm{BWT} = \frac{1}{T-1}\sum_{j<T-1} \big(R_{T-1,j} - R_{j,j}\big);$$
+# - **forgetting** (Chaudhry et al., 2018),
+#   $$F = \frac{1}{T-1}\sum_{j<T-1} \Big(\max_{j \le l < T-1} R_{l,j} - R_{T-1,j}\Big):$$
+#   the drop from a
 #   task's best accuracy to its final one.
 
 # %% [markdown]
@@ -450,13 +465,19 @@ display(render(draw_comparison, {"results_by_method": live}, figsize=(3 + 1.6 * 
 #   the experiment this notebook leaves open.
 
 # %% [markdown]
-# ## Summary
+# ## Recap
 #
-# - Class-incremental learning with one head is the hard setting: plain fine-tuning forgets
-#   everything but the last task, and the accuracy matrix, average accuracy, backward transfer
-#   and forgetting show it at a glance.
-# - `nlteach.continual` runs any learner on any stream with seeds, resumably, and writes
+# **What you can now do.**
+#
+# - Measure forgetting with the accuracy matrix, average accuracy, backward transfer and
+#   forgetting, and see at a glance why class-incremental learning with one head is the hard
+#   setting (plain fine-tuning forgets everything but the last task).
+# - Run any learner on any stream with `nlteach.continual`, with seeds and resumably, and read its
 #   `results.json` (config, per-seed accuracy matrices, summary, tuning record) and figures.
-# - Multi-frequency training (CMS) and a memory that learns inside each input (the HOPE-style
-#   learner) are both cheap to add to a continual learner; see the verdict for what they bought
-#   here, measured against EWC, replay and the joint upper bound.
+# - Add multi-frequency training (CMS) or a memory that learns inside each input (the HOPE-style
+#   learner) to a continual learner, and weigh what they bought against EWC, replay and the joint
+#   upper bound (the verdict above).
+#
+# **What the next notebook adds.** Notebook 11 asks the models of notebook 09 to recall over
+# long contexts (needles, associative recall), varies the CMS levels, and poses the paper's formal
+# languages, trained short and tested long.

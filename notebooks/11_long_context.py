@@ -46,6 +46,17 @@
 # `runner.py`, figures in `plots.py`; tested in `tests/test_longctx.py`) and
 # `python -m nlteach.longctx` on the command line.
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - measure recall against context length (needle in a haystack, MQAR);
+# - study the number and the slowest frequency of CMS levels (after Fig. 7);
+# - pose formal languages as recognition, train short and test long (Table 5).
+#
+# **Paper:** Sec. 9 (Table 1, Table 5, Fig. 7). **Prerequisites:** notebook 09. **Time at the laptop preset:** not yet measured.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,
@@ -438,3 +449,16 @@ if formal:
 # %%
 print(f"preset: {preset}; live seeds: {live_seeds}; committed results: "
       + ", ".join(e.name for e in results.load_all() if e.name.startswith("longctx_")))
+
+# %% [markdown]
+# ## Recap
+#
+# **What you can now do.**
+#
+# - Generate recall tasks (needle in a haystack, MQAR) and formal-language recognition tasks with
+#   exact answers, and measure accuracy against context length, training short and testing long.
+# - Read a study of the number of CMS levels and of the slowest frequency, after the paper's Fig. 7.
+# - Separate what a model failed to learn at our budget from what its memory cannot do.
+#
+# **What the next notebook adds.** Notebook 12 says how to run every experiment of the course at the
+# `full` preset, on one GPU or several, what that costs, and gathers every committed result.

@@ -26,6 +26,17 @@
 # Library: `nlteach.results` (jobs, launch scripts, tables, figures, the README section; tested in
 # `tests/test_results.py`).
 
+# %% [markdown]
+# ## Objectives
+#
+# After this notebook you will be able to:
+#
+# - run every experiment of the course at the full preset, on one GPU or several;
+# - estimate what the full preset costs relative to the laptop preset;
+# - gather every committed result into the final tables and figures.
+#
+# **Paper:** Sec. 9 (the experiments). **Prerequisites:** notebooks 06, 09, 10, 11. **Time at the laptop preset:** not yet measured.
+
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
 # It installs from $NLTEACH_INSTALL_SOURCE when set (a fork: git+https://github.com/<you>/nlteach,
@@ -232,3 +243,19 @@ if "longctx" in kinds:
 
 # %%
 display(Markdown(results.readme_section()))
+
+# %% [markdown]
+# ## Recap
+#
+# **What you can now do.**
+#
+# - Launch any experiment of the course at the `full` preset, on one GPU or with `torchrun` on
+#   several, and resume it.
+# - Estimate how much more work the full preset is than the laptop preset.
+# - Regenerate every results table and figure, and the README's results section, from the
+#   committed `results.json` files.
+#
+# **What the next notebook adds.** This is the last notebook. From here: run the `full` preset on a
+# GPU, try the open questions the notebooks list (the "things to try" of 09 and 11, the open
+# experiment of 10), or read `docs/paper-notes.md` for every choice the course made where the paper
+# is open.

@@ -30,21 +30,155 @@ REQUIRED = [
 ]
 OPTIONAL = [("jupytext", "notebook pairing"), ("jupyterlab", "the course UI")]
 
-COURSE_MAP = [
-    ("00", "Welcome", "set up, presets, widgets and exercises, notation"),
-    ("01", "Associative memory", "memory is an optimization problem; Hebbian vs delta writes; capacity"),
-    ("02", "Attention is associative memory", "softmax and linear attention as memories; chunked linear attention"),
-    ("03", "The delta rule and chunking", "delta and gated delta rules; the WY/UT chunked algorithm"),
-    ("04", "Deep memory (Titans)", "an MLP trained at test time: surprise, momentum, forgetting"),
-    ("05", "Levels and clocks", "update frequency, level ordering, nested optimization"),
-    ("06", "Optimizers are memories", "momentum, delta momentum, DMGD, Muon, M3, DGD"),
-    ("07", "Continuum Memory System", "MLPs at several frequencies; multi-frequency training"),
-    ("08", "Self-modifying Titans", "memories that generate their own keys, values and learning rates"),
-    ("09", "HOPE", "the full block, trained as a language model against baselines"),
-    ("10", "Forgetting experiments", "class-incremental CLINC150, Banking77, split digits"),
-    ("11", "Long context", "associative recall, needles, formal languages"),
-    ("12", "Full-size runs", "one GPU, several GPUs, collecting results"),
-]
+@dataclass(frozen=True)
+class Lesson:
+    """One notebook of the course, as the syllabus (notebook 00 and the README) lists it."""
+
+    nb: str  # "00"
+    stem: str  # the notebook's file name without extension, "00_welcome"
+    title: str
+    summary: str  # one line, for the course map
+    objectives: tuple[str, ...]  # each one completes "you will be able to ..."
+    paper: str  # sections / equations of arXiv v1 (or of another paper, named)
+    prerequisites: str
+    minutes: float | None = None  # laptop preset, 2-core CPU, measured; None = not yet measured
+    deep_dive: str = ""  # the optional "making it fast" sections, "" when there are none
+
+
+# The course's one syllabus: notebook 00's table, the objectives cell of every notebook and the
+# README's table are checked against it (tests/test_course_story.py). ``minutes`` stays None until
+# someone measures the notebook top to bottom at the laptop preset on a 2-core CPU.
+SYLLABUS: tuple[Lesson, ...] = (
+    Lesson("00", "00_welcome", "Welcome", "the paper in one page; set-up, presets, widgets, exercises, notation",
+           ("say what the paper diagnoses, what \"nested learning\" and the title's \"illusion\" mean, "
+            "and which notebook teaches each contribution",
+            "run the course at a size preset and use its widgets and graded exercises",
+            "read every notebook's equations in the course's one notation"),
+           "abstract, Sec. 1, Defs. 1-2", "PyTorch; the Transformer block"),
+    Lesson("01", "01_associative_memory", "Associative memory",
+           "memory is an optimization problem; Hebbian vs delta writes; capacity",
+           ("define an associative memory as the solution of an optimization problem (Def. 1)",
+            "derive the Hebbian and the delta-rule write as one gradient step on a dot-product and on "
+            "an L2 objective, and code both",
+            "measure capacity and interference, and explain why the delta rule can overwrite"),
+           "Def. 1; the dot-product and L2 objectives", "00"),
+    Lesson("02", "02_attention_is_memory", "Attention is associative memory",
+           "softmax and linear attention as memories; chunked linear attention",
+           ("show that softmax attention is the non-parametric solution of a regression over the context",
+            "derive linear attention as one gradient step per token, and Linear Attention++ as an MLP "
+            "weight with a faster level",
+            "place attention and MLP weights on the frequency axis"),
+           "Def. 1 applied to attention; Linear Attention++", "01",
+           deep_dive="section 5 (chunked linear attention, speed)"),
+    Lesson("03", "03_delta_rule_chunking", "The delta rule and chunking",
+           "delta and gated delta rules; the WY/UT chunked algorithm",
+           ("write the delta rule and the gated delta rule as recurrences on a matrix memory",
+            "derive the chunked (WY/UT) form with one triangular solve per chunk and test it against "
+            "the token loop",
+            "spot why a chunked gated rule needs the decay in four places"),
+           "the L2 objective (Def. 1); chunked form: DeltaNet (Yang et al., 2024), Gated DeltaNet",
+           "01, 02",
+           deep_dive="sections 2-6 (the whole chunked algorithm and its speed); section 1 is the concept"),
+    Lesson("04", "04_deep_memory", "Deep memory (Titans)",
+           "an MLP trained at test time: surprise, momentum, forgetting",
+           ("run a Titans memory token by token: an MLP trained at test time with momentum and forgetting",
+            "explain why an MLP memory stores more pairs than a matrix of the same width, and what "
+            "surprise, momentum and forgetting do",
+            "trade chunk size against staleness of the gradients"),
+           "Titans (arXiv 2501.00663) Sec. 3; Sec. 8, Eq. 89", "01, 03 section 1",
+           deep_dive="sections 5-6 (the chunked dual form and the chunk-size trade-off)"),
+    Lesson("05", "05_levels_and_clocks", "Levels and clocks",
+           "update frequency, level ordering, nested optimization",
+           ("order the components of a model by update frequency into levels (Def. 2)",
+            "draw SGD with momentum, a Transformer block and Titans as nested optimization problems",
+            "write the level clock and name the five ways knowledge moves between levels"),
+           "Sec. 3, Def. 2", "01, 04"),
+    Lesson("06", "06_optimizers_are_memories", "Optimizers are memories",
+           "momentum, delta momentum, DMGD, Muon, M3, DGD",
+           ("read momentum, Adam's moments and a layer trained by gradient descent as associative memories",
+            "derive delta momentum and delta gradient descent (DGD, Eq. 57) from their objectives",
+            "compare the paper's optimizers on two small tasks, with seeds and spreads"),
+           "Sec. 4 (Eqs. 47-57, Algorithm 1), App. B", "01, 05"),
+    Lesson("07", "07_continuum_memory", "Continuum Memory System",
+           "MLPs at several frequencies; multi-frequency training",
+           ("build the sequential, nested and independent CMS variants",
+            "train a CMS with a multi-frequency optimizer and write Eq. 71 as a token loop",
+            "judge, from a paired interval over seeds, whether a CMS keeps an old task better"),
+           "Sec. 7, Eqs. 70-74", "05",
+           deep_dive="in section 3, the chunked in-context form"),
+    Lesson("08", "08_self_modifying_titans", "Self-modifying Titans",
+           "memories that generate their own keys, values and learning rates",
+           ("read the self-modifying Titans reference loop line by line against Eqs. 83-88",
+            "write one memory's DGD update with weight decay, and explain the stability choice (b)",
+            "watch generated keys and learning rates drift inside a sequence"),
+           "Sec. 8, Eqs. 79-93", "04, 06 section 7",
+           deep_dive="section 5 (two chunk sizes and the chunked version; its hand-written backward pass is in `nlteach.titans`)"),
+    Lesson("09", "09_hope", "HOPE", "the full block, trained as a language model against baselines",
+           ("assemble a HOPE block: self-modifying Titans followed by an in-context CMS",
+            "compare HOPE with a Transformer, Titans and Hope-Attention at equal parameters and tokens",
+            "read an ablation with seeds and say what it does and does not show"),
+           "Sec. 8, Eqs. 94-97; Table 2 and Table 6", "07, 08"),
+    Lesson("10", "10_forgetting", "Forgetting experiments", "class-incremental CLINC150, Banking77, split digits",
+           ("measure forgetting with an accuracy matrix, average accuracy, backward transfer and forgetting",
+            "run fine-tuning, EWC, replay, LwF, a CMS learner and a HOPE-style learner on the same streams",
+            "compare the result with the paper's continual-learning claim"),
+           "Sec. 9.1", "07, 09"),
+    Lesson("11", "11_long_context", "Long context", "associative recall, needles, formal languages",
+           ("measure recall against context length (needle in a haystack, MQAR)",
+            "study the number and the slowest frequency of CMS levels (after Fig. 7)",
+            "pose formal languages as recognition, train short and test long (Table 5)"),
+           "Sec. 9 (Table 1, Table 5, Fig. 7)", "09"),
+    Lesson("12", "12_full_size_runs", "Full-size runs", "one GPU, several GPUs, collecting results",
+           ("run every experiment of the course at the full preset, on one GPU or several",
+            "estimate what the full preset costs relative to the laptop preset",
+            "gather every committed result into the final tables and figures"),
+           "Sec. 9 (the experiments)", "06, 09, 10, 11"),
+)
+
+# (notebook, title, one line): notebook 00's printed course map
+COURSE_MAP = [(lesson.nb, lesson.title, lesson.summary) for lesson in SYLLABUS]
+
+NOT_MEASURED = "not yet measured"
+
+
+def format_minutes(minutes: float | None) -> str:
+    """The syllabus's time column: ``"4 min"``, or ``"not yet measured"`` for None."""
+    return NOT_MEASURED if minutes is None else f"{minutes:.0f} min"
+
+
+def lesson(nb: str) -> Lesson:
+    """The syllabus entry of notebook ``nb`` ("00" .. "12"); a clear error for an unknown one."""
+    for entry in SYLLABUS:
+        if entry.nb == nb:
+            return entry
+    raise KeyError(f"no notebook {nb!r} in the syllabus; it has {', '.join(e.nb for e in SYLLABUS)}.")
+
+
+def syllabus_markdown(lessons: Sequence[Lesson] = SYLLABUS) -> str:
+    """The syllabus as a Markdown table (notebook 00 and the README carry exactly this text)."""
+    rows = ["| notebook | you will be able to ... | paper | prerequisites | optional deep dive | laptop time |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for e in lessons:
+        rows.append(f"| **{e.nb}** {e.title} | {'; '.join(e.objectives)} | {e.paper} | {e.prerequisites} | "
+                    f"{e.deep_dive or '-'} | {format_minutes(e.minutes)} |")
+    return "\n".join(rows)
+
+
+def objectives_markdown(nb: str) -> str:
+    """The body of notebook ``nb``'s objectives cell (the notebook carries exactly this text)."""
+    e = lesson(nb)
+    lines = ["## Objectives", "", "After this notebook you will be able to:", ""]
+    lines += [f"- {o};" if i < len(e.objectives) - 1 else f"- {o}." for i, o in enumerate(e.objectives)]
+    lines += ["", f"**Paper:** {e.paper}. **Prerequisites:** {_prerequisites(e.prerequisites)}. "
+              f"**Time at the laptop preset:** {format_minutes(e.minutes)}."]
+    if e.deep_dive:
+        lines += ["", f"**Optional deep dive** (skip it for the conceptual path): {e.deep_dive}."]
+    return "\n".join(lines)
+
+
+def _prerequisites(text: str) -> str:
+    """Turn "01, 03 section 1" into "notebooks 01, 03 section 1"; leave prose alone."""
+    return f"notebook{'s' if ',' in text else ''} {text}" if text[:2].isdigit() else text
 
 
 @dataclass
