@@ -270,11 +270,11 @@ else:
     main = {k: v for k, v in committed.items() if k in names}
     laptop_summary = lm_comparison.summarize_comparison(main)
     print(lm_comparison.summary_table(laptop_summary))
-    fig = plt.figure(figsize=(8, 4))
+    fig = plt.figure(figsize=(8, 4), layout="constrained")
     lm_comparison.draw_comparison(fig, main, "val_loss")
     fig.axes[0].set_title("committed laptop results: validation loss, mean over seeds (band: min..max)")
     plt.show()
-    fig = plt.figure(figsize=(8, 4))
+    fig = plt.figure(figsize=(8, 4), layout="constrained")
     lm_comparison.draw_comparison(fig, main, "train_loss")
     fig.axes[0].set_title("committed laptop results: training loss (band: min..max over seeds)")
     plt.show()
@@ -345,7 +345,7 @@ else:
                        "||W_T - W_0|| / ||W_0||": f"{c['mean']:.2e}", "seeds": c["n"]}
                       for i, (p, c) in enumerate(zip(periods, change))],
                      ["level", "period (tokens)", "updates in the sequence", "||W_T - W_0|| / ||W_0||", "seeds"]))
-    fig = plt.figure(figsize=(8, 4))
+    fig = plt.figure(figsize=(8, 4), layout="constrained")
     lm_comparison.draw_comparison(fig, ic_runs, "val_loss")
     fig.axes[0].set_title("committed laptop results: in-context vs static CMS, validation loss")
     plt.show()
@@ -393,7 +393,7 @@ if len(ab) < 2:
 else:
     ab_summary = lm_comparison.summarize_comparison(ab)
     print(lm_comparison.summary_table(ab_summary))
-    fig = plt.figure(figsize=(8, 4))
+    fig = plt.figure(figsize=(8, 4), layout="constrained")
     lm_comparison.draw_comparison(fig, ab, "val_loss")
     fig.axes[0].set_title("committed laptop results: HOPE ablation, validation loss")
     plt.show()

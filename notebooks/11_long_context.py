@@ -275,7 +275,7 @@ if niah:
 # %%
 mqar = committed("longctx_mqar_laptop")
 if mqar:
-    fig = plt.figure(figsize=(6, 3.6))
+    fig = plt.figure(figsize=(6, 3.6), layout="constrained")
     longctx.draw_accuracy(fig, mqar, title="MQAR, laptop preset (committed, 3 seeds)")
     print(longctx.format_table(mqar))
     print("\n" + longctx.verdict(mqar))
@@ -325,7 +325,7 @@ if live_cell(TRAIN_LIVE, minutes=1, instead="the committed study below is shown 
 # %%
 cms = committed("longctx_s-niah_cms_laptop")
 if cms:
-    fig = plt.figure(figsize=(10, 3.6))
+    fig = plt.figure(figsize=(10, 3.6), layout="constrained")
     longctx.draw_cms_study(fig, cms)
     fig.suptitle("Hope-Attention with the static CMS (before issue 17) on S-NIAH, laptop preset, 3 seeds; "
                  "periods in optimizer steps (multi-frequency training)", fontsize=9)
@@ -361,7 +361,7 @@ if live_cell(TRAIN_LIVE, minutes=2, results="longctx_parity_laptop"):
 formal = {lang: committed(f"longctx_{lang}_laptop") for lang in longctx.LANGUAGES}
 formal = {k: v for k, v in formal.items() if v}
 if formal:
-    fig = plt.figure(figsize=(11, 6))
+    fig = plt.figure(figsize=(11, 6), layout="constrained")
     longctx.draw_grid(fig, formal, ncols=3)
     fig.suptitle("formal languages, laptop preset, 3 seeds (band: min..max over seeds)", fontsize=9)
     plt.show()

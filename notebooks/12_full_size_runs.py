@@ -221,18 +221,18 @@ display(Markdown(results.all_tables(exps)))
 # %%
 kinds = {e.kind for e in exps}
 if "lm" in kinds:
-    fig = plt.figure(figsize=(7, 3.5))
+    fig = plt.figure(figsize=(9, 4.5), layout="constrained")
     results.draw_lm(fig, exps)
     fig.suptitle("language modelling: validation loss (mean ± std over seeds)", fontsize=9)
     plt.show()
 if "continual" in kinds:
-    fig = plt.figure(figsize=(11, 3.5))
+    fig = plt.figure(figsize=(11, 3.5), layout="constrained")
     results.draw_continual(fig, exps)
     fig.suptitle("forgetting: final average accuracy (mean ± std over seeds)", fontsize=9)
     plt.show()
 if "longctx" in kinds:
     n = sum(e.kind == "longctx" for e in exps)
-    fig = plt.figure(figsize=(11, 3.3 * ((n + 2) // 3)))
+    fig = plt.figure(figsize=(11, 3.3 * ((n + 2) // 3)), layout="constrained")
     results.draw_longctx(fig, exps)
     fig.suptitle("long context and formal languages: accuracy vs length (band: min..max over seeds)", fontsize=9)
     plt.show()
