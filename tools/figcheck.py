@@ -7,12 +7,19 @@ notebooks show; run it on any figure while writing one:
 
     from tools.figcheck import problems
     print(problems(fig))   # [] when every text is readable
+
+On whole notebooks (every figure they show or save, inline cells included), at the tiny preset:
+
+    NLTEACH_SIZE=tiny PYTHONPATH=. python -m tools.figcheck notebooks/09_hope.ipynb [...]
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 from itertools import combinations
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -133,3 +140,70 @@ def _legend_over_own_text(na: str, nb: str) -> bool:
             owner = leg.removesuffix(" legend")
             return other.startswith(owner + " text")
     return False
+
+
+HOOK = """
+import matplotlib.pyplot as _plt
+from matplotlib.figure import Figure as _Figure
+from tools.figcheck import problems as _problems
+_checked = set()
+def _figcheck(fig):
+    if id(fig) not in _checked:
+        _checked.add(id(fig))
+        for p in _problems(fig):
+            print("FIGCHECK", p)
+def _figcheck_open(*_):
+    for n in _plt.get_fignums():
+        _figcheck(_plt.figure(n))
+_show = _plt.show
+def _checked_show(*args, **kwargs):
+    _figcheck_open()
+    return _show(*args, **kwargs)
+_plt.show = _checked_show
+_savefig = _Figure.savefig
+def _checked_savefig(self, *args, **kwargs):
+    _figcheck(self)
+    return _savefig(self, *args, **kwargs)
+_Figure.savefig = _checked_savefig
+get_ipython().events.register("post_run_cell", _figcheck_open)
+"""
+"""Run first in the kernel: every figure is checked when shown (``plt.show``), saved or rendered to
+PNG (``savefig``: the course's widgets and ``render``), or left open at the end of a cell."""
+
+
+def check_notebook(path: str | Path, *, timeout: int = 600) -> list[str]:
+    """Execute the notebook (errors allowed: exercise stubs raise) with :data:`HOOK` first; return
+    ``"cell N: problem"`` for every problem of every figure it made. The kernel inherits this
+    process's environment: set ``NLTEACH_SIZE=tiny``, ``MPLBACKEND=agg`` and ``PYTHONPATH``."""
+    import nbformat  # optional: only this command line runs notebooks
+    from nbclient import NotebookClient  # optional, as above
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(HOOK))
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    found = []
+    for i, cell in enumerate(nb.cells[1:], start=1):
+        for out in cell.get("outputs", []):
+            for line in out.get("text", "").splitlines() if out.get("output_type") == "stream" else []:
+                if line.startswith("FIGCHECK "):
+                    found.append(f"cell {i}: {line.removeprefix('FIGCHECK ')}")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Report overlapping text in every figure of the notebooks.")
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    args = parser.parse_args(argv)
+    bad = 0
+    for nb in args.notebooks:
+        found = check_notebook(nb, timeout=args.timeout)
+        print(f"{nb}: {len(found)} problem(s)" + "".join(f"\n  {f}" for f in found), flush=True)
+        bad += len(found)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -262,3 +262,21 @@ def test_every_notebook_figure_uses_a_layout_engine():
             if "layout=" not in _call_text(src, m.end()):
                 bare.append(f"{py.name}:{src.count(chr(10), 0, m.start()) + 1}")
     assert bare == [], f"figures without layout='constrained': {bare}"
+
+
+def test_check_notebook_reports_a_figure_a_cell_shows(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
+    from tools.figcheck import check_notebook  # after the skips: nbclient is optional
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import matplotlib.pyplot as plt\n"
+        "fig, (a, b) = plt.subplots(1, 2, figsize=(3, 2))\n"
+        "a.set_title('a title far too long for half of a small figure')\n"
+        "plt.show()")])
+    path = tmp_path / "overlap.ipynb"
+    nbformat.write(nb, path)
+    monkeypatch.setenv("MPLBACKEND", "agg")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+    found = check_notebook(path, timeout=120)
+    assert any(f.startswith("cell 1: outside the figure: axes 0 title") for f in found), found
