@@ -96,9 +96,10 @@ gen = config.seed_everything(0)
 from nlteach.course.live import live_cell
 
 # Full chunk-size sweep (section 6): about 2 minutes at the laptop preset on one quiet CPU core
-# (measured; up to ten on a busy 2-core machine). False (the default): a short sweep on sequences
-# a quarter as long, timed once (about 15 seconds). True: the full sweep. At the tiny preset the
-# tiny sweep always runs (seconds). $NLTEACH_TRAIN_LIVE=1 (or 0) overrides this flag.
+# (estimated from its slowest part, chunk 1, measured at 37 s; up to ten minutes on a busy 2-core
+# machine). False (the default): a short sweep on sequences a quarter as long, timed once (14 s
+# measured). True: the full sweep. At the tiny preset the tiny sweep always runs (seconds).
+# $NLTEACH_TRAIN_LIVE=1 (or 0) overrides this flag.
 TRAIN_LIVE = False
 
 # %% [markdown]

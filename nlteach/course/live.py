@@ -1,6 +1,6 @@
 """Whether a notebook's slow training cell runs live, or the notebook uses the committed results.
 
-Notebooks 04 and 09-12 have cells that train (or time) for many minutes at the ``laptop`` preset
+Notebooks 04, 06, 07 and 09-12 have cells that train (or time) for many minutes at the ``laptop`` preset
 only to recreate numbers that ``results/`` already holds. Each such notebook has ONE flag near its
 top, ``TRAIN_LIVE = False``, with its cost beside it, and every slow cell asks :func:`live_cell`
 whether to run. The rule, first match wins:
