@@ -448,7 +448,8 @@ def draw_lm(fig, experiments: list[Experiment]) -> None:
     x = np.arange(len(rows))
     ax.bar(x, [r["val"]["mean"] for r in rows], yerr=[r["val"]["std"] for r in rows], color="C1", capsize=3)
     ax.set_xticks(x)
-    ax.set_xticklabels([f"{r['model']}\n({r['experiment']})" for r in rows], fontsize=7)
+    ax.set_xticklabels([f"{r['model']}\n({r['experiment']})" for r in rows], fontsize=7, rotation=45, ha="right",
+                       rotation_mode="anchor")
     ax.set_ylabel("validation loss (nats per token)")
 
 

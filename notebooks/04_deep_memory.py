@@ -120,6 +120,16 @@ from nlteach.exercises import grade
 print(config.describe())
 gen = config.seed_everything(0)
 
+# %%
+from nlteach.course.live import live_cell
+
+# Full chunk-size sweep (section 6): about 2 minutes at the laptop preset on one quiet CPU core
+# (estimated from its slowest part, chunk 1, measured at 37 s; up to ten minutes on a busy 2-core
+# machine). False (the default): a short sweep on sequences a quarter as long, timed once (14 s
+# measured). True: the full sweep. At the tiny preset the tiny sweep always runs (seconds).
+# $NLTEACH_TRAIN_LIVE=1 (or 0) overrides this flag.
+TRAIN_LIVE = False
+
 # %% [markdown]
 # ## 1. The update, token by token
 # `titans_naive` is a plain loop over tokens that reads like the equations above. The memory's
@@ -405,18 +415,22 @@ print("dual form of one chunk:", tuple(o_dual.shape))
 # shape of the curve matters) and the error of the memory at predicting the *next* pair of a rule
 # stream (the query at token $t$ is the key of token $t+1$), for several chunk sizes.
 #
-# **Slow cell.** This sweep is most of this notebook's run time at the `laptop` preset (about twelve
-# minutes for the whole notebook on a loaded 2-core CPU; seconds at `tiny`); a bar shows its
-# progress.
+# **Slow cell (with `TRAIN_LIVE = True`).** The full sweep takes about 2 minutes at the `laptop`
+# preset on one quiet CPU core and was most of this notebook's twelve minutes on a loaded 2-core
+# CPU; seconds at `tiny`. Without the flag the cell runs a short sweep (sequences a quarter as long,
+# each chunk size timed once: the same shape, noisier). A bar shows its progress.
 
 # %%
+full_sweep = live_cell(TRAIN_LIVE, minutes=2, action="run the full sweep",
+                       instead="a short sweep (sequences of 512 tokens instead of 2048, timed once)")
 rows = course.chunk_tradeoff(
     config.by_preset(tiny=[1, 4, 16, 64], laptop=[1, 2, 4, 8, 16, 32, 64, 128], full=[1, 2, 4, 8, 16, 32, 64, 128, 256]),
     B=config.by_preset(tiny=2, laptop=4, full=8),
-    T=config.by_preset(tiny=128, laptop=2048, full=4096),
+    T=config.by_preset(tiny=128, laptop=2048 if full_sweep else 512, full=4096 if full_sweep else 512),
     d=config.by_preset(tiny=8, laptop=16, full=32),
     hidden=config.by_preset(tiny=32, laptop=64, full=128),
-    thetas=(0.05, 0.3), eta=0.0, repeat=config.by_preset(tiny=1, laptop=3, full=3), seed=0, progress=True,
+    thetas=(0.05, 0.3), eta=0.0, seed=0, progress=True,
+    repeat=config.by_preset(tiny=1, laptop=3 if full_sweep else 1, full=3 if full_sweep else 1),
 )
 fig = plt.figure(figsize=(9, 3.2), layout="constrained")
 course.draw_chunk_tradeoff(fig, rows)

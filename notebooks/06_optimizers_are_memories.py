@@ -94,6 +94,16 @@ from nlteach.experiments import optimizers as experiment
 
 print(config.describe())
 
+# %%
+from nlteach.course.live import live_cell
+
+# Live training: section 8's live run trains every optimizer on both tasks, about 5 minutes at the
+# laptop preset on a 2-core CPU (3 seeds; one seed measured: 32 s on digits, 73 s on Shakespeare).
+# False (the default): it prints one line and the committed runs below stand for it (at laptop it
+# would repeat them). True: it trains. At the tiny preset it always runs (seconds).
+# $NLTEACH_TRAIN_LIVE=1 (or 0) overrides this flag.
+TRAIN_LIVE = False
+
 # %% [markdown]
 # ## 1. Momentum is a memory of gradients
 #
@@ -560,18 +570,19 @@ print("DGD optimizer vs Eq. 57 by hand:", (torch.cat([layer.weight, layer.bias[:
 # `step()`), relative to SGD+momentum in the same run. The sizes come from the experiment's preset
 # table (`experiment.PRESETS`).
 #
-# First a **live run at your preset**: at `tiny` it only shows that everything works, and its
-# numbers mean nothing; at `laptop` it repeats the committed run below (same seeds, same losses;
-# only the times differ).
+# First a **live run at your preset**, only with `TRAIN_LIVE = True` (about 5 minutes at
+# `laptop`, a line per finished run): at `tiny` it always runs and only shows that everything
+# works, its numbers mean nothing; at `laptop` it repeats the committed run below (same seeds, same
+# losses; only the times differ).
 
 # %%
-live = {task: experiment.run(experiment.preset_config(task)) for task in experiment.TASKS}
-for res in live.values():
-    print(f"live run, {res['task']}, preset {res['preset']}: {res['config']['steps']} steps, "
-          f"seeds {res['config']['seeds']}")
-    print(experiment.summary_table(res, markdown=False), "\n")
-fig = render(experiment.draw_comparison, {"results": list(live.values())}, figsize=(13, 3.8))
-fig
+if live_cell(TRAIN_LIVE, minutes=5, instead="the committed runs below stand for it"):
+    live = {task: experiment.run(experiment.preset_config(task), progress=True) for task in experiment.TASKS}
+    for res in live.values():
+        print(f"live run, {res['task']}, preset {res['preset']}: {res['config']['steps']} steps, "
+              f"seeds {res['config']['seeds']}")
+        print(experiment.summary_table(res, markdown=False), "\n")
+    display(render(experiment.draw_comparison, {"results": list(live.values())}, figsize=(13, 3.8)))
 
 # %% [markdown]
 # ### Our laptop-preset results (committed) and the verdict

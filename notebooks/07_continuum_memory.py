@@ -87,6 +87,16 @@ from nlteach.experiments.cms_tasks import (
 print(config.describe())
 gen = config.seed_everything(0)
 
+# %%
+from nlteach.course.live import live_cell
+
+# Live training: section 4's live run trains every arm on the sequential tasks, about 5 minutes at
+# the laptop preset on a 2-core CPU (one seed of the five measured: 57 s). False (the default): it
+# prints one line and the committed run below stands for it (at laptop it would repeat it). True:
+# it trains. At the tiny preset it always runs (seconds). $NLTEACH_TRAIN_LIVE=1 (or 0) overrides
+# this flag.
+TRAIN_LIVE = False
+
 # %% [markdown]
 # ## 1. One block, three ways to combine them
 #
@@ -349,16 +359,18 @@ print(f"{result.whose} chunk == the token loop over one chunk of 8:",
 # - **CMS, nested**: the nested variant with the same periods.
 #
 # The code is `nlteach.experiments.cms_tasks`; its sizes come from the experiment's preset table
-# (`PRESETS`). First a **live run at your preset**: at `tiny` it only shows the mechanics and its
+# (`PRESETS`). First a **live run at your preset**, only with `TRAIN_LIVE = True` (about 5 minutes
+# at `laptop`, a line per finished run): at `tiny` it always runs and only shows the mechanics, its
 # numbers mean nothing; at `laptop` it repeats the committed run below.
 
 # %%
 exp_cfg = preset_config()
-results = run(exp_cfg)
-print(f"live run at the {exp_cfg.preset} preset: {exp_cfg.steps_per_task} steps per task, "
-      f"seeds {list(exp_cfg.seeds)}; NMSE, mean ± std over seeds (lower is better)")
-print(summary_table(results, markdown=False))
-display(render(draw_sequential_tasks, {"results": results}, figsize=(10, 3.4)))
+if live_cell(TRAIN_LIVE, minutes=5, results="cms_tasks_laptop (below)"):
+    results = run(exp_cfg, progress=True)
+    print(f"live run at the {exp_cfg.preset} preset: {exp_cfg.steps_per_task} steps per task, "
+          f"seeds {list(exp_cfg.seeds)}; NMSE, mean ± std over seeds (lower is better)")
+    print(summary_table(results, markdown=False))
+    display(render(draw_sequential_tasks, {"results": results}, figsize=(10, 3.4)))
 
 # %% [markdown]
 # Columns: *task A after A* = NMSE on task A right after learning it; *task A after the last* =

@@ -399,7 +399,7 @@ interactive_figure(
 # parallel; the paper keeps it separate from the main memory's chunk for exactly that trade-off.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True, layout="constrained")
 for ax, pcs in zip(axes, (1, 16)):
     r = course.self_modification_trace(pcs, 8)
     ax.plot(r["key_drift"], color="C2", lw=1, label="key drift")

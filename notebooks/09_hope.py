@@ -97,6 +97,16 @@ config.seed_everything(0)
 torch.set_num_threads(config.by_preset(tiny=1, laptop=torch.get_num_threads(), full=torch.get_num_threads()))
 print(config.describe())
 
+# %%
+from nlteach.course.live import live_cell
+
+# Live training: sections 3 and 6 retrain the comparison at your preset, about 15 + 6 minutes at the
+# laptop preset on a 2-core CPU (section 3 measured, section 6 estimated from the committed runs'
+# times). False (the default): they load our committed results instead, which sections 4-6 read
+# anyway. True: they retrain. At the tiny preset they always run (seconds).
+# $NLTEACH_TRAIN_LIVE=1 (or 0) overrides this flag.
+TRAIN_LIVE = False
+
 # %% [markdown]
 # ## 1. The HOPE block
 #
@@ -243,30 +253,41 @@ tokens = sizes["steps"] * sizes["batch_size"] * sizes["seq_len"]
 print(f"every run: {sizes['steps']} steps x {sizes['batch_size']} x {sizes['seq_len']} = {tokens:,} training tokens")
 
 # %% [markdown]
-# ## 3. Training at equal parameters and tokens (live, at your preset)
+# ## 3. Training at equal parameters and tokens (live, with `TRAIN_LIVE = True`)
 #
 # Same data order per seed (the sampler is a function of the seed and the step), same optimizer
 # (AdamW, warmup then cosine), same steps. The seed changes both the initial weights and the data
-# order. This is the slow cell: `lm_comparison.run_comparison` trains every model and seed with
-# `nlteach.train` into a run folder (a second call with the same folder skips what is finished;
-# interrupted, the cell stops after the current step and running it again resumes). The folder is
-# temporary: the last cell of this notebook deletes it (so does stopping the kernel).
+# order. `lm_comparison.run_comparison` trains every model and seed with `nlteach.train` into a run
+# folder (a second call with the same folder skips what is finished; interrupted, the cell stops
+# after the current step and running it again resumes). The folder is temporary: the last cell of
+# this notebook deletes it (so does stopping the kernel).
+#
+# **Slow cell: about 15 minutes at the laptop preset** (4 models x 3 seeds, measured on a 2-core
+# CPU; seconds at tiny). It trains only with `TRAIN_LIVE = True` (top of the notebook); otherwise it
+# prints one line and section 4 shows our committed runs. While it trains it prints one line per
+# finished run (model, seed, validation loss, seconds).
 
 # %%
 seeds = config.by_preset(tiny=[0, 1], laptop=[0, 1, 2], full=[0])
 scratch = tempfile.TemporaryDirectory(prefix="nb09_")  # removed when the kernel stops (or scratch.cleanup())
 workdir = scratch.name
-live = lm_comparison.run_comparison(workdir, seeds=seeds, ablation_seeds=[], multi_frequency_seeds=[],
-                                    sample_chars=config.by_preset(tiny=60, laptop=300, full=500))
-if live.get("interrupted"):
-    print("interrupted: the runs finished so far are below; run this cell again to resume")
-runs = lm_comparison.by_label(live)
-summary = lm_comparison.summarize_comparison(runs)
-print(lm_comparison.summary_table(summary))
-fig = plt.figure(figsize=(8, 4))
-lm_comparison.draw_comparison(fig, runs, "val_loss")
-fig.axes[0].set_title(f"live run at the {config.get_preset()} preset: validation loss (band: min..max over seeds)")
-plt.show()
+if live_cell(TRAIN_LIVE, minutes=15, results="lm_tinyshakespeare_laptop"):
+    print(f"{len(names)} models x {len(seeds)} seeds; one line as each run finishes", flush=True)
+    live = lm_comparison.run_comparison(workdir, seeds=seeds, ablation_seeds=[], multi_frequency_seeds=[],
+                                        sample_chars=config.by_preset(tiny=60, laptop=300, full=500))
+    if live.get("interrupted"):
+        print("interrupted: the runs finished so far are below; run this cell again to resume")
+    runs = lm_comparison.by_label(live)
+    summary = lm_comparison.summarize_comparison(runs)
+    print(lm_comparison.summary_table(summary))
+    fig = plt.figure(figsize=(8, 4), layout="constrained")
+    lm_comparison.draw_comparison(fig, runs, "val_loss")
+    fig.axes[0].set_title(f"live run, {config.get_preset()} preset: validation loss (band: min..max over seeds)")
+    plt.show()
+else:  # section 4 draws these; kept here for the samples cell
+    committed_file = RESULTS_ROOT / "lm_tinyshakespeare_laptop" / "results.json"
+    runs = ({k: v for k, v in lm_comparison.load_comparison(committed_file).items() if k in names}
+            if committed_file.exists() else {})
 
 # %% [markdown]
 # ## 4. Our laptop-preset results (committed)
@@ -300,11 +321,11 @@ else:
     main = {k: v for k, v in committed.items() if k in names}
     laptop_summary = lm_comparison.summarize_comparison(main)
     print(lm_comparison.summary_table(laptop_summary))
-    fig = plt.figure(figsize=(8, 4))
+    fig = plt.figure(figsize=(8, 4), layout="constrained")
     lm_comparison.draw_comparison(fig, main, "val_loss")
     fig.axes[0].set_title("committed laptop results: validation loss, mean over seeds (band: min..max)")
     plt.show()
-    fig = plt.figure(figsize=(8, 4))
+    fig = plt.figure(figsize=(8, 4), layout="constrained")
     lm_comparison.draw_comparison(fig, main, "train_loss")
     fig.axes[0].set_title("committed laptop results: training loss (band: min..max over seeds)")
     plt.show()
@@ -375,7 +396,7 @@ else:
                        "||W_T - W_0|| / ||W_0||": f"{c['mean']:.2e}", "seeds": c["n"]}
                       for i, (p, c) in enumerate(zip(periods, change))],
                      ["level", "period (tokens)", "updates in the sequence", "||W_T - W_0|| / ||W_0||", "seeds"]))
-    fig = plt.figure(figsize=(8, 4))
+    fig = plt.figure(figsize=(8, 4), layout="constrained")
     lm_comparison.draw_comparison(fig, ic_runs, "val_loss")
     fig.axes[0].set_title("committed laptop results: in-context vs static CMS, validation loss")
     plt.show()
@@ -411,7 +432,8 @@ else:
 
 # %%
 ablations = list(lm_comparison.ABLATIONS)
-if config.get_preset() != "tiny":  # same folder: the main models are done, only the ablations train
+# slow at laptop (about 6 minutes, TRAIN_LIVE only); same folder: the main models are done, only the ablations train
+if config.get_preset() != "tiny" and live_cell(TRAIN_LIVE, minutes=6, results="lm_tinyshakespeare_laptop"):
     live = lm_comparison.run_comparison(workdir, seeds=seeds, ablation_seeds=seeds[:1], multi_frequency_seeds=[])
     ab_live = {k: v for k, v in lm_comparison.by_label(live).items() if k in ("hope", *ablations)}
     print(lm_comparison.summary_table(lm_comparison.summarize_comparison(ab_live)))
@@ -422,7 +444,7 @@ if len(ab) < 2:
 else:
     ab_summary = lm_comparison.summarize_comparison(ab)
     print(lm_comparison.summary_table(ab_summary))
-    fig = plt.figure(figsize=(8, 4))
+    fig = plt.figure(figsize=(8, 4), layout="constrained")
     lm_comparison.draw_comparison(fig, ab, "val_loss")
     fig.axes[0].set_title("committed laptop results: HOPE ablation, validation loss")
     plt.show()

@@ -103,6 +103,17 @@ def committed(name: str):
     return exp.runs
 
 
+# %%
+from nlteach.course.live import live_cell
+
+# Live training: sections 3, 4 and 5 each train at your preset next to the committed runs, about
+# 9 + 1 + 2 minutes at the laptop preset on a 2-core CPU (estimated from the committed runs'
+# recorded times, one seed each). False (the default): those cells print one line and the notebook
+# shows the committed runs only. True: they train. At the tiny preset they always run (seconds).
+# $NLTEACH_TRAIN_LIVE=1 (or 0) overrides this flag.
+TRAIN_LIVE = False
+
+
 # %% [markdown]
 # ## 1. The tasks, and how we know an answer is right
 #
@@ -263,32 +274,39 @@ print("widths at equal parameters:",
 # committed schedule, not the static CMS). Live runs in this notebook use today's models, without
 # multi-frequency training.
 #
-# **Live run** (active preset, seeds `live_seeds`): the four models on S-NIAH. At `tiny` this
-# takes seconds and the accuracies are noise; at `laptop` it takes a few minutes (HOPE is the
-# slowest per step on a CPU).
+# **Live run** (active preset, seeds `live_seeds`, only with `TRAIN_LIVE = True`): the four models
+# on S-NIAH. At `tiny` this takes seconds and the accuracies are noise. **Slow cell: about 9
+# minutes at the laptop preset** (HOPE is the slowest per step on a CPU); a bar per model shows
+# its progress.
 
 # %%
 live = {}
-for m in longctx.MODELS:
-    c = longctx.preset_config("s-niah", m, preset, seeds=tuple(live_seeds))
-    live[c.variant] = longctx.run(c)
-print(longctx.format_table(live))
+if live_cell(TRAIN_LIVE, minutes=9, results="longctx_s-niah_laptop"):
+    for m in longctx.MODELS:
+        c = longctx.preset_config("s-niah", m, preset, seeds=tuple(live_seeds))
+        live[c.variant] = longctx.run(c, progress=True)
+    print(longctx.format_table(live))
 
 # %% [markdown]
 # **Our laptop-preset results** (committed; made with
 # `python -m nlteach.longctx --task s-niah --model all --preset laptop --seeds 0 1 2 --out results/longctx_s-niah_laptop`):
 # trained on 32-token haystacks, tested up to 256 tokens, 600 steps of 32 examples, 3 seeds.
-# Left: the live run; right: the committed runs (band = min..max over seeds; dashed: chance).
+# Left: the live run (when it ran); right: the committed runs (band = min..max over seeds; dashed:
+# chance).
 
 # %%
 niah = committed("longctx_s-niah_laptop")
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
-longctx.draw_accuracy(fig, live, ax=axes[0], title=f"live run, preset {preset}")
+panels = [(runs, title) for runs, title in ((live, f"live run, preset {preset}"),
+                                            (niah, "S-NIAH, laptop (committed, 3 seeds)")) if runs]
+if panels:
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), sharey=True, squeeze=False,
+                             layout="constrained")
+    for ax, (runs, title) in zip(axes[0], panels):
+        longctx.draw_accuracy(fig, runs, ax=ax, title=title)
+    plt.show()
 if niah:
-    longctx.draw_accuracy(fig, niah, ax=axes[1], title="S-NIAH, laptop preset (committed, 3 seeds)")
     print(longctx.format_table(niah))
     print("\n" + longctx.verdict(niah))
-plt.show()
 
 # %% [markdown]
 # **MQAR** (committed; `python -m nlteach.longctx --task mqar --model transformer hope-attention titans hope --preset laptop --seeds 0 1 2 --out results/longctx_mqar_laptop`).
@@ -303,7 +321,7 @@ plt.show()
 # %%
 mqar = committed("longctx_mqar_laptop")
 if mqar:
-    fig = plt.figure(figsize=(6, 3.6))
+    fig = plt.figure(figsize=(6, 3.6), layout="constrained")
     longctx.draw_accuracy(fig, mqar, title="MQAR, laptop preset (committed, 3 seeds)")
     print(longctx.format_table(mqar))
     print("\n" + longctx.verdict(mqar))
@@ -334,16 +352,18 @@ if mqar:
 # today's in-context levels (periods in tokens):
 # `python -m nlteach.longctx --task mk-niah --model hope@16 hope@16,64 hope@16,64,256 hope@16,64,256,1024 --preset full ...`.
 #
-# Live: two variants of today's Hope-Attention at the active preset, one level and the default
-# levels (in-context periods in tokens; at `tiny`: 2 and 4 tokens).
+# Live (with `TRAIN_LIVE = True`; about a minute at the laptop preset): two variants of today's
+# Hope-Attention at the active preset, one level and the default levels (in-context periods in
+# tokens; at `tiny`: 2 and 4 tokens).
 
 # %%
 live_cms = {}
-default_periods = longctx.preset_config("s-niah", "hope-attention", preset).arch.cms_periods
-for periods in (default_periods[:1], default_periods):
-    c = longctx.preset_config("s-niah", "hope-attention", preset, seeds=tuple(live_seeds), cms_periods=periods)
-    live_cms[c.variant] = longctx.run(c)
-print(longctx.format_table(live_cms))
+if live_cell(TRAIN_LIVE, minutes=1, instead="the committed study below is shown alone (its CMS is the static one)"):
+    default_periods = longctx.preset_config("s-niah", "hope-attention", preset).arch.cms_periods
+    for periods in (default_periods[:1], default_periods):
+        c = longctx.preset_config("s-niah", "hope-attention", preset, seeds=tuple(live_seeds), cms_periods=periods)
+        live_cms[c.variant] = longctx.run(c, progress=True)
+    print(longctx.format_table(live_cms))
 
 # %% [markdown]
 # Committed (`python -m nlteach.longctx --task s-niah --model hope-attention@1 hope-attention@1,4 hope-attention@1,4,16 hope-attention@1,4,16,64 hope-attention@1,4,256 --preset laptop --seeds 0 1 2 --out results/longctx_s-niah_cms_laptop`):
@@ -351,7 +371,7 @@ print(longctx.format_table(live_cms))
 # %%
 cms = committed("longctx_s-niah_cms_laptop")
 if cms:
-    fig = plt.figure(figsize=(10, 3.6))
+    fig = plt.figure(figsize=(10, 3.6), layout="constrained")
     longctx.draw_cms_study(fig, cms)
     fig.suptitle("Hope-Attention with the static CMS (before issue 17) on S-NIAH, laptop preset, 3 seeds; "
                  "periods in optimizer steps (multi-frequency training)", fontsize=9)
@@ -369,14 +389,16 @@ if cms:
 # need different machinery: a running bit (parity, (aa)\*), a pattern check ((abab)\*), one
 # counter (a^n b^n), two counters (a^n b^n c^n, Shuffle-2).
 #
-# Live: one language at the active preset.
+# Live (with `TRAIN_LIVE = True`; about 2 minutes at the laptop preset): one language at the
+# active preset.
 
 # %%
 live_formal = {}
-for m in ("transformer", "hope"):
-    c = longctx.preset_config("parity", m, preset, seeds=tuple(live_seeds))
-    live_formal[c.variant] = longctx.run(c)
-print(longctx.format_table(live_formal))
+if live_cell(TRAIN_LIVE, minutes=2, results="longctx_parity_laptop"):
+    for m in ("transformer", "hope"):
+        c = longctx.preset_config("parity", m, preset, seeds=tuple(live_seeds))
+        live_formal[c.variant] = longctx.run(c, progress=True)
+    print(longctx.format_table(live_formal))
 
 # %% [markdown]
 # Committed, one folder per language (`python -m nlteach.longctx --task LANGUAGE --model transformer hope --preset laptop --seeds 0 1 2 --out results/longctx_LANGUAGE_laptop`):
@@ -385,7 +407,7 @@ print(longctx.format_table(live_formal))
 formal = {lang: committed(f"longctx_{lang}_laptop") for lang in longctx.LANGUAGES}
 formal = {k: v for k, v in formal.items() if v}
 if formal:
-    fig = plt.figure(figsize=(11, 6))
+    fig = plt.figure(figsize=(11, 6), layout="constrained")
     longctx.draw_grid(fig, formal, ncols=3)
     fig.suptitle("formal languages, laptop preset, 3 seeds (band: min..max over seeds)", fontsize=9)
     plt.show()

@@ -76,6 +76,15 @@ torch.set_num_threads(1)
 print(config.describe())
 preset = config.get_preset()
 
+# %%
+from nlteach.course.live import live_cell
+
+# Live timing: section 2 trains one job of each kind to time it, about 10 minutes at the laptop
+# preset on a 2-core CPU (measured). False (the default): it prints one line and the run times
+# recorded in the committed results stand for it. True: it trains and times now. At the tiny
+# preset it always runs (seconds). $NLTEACH_TRAIN_LIVE=1 (or 0) overrides this flag.
+TRAIN_LIVE = False
+
 # %% [markdown]
 # ## 1. Every experiment as a job
 #
@@ -134,7 +143,7 @@ print("\n".join(lines[:5] + ["..."] + [ln[:160] + (" ..." if len(ln) > 160 else 
 # ## 2. How long does it take? (measured on a CPU)
 #
 # **Slow cell.** At the `laptop` preset the next cell trains for about ten minutes on a 2-core CPU
-# (seconds at `tiny`); a progress bar shows each job.
+# (seconds at `tiny`), so it runs only with `TRAIN_LIVE = True`; a progress bar shows each job.
 #
 # **Live, at the active preset.** One job of each kind, timed now in this process (at `tiny`,
 # these are smoke-test sizes: the time is mostly start-up); the training run's folder is
@@ -142,29 +151,33 @@ print("\n".join(lines[:5] + ["..."] + [ln[:160] + (" ..." if len(ln) > 160 else 
 # decide these numbers; they say nothing about a GPU.
 
 # %%
+from nlteach.continual import preset_config as continual_config
+from nlteach.continual import run as continual_run
+from nlteach.train import train
+
+
 def timed(fn):
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
 
 
-live = []
-for m in ("transformer", "hope"):
-    c = longctx.preset_config("s-niah", m, preset, seeds=(0,))
-    live.append({"job": f"nlteach.longctx s-niah {m}, 1 seed", "seconds": timed(lambda c=c: longctx.run(c, progress=True))})
-from nlteach.continual import preset_config as continual_config  # noqa: E402
-from nlteach.continual import run as continual_run  # noqa: E402
-
-c = continual_config("split-digits", "finetune", preset, seeds=(0,))
-live.append({"job": "nlteach.continual split-digits finetune, 1 seed", "seconds": timed(lambda: continual_run(c, progress=True))})
-from nlteach.train import train  # noqa: E402
-
-with tempfile.TemporaryDirectory(prefix="nb12_") as workdir:  # the run's checkpoints, removed after the run
-    live.append({"job": "nlteach.train transformer, 1 seed",
-                 "seconds": timed(lambda: train(model="transformer", preset=preset, out=f"{workdir}/lm",
-                                                sample_chars=0))})
-print(f"preset {preset}, {torch.get_num_threads()} thread(s), device {config.get_device()}")
-print(text_table(live, ["job", "seconds"]))
+if live_cell(TRAIN_LIVE, minutes=10, action="time the jobs now",
+             instead="the run times recorded in the committed results (next table) stand for it"):
+    live = []
+    for m in ("transformer", "hope"):
+        c = longctx.preset_config("s-niah", m, preset, seeds=(0,))
+        live.append({"job": f"nlteach.longctx s-niah {m}, 1 seed",
+                     "seconds": timed(lambda c=c: longctx.run(c, progress=True))})
+    c = continual_config("split-digits", "finetune", preset, seeds=(0,))
+    live.append({"job": "nlteach.continual split-digits finetune, 1 seed",
+                 "seconds": timed(lambda: continual_run(c, progress=True))})
+    with tempfile.TemporaryDirectory(prefix="nb12_") as workdir:  # the run's checkpoints, removed after the run
+        live.append({"job": "nlteach.train transformer, 1 seed",
+                     "seconds": timed(lambda: train(model="transformer", preset=preset, out=f"{workdir}/lm",
+                                                    sample_chars=0))})
+    print(f"preset {preset}, {torch.get_num_threads()} thread(s), device {config.get_device()}")
+    print(text_table(live, ["job", "seconds"]))
 
 # %% [markdown]
 # **Recorded in the committed results.** Long-context runs record their training and evaluation
@@ -219,18 +232,18 @@ display(Markdown(results.all_tables(exps)))
 # %%
 kinds = {e.kind for e in exps}
 if "lm" in kinds:
-    fig = plt.figure(figsize=(7, 3.5))
+    fig = plt.figure(figsize=(9, 4.5), layout="constrained")
     results.draw_lm(fig, exps)
     fig.suptitle("language modelling: validation loss (mean ± std over seeds)", fontsize=9)
     plt.show()
 if "continual" in kinds:
-    fig = plt.figure(figsize=(11, 3.5))
+    fig = plt.figure(figsize=(11, 3.5), layout="constrained")
     results.draw_continual(fig, exps)
     fig.suptitle("forgetting: final average accuracy (mean ± std over seeds)", fontsize=9)
     plt.show()
 if "longctx" in kinds:
     n = sum(e.kind == "longctx" for e in exps)
-    fig = plt.figure(figsize=(11, 3.3 * ((n + 2) // 3)))
+    fig = plt.figure(figsize=(11, 3.3 * ((n + 2) // 3)), layout="constrained")
     results.draw_longctx(fig, exps)
     fig.suptitle("long context and formal languages: accuracy vs length (band: min..max over seeds)", fontsize=9)
     plt.show()
