@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from nlteach.config import PRESETS, get_preset
-from nlteach.experiments.lm_comparison import DATA, sizes
+from nlteach.experiments.lm_comparison import BUDGETS, DATA, budget_name, sizes
 from nlteach.runs import cli, stats
 from nlteach.runs.io import atomic_write_json, json_safe
 from nlteach.runs.provenance import command_line, provenance
@@ -319,9 +319,9 @@ TABLE_COLUMNS = ("model", "seeds", "train_chars", "val_mean", "val_std", "test_m
 
 def results(preset: str | None = None, *, seeds: Sequence[int] = (0,), command: str | None = None) -> dict[str, Any]:
     """:func:`baseline_rows` (``rows``) and :func:`summarize_rows` (``summary``) with what produced
-    them: the preset's settings, the smoothing, the seeds and the provenance (the ``results.json``
-    the command line writes)."""
-    preset = get_preset(preset)
+    them: the budget's settings (``preset``: a row of ``lm_comparison.SIZES``, e.g. ``"reference"``),
+    the smoothing, the seeds and the provenance (the ``results.json`` the command line writes)."""
+    preset = budget_name(preset)
     rows = baseline_rows(preset, seeds=seeds)
     return {"experiment": NAME, "preset": preset, "data": DATA, "settings": sizes(preset), "seeds": list(seeds),
             "smoothing": SMOOTHING, "rows": rows, "summary": summarize_rows(rows),
@@ -335,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "run's training windows and on the whole training split), scored on its validation and "
                     "test windows.")
     p.add_argument("--preset", choices=PRESETS, default=None, help="size preset (default: $NLTEACH_SIZE, else laptop)")
+    p.add_argument("--budget", choices=BUDGETS, default=None,
+                   help="the comparison's budget, a row of lm_comparison.SIZES (default: the preset's)")
     p.add_argument("--seeds", type=cli.nonneg_int, nargs="+", default=[0, 1, 2],
                    help="seeds of the neural runs whose training windows are counted (default: 0 1 2)")
     p.add_argument("--out", default=None, help="folder for results.json (default: print only)")
@@ -349,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         cli.check_out(p, args.out)
     command = command_line(None if argv is None else ["python", "-m", f"nlteach.experiments.{NAME}", *argv])
-    res = results(args.preset, seeds=args.seeds, command=command)
+    res = results(args.budget or get_preset(args.preset), seeds=args.seeds, command=command)
     print(text_table([{**r, "seeds": " ".join(map(str, r["seeds"]))} for r in res["summary"]], TABLE_COLUMNS))
     if args.out is not None:
         path = atomic_write_json(Path(args.out) / "results.json", res)

@@ -225,3 +225,12 @@ def test_summarize_rows_averages_the_run_rows_over_seeds():
     assert whole["model"] == "bigram (train split)" and whole["val_mean"] == 2.0 and whole["val_std"] is None
     assert run["seeds"] == [0, 1] and run["val_mean"] == pytest.approx(2.3)
     assert run["test_mean"] == pytest.approx(2.4) and run["val_std"] == pytest.approx(math.sqrt(0.02))
+
+
+def test_the_command_line_takes_the_comparisons_budget(monkeypatch, tmp_path, capsys):
+    seen = []
+    monkeypatch.setattr(ngram, "baseline_rows", lambda preset, seeds: seen.append((preset, tuple(seeds))) or [])
+    assert ngram.main(["--budget", "reference", "--seeds", "0", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert seen == [("reference", (0,))] and res["preset"] == "reference"
+    assert res["settings"] == lm_comparison.sizes("reference")
