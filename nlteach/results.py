@@ -39,7 +39,7 @@ from nlteach.config import PRESETS
 from nlteach.continual import metrics
 from nlteach.continual.learners import available_learners
 from nlteach.continual.streams import STREAMS
-from nlteach.experiments import cms_tasks, lm_comparison, optimizers
+from nlteach.experiments import cms_tasks, lm_comparison, lm_reference, optimizers
 from nlteach.longctx.plots import draw_grid
 from nlteach.longctx.runner import run_label, split_combined
 from nlteach.longctx.tasks import LANGUAGES
@@ -371,12 +371,19 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
     if not exps:
         return "\n".join([*lines, "", "No results are committed yet.", *speed_lines(root)]) + "\n"
     lines += notebooks_06_07_lines(root)  # the optimizer comparison and the CMS experiment
-    lm = [r for e in exps if e.kind == "lm" for r in lm_rows(e)]
+    reference = lm_reference.markdown(*lm_reference.load(root))
+    lines += ["", "**Language modelling at the reference budget** (notebook 09, issue 18; character-level tiny "
+              "Shakespeare, nats per character; `results/lm_reference` and `results/ngram_reference`):", "",
+              *reference]
+    lm = [r for e in exps if e.kind == "lm" and e.name != lm_reference.COMPARISON for r in lm_rows(e)]
     if lm:
-        lines += ["", "**Language modelling** (notebook 09; character-level tiny Shakespeare, nats per character):",
+        z = lm_comparison.sizes("laptop")
+        lines += ["", f"**Language modelling, laptop preset** (notebook 09's live budget, {z['params']:,} parameters and "
+                  f"{z['steps'] * z['batch_size'] * z['seq_len']:,} training characters per run: the models have barely "
+                  "started learning; character-level tiny Shakespeare, nats per character):",
                   "", lm_table(lm)]
         lines += [f"- `{e.name}`: " + lm_comparison.paired_verdict(d["per_seed"], "hope", "hope-static-cms")
-                  for e in exps if e.kind == "lm" for d in e.runs.values()
+                  for e in exps if e.kind == "lm" and e.name != lm_reference.COMPARISON for d in e.runs.values()
                   if {"hope", "hope-static-cms"} <= {r.get("label") for r in d.get("per_seed", [])}]
     cont = [r for e in exps if e.kind == "continual" for r in continual_rows(e)]
     if cont:

@@ -1,0 +1,231 @@
+"""Reading the reference-budget comparison (notebook 09's main evidence, issue 18).
+
+Two committed files feed it: the comparison (``results/lm_reference``, written by
+``python -m nlteach.experiments.lm_comparison --budget reference ...``) and the n-gram baselines
+counted at the same budget (``results/ngram_reference``, ``python -m nlteach.experiments.ngram
+--budget reference ...``). Everything notebook 09 and the README say about them comes from here:
+
+- :func:`arm_rows` and :func:`baseline_rows`: the table (each arm's parameters, learning rate,
+  seeds, validation and test loss; the n-gram rows beside them);
+- :func:`sweep_rows`: the learning-rate sweep (validation split, seed ``SWEEP_SEED``);
+- :func:`checks`: the budget's own conditions (parameters within 3%, the Transformer at least
+  0.3 nats/char below the whole-split trigram, curves flat over the last 20% of steps);
+- :func:`verdict_lines`: every comparison as a seed-paired difference with its 95% t interval,
+  worded by the one rule of :func:`lm_comparison.paired_verdict`;
+- :func:`stream_lines`: the domain stream (:mod:`nlteach.experiments.stream`): retention on the
+  return to a domain, arm minus the sliding-window Transformer, by the same rule.
+
+Every function takes the loaded dicts, so a partial comparison (seeds still running) reads as what
+it is: the rows say how many seeds each arm has, and a comparison without two paired seeds says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from nlteach.experiments import lm_comparison, stream
+from nlteach.experiments.reporting import ci_text
+from nlteach.runs import stats
+from nlteach.runs.io import read_json
+from nlteach.runs.tables import markdown_table
+
+COMPARISON, NGRAM = "lm_reference", "ngram_reference"
+PARAM_TOLERANCE = 0.03  # every arm within 3% of the budget
+MARGIN = 0.3  # the Transformer at least this far below the whole-split trigram (nats/char)
+FLAT_FRACTION = 0.2  # "flat": the last 20% of steps change the validation loss by less than the seed spread
+PAIRS_VS = "transformer"  # every other main arm is compared with the Transformer
+
+
+def load(root: str | Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The comparison and the n-gram results under ``root`` (``None`` for a file not there yet)."""
+    root = Path(root)
+    files = (root / COMPARISON / "results.json", root / NGRAM / "results.json")
+    return tuple(read_json(f) if f.exists() else None for f in files)  # type: ignore[return-value]
+
+
+def _by_label(comparison: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in comparison.get("per_seed", []):
+        out.setdefault(r["label"], []).append(r)
+    return out
+
+
+def arm_rows(comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per arm, in the order the arms first appear: ``model``, ``params``, ``lr``, ``seeds``
+    (a list), ``val`` and ``test`` (:func:`nlteach.runs.stats.summarize` over the seeds)."""
+    rows = []
+    for label, recs in _by_label(comparison).items():
+        rows.append({"model": label, "params": recs[0]["n_params"], "lr": recs[0].get("lr"),
+                     "seeds": sorted(r["seed"] for r in recs),
+                     "val": stats.summarize([r["val_loss"] for r in recs]),
+                     "test": stats.summarize([r["test_loss"] for r in recs])})
+    return rows
+
+
+def baseline_rows(ngram: dict[str, Any]) -> list[dict[str, Any]]:
+    """The n-gram rows (``model``, ``val``, ``test``: the means over the counted seeds)."""
+    return [{"model": r["model"], "order": r["order"], "counted_on": r["counted_on"], "val": r["val_mean"],
+             "test": r["test_mean"]} for r in ngram["summary"]]
+
+
+def trigram_loss(ngram: dict[str, Any]) -> float:
+    """Validation loss of the trigram counted on the whole training split."""
+    return next(r["val"] for r in baseline_rows(ngram) if r["order"] == 3 and r["counted_on"] == "train split")
+
+
+def sweep_rows(comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per swept model: its learning rates and validation losses, the choice, and whether the choice
+    sits on the edge of the grid after widening (then the grid did not bracket the best value)."""
+    return [{"model": m, "lrs": s["lrs"], "val_loss": s["val_loss"], "chosen": s["chosen"],
+             "at_edge": s.get("at_edge", False)} for m, s in comparison.get("lr_sweep", {}).items()]
+
+
+def _val_at(curve: Sequence[dict[str, Any]], step: float) -> float | None:
+    """The last validation loss logged at or before ``step``."""
+    points = [r for r in curve if r.get("val_loss") is not None and r["step"] <= step]
+    return points[-1]["val_loss"] if points else None
+
+
+def flatness(comparison: dict[str, Any], label: str) -> dict[str, Any]:
+    """How much arm ``label``'s validation loss still moved over the last :data:`FLAT_FRACTION` of
+    its steps (from the last evaluation at or before 80% of the steps to the end; mean over seeds),
+    against the seeds' spread (standard deviation of the final validation loss): ``flat`` when the
+    change is smaller. Needs two seeds for a spread."""
+    recs = _by_label(comparison).get(label, [])
+    steps = comparison["config"]["steps"]
+    changes = [r["val_loss"] - v for r in recs if (v := _val_at(r["curve"], (1 - FLAT_FRACTION) * steps)) is not None]
+    spread = stats.summarize([r["val_loss"] for r in recs])["std"]
+    change = stats.summarize(changes)["mean"]
+    return {"label": label, "seeds": len(recs), "change": change, "spread": spread,
+            "flat": bool(len(recs) >= 2 and abs(change) < spread)}
+
+
+def checks(comparison: dict[str, Any], ngram: dict[str, Any]) -> dict[str, Any]:
+    """The reference budget's conditions: ``params`` (each arm's relative distance to the budget and
+    whether all are within :data:`PARAM_TOLERANCE`), ``margin`` (the Transformer's mean validation loss
+    below the whole-split trigram, and whether it reaches :data:`MARGIN`), ``flat`` (per arm)."""
+    budget = comparison["config"]["params"]
+    rows = arm_rows(comparison)
+    gaps = {r["model"]: (r["params"] - budget) / budget for r in rows}
+    tri = trigram_loss(ngram)
+    tf = next((r for r in rows if r["model"] == "transformer"), None)
+    margin = None if tf is None else tri - tf["val"]["mean"]
+    return {"budget": budget, "param_gaps": gaps, "params_ok": all(abs(g) <= PARAM_TOLERANCE for g in gaps.values()),
+            "trigram": tri, "transformer": None if tf is None else tf["val"]["mean"], "margin": margin,
+            "margin_ok": margin is not None and margin >= MARGIN,
+            "flat": {r["model"]: flatness(comparison, r["model"]) for r in rows}}
+
+
+def pairs(comparison: dict[str, Any]) -> list[tuple[str, str]]:
+    """The comparisons reported: each main arm against the Transformer, HOPE against HOPE with a
+    static CMS, and HOPE against each ablation (arms that are present only)."""
+    labels = list(_by_label(comparison))
+    out = [(m, PAIRS_VS) for m in labels if m in lm_comparison.MAIN_MODELS and m != PAIRS_VS and PAIRS_VS in labels]
+    out += [("hope", other) for other in labels if other != "hope" and other.startswith("hope-")
+            and other != "hope-attention" and "hope" in labels]
+    return out
+
+
+def verdict_lines(comparison: dict[str, Any], key: str = "val_loss") -> list[str]:
+    """:func:`lm_comparison.paired_verdict` of every pair of :func:`pairs` (``key``: ``val_loss``, or
+    ``test_loss`` for the final table)."""
+    return [lm_comparison.paired_verdict(comparison["per_seed"], a, b, key) for a, b in pairs(comparison)]
+
+
+RETENTION_DOMAINS = ("clinc150", "shakespeare")
+
+
+def stream_rows(comparison: dict[str, Any], bin_index: int = 0) -> list[dict[str, Any]]:
+    """Per arm with stream records: the retention of each domain read twice (second visit minus
+    first, bin ``bin_index`` of positions since the switch; :func:`stream.retention`), summarized
+    over seeds, and the loss over each whole segment (mean over seeds)."""
+    rows = []
+    for label, recs in _by_label(comparison).items():
+        recs = [r for r in recs if "stream" in r]
+        if not recs:
+            continue
+        ret = {d: stats.summarize([stream.retention(r["stream"], d)[bin_index] for r in recs])
+               for d in RETENTION_DOMAINS}
+        rows.append({"model": label, "seeds": sorted(r["seed"] for r in recs), "retention": ret,
+                     "bins": recs[0]["stream"]["bins"], "domains": recs[0]["stream"]["domains"]})
+    return rows
+
+
+def stream_lines(comparison: dict[str, Any], bin_index: int = 0) -> list[str]:
+    """Retention of each arm minus the Transformer's (whose attention window is the training length),
+    seed by seed, with the verdict rule of :func:`lm_comparison.paired_verdict`: an arm *keeps more*
+    of a domain when the whole 95% interval lies below 0."""
+    rows = stream_rows(comparison, bin_index)
+    labels = [r["model"] for r in rows]
+    if PAIRS_VS not in labels:
+        return []
+    lines = []
+    for d in RETENTION_DOMAINS:
+        for label in labels:
+            if label == PAIRS_VS:
+                continue
+            p = stream.paired_retention(comparison["per_seed"], label, PAIRS_VS, d, bin_index)
+            if p["n"] < 2:
+                judged = "fewer than 2 paired seeds: cannot tell"
+            else:
+                judged = {-1: f"{label} keeps more of {d}", 1: f"{label} keeps less of {d}",
+                          0: "no difference the seeds can detect"}[p["sign"]]
+            lines.append(f"{d}, {label} - {PAIRS_VS}: {ci_text(p, 3)} over {p['n']} paired seed(s): {judged}")
+    return lines
+
+
+def _fmt(s: dict[str, Any], digits: int = 3) -> str:
+    if math.isnan(s["mean"]):
+        return "-"
+    return f"{s['mean']:.{digits}f}" if math.isnan(s["std"]) else f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+
+
+def markdown(comparison: dict[str, Any] | None, ngram: dict[str, Any] | None) -> list[str]:
+    """The README's (and notebook 09's) lines on the reference comparison: the table with the n-gram
+    rows, the budget's checks, the sweep, the paired verdicts and the stream."""
+    if comparison is None or ngram is None:
+        return ["The reference-budget comparison has not been committed yet (`results/lm_reference`)."]
+    cfg = comparison["config"]
+    tokens = cfg["tokens_per_run"]
+    rows = arm_rows(comparison)
+    lines = [f"Reference budget: {cfg['params']:,} parameters, {tokens:,} training characters per run "
+             f"({cfg['steps']} steps of {cfg['batch_size']} x {cfg['seq_len']}), each model at its own learning "
+             "rate from a sweep on the validation split; the test split appears in this table only.", ""]
+    table = [[r["model"], f"{r['params']:,}", "-" if r["lr"] is None else f"{r['lr']:g}", len(r["seeds"]),
+              _fmt(r["val"]), _fmt(r["test"])] for r in sorted(rows, key=lambda r: r["val"]["mean"])]
+    table += [[f"{r['model']} (Kneser-Ney)", "-", "-", "-", f"{r['val']:.3f}", f"{r['test']:.3f}"]
+              for r in baseline_rows(ngram) if r["order"] > 1]
+    lines.append(markdown_table(["model", "parameters", "lr", "seeds", "val loss", "test loss"], table))
+    c = checks(comparison, ngram)
+    worst = max(c["param_gaps"].items(), key=lambda kv: abs(kv[1]))
+    lines += ["", f"- Parameters: every arm within {100 * abs(worst[1]):.2f}% of the budget (largest gap: "
+              f"{worst[0]}); the condition is {100 * PARAM_TOLERANCE:.0f}%: {'met' if c['params_ok'] else 'NOT met'}."]
+    if c["margin"] is not None:
+        lines.append(f"- The Transformer is {c['margin']:+.3f} nats/char below the whole-split trigram "
+                     f"({c['trigram']:.3f}); the condition is {MARGIN}: {'met' if c['margin_ok'] else 'NOT met'}.")
+    flat = [f"{k} {'flat' if v['flat'] else 'still moving'} ({v['change']:+.3f} vs spread {v['spread']:.3f})"
+            for k, v in c["flat"].items() if v["seeds"] >= 2]
+    if flat:
+        lines.append(f"- Last {100 * FLAT_FRACTION:.0f}% of steps, change of the validation loss against the "
+                     "seeds' spread: " + "; ".join(flat) + ".")
+    sweep = sweep_rows(comparison)
+    if sweep:
+        lines.append("- Learning-rate sweep (validation loss, seed "
+                     f"{comparison['lr_sweep'][sweep[0]['model']]['seed']}): " + "; ".join(
+                         f"{s['model']} " + ", ".join(f"{lr:g}: {v:.3f}" for lr, v in zip(s["lrs"], s["val_loss"]))
+                         + f" -> {s['chosen']:g}" + (" (on the grid's edge)" if s["at_edge"] else "") for s in sweep)
+                     + ".")
+    verdicts = verdict_lines(comparison)
+    if verdicts:
+        lines += ["", "Paired over seeds (validation loss; a model is better when the whole 95% interval of the "
+                  "difference lies below 0):", ""] + [f"- {v}" for v in verdicts]
+    st = stream_lines(comparison)
+    if st:
+        lines += ["", "Domain stream (retention: loss in the first "
+                  f"{stream.BINS[1]} characters after returning to a domain minus the first visit's, arm minus the "
+                  "Transformer with a sliding window of the training length; below 0: the arm keeps more):", ""]
+        lines += [f"- {v}" for v in st]
+    return lines

@@ -1,0 +1,79 @@
+"""Reading the reference-budget comparison (nlteach.experiments.lm_reference) on a crafted file."""
+
+from __future__ import annotations
+
+import pytest
+
+from nlteach.experiments import lm_reference as R
+
+DOMAINS = ["shakespeare", "clinc150", "banking77", "clinc150", "shakespeare"]
+
+
+def record(label, seed, val, *, params=200_000, lr=4e-3, moving=0.0, second_clinc=2.0):
+    curve = [{"step": s, "tokens": s * 10, "train_loss": val + 1, "val_loss": val + moving * (600 - s) / 200}
+             for s in (100, 200, 300, 400, 500, 600)]
+    loss = [[2.0, 1.8], [3.0, 2.5], [3.2, 2.9], [second_clinc, 2.4], [2.1, 1.8]]
+    return {"label": label, "model": label, "architecture": label, "seed": seed, "val_loss": val, "test_loss": val + 0.1,
+            "n_params": params, "lr": lr, "curve": curve,
+            "stream": {"domains": DOMAINS, "bins": [0, 16, 1536], "segment_chars": 1536, "loss": loss, "window": 256}}
+
+
+def comparison():
+    per_seed = []
+    for s in range(5):
+        per_seed += [record("transformer", s, 1.80 + 0.01 * s, params=200_144, second_clinc=3.0 + 0.001 * s),
+                     record("hope", s, 1.85 + 0.012 * s, params=199_628, moving=0.05, second_clinc=2.5),
+                     record("hope-static-cms", s, 1.85 + 0.01 * s + 0.001 * (s % 2), params=200_400)]
+    return {"config": {"params": 200_000, "steps": 600, "batch_size": 16, "seq_len": 256, "tokens_per_run": 2_457_600},
+            "per_seed": per_seed,
+            "lr_sweep": {"transformer": {"seed": 100, "lrs": [2e-3, 4e-3, 8e-3], "val_loss": [1.9, 1.8, 1.85],
+                                         "chosen": 4e-3, "at_edge": False}}}
+
+
+NGRAM = {"summary": [
+    {"model": "unigram (train split)", "order": 1, "counted_on": "train split", "val_mean": 3.3, "test_mean": 3.4},
+    {"model": "trigram (train split)", "order": 3, "counted_on": "train split", "val_mean": 2.0, "test_mean": 2.1},
+    {"model": "5-gram (train split)", "order": 5, "counted_on": "train split", "val_mean": 1.5, "test_mean": 1.6}]}
+
+
+def test_rows_checks_and_flatness():
+    c = comparison()
+    rows = {r["model"]: r for r in R.arm_rows(c)}
+    assert rows["hope"]["seeds"] == [0, 1, 2, 3, 4] and rows["hope"]["params"] == 199_628
+    assert rows["transformer"]["val"]["mean"] == pytest.approx(1.82)
+    ch = R.checks(c, NGRAM)
+    assert ch["params_ok"] and ch["param_gaps"]["hope"] == pytest.approx(-372 / 200_000)
+    assert ch["trigram"] == 2.0 and ch["margin"] == pytest.approx(0.18) and not ch["margin_ok"]
+    assert ch["flat"]["transformer"]["flat"] and not ch["flat"]["hope"]["flat"]  # hope moved 0.05 in the last 20%
+    assert ch["flat"]["hope"]["change"] == pytest.approx(-0.05)
+    c["per_seed"][0]["n_params"] = 210_000  # the transformer's first record sets its count: 5% over
+    assert not R.checks(c, NGRAM)["params_ok"]
+
+
+def test_pairs_and_verdicts_follow_the_one_rule():
+    c = comparison()
+    assert R.pairs(c) == [("hope", "transformer"), ("hope", "hope-static-cms")]
+    lines = R.verdict_lines(c)
+    assert "hope is worse" in lines[0]  # +0.05 + 0.002 s on every seed
+    assert lines[1].startswith("hope - hope-static-cms") and "no difference the seeds can detect" in lines[1]
+
+
+def test_stream_retention_against_the_windowed_transformer():
+    c = comparison()
+    rows = {r["model"]: r for r in R.stream_rows(c)}
+    assert rows["hope"]["retention"]["clinc150"]["mean"] == pytest.approx(-0.5)
+    lines = R.stream_lines(c)
+    hope = next(x for x in lines if x.startswith("clinc150, hope -"))
+    assert "hope keeps more of clinc150" in hope  # -0.5 - (0.0 + 0.001 s) on every seed
+    assert any("shakespeare, hope -" in x and "no difference" in x for x in lines)
+
+
+def test_markdown_has_the_table_the_checks_and_no_missing_piece():
+    text = "\n".join(R.markdown(comparison(), NGRAM))
+    for piece in ("| transformer | 200,144 | 0.004 | 5 |", "trigram (train split) (Kneser-Ney)", "NOT met",
+                  "Learning-rate sweep", "transformer 0.002: 1.900, 0.004: 1.800, 0.008: 1.850 -> 0.004",
+                  "hope keeps more of clinc150"):
+        assert piece in text, piece
+    assert "unigram" not in text  # the table starts at the bigram
+    assert R.markdown(None, NGRAM) == ["The reference-budget comparison has not been committed yet "
+                                       "(`results/lm_reference`)."]
