@@ -212,12 +212,15 @@ def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequenc
                    models: Sequence[str] = MAIN_MODELS, ablation_seeds: Sequence[int] = (0,),
                    multi_frequency_seeds: Sequence[int] = (0,), small_memory_seeds: Sequence[int] = (),
                    ablations: Sequence[str] = ABLATIONS, sample_chars: int = 300, overwrite: bool = False,
-                   device: str | None = None, command: str | None = None) -> dict[str, Any]:
+                   device: str | None = None, command: str | None = None, report_only: bool = False) -> dict[str, Any]:
     """Train every run of :func:`plan` not yet finished in ``out`` and write ``out/results.json``
     after each one (module docstring). ``preset`` is the budget (a row of :data:`SIZES`); a budget
     with a learning-rate grid (:data:`LR_GRIDS`) first sweeps it for each main model on seed
     :data:`SWEEP_SEED` (:func:`sweep_plan`, widened at an edge by :func:`choose_lr`) and trains
     the arms at the chosen rates. The first of ``seeds`` samples ``sample_chars`` characters.
+    ``report_only=True`` trains nothing: it writes ``results.json`` from the runs already finished
+    in ``out`` (e.g. seeds gathered from several processes), a sweep still missing values marked
+    ``"complete": False`` and the arms that need its choice left out.
     Returns the results dict; when Ctrl-C stopped a run (inside its training loop), the seeds
     finished so far with ``"interrupted": True`` (rerun to resume; a Ctrl-C elsewhere raises
     ``KeyboardInterrupt``). The folders are locked for the call (:mod:`nlteach.runs.lock`). Raises
@@ -228,7 +231,7 @@ def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequenc
     with contextlib.ExitStack() as held:  # every folder's lock, released however the call ends
         top = held.enter_context(RunDir(out, common, overwrite=overwrite))
         sweep: dict[str, dict[str, Any]] = {}  # filled model by model; the runner writes it as it grows
-        runner = _Runner(top, held, budget, common, device, command=command, sweep=sweep,
+        runner = _Runner(top, held, budget, common, device, command=command, sweep=sweep, report_only=report_only,
                          sample_chars=sample_chars, first_seed=seeds[0] if seeds else None)
         lrs = None
         if grid:
@@ -238,15 +241,24 @@ def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequenc
                     todo = sweep_plan([model], values)
                     if not runner.run_all(todo):
                         return runner.write(interrupted=True)
-                    val = {extra["lr"]: runner.records[(label, seed)]["val_loss"] for label, _, seed, extra in todo}
+                    val = {extra["lr"]: runner.records[(label, seed)]["val_loss"] for label, _, seed, extra in todo
+                           if (label, seed) in runner.records}
+                    if not val:
+                        break
+                    complete = len(val) == len(todo)
                     best, extra_lr = choose_lr(val)
                     sweep[model] = {"seed": SWEEP_SEED, "lrs": sorted(val), "val_loss": [val[v] for v in sorted(val)],
-                                    "chosen": best, "at_edge": extra_lr is not None,
+                                    "chosen": best, "at_edge": extra_lr is not None, "complete": complete,
                                     "n_params": runner.records[(sweep_label(model, best), SWEEP_SEED)]["n_params"]}
-                    if extra_lr is None or widen == MAX_WIDEN:
+                    if not complete or extra_lr is None or widen == MAX_WIDEN:
                         break
                     values, widen = sorted({*values, extra_lr}), widen + 1
-            lrs = {m: sweep[m]["chosen"] for m in models}
+            lrs = {m: s["chosen"] for m, s in sweep.items() if s["complete"]}
+            if report_only:  # only the arms whose learning rate is decided
+                models = [m for m in models if m in lrs]
+                ablations = [a for a in ablations if "hope" in lrs]
+                if "hope" not in lrs:
+                    multi_frequency_seeds = small_memory_seeds = ()
             if any(a not in lrs for a in ablations) and "hope" not in lrs:
                 raise ValueError(f"the ablations {list(ablations)} take HOPE's swept learning rate: include 'hope' "
                                  f"in models (got {list(models)}).")
@@ -258,13 +270,19 @@ def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequenc
         return runner.write(interrupted=not done)
 
 
+def _folder(label: str) -> str:
+    """The folder name of an arm (``arms/<name>``)."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", label)
+
+
 class _Runner:
     """Trains the runs of one comparison folder (one :class:`RunDir` per arm) and writes its results."""
 
     def __init__(self, top: RunDir, held: contextlib.ExitStack, budget: str, common: dict[str, Any],
                  device: str | None, *, command: str | None, sweep: dict[str, Any], sample_chars: int,
-                 first_seed: int | None):
+                 first_seed: int | None, report_only: bool = False):
         self.top, self.held, self.budget, self.common, self.device = top, held, budget, common, device
+        self.report_only = report_only
         self.command, self.sweep, self.sample_chars, self.first_seed = command, sweep, sample_chars, first_seed
         self.arms: dict[str, RunDir] = {}
         self.records: dict[tuple[str, int], dict[str, Any]] = {}  # (label, seed) -> finished record
@@ -272,17 +290,19 @@ class _Runner:
 
     def arm(self, label: str, model: str, extra: dict[str, Any]) -> RunDir:
         if label not in self.arms:
-            folder = self.top.path / "arms" / re.sub(r"[^A-Za-z0-9.-]+", "_", label)
+            folder = self.top.path / "arms" / _folder(label)
             self.arms[label] = self.held.enter_context(RunDir(folder, {**self.common, "model": model, **extra}))
         return self.arms[label]
 
     def run_all(self, todo: list[tuple[str, str, int, dict[str, Any]]], *, main: bool = False) -> bool:
         """Train each run of ``todo`` not finished yet; False when Ctrl-C stopped one."""
         for label, model, seed, extra in todo:
+            if self.report_only and not (self.top.path / "arms" / _folder(label)).exists():
+                continue  # nothing finished there, and a report creates no folder
             arm = self.arm(label, model, extra)
             if (label, seed) not in self.records:
                 self.records.update({(label, s): r for s, r in arm.finished([seed]).items()})
-            if (label, seed) in self.records:
+            if (label, seed) in self.records or self.report_only:
                 continue
             if not self.train_one(arm, label, model, seed, extra, sample=main and seed == self.first_seed):
                 return False
@@ -552,6 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--small-memory-seeds", type=cli.nonneg_int, nargs="*", default=[],
                    help=f"seeds of {SMALL_MEMORY!r} (memory hidden width half a head; default: none)")
     p.add_argument("--sample-chars", type=cli.nonneg_int, default=300, help="characters sampled by the first seed")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write OUT/results.json from the runs already finished in OUT")
     return p
 
 
@@ -579,7 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     res, code = run_guarded(lambda: run_comparison(
         out, preset=budget, seeds=args.seeds, models=models, ablations=ablations, ablation_seeds=args.ablation_seeds,
         multi_frequency_seeds=args.multi_frequency_seeds, small_memory_seeds=args.small_memory_seeds,
-        sample_chars=args.sample_chars, overwrite=args.overwrite, device=args.device, command=command))
+        sample_chars=args.sample_chars, overwrite=args.overwrite, device=args.device, command=command,
+        report_only=args.report_only))
     if code or res.get("interrupted"):  # a refused resume (the error names the settings: 2) or Ctrl-C (130)
         return code or 130
     print(f"[{NAME}] results in {Path(out) / 'results.json'}")

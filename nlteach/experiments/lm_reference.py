@@ -80,7 +80,8 @@ def sweep_rows(comparison: dict[str, Any]) -> list[dict[str, Any]]:
     """Per swept model: its learning rates and validation losses, the choice, and whether the choice
     sits on the edge of the grid after widening (then the grid did not bracket the best value)."""
     return [{"model": m, "lrs": s["lrs"], "val_loss": s["val_loss"], "chosen": s["chosen"],
-             "at_edge": s.get("at_edge", False)} for m, s in comparison.get("lr_sweep", {}).items()]
+             "at_edge": s.get("at_edge", False), "complete": s.get("complete", True)}
+            for m, s in comparison.get("lr_sweep", {}).items()]
 
 
 def _val_at(curve: Sequence[dict[str, Any]], step: float) -> float | None:
@@ -216,7 +217,8 @@ def markdown(comparison: dict[str, Any] | None, ngram: dict[str, Any] | None) ->
         lines.append("- Learning-rate sweep (validation loss, seed "
                      f"{comparison['lr_sweep'][sweep[0]['model']]['seed']}): " + "; ".join(
                          f"{s['model']} " + ", ".join(f"{lr:g}: {v:.3f}" for lr, v in zip(s["lrs"], s["val_loss"]))
-                         + f" -> {s['chosen']:g}" + (" (on the grid's edge)" if s["at_edge"] else "") for s in sweep)
+                         + (f" -> {s['chosen']:g}" if s["complete"] else " (sweep still running)")
+                         + (" (on the grid's edge)" if s["at_edge"] and s["complete"] else "") for s in sweep)
                      + ".")
     verdicts = verdict_lines(comparison)
     if verdicts:

@@ -402,3 +402,39 @@ def test_the_reference_budget_is_its_own_row_and_runs_on_the_laptop_preset():
     assert "--match-mlp" in C.train_arguments("reference") and "--attention-conv" in C.train_arguments("reference")
     with pytest.raises(ValueError, match="budget='huge' is not one of"):
         C.budget_name("huge")
+
+
+def test_report_only_writes_what_is_finished_and_trains_nothing(tmp_path, monkeypatch):
+    """Seeds finished by another process (copied in) are reported; a sweep missing a value is marked
+    incomplete and its model's arms are left out; no run trains and no arm folder is created."""
+    calls: list = []
+
+    def train(model, seed, out, lr, **kw):
+        calls.append((model, seed, lr))
+        val = 2.0 + abs(lr - 3e-3) * 10 + 0.01 * seed
+        Path(out).mkdir(parents=True, exist_ok=True)
+        line = {"step": 1, "tokens": 10, "train_loss": val, "val_loss": val, "lr": lr, "time": 0.0}
+        (Path(out) / "metrics.jsonl").write_text(json.dumps(line) + "\n")
+        return {"val_loss": val, "val_bpc": val, "test_loss": val, "test_bpc": val, "n_params": 100, "time_s": 1.0,
+                "sample": "", "device": "cpu"}
+
+    monkeypatch.setattr(C, "train", train)
+    monkeypatch.setattr(C, "cms_change", lambda run_dir, seq_len: None)
+    monkeypatch.setitem(C.LR_GRIDS, "tiny", (1e-3, 3e-3, 9e-3))
+    done = C.run_comparison(tmp_path / "a", preset="tiny", seeds=(0,), models=("transformer",), ablations=(),
+                            multi_frequency_seeds=())
+    assert len(done["per_seed"]) == 1
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.rmtree(tmp_path / "b" / "arms" / "lr_sweep_transformer_lr_0.009")  # one sweep value missing
+    calls.clear()
+    res = C.run_comparison(tmp_path / "a", preset="tiny", seeds=(0, 1), models=("transformer", "hope"),
+                           ablations=("hope-no-dgd",), multi_frequency_seeds=(), report_only=True)
+    assert calls == [] and [r["label"] for r in res["per_seed"]] == ["transformer"]
+    assert res["lr_sweep"]["transformer"]["complete"] and "hope" not in res["lr_sweep"]
+    assert {p.name for p in (tmp_path / "a" / "arms").iterdir()} == {  # no folder for hope's arms
+        p.name for p in (tmp_path / "b" / "arms").iterdir()} | {"lr_sweep_transformer_lr_0.009"}
+    part = C.run_comparison(tmp_path / "b", preset="tiny", seeds=(0,), models=("transformer",), ablations=(),
+                            multi_frequency_seeds=(), report_only=True)
+    assert calls == [] and not part["lr_sweep"]["transformer"]["complete"]
+    assert [r["label"] for r in part["per_seed"]] == ["transformer"]  # a finished seed is reported all the same
+    assert part["lr_sweep"]["transformer"]["lrs"] == [1e-3, 3e-3]

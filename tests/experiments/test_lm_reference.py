@@ -75,5 +75,8 @@ def test_markdown_has_the_table_the_checks_and_no_missing_piece():
                   "hope keeps more of clinc150"):
         assert piece in text, piece
     assert "unigram" not in text  # the table starts at the bigram
+    c = comparison()
+    c["lr_sweep"]["transformer"]["complete"] = False
+    assert "transformer 0.002: 1.900, 0.004: 1.800, 0.008: 1.850 (sweep still running)" in "\n".join(R.markdown(c, NGRAM))
     assert R.markdown(None, NGRAM) == ["The reference-budget comparison has not been committed yet "
                                        "(`results/lm_reference`)."]
