@@ -201,9 +201,13 @@ def markdown(comparison: dict[str, Any] | None, ngram: dict[str, Any] | None) ->
               for r in baseline_rows(ngram) if r["order"] > 1]
     lines.append(markdown_table(["model", "parameters", "lr", "seeds", "val loss", "test loss"], table))
     c = checks(comparison, ngram)
-    worst = max(c["param_gaps"].items(), key=lambda kv: abs(kv[1]))
-    lines += ["", f"- Parameters: every arm within {100 * abs(worst[1]):.2f}% of the budget (largest gap: "
-              f"{worst[0]}); the condition is {100 * PARAM_TOLERANCE:.0f}%: {'met' if c['params_ok'] else 'NOT met'}."]
+    if not rows:
+        lines += ["", "- No arm has finished a seed yet: the learning-rate sweep comes first."]
+    else:
+        worst = max(c["param_gaps"].items(), key=lambda kv: abs(kv[1]))
+        lines += ["", f"- Parameters: every arm within {100 * abs(worst[1]):.2f}% of the budget (largest gap: "
+                  f"{worst[0]}); the condition is {100 * PARAM_TOLERANCE:.0f}%: "
+                  f"{'met' if c['params_ok'] else 'NOT met'}."]
     if c["margin"] is not None:
         lines.append(f"- The Transformer is {c['margin']:+.3f} nats/char below the whole-split trigram "
                      f"({c['trigram']:.3f}); the condition is {MARGIN}: {'met' if c['margin_ok'] else 'NOT met'}.")

@@ -80,3 +80,9 @@ def test_markdown_has_the_table_the_checks_and_no_missing_piece():
     assert "transformer 0.002: 1.900, 0.004: 1.800, 0.008: 1.850 (sweep still running)" in "\n".join(R.markdown(c, NGRAM))
     assert R.markdown(None, NGRAM) == ["The reference-budget comparison has not been committed yet "
                                        "(`results/lm_reference`)."]
+
+
+def test_a_comparison_with_only_its_sweep_reads_as_such():
+    c = {**comparison(), "per_seed": []}
+    text = "\n".join(R.markdown(c, NGRAM))
+    assert "No arm has finished a seed yet" in text and "Learning-rate sweep" in text and "Paired" not in text
