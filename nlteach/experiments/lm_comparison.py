@@ -89,7 +89,8 @@ SIZES: dict[str, dict[str, int | float | bool]] = {
     # thread, a HOPE run several times that; the whole comparison is hours of background runs on a
     # 2-core CPU, one run per core. Every model has the short causal convolution (the
     # attention models on q, k, v), parameters match within a fraction of a percent (match_mlp), and
-    # each model's learning rate comes from LR_GRIDS' sweep on the validation split.
+    # each model's learning rate comes from LR_GRIDS' sweep on the validation split
+    # (docs/decisions.md#reference-budget).
     "reference": dict(params=REFERENCE_PARAMS, n_layers=4, n_heads=4, steps=600, batch_size=16, seq_len=256,
                       lr=4e-3, eval_every=100, eval_windows=200, log_every=20, match_mlp=True, attention_conv=True),
 }

@@ -24,7 +24,7 @@ scale on models trained on tiny Shakespeare only:
 
 The comparison's arms record these numbers for each trained seed (``stream`` in a per-seed
 record of :mod:`nlteach.experiments.lm_comparison`); :func:`paired_retention` compares two arms
-seed by seed.
+seed by seed. The choices and their reasons: docs/decisions.md#domain-stream.
 """
 
 from __future__ import annotations
