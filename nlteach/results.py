@@ -45,7 +45,7 @@ from nlteach.longctx.runner import run_label, split_combined
 from nlteach.longctx.tasks import LANGUAGES
 from nlteach.runs import RESULTS_ROOT
 from nlteach.runs.io import CorruptFileError, read_json
-from nlteach.runs.stats import summarize
+from nlteach.runs.stats import paired, summarize
 from nlteach.runs.tables import markdown_table, pm_summary
 
 DEFAULT_ROOT = RESULTS_ROOT
@@ -514,6 +514,69 @@ def continual_pivot(rows: list[dict[str, Any]]) -> str:
     return markdown_table(["method", *datasets], body)
 
 
+CONTINUAL_REFERENCE = "finetune"  # the arm every continual learner is paired against
+CONTINUAL_UPPER_BOUND = "joint"  # trained on every task at once: not a continual learner, not paired
+
+
+def _continual_by_seed(r: dict[str, Any]) -> dict[Any, tuple[float, float]]:
+    return {p["seed"]: (metrics.average_accuracy(p["acc_matrix"])[-1], metrics.backward_transfer(p["acc_matrix"]))
+            for p in _per_seed(r)}
+
+
+def continual_paired_rows(experiments: list[Experiment]) -> list[dict[str, Any]]:
+    """Each continual learner against plain fine-tuning on the same data set, paired by seed:
+    ``{"dataset", "method", "seeds", "avg_acc", "bwt"`` (:func:`nlteach.runs.stats.paired` of the
+    method minus fine-tuning), ``"provenance"`` (both files')``}``."""
+    rows = []
+    for exp in experiments:
+        if exp.kind != "continual" or CONTINUAL_REFERENCE not in exp.runs:
+            continue
+        try:
+            ref = _continual_by_seed(exp.runs[CONTINUAL_REFERENCE])
+            for name, r in exp.runs.items():
+                if name in (CONTINUAL_REFERENCE, CONTINUAL_UPPER_BOUND):
+                    continue
+                own = _continual_by_seed(r)
+                seeds = sorted(set(own) & set(ref), key=str)
+                rows.append({"dataset": r.get("config", {}).get("dataset", exp.name), "method": name, "seeds": seeds,
+                             **{k: paired([own[s][i] for s in seeds], [ref[s][i] for s in seeds])
+                                for i, k in enumerate(("avg_acc", "bwt"))},
+                             "provenance": _merged_status({n: run_provenance(exp, n) for n in (name, CONTINUAL_REFERENCE)})})
+        except (KeyError, ValueError, IndexError, TypeError) as e:
+            exp.problems.append(f"{exp.name}: accuracy matrices not usable for paired differences ({e})")
+    return rows
+
+
+def continual_paired_lines(experiments: list[Experiment]) -> list[str]:
+    """The README block's paired differences against fine-tuning (nothing without continual results):
+    one row per method and measure, one column per data set, ``mean [95% interval]`` and the verdict
+    by the course's one rule (better/worse when the interval excludes 0)."""
+    rows = continual_paired_rows(experiments)
+    if not rows:
+        return []
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    cell = {(r["method"], r["dataset"]): r for r in rows}
+    body = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        for key, title in (("avg_acc", "final avg. accuracy"), ("bwt", "BWT")):
+            cells = []
+            for ds in datasets:
+                r = cell.get((method, ds))
+                if r is None:
+                    cells.append("")
+                    continue
+                d = r[key]
+                lo, hi = d["ci95"]
+                word = {1: "better", -1: "worse", 0: "no clear difference"}[d["sign"]]
+                cells.append(f"{d['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] {word}{provenance_mark(r)}")
+            body.append([method, title, *cells])
+    n = sorted({len(r["seeds"]) for r in rows})
+    return ["", f"Each learner minus plain fine-tuning ({CONTINUAL_REFERENCE}), paired by seed ({'/'.join(map(str, n))} "
+            "seeds): mean [95% interval]; better (worse) when the whole interval lies above (below) 0, else no clear "
+            "difference (higher is better for both measures):", "",
+            markdown_table(["method", "measure", *datasets], body)]
+
+
 def lm_table(rows: list[dict[str, Any]]) -> str:
     header = ["experiment", "model", "parameters", "val loss", "test loss", "seeds"]
     body = [[r["experiment"], r["model"] + provenance_mark(r), f"{r['params']:,}" if isinstance(r["params"], int) else "",
@@ -569,6 +632,7 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
         lines += ["", "**Forgetting** (notebook 10; final average accuracy over all tasks after learning the last "
                   "one, and in brackets the backward transfer BWT; 3 seeds unless noted):", "",
                   continual_pivot(cont)]
+        lines += continual_paired_lines(exps)  # issue 19 item 5: the README's forgetting claims, generated
     lc = [r for e in exps if e.kind == "longctx" for r in longctx_rows(e)]
     formal = [r for r in lc if r["task"] in LANGUAGES]
     recall = [r for r in lc if r["task"] not in LANGUAGES]
