@@ -19,8 +19,11 @@ skips other files, and sorts what it finds into kinds:
 - ``other``: anything else (listed, never an error).
 
 A file that cannot be read or understood is reported in the experiment's ``problems`` and left
-out of the tables, so one bad file never hides the others. Only numbers from these files are
-shown: nothing here knows the paper's numbers.
+out of the tables, so one bad file never hides the others. Every run's provenance is checked
+(:func:`provenance_status`: a commit, a clean tree, a command); rows from a file lacking any of
+them are marked † and listed under the tables with what is missing and the uncommitted paths
+(:data:`LEGACY_WITHOUT_PROVENANCE` lists the committed files awaiting their rerun). Only numbers
+from these files are shown: nothing here knows the paper's numbers.
 """
 
 from __future__ import annotations
