@@ -38,15 +38,18 @@ def _section() -> str:
     return " ".join(text[start:end].split())
 
 
-def _rows(name: str) -> dict[str, dict]:
+def _experiment(name: str) -> R.Experiment:
     exp = R.load_experiment(RESULTS_ROOT / name)
-    assert exp is not None, f"results/{name} is gone: update the README's measured section"
-    return {r["model"]: r for r in R.longctx_rows(exp)}
+    assert exp is not None, f"results/{name} is gone: update the README's measured section and this test"
+    return exp
+
+
+def _rows(name: str) -> dict[str, dict]:
+    return {r["model"]: r for r in R.longctx_rows(_experiment(name))}
 
 
 def _per_seed(name: str, model: str, length: int) -> list[float]:
-    exp = R.load_experiment(RESULTS_ROOT / name)
-    return [p["accuracy"][str(length)] for p in exp.runs[model]["per_seed"]]
+    return [p["accuracy"][str(length)] for p in _experiment(name).runs[model]["per_seed"]]
 
 
 def _mean(row: dict, length: int) -> str:
@@ -58,7 +61,7 @@ def _expected_phrases() -> list[str]:
     out = []
     # HOPE's bullets (the lead's): defaults, the paired comparison's seeds, the reference budget's rule
     out.append("default " + ", ".join(map(str, ModelConfig().cms_periods)))
-    cms = R.load_experiment(RESULTS_ROOT / "lm_hope_cms_laptop")
+    cms = _experiment("lm_hope_cms_laptop")
     per_seed = next(iter(cms.runs.values()))["per_seed"]
     seeds = {lab: {p["seed"] for p in per_seed if p.get("label") == lab} for lab in ("hope", "hope-static-cms")}
     out.append(f"{len(seeds['hope'] & seeds['hope-static-cms'])} paired seeds")
@@ -90,13 +93,13 @@ def _expected_phrases() -> list[str]:
     out.append(f"per-query recall at {m['transformer']['train_max']} tokens: Transformer {_mean(m['transformer'], 32)}, "
                f"Hope-Attention {_mean(m['hope-attention-static-cms_steps1-4-16'], 32)}, "
                f"HOPE {_mean(m['hope-static-cms_steps1-4-16'], 32)}, Titans {_mean(m['titans'], 32)}")
-    chance = R.load_experiment(RESULTS_ROOT / "longctx_mqar_laptop").runs["transformer"]["summary"]["chance"]
+    chance = _experiment("longctx_mqar_laptop").runs["transformer"]["summary"]["chance"]
     out.append(f"chance {chance:.2f}; all near chance at {m['transformer']['longest']}")
     assert all(r["acc"][r["longest"]]["mean"] < 2 * chance for r in m.values())
     levels = _rows("longctx_s-niah_cms_laptop")
     n_levels = sorted(len(r["model"].split("steps")[1].split("-")) for r in levels.values())
     out.append(f"The number of CMS levels ({n_levels[0]}-{n_levels[-1]})")
-    exp = R.load_experiment(RESULTS_ROOT / "longctx_s-niah_cms_laptop")
+    exp = _experiment("longctx_s-niah_cms_laptop")
     short = [name for name, r in exp.runs.items() if sum(p["accuracy"]["32"] < 0.9 for p in r["per_seed"]) == 1]
     assert all(sum(p["accuracy"]["32"] < 0.9 for p in r["per_seed"]) <= 1 for r in exp.runs.values())
     out.append(f"at the training length, {len(short)} of the {len(exp.runs)} variants lose one seed")
@@ -122,7 +125,12 @@ def _expected_phrases() -> list[str]:
 def test_every_number_in_the_measured_section_is_generated_or_checked():
     section = _section()
     rest = section
-    for phrase in _expected_phrases():
+    try:
+        expected = _expected_phrases()
+    except KeyError as e:  # a rerun renamed a run or a length: the sentences and their checks need updating
+        raise AssertionError(f"the results the README's measured section quotes changed ({e!r} is gone): update "
+                             "the section and tests/test_readme_measured.py") from e
+    for phrase in expected:
         assert phrase in section, (f"README's measured section does not say {phrase!r}, which the committed results "
                                    "give: update the sentence (or its check in tests/test_readme_measured.py)")
         rest = rest.replace(phrase, " ")
