@@ -19,8 +19,11 @@ skips other files, and sorts what it finds into kinds:
 - ``other``: anything else (listed, never an error).
 
 A file that cannot be read or understood is reported in the experiment's ``problems`` and left
-out of the tables, so one bad file never hides the others. Only numbers from these files are
-shown: nothing here knows the paper's numbers.
+out of the tables, so one bad file never hides the others. Every run's provenance is checked
+(:func:`provenance_status`: a commit, a clean tree, a command); rows from a file lacking any of
+them are marked † and listed under the tables with what is missing and the uncommitted paths
+(:data:`LEGACY_WITHOUT_PROVENANCE` lists the committed files awaiting their rerun). Only numbers
+from these files are shown: nothing here knows the paper's numbers.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from nlteach.longctx.runner import run_label, split_combined
 from nlteach.longctx.tasks import LANGUAGES
 from nlteach.runs import RESULTS_ROOT
 from nlteach.runs.io import CorruptFileError, read_json
-from nlteach.runs.stats import summarize
+from nlteach.runs.stats import paired, summarize
 from nlteach.runs.tables import markdown_table, pm_summary
 
 DEFAULT_ROOT = RESULTS_ROOT
@@ -62,6 +65,7 @@ class Experiment:
     kind: str
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    provenance: dict[str, dict[str, Any]] = field(default_factory=dict)  # {run: provenance_status}
 
     @property
     def preset(self) -> str | None:
@@ -180,8 +184,10 @@ def load_experiment(folder: str | Path) -> Experiment | None:
             if f is not top and len(runs) == 1:
                 runs = {f.parent.name: next(iter(runs.values()))}
             exp.runs.update({run_label(name, r): r for name, r in runs.items()})
+            exp.provenance.update({run_label(name, r): _run_provenance(f, d, name) for name, r in runs.items()})
         else:
             exp.runs[f.parent.name if f is not top else folder.name] = d
+            exp.provenance[f.parent.name if f is not top else folder.name] = file_provenance_status(f, d)
     known = [k for k in kinds if k != "other"]
     exp.kind = known[0] if known and len(set(known)) == 1 else ("other" if not known else "mixed")
     if exp.kind == "mixed":
@@ -204,6 +210,175 @@ def load_all(root: str | Path = DEFAULT_ROOT) -> list[Experiment]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Provenance: which commit, from a clean tree, by which command (issue 19 item 1)
+
+PROVENANCE_MARK = "†"
+PROVENANCE_NOTE = (f"{PROVENANCE_MARK} no recorded commit/clean tree/command: produced before provenance was "
+                   "recorded, or from a tree with uncommitted changes; rerun pending (issue 19)")
+RESULTS_FILE_NAMES = ("results.json", "bench_models.json", "tuning.json")  # what a run commits under results/
+
+_LEGACY_CONTINUAL = ("written by nlteach.continual before it recorded provenance: no commit, no command, no "
+                     "clean-tree record; rerun pending with today's learners (issue 19 items 1-3)")
+_LEGACY_LONGCTX_COMBINED = ("the combined file of a long-context run, written before combined files carried a "
+                            "provenance block: a command but no commit; rerun pending (issue 19 items 1 and 4)")
+_LEGACY_LONGCTX_DIRTY = ("a long-context variant trained from a tree with uncommitted changes to the library "
+                         "(listed in its git_dirty); rerun pending (issue 19 items 1 and 4)")
+_LEGACY_LONGCTX_UNKNOWN = ("a long-context variant that records its commit but not whether the tree was clean "
+                           "(no git_dirty); rerun pending (issue 19 items 1 and 4)")
+# Files under results/ that lack a commit, a clean tree or a command, each with why. The list may
+# only shrink: tests/test_results_provenance.py fails when a file not listed here lacks provenance,
+# and when a listed file is gone or has gained it (then delete its line).
+LEGACY_WITHOUT_PROVENANCE: dict[str, str] = {
+    **{f"continual_{data}_laptop/{method}/results.json": _LEGACY_CONTINUAL
+       for data in ("banking77", "clinc150", "permuted-digits", "split-digits")
+       for method in ("cms", "ewc", "finetune", "hope", "joint", "lwf", "replay")},
+    "continual_tuning_laptop/tuning.json": ("notebook 10's validation tuning of EWC's lambda and LwF's temperature, "
+                                            "a list of grid points with no provenance block; rerun pending "
+                                            "(issue 19 item 2)"),
+    "lm_tinyshakespeare_laptop/results.json": ("notebook 09's laptop comparison, written by the former "
+                                               "`python -m nlteach.models` before provenance was recorded: a "
+                                               "command but no commit (its HOPE arms have the static CMS)"),
+    **{f"longctx_{task}_laptop/results.json": _LEGACY_LONGCTX_COMBINED
+       for task in ("aa", "abab", "anbn", "anbncn", "mqar", "parity", "s-niah", "s-niah_cms", "shuffle2")},
+    **{f"longctx_{path}/results.json": _LEGACY_LONGCTX_DIRTY for path in (
+        "aa_laptop/hope_cms1-4-16", "abab_laptop/transformer", "anbn_laptop/hope_cms1-4-16",
+        "anbn_laptop/transformer", "anbncn_laptop/hope_cms1-4-16", "anbncn_laptop/transformer",
+        "mqar_laptop/hope-attention_cms1-4-16", "mqar_laptop/transformer", "parity_laptop/hope_cms1-4-16",
+        "parity_laptop/transformer", "s-niah_cms_laptop/hope-attention_cms1",
+        "s-niah_cms_laptop/hope-attention_cms1-4", "s-niah_cms_laptop/hope-attention_cms1-4-16",
+        "s-niah_cms_laptop/hope-attention_cms1-4-16-64", "s-niah_cms_laptop/hope-attention_cms1-4-256",
+        "shuffle2_laptop/hope_cms1-4-16", "shuffle2_laptop/transformer")},
+    **{f"longctx_s-niah_laptop/{variant}/results.json": _LEGACY_LONGCTX_UNKNOWN
+       for variant in ("hope-attention_cms1-4-16", "hope_cms1-4-16", "titans", "transformer")},
+}
+
+
+def _own_provenance(d: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """``(git_commit, git_dirty, command)`` recorded by one dict: in its ``provenance`` block, or at
+    its top level (older long-context files; a top-level ``command`` beside the block counts too)."""
+    block = d.get("provenance") if isinstance(d.get("provenance"), dict) else {}
+    commit = block.get("git_commit") or d.get("git_commit")
+    dirty = block["git_dirty"] if block.get("git_dirty") is not None else d.get("git_dirty")
+    command = block.get("command") or d.get("command")
+    return commit, dirty, command
+
+
+def _outside_results(dirty: Any) -> list[str]:
+    return sorted(str(p) for p in dirty if not str(p).startswith("results/")) if isinstance(dirty, list) else []
+
+
+def provenance_status(obj: Experiment | dict[str, Any] | Any) -> dict[str, Any]:
+    """Whether a results dict (or every run of an :class:`Experiment`) records what produced it.
+
+    Returns ``{"ok", "commit", "clean", "command"`` (bools), ``"missing"`` (the names of the missing
+    ones, of ``"commit"``, ``"clean tree"``, ``"command"``), ``"commits"`` (the recorded commits),
+    ``"dirty"`` (recorded uncommitted paths outside ``results/``)``}``. A clean tree is a recorded
+    ``git_dirty`` that is empty or lists only ``results/`` paths; not recorded counts as not clean.
+    A field missing at the top level may come from the per-seed records (``per_seed[i]["provenance"]``)
+    when every one of them has it; any recorded dirty path, at either level, makes the tree not clean.
+    For an Experiment: ``ok`` when every run is, the union of the rest, plus ``"runs"``
+    (``{run: status}``)."""
+    if isinstance(obj, Experiment):
+        return _merged_status({name: run_provenance(obj, name) for name in obj.runs})
+    d = obj if isinstance(obj, dict) else {}
+    commit, dirty, command = _own_provenance(d)
+    seeds = [_own_provenance(p) for p in _per_seed(d) if any(_own_provenance(p))]
+    if seeds and len(seeds) == len(_per_seed(d)):  # every per-seed record carries its own provenance
+        commit = commit or (all(s[0] for s in seeds) and "per-seed")
+        command = command or (all(s[2] for s in seeds) and "per-seed")
+        if dirty is None and all(isinstance(s[1], list) for s in seeds):
+            dirty = [p for s in seeds for p in s[1]]
+    paths = sorted({*_outside_results(dirty), *(p for s in seeds for p in _outside_results(s[1]))})
+    ok = {"commit": bool(commit), "clean tree": isinstance(dirty, list) and not paths, "command": bool(command)}
+    commits = {c for c in [commit, *(s[0] for s in seeds)] if c and c != "per-seed"}
+    missing = [k for k, v in ok.items() if not v]
+    return {"ok": not missing, "commit": ok["commit"], "clean": ok["clean tree"], "command": ok["command"],
+            "missing": missing, "commits": sorted(commits), "dirty": paths}
+
+
+def run_provenance(exp: Experiment, name: str) -> dict[str, Any]:
+    """The :func:`provenance_status` of run ``name`` of ``exp`` (recorded when it was loaded)."""
+    return exp.provenance.get(name) or provenance_status(exp.runs[name])
+
+
+def _merged_status(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    missing = [m for m in ("commit", "clean tree", "command") if any(m in s["missing"] for s in runs.values())]
+    return {"ok": not missing, "commit": "commit" not in missing, "clean": "clean tree" not in missing,
+            "command": "command" not in missing, "missing": missing,
+            "commits": sorted({c for s in runs.values() for c in s["commits"]}),
+            "dirty": sorted({p for s in runs.values() for p in s["dirty"]}), "runs": runs}
+
+
+def file_provenance_status(path: str | Path, d: Any = None) -> dict[str, Any]:
+    """:func:`provenance_status` of one results file (``d``: its contents, read when None); when the
+    file itself lacks something, the per-seed files beside it (``seeds/seed_*.json``, each with its
+    own ``provenance``) may supply it, as per-seed records do."""
+    path = Path(path)
+    if d is None:
+        d, err = _read(path)
+        if err:
+            return {**provenance_status({}), "problem": err}
+    status = provenance_status(d)
+    seed_files = sorted(path.parent.glob("seeds/seed_*.json"))
+    if status["ok"] or not seed_files or not isinstance(d, dict):
+        return status
+    records = []
+    for f in seed_files:
+        s, err = _read(f)
+        if err or not isinstance(s, dict):
+            return status
+        records.append(s)
+    return provenance_status({**d, "per_seed": records})
+
+
+def _run_provenance(path: Path, d: dict[str, Any], variant: str) -> dict[str, Any]:
+    """The provenance of one variant of a long-context file: the file's own, or, when it lacks some
+    (combined files written before they carried a provenance block), the variant's own folder's file."""
+    status = provenance_status(d)
+    own = path.parent / variant / "results.json"
+    if status["ok"] or not own.is_file() or own == path:
+        return status
+    return file_provenance_status(own)
+
+
+def results_files(root: str | Path = DEFAULT_ROOT) -> list[Path]:
+    """Every results file under ``root``: ``<experiment>/<name>`` and ``<experiment>/<run>/<name>`` for
+    each name of :data:`RESULTS_FILE_NAMES` (per-seed files and configs are not results files)."""
+    root = Path(root)
+    return sorted(p for name in RESULTS_FILE_NAMES for pattern in (f"*/{name}", f"*/*/{name}")
+                  for p in root.glob(pattern) if p.is_file())
+
+
+def provenance_mark(row: dict[str, Any]) -> str:
+    """``" †"`` for a table row whose file lacks commit, clean tree or command (see
+    :data:`PROVENANCE_NOTE`), else ``""``."""
+    status = row.get("provenance")
+    return f" {PROVENANCE_MARK}" if isinstance(status, dict) and not status["ok"] else ""
+
+
+def provenance_lines(experiments: list[Experiment]) -> list[str]:
+    """The README block's footnote: :data:`PROVENANCE_NOTE`, then one line per experiment whose files
+    lack something (which runs, what is missing, the commits and the uncommitted paths recorded)."""
+    lines = []
+    for exp in experiments:
+        status = provenance_status(exp)
+        if status["ok"]:
+            continue
+        bad = {name: s for name, s in status["runs"].items() if not s["ok"]}
+        which = "every run" if len(bad) == len(status["runs"]) else ", ".join(f"`{n}`" for n in bad)
+        missing = [m for m in ("commit", "command") if any(m in s["missing"] for s in bad.values())]
+        commits = sorted({c[:7] for s in bad.values() for c in s["commits"]})
+        dirty = sorted({p for s in bad.values() for p in s["dirty"]})
+        unknown = any("clean tree" in s["missing"] and not s["dirty"] for s in bad.values())
+        made = " ".join(([f"made at commit{'s' * (len(commits) > 1)} {', '.join(commits)}"] if commits else [])
+                        + ([f"with uncommitted changes to {', '.join(dirty)}"] if dirty else []))
+        says = ([f"no recorded {' or '.join(missing)}"] if missing else []) + ([made] if made else []) \
+            + (["no record of whether the tree was clean"] if unknown else [])
+        lines.append(f"- `{exp.name}` ({which}): {'; '.join(says)}.")
+    return ["", PROVENANCE_NOTE + ":", "", *lines] if lines else []
+
+
+# ---------------------------------------------------------------------------------------------
 # Rows
 
 
@@ -223,7 +398,8 @@ def longctx_rows(exp: Experiment) -> list[dict[str, Any]]:
         rows.append({"experiment": exp.name, "task": cfg.get("task", "?"), "model": name,
                      "seeds": [p["seed"] for p in ps], "train_max": train_max, "lengths": lengths, "acc": acc,
                      "at_train": at_train, "longest": lengths[-1],
-                     "nonfinite": [d.get("seed") for d in r.get("details", []) if d.get("nonfinite_step")]})
+                     "nonfinite": [d.get("seed") for d in r.get("details", []) if d.get("nonfinite_step")],
+                     "provenance": run_provenance(exp, name)})
     return rows
 
 
@@ -243,7 +419,7 @@ def continual_rows(exp: Experiment) -> list[dict[str, Any]]:
             exp.problems.append(f"{exp.name}/{name}: accuracy matrices not usable ({e})")
             continue
         rows.append({"experiment": exp.name, "dataset": cfg.get("dataset", exp.name), "method": cfg.get("method", name),
-                     "seeds": [p["seed"] for p in _per_seed(r)],
+                     "seeds": [p["seed"] for p in _per_seed(r)], "provenance": run_provenance(exp, name),
                      **{k: summarize(v) for k, v in vals.items()}})
     return rows
 
@@ -251,15 +427,18 @@ def continual_rows(exp: Experiment) -> list[dict[str, Any]]:
 def lm_rows(exp: Experiment) -> list[dict[str, Any]]:
     """One row per model: validation and test loss (nats per token; mean, std over seeds)."""
     by_model: dict[str, list[dict[str, Any]]] = {}
-    for r in exp.runs.values():
+    sources: dict[str, dict[str, dict[str, Any]]] = {}  # {model: {run: provenance}}
+    for name, r in exp.runs.items():
         for rec in _lm_records(r):
             by_model.setdefault(rec["model"], []).append(rec)
+            sources.setdefault(rec["model"], {})[name] = run_provenance(exp, name)
     rows = []
     for model, recs in by_model.items():
         params = next((r["n_params"] for r in recs if r.get("n_params")), None)
         rows.append({"experiment": exp.name, "model": model, "seeds": [r["seed"] for r in recs], "params": params,
                      "val": summarize([r["val_loss"] for r in recs]),
-                     "test": summarize([r["test_loss"] for r in recs])})
+                     "test": summarize([r["test_loss"] for r in recs]),
+                     "provenance": _merged_status(sources[model])})
     return sorted(rows, key=lambda r: (math.isnan(r["val"]["mean"]), r["val"]["mean"]))
 
 
@@ -279,11 +458,11 @@ def longctx_table(rows: list[dict[str, Any]], full: bool = False, experiment: bo
         lengths = sorted({L for r in rows for L in r["lengths"]})
         header = ["task", "model", *(f"{L}{'*' if all(L > r['train_max'] for r in rows) else ''}" for L in lengths),
                   "seeds"]
-        body = [[r["task"], r["model"], *(pm_summary(r["acc"][L]) if L in r["acc"] else "" for L in lengths),
-                 _seeds(r["seeds"])] for r in rows]
+        body = [[r["task"], r["model"] + provenance_mark(r),
+                 *(pm_summary(r["acc"][L]) if L in r["acc"] else "" for L in lengths), _seeds(r["seeds"])] for r in rows]
         return markdown_table(header, body)
     header = ["task", "model", "trained up to", "acc. at that length", "tested up to", "acc. there", "seeds"]
-    body = [[r["task"], r["model"], r["train_max"], pm_summary(r["acc"][r["at_train"]]), r["longest"],
+    body = [[r["task"], r["model"] + provenance_mark(r), r["train_max"], pm_summary(r["acc"][r["at_train"]]), r["longest"],
              pm_summary(r["acc"][r["longest"]]), _seeds(r["seeds"])] for r in rows]
     if experiment:
         header = ["experiment", *header]
@@ -303,7 +482,8 @@ def formal_table(rows: list[dict[str, Any]]) -> str:
         cells = []
         for m in models:
             r = cell.get((lang, m))
-            cells.append("" if r is None else f"{r['acc'][r['at_train']]['mean']:.2f} -> {r['acc'][r['longest']]['mean']:.2f}")
+            cells.append("" if r is None else
+                         f"{r['acc'][r['at_train']]['mean']:.2f} -> {r['acc'][r['longest']]['mean']:.2f}{provenance_mark(r)}")
         seeds = sorted({s for r in rows if r["task"] == lang for s in r["seeds"]})
         body.append([lang, f"{some['train_max']} -> {some['longest']}", *cells, _seeds(seeds)])
     return markdown_table(["language", "lengths", *models, "seeds"], body)
@@ -311,7 +491,7 @@ def formal_table(rows: list[dict[str, Any]]) -> str:
 
 def continual_table(rows: list[dict[str, Any]]) -> str:
     header = ["data set", "method", "final avg. accuracy", "BWT", "forgetting", "seeds"]
-    body = [[r["dataset"], r["method"], pm_summary(r["avg_acc"]), pm_summary(r["bwt"]), pm_summary(r["forgetting"]),
+    body = [[r["dataset"], r["method"] + provenance_mark(r), pm_summary(r["avg_acc"]), pm_summary(r["bwt"]), pm_summary(r["forgetting"]),
              _seeds(r["seeds"])] for r in rows]
     return markdown_table(header, body)
 
@@ -331,14 +511,78 @@ def continual_pivot(rows: list[dict[str, Any]]) -> str:
                 cells.append("")
                 continue
             n = len(r["seeds"])
-            cells.append(f"{r['avg_acc']['mean']:.2f} ({r['bwt']['mean']:+.2f})" + ("" if n == 3 else f", {n} seed{'s' * (n > 1)}"))
+            cells.append(f"{r['avg_acc']['mean']:.2f} ({r['bwt']['mean']:+.2f})" + ("" if n == 3 else f", {n} seed{'s' * (n > 1)}")
+                         + provenance_mark(r))
         body.append([m, *cells])
     return markdown_table(["method", *datasets], body)
 
 
+CONTINUAL_REFERENCE = "finetune"  # the arm every continual learner is paired against
+CONTINUAL_UPPER_BOUND = "joint"  # trained on every task at once: not a continual learner, not paired
+
+
+def _continual_by_seed(r: dict[str, Any]) -> dict[Any, tuple[float, float]]:
+    return {p["seed"]: (metrics.average_accuracy(p["acc_matrix"])[-1], metrics.backward_transfer(p["acc_matrix"]))
+            for p in _per_seed(r)}
+
+
+def continual_paired_rows(experiments: list[Experiment]) -> list[dict[str, Any]]:
+    """Each continual learner against plain fine-tuning on the same data set, paired by seed:
+    ``{"dataset", "method", "seeds", "avg_acc", "bwt"`` (:func:`nlteach.runs.stats.paired` of the
+    method minus fine-tuning), ``"provenance"`` (both files')``}``."""
+    rows = []
+    for exp in experiments:
+        if exp.kind != "continual" or CONTINUAL_REFERENCE not in exp.runs:
+            continue
+        try:
+            ref = _continual_by_seed(exp.runs[CONTINUAL_REFERENCE])
+            for name, r in exp.runs.items():
+                if name in (CONTINUAL_REFERENCE, CONTINUAL_UPPER_BOUND):
+                    continue
+                own = _continual_by_seed(r)
+                seeds = sorted(set(own) & set(ref), key=str)
+                rows.append({"dataset": r.get("config", {}).get("dataset", exp.name), "method": name, "seeds": seeds,
+                             **{k: paired([own[s][i] for s in seeds], [ref[s][i] for s in seeds])
+                                for i, k in enumerate(("avg_acc", "bwt"))},
+                             "provenance": _merged_status({n: run_provenance(exp, n) for n in (name, CONTINUAL_REFERENCE)})})
+        except (KeyError, ValueError, IndexError, TypeError) as e:
+            exp.problems.append(f"{exp.name}: accuracy matrices not usable for paired differences ({e})")
+    return rows
+
+
+def continual_paired_lines(experiments: list[Experiment]) -> list[str]:
+    """The README block's paired differences against fine-tuning (nothing without continual results):
+    one row per method and measure, one column per data set, ``mean [95% interval]`` and the verdict
+    by the course's one rule (better/worse when the interval excludes 0)."""
+    rows = continual_paired_rows(experiments)
+    if not rows:
+        return []
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    cell = {(r["method"], r["dataset"]): r for r in rows}
+    body = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        for key, title in (("avg_acc", "final avg. accuracy"), ("bwt", "BWT")):
+            cells = []
+            for ds in datasets:
+                r = cell.get((method, ds))
+                if r is None:
+                    cells.append("")
+                    continue
+                d = r[key]
+                lo, hi = d["ci95"]
+                word = {1: "better", -1: "worse", 0: "no clear difference"}[d["sign"]]
+                cells.append(f"{d['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] {word}{provenance_mark(r)}")
+            body.append([method, title, *cells])
+    n = sorted({len(r["seeds"]) for r in rows})
+    return ["", f"Each learner minus plain fine-tuning ({CONTINUAL_REFERENCE}), paired by seed ({'/'.join(map(str, n))} "
+            "seeds): mean [95% interval]; better (worse) when the whole interval lies above (below) 0, else no clear "
+            "difference (higher is better for both measures):", "",
+            markdown_table(["method", "measure", *datasets], body)]
+
+
 def lm_table(rows: list[dict[str, Any]]) -> str:
     header = ["experiment", "model", "parameters", "val loss", "test loss", "seeds"]
-    body = [[r["experiment"], r["model"], f"{r['params']:,}" if isinstance(r["params"], int) else "",
+    body = [[r["experiment"], r["model"] + provenance_mark(r), f"{r['params']:,}" if isinstance(r["params"], int) else "",
              pm_summary(r["val"], 3), pm_summary(r["test"], 3), _seeds(r["seeds"])] for r in rows]
     return markdown_table(header, body)
 
@@ -356,7 +600,8 @@ def all_tables(experiments: list[Experiment]) -> str:
             body = lm_table(lm_rows(exp))
         else:
             body = "files: " + ", ".join(sorted(exp.runs)) + " (not a known results layout)"
-        parts.append(title + "\n\n" + body + "".join(f"\n\nnote: {p}" for p in exp.problems))
+        parts.append(title + "\n\n" + body + "".join(f"\n\nnote: {p}" for p in exp.problems)
+                     + "".join(f"\n\n{line}" for line in provenance_lines([exp])[1:] if line))
     return "\n\n".join(parts) if parts else "(no results found)"
 
 
@@ -390,6 +635,7 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
         lines += ["", "**Forgetting** (notebook 10; final average accuracy over all tasks after learning the last "
                   "one, and in brackets the backward transfer BWT; 3 seeds unless noted):", "",
                   continual_pivot(cont)]
+        lines += continual_paired_lines(exps)  # issue 19 item 5: the README's forgetting claims, generated
     lc = [r for e in exps if e.kind == "longctx" for r in longctx_rows(e)]
     formal = [r for r in lc if r["task"] in LANGUAGES]
     recall = [r for r in lc if r["task"] not in LANGUAGES]
@@ -407,6 +653,7 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
             lines += ["", f"Training loss went to NaN/inf in some seeds of: {', '.join(bad)} (their accuracy is "
                       "that of the diverged model)."]
     lines += speed_lines(root)
+    lines += provenance_lines(exps)  # the files that lack commit/clean tree/command (issue 19), marked † above
     presets = sorted({e.preset for e in exps if e.preset})
     lines += ["", f"Presets: {', '.join(presets) or '?'}. Experiments: "
               + ", ".join(f"`{e.name}`" for e in exps) + "."]

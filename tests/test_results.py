@@ -97,8 +97,8 @@ def test_rows_are_computed_from_the_files(root):
 def test_readme_section_and_cli(root, capsys):
     text = R.readme_section(root)
     assert text.startswith("## Results (our measurements)")
-    assert "| s-niah | transformer | 32 | 0.90 ± 0.14 | 128 | 0.40 ± 0.14 | 0,1 |" in text
-    assert "| finetune | 0.73 (-0.35), 2 seeds |" in text and "| replay | 0.80 (-0.30), 1 seed |" in text
+    assert "| s-niah | transformer † | 32 | 0.90 ± 0.14 | 128 | 0.40 ± 0.14 | 0,1 |" in text
+    assert "| finetune | 0.73 (-0.35), 2 seeds † |" in text and "| replay | 0.80 (-0.30), 1 seed † |" in text
     assert "hope" in text and "1.400" in text and "1.400 ±" not in text  # one seed: no ± shown
     assert "broken_laptop" in text  # a bad file is reported, not hidden
     assert R.main(["--root", str(root), "--readme"]) == 0
@@ -192,7 +192,7 @@ def test_readme_formal_languages_are_pivoted(root):
     _write(root / "longctx_anbn_laptop" / "results.json", combine({"transformer": t, "hope": h}))
     text = R.readme_section(root)
     assert "| language | lengths | transformer | hope | seeds |" in text
-    assert "| anbn | 32 -> 128 | 0.95 -> 0.50 | 0.70 -> 0.50 | 0,1 |" in text
+    assert "| anbn | 32 -> 128 | 0.95 -> 0.50 † | 0.70 -> 0.50 † | 0,1 |" in text
 
 
 def test_longctx_runs_made_before_the_in_context_cms_are_named_for_what_they_measured(tmp_path):
@@ -207,7 +207,7 @@ def test_longctx_runs_made_before_the_in_context_cms_are_named_for_what_they_mea
     exp = R.load_experiment(tmp_path / "longctx_s-niah_laptop")
     assert list(exp.runs) == ["hope-static-cms_steps1-4-16", "hope_cms16-64-256", "transformer"]
     text = R.readme_section(tmp_path)
-    assert "| hope-static-cms_steps1-4-16 |" in text and "`-static-cms`: made before the in-context CMS" in text
+    assert "| hope-static-cms_steps1-4-16 † |" in text and "`-static-cms`: made before the in-context CMS" in text
     _write(tmp_path / "longctx_parity_laptop" / "hope_cms1-4-16" / "results.json", {**old, "variant": "hope_cms1-4-16"})
     assert list(R.load_experiment(tmp_path / "longctx_parity_laptop").runs) == ["hope-static-cms_steps1-4-16"]
 
