@@ -315,7 +315,8 @@ class _Runner:
         run_dir = arm.path / "seeds" / f"seed_{seed}"
         z = {**sizes(self.budget), **extra}
         res = train(model=model, seed=seed, preset=train_preset(self.budget), data=DATA, out=str(run_dir),
-                    device=self.device, resume=(run_dir / CHECKPOINT).exists(), overwrite=True, progress=False,
+                    device=self.device, resume=(run_dir / CHECKPOINT).exists(), overwrite=True,
+                    progress=console.in_notebook(),  # a progress bar in a notebook; one line per run elsewhere
                     sample_chars=self.sample_chars if sample else 0, **z)
         if res.get("interrupted"):
             console.log(f"[{NAME}] {label} seed {seed} stopped at step {res['step']}; run the same command to resume.")
