@@ -1,0 +1,85 @@
+"""``make gpu-check`` (tools/gpu_check.py) without a GPU: the dry-run plan lists every stage, a
+machine without CUDA is refused with its own exit status, and the results writer records the
+provenance and each stage's status (stages simulated by cheap shell commands)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tools import gpu_check
+from tools.gpu_check import NO_CUDA, SKIPPED, Stage, main, plan, run_stages
+
+PROVENANCE_KEYS = {"git_commit", "git_dirty", "command", "torch", "python", "device", "host"}
+
+
+def sh(name: str, script: str, budget: float = 20.0, **kw) -> Stage:
+    return Stage(name, ["sh", "-c", script], budget, f"simulated: {script}", **kw)
+
+
+def test_dry_run_lists_every_stage_with_its_command_and_budget(capsys):
+    assert main(["--dry-run", "--out", "OUT"]) == 0
+    text = capsys.readouterr().out
+    names = [s.name for s in plan()]
+    assert names == ["cuda-tests", "bench-memory", "bench-models", "fla",
+                     *(f"train-{m}" for m in gpu_check.MAIN_MODELS)]
+    for st in plan():
+        assert st.name in text and f"budget {st.budget_s:4.0f} s" in text
+    assert "-m pytest tests -m cuda" in text
+    assert "nlteach.bench memory --device cuda" in text and "nlteach.bench models --device cuda" in text
+    assert "tools.fla_compare" in text
+    for m in gpu_check.MAIN_MODELS:
+        assert f"nlteach.train --model {m} --preset full --steps 50 --device cuda" in text
+    assert f"hard cap {gpu_check.CAP_S:.0f} s" in text and gpu_check.CAP_S < 8 * 60
+
+
+def test_without_cuda_it_refuses_clearly_and_runs_nothing(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["--out", str(tmp_path / "out")]) == NO_CUDA
+    err = capsys.readouterr().err
+    assert "no CUDA device here" in err and "nothing was run" in err and "--dry-run" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_results_record_provenance_and_each_stage_and_go_on_after_a_failure(tmp_path):
+    stages = [sh("ok", "echo hello > {out}/made.txt; echo done"),
+              sh("fails", "echo broken >&2; exit 1"),
+              sh("slow", "sleep 30", budget=1.0),
+              sh("optional", f"exit {SKIPPED}"),
+              sh("after", "rm -f {out}/ckpt.pt; touch {out}/ckpt.pt {out}/kept.json", cleanup=("*.pt",))]
+    summary = run_stages(stages, tmp_path, cap_s=60, command="make gpu-check", device="Fake GPU")
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == summary
+    assert PROVENANCE_KEYS <= set(saved["provenance"])
+    assert saved["provenance"]["command"] == "make gpu-check" and saved["provenance"]["device"] == "Fake GPU"
+    by = {s["name"]: s for s in saved["stages"]}
+    assert [s["name"] for s in saved["stages"]] == [s.name for s in stages]  # every stage ran, in order
+    assert {n: s["status"] for n, s in by.items()} == {
+        "ok": "passed", "fails": "failed", "slow": "timeout", "optional": "skipped", "after": "passed"}
+    assert by["fails"]["returncode"] == 1 and by["slow"]["seconds"] < 15
+    assert "ok/made.txt" in by["ok"]["outputs"] and "done" in (tmp_path / by["ok"]["log"]).read_text()
+    assert "broken" in (tmp_path / "fails" / "log.txt").read_text()
+    assert by["after"]["removed"] == ["ckpt.pt"] and by["after"]["outputs"] == ["after/kept.json", "after/log.txt"]
+    for s in saved["stages"]:
+        assert {"command", "budget_s", "seconds", "folder", "description"} <= set(s)
+    assert saved["ok"] is False
+
+
+def test_the_cap_leaves_later_stages_not_run(tmp_path):
+    summary = run_stages([sh("long", "sleep 30", budget=100), sh("never", "exit 0")], tmp_path, cap_s=3.0)
+    assert [s["status"] for s in summary["stages"]] == ["timeout", "not_run"]
+    assert "cap" in summary["stages"][1]["note"] and not summary["ok"]
+
+
+@pytest.mark.parametrize("script, code", [("exit 0", 0), ("exit 2", 1)])
+def test_exit_status_is_non_zero_when_a_stage_failed(monkeypatch, tmp_path, script, code):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU 80GB")
+    monkeypatch.setattr(gpu_check, "device_info", lambda: {"device_name": "Fake GPU 80GB", "torch": "x", "cuda": "y"})
+    monkeypatch.setattr(gpu_check, "plan", lambda **kw: [sh("one", script), sh("two", "exit 0")])
+    assert main(["--out", str(tmp_path / "gpu_check_<device>")]) == code
+    saved = json.loads((tmp_path / "gpu_check_fake_gpu_80gb" / "results.json").read_text())
+    assert saved["device_info"]["device_name"] == "Fake GPU 80GB" and saved["provenance"]["device"] == "Fake GPU 80GB"
+    assert [s["status"] for s in saved["stages"]] == ["passed" if code == 0 else "failed", "passed"]
