@@ -27,12 +27,23 @@ def test_dry_run_lists_every_stage_with_its_command_and_budget(capsys):
                      *(f"train-{m}" for m in gpu_check.MAIN_MODELS)]
     for st in plan():
         assert st.name in text and f"budget {st.budget_s:4.0f} s" in text
-    assert "-m pytest tests -m cuda" in text
+    assert "tests/test_cuda.py" in text and "tests/test_memory.py" in text and "-m cuda" in text
     assert "nlteach.bench memory --device cuda" in text and "nlteach.bench models --device cuda" in text
     assert "tools.fla_compare" in text
     for m in gpu_check.MAIN_MODELS:
         assert f"nlteach.train --model {m} --preset full --steps 50 --device cuda" in text
     assert f"hard cap {gpu_check.CAP_S:.0f} s" in text and gpu_check.CAP_S < 8 * 60
+
+
+def test_the_rehearsal_runs_the_same_stages_on_the_cpu_at_the_tiny_preset():
+    """``--rehearse`` (the script checked where no GPU is; run by hand, about 3 minutes on 2 cores)."""
+    stages = gpu_check.rehearsal(plan())
+    assert [s.name for s in stages] == [s.name for s in plan()]
+    for st in stages:
+        cmd = " ".join(st.command)
+        assert "cuda" not in cmd.replace("-m cuda", "").replace("test_cuda", "")
+        assert "--preset full" not in cmd and "--preset laptop" not in cmd
+    assert "--steps 3 --device cpu" in " ".join(stages[-1].command)
 
 
 def test_without_cuda_it_refuses_clearly_and_runs_nothing(monkeypatch, tmp_path, capsys):

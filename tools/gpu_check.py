@@ -41,7 +41,7 @@ import torch
 
 from nlteach.runs import RESULTS_ROOT
 from nlteach.runs.io import atomic_write_json
-from nlteach.runs.provenance import command_line, provenance
+from nlteach.runs.provenance import command_line, git_dirty, provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_CUDA = 3  # exit status on a machine without CUDA (nothing was run)
@@ -67,11 +67,18 @@ class Stage:
         return [part.replace("{out}", str(folder)) for part in self.command]
 
 
+def cuda_test_files() -> list[str]:
+    """The test files that hold a test marked ``cuda`` (only those are collected: the rest of the
+    suite needs the course's extras, which a bare GPU machine may lack)."""
+    return sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py")
+                  if "pytest.mark.cuda" in p.read_text(encoding="utf-8", errors="replace"))
+
+
 def plan(python: str = sys.executable, *, steps: int = TRAIN_STEPS) -> list[Stage]:
     """The stages of the check, in order (budgets sum above the cap on purpose: each is a ceiling,
     the cap is the promise)."""
     stages = [
-        Stage("cuda-tests", [python, "-m", "pytest", "tests", "-m", "cuda", "-q", "-p", "no:cacheprovider",
+        Stage("cuda-tests", [python, "-m", "pytest", *cuda_test_files(), "-m", "cuda", "-q", "-p", "no:cacheprovider",
                              "--junitxml", "{out}/junit.xml"], 120,
               "the tests marked cuda: chunked kernels, Titans, self-modifying Titans, in-context CMS and "
               "every main model's forward/backward, CUDA vs CPU in fp32"),
@@ -213,7 +220,8 @@ def run_stages(stages: list[Stage], out: Path, *, cap_s: float = CAP_S, command:
             for p in removed:
                 p.unlink(missing_ok=True)
             record.update(status=status, returncode=rc, seconds=round(seconds, 2), log=f"{record['folder']}/log.txt",
-                          outputs=sorted(os.path.relpath(p, out) for p in folder.rglob("*") if p.is_file()),
+                          outputs=sorted(os.path.relpath(p, out) for p in folder.rglob("*")
+                                         if p.is_file() and p.name != ".lock"),  # a run folder's lock: meaningless after
                           headline=headline(st.name, folder))
             if removed:
                 record["removed"] = sorted(p.name for p in removed)
@@ -225,6 +233,17 @@ def run_stages(stages: list[Stage], out: Path, *, cap_s: float = CAP_S, command:
     summary["ok"] = all(s["status"] in ("passed", "skipped") for s in summary["stages"])
     atomic_write_json(out / "results.json", summary, indent=2)
     return summary
+
+
+def rehearsal(stages: list[Stage], steps: int = 3) -> list[Stage]:
+    """``stages`` on the CPU at the tiny preset, ``steps`` training steps: a rehearsal that checks the
+    script and its commands where no GPU is (the CUDA tests skip, fla is skipped; no GPU number)."""
+    value = {"--device": "cpu", "--preset": "tiny", "--steps": str(steps), "--rounds": "1"}
+    out = []
+    for st in stages:
+        cmd = [value.get(st.command[i - 1], part) if i else part for i, part in enumerate(st.command)]
+        out.append(dataclasses.replace(st, command=cmd, description="(rehearsal on the CPU, tiny) " + st.description))
+    return out
 
 
 def describe(stages: list[Stage], cap_s: float, out: str) -> str:
@@ -245,8 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cap", type=float, default=CAP_S, help=f"hard cap of the whole script in seconds (default {CAP_S:.0f})")
     p.add_argument("--only", default=None, help="comma-separated stage names to run (default: all)")
     p.add_argument("--steps", type=int, default=TRAIN_STEPS, help=f"training steps per model (default {TRAIN_STEPS})")
+    p.add_argument("--rehearse", action="store_true",
+                   help="run every stage on the CPU at the tiny preset (3 training steps) to check the script "
+                        "itself where no GPU is; default --out runs/gpu_check_rehearsal; no GPU number")
     args = p.parse_args(argv)
     stages = plan(steps=args.steps)
+    if args.rehearse:
+        stages = rehearsal(stages)
     if args.only:
         wanted = [s.strip() for s in args.only.split(",") if s.strip()]
         unknown = sorted(set(wanted) - {s.name for s in stages})
@@ -254,23 +278,29 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--only: unknown stage(s) {unknown}; the stages are {[s.name for s in stages]}")
         stages = [s for s in stages if s.name in wanted]
     cuda = torch.cuda.is_available()
-    slug = gpu_slug(torch.cuda.get_device_name(0)) if cuda else "<device>"
-    out = (args.out or str(RESULTS_ROOT / "gpu_check_<device>")).replace("<device>", slug)
+    slug = gpu_slug(torch.cuda.get_device_name(0)) if cuda and not args.rehearse else "<device>"
+    default_out = ROOT / "runs" / "gpu_check_rehearsal" if args.rehearse else RESULTS_ROOT / "gpu_check_<device>"
+    out = (args.out or str(default_out)).replace("<device>", "cpu" if args.rehearse else slug)
     if args.dry_run:
         print(describe(stages, args.cap, out))
         if not cuda:
             print("(this machine has no CUDA device: without --dry-run the script would refuse to run)")
         return 0
-    if not cuda:
+    if not cuda and not args.rehearse:
         print(f"gpu_check: no CUDA device here (torch {torch.__version__}, built with CUDA "
               f"{torch.version.cuda or 'none'}); nothing was run. Run `make gpu-check` on a machine with an "
               f"NVIDIA GPU and a CUDA build of torch, or `python -m tools.gpu_check --dry-run` for the plan.",
               file=sys.stderr)
         return NO_CUDA
-    info = device_info()
-    print(f"gpu_check: {info['device_name']}, torch {info['torch']}, CUDA {info['cuda']}; results in {out}", flush=True)
+    info = device_info() if not args.rehearse else {**device_info(), "device_name": "cpu (rehearsal)"}
+    dirty = git_dirty()
+    if dirty:
+        print(f"gpu_check: warning: {len(dirty)} file(s) with uncommitted changes ({', '.join(dirty[:5])}"
+              f"{', ...' if len(dirty) > 5 else ''}): results.json records them; commit first for numbers "
+              "that a commit reproduces", file=sys.stderr)
+    print(f"gpu_check: {info.get('device_name')}, torch {info['torch']}, CUDA {info['cuda']}; results in {out}", flush=True)
     summary = run_stages(stages, Path(out), cap_s=args.cap, command=command_line(), device=info["device_name"],
-                         extra={"device_info": info})
+                         extra={"device_info": info, **({"rehearsal": True} if args.rehearse else {})})
     bad = [s["name"] for s in summary["stages"] if s["status"] not in ("passed", "skipped")]
     print(f"gpu_check: {'all stages passed' if not bad else 'NOT passed: ' + ', '.join(bad)} "
           f"({summary['total_s']:.0f} s); summary in {Path(out) / 'results.json'}")
