@@ -5,11 +5,13 @@ provenance and each stage's status (stages simulated by cheap shell commands).""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
 
-from tools import gpu_check
+from nlteach.memory import delta_rule_naive
+from tools import fla_compare, gpu_check
 from tools.gpu_check import NO_CUDA, SKIPPED, Stage, main, plan, run_stages
 
 PROVENANCE_KEYS = {"git_commit", "git_dirty", "command", "torch", "python", "device", "host"}
@@ -94,3 +96,32 @@ def test_exit_status_is_non_zero_when_a_stage_failed(monkeypatch, tmp_path, scri
     saved = json.loads((tmp_path / "gpu_check_fake_gpu_80gb" / "results.json").read_text())
     assert saved["device_info"]["device_name"] == "Fake GPU 80GB" and saved["provenance"]["device"] == "Fake GPU 80GB"
     assert [s["status"] for s in saved["stages"]] == ["passed" if code == 0 else "failed", "passed"]
+
+
+def fake_fla_kernel(q, k, v, beta, scale=None, initial_state=None, output_final_state=False, g=None,
+                    head_first=True):
+    """A stand-in with fla's conventions ([B, T, H, d] when head_first=False, q scaled by ``scale``,
+    gate g = log alpha), computed by our naive delta rule."""
+    assert head_first is False and scale == 1.0 and output_final_state
+    t = lambda x: None if x is None else x.transpose(1, 2)  # noqa: E731
+    o, S = delta_rule_naive(t(q) * scale, t(k), t(v), t(beta), alpha=None if g is None else t(g).exp())
+    return o.transpose(1, 2), S
+
+
+@pytest.mark.parametrize("rule", ["delta", "gated_delta"])
+def test_fla_comparison_maps_layout_scale_and_gate(rule):
+    """tools.fla_compare against a kernel with fla's conventions: fp32 outputs and gradients agree,
+    so the comparison itself (layout, scale, gate) is right before it meets the real kernels."""
+    r = fla_compare.compare(rule, fake_fla_kernel, B=1, H=2, T=20, d=4, device="cpu", repeat=1)
+    assert r["fla_float32"]["out_rel_rms"] < 1e-5 and r["ours_float32"]["out_rel_rms"] == 0
+    grads = [k for k in r["fla_float32"] if k.startswith("grad_")]
+    assert len(grads) == (5 if rule == "gated_delta" else 4)
+    assert all(r["fla_float32"][k] < 1e-4 for k in grads)
+    assert r["fla_bfloat16"]["out_rel_rms"] < fla_compare.TOLERANCE
+    assert r["ours_over_fla_fwd"] > 0 and r["ours_over_fla_fwd_bwd"] > 0
+
+
+def test_fla_comparison_is_skipped_when_fla_does_not_import(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "fla", None)  # import fla raises ImportError
+    assert fla_compare.main([]) == SKIPPED
+    assert "skipped" in capsys.readouterr().out

@@ -53,26 +53,28 @@ def call_ours(q, k, v, beta, alpha):
     return memory.delta_rule_chunked(q, k, v, beta, alpha=alpha)
 
 
-def inputs(B: int, H: int, T: int, d: int, gated: bool, seed: int = 0) -> dict:
+def inputs(B: int, H: int, T: int, d: int, gated: bool, seed: int = 0, device: str = "cuda") -> dict:
     g = torch.Generator().manual_seed(seed)
     x = {"q": torch.randn(B, H, T, d, generator=g),
          "k": F.normalize(torch.randn(B, H, T, d, generator=g), dim=-1),
          "v": torch.randn(B, H, T, d, generator=g),
          "beta": torch.rand(B, H, T, generator=g),
          "alpha": (0.9 + 0.1 * torch.rand(B, H, T, generator=g)) if gated else None}
-    return {n: None if t is None else t.cuda() for n, t in x.items()}
+    return {n: None if t is None else t.to(device) for n, t in x.items()}
 
 
 def outputs_and_grads(fn, x: dict, dtype: torch.dtype) -> tuple[torch.Tensor, dict]:
     leaves = {n: t.to(dtype).detach().requires_grad_() for n, t in x.items() if t is not None}
     o, _ = fn(**{n: leaves.get(n) for n in x})
-    g = torch.Generator(device="cuda").manual_seed(1)
-    o.float().mul(torch.randn(o.shape, generator=g, device="cuda")).sum().backward()
+    up = torch.randn(o.shape, generator=torch.Generator().manual_seed(1)).to(o.device)
+    o.float().mul(up).sum().backward()
     return o.detach().float(), {n: t.grad.float() for n, t in leaves.items()}
 
 
-def compare(rule: str, fla_fn, *, B: int, H: int, T: int, d: int) -> dict:
-    x = inputs(B, H, T, d, gated=rule == "gated_delta")
+def compare(rule: str, fla_fn, *, B: int, H: int, T: int, d: int, device: str = "cuda", repeat: int = 10) -> dict:
+    """Outputs and gradients of ``fla_fn`` and ours (fp32 and bf16) against ours in fp32, and both
+    timed in bf16 (``device``: "cuda"; the tests pass "cpu" and a stand-in kernel)."""
+    x = inputs(B, H, T, d, gated=rule == "gated_delta", device=device)
     ref_o, ref_g = outputs_and_grads(call_ours, x, torch.float32)
     res: dict = {}
     for name, fn in (("fla", lambda **a: call_fla(fla_fn, **a)), ("ours", call_ours)):
@@ -99,7 +101,7 @@ def compare(rule: str, fla_fn, *, B: int, H: int, T: int, d: int) -> dict:
             o.float().sum().backward()
 
         for mode, f in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
-            times[f"{name}_{mode}_s"] = measure(f, device="cuda", warmup=2, repeat=10)
+            times[f"{name}_{mode}_s"] = measure(f, device=device, warmup=2, repeat=repeat)
     res["times_bf16"] = times
     for mode in ("fwd", "fwd_bwd"):
         res[f"ours_over_fla_{mode}"] = times[f"ours_{mode}_s"] / times[f"fla_{mode}_s"]
