@@ -61,7 +61,7 @@ bench: venv
 # On a machine with an NVIDIA GPU: the CUDA tests, the benchmarks on CUDA (and flash-linear-attention's
 # kernels when `fla` imports) and a short full-preset run of each main model, in under 8 minutes on one
 # H100; summary in results/gpu_check_<gpu>/results.json (tools/gpu_check.py). Exit 3 without CUDA.
-# GPU_CHECK_ARGS: e.g. --dry-run (the plan), --only cuda-tests,bench-memory, --out DIR.
+# GPU_CHECK_ARGS: e.g. --dry-run (the plan), --only cuda-tests,bench-memory, --out DIR, --overwrite.
 # GPU_PY: an interpreter that already has a CUDA build of torch (then no venv is made), e.g. GPU_PY=python3.
 GPU_CHECK_ARGS ?=
 GPU_PY ?= $(PY)

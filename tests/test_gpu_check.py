@@ -25,8 +25,8 @@ def test_dry_run_lists_every_stage_with_its_command_and_budget(capsys):
     assert main(["--dry-run", "--out", "OUT"]) == 0
     text = capsys.readouterr().out
     names = [s.name for s in plan()]
-    assert names == ["cuda-tests", "bench-memory", "bench-models", "fla",
-                     *(f"train-{m}" for m in gpu_check.MAIN_MODELS)]
+    assert names == ["cuda-tests", "bench-memory", "bench-models",
+                     *(f"train-{m}" for m in gpu_check.MAIN_MODELS), "fla"]
     for st in plan():
         assert st.name in text and f"budget {st.budget_s:4.0f} s" in text
     assert "tests/test_cuda.py" in text and "tests/test_memory.py" in text and "-m cuda" in text
@@ -45,7 +45,7 @@ def test_the_rehearsal_runs_the_same_stages_on_the_cpu_at_the_tiny_preset():
         cmd = " ".join(st.command)
         assert "cuda" not in cmd.replace("-m cuda", "").replace("test_cuda", "")
         assert "--preset full" not in cmd and "--preset laptop" not in cmd
-    assert "--steps 3 --device cpu" in " ".join(stages[-1].command)
+    assert "--steps 3 --device cpu" in " ".join(stages[-2].command)
 
 
 def test_without_cuda_it_refuses_clearly_and_runs_nothing(monkeypatch, tmp_path, capsys):
@@ -86,12 +86,32 @@ def test_the_cap_leaves_later_stages_not_run(tmp_path):
     assert "cap" in summary["stages"][1]["note"] and not summary["ok"]
 
 
-@pytest.mark.parametrize("script, code", [("exit 0", 0), ("exit 2", 1)])
-def test_exit_status_is_non_zero_when_a_stage_failed(monkeypatch, tmp_path, script, code):
+def fake_gpu(monkeypatch, stages):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU 80GB")
     monkeypatch.setattr(gpu_check, "device_info", lambda: {"device_name": "Fake GPU 80GB", "torch": "x", "cuda": "y"})
-    monkeypatch.setattr(gpu_check, "plan", lambda **kw: [sh("one", script), sh("two", "exit 0")])
+    monkeypatch.setattr(gpu_check, "plan", lambda **kw: stages)
+
+
+def test_an_earlier_check_is_replaced_only_with_overwrite(monkeypatch, tmp_path, capsys):
+    fake_gpu(monkeypatch, [sh("one", "echo new > {out}/new.txt")])
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "stale.json").write_text("{}")
+    (tmp_path / "results.json").write_text(json.dumps({"what": "make gpu-check (earlier)"}))
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path)])
+    assert "--overwrite" in capsys.readouterr().err and (tmp_path / "one" / "stale.json").exists()
+    assert main(["--out", str(tmp_path), "--overwrite"]) == 0
+    assert not (tmp_path / "one" / "stale.json").exists() and (tmp_path / "one" / "new.txt").exists()
+    (tmp_path / "results.json").write_text(json.dumps({"what": "something else"}))
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--overwrite"])  # never clears a folder it did not write
+    assert "did not write" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script, code", [("exit 0", 0), ("exit 2", 1)])
+def test_exit_status_is_non_zero_when_a_stage_failed(monkeypatch, tmp_path, script, code):
+    fake_gpu(monkeypatch, [sh("one", script), sh("two", "exit 0")])
     assert main(["--out", str(tmp_path / "gpu_check_<device>")]) == code
     saved = json.loads((tmp_path / "gpu_check_fake_gpu_80gb" / "results.json").read_text())
     assert saved["device_info"]["device_name"] == "Fake GPU 80GB" and saved["provenance"]["device"] == "Fake GPU 80GB"

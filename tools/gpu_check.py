@@ -7,16 +7,18 @@ as ``timeout``; a failing stage is recorded and the next one runs):
 1. ``cuda-tests``: the tests marked ``cuda`` (chunked kernels and models, CUDA vs CPU, fp32);
 2. ``bench-memory``: ``python -m nlteach.bench memory --device cuda`` (chunked vs naive);
 3. ``bench-models``: ``python -m nlteach.bench models --device cuda`` (step time vs the Transformer);
-4. ``fla``: flash-linear-attention's Triton kernels beside ours (:mod:`tools.fla_compare`), only
-   when the ``fla`` package imports (``skipped`` otherwise; nothing is ever installed);
-5. ``train-<model>``: a short ``--preset full`` run of each main model through ``nlteach.train``.
+4. ``train-<model>``: a short ``--preset full`` run of each main model through ``nlteach.train``;
+5. ``fla``: flash-linear-attention's Triton kernels beside ours (:mod:`tools.fla_compare`), only
+   when the ``fla`` package imports (``skipped`` otherwise; nothing is ever installed).
 
 Every stage writes into its own folder under ``--out`` (default ``results/gpu_check_<gpu name>``):
 ``log.txt`` (its stdout and stderr) and its own results. ``--out``/``results.json`` sums it up:
 the provenance (commit, clean tree, command, device name, torch and CUDA versions), and per stage
 its command, status (passed, failed, timeout, skipped, not_run), exit code, seconds, budget, folder
 and headline numbers. The whole script has a hard cap (``--cap``): stages that would start after it
-are ``not_run``. Exit status: 0 when every stage passed or was skipped, 1 when any failed, 3 on a
+are ``not_run``. A folder holding an earlier check is replaced only with ``--overwrite``;
+``--rehearse`` runs the same stages on the CPU at the tiny preset (checks the script, no GPU
+number). Exit status: 0 when every stage passed or was skipped, 1 when any failed, 3 on a
 machine without CUDA (nothing run; ``--dry-run`` prints the plan there too and exits 0).
 
 The training stages read tinyshakespeare from the data cache (``data/``) or ``$NLTEACH_DATA_MIRROR``:
@@ -31,6 +33,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,9 +93,6 @@ def plan(python: str = sys.executable, *, steps: int = TRAIN_STEPS) -> list[Stag
                                "--models", ",".join(MAIN_MODELS), "--rounds", "3", "--out", "{out}"], 120,
               "step time (forward+backward, bf16 autocast) of the main models at 25M parameters, T=2048, "
               "relative to the Transformer"),
-        Stage("fla", [python, "-m", "tools.fla_compare", "--out", "{out}"], 90,
-              "flash-linear-attention's Triton chunk kernels vs ours on the same inputs (skipped when "
-              "the fla package does not import)"),
     ]
     for model in MAIN_MODELS:
         stages.append(Stage(
@@ -102,6 +102,10 @@ def plan(python: str = sys.executable, *, steps: int = TRAIN_STEPS) -> list[Stag
              "--out", "{out}/run", "--overwrite"],
             90, f"{steps} steps of {model} at the full preset (dim 384, 6 layers, T=256, batch 64)",
             cleanup=("run/*.pt", "run/*.pt.sha256")))
+    # optional, so last: the cap never takes a main model's run for it
+    stages.append(Stage("fla", [python, "-m", "tools.fla_compare", "--out", "{out}"], 90,
+                        "flash-linear-attention's Triton chunk kernels vs ours on the same inputs (skipped when "
+                        "the fla package does not import)"))
     return stages
 
 
@@ -131,6 +135,20 @@ def _driver_version() -> str | None:
     return out.strip().splitlines()[0] if out.strip() else None
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process group (a training run checkpoints and exits), SIGKILL 10 s later."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def _run_one(argv: list[str], log: Path, timeout: float, env: dict) -> tuple[int | None, bool]:
     """Run ``argv`` (stdout and stderr to ``log``) in its own process group; past ``timeout`` the
     whole group is stopped. Returns (exit status, timed out)."""
@@ -146,17 +164,12 @@ def _run_one(argv: list[str], log: Path, timeout: float, env: dict) -> tuple[int
         try:
             return proc.wait(timeout=max(timeout, 0.1)), False
         except subprocess.TimeoutExpired:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    proc.wait(timeout=10)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+            _stop(proc)
             f.write(f"\n[gpu_check] stopped after its budget of {timeout:.0f} s\n")
+            return proc.returncode, True
+        except BaseException:  # Ctrl-C or a kill of this script: the stage's own process group goes too
+            _stop(proc)
+            raise
             return proc.returncode, True
 
 
@@ -264,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cap", type=float, default=CAP_S, help=f"hard cap of the whole script in seconds (default {CAP_S:.0f})")
     p.add_argument("--only", default=None, help="comma-separated stage names to run (default: all)")
     p.add_argument("--steps", type=int, default=TRAIN_STEPS, help=f"training steps per model (default {TRAIN_STEPS})")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of an earlier gpu-check in --out (refused without it)")
     p.add_argument("--rehearse", action="store_true",
                    help="run every stage on the CPU at the tiny preset (3 training steps) to check the script "
                         "itself where no GPU is; default --out runs/gpu_check_rehearsal; no GPU number")
@@ -292,6 +307,17 @@ def main(argv: list[str] | None = None) -> int:
               f"NVIDIA GPU and a CUDA build of torch, or `python -m tools.gpu_check --dry-run` for the plan.",
               file=sys.stderr)
         return NO_CUDA
+    previous = Path(out) / "results.json"
+    if previous.exists():  # stale files of an earlier check must not pass for this one's
+        try:
+            ours = json.loads(previous.read_text()).get("what", "").startswith("make gpu-check")
+        except (OSError, ValueError, AttributeError):
+            ours = False
+        if not ours:
+            p.error(f"--out {out} holds a results.json that gpu_check did not write; choose another --out")
+        if not args.overwrite:
+            p.error(f"--out {out} holds an earlier gpu-check; --overwrite replaces it (or choose another --out)")
+        shutil.rmtree(out)
     info = device_info() if not args.rehearse else {**device_info(), "device_name": "cpu (rehearsal)"}
     dirty = git_dirty()
     if dirty:
