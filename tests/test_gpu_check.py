@@ -14,7 +14,7 @@ from nlteach.memory import delta_rule_naive
 from tools import fla_compare, gpu_check
 from tools.gpu_check import NO_CUDA, SKIPPED, Stage, main, plan, run_stages
 
-PROVENANCE_KEYS = {"git_commit", "git_dirty", "command", "torch", "python", "device", "host"}
+PROVENANCE_KEYS = {"git_commit", "git_dirty", "command", "torch", "cuda", "python", "device", "host"}
 
 
 def sh(name: str, script: str, budget: float = 20.0, **kw) -> Stage:

@@ -210,7 +210,7 @@ def run_stages(stages: list[Stage], out: Path, *, cap_s: float = CAP_S, command:
     summary: dict = {
         "what": "make gpu-check (tools/gpu_check.py): the library on one CUDA GPU",
         "cap_s": cap_s, **(extra or {}), "stages": [],
-        "provenance": provenance(command=command, device=device),
+        "provenance": {**provenance(command=command, device=device), "cuda": torch.version.cuda},
     }
     for st in stages:
         folder = out / st.name
