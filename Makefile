@@ -17,7 +17,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nlteach-installed
 
-.PHONY: lab lab-refresh test venv sync lint bench clean-venv
+.PHONY: lab lab-refresh test venv sync lint bench gpu-check clean-venv
 
 venv: $(STAMP)
 
@@ -57,6 +57,16 @@ lint: venv
 
 bench: venv
 	$(PY) -m nlteach.bench --help
+
+# On a machine with an NVIDIA GPU: the CUDA tests, the benchmarks on CUDA (and flash-linear-attention's
+# kernels when `fla` imports) and a short full-preset run of each main model, in under 8 minutes on one
+# H100; summary in results/gpu_check_<gpu>/results.json (tools/gpu_check.py). Exit 3 without CUDA.
+# GPU_CHECK_ARGS: e.g. --dry-run (the plan), --only cuda-tests,bench-memory, --out DIR, --overwrite.
+# GPU_PY: an interpreter that already has a CUDA build of torch (then no venv is made), e.g. GPU_PY=python3.
+GPU_CHECK_ARGS ?=
+GPU_PY ?= $(PY)
+gpu-check: $(if $(filter $(PY),$(GPU_PY)),venv,)
+	$(GPU_PY) -m tools.gpu_check $(GPU_CHECK_ARGS)
 
 # dist/nlteach-<version>-py3-none-any.whl: the library with the committed results as package data (what a
 # plain `pip install` or a Colab upload gets; see README). build/ is cleared first so no stale file ships.

@@ -118,6 +118,10 @@ print(text_table([{"notebook": j["notebook"], "program": j["module"], "torchrun"
 # %% [markdown]
 # ### One GPU
 #
+# Before the first long job run `make gpu-check` once (tools/gpu_check.py: the CUDA tests, the
+# benchmarks and 50 steps of each main model, capped at 7.5 minutes): nothing in the library has
+# run on CUDA before it.
+#
 # The jobs one after the other (`python -m ...` picks CUDA when it is there). Save the script and
 # run it with `bash full_1gpu.sh`; an interrupted script can simply be run again, every job
 # resumes or skips what is finished. The first lines:

@@ -269,6 +269,7 @@ def test_output_dtype_follows_input():
             assert o.dtype == dtype and S.dtype == dtype
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu():
     q, k, v, beta, alpha, S0 = make_inputs(2, 2, 130, 16, 8, dtype=torch.float32, gated=True)
