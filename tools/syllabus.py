@@ -67,7 +67,7 @@ def with_block(text: str, content: str, *, prefix: str = "", where: str = "") ->
         raise ValueError(f"{where}: the markers {START} and {END} are missing")
     a = text.index(START) + len(START)
     b = text.rindex("\n", 0, text.index(END)) + 1  # keep the end marker's line (and its prefix)
-    lines = "".join(f"{prefix}{line}\n" for line in content.splitlines())
+    lines = "".join(f"{prefix}{line}\n" if line else f"{prefix.rstrip()}\n" for line in content.splitlines())
     return text[:a] + "\n" + lines + text[b:]
 
 
