@@ -232,7 +232,8 @@ def syllabus_markdown(lessons: Sequence[Lesson] = SYLLABUS, *, root: str | Path 
         rows += ["", f"Laptop time: wall-clock minutes to run the notebook top to bottom at the laptop preset"
                  f"{f' on {cpus} CPU cores' if cpus else ''}, measured by `python -m tools.time_notebooks` "
                  f"(`results/{TIMES_FOLDER}/results.json`)."]
-        rows += [f"{mark} Note on the measurement: {note.rstrip('.')}." for note, mark in marks.items()]
+        for note, mark in marks.items():  # each note its own paragraph
+            rows += ["", f"{mark} Note on the measurement: {note.rstrip('.')}."]
     return "\n".join(rows)
 
 
