@@ -6,7 +6,11 @@ Three texts are generated from it and checked by tests/test_course_story.py:
 - the syllabus table in notebook 00 and in README.md, between the markers
   ``<!-- syllabus:start -->`` and ``<!-- syllabus:end -->``.
 
-After changing ``SYLLABUS`` (for instance a measured laptop time in ``minutes``), run
+The time column and the objectives' time come from the committed measurement
+``results/notebook_times_laptop/results.json`` (``python -m tools.time_notebooks``, read by
+:func:`nlteach.course.nb00_welcome.measured_times`); without it they say "not yet measured".
+
+After changing ``SYLLABUS`` or committing a new measurement, run
 
     python -m tools.syllabus            # rewrite the notebooks' .py files and README.md
     jupytext --sync notebooks/*.py      # then sync the .ipynb pairs
@@ -22,6 +26,7 @@ import sys
 from pathlib import Path
 
 from nlteach.course.nb00_welcome import SYLLABUS, objectives_markdown, syllabus_markdown
+from nlteach.runs import RESULTS_ROOT
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -42,9 +47,9 @@ def _cells(text: str) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(starts, starts[1:] + [len(text)])]
 
 
-def with_objectives(text: str, nb: str) -> str:
+def with_objectives(text: str, nb: str, *, root: Path = RESULTS_ROOT) -> str:
     """``text`` (a notebook's .py) with its objectives cell replaced, or inserted after the title cell."""
-    cell = as_markdown_cell(objectives_markdown(nb))
+    cell = as_markdown_cell(objectives_markdown(nb, root=root))
     cells = _cells(text)
     for a, b in cells:
         if text[a:b].startswith("# %% [markdown]\n" + OBJECTIVES_HEADING + "\n"):
@@ -62,20 +67,21 @@ def with_block(text: str, content: str, *, prefix: str = "", where: str = "") ->
         raise ValueError(f"{where}: the markers {START} and {END} are missing")
     a = text.index(START) + len(START)
     b = text.rindex("\n", 0, text.index(END)) + 1  # keep the end marker's line (and its prefix)
-    lines = "".join(f"{prefix}{line}\n" for line in content.splitlines())
+    lines = "".join(f"{prefix}{line}\n" if line else f"{prefix.rstrip()}\n" for line in content.splitlines())
     return text[:a] + "\n" + lines + text[b:]
 
 
-def targets() -> dict[Path, str]:
-    """Every generated file and the text it should have."""
+def targets(root: Path = RESULTS_ROOT) -> dict[Path, str]:
+    """Every generated file and the text it should have (the times read from the results ``root``)."""
     out = {}
+    table = syllabus_markdown(root=root)
     for e in SYLLABUS:
         py = NOTEBOOKS / f"{e.stem}.py"
-        text = with_objectives(py.read_text(), e.nb)
+        text = with_objectives(py.read_text(), e.nb, root=root)
         if e.nb == "00":
-            text = with_block(text, syllabus_markdown(), prefix="# ", where=py.name)
+            text = with_block(text, table, prefix="# ", where=py.name)
         out[py] = text
-    out[README] = with_block(README.read_text(), syllabus_markdown(), where="README.md")
+    out[README] = with_block(README.read_text(), table, where="README.md")
     return out
 
 

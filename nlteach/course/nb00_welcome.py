@@ -8,15 +8,19 @@ is exactly this memory applied to gradients.
 from __future__ import annotations
 
 import importlib
+import math
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
 from nlteach.config import get_device, get_preset
+from nlteach.runs import RESULTS_ROOT
+from nlteach.runs.io import read_json
 
 # (import name, what the course needs it for)
 REQUIRED = [
@@ -41,13 +45,12 @@ class Lesson:
     objectives: tuple[str, ...]  # each one completes "you will be able to ..."
     paper: str  # sections / equations of arXiv v1 (or of another paper, named)
     prerequisites: str
-    minutes: float | None = None  # laptop preset, 2-core CPU, measured; None = not yet measured
     deep_dive: str = ""  # the optional "making it fast" sections, "" when there are none
 
 
 # The course's one syllabus: notebook 00's table, the objectives cell of every notebook and the
-# README's table are checked against it (tests/test_course_story.py). ``minutes`` stays None until
-# someone measures the notebook top to bottom at the laptop preset on a 2-core CPU.
+# README's table are checked against it (tests/test_course_story.py). The time column is not written
+# here: it is read from the committed measurement (:func:`measured_times`).
 SYLLABUS: tuple[Lesson, ...] = (
     Lesson("00", "00_welcome", "Welcome", "the paper in one page; set-up, presets, widgets, exercises, notation",
            ("say what the paper diagnoses, what \"nested learning\" and the title's \"illusion\" mean, "
@@ -139,11 +142,68 @@ SYLLABUS: tuple[Lesson, ...] = (
 COURSE_MAP = [(lesson.nb, lesson.title, lesson.summary) for lesson in SYLLABUS]
 
 NOT_MEASURED = "not yet measured"
+TIMES_FOLDER = "notebook_times_laptop"
+"""The committed measurement of every notebook at the laptop preset (``results/<this>/results.json``,
+written by ``python -m tools.time_notebooks --preset laptop --out results/notebook_times_laptop``)."""
+TIME_LIMIT_MINUTES = 10  # issue 20: every notebook runs top to bottom at the laptop preset within this
+NOTE_MARKS = "¹²³⁴⁵⁶⁷⁸⁹"
+
+
+@dataclass(frozen=True)
+class NotebookTime:
+    """One notebook's measured run time at the laptop preset (a record of the committed file)."""
+
+    nb: str
+    status: str  # "ok", "error" or "timeout"
+    minutes: float
+    note: str = ""  # what else the machine was doing ("" when nothing was said)
+    failed_cell: int | None = None
+    exception: str | None = None
+
+
+def measured_times(root: str | Path = RESULTS_ROOT) -> dict[str, NotebookTime] | None:
+    """``{nb: NotebookTime}`` from ``<root>/notebook_times_laptop/results.json``; None when that file
+    is not there. Only records at the laptop preset count."""
+    file = Path(root) / TIMES_FOLDER / "results.json"
+    if not file.is_file():
+        return None
+    out = {}
+    for name, r in read_json(file).get("notebooks", {}).items():
+        if r.get("preset") == "laptop" and isinstance(r.get("seconds"), int | float):
+            out[name[:2]] = NotebookTime(name[:2], r.get("status", "?"), r["seconds"] / 60, r.get("note") or "",
+                                         r.get("failed_cell"), r.get("exception"))
+    return out
+
+
+def measured_minutes(root: str | Path = RESULTS_ROOT) -> dict[str, float] | None:
+    """``{nb: minutes}`` of the notebooks measured ``ok`` at the laptop preset; None without a file."""
+    times = measured_times(root)
+    return None if times is None else {nb: t.minutes for nb, t in times.items() if t.status == "ok"}
 
 
 def format_minutes(minutes: float | None) -> str:
-    """The syllabus's time column: ``"4 min"``, or ``"not yet measured"`` for None."""
-    return NOT_MEASURED if minutes is None else f"{minutes:.0f} min"
+    """The syllabus's time column: ``"4 min"`` (rounded half up), ``"< 1 min"``, or ``"not yet
+    measured"`` for None."""
+    if minutes is None:
+        return NOT_MEASURED
+    return "< 1 min" if minutes < 0.5 else f"{math.floor(minutes + 0.5)} min"
+
+
+def format_time(t: NotebookTime | None) -> str:
+    """The time of one measured notebook: ``format_minutes`` for a run that finished, else what happened."""
+    if t is None:
+        return NOT_MEASURED
+    if t.status == "ok":
+        return format_minutes(t.minutes)
+    if t.status == "timeout":
+        return f"over {format_minutes(t.minutes)} (stopped at cell {t.failed_cell})"
+    return f"{NOT_MEASURED} (failed at cell {t.failed_cell}: {t.exception})"
+
+
+def _note_marks(times: dict[str, NotebookTime]) -> dict[str, str]:
+    """``{note: mark}`` for the distinct notes of ``times``, in notebook order."""
+    notes = list(dict.fromkeys(t.note for _, t in sorted(times.items()) if t.note))
+    return {note: NOTE_MARKS[i] if i < len(NOTE_MARKS) else f"({i + 1})" for i, note in enumerate(notes)}
 
 
 def lesson(nb: str) -> Lesson:
@@ -154,23 +214,38 @@ def lesson(nb: str) -> Lesson:
     raise KeyError(f"no notebook {nb!r} in the syllabus; it has {', '.join(e.nb for e in SYLLABUS)}.")
 
 
-def syllabus_markdown(lessons: Sequence[Lesson] = SYLLABUS) -> str:
-    """The syllabus as a Markdown table (notebook 00 and the README carry exactly this text)."""
+def syllabus_markdown(lessons: Sequence[Lesson] = SYLLABUS, *, root: str | Path = RESULTS_ROOT) -> str:
+    """The syllabus as a Markdown table (notebook 00 and the README carry exactly this text); the
+    time column comes from :func:`measured_times` (``root``), and a measurement made with a note (a
+    loaded machine) gets a mark and the note under the table."""
+    times = measured_times(root)
+    marks = _note_marks(times or {})
     rows = ["| notebook | you will be able to ... | paper | prerequisites | optional deep dive | laptop time |",
             "| --- | --- | --- | --- | --- | --- |"]
     for e in lessons:
+        t = (times or {}).get(e.nb)
+        mark = marks.get(t.note, "") if t else ""
         rows.append(f"| **{e.nb}** {e.title} | {'; '.join(e.objectives)} | {e.paper} | {e.prerequisites} | "
-                    f"{e.deep_dive or '-'} | {format_minutes(e.minutes)} |")
+                    f"{e.deep_dive or '-'} | {format_time(t)}{mark} |")
+    if times is not None:
+        cpus = (read_json(Path(root) / TIMES_FOLDER / "results.json").get("machine") or {}).get("cpu_count")
+        rows += ["", f"Laptop time: wall-clock minutes to run the notebook top to bottom at the laptop preset"
+                 f"{f' on {cpus} CPU cores' if cpus else ''}, measured by `python -m tools.time_notebooks` "
+                 f"(`results/{TIMES_FOLDER}/results.json`)."]
+        for note, mark in marks.items():  # each note its own paragraph
+            rows += ["", f"{mark} Note on the measurement: {note.rstrip('.')}."]
     return "\n".join(rows)
 
 
-def objectives_markdown(nb: str) -> str:
+def objectives_markdown(nb: str, *, root: str | Path = RESULTS_ROOT) -> str:
     """The body of notebook ``nb``'s objectives cell (the notebook carries exactly this text)."""
     e = lesson(nb)
+    t = (measured_times(root) or {}).get(nb)
+    time_text = format_time(t) + (f" (note on the measurement: {t.note.rstrip('.')})" if t and t.note else "")
     lines = ["## Objectives", "", "After this notebook you will be able to:", ""]
     lines += [f"- {o};" if i < len(e.objectives) - 1 else f"- {o}." for i, o in enumerate(e.objectives)]
     lines += ["", f"**Paper:** {e.paper}. **Prerequisites:** {_prerequisites(e.prerequisites)}. "
-              f"**Time at the laptop preset:** {format_minutes(e.minutes)}."]
+              f"**Time at the laptop preset:** {time_text}."]
     if e.deep_dive:
         lines += ["", f"**Optional deep dive** (skip it for the conceptual path): {e.deep_dive}."]
     return "\n".join(lines)
