@@ -38,7 +38,7 @@
 # - derive the Hebbian and the delta-rule write as one gradient step on a dot-product and on an L2 objective, and code both;
 # - measure capacity and interference, and explain why the delta rule can overwrite.
 #
-# **Paper:** Def. 1; the dot-product and L2 objectives. **Prerequisites:** notebook 00. **Time at the laptop preset:** not yet measured.
+# **Paper:** Def. 1; the dot-product and L2 objectives. **Prerequisites:** notebook 00. **Time at the laptop preset:** < 1 min.
 
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.

@@ -35,7 +35,7 @@
 # - derive linear attention as one gradient step per token, and Linear Attention++ as an MLP weight with a faster level;
 # - place attention and MLP weights on the frequency axis.
 #
-# **Paper:** Def. 1 applied to attention; Linear Attention++. **Prerequisites:** notebook 01. **Time at the laptop preset:** not yet measured.
+# **Paper:** Def. 1 applied to attention; Linear Attention++. **Prerequisites:** notebook 01. **Time at the laptop preset:** < 1 min.
 #
 # **Optional deep dive** (skip it for the conceptual path): section 5 (chunked linear attention, speed).
 

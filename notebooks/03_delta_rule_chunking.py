@@ -29,7 +29,7 @@
 # - derive the chunked (WY/UT) form with one triangular solve per chunk and test it against the token loop;
 # - spot why a chunked gated rule needs the decay in four places.
 #
-# **Paper:** the L2 objective (Def. 1); chunked form: DeltaNet (Yang et al., 2024), Gated DeltaNet. **Prerequisites:** notebooks 01, 02. **Time at the laptop preset:** not yet measured.
+# **Paper:** the L2 objective (Def. 1); chunked form: DeltaNet (Yang et al., 2024), Gated DeltaNet. **Prerequisites:** notebooks 01, 02. **Time at the laptop preset:** < 1 min.
 #
 # **Optional deep dive** (skip it for the conceptual path): sections 2-6 (the whole chunked algorithm and its speed); section 1 is the concept.
 

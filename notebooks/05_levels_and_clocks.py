@@ -34,7 +34,7 @@
 # - draw SGD with momentum, a Transformer block and Titans as nested optimization problems;
 # - write the level clock and name the five ways knowledge moves between levels.
 #
-# **Paper:** Sec. 3, Def. 2. **Prerequisites:** notebooks 01, 04. **Time at the laptop preset:** not yet measured.
+# **Paper:** Sec. 3, Def. 2. **Prerequisites:** notebooks 01, 04. **Time at the laptop preset:** < 1 min.
 
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.

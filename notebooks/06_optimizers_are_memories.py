@@ -40,7 +40,7 @@
 # - derive delta momentum and delta gradient descent (DGD, Eq. 57) from their objectives;
 # - compare the paper's optimizers on two small tasks, with seeds and spreads.
 #
-# **Paper:** Sec. 4 (Eqs. 47-57, Algorithm 1), App. B. **Prerequisites:** notebooks 01, 05. **Time at the laptop preset:** not yet measured.
+# **Paper:** Sec. 4 (Eqs. 47-57, Algorithm 1), App. B. **Prerequisites:** notebooks 01, 05. **Time at the laptop preset:** < 1 min.
 
 # %% [markdown]
 # > **Symbols here.** The paper's Sec. 4 letters, which are the course's: $m_t$ the momentum, $a$

@@ -38,7 +38,7 @@
 # - train a CMS with a multi-frequency optimizer and write Eq. 71 as a token loop;
 # - judge, from a paired interval over seeds, whether a CMS keeps an old task better.
 #
-# **Paper:** Sec. 7, Eqs. 70-74. **Prerequisites:** notebook 05. **Time at the laptop preset:** not yet measured.
+# **Paper:** Sec. 7, Eqs. 70-74. **Prerequisites:** notebook 05. **Time at the laptop preset:** < 1 min.
 #
 # **Optional deep dive** (skip it for the conceptual path): in section 3, the chunked in-context form.
 

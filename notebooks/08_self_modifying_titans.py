@@ -40,7 +40,7 @@
 # - write one memory's DGD update with weight decay, and explain the stability choice (b);
 # - watch generated keys and learning rates drift inside a sequence.
 #
-# **Paper:** Sec. 8, Eqs. 79-93. **Prerequisites:** notebooks 04, 06 section 7. **Time at the laptop preset:** not yet measured.
+# **Paper:** Sec. 8, Eqs. 79-93. **Prerequisites:** notebooks 04, 06 section 7. **Time at the laptop preset:** < 1 min.
 #
 # **Optional deep dive** (skip it for the conceptual path): section 5 (two chunk sizes and the chunked version; its hand-written backward pass is in `nlteach.titans`).
 

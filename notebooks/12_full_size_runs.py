@@ -35,7 +35,7 @@
 # - estimate what the full preset costs relative to the laptop preset;
 # - gather every committed result into the final tables and figures.
 #
-# **Paper:** Sec. 9 (the experiments). **Prerequisites:** notebooks 06, 09, 10, 11. **Time at the laptop preset:** not yet measured.
+# **Paper:** Sec. 9 (the experiments). **Prerequisites:** notebooks 06, 09, 10, 11. **Time at the laptop preset:** < 1 min.
 
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.

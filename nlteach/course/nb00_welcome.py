@@ -231,7 +231,9 @@ def syllabus_markdown(lessons: Sequence[Lesson] = SYLLABUS, *, root: str | Path 
         cpus = (read_json(Path(root) / TIMES_FOLDER / "results.json").get("machine") or {}).get("cpu_count")
         rows += ["", f"Laptop time: wall-clock minutes to run the notebook top to bottom at the laptop preset"
                  f"{f' on {cpus} CPU cores' if cpus else ''}, measured by `python -m tools.time_notebooks` "
-                 f"(`results/{TIMES_FOLDER}/results.json`)."]
+                 f"(`results/{TIMES_FOLDER}/results.json`), with live training off (`TRAIN_LIVE = False`, the "
+                 "default: slow cells load the committed results; each notebook's flag cell states what turning it "
+                 "on costs)."]
         for note, mark in marks.items():  # each note its own paragraph
             rows += ["", f"{mark} Note on the measurement: {note.rstrip('.')}."]
     return "\n".join(rows)
