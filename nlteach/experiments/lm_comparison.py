@@ -598,7 +598,8 @@ def main(argv: list[str] | None = None) -> int:
         if reference and ablations and "hope" not in models:
             p.error(f"--ablations {' '.join(ablations)} train at HOPE's swept learning rate: --models must include hope.")
     except ValueError as e:  # e.g. an unknown model
-        p.error(f"--models/--ablations: {e}" if "model=" in str(e) else str(e))
+        unknown = [m for m in models if m not in MODELS]
+        p.error(f"{'--models' if unknown else '--ablations'}: {e}" if "model=" in str(e) else str(e))
     command = command_line(None if argv is None else ["python", "-m", f"nlteach.experiments.{NAME}", *argv])
     res, code = run_guarded(lambda: run_comparison(
         out, preset=budget, seeds=args.seeds, models=models, ablations=ablations, ablation_seeds=args.ablation_seeds,
