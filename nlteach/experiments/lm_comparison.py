@@ -400,6 +400,8 @@ def _write(top: RunDir, preset: str, todo: list, records: dict, command: str | N
     results = {
         "experiment": "character-level LM on tiny Shakespeare at equal parameters and tokens (notebook 09)",
         "command": command or command_line(), "preset": preset,
+        # the command that trains every run of this file (a --report-only call only gathers them)
+        "reproduce": (command or command_line()).replace(" --report-only", ""),
         "config": {**top.settings, "tokens_per_run": z["steps"] * z["batch_size"] * z["seq_len"]},
         "note": "our measurement on CPU; not the paper's numbers",
         "per_seed": per_seed, "summary": _summary(per_seed),

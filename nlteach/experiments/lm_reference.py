@@ -196,7 +196,8 @@ def markdown(comparison: dict[str, Any] | None, ngram: dict[str, Any] | None) ->
              f"({cfg['steps']} steps of {cfg['batch_size']} x {cfg['seq_len']}), each model at its own learning "
              "rate from a sweep on the validation split; the test split appears in this table only. The n-gram "
              "rows (interpolated Kneser-Ney) are counted on the whole training split or on the characters one run "
-             "trains on (run windows), and scored on the same windows.", ""]
+             "trains on (run windows), and scored on the same windows."
+             + (f" Reproduce with `{comparison['reproduce']}`." if comparison.get("reproduce") else ""), ""]
     table = [[r["model"], f"{r['params']:,}", "-" if r["lr"] is None else f"{r['lr']:g}", len(r["seeds"]),
               _fmt(r["val"]), _fmt(r["test"])] for r in sorted(rows, key=lambda r: r["val"]["mean"])]
     table += [[r["model"], "-", "-", "-", f"{r['val']:.3f}", f"{r['test']:.3f}"]
