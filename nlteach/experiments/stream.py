@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlteach.data import load_banking77, load_clinc150, load_tinyshakespeare
+from nlteach.models import CausalSelfAttention
 from nlteach.runs import stats
 from nlteach.text import CharVocab
 
@@ -117,11 +118,15 @@ def build_stream(vocab: CharVocab, *, domains: Sequence[str] = DOMAINS_IN_ORDER,
     return Stream(vocab.encode("".join(pieces)), segments, seed)
 
 
+def attention_layers(model: nn.Module) -> list[nn.Module]:
+    """The attention layers of ``model`` (:class:`nlteach.models.CausalSelfAttention`)."""
+    return [m for m in model.modules() if isinstance(m, CausalSelfAttention)]
+
+
 def set_attention_window(model: nn.Module, window: int | None) -> None:
     """Every attention layer of ``model`` sees at most the last ``window`` tokens (None: all)."""
-    for m in model.modules():
-        if hasattr(m, "window") and hasattr(m, "qkv"):  # nlteach.models.CausalSelfAttention
-            m.window = window
+    for m in attention_layers(model):
+        m.window = window
 
 
 @torch.no_grad()
@@ -130,7 +135,7 @@ def stream_nll(model: nn.Module, tokens: torch.Tensor, *, window: int | None) ->
     ``tokens[i + 1]`` given ``tokens[: i + 1]``; attention limited to ``window`` tokens (restored after)."""
     if tokens.dim() != 1 or tokens.numel() < 2:
         raise ValueError(f"tokens must be a 1-d id tensor of at least 2 ids, got shape {tuple(tokens.shape)}.")
-    windows = {m: m.window for m in model.modules() if hasattr(m, "window") and hasattr(m, "qkv")}
+    windows = {m: m.window for m in attention_layers(model)}
     was_training = model.training
     model.eval()
     set_attention_window(model, window)

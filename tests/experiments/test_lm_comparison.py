@@ -357,15 +357,12 @@ def test_choose_lr_picks_the_lowest_finite_loss_and_widens_at_an_edge():
     assert C.choose_lr({1e-3: float("inf"), 2e-3: float("nan")}) == (1e-3, 5e-4)  # all diverged: go lower
 
 
-def test_a_budget_with_a_grid_sweeps_each_model_then_trains_at_its_choice(tmp_path, monkeypatch):
-    """The sweep runs every grid value on SWEEP_SEED (widening at an edge), keeps them out of per_seed,
-    records grid, losses and choice, and the arms train at their model's choice (ablations: HOPE's)."""
-    calls: list = []
-
+def _fake_swept_train(monkeypatch, calls: list, val_of) -> None:
+    """Replace nlteach.train.train by a stand-in whose validation loss is ``val_of(model, seed, lr)``
+    (it records each call and writes a metrics line), and give the tiny budget a 3-value grid."""
     def train(model, seed, out, lr, **kw):
         calls.append((model, seed, lr))
-        # transformer: best at 3e-3 (inside); hope: lower is better, so the grid widens downwards
-        val = {"transformer": abs(lr - 3e-3) * 100 + 2.0, "hope": 2.0 + lr * 10}.get(model, 2.5)
+        val = val_of(model, seed, lr)
         Path(out).mkdir(parents=True, exist_ok=True)
         line = {"step": 1, "tokens": 10, "train_loss": val, "val_loss": val, "lr": lr, "time": 0.0}
         (Path(out) / "metrics.jsonl").write_text(json.dumps(line) + "\n")
@@ -375,6 +372,15 @@ def test_a_budget_with_a_grid_sweeps_each_model_then_trains_at_its_choice(tmp_pa
     monkeypatch.setattr(C, "train", train)
     monkeypatch.setattr(C, "cms_change", lambda run_dir, seq_len: None)
     monkeypatch.setitem(C.LR_GRIDS, "tiny", (1e-3, 3e-3, 9e-3))
+
+
+def test_a_budget_with_a_grid_sweeps_each_model_then_trains_at_its_choice(tmp_path, monkeypatch):
+    """The sweep runs every grid value on SWEEP_SEED (widening at an edge), keeps them out of per_seed,
+    records grid, losses and choice, and the arms train at their model's choice (ablations: HOPE's)."""
+    calls: list = []
+    # transformer: best at 3e-3 (inside); hope: lower is better, so the grid widens downwards
+    _fake_swept_train(monkeypatch, calls, lambda model, seed, lr: {
+        "transformer": abs(lr - 3e-3) * 100 + 2.0, "hope": 2.0 + lr * 10}.get(model, 2.5))
     res = C.run_comparison(tmp_path / "r", preset="tiny", seeds=(0, 1), models=("transformer", "hope"),
                            ablations=("hope-no-dgd",), ablation_seeds=(0,), multi_frequency_seeds=())
     sweep = res["lr_sweep"]
@@ -408,19 +414,7 @@ def test_report_only_writes_what_is_finished_and_trains_nothing(tmp_path, monkey
     """Seeds finished by another process (copied in) are reported; a sweep missing a value is marked
     incomplete and its model's arms are left out; no run trains and no arm folder is created."""
     calls: list = []
-
-    def train(model, seed, out, lr, **kw):
-        calls.append((model, seed, lr))
-        val = 2.0 + abs(lr - 3e-3) * 10 + 0.01 * seed
-        Path(out).mkdir(parents=True, exist_ok=True)
-        line = {"step": 1, "tokens": 10, "train_loss": val, "val_loss": val, "lr": lr, "time": 0.0}
-        (Path(out) / "metrics.jsonl").write_text(json.dumps(line) + "\n")
-        return {"val_loss": val, "val_bpc": val, "test_loss": val, "test_bpc": val, "n_params": 100, "time_s": 1.0,
-                "sample": "", "device": "cpu"}
-
-    monkeypatch.setattr(C, "train", train)
-    monkeypatch.setattr(C, "cms_change", lambda run_dir, seq_len: None)
-    monkeypatch.setitem(C.LR_GRIDS, "tiny", (1e-3, 3e-3, 9e-3))
+    _fake_swept_train(monkeypatch, calls, lambda model, seed, lr: 2.0 + abs(lr - 3e-3) * 10 + 0.01 * seed)
     done = C.run_comparison(tmp_path / "a", preset="tiny", seeds=(0,), models=("transformer",), ablations=(),
                             multi_frequency_seeds=())
     assert len(done["per_seed"]) == 1

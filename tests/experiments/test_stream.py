@@ -78,7 +78,7 @@ def test_stream_nll_is_the_models_loss_and_restores_the_window():
     assert torch.allclose(S.stream_nll(model, tokens, window=None), full, atol=1e-6)
     windowed = S.stream_nll(model, tokens, window=8)
     assert torch.allclose(windowed[:8], full[:8], atol=1e-6) and not torch.allclose(windowed, full)
-    assert all(m.window is None for m in model.modules() if hasattr(m, "qkv"))
+    assert [m.window for m in S.attention_layers(model)] == [None, None]
     with pytest.raises(ValueError, match="1-d id tensor"):
         S.stream_nll(model, tokens[None], window=None)
 
