@@ -1,4 +1,4 @@
-"""The course's exercises as a whole (issue 20): at least two graded exercises per notebook 01-11,
+"""The course's exercises as a whole (issue 20): at least two graded exercises per notebook 01-12,
 at least one derivation in each, no answer in a stub, a difficulty, a time and a "predict first"
 prompt beside every stub, and for every exercise at least one typical wrong answer that gets its
 own diagnosis (not only "differs from the reference")."""
@@ -25,7 +25,7 @@ from solutions import nb11 as sol11
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 ALL = exercises.all_exercises()
-COURSE = [f"{n:02d}" for n in range(1, 12)]
+COURSE = [f"{n:02d}" for n in range(1, 13)]
 
 # What a stub's docstring must not contain: each solution's key expression(s), compared without
 # whitespace (so "S + k v^T" also catches "S+k v^T").
@@ -54,6 +54,8 @@ KEY_EXPRESSIONS: dict[str, list[str]] = {
     "10.ewc_fisher": ["(e_y - p) x^T", "one_hot(y) - P", "** 2).mean", "softmax(X @ W.T)"],
     "11.shuffle2": ["counter", "depth", "divmod"],
     "11.mqar_memory": ["inputs[i - 1]", "S.T @ k", "i % 2", "argmax"],
+    "12.attention_flops": ["T * (T + 1)", "T (T + 1)", "T(T+1)/2", "2 * B * H"],
+    "12.ddp_gradient": ["/ sum(rows)", "n / total", "rows[r] / sum", "sum(grads) / len"],
     "04.momentum_decay": ["eta_t S_{t-1} - theta_t g_t", "(1 - alpha_t) W_{t-1}", "eta[t] * S"],
     "04.dual_chunk": ["K W0^T - V", "W0.T", "tril(Q K^T)", "q @ k.T"],
 }
@@ -191,6 +193,10 @@ MISTAKES: dict[str, list[tuple]] = {
     "10.ewc_fisher": [(lambda W, X, y: sol10.empirical_fisher(W, X, y) * X.shape[0], ["mean"])],
     "11.shuffle2": [(lambda s: sum(1 if c % 2 == 0 else -1 for c in s) == 0, ["each type needs its own counter"])],
     "11.mqar_memory": [(_mqar_peek, ["read the future"]), (_mqar_late, ["one position late"])],
+    "12.attention_flops": [(lambda B, H, T, d: 2 * B * H * T * T * 2 * d, ["whole T x T"]),
+                           (lambda B, H, T, d: 2 * B * H * (T * (T + 1) // 2) * d, ["half the answer", "P v"])],
+    "12.ddp_gradient": [(lambda grads, rows: sum(grads), ["summed"]),
+                        (lambda grads, rows: sum(grads) / len(grads), ["without weights"])],
     "04.momentum_decay": [(_momentum_no_decay, ["forgetting gate"])],
     "04.dual_chunk": [(_online_gd, ["at W0"])],
     "02.intra_chunk": [(lambda Qc, Kc, Vc: (Qc @ Kc.T) @ Vc, ["causal mask"]),

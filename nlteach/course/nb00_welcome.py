@@ -131,11 +131,15 @@ SYLLABUS: tuple[Lesson, ...] = (
             "study the number and the slowest frequency of CMS levels (after Fig. 7)",
             "pose formal languages as recognition, train short and test long (Table 5)"),
            "Sec. 9 (Table 1, Table 5, Fig. 7)", "09"),
-    Lesson("12", "12_full_size_runs", "Full-size runs", "one GPU, several GPUs, collecting results",
-           ("run every experiment of the course at the full preset, on one GPU or several",
-            "estimate what the full preset costs relative to the laptop preset",
-            "gather every committed result into the final tables and figures"),
-           "Sec. 9 (the experiments)", "06, 09, 10, 11"),
+    Lesson("12", "12_full_size_runs", "Full-size runs",
+           "from a laptop to one GPU and several: costs, data parallelism, resume, reading results",
+           ("compute what a preset costs in parameters, tokens and FLOPs, and explain why a memory model's "
+            "cost relative to attention changes with the sequence length and the hardware",
+            "explain what data parallelism (torchrun, DDP) computes and keeps exactly equal, what a checkpoint "
+            "needs for an exact resume, and what bf16 autocast changes on a GPU",
+            "launch every experiment at the full preset on one GPU or several, and read the results: learning "
+            "curves, paired seeds and the verdict rule, provenance"),
+           "Sec. 9 (the experiments)", "03, 09, 10, 11"),
 )
 
 # (notebook, title, one line): notebook 00's printed course map

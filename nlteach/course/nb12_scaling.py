@@ -24,6 +24,7 @@ No GPU has been used to write or test any of this; nothing here times anything.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,7 +73,13 @@ def preset_rows(presets: Sequence[str] = PRESETS) -> list[dict[str, Any]]:
 
 def sized_config(model: str, preset: str) -> ModelConfig:
     """``model``'s configuration at ``preset``'s budget, as :mod:`nlteach.train` builds it
-    (``size_to_budget`` on the preset's depth and heads; the other fields are ModelConfig's defaults)."""
+    (``size_to_budget`` on the preset's depth and heads; the other fields are ModelConfig's defaults).
+    Sizing builds the model several times (seconds at the full preset), so the answer is cached."""
+    return _sized(model, preset).replace()
+
+
+@functools.lru_cache(maxsize=64)
+def _sized(model: str, preset: str) -> ModelConfig:
     z = lm_comparison.sizes(preset)
     base = ModelConfig(vocab_size=VOCAB_SIZE, dim=2 * int(z["n_heads"]), n_layers=int(z["n_layers"]),
                        n_heads=int(z["n_heads"]))
@@ -118,7 +125,7 @@ def count_step_flops(model: str, config: ModelConfig, batch_size: int, seq_len: 
 
 
 def cost_rows(preset: str, models: Sequence[str] = MODELS, *, count: bool = False) -> list[dict[str, Any]]:
-    """Per model at ``preset`` (notebook 09's comparison): width, parameters (all and non-embedding),
+    """Per model at ``preset`` (notebook 09's comparison): width, heads, attention layers, parameters (all and non-embedding),
     tokens per run, the estimated FLOPs of a step and of a run (:func:`estimate_step_flops`), and with
     ``count`` the counted FLOPs of a step (:func:`count_step_flops`) and counted / estimated."""
     z = lm_comparison.sizes(preset)
@@ -127,9 +134,11 @@ def cost_rows(preset: str, models: Sequence[str] = MODELS, *, count: bool = Fals
     for name in models:
         cfg = sized_config(name, preset)
         n, n_body = param_count(name, cfg), param_count(name, cfg, non_embedding=True)
-        est = estimate_step_flops(n_body, B, T, attention_layers=attention_layer_count(name, cfg), dim=cfg.dim,
+        layers = attention_layer_count(name, cfg)
+        est = estimate_step_flops(n_body, B, T, attention_layers=layers, dim=cfg.dim,
                                   n_heads=cfg.n_heads)
-        row = {"model": name, "dim": cfg.dim, "params": n, "non_embedding": n_body, "tokens_per_run": B * T * steps,
+        row = {"model": name, "dim": cfg.dim, "n_heads": cfg.n_heads, "attention_layers": layers, "params": n,
+               "non_embedding": n_body, "tokens_per_run": B * T * steps,
                "est_gflop_step": est / 1e9, "est_pflop_run": est * steps / 1e15}
         if count:
             counted = count_step_flops(name, cfg, B, T)
