@@ -107,7 +107,8 @@ print(text_table([{**r, "tokens / laptop's": f"{r['tokens_per_run'] / laptop_tok
 #
 # $$C_\text{train} \approx 6\,N\,D,$$
 #
-# with $N$ the parameters outside the embedding (a lookup costs no product). Attention adds products
+# with $N$ the parameters outside the embedding (a lookup costs no product; the output layer, tied
+# to the embedding here, is a product, but a small one with a vocabulary of 65 characters). Attention adds products
 # that no parameter counts: the scores $q k^\top$ and the weighted sum $P v$, whose size grows with
 # the sequence length $T$. `scaling.estimate_step_flops` adds them to $6N$ per token, using the
 # benchmark's own formula (`nlteach.bench.models.attention_flops`).
@@ -154,7 +155,7 @@ z = lm_comparison.sizes("full")
 for r in full:
     if r["attention_layers"]:
         att = r["attention_layers"] * result.function(z["batch_size"], r["n_heads"], z["seq_len"], r["dim"] // r["n_heads"])
-        forward = r["est_gflop_step"] * 1e9 / 3  # the forward pass is a third of the step
+        forward = 2 * r["non_embedding"] * z["batch_size"] * z["seq_len"] + att  # 2N per token, and attention
         print(f"{r['model']}: attention {att / 1e9:.2f} GFLOP of its {forward / 1e9:.1f} GFLOP forward pass at the full "
               f"preset, {att / forward:.1%} ({result.whose} count)")
 
@@ -185,11 +186,17 @@ print("(each model's FLOPs per token / the Transformer's, same width)")
 print(f"HOPE's in-context CMS periods (ModelConfig's default): {ModelConfig(vocab_size=65).cms_periods} tokens")
 growth = {m: curves[m][-1] / curves[m][-2] for m in curves}
 print(f"FLOPs per token from T={lens[-2]} to T={lens[-1]}: " + ", ".join(f"{m} x{g:.2f}" for m, g in growth.items()))
+estimated = scaling.estimated_flops_per_token(scaling.MODELS, lens, dim=64, n_heads=2, n_layers=1)
+print("\ncounted / estimated (6N per token + attention), the blind spot of section 2:")
+print(text_table([{"T": T, **{m: f"{curves[m][i] / estimated[m][i]:.2f}" for m in curves}} for i, T in enumerate(lens)],
+                 ["T", *curves]))
 
 # %% [markdown]
 # Titans, whose memory works chunk by chunk at one chunk size, shows the rule plainly: its FLOPs per
 # token hardly change with $T$ while the Transformer's grow, so its ratio to the Transformer falls as
-# sequences get longer. HOPE's count rises at short lengths too: its in-context CMS levels change
+# sequences get longer. The last table shows section 2's blind spot: for the Transformer the
+# estimate is close (what it misses is mostly the output layer, sizeable at this small width), for
+# the memory models the count is well above it, by their in-context updates. HOPE's count rises at short lengths too: its in-context CMS levels change
 # their weights once per chunk of their period (printed above), so a sequence not much longer than
 # a level's period gives that level few updates to pay for; once sequences are long compared with
 # the slowest period, HOPE behaves like Titans. The full preset trains on 256 characters, where
@@ -398,12 +405,20 @@ else:
 # (`lm_comparison.paired_verdict`): $a$ is better (worse) when the whole 95% t interval of the mean
 # paired difference of a loss lies below (above) 0; otherwise the seeds cannot tell the arms apart.
 # The comparisons of notebooks 06, 07 and 10 are read by the same rule (for an accuracy, higher is
-# better). With few seeds the interval is wide; a full-preset
-# run needs as many seeds as the laptop one.
+# better).
+#
+# The second line reads the same file with only its first three seeds, as many as the full-preset
+# jobs above run: fewer differences to average, and a larger t factor (t with $n - 1$ degrees of
+# freedom grows fast as $n$ shrinks), so a wider interval. A bigger preset makes each run better,
+# not the comparison surer: only more seeds (or a larger effect) do that.
 
 # %%
 if example is not None:
     print(example["verdict"])
+    seeds = sorted({r["seed"] for r in example["per_seed"]})
+    if len(seeds) > 3:
+        first = [r for r in example["per_seed"] if r["seed"] in seeds[:3]]
+        print(f"\nthe same comparison on its first three seeds only:\n{lm_comparison.paired_verdict(first, example['a'], example['b'])}")
 
 # %% [markdown]
 # **Provenance.** A number is only as good as the code that made it. Every results file records the

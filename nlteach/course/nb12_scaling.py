@@ -159,6 +159,19 @@ def flops_per_token(models: Sequence[str], seq_lens: Sequence[int], *, dim: int 
     return {m: [count_step_flops(m, cfg, 1, T) / T for T in seq_lens] for m in models}
 
 
+def estimated_flops_per_token(models: Sequence[str], seq_lens: Sequence[int], *, dim: int = 64, n_heads: int = 2,
+                              n_layers: int = 1) -> dict[str, list[float]]:
+    """:func:`estimate_step_flops` per token, for the same models and sizes as :func:`flops_per_token`
+    (to put the estimate beside the count)."""
+    cfg = ModelConfig(vocab_size=VOCAB_SIZE, dim=dim, n_layers=n_layers, n_heads=n_heads)
+    out = {}
+    for m in models:
+        n, layers = param_count(m, cfg, non_embedding=True), attention_layer_count(m, cfg)
+        out[m] = [estimate_step_flops(n, 1, T, attention_layers=layers, dim=dim, n_heads=n_heads) / T
+                  for T in seq_lens]
+    return out
+
+
 def draw_flops_per_token(fig: Figure, seq_lens: Sequence[int], curves: dict[str, list[float]]) -> None:
     """Counted training FLOPs per token against the sequence length, one line per model."""
     ax = fig.add_subplot(1, 1, 1)

@@ -64,6 +64,10 @@ def test_attention_flops_per_token_grow_linearly_with_the_length():
     a, b, c = curves["transformer"]
     # per token: constant + (attention) slope * (T + 1) / 2 -> equal steps for equal steps in T + 1
     assert (c - b) / (b - a) == pytest.approx((64 - 32) / (32 - 16), rel=1e-9)
+    est = S.estimated_flops_per_token(["transformer"], lens, dim=16)["transformer"]
+    head = 6 * S.VOCAB_SIZE * 16  # per token: the output layer, tied to the embedding (not in the estimate)
+    for counted, estimated in zip(curves["transformer"], est):
+        assert counted == pytest.approx(estimated + head, rel=0.05)
     fig = render(S.draw_flops_per_token, {"seq_lens": lens, "curves": curves})
     assert len(fig.axes[0].lines) == 1
 
