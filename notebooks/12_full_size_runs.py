@@ -194,14 +194,16 @@ print(text_table([{"T": T, **{m: f"{curves[m][i] / estimated[m][i]:.2f}" for m i
 # %% [markdown]
 # Titans, whose memory works chunk by chunk at one chunk size, shows the rule plainly: its FLOPs per
 # token hardly change with $T$ while the Transformer's grow, so its ratio to the Transformer falls as
-# sequences get longer. The last table shows section 2's blind spot: for the Transformer the
-# estimate is close (what it misses is mostly the output layer, sizeable at this small width), for
-# the memory models the count is well above it, by their in-context updates. HOPE's count rises at short lengths too: its in-context CMS levels change
+# sequences get longer. HOPE's count rises at short lengths too: its in-context CMS levels change
 # their weights once per chunk of their period (printed above), so a sequence not much longer than
-# a level's period gives that level few updates to pay for; once sequences are long compared with
-# the slowest period, HOPE behaves like Titans. The full preset trains on 256 characters, where
-# attention is still a small share of a Transformer's work (section 2); long contexts (notebook 11)
-# are where a linear cost pays.
+# a level's period gives that level few updates to pay for, and the level's work is paid in full
+# only once sequences are several periods long. The full preset's windows are short (section 1),
+# and attention is a small share of a Transformer's work there (section 2); long contexts
+# (notebook 11) are where a linear cost pays.
+#
+# The last table shows section 2's blind spot: for the Transformer the estimate is close (what it
+# misses is mostly the output layer, sizeable at this small width); for the memory models the count
+# is well above it, by the products of their in-context updates.
 #
 # **FLOPs are not time.** The benchmark (`python -m nlteach.bench models`) times one training step of
 # each model at equal parameters side by side and also counts its FLOPs, so the two factors can be
@@ -217,12 +219,12 @@ print(text_table([{"T": T, **{m: f"{curves[m][i] / estimated[m][i]:.2f}" for m i
 rates = scaling.rate_rows()
 if rates:
     print(text_table([{"bench run": r["run"], "threads": r["threads"], "T": r["T"], "model": r["model"],
-                       "impl": r["impl"], "FLOPs / T's": f"{r['flops_x']:.2f}",
+                       "impl": r["impl"], "FLOPs / Transformer's": f"{r['flops_x']:.2f}",
                        "GFLOP/s": f"{r['gflop_per_s']:.1f}", "Transformer GFLOP/s": f"{r['transformer_gflop_per_s']:.1f}",
-                       "time / T's": f"{r['time_x']:.2f}", "FLOPs x rate ratio": f"{r['flops_x_times_rate_ratio']:.2f}"}
+                       "time / Transformer's": f"{r['time_x']:.2f}", "FLOPs x rate ratio": f"{r['flops_x_times_rate_ratio']:.2f}"}
                       for r in rates],
-                     ["bench run", "threads", "T", "model", "impl", "FLOPs / T's", "GFLOP/s", "Transformer GFLOP/s",
-                      "time / T's", "FLOPs x rate ratio"]))
+                     ["bench run", "threads", "T", "model", "impl", "FLOPs / Transformer's", "GFLOP/s",
+                      "Transformer GFLOP/s", "time / Transformer's", "FLOPs x rate ratio"]))
 else:
     print("no benchmark file is committed (results/bench_models_*/bench_models.json)")
 
@@ -268,7 +270,7 @@ print("\n".join(one_gpu.splitlines()[:6]) + f"\n... ({len(one_gpu.splitlines())}
 # units for them) and accumulate in float32, while the weights, the optimizer's state and the loss
 # (`logits.float()`) stay float32, and the memory mechanisms compute bf16 inputs in float32
 # (docs/design.md#contract-conventions). bf16 keeps float32's exponent range (no loss scaling
-# needed, unlike float16) but only 8 bits of mantissa. On the CPU every run is float32 and
+# needed, unlike float16) but only 8 significant bits (float32: 24). On the CPU every run is float32 and
 # reproducible bit for bit; `--no-amp` turns autocast off on CUDA. What bf16 does to one product,
 # computed here on the CPU:
 
@@ -300,8 +302,8 @@ print(f"256 x 256 product, relative error against float64: float32 inputs {err['
 # (the sampler), the initial weights (the seed) and the averaged gradient, up to the order of float
 # additions; dropout masks differ per rank (rank 0's match one process). The library's test
 # `tests/test_train.py::test_ddp_two_processes_match_one_process` runs 2 processes under `torchrun`
-# (gloo on CPU), interrupts and resumes them, and finds the same losses as one process to 1e-5
-# nats.
+# (gloo on CPU), interrupts and resumes them, and finds the same losses as one process within the
+# test's tolerance (1e-5 nats).
 #
 # **Exercise 12.ddp_gradient.** Each rank $r$ has the gradient `grads[r]` of the *mean* loss over its
 # `rows[r]` rows. Write `all_reduce_mean(grads, rows)`: the gradient of the mean loss over all the
@@ -378,14 +380,26 @@ print("the checkpoint holds:", ", ".join(check["checkpoint_keys"]))
 # %% [markdown]
 # ## 7. What to expect, and how to read the results
 #
-# The full preset has never been run, so this notebook cannot tell you its numbers. It can tell you
-# how to read them. The example below is a committed comparison of two arms over several seeds
-# (HOPE with its CMS learning in context against the same model with a fixed CMS, laptop preset).
+# This project has never run the full preset, so this notebook cannot tell you its numbers. It can
+# tell you what to watch for and how to read them. One thing is plain from the presets: how many
+# times a run of notebook 09's comparison reads tiny Shakespeare's training split.
+
+# %%
+print(text_table([{**r, "passes": f"{r['passes']:.2f}"} for r in scaling.passes_over_data()],
+                 ["preset", "tokens_per_run", "train_chars", "passes"]))
+
+# %% [markdown]
+# A run that reads its data many times can **overfit**: the validation loss stops falling and turns
+# up while the training loss keeps falling. Every `nlteach.train` results file keeps both the last
+# validation loss (`val_loss`) and the lowest one seen (`best_val_loss`), and the comparison keeps
+# each seed's whole curve, so you can see where it happened.
 #
 # **Learning curves.** Every run logs its training and validation loss against tokens
-# (`metrics.jsonl`; the comparison keeps each seed's curve). Look at them before any table: a curve
-# still falling steeply at the end means the budget, not the model, decides the ranking; a spike or
-# a NaN points at the learning rate; curves of different seeds that cross mean the ranking is noise.
+# (`metrics.jsonl`). Look at them before any table: a curve still falling steeply at the end means
+# the budget, not the model, decides the ranking; a curve turning up means overfitting; a spike or a
+# NaN points at the learning rate; curves of different seeds that cross mean the ranking is noise.
+# The example below is a committed comparison of two arms over several seeds (HOPE with its CMS
+# learning in context against the same model with its CMS fixed at test time, laptop preset):
 
 # %%
 example = scaling.reading_example()
@@ -435,7 +449,8 @@ if example is not None:
     print(f"command: {prov.get('command')}")
 statuses = [results.file_provenance_status(f) for f in results.results_files()]
 print(f"\n{sum(s['ok'] for s in statuses)} of {len(statuses)} committed results files record commit, clean tree "
-      "and command; the others are marked † in the tables below")
+      f"and command; the other {sum(not s['ok'] for s in statuses)} lack one of them (results.LEGACY_WITHOUT_PROVENANCE "
+      "says why, file by file), and their rows are marked † where they appear in the tables below")
 
 # %% [markdown]
 # **Gathering runs made in several processes.** Seeds of one comparison can train in separate

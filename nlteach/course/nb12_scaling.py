@@ -47,6 +47,7 @@ from nlteach.models import (
 from nlteach.results import speed_rows
 from nlteach.runs import RESULTS_ROOT
 from nlteach.runs.io import load_checkpoint, read_json, read_jsonl
+from nlteach.text import load_char_corpus
 from nlteach.train import train
 
 VOCAB_SIZE = 65  # tiny Shakespeare's characters: the comparison's vocabulary (nlteach.train reads it from the data)
@@ -145,6 +146,15 @@ def cost_rows(preset: str, models: Sequence[str] = MODELS, *, count: bool = Fals
             row.update(counted_gflop_step=counted / 1e9, counted_over_est=counted / est)
         rows.append(row)
     return rows
+
+
+def passes_over_data(presets: Sequence[str] = PRESETS) -> list[dict[str, Any]]:
+    """How many times one run of notebook 09's comparison reads its training split, per preset:
+    tokens per run / characters in tiny Shakespeare's training split (loaded through the data mirror
+    or the pinned download)."""
+    train_chars = load_char_corpus(lm_comparison.DATA)["train"].numel()
+    return [{"preset": r["preset"], "tokens_per_run": r["tokens_per_run"], "train_chars": train_chars,
+             "passes": r["tokens_per_run"] / train_chars} for r in preset_rows(presets)]
 
 
 # ---------------------------------------------------------------------------------------------

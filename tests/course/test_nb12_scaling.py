@@ -105,6 +105,14 @@ def test_resume_check_is_bit_equal(data_mirror):
     assert {"model", "optimizer", "scheduler", "sampler", "per_rank"} <= set(r["checkpoint_keys"])
 
 
+def test_passes_over_data_divide_tokens_by_the_training_split(data_mirror):
+    rows = S.passes_over_data()
+    assert [r["preset"] for r in rows] == ["tiny", "laptop", "full"]
+    for r, p in zip(rows, S.preset_rows(), strict=True):
+        assert r["passes"] == pytest.approx(p["tokens_per_run"] / r["train_chars"])
+    assert rows[-1]["passes"] > 1 > rows[0]["passes"]
+
+
 def test_bf16_error_is_near_its_unit_roundoff():
     e = S.bf16_matmul_error(64)
     assert e["float32"] < 1e-5 < e["bf16"] < e["bf16_eps"]
