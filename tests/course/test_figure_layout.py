@@ -31,6 +31,7 @@ from nlteach.course import nb05_levels as nb05
 from nlteach.course import nb06_optimizers as nb06
 from nlteach.course import nb07_cms as nb07
 from nlteach.course import nb08_self_modifying as nb08
+from nlteach.course import nb12_scaling as nb12
 from nlteach.experiments import cms_tasks, lm_comparison, optimizers
 from nlteach.runs import RESULTS_ROOT
 from tools.figcheck import problems
@@ -164,6 +165,24 @@ def _nb12(kind, figsize, draw):
     return figure(figsize, draw, exps)
 
 
+def _nb12_flops_per_token():
+    lens = (16, 64, 256)  # the notebook's lengths; values of the right size (counting them takes seconds)
+    curves = {m: [3e5 * (1 + i) * (T / 16) ** 0.1 for T in lens] for i, m in enumerate(nb12.MODELS)}
+    fig = figure((7, 3.8), nb12.draw_flops_per_token, lens, curves)
+    fig.suptitle("one layer, width 64: counted training FLOPs per token", fontsize=9)
+    return fig
+
+
+def _nb12_reading_example():
+    example = nb12.reading_example()
+    if example is None:
+        pytest.skip("the reading example is not committed")
+    arms = {k: v for k, v in example["runs"].items() if k in (example["a"], example["b"])}
+    fig = figure((7, 3.8), lm_comparison.draw_comparison, arms)
+    fig.suptitle(f"{example['path']}: validation loss (mean over seeds, band: min..max)", fontsize=9)
+    return fig
+
+
 CASES = {
     "00 ema": lambda: figure((8, 3.2), nb00.draw_ema, 0.9),
     "01 memory writes": lambda: figure((10, 3.4), nb01.draw_memory_writes, 4, "correlated"),
@@ -198,6 +217,8 @@ CASES = {
                               title="MQAR, laptop preset (committed, 3 seeds)"),
     "11 cms study": _nb11_cms,
     "11 formal languages": _nb11_grid,
+    "12 flops per token": _nb12_flops_per_token,
+    "12 reading example": _nb12_reading_example,
     "12 lm": lambda: _nb12("lm", (9, 4.5), results.draw_lm),
     "12 continual": lambda: _nb12("continual", (11, 3.5), results.draw_continual),
     "12 longctx": lambda: _nb12("longctx", None, results.draw_longctx),
