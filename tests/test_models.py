@@ -189,7 +189,7 @@ def test_bench_counts_the_cpu_attention_kernel():
     flash-attention formula) and counts only the lower triangle when causal."""
     from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count
 
-    from nlteach.bench.models import _step_flops, attention_flops
+    from nlteach.bench.models import attention_flops, step_flops
 
     B, H, T, d = 2, 3, 10, 4
     q, k, v = (torch.randn(B, H, T, d, requires_grad=True) for _ in range(3))
@@ -199,17 +199,17 @@ def test_bench_counts_the_cpu_attention_kernel():
     assert attention_flops(shape, shape, shape, False) == c.get_total_flops()
     assert attention_flops(shape, shape, shape, False, backward=True) == sdpa_backward_flop_count(shape, *[shape] * 3)
     full = attention_flops(shape, shape, shape, False) + attention_flops(shape, shape, shape, False, backward=True)
-    causal = _step_flops(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward())
+    causal = step_flops(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward())
     assert causal == full * (T + 1) // (2 * T)
 
 
 def test_bench_counts_in_place_batched_products():
     """torch's FLOP counter counts x.baddbmm_(a, b) as 0; the in-context CMS updates its weights (and
     their gradients) with it, so the bench counts it like baddbmm."""
-    from nlteach.bench.models import _step_flops
+    from nlteach.bench.models import step_flops
 
     a, b, c = torch.randn(3, 4, 5), torch.randn(3, 5, 6), torch.randn(3, 4, 6)
-    assert _step_flops(lambda: c.clone().baddbmm_(a, b, alpha=-1)) == _step_flops(lambda: a @ b) == 2 * 3 * 4 * 5 * 6
+    assert step_flops(lambda: c.clone().baddbmm_(a, b, alpha=-1)) == step_flops(lambda: a @ b) == 2 * 3 * 4 * 5 * 6
 
 
 def test_every_contract_name_builds_the_right_class():

@@ -23,6 +23,7 @@ from nlteach.runs.console import ENV_VAR as LOG_STREAM_VAR
 from nlteach.runs.console import in_notebook, log
 from nlteach.runs.lock import FolderInUse, FolderLock
 from nlteach.runs.rundir import RunDir, SettingsMismatch, check_same_settings, settings_diff
+from nlteach.runs.sweep import choose_on_grid
 from nlteach.runs.threads import ThreadCountWarning, torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -475,3 +476,20 @@ def test_logs_go_to_stderr_on_a_command_line_and_stdout_in_a_notebook(monkeypatc
     monkeypatch.setenv(LOG_STREAM_VAR, "both")
     with pytest.raises(ValueError, match=LOG_STREAM_VAR):
         log("[x] bad")
+
+
+# ---------------------------------------------------------------------------------------------
+# nlteach.runs.sweep
+
+
+def test_choose_on_grid_picks_the_lowest_finite_loss_and_widens_at_an_edge():
+    assert choose_on_grid({1.0: 2.0, 2.0: 1.9, 4.0: 2.1}) == (2.0, None)
+    assert choose_on_grid({1.0: 2.0, 2.0: 1.9, 4.0: 1.8}) == (4.0, 8.0)
+    assert choose_on_grid({1.0: 1.7, 3.0: 1.9, 9.0: float("nan")}, factor=3.0) == (1.0, 1.0 / 3)
+    assert choose_on_grid({1.0: float("inf"), 2.0: float("nan")}) == (1.0, 0.5)  # all diverged: go lower
+    assert choose_on_grid({5.0: 1.0}) == (5.0, 10.0)  # one value is both edges: the upper side first
+    for bad, match in (({}, "at least one value"), ({0.0: 1.0}, "positive finite"), ({-1.0: 1.0}, "positive")):
+        with pytest.raises(ValueError, match=match):
+            choose_on_grid(bad)
+    with pytest.raises(ValueError, match="factor must be"):
+        choose_on_grid({1.0: 1.0}, factor=1.0)

@@ -55,7 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the memories' share of the parameters, and so the FLOP ratio, falls with it")
 
 
-def _step_fn(model: torch.nn.Module, idx: torch.Tensor, amp: bool):
+def training_step(model: torch.nn.Module, idx: torch.Tensor, amp: bool):
+    """A function that runs one training step of ``model`` on ``idx [B, T+1]`` (forward on the first
+    ``T`` tokens, next-token cross-entropy, backward; bf16 autocast on CUDA when ``amp``)."""
     def step() -> None:
         model.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
@@ -99,13 +101,13 @@ def run(args: argparse.Namespace) -> dict:
             torch.manual_seed(0)
             model = build_model(name, cfg.replace(impl=impl)).to(device)
             key = (name, impl if MODELS[name].impl_dependent else "-")
-            steps[key] = _step_fn(model, idx, amp)
+            steps[key] = training_step(model, idx, amp)
             rows.append({"model": name, "impl": key[1], "dim": cfg.dim, "params": count_parameters(model)})
     if (BASELINE, "-") not in steps:
         raise SystemExit(f"the baseline {BASELINE!r} must be among --models to compute ratios")
 
     for row, fn in zip(rows, steps.values()):
-        row["gflop_step"] = _step_flops(fn) / 1e9
+        row["gflop_step"] = step_flops(fn) / 1e9
     base_flops = next(r["gflop_step"] for r in rows if r["model"] == BASELINE)
     for row in rows:
         row["flops_x"] = row["gflop_step"] / base_flops
@@ -168,7 +170,7 @@ def _baddbmm_inplace(self_shape, a_shape, b_shape, *args, out_shape=None, **kwar
     return 2 * batch * m * k * b_shape[-1]
 
 
-def _step_flops(step) -> float:
+def step_flops(step) -> float:
     """Matrix-product FLOPs (matmul, bmm, attention, ...) of one call of ``step``, forward and
     backward, as torch's FLOP counter sees them: the products the implementation executes.
 

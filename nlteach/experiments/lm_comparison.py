@@ -62,6 +62,7 @@ from nlteach.runs.commands import run_guarded
 from nlteach.runs.io import json_safe, read_json
 from nlteach.runs.provenance import command_line
 from nlteach.runs.rundir import RunDir
+from nlteach.runs.sweep import choose_on_grid
 from nlteach.runs.tables import text_table
 from nlteach.text import get_batch, load_char_corpus
 from nlteach.train import CHECKPOINT, METRICS, RUNTIME_FIELDS, load_model, train
@@ -196,17 +197,9 @@ def sweep_plan(models: Sequence[str], grid: Sequence[float]) -> list[tuple[str, 
 
 def choose_lr(val_by_lr: dict[float, float]) -> tuple[float, float | None]:
     """The learning rate of lowest validation loss (a diverged run, NaN or inf, loses), and the value
-    to add when it sits on an edge of the grid (twice the largest, half the smallest; else None)."""
-    finite = {lr: v for lr, v in val_by_lr.items() if math.isfinite(v)}
-    if not finite:
-        lo = min(val_by_lr)
-        return lo, lo / 2  # every value diverged: try smaller
-    best = min(finite, key=finite.get)
-    if best == max(val_by_lr):
-        return best, best * 2
-    if best == min(val_by_lr):
-        return best, best / 2
-    return best, None
+    to add when it sits on an edge of the grid (twice the largest, half the smallest; else None):
+    :func:`nlteach.runs.sweep.choose_on_grid` with factor 2."""
+    return choose_on_grid(val_by_lr, factor=2.0)
 
 
 def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequence[int] = (0, 1, 2),

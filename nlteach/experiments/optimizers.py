@@ -5,6 +5,13 @@ on tiny Shakespeare (character level), over several seeds.
 
 - :class:`OptimizerComparisonConfig` holds every setting; :data:`PRESETS` is the one table of sizes
   (``tiny``/``laptop``/``full``, per task) and :func:`preset_config` reads it.
+- At the ``laptop`` and ``full`` presets (``sweep=True``) each optimizer's learning rate is first
+  chosen by :func:`sweep_lrs` on tuning data carved from the training split (digits: a seeded 20%
+  of the training examples; Shakespeare: the last 10% of the training text), on seed
+  :data:`SWEEP_SEED`, which no reported run uses: the grid :func:`lr_grid` (the default rate /3, x1,
+  x3), widened by a factor 3 at an edge at most :data:`SWEEP_MAX_WIDEN` times
+  (:func:`nlteach.runs.sweep.choose_on_grid`). The reported split (digits test quarter, Shakespeare
+  validation split) is never seen by the sweep.
 - :func:`run` trains every seed; with ``out`` it keeps a resumable run folder
   (:class:`nlteach.runs.RunDir`: finished seeds are read back, a run with other settings is refused)
   and writes ``out/results.json`` with its provenance.
@@ -50,8 +57,9 @@ from nlteach.runs.cli import (
     finite_float,
     nonneg_int,
 )
-from nlteach.runs.io import atomic_save, load_checkpoint, read_json
+from nlteach.runs.io import atomic_save, atomic_write_json, load_checkpoint, read_json
 from nlteach.runs.rundir import run_folder
+from nlteach.runs.sweep import choose_on_grid
 from nlteach.runs.tables import markdown_table, pm_summary, text_table
 from nlteach.runs.threads import torch_threads
 
@@ -59,6 +67,11 @@ EXPERIMENT = "optimizers"
 TASKS = ("digits", "shakespeare")
 COMPARED = ("SGD+momentum", "AdamW", "Muon", "M3", "DeltaMomentum", "DMGD")
 BASELINE = "SGD+momentum"
+SWEEP_SEED = 100  # the learning-rate sweep's seed; no reported run uses it
+SWEEP_FACTORS = (1 / 3, 1.0, 3.0)  # the grid: each optimizer's default rate times these
+SWEEP_FACTOR = 3.0  # an edge of the grid grows by this factor ...
+SWEEP_MAX_WIDEN = 2  # ... at most this many times
+TUNE_FRACTION = {"digits": 0.2, "shakespeare": 0.1}  # the share of the training split held out for tuning
 
 #: The comparison's optimizers as :func:`nlteach.recipes.make_optimizer` recipes: (recipe name,
 #: options). Everything not listed is the recipe's or the class's default; AdamW keeps torch's own
@@ -72,10 +85,9 @@ RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
     "DMGD": ("DeepMomentum", {"momentum": 0.9}),
 }
 
-#: Learning rates used in the comparison, picked by a small sweep on seed 0 at the laptop preset
-#: (see notebook 06 and the project report); every other hyperparameter is the class default.
-#: Grid (300 digits / 400 Shakespeare steps, hidden 128): SGD 0.03/0.1/0.3, AdamW 1e-3/3e-3/1e-2,
-#: Muon 0.01/0.02/0.05, M3 3e-4/1e-3/3e-3 x eps 1e-8..1, DeltaMomentum 0.03/0.1/0.3, DMGD 0.3/1/3.
+#: Each optimizer's learning rate without a sweep (the ``tiny`` preset, and ``sweep=False``), and
+#: the centre of its swept grid (:func:`lr_grid`). They came from an early sweep on seed 0 against
+#: the reported split; the committed laptop runs choose theirs by :func:`sweep_lrs` instead.
 DEFAULT_LRS: dict[str, dict[str, float]] = {
     "digits": {"SGD+momentum": 0.1, "AdamW": 1e-2, "Muon": 0.01, "M3": 3e-4,
                "DeltaMomentum": 0.1, "DMGD": 1.0},
@@ -99,6 +111,8 @@ class OptimizerComparisonConfig:
     embed: int = field(default=8, metadata={"help": "character embedding size (Shakespeare)"})
     n_eval: int = field(default=2000, metadata={"help": "validation windows (Shakespeare)"})
     n_evals: int = field(default=10, metadata={"help": "evaluation points, step 0 and the last included"})
+    sweep: bool = field(default=False, metadata={
+        "help": "choose each optimizer's learning rate by a validation sweep first (sweep_lrs)"})
     lrs: dict[str, float] = field(default_factory=dict)
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     preset: str | None = None  # the row of PRESETS this config came from (None: built by hand)
@@ -117,6 +131,9 @@ class OptimizerComparisonConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}.")
+        if self.sweep and self.lrs:
+            raise ValueError(f"lrs={self.lrs!r} with sweep=True: a swept comparison chooses its own learning "
+                             "rates; expected one or the other.")
 
     def learning_rates(self) -> dict[str, float]:
         """The learning rate of each compared optimizer (:data:`DEFAULT_LRS` with ``lrs`` laid over)."""
@@ -124,10 +141,15 @@ class OptimizerComparisonConfig:
         return {n: table[n] for n in self.optimizers}
 
     def settings(self, device: torch.device) -> dict[str, Any]:
-        """Everything that changes the numbers (the run folder's ``config.json``)."""
+        """Everything that changes the numbers (the run folder's ``config.json``). With ``sweep`` the
+        learning rates are not settings but results: the grids and the sweep's rule stand for them."""
         d = asdict(self)
         d.update(lrs=self.learning_rates(), options={n: dict(self.options.get(n, {})) for n in self.optimizers},
                  device=device.type)
+        if self.sweep:
+            d["lrs"] = {}
+            d["lr_sweep"] = {"grids": lr_grid(self), "seed": SWEEP_SEED, "factor": SWEEP_FACTOR,
+                             "max_widen": SWEEP_MAX_WIDEN, "tune_fraction": TUNE_FRACTION[self.task]}
         return d
 
 
@@ -135,10 +157,10 @@ class OptimizerComparisonConfig:
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {"digits": dict(steps=12, hidden=16, seeds=(0, 1, 2), n_evals=4),
              "shakespeare": dict(steps=12, hidden=16, seeds=(0, 1, 2), n_eval=200, n_evals=4)},
-    "laptop": {"digits": dict(steps=500, hidden=128, seeds=(0, 1, 2)),
-               "shakespeare": dict(steps=1000, hidden=128, seeds=(0, 1, 2), n_eval=2000)},
-    "full": {"digits": dict(steps=3000, hidden=512, seeds=(0, 1, 2, 3, 4)),
-             "shakespeare": dict(steps=5000, hidden=512, seeds=(0, 1, 2, 3, 4), n_eval=10000)},
+    "laptop": {"digits": dict(steps=500, hidden=128, seeds=(0, 1, 2, 3, 4), sweep=True),
+               "shakespeare": dict(steps=1000, hidden=128, seeds=(0, 1, 2, 3, 4), n_eval=2000, sweep=True)},
+    "full": {"digits": dict(steps=3000, hidden=512, seeds=(0, 1, 2, 3, 4), sweep=True),
+             "shakespeare": dict(steps=5000, hidden=512, seeds=(0, 1, 2, 3, 4), n_eval=10000, sweep=True)},
 }
 
 
@@ -162,18 +184,24 @@ def make_optimizer(name: str, params: list[torch.Tensor], lr: float, **options: 
     return recipes.make_optimizer(recipe, params, lr, **opts)
 
 
-def _digits_task(device: torch.device) -> dict[str, Any]:
+def _digits_task(device: torch.device, split: str) -> dict[str, Any]:
     d = load_digits_split()
-    tr, te = d["train"], d["test"]
-    Xtr, ytr = torch.tensor(tr[0], device=device), torch.tensor(tr[1], device=device)
-    Xte, yte = torch.tensor(te[0], device=device), torch.tensor(te[1], device=device)
+    (Xtr, ytr), (Xte, yte) = d["train"], d["test"]
+    eval_name = "test"
+    if split == "tune":  # a seeded share of the training examples stands in for the test quarter
+        order = np.random.default_rng(0).permutation(len(ytr))
+        n_val = int(round(TUNE_FRACTION["digits"] * len(ytr)))
+        val, rest = order[:n_val], order[n_val:]
+        Xtr, ytr, Xte, yte, eval_name = Xtr[rest], ytr[rest], Xtr[val], ytr[val], "tuning"
+    Xtr, ytr = torch.tensor(Xtr, device=device), torch.tensor(ytr, device=device)
+    Xte, yte = torch.tensor(Xte, device=device), torch.tensor(yte, device=device)
 
     def batch(gen: torch.Generator, bs: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(len(ytr), (bs,), generator=gen).to(device)
         return Xtr[idx], ytr[idx]
 
     return {"batch": batch, "eval": (Xte, yte), "in_dim": 64, "out_dim": 10, "vocab": None,
-            "eval_name": "test"}
+            "eval_name": eval_name}
 
 
 def check_task(cfg: OptimizerComparisonConfig) -> None:
@@ -185,7 +213,7 @@ def check_task(cfg: OptimizerComparisonConfig) -> None:
                              f"split has {n_val} characters; expected context <= {n_val - 1}.")
 
 
-def _shakespeare_task(device: torch.device, context: int, n_eval: int) -> dict[str, Any]:
+def _shakespeare_task(device: torch.device, context: int, n_eval: int, split: str) -> dict[str, Any]:
     text = load_tinyshakespeare()
     chars = sorted(set("".join(text.values())))
     index = {c: i for i, c in enumerate(chars)}
@@ -193,7 +221,10 @@ def _shakespeare_task(device: torch.device, context: int, n_eval: int) -> dict[s
     def encode(s: str) -> torch.Tensor:
         return torch.tensor([index[c] for c in s], dtype=torch.long)
 
-    train, val = encode(text["train"]), encode(text["val"])
+    train, val, eval_name = encode(text["train"]), encode(text["val"]), "val"
+    if split == "tune":  # the training text's last tenth stands in for the validation split
+        cut = len(train) - int(round(TUNE_FRACTION["shakespeare"] * len(train)))
+        train, val, eval_name = train[:cut], train[cut:], "tuning"
     offs = torch.arange(context)
 
     def windows(data: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,13 +235,24 @@ def _shakespeare_task(device: torch.device, context: int, n_eval: int) -> dict[s
 
     eval_starts = torch.randint(len(val) - context, (n_eval,), generator=torch.Generator().manual_seed(1234))
     return {"batch": batch, "eval": windows(val, eval_starts), "in_dim": context,
-            "out_dim": len(chars), "vocab": len(chars), "eval_name": "val"}
+            "out_dim": len(chars), "vocab": len(chars), "eval_name": eval_name}
 
 
-def load_task(cfg: OptimizerComparisonConfig, device: torch.device) -> dict[str, Any]:
-    """The data of ``cfg.task`` on ``device``: a batch sampler, the evaluation set and the sizes."""
+SPLITS = ("report", "tune")
+
+
+def load_task(cfg: OptimizerComparisonConfig, device: torch.device, split: str = "report") -> dict[str, Any]:
+    """The data of ``cfg.task`` on ``device``: a batch sampler, the evaluation set and the sizes.
+    ``split="report"``: train on the training split, evaluate on the reported split (digits: the test
+    quarter; Shakespeare: the validation split). ``split="tune"``: the sweep's data, both parts carved
+    from the training split (:data:`TUNE_FRACTION` held out for evaluation), so the reported split
+    never chooses a learning rate."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
     check_task(cfg)
-    return _digits_task(device) if cfg.task == "digits" else _shakespeare_task(device, cfg.context, cfg.n_eval)
+    if cfg.task == "digits":
+        return _digits_task(device, split)
+    return _shakespeare_task(device, cfg.context, cfg.n_eval, split)
 
 
 def eval_steps(cfg: OptimizerComparisonConfig) -> list[int]:
@@ -219,10 +261,10 @@ def eval_steps(cfg: OptimizerComparisonConfig) -> list[int]:
 
 
 def train_one(cfg: OptimizerComparisonConfig, name: str, seed: int, data: dict[str, Any],
-              device: torch.device) -> dict[str, Any]:
-    """Train :class:`SmallMLP` with optimizer ``name`` and ``seed`` (cross-entropy, nats). The
-    initial weights and the batches depend only on the seed, so every optimizer of a seed starts
-    from the same weights and sees the same batches.
+              device: torch.device, lr: float | None = None) -> dict[str, Any]:
+    """Train :class:`SmallMLP` with optimizer ``name`` and ``seed`` (cross-entropy, nats) at learning
+    rate ``lr`` (default: ``cfg.learning_rates()[name]``). The initial weights and the batches depend
+    only on the seed, so every optimizer of a seed starts from the same weights and sees the same batches.
 
     Returns ``{"train_loss" (per step), "eval_loss" (at :func:`eval_steps`), "step_time",
     "opt_time"}``: the median wall time of a full training step / of ``optimizer.step()`` alone
@@ -234,7 +276,8 @@ def train_one(cfg: OptimizerComparisonConfig, name: str, seed: int, data: dict[s
     model = build()
     model.load_state_dict(init.state_dict())
     model.to(device)
-    opt = make_optimizer(name, list(model.parameters()), cfg.learning_rates()[name], **cfg.options.get(name, {}))
+    lr = cfg.learning_rates()[name] if lr is None else lr
+    opt = make_optimizer(name, list(model.parameters()), lr, **cfg.options.get(name, {}))
     gen = torch.Generator().manual_seed(10_000 + seed)
     at = eval_steps(cfg)
     Xe, ye = data["eval"]
@@ -272,21 +315,85 @@ def train_one(cfg: OptimizerComparisonConfig, name: str, seed: int, data: dict[s
 
 
 def run_seed(cfg: OptimizerComparisonConfig, seed: int, data: dict[str, Any], device: torch.device, *,
-             checkpoint: Path | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Every optimizer with one seed: ``{"seed", "runs": {name: train_one(...)}}``. With
-    ``checkpoint``, each finished optimizer is saved there, and a checkpoint left by an interrupted
-    run is picked up (the optimizers are independent of each other)."""
+             checkpoint: Path | None = None, progress: Callable[[str], None] | None = None,
+             lrs: dict[str, float] | None = None) -> dict[str, Any]:
+    """Every optimizer with one seed: ``{"seed", "runs": {name: train_one(...)}}``, at the learning
+    rates ``lrs`` (default: ``cfg.learning_rates()``). With ``checkpoint``, each finished optimizer is
+    saved there, and a checkpoint left by an interrupted run is picked up (the optimizers are
+    independent of each other)."""
+    lrs = cfg.learning_rates() if lrs is None else lrs
     done: dict[str, Any] = {}
     if checkpoint is not None and checkpoint.exists():
         done = load_checkpoint(checkpoint)["runs"]
     for name in cfg.optimizers:
         if name not in done:
-            done[name] = train_one(cfg, name, seed, data, device)
+            done[name] = train_one(cfg, name, seed, data, device, lr=lrs[name])
             if checkpoint is not None:
                 atomic_save({"runs": done}, checkpoint)
         if progress is not None:
             progress(f"seed {seed}, {name}: {data['eval_name']} loss {done[name]['eval_loss'][-1]:.3f}")
     return {"seed": seed, "runs": {name: done[name] for name in cfg.optimizers}}
+
+
+def lr_grid(cfg: OptimizerComparisonConfig) -> dict[str, list[float]]:
+    """The learning rates :func:`sweep_lrs` starts from: each optimizer's default rate
+    (:data:`DEFAULT_LRS`) times :data:`SWEEP_FACTORS`."""
+    return {n: [DEFAULT_LRS[cfg.task][n] * f for f in SWEEP_FACTORS] for n in cfg.optimizers}
+
+
+SWEEP_FILE = "lr_sweep.json"
+
+
+def sweep_lrs(cfg: OptimizerComparisonConfig, device: torch.device, *, folder: Path | None = None,
+              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Choose each optimizer's learning rate on tuning data (:func:`load_task` with ``split="tune"``):
+    one run per value of :func:`lr_grid` on seed :data:`SWEEP_SEED`, the value of lowest final
+    tuning loss kept, the grid grown by :data:`SWEEP_FACTOR` on the side of an edge the best value
+    sits on, at most :data:`SWEEP_MAX_WIDEN` times (:func:`nlteach.runs.sweep.choose_on_grid`).
+
+    With ``folder``, every finished value is written to ``folder/lr_sweep.json`` at once and read
+    back by a rerun (resumable). Returns ``{"seed", "split", "factor", "max_widen", "per_optimizer":
+    {name: {"lrs", "tuning_loss", "chosen", "at_edge"}}}``; ``at_edge`` is True when the chosen value
+    is still on an edge after the last widening."""
+    path = None if folder is None else Path(folder) / SWEEP_FILE
+    done: dict[str, dict[str, float]] = {}
+    if path is not None and path.exists():
+        done = {n: {float(lr): float(v) for lr, v in pairs} for n, pairs in read_json(path)["runs"].items()}
+    data = load_task(cfg, device, split="tune")
+    per_optimizer: dict[str, Any] = {}
+    for name, grid in lr_grid(cfg).items():
+        scores = done.setdefault(name, {})
+        values, widened = sorted(grid), 0
+        while True:
+            for lr in values:
+                if lr not in scores:
+                    scores[lr] = train_one(cfg, name, SWEEP_SEED, data, device, lr=lr)["eval_loss"][-1]
+                    if path is not None:
+                        atomic_write_json(path, {"runs": {n: sorted(v.items()) for n, v in done.items()}})
+                    if progress is not None:
+                        progress(f"lr sweep, {name} lr={lr:.3g}: tuning loss {scores[lr]:.3f}")
+            best, extra = choose_on_grid({lr: scores[lr] for lr in values}, factor=SWEEP_FACTOR)
+            if extra is None or widened == SWEEP_MAX_WIDEN:
+                break
+            values, widened = sorted({*values, extra}), widened + 1
+        per_optimizer[name] = {"lrs": values, "tuning_loss": [scores[lr] for lr in values], "chosen": best,
+                               "at_edge": extra is not None}
+    return {"seed": SWEEP_SEED, "split": f"tuning ({data['eval_name']}: {TUNE_FRACTION[cfg.task]:.0%} of the training split)",
+            "factor": SWEEP_FACTOR, "max_widen": SWEEP_MAX_WIDEN, "per_optimizer": per_optimizer}
+
+
+def sweep_table(results: dict[str, Any], digits: int = 3) -> str:
+    """Markdown: each optimizer's swept learning rates with their final tuning loss, the chosen one
+    in bold (and whether it is still on an edge of the widened grid); empty when nothing was swept."""
+    sweep = results.get("lr_sweep")
+    if not sweep:
+        return ""
+    rows = []
+    for name, rec in sweep["per_optimizer"].items():
+        cells = [f"**{lr:.3g}: {v:.{digits}f}**" if lr == rec["chosen"] else f"{lr:.3g}: {v:.{digits}f}"
+                 for lr, v in zip(rec["lrs"], rec["tuning_loss"], strict=True)]
+        rows.append([name, ", ".join(cells), f"{rec['chosen']:.3g}", "yes" if rec["at_edge"] else "no"])
+    return markdown_table(["optimizer", "learning rate: final tuning loss", "chosen", "still on an edge"], rows)
 
 
 def run(cfg: OptimizerComparisonConfig, out: str | Path | None = None, *, device: str | torch.device | None = None,
@@ -301,30 +408,40 @@ def run(cfg: OptimizerComparisonConfig, out: str | Path | None = None, *, device
     process's command line). ``threads``: torch CPU threads during the run (restored afterwards;
     ``None`` leaves them alone). The default 1 is deliberate: these small models gain nothing from
     more threads, and on a shared machine multi-threaded small ops are slower and erratic.
+    With ``cfg.sweep`` the learning rates are first chosen by :func:`sweep_lrs` (resumable in
+    ``out`` too) and every seed trains at the chosen ones.
     """
     dev = get_device(device)
     with torch_threads(threads), run_folder(out, cfg.settings(dev), overwrite=overwrite) as rundir:  # locked
         done = rundir.finished(cfg.seeds) if rundir is not None else {}
-        data = load_task(cfg, dev)
         say = (lambda msg: print(f"{cfg.task}: {msg}", flush=True)) if progress else None
+        sweep = sweep_lrs(cfg, dev, folder=None if rundir is None else rundir.path, progress=say) if cfg.sweep else None
+        lrs = cfg.learning_rates() if sweep is None else {n: r["chosen"] for n, r in sweep["per_optimizer"].items()}
+        data = load_task(cfg, dev)
         for seed in cfg.seeds:
             if seed in done:
                 continue
             ckpt = rundir.checkpoint_path(seed) if rundir is not None else None
-            record = run_seed(cfg, seed, data, dev, checkpoint=ckpt, progress=say)
+            record = run_seed(cfg, seed, data, dev, checkpoint=ckpt, progress=say, lrs=lrs)
             done[seed] = rundir.save_seed(seed, record, device=dev) if rundir is not None else record
-        results = results_dict(cfg, [done[s] for s in cfg.seeds], dev)
+        results = results_dict(cfg, [done[s] for s in cfg.seeds], dev, sweep=sweep)
         if rundir is not None:
             results = rundir.write_results(results, command=command, device=dev)
     return results
 
 
-def results_dict(cfg: OptimizerComparisonConfig, per_seed: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
+def results_dict(cfg: OptimizerComparisonConfig, per_seed: list[dict[str, Any]], device: torch.device, *,
+                 sweep: dict[str, Any] | None = None) -> dict[str, Any]:
     """The layout of ``results.json``: ``{"experiment", "task", "preset", "eval_name", "config"
-    (the settings), "eval_steps", "per_seed": [{"seed", "runs": {optimizer: {"train_loss",
-    "eval_loss", "step_time", "opt_time"}}, "provenance"?}], "summary", "verdict"}``."""
+    (the settings; ``config["lrs"]`` the rates every seed trained at, chosen by the sweep when there
+    was one), "lr_sweep" (:func:`sweep_lrs`, or None), "eval_steps", "per_seed": [{"seed", "runs":
+    {optimizer: {"train_loss", "eval_loss", "step_time", "opt_time"}}, "provenance"?}], "summary",
+    "verdict"}``."""
+    config = cfg.settings(device)
+    if sweep is not None:
+        config["lrs"] = {n: r["chosen"] for n, r in sweep["per_optimizer"].items()}
     results = {"experiment": EXPERIMENT, "task": cfg.task, "preset": cfg.preset,
-               "eval_name": "test" if cfg.task == "digits" else "val", "config": cfg.settings(device),
+               "eval_name": "test" if cfg.task == "digits" else "val", "config": config, "lr_sweep": sweep,
                "eval_steps": eval_steps(cfg), "per_seed": per_seed}
     results["summary"] = summarize(results)
     results["verdict"] = verdict(results)
@@ -508,8 +625,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_lr_pair, nargs="+", default=[], metavar="NAME=LR",
                    help="learning rates replacing the defaults, e.g. --lr AdamW=3e-3")
     sizes = p.add_argument_group("sizes (default: the preset's)")
-    dataclass_arguments(sizes, OptimizerComparisonConfig, skip=("task", "seeds", "lrs", "options", "preset"),
+    dataclass_arguments(sizes, OptimizerComparisonConfig, skip=("task", "seeds", "lrs", "options", "preset", "sweep"),
                         only_given=True)
+    p.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None,
+                   help="choose each learning rate by a sweep on tuning data carved from the training split "
+                        "first (default: the preset's; laptop and full sweep)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="print each finished run")
     return p
 
@@ -528,6 +648,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         given["seeds"] = tuple(args.seeds)
     if args.lr:
         given["lrs"] = dict(args.lr)
+        given.setdefault("sweep", False)  # rates given by hand replace the sweep
+    if args.sweep is not None:
+        given["sweep"] = args.sweep
     try:
         cfg = preset_config(args.task, args.preset, **given)
         check_task(cfg)

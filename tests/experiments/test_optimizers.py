@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from nlteach.course.widgets import render
+from nlteach.data import load_digits_split, load_tinyshakespeare
 from nlteach.experiments import optimizers as E
 from nlteach.runs.io import read_json
 from nlteach.runs.rundir import SettingsMismatch
@@ -107,7 +108,7 @@ def test_run_folder_resumes_and_refuses_other_settings(tmp_path, monkeypatch):
     # a second call reads the finished seed back and trains only the new one
     calls = []
     real = E.train_one
-    monkeypatch.setattr(E, "train_one", lambda c, name, seed, *a: calls.append(seed) or real(c, name, seed, *a))
+    monkeypatch.setattr(E, "train_one", lambda c, name, seed, *a, **k: calls.append(seed) or real(c, name, seed, *a, **k))
     again = E.run(replace(cfg, seeds=(0, 1)), tmp_path)
     assert set(calls) == {1}
     assert again["per_seed"][0]["runs"] == first["per_seed"][0]["runs"]
@@ -120,17 +121,17 @@ def test_interrupted_seed_continues_after_its_last_finished_optimizer(tmp_path, 
     whole = E.run(cfg)
     real = E.train_one
 
-    def crash_on_adamw(c, name, *a):
+    def crash_on_adamw(c, name, *a, **k):
         if name == "AdamW":
             raise KeyboardInterrupt
-        return real(c, name, *a)
+        return real(c, name, *a, **k)
 
     monkeypatch.setattr(E, "train_one", crash_on_adamw)
     with pytest.raises(KeyboardInterrupt):
         E.run(cfg, tmp_path)
     assert (tmp_path / "seeds" / "seed_0.pt").exists()
     calls = []
-    monkeypatch.setattr(E, "train_one", lambda c, name, *a: calls.append(name) or real(c, name, *a))
+    monkeypatch.setattr(E, "train_one", lambda c, name, *a, **k: calls.append(name) or real(c, name, *a, **k))
     res = E.run(cfg, tmp_path)
     assert calls == ["AdamW"] and not (tmp_path / "seeds" / "seed_0.pt").exists()
     for name in cfg.optimizers:
@@ -198,13 +199,103 @@ def test_a_rerun_refuses_a_crafted_checkpoint_and_a_busy_folder(tmp_path, monkey
     cfg = small(optimizers=("SGD+momentum", "AdamW"), seeds=(0,))
     real = E.train_one
 
-    def crash_on_adamw(c, name, *a):
+    def crash_on_adamw(c, name, *a, **k):
         if name == "AdamW":
             raise KeyboardInterrupt
-        return real(c, name, *a)
+        return real(c, name, *a, **k)
 
     monkeypatch.setattr(E, "train_one", crash_on_adamw)
     with pytest.raises(KeyboardInterrupt):
         E.run(cfg, tmp_path / "r")
     monkeypatch.setattr(E, "train_one", real)
     assert_rerun_refuses_crafted_and_busy(lambda: E.run(cfg, tmp_path / "r"), tmp_path / "r")
+
+
+# ---------------------------------------------------------------------------------------------
+# The learning-rate sweep on tuning data carved from the training split (issue 19)
+
+
+def test_tuning_data_is_carved_from_the_training_split():
+    dev = torch.device("cpu")
+    d = load_digits_split()
+    train_rows = {tuple(r) for r in d["train"][0].tolist()}
+    test_rows = {tuple(r) for r in d["test"][0].tolist()}
+    tune = E.load_task(small("digits"), dev, split="tune")
+    held = {tuple(r) for r in tune["eval"][0].tolist()}
+    assert tune["eval_name"] == "tuning" and len(tune["eval"][1]) == round(E.TUNE_FRACTION["digits"] * len(d["train"][1]))
+    assert held <= train_rows and not (held & test_rows - train_rows)
+    gen = torch.Generator().manual_seed(0)
+    xb, _ = tune["batch"](gen, 512)  # training batches never draw a held-out example (nor a test one)
+    rows = [tuple(r) for r in d["train"][0].tolist()]
+    twice = {r for r in rows if rows.count(r) > 1}  # an image that occurs twice may sit on both sides
+    drawn = {tuple(r) for r in xb.tolist()}
+    assert drawn <= train_rows and not (drawn & held) - twice
+    report = E.load_task(small("digits"), dev)
+    assert report["eval_name"] == "test" and len(report["eval"][1]) == len(d["test"][1])
+
+    text = load_tinyshakespeare()
+    cfg = small("shakespeare", context=8, n_eval=64)
+    tune = E.load_task(cfg, dev, split="tune")
+    cut = len(text["train"]) - round(E.TUNE_FRACTION["shakespeare"] * len(text["train"]))
+    chars = sorted(set("".join(text.values())))
+    decode = lambda ids: "".join(chars[i] for i in ids)  # noqa: E731
+    X, y = tune["eval"]
+    for row, nxt in zip(X[:16].tolist(), y[:16].tolist()):
+        assert decode(row) + chars[nxt] in text["train"][cut - 8:]  # every tuning window lies in the last tenth
+    assert tune["eval_name"] == "tuning" and E.load_task(cfg, dev)["eval_name"] == "val"
+    with pytest.raises(ValueError, match="split must be one of"):
+        E.load_task(cfg, dev, split="test")
+
+
+def _fake_losses(best: dict[str, float], calls: list):
+    """A train_one whose final tuning loss is (log lr - log best[name])^2, recording every call."""
+    def fake(cfg, name, seed, data, device, lr=None):
+        lr = cfg.learning_rates()[name] if lr is None else lr
+        calls.append((name, seed, lr, data["eval_name"]))
+        loss = (math.log(lr) - math.log(best[name])) ** 2 + 1.0
+        return {"train_loss": [loss] * cfg.steps, "eval_loss": [loss + 1.0, loss], "step_time": 1e-3, "opt_time": 1e-4}
+    return fake
+
+
+def test_sweep_widens_at_an_edge_and_resumes(tmp_path, monkeypatch):
+    cfg = small(optimizers=("SGD+momentum", "AdamW"), sweep=True, n_evals=2)
+    sgd, adam = E.DEFAULT_LRS["digits"]["SGD+momentum"], E.DEFAULT_LRS["digits"]["AdamW"]
+    calls: list = []
+    # SGD's best lies inside the grid; AdamW's far above it: two widenings, then still on the edge
+    monkeypatch.setattr(E, "train_one", _fake_losses({"SGD+momentum": sgd, "AdamW": adam * 1000}, calls))
+    sweep = E.sweep_lrs(cfg, torch.device("cpu"), folder=tmp_path)
+    s, a = sweep["per_optimizer"]["SGD+momentum"], sweep["per_optimizer"]["AdamW"]
+    assert s["chosen"] == pytest.approx(sgd) and not s["at_edge"] and len(s["lrs"]) == 3
+    assert len(a["lrs"]) == 3 + E.SWEEP_MAX_WIDEN and a["chosen"] == max(a["lrs"]) and a["at_edge"]
+    assert a["chosen"] == pytest.approx(adam * 3 * E.SWEEP_FACTOR ** E.SWEEP_MAX_WIDEN)
+    assert {c[1] for c in calls} == {E.SWEEP_SEED} and {c[3] for c in calls} == {"tuning"}
+    assert len(calls) == 3 + 3 + E.SWEEP_MAX_WIDEN
+    calls.clear()  # a rerun reads every finished value back
+    assert E.sweep_lrs(cfg, torch.device("cpu"), folder=tmp_path) == sweep and calls == []
+
+
+def test_a_swept_run_trains_every_seed_at_the_chosen_rates(tmp_path, monkeypatch):
+    cfg = small(optimizers=("SGD+momentum", "AdamW"), sweep=True, seeds=(0, 1), n_evals=2)
+    best = {"SGD+momentum": E.DEFAULT_LRS["digits"]["SGD+momentum"] / 3, "AdamW": E.DEFAULT_LRS["digits"]["AdamW"]}
+    calls: list = []
+    monkeypatch.setattr(E, "train_one", _fake_losses(best, calls))
+    res = E.run(cfg, tmp_path)
+    chosen = {n: r["chosen"] for n, r in res["lr_sweep"]["per_optimizer"].items()}
+    assert res["config"]["lrs"] == chosen and chosen["AdamW"] == pytest.approx(best["AdamW"])
+    saved = read_json(tmp_path / "config.json")  # the folder's settings: the grids, not the chosen rates
+    assert saved["lrs"] == {} and saved["lr_sweep"]["grids"]["AdamW"][1] == E.DEFAULT_LRS["digits"]["AdamW"]
+    seeds_runs = [c for c in calls if c[1] in (0, 1)]
+    assert {(c[0], c[2]) for c in seeds_runs} == set(chosen.items()) and {c[3] for c in seeds_runs} == {"test"}
+    assert [r["lr"] for r in res["summary"]] == [chosen["SGD+momentum"], chosen["AdamW"]]
+    table = E.sweep_table(res)
+    assert "**" in table and "AdamW" in table and E.sweep_table({"lr_sweep": None}) == ""
+    # the sweep counts as a setting: the same folder refuses a run without it
+    with pytest.raises(SettingsMismatch):
+        E.run(replace(cfg, sweep=False), tmp_path)
+
+
+def test_sweep_and_hand_set_rates_exclude_each_other():
+    with pytest.raises(ValueError, match="lrs=.*sweep=True"):
+        small(sweep=True, lrs={"AdamW": 1e-3})
+    assert E.preset_config("digits", "laptop").sweep and not E.preset_config("digits", "tiny").sweep
+    assert len(E.preset_config("shakespeare", "laptop").seeds) >= 5
