@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from nlteach.bench.models import _step_flops, _step_fn, attention_flops
+from nlteach.bench.models import attention_flops, step_flops, training_step
 from nlteach.config import PRESETS
 from nlteach.experiments import lm_comparison
 from nlteach.models import (
@@ -122,7 +122,7 @@ def count_step_flops(model: str, config: ModelConfig, batch_size: int, seq_len: 
     torch.manual_seed(seed)
     net = build_model(model, config)
     idx = torch.randint(0, config.vocab_size, (count_batch, seq_len + 1), generator=torch.Generator().manual_seed(seed))
-    return _step_flops(_step_fn(net, idx, False)) * batch_size / count_batch
+    return step_flops(training_step(net, idx, False)) * batch_size / count_batch
 
 
 def cost_rows(preset: str, models: Sequence[str] = MODELS, *, count: bool = False) -> list[dict[str, Any]]:
