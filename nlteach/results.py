@@ -889,8 +889,11 @@ def notebooks_06_07_lines(root: str | Path = DEFAULT_ROOT) -> list[str]:
     try:
         for preset, by_task in optimizer_results(root).items():
             seeds = sorted({len(r["per_seed"]) for r in by_task.values()})
+            swept = all(r.get("lr_sweep") for r in by_task.values())
+            tuning = ("each optimizer at its own learning rate, chosen by a sweep on data carved from the training "
+                      "split (notebook 06, section 8); " if swept else "")
             lines += ["", f"**Optimizers** (notebook 06, preset {preset}, {'/'.join(map(str, seeds))} seeds; the same "
-                      "small MLP trained with each optimizer; final evaluation loss in nats, mean ± std over seeds, and "
+                      f"small MLP trained with each optimizer, {tuning}final evaluation loss in nats, mean ± std over seeds, and "
                       f"the per-seed difference to {optimizers.BASELINE} with its 95% interval: an optimizer beats "
                       f"{optimizers.BASELINE} when the whole interval lies below 0):", "",
                       optimizers.comparison_table(by_task)]
