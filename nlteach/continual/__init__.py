@@ -6,9 +6,11 @@
 Modules: :mod:`~nlteach.continual.streams` (class-incremental CLINC150, Banking77, split digits;
 domain-incremental permuted digits; hashed n-gram text features), :mod:`~nlteach.continual.learners`
 (one backbone; fine-tuning, EWC, replay, LwF, multi-frequency CMS, joint),
-:mod:`~nlteach.continual.hope` (the HOPE-style learner: in-context self-modifying memory + CMS),
-:mod:`~nlteach.continual.tune` (hyper-parameters chosen on validation splits),
-:mod:`~nlteach.continual.metrics` (accuracy matrix, average accuracy, BWT, forgetting),
+:mod:`~nlteach.continual.hope` (the HOPE-style learners: in-context self-modifying memory + CMS, the
+memory reset per input or carried across the stream),
+:mod:`~nlteach.continual.tune` (every learner's knobs chosen on validation splits, the same budget each),
+:mod:`~nlteach.continual.metrics` (accuracy matrix, average accuracy, BWT, forgetting, learning
+accuracy; class- and task-incremental),
 :mod:`~nlteach.continual.runner` (presets, resumable runs, results.json) and
 :mod:`~nlteach.continual.plots`.
 """

@@ -32,21 +32,23 @@ input), and that adaptation is discarded before the next query. Nothing learned 
 carried across examples or tasks; what is carried across tasks is the outer (slow) learning of the
 initial memories, projections, CMS levels and head, by backpropagation, as for every other learner.
 
-**Not done: a memory that keeps its state across the examples of a stream.** The paper's continual
-claim is closer to a fast memory whose state persists from example to example (and from task
-to task), so that the stream itself is the context. That needs decisions we could not test
-properly in this issue: which state is carried when a batch holds 32 parallel sequences (a mean of
-32 final states is no longer any sequence's state), whether the test queries may write to it
-(then the accuracy depends on the test order), and how it interacts with the meta-learned
-initial state that backpropagation trains. We leave it out rather than ship an untested guess.
-The functional form :meth:`HopeEncoder.read` takes and returns the memory state, so such a
-variant can be built on it.
+**The second arm: a memory that keeps its state across the stream** (``method="hope-persistent"``,
+:class:`PersistentHopeLearner`). The paper's continual claim is about a fast memory whose state
+persists from example to example and from task to task, so that the stream itself is the context.
+That arm carries the state of all five memories from batch to batch and never resets it: every
+query of a batch starts from the carried state, and after each optimizer step the carried state
+becomes the mean over the batch of the states the queries end in (after their last real byte:
+padding writes nothing, :meth:`PersistentHopeEncoder.read_masked`). Evaluation reads every test
+query from the state the training stream left (after task t: the state after its last step), and
+discards the test queries' own writes. The choices and why:
+``docs/decisions.md#continual-hope-persistent``.
 
-**Stability.** The memory's largest in-context learning rate is ``eta_max = 0.2``, the value
-:class:`nlteach.models.HopeLM` used while its laptop-preset NaN was open; since the fix in
-:mod:`nlteach.titans` (choices (b) and (g), which our committed runs already used) HopeLM uses 1.0.
-We kept 0.2 and did not tune it. None of our runs diverged. A non-finite loss is not skipped or
-hidden: the learner raises ``FloatingPointError`` naming the task and step, and the run stops there.
+**Stability.** The memory's largest in-context learning rate ``eta_max`` defaults to 0.2, the value
+:class:`nlteach.models.HopeLM` used while its laptop-preset NaN was open; the fair tuning
+(:mod:`nlteach.continual.tune`, ``docs/decisions.md#continual-fair-tuning``) chooses it and the chunk
+size on validation data for both arms. A non-finite loss is not skipped or hidden: the learner
+raises ``FloatingPointError`` naming the task and step, and the run stops there (a tuning point
+that diverges is recorded as diverged).
 """
 
 from __future__ import annotations

@@ -26,10 +26,11 @@ EWC's Fisher, the replay buffer). Other settings in an existing ``out`` are refu
 naming each one (the project's one policy, :mod:`nlteach.runs.rundir`); ``overwrite=True``
 (``--overwrite``) starts over.
 
-**Tuning.** EWC's lambda and LwF's temperature were chosen on validation splits
+**Tuning.** Every learner's own knobs are chosen on validation splits with the same budget
 (:mod:`nlteach.continual.tune`); the records live in ``tuning.json`` beside this module
-(:data:`TUNING_FILE`, read into :data:`TUNING`), which the laptop and full presets read and every
-results.json records under ``config["tuning"]``.
+(:data:`TUNING_FILE`, read into :data:`TUNING`), which the laptop and full presets read: a
+method's chosen point applies to that method only, and its results.json records the method's
+record under ``config["tuning"]`` (None: not tuned yet, the defaults).
 """
 
 from __future__ import annotations
@@ -75,6 +76,45 @@ TUNING: dict[str, dict[str, dict[str, Any]]] = read_json(TUNING_FILE)
 keeps :class:`LearnerConfig`'s defaults."""
 
 
+def normalize_record(raw: dict[str, Any], *, dataset: str | None = None, param: str | None = None) -> dict[str, Any]:
+    """A tuning record in the layout of :mod:`nlteach.continual.tune` (``axes``, ``points``, scores
+    per point, ``chosen`` a point ``{param: value}``). A record of the first tuning runs (one
+    parameter: ``param``, ``grid``, ``chosen`` a value) becomes the one-axis record of the same
+    numbers; ``dataset`` and ``param`` fill in what a record stored inside a tuning file leaves to its keys."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"a tuning record must be a dict, got {type(raw).__name__}.")
+    rec = dict(raw)
+    if dataset is not None:
+        rec.setdefault("dataset", dataset)
+    if "axes" in rec:
+        rec.setdefault("val_learning_acc", [None] * len(rec["points"]))
+        return rec
+    param = rec.pop("param", param)
+    missing = [k for k in ("method", "grid", "val_avg_acc", "val_bwt") if k not in rec] + (
+        ["param"] if param is None else [])
+    if missing:
+        raise ValueError(f"a tuning record lacks {missing}; it has {sorted(raw)}.")
+    grid = rec.pop("grid")
+    return {**rec, "axes": {param: list(grid)}, "points": [{param: g} for g in grid],
+            "val_learning_acc": [None] * len(grid), "chosen": {param: rec["chosen"]} if "chosen" in rec else None,
+            "budget": rec.get("budget")}
+
+
+def method_tuning(tuning: dict[str, dict[str, dict[str, Any]]], dataset: str, method: str) -> dict[str, Any] | None:
+    """``method``'s tuning record on ``dataset`` in a tuning file's contents (either layout,
+    :func:`normalize_record`), or None when that method was not tuned there. A file of the first
+    layout may hold several one-parameter records of one method: they are combined (the union of
+    their axes is not a grid that ran, so only one such record per method is accepted)."""
+    recs = tuning.get(dataset) or {}
+    if method in recs and "axes" in recs[method]:
+        return normalize_record(recs[method], dataset=dataset)
+    legacy = [normalize_record(r, dataset=dataset, param=k) for k, r in recs.items()
+              if "axes" not in r and r.get("method") == method]
+    if len(legacy) > 1:
+        raise ValueError(f"the tuning of {dataset}/{method} holds {len(legacy)} one-parameter records; expected one.")
+    return legacy[0] if legacy else None
+
+
 @dataclass(frozen=True)
 class ContinualConfig:
     dataset: str = "split-digits"
@@ -90,7 +130,7 @@ class ContinualConfig:
     max_len: int = 64  # text read as a sequence (the hope learner): at most this many bytes per query
     split: str = "test"  # evaluate on "test" (results) or "val" (tuning; streams.make_stream)
     learner: LearnerConfig = LearnerConfig()
-    tuning: dict | None = None  # where tuned settings came from: grids and validation scores (TUNING)
+    tuning: dict | None = None  # this method's tuning record: grid and validation scores (TUNING); None: defaults
 
     def __post_init__(self) -> None:
         if self.dataset not in STREAMS:
@@ -146,7 +186,6 @@ def preset_config(dataset: str, method: str = "finetune", preset: str | None = N
         "n_buckets": pick(tiny=2048, laptop=4096, full=32768),
         "max_len": pick(tiny=32, laptop=48, full=128),
         "split": "test",
-        "tuning": TUNING.get(dataset),
     }
     lc = {
         "dim": pick(tiny=32, laptop=64, full=256),
@@ -156,10 +195,13 @@ def preset_config(dataset: str, method: str = "finetune", preset: str | None = N
         "replay_size": {"clinc150": 300, "banking77": 154}.get(dataset, 50),
         "hope_chunk_size": pick(tiny=16, laptop=24, full=32),
     }
-    tuning = TUNING.get(dataset) if preset != "tiny" else None  # tuned at laptop; tiny (CI) keeps the defaults
+    if "tuning" in overrides:  # a record given (or None: the tuning runs themselves)
+        tuning = overrides.pop("tuning")
+    else:  # tuned at laptop; tiny (CI) keeps the defaults
+        tuning = method_tuning(TUNING, dataset, method) if preset != "tiny" else None
     top["tuning"] = tuning
-    for param, rec in (tuning or {}).items():  # values chosen on the validation split
-        lc[param] = rec["chosen"]
+    for param, v in ((tuning or {}).get("chosen") or {}).items():  # the point chosen on the validation split
+        lc[param] = tuple(v) if param == "periods" else v
     learner_fields = {f.name for f in fields(LearnerConfig)}
     for k, v in overrides.items():
         if k in learner_fields:
