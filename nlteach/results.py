@@ -692,16 +692,27 @@ def _tally(rows: dict[str, dict[str, Any] | None], key: str) -> str:
     return "; ".join(f"{w} on {', '.join(groups[w])}" for w in order if w in groups)
 
 
-def _details(rows: dict[str, dict[str, Any] | None], key: str) -> str:
-    return ", ".join(f"{stream} {NOT_MEASURED if r is None else paired_words(r[key])}{'' if r is None else provenance_mark(r)}"
-                     for stream, r in rows.items())
+def _numbers(rows: dict[str, dict[str, Any] | None], key: str) -> str:
+    """``stream mean [lo, hi]`` for every stream that has the measure (the words are in :func:`_tally`)."""
+    parts = []
+    for stream, r in rows.items():
+        d = None if r is None else r[key]
+        if d is not None:
+            parts.append(f"{stream} {d['mean']:+.3f}" + (f" [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d["n"] > 1 else ""))
+    return ", ".join(parts)
+
+
+def _judged(rows: dict[str, dict[str, Any] | None], key: str) -> str:
+    numbers = _numbers(rows, key)
+    return _tally(rows, key) + (f" ({numbers})" if numbers else "")
 
 
 def continual_verdict(experiments: dict[str, Experiment]) -> str:
     """Notebook 10's verdict as markdown bullets, every number from the results files: for each
-    question, the seed-paired differences with 95% intervals and the verdict word of the one rule
-    (:func:`paired_words`), stream by stream; "not measured yet" for learners or measures the files
-    do not hold (the persistent HOPE learner and the task-incremental measures before the rerun)."""
+    question, the seed-paired differences with 95% intervals, stream by stream, sorted by the verdict
+    word of the one rule (:func:`paired_words`: better/worse when the interval excludes 0); "not
+    measured yet" for learners or measures the files do not hold (the persistent HOPE learner and
+    the task-incremental measures before the rerun of issue 19)."""
     if not experiments:
         return "No continual results found: nothing to judge yet."
     ref = CONTINUAL_REFERENCE
@@ -709,38 +720,46 @@ def continual_verdict(experiments: dict[str, Experiment]) -> str:
 
     def both(a: str, b: str, title: str, extra: str = "") -> None:
         rows = _pairs(experiments, a, b)
-        out.append(f"- *{title}* `{a}` − `{b}`, final average accuracy: {_tally(rows, 'avg_acc')} "
-                   f"({_details(rows, 'avg_acc')}). BWT: {_tally(rows, 'bwt')} ({_details(rows, 'bwt')}). "
-                   f"Learning accuracy: {_tally(rows, 'learning_acc')}." + extra)
+        head = f"- *{title}* `{a}` − `{b}`"
+        if all(r is None for r in rows.values()):
+            missing = [m for m in (a, b) if not any(m in e.runs for e in experiments.values())]
+            out.append(f"{head}: {NOT_MEASURED} (no `{'`, `'.join(missing) or a}` runs in the results files)." + extra)
+            return
+        out.append(f"{head}, final average accuracy: {_judged(rows, 'avg_acc')}. BWT: {_judged(rows, 'bwt')}. "
+                   f"Learning accuracy: {_judged(rows, 'learning_acc')}. Task-incremental final average accuracy: "
+                   f"{_judged(rows, 'task_avg_acc')}." + extra)
 
     both("cms", ref, "Does multi-frequency training (CMS) reduce forgetting?")
     both("hope", ref, "Does the HOPE-style learner (memory reset per query) reduce forgetting?")
     both("hope", "cms", "Does its in-context memory add anything to the CMS?")
     both("hope-persistent", "hope", "Does a memory that persists across the stream keep more?",
-         " The persistent memory's state at evaluation is the one the whole stream left "
-         "(`docs/decisions.md#continual-hope-persistent`).")
+         " Its state at evaluation is the one the training stream left (`docs/decisions.md#continual-hope-persistent`).")
     both("hope-persistent", ref, "And against fine-tuning?")
-    for m, title in (("ewc", "EWC"), ("replay", "Replay (a stated buffer budget)"), ("lwf", "LwF")):
-        both(m, ref, f"{title} against fine-tuning:")
+    for m, title in (("ewc", "EWC against fine-tuning:"), ("replay", "Replay (a stated buffer budget) against "
+                                                                      "fine-tuning:"), ("lwf", "LwF against fine-tuning:")):
+        both(m, ref, title)
     head = {}
     for stream, exp in experiments.items():  # within one run: task-IL minus class-IL final accuracy
         vals = continual_seed_values(exp.runs[ref]) if ref in exp.runs else {}
         ok = vals and all("task_avg_acc" in v for v in vals.values())
         head[stream] = None if not ok else {
-            "avg_acc": paired([v["task_avg_acc"] for v in vals.values()], [v["avg_acc"] for v in vals.values()]),
-            "provenance": run_provenance(exp, ref)}
+            "avg_acc": paired([v["task_avg_acc"] for v in vals.values()], [v["avg_acc"] for v in vals.values()])}
     out.append("- *How much of fine-tuning's forgetting is the shared head?* Its task-incremental final average "
-               "accuracy (the task given at test time) minus its class-incremental one, same runs: "
-               f"{_details(head, 'avg_acc')}.")
+               "accuracy (the task given at test time) minus its class-incremental one, the same runs: "
+               + (f"{NOT_MEASURED} (the runs in the results files predate the task-incremental evaluation)"
+                  if all(h is None for h in head.values()) else
+                  f"{_judged(head, 'avg_acc')}; better here means higher with the task given, i.e. that part of the "
+                  "class-incremental loss was the head's choice between tasks, not lost features") + ".")
     claim = []
     for arm in ("hope", "hope-persistent"):
         for other in (ref, "ewc"):
             rows = {s: r for s, r in _pairs(experiments, arm, other).items() if s != "permuted-digits"}
-            claim.append(f"`{arm}` against `{other}` on the class-incremental streams: {_tally(rows, 'avg_acc')}")
+            claim.append(f"`{arm}` against `{other}`: {_tally(rows, 'avg_acc')}")
     out.append("- *The paper's claim* (HOPE ahead of EWC and of plain training on class-incremental intent "
-               "streams; Sec. 9.1, figures only), final average accuracy, by the same rule: " + "; ".join(claim) + ".")
+               "streams; Sec. 9.1, figures only), final average accuracy on our class-incremental streams, by the "
+               "same rule: " + "; ".join(claim) + ".")
     if any(not r["provenance"]["ok"] for exp in experiments.values() for r in continual_rows(exp)):
-        out.append(f"- {PROVENANCE_NOTE}.")
+        out.append(f"- Every number above comes from files marked † in the tables: {PROVENANCE_NOTE.split(' ', 1)[1]}.")
     return "\n".join(out)
 
 

@@ -84,7 +84,7 @@ from IPython.display import Markdown, display
 
 from nlteach import config
 from nlteach import data
-from nlteach import results as R
+from nlteach import results
 from nlteach.continual import (
     available_learners,
     average_accuracy,
@@ -393,11 +393,11 @@ for name, c in counts.items():
 # second lists the grid each learner gets (`TUNING_PLAN`).
 
 # %%
-experiments = R.continual_experiments()  # results/continual_<stream>_laptop, in the order of the streams
+experiments = results.continual_experiments()  # results/continual_<stream>_laptop, in the order of the streams
 if experiments:
-    display(Markdown(R.tuning_table(R.continual_tuning_rows(experiments))))
+    display(Markdown(results.tuning_table(results.continual_tuning_rows(experiments))))
 display(Markdown(markdown_table(["learner", "knobs (grid)", "points"], [
-    [m, "; ".join(f"{k} ∈ {{{', '.join(R.grid_value_text(v) for v in vs)}}}" for k, vs in axes.items()),
+    [m, "; ".join(f"{k} ∈ {{{', '.join(results.grid_value_text(v) for v in vs)}}}" for k, vs in axes.items()),
      len(grid_points(axes))] for m, axes in TUNING_PLAN.items()])))
 
 # %% [markdown]
@@ -425,9 +425,9 @@ committed = {k: v for k, v in committed.items() if v is not None}
 if not committed:
     print("No committed results found (the course's package ships them: reinstall it). "
           "Run the command above to make your own.")
-display(Markdown(R.continual_overview(experiments)))
+display(Markdown(results.continual_overview(experiments)))
 if experiments:
-    print("\n".join(R.provenance_lines(list(experiments.values()))))
+    print("\n".join(results.provenance_lines(list(experiments.values()))))
 laptop_params = {name: parameter_counts(name, preset_config(name, preset="laptop")) for name in committed}
 rows = comparison_rows(committed, laptop_params)
 display(Markdown(comparison_table(rows)))
@@ -456,7 +456,7 @@ if "clinc150" in committed and "hope" in committed["clinc150"]:
 # %%
 pairs = [("cms", "finetune"), ("hope", "finetune"), ("hope", "cms"), ("hope-persistent", "hope"),
          ("ewc", "finetune"), ("replay", "finetune"), ("lwf", "finetune")]
-display(Markdown(R.continual_paired_table(experiments, pairs)))
+display(Markdown(results.continual_paired_table(experiments, pairs)))
 by = {(r["dataset"], r["method"]): r for r in rows}
 for name in committed:
     h, c = by.get((name, "hope")), by.get((name, "cms"))
@@ -492,7 +492,7 @@ if live_cell(TRAIN_LIVE, minutes=1, results="continual_split-digits_laptop (draw
 # memory sees only the inputs.
 
 # %%
-display(Markdown(R.continual_verdict(experiments)))
+display(Markdown(results.continual_verdict(experiments)))
 
 # %% [markdown]
 # ## Recap
