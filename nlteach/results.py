@@ -787,23 +787,29 @@ def grid_value_text(v: Any) -> str:
 def tuning_table(rows: list[dict[str, Any]]) -> str:
     """Markdown, one row per (stream, method): the knobs and their values, the number of points run
     (the budget is :data:`nlteach.continual.tune.GRID_POINTS` per learner, plus widenings), the chosen
-    point, its validation score, and whether the choice still sits on an edge of its grid."""
+    point, its validation scores (final average accuracy, the criterion; BWT; learning accuracy, "not
+    measured yet" in records that predate it), and whether the choice still sits on an edge of its grid."""
     body = []
     for r in rows:
         rec = r["record"]
         if rec is None:
-            body.append([r["dataset"], r["method"], "not tuned (defaults)", "0", "", "", ""])
+            body.append([r["dataset"], r["method"], "not tuned (defaults)", "0", "", "", "", "", ""])
             continue
         knobs = "; ".join(f"{k} ∈ {{{', '.join(grid_value_text(v) for v in vs)}}}" for k, vs in rec["axes"].items())
         chosen = rec.get("chosen") or {}
-        score = next((a for p, a in zip(rec["points"], rec["val_avg_acc"], strict=True) if p == chosen), None)
+        at = next((i for i, p in enumerate(rec["points"]) if json.dumps(p) == json.dumps(chosen)), None)
+
+        def score(key: str, at: int | None = at, rec: dict[str, Any] = rec) -> str:
+            v = None if at is None else (rec.get(key) or [None] * len(rec["points"]))[at]
+            return NOT_MEASURED if v is None and at is not None else "" if v is None else f"{v:.3f}"
+
         edge = [k for k, vs in rec["axes"].items() if len(vs) > 1 and k in chosen
                 and json.dumps(chosen[k]) in (json.dumps(vs[0]), json.dumps(vs[-1]))]
         body.append([r["dataset"], r["method"], knobs, str(len(rec["points"])),
                      ", ".join(f"{k}={grid_value_text(v)}" for k, v in chosen.items()) or "none (every point diverged)",
-                     "" if score is None else f"{score:.3f}", ", ".join(edge) or "no"])
-    return markdown_table(["stream", "learner", "knobs (grid)", "points run", "chosen", "val. avg acc", "on an edge"],
-                          body)
+                     score("val_avg_acc"), score("val_bwt"), score("val_learning_acc"), ", ".join(edge) or "no"])
+    return markdown_table(["stream", "learner", "knobs (grid)", "points run", "chosen", "val. avg acc", "val. BWT",
+                           "val. learning acc", "on an edge"], body)
 
 
 def lm_table(rows: list[dict[str, Any]]) -> str:

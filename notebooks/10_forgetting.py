@@ -121,9 +121,9 @@ PRESET = config.get_preset()
 # %%
 from nlteach.course.live import live_cell
 
-# Live training: section 4's live comparison trains every learner on split digits, about a minute
-# at the laptop preset on a 2-core CPU (estimated from the committed runs' CPU seconds: 3 seeds x 7
-# learners, the HOPE learner most of it). False (the default): it prints one line and the committed
+# Live training: section 4's live comparison trains every learner on split digits, about two minutes
+# at the laptop preset on a 2-core CPU (estimated from the committed runs' CPU seconds: 3 seeds x 8
+# learners, the two HOPE learners most of it). False (the default): it prints one line and the committed
 # split-digits runs above stand for it. True: it trains. At the tiny preset it always runs
 # (seconds). The small demos of sections 1 and 3 (seconds at every preset) always run.
 # $NLTEACH_TRAIN_LIVE=1 (or 0) overrides this flag.
@@ -467,11 +467,11 @@ for name in committed:
 #
 # The same comparison on split digits, run now at the active preset, only with `TRAIN_LIVE = True`
 # (at tiny it always runs: one seed and a few steps, so the numbers mean nothing; at laptop: about
-# a CPU minute, a bar per learner). Nothing is written.
+# two CPU minutes, a bar per learner). Nothing is written.
 
 # %%
 seeds = config.by_preset(tiny=(0,), laptop=(0, 1, 2), full=(0, 1, 2, 3, 4))
-if live_cell(TRAIN_LIVE, minutes=1, results="continual_split-digits_laptop (drawn above)"):
+if live_cell(TRAIN_LIVE, minutes=2, results="continual_split-digits_laptop (drawn above)"):
     t0 = time.perf_counter()
     live = run_methods("split-digits", available_learners(), seeds=seeds, progress=True)
     print(f"split-digits (preset {PRESET}, seeds {list(seeds)}, {time.perf_counter() - t0:.0f} s)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -40,8 +41,10 @@ from nlteach.continual.tune import (
     GRID_POINTS,
     TUNING_PLAN,
     as_records,
+    file_provenance,
     grid_points,
     merge_records,
+    read_records,
     tune,
     value_folder,
     widen,
@@ -467,7 +470,10 @@ def test_tune_cli_resumes_refuses_other_settings_and_merges(tmp_path, capsys):
     assert merged["clinc150"] == TUNING["clinc150"]  # untouched
     assert merged["split-digits"]["lwf"]["axes"] == {"lwf_temperature": [1.0, 4.0]}
     assert tune_main(args) == 0  # finished: read back, and the record is replaced, not repeated
-    assert len(read_json(tmp_path / "t" / "tuning.json")) == 1
+    written = read_json(tmp_path / "t" / "tuning.json")
+    assert len(written["records"]) == 1 and written["records"][0]["provenance"]["command"].endswith(str(tuning))
+    assert written["provenance"]["git_commit"] == written["records"][0]["provenance"]["git_commit"]
+    assert "--method lwf" in written["provenance"]["command"]
     capsys.readouterr()
     assert tune_main([*args[:-2], "--preset", "laptop"]) == 2
     err = capsys.readouterr().err
@@ -476,6 +482,17 @@ def test_tune_cli_resumes_refuses_other_settings_and_merges(tmp_path, capsys):
         tune_main(["--dataset", "split-digits", "--method", "lwf", "--param", "lwf_temperature"])  # no --grid
     with pytest.raises(SystemExit):
         tune_main(["--help"])
+    package = tmp_path / "package.json"
+    assert tune_main(["--merge", str(tmp_path / "t" / "tuning.json"), "--update-tuning", str(package)]) == 0
+    assert read_json(package)["split-digits"]["lwf"] == merged["split-digits"]["lwf"]
+    with pytest.raises(SystemExit):
+        tune_main(["--merge", str(tmp_path / "missing.json")])
+    with pytest.raises(SystemExit):
+        tune_main(["--method", "lwf"])  # no --dataset
+    assert [tune_mod._value(t) for t in ("1e-3", "3", "1-4-16")] == [1e-3, 3.0, (1, 4, 16)]
+    for bad in ("inf", "1-x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            tune_mod._value(bad)
 
 
 def test_the_tuning_file_is_the_merge_of_the_committed_records():
@@ -483,7 +500,7 @@ def test_the_tuning_file_is_the_merge_of_the_committed_records():
     assert merge_records(as_records(TUNING)) == TUNING  # merging is idempotent
     committed = runner_mod.RESULTS_ROOT / "continual_tuning_laptop" / "tuning.json"
     if committed.exists():  # the package ships the committed records
-        assert merge_records(read_json(committed)) == TUNING
+        assert merge_records(read_records(committed)) == TUNING
 
 
 def test_presets_record_their_tuning(monkeypatch):
@@ -522,6 +539,16 @@ def test_merge_records_extends_a_grid():
                   "val_avg_acc": [0.6], "val_bwt": [0.0]}
     m = merge_records([two, more])["d"]["cms"]
     assert len(m["points"]) == 3 and m["chosen"] == {"periods": [1, 4], "lr": 1e-3}
+    assert m["axes"] == {"periods": [[1, 2], [1, 4]], "lr": [1e-3, 3e-3]}
+    other = more | {"axes": {"lr": [1e-2]}, "points": [{"lr": 1e-2}]}  # other knobs: a new search replaces the old
+    assert merge_records([two, other])["d"]["cms"]["points"] == [{"lr": 1e-2}]
+
+
+def test_a_tuning_file_names_one_commit_only_when_every_record_was_made_there():
+    a = {"provenance": {"git_commit": "abc", "git_dirty": [], "command": "x"}}
+    b = {"provenance": {"git_commit": "abc", "git_dirty": ["results/t.json"], "command": "y"}}
+    assert file_provenance([a, b]) == {"git_commit": "abc", "git_dirty": ["results/t.json"], "command": "x\ny"}
+    assert file_provenance([a, {}]) == {"git_commit": None, "git_dirty": None, "command": "x"}  # a legacy record
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,8 +22,9 @@ edge (``on_edge``).
 
 With ``--out DIR`` every point runs in its own resumable run folder
 ``DIR/<dataset>/<method>/<param>=<value>,.../`` (rerun the same command to resume; other settings
-there are refused, naming them, unless ``--overwrite``), and the record is added to the list in
-``DIR/tuning.json``. ``--update-tuning`` merges the record into the package's
+there are refused, naming them, unless ``--overwrite``), and the record, with its provenance
+(commit, uncommitted paths, command), is added to ``DIR/tuning.json`` (:func:`add_record`; the
+file's own provenance block names one commit only when every record was made at it). ``--update-tuning`` merges the record into the package's
 ``nlteach/continual/tuning.json`` (:data:`nlteach.continual.runner.TUNING_FILE`,
 :func:`merge_records`), which the laptop and full presets read: a method's chosen point applies
 to that method only, and its results.json records the method's record under ``config["tuning"]``.
@@ -40,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from nlteach.config import get_preset
 from nlteach.continual import metrics
 from nlteach.continual.learners import LearnerConfig, available_learners
@@ -48,7 +51,7 @@ from nlteach.continual.streams import STREAMS
 from nlteach.runs.cli import add_common_arguments, apply_common, folder_problem, nonneg_int
 from nlteach.runs.commands import check_run_folders, run_guarded
 from nlteach.runs.io import atomic_write_json, read_json
-from nlteach.runs.provenance import command_line
+from nlteach.runs.provenance import command_line, provenance
 from nlteach.runs.stats import summarize
 
 CRITERION = "final average accuracy on the validation split, mean over seeds"
@@ -71,6 +74,7 @@ TUNING_PLAN: dict[str, dict[str, list[Any]]] = {
 """Each learner's axes (:class:`~nlteach.continual.learners.LearnerConfig` fields), a product grid of
 :data:`GRID_POINTS` points (``tests/test_continual.py`` checks the count and that every learner has one)."""
 INT_KNOBS = ("hope_chunk_size", "periods")
+LOCK_WAIT = 120.0  # seconds a process waits for another one writing the same tuning file
 
 
 def grid_points(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -210,6 +214,8 @@ def merge_records(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str
     for raw in records:
         r = normalize_record(raw)
         old = out.setdefault(r["dataset"], {}).get(r["method"])
+        if old is not None and set(old["axes"]) != set(r["axes"]):  # another search (other knobs): it replaces
+            old = None
         table = {json.dumps(p): (a, b, la) for p, a, b, la in
                  zip(r["points"], r["val_avg_acc"], r["val_bwt"], r.get("val_learning_acc") or [None] * len(r["points"]),
                      strict=True)}
@@ -221,6 +227,7 @@ def merge_records(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str
         axes = {k: sorted({_key(v) for v in vs}) for k, vs in axes.items()}
         points = [p for p in grid_points({k: [list(v) if isinstance(v, tuple) else v for v in vs]
                                           for k, vs in axes.items()}) if json.dumps(p) in table]
+        axes = {k: [v for v in vs if any(_key(p[k]) == v for p in points)] for k, vs in axes.items()}  # values run
         rnd = lambda x: None if x is None else round(x, 4)  # noqa: E731
         acc = [rnd(table[json.dumps(p)][0]) for p in points]
         best = _best(points, acc)
@@ -247,36 +254,73 @@ def update_tuning(record: dict[str, Any], path: str | Path = TUNING_FILE) -> dic
     """Merge ``record`` into the tuning file ``path`` (default: the package's) and write it atomically;
     returns the merged contents. Data sets and methods the record does not touch are kept."""
     path = Path(path)
-    old = read_json(path) if path.exists() else {}
-    merged = merge_records([*as_records(old), record])
-    atomic_write_json(path, merged)
+    with FileLock(f"{path}.lock", timeout=LOCK_WAIT):  # tuning processes may finish at the same time
+        old = read_json(path) if path.exists() else {}
+        merged = merge_records([*as_records(old), record])
+        atomic_write_json(path, merged)
     return merged
 
 
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a tuning file written by :func:`add_record` (``{"records": [...], "provenance"}``),
+    or of the first tuning runs (a plain list)."""
+    d = read_json(path)
+    if isinstance(d, list):
+        return d
+    if not isinstance(d, dict) or not isinstance(d.get("records"), list):
+        raise ValueError(f"{path}: expected a list of tuning records or {{'records': [...]}}, got {type(d).__name__}.")
+    return d["records"]
+
+
+def file_provenance(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The provenance block of a tuning file, from its records' own (each record's ``provenance``): the
+    commit when every record names the same one (else None: the file mixes commits, or holds records
+    without provenance), the union of their uncommitted paths (None if one is not recorded), and every
+    distinct command, one per line."""
+    blocks = [r.get("provenance") if isinstance(r.get("provenance"), dict) else {} for r in records]
+    commits = {b.get("git_commit") for b in blocks}
+    dirty = [b.get("git_dirty") for b in blocks]
+    return {"git_commit": commits.pop() if len(commits) == 1 else None,
+            "git_dirty": None if any(x is None for x in dirty) else sorted({p for x in dirty for p in x}),
+            "command": "\n".join(dict.fromkeys(b["command"] for b in blocks if b.get("command"))) or None}
+
+
 def add_record(out: str | Path, record: dict[str, Any]) -> list[dict[str, Any]]:
-    """Add ``record`` to the list in ``out/tuning.json``, replacing a record of the same search
-    (data set, method, seeds, preset: a resumed or widened run); returns the list."""
+    """Add ``record`` to ``out/tuning.json`` (``{"records": [...], "provenance": ...}``, the block from
+    :func:`file_provenance`), replacing a record of the same search (data set, method, seeds, preset: a
+    resumed or widened run); returns the records."""
     path = Path(out) / RECORDS
     key = ("dataset", "method", "seeds", "preset")
-    old = read_json(path) if path.exists() else []
-    records = [r for r in old if "param" in r or any(r.get(k) != record[k] for k in key)] + [record]
-    atomic_write_json(path, records)
+    with FileLock(f"{path}.lock", timeout=LOCK_WAIT):  # two tuning processes may share one --out
+        old = read_records(path) if path.exists() else []
+        records = [r for r in old if "param" in r or any(r.get(k) != record[k] for k in key)] + [record]
+        atomic_write_json(path, {"records": records, "provenance": file_provenance(records)})
     return records
 
 
 def _value(text: str) -> Any:
     """A grid value typed on the command line: a number, or integers joined by '-' (periods: 1-4-16-64)."""
     try:
-        return tuple(int(x) for x in text.split("-")) if "-" in text.strip("-") else float(text)
+        v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or integers joined by '-', got {text!r}") from None
+        try:
+            return tuple(int(x) for x in text.split("-"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number or integers joined by '-', got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nlteach.continual.tune", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 3)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", required=True, choices=STREAMS)
-    p.add_argument("--method", required=True, choices=available_learners())
+    p.add_argument("--dataset", choices=STREAMS, help="the stream (required unless --merge)")
+    p.add_argument("--method", choices=available_learners(), help="the learner (required unless --merge)")
+    p.add_argument("--merge", default=None, metavar="RECORDS",
+                   help="run nothing: merge every record of this tuning file (an --out's tuning.json) into the "
+                        "--update-tuning file (default: the package's); after all tuning runs, so that they ran "
+                        "from a clean tree")
     p.add_argument("--param", default=None,
                    help="tune this one LearnerConfig field over --grid instead of the method's plan (TUNING_PLAN)")
     p.add_argument("--grid", nargs="+", type=_value, default=None, help="the values of --param")
@@ -293,6 +337,18 @@ def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = apply_common(p, p.parse_args(argv))
     command = command_line(None if argv is None else ["python", "-m", "nlteach.continual.tune", *argv])
+    if args.merge is not None:
+        try:
+            records = read_records(args.merge)
+        except (OSError, ValueError) as e:  # missing, not JSON, not a tuning file
+            p.error(f"--merge {args.merge!r}: {e}")
+        target = args.update_tuning or str(TUNING_FILE)
+        for rec in records:
+            update_tuning(rec, target)
+        print(f"merged {len(records)} records of {args.merge} into {target}")
+        return 0
+    if args.dataset is None or args.method is None:
+        p.error("--dataset and --method are required (unless --merge)")
     if (args.param is None) != (args.grid is None):
         p.error("--param and --grid go together (or neither: the method's plan)")
     axes = TUNING_PLAN[args.method] if args.param is None else {args.param: args.grid}
@@ -322,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         command=command, max_widenings=args.widen))
     if rc:
         return rc
+    rec["provenance"] = provenance(command)
     print(json.dumps({k: rec[k] for k in ("dataset", "method", "chosen", "on_edge")}))
     if args.out is not None:
         add_record(args.out, rec)
