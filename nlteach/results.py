@@ -12,8 +12,10 @@ skips other files, and sorts what it finds into kinds:
   single runs or the combined file of several variants; runs are named by
   :func:`nlteach.longctx.run_label`, so those made before the in-context CMS read
   ``hope-static-cms_steps1-4-16``, what they measured, not ``hope_cms1-4-16``);
-- ``continual``: :mod:`nlteach.continual` (``per_seed`` entries with ``acc_matrix``; ``summary``
-  with ``avg_acc``, ``bwt``, ``forgetting``);
+- ``continual``: :mod:`nlteach.continual` (``per_seed`` entries with ``acc_matrix`` and, since
+  issue 19, ``acc_matrix_task``; ``summary`` with ``avg_acc``, ``bwt``, ``forgetting``,
+  ``learning_acc`` and their ``task_`` twins; every measure is recomputed here from the matrices,
+  and one a file cannot give reads "not measured yet");
 - ``lm``: language-model runs and comparisons (:mod:`nlteach.train` results, or any file whose
   records name a ``model`` and a ``val_loss``/``test_loss``);
 - ``other``: anything else (listed, never an error).

@@ -75,6 +75,7 @@ TUNING_PLAN: dict[str, dict[str, list[Any]]] = {
 :data:`GRID_POINTS` points (``tests/test_continual.py`` checks the count and that every learner has one)."""
 INT_KNOBS = ("hope_chunk_size", "periods")
 LOCK_WAIT = 120.0  # seconds a process waits for another one writing the same tuning file
+LOCK_NAME = ".lock"  # beside the tuning file; ignored by git (.gitignore), so the tree stays clean
 
 
 def grid_points(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -254,7 +255,8 @@ def update_tuning(record: dict[str, Any], path: str | Path = TUNING_FILE) -> dic
     """Merge ``record`` into the tuning file ``path`` (default: the package's) and write it atomically;
     returns the merged contents. Data sets and methods the record does not touch are kept."""
     path = Path(path)
-    with FileLock(f"{path}.lock", timeout=LOCK_WAIT):  # tuning processes may finish at the same time
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path.parent / LOCK_NAME, timeout=LOCK_WAIT):  # tuning processes may finish at the same time
         old = read_json(path) if path.exists() else {}
         merged = merge_records([*as_records(old), record])
         atomic_write_json(path, merged)
@@ -291,7 +293,8 @@ def add_record(out: str | Path, record: dict[str, Any]) -> list[dict[str, Any]]:
     resumed or widened run); returns the records."""
     path = Path(out) / RECORDS
     key = ("dataset", "method", "seeds", "preset")
-    with FileLock(f"{path}.lock", timeout=LOCK_WAIT):  # two tuning processes may share one --out
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path.parent / LOCK_NAME, timeout=LOCK_WAIT):  # two tuning processes may share one --out
         old = read_records(path) if path.exists() else []
         records = [r for r in old if "param" in r or any(r.get(k) != record[k] for k in key)] + [record]
         atomic_write_json(path, {"records": records, "provenance": file_provenance(records)})
