@@ -767,18 +767,22 @@ def continual_verdict(experiments: dict[str, Experiment]) -> str:
 
 def continual_tuning_rows(experiments: dict[str, Experiment]) -> list[dict[str, Any]]:
     """The tuning record of every run (its ``config["tuning"]``, either layout:
-    :func:`nlteach.continual.runner.method_tuning`): ``{"dataset", "method", "record"}``, record None
-    when the run used the defaults (not tuned)."""
+    :func:`nlteach.continual.runner.method_tuning`), for every learner of
+    :func:`nlteach.continual.learners.available_learners` on every stream: ``{"dataset", "method",
+    "record", "run"}``; ``record`` None when the run used the defaults (not tuned) or there is no run
+    (``run`` False: not measured yet)."""
     rows = []
     for stream, exp in experiments.items():
-        for name, r in exp.runs.items():
-            cfg = r.get("config", {})
+        by_method = {r.get("config", {}).get("method", name): r for name, r in exp.runs.items()}
+        for method in [*available_learners(), *(m for m in by_method if m not in available_learners())]:
+            r = by_method.get(method)
+            cfg = (r or {}).get("config", {})
             tuning = cfg.get("tuning") if isinstance(cfg.get("tuning"), dict) else None
             rec = None
             if tuning is not None:
                 rec = (normalize_record(tuning, dataset=stream) if "axes" in tuning
-                       else method_tuning({stream: tuning}, stream, cfg.get("method", name)))
-            rows.append({"dataset": stream, "method": cfg.get("method", name), "record": rec})
+                       else method_tuning({stream: tuning}, stream, method))
+            rows.append({"dataset": stream, "method": method, "record": rec, "run": r is not None})
     return rows
 
 
@@ -795,7 +799,8 @@ def tuning_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         rec = r["record"]
         if rec is None:
-            body.append([r["dataset"], r["method"], "not tuned (defaults)", "0", "", "", "", "", ""])
+            what = "not tuned (defaults)" if r.get("run", True) else f"{NOT_MEASURED} (no run)"
+            body.append([r["dataset"], r["method"], what, "0", "", "", "", "", ""])
             continue
         knobs = "; ".join(f"{k} ∈ {{{', '.join(grid_value_text(v) for v in vs)}}}" for k, vs in rec["axes"].items())
         chosen = rec.get("chosen") or {}

@@ -368,3 +368,4 @@ def test_notebook10_tables_and_verdict_come_from_the_files(tmp_path):
             "ewc_lambda |") in tuning  # a record of the first layout
     assert "| split-digits | ewc | ewc_lambda ∈ {1, 10} | 2 | ewc_lambda=10 | 0.300 | -0.400 |" in tuning
     assert "| split-digits | hope | not tuned (defaults) | 0 |" in tuning
+    assert "| banking77 | hope-persistent | not measured yet (no run) | 0 |" in tuning  # every learner has a row
