@@ -87,6 +87,7 @@ from nlteach.continual import (
     available_learners,
     average_accuracy,
     draw_acc_matrix,
+    draw_both_matrices,
     draw_comparison,
     draw_memory_trace,
     draw_trace,
@@ -442,6 +443,18 @@ for name, res in committed.items():
 # %%
 if "clinc150" in committed and "hope" in committed["clinc150"]:
     display(render(draw_acc_matrix, {"results": committed["clinc150"]["hope"]}, figsize=(5, 4.2)))
+
+# %% [markdown]
+# And fine-tuning's two matrices on split digits side by side: with the task given at test time
+# (right), how much of each old task is still there, although the class-incremental matrix (left)
+# shows it as forgotten.
+
+# %%
+ft = committed.get("split-digits", {}).get("finetune")
+if ft is None or any(p.get("acc_matrix_task") is None for p in ft["per_seed"]):
+    print("task-incremental matrices: not measured yet (the committed runs predate that evaluation)")
+else:
+    display(render(draw_both_matrices, {"results": ft}, figsize=(9, 4.2)))
 
 # %% [markdown]
 # The paired comparisons the verdict reads: for each stream, a learner minus its reference,

@@ -16,6 +16,7 @@ from nlteach.continual import (
     backward_transfer,
     draw_acc_matrix,
     draw_avg_acc,
+    draw_both_matrices,
     draw_comparison,
     draw_memory_trace,
     first_tasks,
@@ -695,6 +696,12 @@ def test_task_incremental_rows():
     assert (Rt[np.triu_indices(5, 1)] == 0).all()
     assert (Rt[np.tril_indices(5)] >= R[np.tril_indices(5)]).all()  # fewer classes to choose from
     assert Rt[4, :4].mean() > R[4, :4].mean()  # the head's recency bias was most of the forgetting
+    fig = Figure()
+    draw_both_matrices(fig, {"config": cfg.to_dict(), "per_seed": [res]})
+    assert "task-incremental" in fig.axes[1].get_title() and "incremental" not in fig.axes[0].get_title()
+    with pytest.raises(ValueError, match="no 'acc_matrix_task' for seeds"):
+        draw_acc_matrix(Figure(), {"config": cfg.to_dict(), "per_seed": [{"seed": 0, "acc_matrix": R.tolist()}]},
+                        matrix="acc_matrix_task")
     perm = run(preset_config("permuted-digits", "finetune", "tiny", seeds=(0,), n_tasks=2))["per_seed"][0]
     assert perm["acc_matrix_task"] == perm["acc_matrix"]  # domain-incremental: every task has every class
 

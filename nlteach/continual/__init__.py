@@ -33,7 +33,13 @@ from nlteach.continual.metrics import (
     learning_accuracy,
     summarize,
 )
-from nlteach.continual.plots import draw_acc_matrix, draw_avg_acc, draw_comparison, draw_trace
+from nlteach.continual.plots import (
+    draw_acc_matrix,
+    draw_avg_acc,
+    draw_both_matrices,
+    draw_comparison,
+    draw_trace,
+)
 from nlteach.continual.runner import (
     ContinualConfig,
     comparison_rows,
@@ -52,7 +58,7 @@ from nlteach.runs.seeds import load_results
 __all__ = [
     "LEARNERS", "STREAMS", "Backbone", "ContinualConfig", "Learner", "LearnerConfig", "Stream", "Task",
     "available_learners", "average_accuracy", "backward_transfer", "comparison_rows", "comparison_table",
-    "draw_acc_matrix", "draw_avg_acc", "draw_comparison", "draw_memory_trace", "draw_trace", "first_tasks",
+    "draw_acc_matrix", "draw_both_matrices", "draw_avg_acc", "draw_comparison", "draw_memory_trace", "draw_trace", "first_tasks",
     "forgetting", "format_table", "hashed_ngrams", "learning_accuracy", "load_committed", "load_results",
     "make_learner", "make_stream", "memory_trace", "parameter_counts", "preset_config", "run", "run_methods", "run_seed", "summarize", "trace_tasks",
 ]
