@@ -68,7 +68,7 @@ CHECKPOINT_VERSION = 3  # 2: the run's settings stored flat, under "settings"; 3
 TUNING_FILE: Path = Path(__file__).with_name("tuning.json")
 """Hyper-parameters tuned on the validation split (``python -m nlteach.continual.tune``, laptop
 preset, seeds 0 1; the raw records are in ``results/continual_tuning_laptop/tuning.json``, merged
-by :func:`nlteach.continual.tune.merge_records`): ``{dataset: {param: record}}``. Shipped with the
+by :func:`nlteach.continual.tune.merge_records`): ``{dataset: {method: record}}``. Shipped with the
 package."""
 
 TUNING: dict[str, dict[str, dict[str, Any]]] = read_json(TUNING_FILE)

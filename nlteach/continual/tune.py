@@ -126,7 +126,7 @@ def _check_axes(method: str, axes: dict[str, list[Any]]) -> None:
         raise ValueError("axes must name at least one knob.")
     for param, values in axes.items():
         if param not in known:
-            raise ValueError(f"axes: {param!r} is not a LearnerConfig field; known: {sorted(known)}.")
+            raise ValueError(f"unknown setting {param!r} in axes: a knob is a LearnerConfig field, one of {sorted(known)}.")
         if not values:
             raise ValueError(f"axes[{param!r}] must hold at least one value.")
 
