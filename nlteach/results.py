@@ -12,8 +12,10 @@ skips other files, and sorts what it finds into kinds:
   single runs or the combined file of several variants; runs are named by
   :func:`nlteach.longctx.run_label`, so those made before the in-context CMS read
   ``hope-static-cms_steps1-4-16``, what they measured, not ``hope_cms1-4-16``);
-- ``continual``: :mod:`nlteach.continual` (``per_seed`` entries with ``acc_matrix``; ``summary``
-  with ``avg_acc``, ``bwt``, ``forgetting``);
+- ``continual``: :mod:`nlteach.continual` (``per_seed`` entries with ``acc_matrix`` and, since
+  issue 19, ``acc_matrix_task``; ``summary`` with ``avg_acc``, ``bwt``, ``forgetting``,
+  ``learning_acc`` and their ``task_`` twins; every measure is recomputed here from the matrices,
+  and one a file cannot give reads "not measured yet");
 - ``lm``: language-model runs and comparisons (:mod:`nlteach.train` results, or any file whose
   records name a ``model`` and a ``val_loss``/``test_loss``);
 - ``other``: anything else (listed, never an error).
@@ -29,6 +31,7 @@ from these files are shown: nothing here knows the paper's numbers.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shlex
 import sys
@@ -41,6 +44,7 @@ import numpy as np
 from nlteach.config import PRESETS
 from nlteach.continual import metrics
 from nlteach.continual.learners import available_learners
+from nlteach.continual.runner import method_tuning, normalize_record
 from nlteach.continual.streams import STREAMS
 from nlteach.experiments import cms_tasks, lm_comparison, lm_reference, optimizers
 from nlteach.longctx.plots import draw_grid
@@ -403,24 +407,45 @@ def longctx_rows(exp: Experiment) -> list[dict[str, Any]]:
     return rows
 
 
+CONTINUAL_MEASURES: dict[str, str] = {
+    "avg_acc": "final avg. accuracy", "bwt": "BWT", "forgetting": "forgetting", "learning_acc": "learning accuracy",
+    "task_avg_acc": "task-IL final avg. accuracy", "task_bwt": "task-IL BWT", "task_forgetting": "task-IL forgetting",
+    "task_learning_acc": "task-IL learning accuracy"}
+"""Every measure of a continual run (:data:`nlteach.continual.metrics.MEASURES` of the class-incremental
+matrix, then of the task-incremental one, ``task_``), with its title. Higher is better for all but forgetting."""
+NOT_MEASURED = "not measured yet"
+
+
+def continual_seed_values(r: dict[str, Any]) -> dict[Any, dict[str, float]]:
+    """``{seed: {measure: value}}`` of one continual results dict, computed from its per-seed
+    accuracy matrices: every measure of :data:`CONTINUAL_MEASURES` the file can give (the ``task_``
+    ones only where the seed has ``acc_matrix_task``: files written before that evaluation have none)."""
+    out = {}
+    for p in _per_seed(r):
+        vals = {k: float(v) for k, v in metrics.measures(p["acc_matrix"]).items()}
+        if p.get("acc_matrix_task") is not None:
+            vals |= {f"task_{k}": float(v) for k, v in metrics.measures(p["acc_matrix_task"]).items()}
+        out[p["seed"]] = vals
+    return out
+
+
 def continual_rows(exp: Experiment) -> list[dict[str, Any]]:
-    """One row per method: final average accuracy, BWT and forgetting (mean, std over seeds)."""
+    """One row per method: every measure of :data:`CONTINUAL_MEASURES` (mean, std over seeds; None
+    where the file does not hold it, e.g. the task-incremental ones of older files)."""
     rows = []
     for name, r in exp.runs.items():
         cfg = r.get("config", {})
-        mats = [p["acc_matrix"] for p in _per_seed(r)]
-        if not mats:
+        if not _per_seed(r):
             continue
         try:
-            vals = {"avg_acc": [metrics.average_accuracy(m)[-1] for m in mats],
-                    "bwt": [metrics.backward_transfer(m) for m in mats],
-                    "forgetting": [metrics.forgetting(m) for m in mats]}
-        except (ValueError, IndexError, TypeError) as e:
+            per = continual_seed_values(r)
+        except (ValueError, IndexError, TypeError, KeyError) as e:
             exp.problems.append(f"{exp.name}/{name}: accuracy matrices not usable ({e})")
             continue
+        vals = {k: [v[k] for v in per.values()] for k in CONTINUAL_MEASURES if all(k in v for v in per.values())}
         rows.append({"experiment": exp.name, "dataset": cfg.get("dataset", exp.name), "method": cfg.get("method", name),
                      "seeds": [p["seed"] for p in _per_seed(r)], "provenance": run_provenance(exp, name),
-                     **{k: summarize(v) for k, v in vals.items()}})
+                     **{k: summarize(vals[k]) if k in vals else None for k in CONTINUAL_MEASURES}})
     return rows
 
 
@@ -489,9 +514,19 @@ def formal_table(rows: list[dict[str, Any]]) -> str:
     return markdown_table(["language", "lengths", *models, "seeds"], body)
 
 
+CONTINUAL_TABLE_MEASURES = ("avg_acc", "bwt", "forgetting", "learning_acc", "task_avg_acc", "task_bwt")
+
+
+def _pm_or_not(summary: dict[str, Any] | None) -> str:
+    return NOT_MEASURED if summary is None else pm_summary(summary)
+
+
 def continual_table(rows: list[dict[str, Any]]) -> str:
-    header = ["data set", "method", "final avg. accuracy", "BWT", "forgetting", "seeds"]
-    body = [[r["dataset"], r["method"] + provenance_mark(r), pm_summary(r["avg_acc"]), pm_summary(r["bwt"]), pm_summary(r["forgetting"]),
+    """Markdown, one row per (data set, method): the class-incremental measures, learning accuracy and
+    the task-incremental final accuracy and BWT (:data:`CONTINUAL_TABLE_MEASURES`; "not measured yet"
+    where the file has no task-incremental matrices), mean ± std over seeds."""
+    header = ["data set", "method", *(CONTINUAL_MEASURES[k] for k in CONTINUAL_TABLE_MEASURES), "seeds"]
+    body = [[r["dataset"], r["method"] + provenance_mark(r), *(_pm_or_not(r.get(k)) for k in CONTINUAL_TABLE_MEASURES),
              _seeds(r["seeds"])] for r in rows]
     return markdown_table(header, body)
 
@@ -521,30 +556,34 @@ CONTINUAL_REFERENCE = "finetune"  # the arm every continual learner is paired ag
 CONTINUAL_UPPER_BOUND = "joint"  # trained on every task at once: not a continual learner, not paired
 
 
-def _continual_by_seed(r: dict[str, Any]) -> dict[Any, tuple[float, float]]:
-    return {p["seed"]: (metrics.average_accuracy(p["acc_matrix"])[-1], metrics.backward_transfer(p["acc_matrix"]))
-            for p in _per_seed(r)}
+def continual_pair(exp: Experiment, a: str, b: str) -> dict[str, Any] | None:
+    """Run ``a`` minus run ``b`` of one continual experiment, paired by seed over the seeds both have:
+    ``{"dataset", "method": a, "reference": b, "seeds", <measure>: paired dict or None, "provenance"}``
+    with every measure of :data:`CONTINUAL_MEASURES` (:func:`nlteach.runs.stats.paired`: mean, ci95,
+    sign, diffs; None where either file lacks the measure). None when either run is missing."""
+    if a not in exp.runs or b not in exp.runs:
+        return None
+    own, ref = continual_seed_values(exp.runs[a]), continual_seed_values(exp.runs[b])
+    seeds = sorted(set(own) & set(ref), key=str)
+    row = {"dataset": exp.runs[a].get("config", {}).get("dataset", exp.name), "method": a, "reference": b,
+           "seeds": seeds, "provenance": _merged_status({n: run_provenance(exp, n) for n in (a, b)})}
+    for k in CONTINUAL_MEASURES:
+        ok = seeds and all(k in own[s] and k in ref[s] for s in seeds)
+        row[k] = paired([own[s][k] for s in seeds], [ref[s][k] for s in seeds]) if ok else None
+    return row
 
 
 def continual_paired_rows(experiments: list[Experiment]) -> list[dict[str, Any]]:
-    """Each continual learner against plain fine-tuning on the same data set, paired by seed:
-    ``{"dataset", "method", "seeds", "avg_acc", "bwt"`` (:func:`nlteach.runs.stats.paired` of the
-    method minus fine-tuning), ``"provenance"`` (both files')``}``."""
+    """Each continual learner against plain fine-tuning on the same data set, paired by seed
+    (:func:`continual_pair`: ``"avg_acc"``, ``"bwt"``, ... the method minus fine-tuning)."""
     rows = []
     for exp in experiments:
         if exp.kind != "continual" or CONTINUAL_REFERENCE not in exp.runs:
             continue
         try:
-            ref = _continual_by_seed(exp.runs[CONTINUAL_REFERENCE])
-            for name, r in exp.runs.items():
-                if name in (CONTINUAL_REFERENCE, CONTINUAL_UPPER_BOUND):
-                    continue
-                own = _continual_by_seed(r)
-                seeds = sorted(set(own) & set(ref), key=str)
-                rows.append({"dataset": r.get("config", {}).get("dataset", exp.name), "method": name, "seeds": seeds,
-                             **{k: paired([own[s][i] for s in seeds], [ref[s][i] for s in seeds])
-                                for i, k in enumerate(("avg_acc", "bwt"))},
-                             "provenance": _merged_status({n: run_provenance(exp, n) for n in (name, CONTINUAL_REFERENCE)})})
+            for name in exp.runs:
+                if name not in (CONTINUAL_REFERENCE, CONTINUAL_UPPER_BOUND):
+                    rows.append(continual_pair(exp, name, CONTINUAL_REFERENCE))
         except (KeyError, ValueError, IndexError, TypeError) as e:
             exp.problems.append(f"{exp.name}: accuracy matrices not usable for paired differences ({e})")
     return rows
@@ -565,7 +604,7 @@ def continual_paired_lines(experiments: list[Experiment]) -> list[str]:
             cells = []
             for ds in datasets:
                 r = cell.get((method, ds))
-                if r is None:
+                if r is None or r[key] is None:
                     cells.append("")
                     continue
                 d = r[key]
@@ -578,6 +617,206 @@ def continual_paired_lines(experiments: list[Experiment]) -> list[str]:
             "seeds): mean [95% interval]; better (worse) when the whole interval lies above (below) 0, else no clear "
             "difference (higher is better for both measures):", "",
             markdown_table(["method", "measure", *datasets], body)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 10: every number of its tables and verdict, generated from the results files
+
+
+def continual_experiments(root: str | Path = DEFAULT_ROOT, preset: str = "laptop") -> dict[str, Experiment]:
+    """``{stream: Experiment}`` for ``results/continual_<stream>_<preset>`` in the order of
+    :data:`nlteach.continual.streams.STREAMS` (clinc150, banking77, split-digits, permuted-digits);
+    streams without results are left out."""
+    out = {}
+    for stream in STREAMS:
+        exp = load_experiment(Path(root) / f"continual_{stream}_{preset}")
+        if exp is not None and exp.kind == "continual":
+            out[stream] = exp
+    return out
+
+
+def continual_overview(experiments: dict[str, Experiment]) -> str:
+    """Every learner on every stream (:func:`continual_table`: the class-incremental measures, learning
+    accuracy, the task-incremental ones), rows marked † where a file lacks provenance."""
+    rows = [r for exp in experiments.values() for r in continual_rows(exp)]
+    return continual_table(rows) if rows else "(no continual results)"
+
+
+_WORDS = {1: "better", -1: "worse", 0: "no difference the seeds can detect"}
+
+
+def paired_words(d: dict[str, Any] | None, *, higher_is_better: bool = True, digits: int = 3) -> str:
+    """One paired difference (:func:`nlteach.runs.stats.paired`) in words, by the course's one verdict
+    rule (that of :func:`nlteach.experiments.lm_comparison.paired_verdict`): better or worse when the
+    95% t interval of the seed-paired difference lies wholly on one side of 0, otherwise no difference
+    the seeds can detect. ``higher_is_better=False`` for forgetting. None: "not measured yet"."""
+    if d is None:
+        return NOT_MEASURED
+    if d["n"] < 2:
+        diffs = ", ".join("nan" if x is None else f"{x:+.{digits}f}" for x in d["diffs"])
+        return f"{diffs} on {d['n']} paired seed: no interval, cannot tell"
+    lo, hi = d["ci95"]
+    sign = d["sign"] if higher_is_better else -d["sign"]
+    return f"{d['mean']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] {_WORDS[sign]}"
+
+
+def _pairs(experiments: dict[str, Experiment], a: str, b: str) -> dict[str, dict[str, Any] | None]:
+    return {stream: continual_pair(exp, a, b) for stream, exp in experiments.items()}
+
+
+def continual_paired_table(experiments: dict[str, Experiment], pairs: list[tuple[str, str]],
+                           measures: tuple[str, ...] = ("avg_acc", "bwt", "learning_acc", "task_avg_acc")) -> str:
+    """Markdown: one row per (comparison ``a - b``, measure), one column per stream: the seed-paired
+    difference, its 95% interval and the verdict word (:func:`paired_words`); "not measured yet"
+    where a run or a measure is missing; † where a file lacks provenance."""
+    for k in measures:
+        if k not in CONTINUAL_MEASURES:
+            raise ValueError(f"measures must be in {list(CONTINUAL_MEASURES)}, got {k!r}.")
+    body = []
+    for a, b in pairs:
+        rows = _pairs(experiments, a, b)
+        for k in measures:
+            cells = [NOT_MEASURED if r is None else paired_words(r[k], higher_is_better="forgetting" not in k)
+                     + provenance_mark(r) for r in rows.values()]
+            body.append([f"{a} − {b}", CONTINUAL_MEASURES[k], *cells])
+    return markdown_table(["comparison", "measure", *experiments], body)
+
+
+def _tally(rows: dict[str, dict[str, Any] | None], key: str) -> str:
+    """``better on X; worse on Y; no detectable difference on Z; not measured on W`` over streams."""
+    groups: dict[str, list[str]] = {}
+    for stream, r in rows.items():
+        d = None if r is None else r[key]
+        word = ("not measured yet" if d is None else "one seed only" if d["n"] < 2
+                else {1: "better", -1: "worse", 0: "no detectable difference"}[d["sign"]])
+        groups.setdefault(word, []).append(stream)
+    order = ("better", "worse", "no detectable difference", "one seed only", "not measured yet")
+    return "; ".join(f"{w} on {', '.join(groups[w])}" for w in order if w in groups)
+
+
+def _numbers(rows: dict[str, dict[str, Any] | None], key: str) -> str:
+    """``stream mean [lo, hi]`` for every stream that has the measure (the words are in :func:`_tally`)."""
+    parts = []
+    for stream, r in rows.items():
+        d = None if r is None else r[key]
+        if d is not None:
+            parts.append(f"{stream} {d['mean']:+.3f}" + (f" [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d["n"] > 1 else ""))
+    return ", ".join(parts)
+
+
+def _judged(rows: dict[str, dict[str, Any] | None], key: str) -> str:
+    numbers = _numbers(rows, key)
+    return _tally(rows, key) + (f" ({numbers})" if numbers else "")
+
+
+def continual_verdict(experiments: dict[str, Experiment]) -> str:
+    """Notebook 10's verdict as markdown bullets, every number from the results files: for each
+    question, the seed-paired differences with 95% intervals, stream by stream, sorted by the verdict
+    word of the one rule (:func:`paired_words`: better/worse when the interval excludes 0); "not
+    measured yet" for learners or measures the files do not hold (the persistent HOPE learner and
+    the task-incremental measures before the rerun of issue 19)."""
+    if not experiments:
+        return "No continual results found: nothing to judge yet."
+    ref = CONTINUAL_REFERENCE
+    out = []
+
+    def both(a: str, b: str, title: str, extra: str = "") -> None:
+        rows = _pairs(experiments, a, b)
+        head = f"- *{title}* `{a}` − `{b}`"
+        if all(r is None for r in rows.values()):
+            missing = [m for m in (a, b) if not any(m in e.runs for e in experiments.values())]
+            out.append(f"{head}: {NOT_MEASURED} (no `{'`, `'.join(missing) or a}` runs in the results files)." + extra)
+            return
+        out.append(f"{head}, final average accuracy: {_judged(rows, 'avg_acc')}. BWT: {_judged(rows, 'bwt')}. "
+                   f"Learning accuracy: {_judged(rows, 'learning_acc')}. Task-incremental final average accuracy: "
+                   f"{_judged(rows, 'task_avg_acc')}." + extra)
+
+    both("cms", ref, "Does multi-frequency training (CMS) reduce forgetting?")
+    both("hope", ref, "Does the HOPE-style learner (memory reset per query) reduce forgetting?")
+    both("hope", "cms", "Does its in-context memory add anything to the CMS?")
+    both("hope-persistent", "hope", "Does a memory that persists across the stream keep more?",
+         " Its state at evaluation is the one the training stream left (`docs/decisions.md#continual-hope-persistent`).")
+    both("hope-persistent", ref, "And against fine-tuning?")
+    for m, title in (("ewc", "EWC against fine-tuning:"), ("replay", "Replay (a stated buffer budget) against "
+                                                                      "fine-tuning:"), ("lwf", "LwF against fine-tuning:")):
+        both(m, ref, title)
+    head = {}
+    for stream, exp in experiments.items():  # within one run: task-IL minus class-IL final accuracy
+        vals = continual_seed_values(exp.runs[ref]) if ref in exp.runs else {}
+        ok = vals and all("task_avg_acc" in v for v in vals.values())
+        head[stream] = None if not ok else {
+            "avg_acc": paired([v["task_avg_acc"] for v in vals.values()], [v["avg_acc"] for v in vals.values()])}
+    out.append("- *How much of fine-tuning's forgetting is the shared head?* Its task-incremental final average "
+               "accuracy (the task given at test time) minus its class-incremental one, the same runs: "
+               + (f"{NOT_MEASURED} (the runs in the results files predate the task-incremental evaluation)"
+                  if all(h is None for h in head.values()) else
+                  f"{_judged(head, 'avg_acc')}; better here means higher with the task given, i.e. that part of the "
+                  "class-incremental loss was the head's choice between tasks, not lost features") + ".")
+    claim = []
+    for arm in ("hope", "hope-persistent"):
+        for other in (ref, "ewc"):
+            rows = {s: r for s, r in _pairs(experiments, arm, other).items() if s != "permuted-digits"}
+            claim.append(f"`{arm}` against `{other}`: {_tally(rows, 'avg_acc')}")
+    out.append("- *The paper's claim* (HOPE ahead of EWC and of plain training on class-incremental intent "
+               "streams; Sec. 9.1, figures only), final average accuracy on our class-incremental streams, by the "
+               "same rule: " + "; ".join(claim) + ".")
+    if any(not r["provenance"]["ok"] for exp in experiments.values() for r in continual_rows(exp)):
+        out.append(f"- Every number above comes from files marked † in the tables: {PROVENANCE_NOTE.split(' ', 1)[1]}.")
+    return "\n".join(out)
+
+
+def continual_tuning_rows(experiments: dict[str, Experiment]) -> list[dict[str, Any]]:
+    """The tuning record of every run (its ``config["tuning"]``, either layout:
+    :func:`nlteach.continual.runner.method_tuning`), for every learner of
+    :func:`nlteach.continual.learners.available_learners` on every stream: ``{"dataset", "method",
+    "record", "run"}``; ``record`` None when the run used the defaults (not tuned) or there is no run
+    (``run`` False: not measured yet)."""
+    rows = []
+    for stream, exp in experiments.items():
+        by_method = {r.get("config", {}).get("method", name): r for name, r in exp.runs.items()}
+        for method in [*available_learners(), *(m for m in by_method if m not in available_learners())]:
+            r = by_method.get(method)
+            cfg = (r or {}).get("config", {})
+            tuning = cfg.get("tuning") if isinstance(cfg.get("tuning"), dict) else None
+            rec = None
+            if tuning is not None:
+                rec = (normalize_record(tuning, dataset=stream) if "axes" in tuning
+                       else method_tuning({stream: tuning}, stream, method))
+            rows.append({"dataset": stream, "method": method, "record": rec, "run": r is not None})
+    return rows
+
+
+def grid_value_text(v: Any) -> str:
+    return "-".join(map(str, v)) if isinstance(v, list | tuple) else format(v, "g")
+
+
+def tuning_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown, one row per (stream, method): the knobs and their values, the number of points run
+    (the budget is :data:`nlteach.continual.tune.GRID_POINTS` per learner, plus widenings), the chosen
+    point, its validation scores (final average accuracy, the criterion; BWT; learning accuracy, "not
+    measured yet" in records that predate it), and whether the choice still sits on an edge of its grid."""
+    body = []
+    for r in rows:
+        rec = r["record"]
+        if rec is None:
+            what = "not tuned (defaults)" if r.get("run", True) else f"{NOT_MEASURED} (no run)"
+            body.append([r["dataset"], r["method"], what, "0", "", "", "", "", ""])
+            continue
+        knobs = "; ".join(f"{k} ∈ {{{', '.join(grid_value_text(v) for v in vs)}}}" for k, vs in rec["axes"].items())
+        chosen = rec.get("chosen") or {}
+        at = next((i for i, p in enumerate(rec["points"]) if json.dumps(p) == json.dumps(chosen)), None)
+
+        def score(key: str, at: int | None = at, rec: dict[str, Any] = rec) -> str:
+            v = None if at is None else (rec.get(key) or [None] * len(rec["points"]))[at]
+            return NOT_MEASURED if v is None and at is not None else "" if v is None else f"{v:.3f}"
+
+        edge = [k for k, vs in rec["axes"].items() if len(vs) > 1 and k in chosen
+                and json.dumps(chosen[k]) in (json.dumps(vs[0]), json.dumps(vs[-1]))]
+        body.append([r["dataset"], r["method"], knobs, str(len(rec["points"])),
+                     ", ".join(f"{k}={grid_value_text(v)}" for k, v in chosen.items()) or "none (every point diverged)",
+                     score("val_avg_acc"), score("val_bwt"), score("val_learning_acc"), ", ".join(edge) or "no"])
+    return markdown_table(["stream", "learner", "knobs (grid)", "points run", "chosen", "val. avg acc", "val. BWT",
+                           "val. learning acc", "on an edge"], body)
 
 
 def lm_table(rows: list[dict[str, Any]]) -> str:

@@ -230,11 +230,11 @@ def test_tune_checks_every_value_and_the_tuning_file_first(tmp_path, a_file, cap
     err = usage_error(tune.main, [*base, "--param", "ewc_lambda", "--grid", "1", "--update-tuning", str(a_file)],
                       capsys)
     assert "not valid JSON" in err
-    _other_settings(tune.value_folder(tmp_path / "t", "split-digits", "ewc", "ewc_lambda", 10.0))
+    _other_settings(tune.value_folder(tmp_path / "t", "split-digits", "ewc", {"ewc_lambda": 10.0}))
     err = usage_error(tune.main, [*base, "--param", "ewc_lambda", "--grid", "1", "10", "--out", str(tmp_path / "t")],
                       capsys)
     assert "other settings" in err
-    assert not tune.value_folder(tmp_path / "t", "split-digits", "ewc", "ewc_lambda", 1.0).exists()
+    assert not tune.value_folder(tmp_path / "t", "split-digits", "ewc", {"ewc_lambda": 1.0}).exists()
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -15,6 +16,7 @@ from nlteach.continual import (
     backward_transfer,
     draw_acc_matrix,
     draw_avg_acc,
+    draw_both_matrices,
     draw_comparison,
     draw_memory_trace,
     first_tasks,
@@ -30,11 +32,24 @@ from nlteach.continual import (
     summarize,
 )
 from nlteach.continual import runner as runner_mod
+from nlteach.continual import tune as tune_mod
 from nlteach.continual.__main__ import main
+from nlteach.continual.hope import PersistentHopeLearner
 from nlteach.continual.learners import LearnerConfig, register_learner
 from nlteach.continual.runner import TUNING, TUNING_FILE, ContinualConfig, train_task
 from nlteach.continual.streams import hashed_ngram_sequence, take
-from nlteach.continual.tune import as_records, merge_records, tune, value_folder
+from nlteach.continual.tune import (
+    GRID_POINTS,
+    TUNING_PLAN,
+    as_records,
+    file_provenance,
+    grid_points,
+    merge_records,
+    read_records,
+    tune,
+    value_folder,
+    widen,
+)
 from nlteach.continual.tune import main as tune_main
 from nlteach.runs.io import (
     CheckpointWarning,
@@ -82,7 +97,7 @@ def test_no_forgetting_and_perfect_memory():
 def test_summary_mean_std_over_seeds():
     R2 = [[1.0, 0.0, 0.0], [0.5, 1.0, 0.0], [0.5, 0.5, 1.0]]
     s = summarize([R3, R2])
-    assert set(s) == {"avg_acc", "bwt", "forgetting"}
+    assert set(s) == {"avg_acc", "bwt", "forgetting", "learning_acc"}
     assert s["bwt"]["mean"] == pytest.approx((backward_transfer(R3) + backward_transfer(R2)) / 2)
     assert s["bwt"]["std"] == pytest.approx(np.std([backward_transfer(R3), backward_transfer(R2)], ddof=1))
     assert s["bwt"]["n"] == 2 and s["bwt"]["dropped"] == 0 and s["bwt"]["ci95"][0] < s["bwt"]["mean"]
@@ -169,12 +184,12 @@ def test_hashed_ngrams():
 
 
 def test_learners_are_registered_once():
-    assert available_learners() == ["finetune", "ewc", "replay", "lwf", "cms", "hope", "joint"]
+    assert available_learners() == ["finetune", "ewc", "replay", "lwf", "cms", "hope", "hope-persistent", "joint"]
     with pytest.raises(ValueError, match="registered twice"):
         register_learner("finetune")(type("X", (), {}))
 
 
-@pytest.mark.parametrize("method", ["finetune", "ewc", "replay", "lwf", "cms", "hope", "joint"])
+@pytest.mark.parametrize("method", ["finetune", "ewc", "replay", "lwf", "cms", "hope", "hope-persistent", "joint"])
 def test_each_learner_runs_end_to_end_tiny(method):
     cfg = preset_config("split-digits", method, "tiny", seeds=(0,))
     res = run(cfg)
@@ -234,7 +249,7 @@ def test_same_backbone_size_and_initial_weights():
     for m in available_learners():
         torch.manual_seed(0)
         L = make_learner(m, s, cfg.learner)
-        if m != "hope":  # its encoder reads a sequence; the rest of its backbone is the same
+        if not m.startswith("hope"):  # their encoder reads a sequence; the rest of the backbone is the same
             sizes.add(sum(p.numel() for p in L.model.parameters()))
         shared.add(sum(p.numel() for n, p in L.model.named_parameters() if not n.startswith("encoder.")))
         inits.append([L.model.head.weight.detach().clone(), L.model.body.blocks[2].W_in.detach().clone()])
@@ -251,16 +266,17 @@ def _check_schema(res: dict, n_seeds: int, T: int) -> None:
     assert {"git_commit", "git_dirty", "command", "device"} <= set(res["provenance"])
     assert len(res["per_seed"]) == n_seeds
     for p in res["per_seed"]:
-        assert set(p) == {"seed", "acc_matrix"} and isinstance(p["seed"], int)
-        R = p["acc_matrix"]
-        assert len(R) == T and all(len(r) == T for r in R)
-        assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for r in R for v in r)
-    assert set(res["summary"]) == {"avg_acc", "bwt", "forgetting"}
+        assert set(p) == {"seed", "acc_matrix", "acc_matrix_task"} and isinstance(p["seed"], int)
+        for R in (p["acc_matrix"], p["acc_matrix_task"]):
+            assert len(R) == T and all(len(r) == T for r in R)
+            assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for r in R for v in r)
+    assert set(res["summary"]) == {p + k for p in ("", "task_") for k in ("avg_acc", "bwt", "forgetting", "learning_acc")}
     for v in res["summary"].values():
         assert set(v) == {"mean", "std", "n", "ci95", "dropped"} and v["n"] == n_seeds and v["dropped"] == 0
 
 
-@pytest.mark.parametrize("method, seeds", [("cms", (0, 1)), ("ewc", (0, 1)), ("replay", (0, 1)), ("hope", (0,))])
+@pytest.mark.parametrize("method, seeds", [("cms", (0, 1)), ("ewc", (0, 1)), ("replay", (0, 1)), ("hope", (0,)),
+                                           ("hope-persistent", (0,))])
 def test_resume_after_interruption_gives_the_same_results(tmp_path, method, seeds):
     cfg = preset_config("split-digits", method, "tiny", seeds=seeds)
     ref = run(cfg, tmp_path / "ref", figures=False)
@@ -386,45 +402,127 @@ def test_hashed_ngram_sequence_is_causal_and_deterministic():
 
 
 def test_tune_picks_the_best_validation_score(capsys):
-    rec = tune("split-digits", "lwf", "lwf_temperature", [1.0, 4.0], preset="tiny", seeds=(0,))
-    assert rec["split"] == "val" and rec["grid"] == [1.0, 4.0] and len(rec["val_avg_acc"]) == 2
-    assert rec["chosen"] == rec["grid"][int(np.argmax(rec["val_avg_acc"]))]
+    rec = tune("split-digits", "lwf", {"lwf_temperature": [1.0, 4.0]}, preset="tiny", seeds=(0,), max_widenings=0)
+    assert rec["split"] == "val" and rec["axes"] == {"lwf_temperature": [1.0, 4.0]} and len(rec["val_avg_acc"]) == 2
+    assert rec["chosen"] == rec["points"][int(np.argmax(rec["val_avg_acc"]))]
+    assert rec["on_edge"] == ["lwf_temperature"] and rec["budget"] == GRID_POINTS
     assert "val avg acc" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown setting 'temperature'"):
+        tune("split-digits", "lwf", {"temperature": [1.0]}, preset="tiny")
+
+
+def test_every_learner_gets_the_same_tuning_budget():
+    assert set(TUNING_PLAN) == set(available_learners())
+    for method, axes in TUNING_PLAN.items():
+        assert len(grid_points(axes)) == GRID_POINTS, method
+        assert all(list(v) == sorted(v) for v in axes.values()), method  # widen reads the edges
+        preset_config("clinc150", method, "laptop", **grid_points(axes)[0])  # every knob is a setting
+    assert "replay_size" not in TUNING_PLAN["replay"]  # a stated budget, not a knob
+
+
+def test_widen_grows_an_axis_at_the_edge_it_chose():
+    assert widen("lr", [1e-3, 3e-3], 3e-3) == [1e-3, 3e-3, 9e-3]
+    assert widen("ewc_lambda", [1e2, 1e4, 1e6], 1e2) == [1.0, 1e2, 1e4, 1e6]
+    assert widen("lr", [1e-3, 3e-3, 1e-2], 3e-3) is None  # inside
+    assert widen("lr", [1e-3], 1e-3) is None  # one value: no edge to read
+    assert widen("hope_chunk_size", [8, 24], 8) == [3, 8, 24]
+    assert widen("periods", [(1, 2, 4, 8), (1, 4, 16, 64), (1, 8, 64, 512)], (1, 8, 64, 512))[-1] == (1, 16, 256, 4096)
+    assert widen("periods", [[1, 2, 4, 8], [1, 4, 16, 64]], [1, 2, 4, 8])[0] == (1, 1, 1, 1)
+
+
+def test_tune_widens_until_the_choice_is_inside(monkeypatch):
+    """A fake stream whose validation score peaks at lr = 0.3: the grid grows past its upper edge
+    twice (the limit), the choice is recorded as still on the edge, every point is recorded once."""
+    seen = []
+
+    def fake_run(cfg, folder, **kw):
+        seen.append(cfg.learner.lr)
+        acc = 1.0 - abs(np.log10(cfg.learner.lr) - np.log10(0.3)) / 10
+        R = [[acc, 0.0], [acc, acc]]
+        return {"per_seed": [{"seed": 0, "acc_matrix": R}], "summary": summarize([R])}
+
+    monkeypatch.setattr(tune_mod, "run", fake_run)
+    rec = tune("split-digits", "finetune", {"lr": [1e-3, 3e-3]}, preset="tiny", seeds=(0,))
+    assert rec["axes"]["lr"] == pytest.approx([1e-3, 3e-3, 9e-3, 2.7e-2]) and len(seen) == 4
+    assert rec["chosen"] == {"lr": rec["axes"]["lr"][-1]} and rec["on_edge"] == ["lr"]
+    assert rec["widenings"] == {"lr": 2}
+    seen.clear()
+    rec = tune("split-digits", "finetune", {"lr": [0.1, 0.3, 1.0]}, preset="tiny", seeds=(0,))
+    assert rec["chosen"] == {"lr": 0.3} and rec["on_edge"] == [] and len(seen) == 3
+
+    def diverging(cfg, folder, **kw):
+        if cfg.learner.lr > 0.5:
+            raise FloatingPointError("boom")
+        return fake_run(cfg, folder, **kw)
+
+    monkeypatch.setattr(tune_mod, "run", diverging)
+    rec = tune("split-digits", "finetune", {"lr": [0.1, 1.0]}, preset="tiny", seeds=(0,), max_widenings=0)
+    assert rec["val_avg_acc"][1] is None and rec["chosen"] == {"lr": 0.1}
 
 
 def test_tune_cli_resumes_refuses_other_settings_and_merges(tmp_path, capsys):
     tuning = tmp_path / "tuning.json"
     tuning.write_text(json.dumps({"clinc150": TUNING["clinc150"]}))
     args = ["--dataset", "split-digits", "--method", "lwf", "--param", "lwf_temperature", "--grid", "1", "4",
-            "--preset", "tiny", "--out", str(tmp_path / "t"), "--update-tuning", str(tuning)]
+            "--widen", "0", "--preset", "tiny", "--out", str(tmp_path / "t"), "--update-tuning", str(tuning)]
     assert tune_main(args) == 0
-    assert (value_folder(tmp_path / "t", "split-digits", "lwf", "lwf_temperature", 4.0) / "results.json").exists()
+    assert (value_folder(tmp_path / "t", "split-digits", "lwf", {"lwf_temperature": 4.0}) / "results.json").exists()
     merged = read_json(tuning)
     assert merged["clinc150"] == TUNING["clinc150"]  # untouched
-    assert merged["split-digits"]["lwf_temperature"]["grid"] == [1.0, 4.0]
+    assert merged["split-digits"]["lwf"]["axes"] == {"lwf_temperature": [1.0, 4.0]}
     assert tune_main(args) == 0  # finished: read back, and the record is replaced, not repeated
-    assert len(read_json(tmp_path / "t" / "tuning.json")) == 1
+    written = read_json(tmp_path / "t" / "tuning.json")
+    assert len(written["records"]) == 1 and written["records"][0]["provenance"]["command"].endswith(str(tuning))
+    assert written["provenance"]["git_commit"] == written["records"][0]["provenance"]["git_commit"]
+    assert "--method lwf" in written["provenance"]["command"]
     capsys.readouterr()
     assert tune_main([*args[:-2], "--preset", "laptop"]) == 2
     err = capsys.readouterr().err
     assert "other settings" in err and "preset: saved 'tiny', now 'laptop'" in err
     with pytest.raises(SystemExit):
+        tune_main(["--dataset", "split-digits", "--method", "lwf", "--param", "lwf_temperature"])  # no --grid
+    with pytest.raises(SystemExit):
         tune_main(["--help"])
+    package = tmp_path / "package.json"
+    assert tune_main(["--merge", str(tmp_path / "t" / "tuning.json"), "--update-tuning", str(package)]) == 0
+    assert read_json(package)["split-digits"]["lwf"] == merged["split-digits"]["lwf"]
+    with pytest.raises(SystemExit):
+        tune_main(["--merge", str(tmp_path / "missing.json")])
+    with pytest.raises(SystemExit):
+        tune_main(["--method", "lwf"])  # no --dataset
+    assert [tune_mod._value(t) for t in ("1e-3", "3", "1-4-16")] == [1e-3, 3.0, (1, 4, 16)]
+    for bad in ("inf", "1-x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            tune_mod._value(bad)
 
 
 def test_the_tuning_file_is_the_merge_of_the_committed_records():
     assert TUNING == read_json(TUNING_FILE)
     assert merge_records(as_records(TUNING)) == TUNING  # merging is idempotent
+    committed = runner_mod.RESULTS_ROOT / "continual_tuning_laptop" / "tuning.json"
+    if committed.exists():  # the package ships the committed records
+        assert merge_records(read_records(committed)) == TUNING
 
 
 def test_presets_record_their_tuning(monkeypatch):
-    rec = {"ewc_lambda": {"grid": [1.0, 10.0], "val_avg_acc": [0.1, 0.2], "chosen": 10.0}}
-    monkeypatch.setitem(runner_mod.TUNING, "split-digits", rec)  # the presets read the module's dict
+    rec = {"method": "ewc", "axes": {"ewc_lambda": [1.0, 10.0]}, "points": [{"ewc_lambda": 1.0}, {"ewc_lambda": 10.0}],
+           "val_avg_acc": [0.1, 0.2], "val_bwt": [-0.5, -0.4], "chosen": {"ewc_lambda": 10.0}}
+    monkeypatch.setitem(runner_mod.TUNING, "split-digits", {"ewc": rec})  # the presets read the module's dict
     cfg = preset_config("split-digits", "ewc", "laptop")
-    assert cfg.learner.ewc_lambda == 10.0 and cfg.to_dict()["tuning"] == rec
+    assert cfg.learner.ewc_lambda == 10.0 and cfg.to_dict()["tuning"]["chosen"] == {"ewc_lambda": 10.0}
     assert ContinualConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert preset_config("split-digits", "lwf", "laptop").tuning is None  # a method's record is its own
     tiny = preset_config("split-digits", "ewc", "tiny")  # tuned at laptop: tiny keeps the defaults
     assert tiny.tuning is None and tiny.learner.ewc_lambda == LearnerConfig().ewc_lambda
+    legacy = {"ewc_lambda": {"method": "ewc", "grid": [1.0, 10.0], "val_avg_acc": [0.1, 0.2], "val_bwt": [-0.5, -0.4],
+                             "chosen": 10.0, "seeds": [0], "preset": "laptop", "criterion": "c"}}
+    monkeypatch.setitem(runner_mod.TUNING, "split-digits", legacy)  # the first runs' layout is read too
+    cfg = preset_config("split-digits", "ewc", "laptop")
+    assert cfg.learner.ewc_lambda == 10.0 and cfg.tuning["axes"] == {"ewc_lambda": [1.0, 10.0]}
+    cms = {"method": "cms", "axes": {"periods": [[1, 2], [1, 4]]}, "points": [{"periods": [1, 2]}, {"periods": [1, 4]}],
+           "val_avg_acc": [0.1, 0.2], "val_bwt": [0.0, 0.0], "chosen": {"periods": [1, 4]}}
+    monkeypatch.setitem(runner_mod.TUNING, "split-digits", {"cms": cms})
+    assert preset_config("split-digits", "cms", "laptop").learner.periods == (1, 4)
 
 
 def test_merge_records_extends_a_grid():
@@ -432,8 +530,26 @@ def test_merge_records_extends_a_grid():
             "criterion": "c"}
     recs = [base | {"grid": [1.0, 10.0], "val_avg_acc": [0.1, 0.3], "val_bwt": [-0.9, -0.5]},
             base | {"grid": [100.0], "val_avg_acc": [0.2], "val_bwt": [-0.1]}]
-    m = merge_records(recs)["d"]["ewc_lambda"]
-    assert m["grid"] == [1.0, 10.0, 100.0] and m["val_avg_acc"] == [0.1, 0.3, 0.2] and m["chosen"] == 10.0
+    m = merge_records(recs)["d"]["ewc"]
+    assert m["axes"]["ewc_lambda"] == [1.0, 10.0, 100.0] and m["val_avg_acc"] == [0.1, 0.3, 0.2]
+    assert m["chosen"] == {"ewc_lambda": 10.0} and m["on_edge"] == []
+    two = {"dataset": "d", "method": "cms", "axes": {"periods": [[1, 2]], "lr": [1e-3, 3e-3]}, "seeds": [0],
+           "preset": "laptop", "criterion": "c", "points": [{"periods": [1, 2], "lr": 1e-3}, {"periods": [1, 2], "lr": 3e-3}],
+           "val_avg_acc": [0.5, 0.4], "val_bwt": [0.0, 0.0]}
+    more = two | {"axes": {"periods": [[1, 4]], "lr": [1e-3]}, "points": [{"periods": [1, 4], "lr": 1e-3}],
+                  "val_avg_acc": [0.6], "val_bwt": [0.0]}
+    m = merge_records([two, more])["d"]["cms"]
+    assert len(m["points"]) == 3 and m["chosen"] == {"periods": [1, 4], "lr": 1e-3}
+    assert m["axes"] == {"periods": [[1, 2], [1, 4]], "lr": [1e-3, 3e-3]}
+    other = more | {"axes": {"lr": [1e-2]}, "points": [{"lr": 1e-2}]}  # other knobs: a new search replaces the old
+    assert merge_records([two, other])["d"]["cms"]["points"] == [{"lr": 1e-2}]
+
+
+def test_a_tuning_file_names_one_commit_only_when_every_record_was_made_there():
+    a = {"provenance": {"git_commit": "abc", "git_dirty": [], "command": "x"}}
+    b = {"provenance": {"git_commit": "abc", "git_dirty": ["results/t.json"], "command": "y"}}
+    assert file_provenance([a, b]) == {"git_commit": "abc", "git_dirty": ["results/t.json"], "command": "x\ny"}
+    assert file_provenance([a, {}]) == {"git_commit": None, "git_dirty": None, "command": "x"}  # a legacy record
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,8 +615,9 @@ def test_memory_trace_and_parameter_counts():
         draw_memory_trace(Figure(), tr, ["a"])
     counts = parameter_counts("clinc150", preset_config("clinc150", "finetune", "tiny"))
     assert set(counts) == set(available_learners())
-    assert len({c["total"] for m, c in counts.items() if m != "hope"}) == 1
+    assert len({c["total"] for m, c in counts.items() if not m.startswith("hope")}) == 1
     assert counts["hope"]["total"] - counts["hope"]["encoder"] == counts["cms"]["total"] - counts["cms"]["encoder"]
+    assert counts["hope-persistent"] == counts["hope"]  # the same model; only the memory's lifetime differs
 
 
 def test_load_committed(tmp_path):
@@ -552,3 +669,91 @@ def test_a_rerun_verifies_its_checkpoint_refuses_crafted_ones_and_busy_folders(t
     hold_folder_lock(tmp_path / "ref")
     with pytest.raises(FolderInUse, match=f"{tmp_path / 'ref'} is in use"):
         run(cfg, tmp_path / "ref", figures=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# learning accuracy, the task-incremental evaluation and the persistent HOPE memory
+
+
+def test_learning_accuracy_and_task_measures_in_the_summary():
+    assert learning_accuracy(R3) == pytest.approx(0.8)
+    s = summarize([R3, R3], [np.eye(3).tolist()] * 2)
+    assert s["learning_acc"]["mean"] == pytest.approx(0.8) and s["task_bwt"]["mean"] == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="one matrix per seed"):
+        summarize([R3, R3], [R3])
+    old = {"per_seed": [{"seed": 0, "acc_matrix": R3}], "summary": {"avg_acc": summarize([R3])["avg_acc"]}}
+    assert runner_mod.measure_summary(old, "learning_acc")["mean"] == pytest.approx(0.8)  # recomputed
+    assert runner_mod.measure_summary(old, "task_avg_acc") is None  # not measured by that run
+    assert "not measured yet" in runner_mod.format_table({"finetune": old})
+    with pytest.raises(ValueError, match="key must be one of"):
+        runner_mod.measure_summary(old, "accuracy")
+
+
+def test_task_incremental_rows():
+    cfg = preset_config("split-digits", "finetune", "tiny", seeds=(0,))
+    res = run(cfg)["per_seed"][0]
+    R, Rt = np.array(res["acc_matrix"]), np.array(res["acc_matrix_task"])
+    assert (Rt[np.triu_indices(5, 1)] == 0).all()
+    assert (Rt[np.tril_indices(5)] >= R[np.tril_indices(5)]).all()  # fewer classes to choose from
+    assert Rt[4, :4].mean() > R[4, :4].mean()  # the head's recency bias was most of the forgetting
+    fig = Figure()
+    draw_both_matrices(fig, {"config": cfg.to_dict(), "per_seed": [res]})
+    assert "task-incremental" in fig.axes[1].get_title() and "incremental" not in fig.axes[0].get_title()
+    with pytest.raises(ValueError, match="no 'acc_matrix_task' for seeds"):
+        draw_acc_matrix(Figure(), {"config": cfg.to_dict(), "per_seed": [{"seed": 0, "acc_matrix": R.tolist()}]},
+                        matrix="acc_matrix_task")
+    perm = run(preset_config("permuted-digits", "finetune", "tiny", seeds=(0,), n_tasks=2))["per_seed"][0]
+    assert perm["acc_matrix_task"] == perm["acc_matrix"]  # domain-incremental: every task has every class
+
+
+def _persistent(dataset="banking77", seed=0, **kw):
+    cfg = preset_config(dataset, "hope-persistent", "tiny", seeds=(seed,), **kw)
+    s = runner_mod.build_stream(cfg, seed)
+    torch.manual_seed(seed)
+    return make_learner("hope-persistent", s, cfg.learner), s, cfg
+
+
+def test_persistent_memory_ignores_padding_exactly():
+    """The state each input ends in is the state after its last real byte: as if read alone."""
+    L, s, _ = _persistent(max_len=48)
+    enc = L.model.encoder
+    xa = s.tasks[0].x_train
+    order = xa[1].sum(1).argsort()
+    x = take(xa, torch.cat([order[:2], order[-2:]]))
+    h, mask = enc.tokens(x)
+    h = enc.norm_in(h)
+    assert mask.sum(1).min() < mask.shape[1]  # some padding to ignore
+    with torch.no_grad():
+        y, final = enc.read_masked(h, mask, enc.start_states(4))
+        for i in range(4):
+            n = int(mask[i].sum())
+            yi, fi = enc.read_masked(h[i:i + 1, :n], mask[i:i + 1, :n], enc.start_states(1))
+            torch.testing.assert_close(y[i, :n], yi[0])
+            for box in fi:
+                for k in range(2):
+                    torch.testing.assert_close(final[box][k][i], fi[box][k][0], rtol=1e-5, atol=1e-6)
+
+
+def test_persistent_memory_is_carried_and_read_at_evaluation():
+    L, s, cfg = _persistent("split-digits")
+    assert isinstance(L, PersistentHopeLearner)
+    enc = L.model.encoder
+    x_test = s.tasks[0].x_test
+    before = L.logits(x_test)
+    assert enc.state is None  # evaluating writes nothing
+    g = torch.Generator().manual_seed(0)
+    L.train_step(s.tasks[0].x_train[:8], s.tasks[0].y_train[:8], 0, g)
+    first = {b: (S2.clone(), S1.clone()) for b, (S2, S1) in enc.state.items()}
+    assert all(S2.shape[0] == 1 and not S2.requires_grad for S2, _ in first.values())
+    L.train_step(s.tasks[0].x_train[8:16], s.tasks[0].y_train[8:16], 0, g)
+    assert not torch.equal(enc.state["memory"][0], first["memory"][0])  # updated once per step
+    after = L.logits(x_test)
+    assert torch.equal(L.logits(x_test), after)  # reads, does not write: the same state twice
+    assert torch.equal(L.logits(x_test.flip(0)).flip(0), after)  # and the test order does not matter
+    enc.state = first  # the logits depend on the carried state
+    assert not torch.allclose(L.logits(x_test), after)
+    assert not torch.allclose(before, after)
+    state = L.state_dict()  # the carried state is saved and restored with the learner
+    L2, _, _ = _persistent("split-digits")
+    L2.load_state_dict(state)
+    assert torch.equal(L2.logits(x_test), L.logits(x_test))

@@ -300,3 +300,72 @@ def test_lm_files_from_before_the_in_context_cms_name_their_hope_arms_static(tmp
     old, new = {"per_seed": [rec]}, {"per_seed": [rec], "provenance": {"git_commit": "abc"}}
     assert [r["model"] for r in R._lm_records(old)] == ["hope-static-cms"]
     assert [r["model"] for r in R._lm_records(new)] == ["hope"]
+
+
+# ---------------------------------------------------------------------------------------------
+# notebook 10: tables and verdict generated from the continual results files
+
+
+def _continual_run(method, mats, task_mats=None, tuning=None, dataset="split-digits"):
+    per = [{"seed": s, "acc_matrix": m, **({} if task_mats is None else {"acc_matrix_task": task_mats[s]})}
+           for s, m in enumerate(mats)]
+    return {"config": {"dataset": dataset, "method": method, "preset": "laptop", "tuning": tuning},
+            "per_seed": per, "summary": {}}
+
+
+def _shift(M, d):
+    return [[min(1.0, v + d) if j <= i else 0.0 for j, v in enumerate(row)] for i, row in enumerate(M)]
+
+
+def test_notebook10_tables_and_verdict_come_from_the_files(tmp_path):
+    """A new-layout stream (task-incremental matrices, a persistent HOPE arm) beside a legacy one:
+    every number is the files', every missing learner or measure reads 'not measured yet'."""
+    base = [[[0.9, 0.0], [0.1, 0.8]], [[0.8, 0.0], [0.2, 0.9]], [[0.9, 0.0], [0.0, 0.7]]]
+    task = [_shift(m, 0.05) for m in base]
+    new = tmp_path / "continual_split-digits_laptop"
+    rec = {"method": "ewc", "axes": {"ewc_lambda": [1.0, 10.0]}, "points": [{"ewc_lambda": 1.0}, {"ewc_lambda": 10.0}],
+           "val_avg_acc": [0.2, 0.3], "val_bwt": [-0.5, -0.4], "chosen": {"ewc_lambda": 10.0}}
+    _write(new / "finetune" / "results.json", _continual_run("finetune", base, base))
+    _write(new / "hope" / "results.json", _continual_run("hope", base, task))
+    _write(new / "hope-persistent" / "results.json",
+           _continual_run("hope-persistent", [_shift(m, 0.1) for m in base], [_shift(m, 0.1) for m in task]))
+    _write(new / "ewc" / "results.json", _continual_run("ewc", base, base, tuning=rec))
+    legacy = {"ewc_lambda": {"method": "ewc", "grid": [1.0, 10.0], "val_avg_acc": [0.3, 0.2], "val_bwt": [0, 0],
+                             "chosen": 1.0, "seeds": [0], "preset": "laptop", "criterion": "c"}}
+    old = tmp_path / "continual_banking77_laptop"
+    _write(old / "finetune" / "results.json", _continual_run("finetune", base, dataset="banking77"))
+    _write(old / "ewc" / "results.json", _continual_run("ewc", base, tuning=legacy, dataset="banking77"))
+    exps = R.continual_experiments(tmp_path)
+    assert list(exps) == ["banking77", "split-digits"]  # the order of STREAMS
+
+    rows = {(r["dataset"], r["method"]): r for e in exps.values() for r in R.continual_rows(e)}
+    assert rows[("split-digits", "finetune")]["learning_acc"]["mean"] == pytest.approx((0.85 + 0.85 + 0.8) / 3)
+    assert rows[("split-digits", "hope")]["task_avg_acc"]["mean"] > rows[("split-digits", "hope")]["avg_acc"]["mean"]
+    assert rows[("banking77", "finetune")]["task_avg_acc"] is None  # legacy: not measured
+    overview = R.continual_overview(exps)
+    assert "learning accuracy" in overview and "task-IL BWT" in overview and R.NOT_MEASURED in overview
+
+    pair = R.continual_pair(exps["split-digits"], "hope-persistent", "hope")
+    assert pair["avg_acc"]["mean"] == pytest.approx(0.1) and pair["avg_acc"]["sign"] == 1  # +0.1 on every seed
+    table = R.continual_paired_table(exps, [("hope-persistent", "hope"), ("cms", "finetune")])
+    assert "| hope-persistent − hope | final avg. accuracy | not measured yet | +0.100 [+0.100, +0.100] better † |" \
+        in table  # † these files record no provenance
+    assert table.count(R.NOT_MEASURED) == 4 + 2 * 4  # 4 measures: banking77 has no persistent arm; no cms anywhere
+    with pytest.raises(ValueError, match="measures must be in"):
+        R.continual_paired_table(exps, [("hope", "finetune")], measures=("accuracy",))
+
+    verdict = R.continual_verdict(exps)
+    assert "`hope-persistent` − `hope`, final average accuracy: better on split-digits; not measured yet on banking77" \
+        in verdict
+    assert "`cms` − `finetune`: not measured yet (no `cms` runs in the results files)" in verdict
+    assert "minus its class-incremental one, the same runs: no detectable difference on split-digits" in verdict
+    assert R.continual_verdict({}).startswith("No continual results")
+    assert R.paired_words(None) == R.NOT_MEASURED
+    assert R.paired_words({"n": 3, "mean": 0.1, "ci95": [0.05, 0.15], "sign": 1}, higher_is_better=False).endswith("worse")
+
+    tuning = R.tuning_table(R.continual_tuning_rows(exps))
+    assert ("| banking77 | ewc | ewc_lambda ∈ {1, 10} | 2 | ewc_lambda=1 | 0.300 | 0.000 | not measured yet | "
+            "ewc_lambda |") in tuning  # a record of the first layout
+    assert "| split-digits | ewc | ewc_lambda ∈ {1, 10} | 2 | ewc_lambda=10 | 0.300 | -0.400 |" in tuning
+    assert "| split-digits | hope | not tuned (defaults) | 0 |" in tuning
+    assert "| banking77 | hope-persistent | not measured yet (no run) | 0 |" in tuning  # every learner has a row

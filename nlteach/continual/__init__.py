@@ -6,9 +6,11 @@
 Modules: :mod:`~nlteach.continual.streams` (class-incremental CLINC150, Banking77, split digits;
 domain-incremental permuted digits; hashed n-gram text features), :mod:`~nlteach.continual.learners`
 (one backbone; fine-tuning, EWC, replay, LwF, multi-frequency CMS, joint),
-:mod:`~nlteach.continual.hope` (the HOPE-style learner: in-context self-modifying memory + CMS),
-:mod:`~nlteach.continual.tune` (hyper-parameters chosen on validation splits),
-:mod:`~nlteach.continual.metrics` (accuracy matrix, average accuracy, BWT, forgetting),
+:mod:`~nlteach.continual.hope` (the HOPE-style learners: in-context self-modifying memory + CMS, the
+memory reset per input or carried across the stream),
+:mod:`~nlteach.continual.tune` (every learner's knobs chosen on validation splits, the same budget each),
+:mod:`~nlteach.continual.metrics` (accuracy matrix, average accuracy, BWT, forgetting, learning
+accuracy; class- and task-incremental),
 :mod:`~nlteach.continual.runner` (presets, resumable runs, results.json) and
 :mod:`~nlteach.continual.plots`.
 """
@@ -31,7 +33,13 @@ from nlteach.continual.metrics import (
     learning_accuracy,
     summarize,
 )
-from nlteach.continual.plots import draw_acc_matrix, draw_avg_acc, draw_comparison, draw_trace
+from nlteach.continual.plots import (
+    draw_acc_matrix,
+    draw_avg_acc,
+    draw_both_matrices,
+    draw_comparison,
+    draw_trace,
+)
 from nlteach.continual.runner import (
     ContinualConfig,
     comparison_rows,
@@ -50,7 +58,7 @@ from nlteach.runs.seeds import load_results
 __all__ = [
     "LEARNERS", "STREAMS", "Backbone", "ContinualConfig", "Learner", "LearnerConfig", "Stream", "Task",
     "available_learners", "average_accuracy", "backward_transfer", "comparison_rows", "comparison_table",
-    "draw_acc_matrix", "draw_avg_acc", "draw_comparison", "draw_memory_trace", "draw_trace", "first_tasks",
+    "draw_acc_matrix", "draw_both_matrices", "draw_avg_acc", "draw_comparison", "draw_memory_trace", "draw_trace", "first_tasks",
     "forgetting", "format_table", "hashed_ngrams", "learning_accuracy", "load_committed", "load_results",
     "make_learner", "make_stream", "memory_trace", "parameter_counts", "preset_config", "run", "run_methods", "run_seed", "summarize", "trace_tasks",
 ]

@@ -28,9 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "Rerun the same command to resume: finished seeds are kept, an interrupted seed "
                     "continues from its last finished task; other settings in the same --out are refused "
                     "(the error names them) unless --overwrite.",
-        epilog="Learners: finetune, ewc, replay, lwf, cms, hope (in-context self-modifying memory + CMS), joint. "
-               "EWC's lambda and LwF's temperature come from validation-split tuning (python -m "
-               "nlteach.continual.tune); results.json records it under config.tuning.")
+        epilog="Learners: finetune, ewc, replay, lwf, cms, hope (in-context self-modifying memory reset per "
+               "input + CMS), hope-persistent (the same memory carried across the stream), joint. Each learner's "
+               "own knobs come from validation-split tuning with the same budget (python -m "
+               "nlteach.continual.tune); results.json records the method's record under config.tuning.")
     p.add_argument("--dataset", required=True, choices=STREAMS)
     p.add_argument("--method", nargs="+", default=["finetune"], choices=[*available_learners(), "all"],
                    help="one or more learners, or 'all'. With several, each writes to OUT/<method>/.")

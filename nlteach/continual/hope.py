@@ -32,21 +32,23 @@ input), and that adaptation is discarded before the next query. Nothing learned 
 carried across examples or tasks; what is carried across tasks is the outer (slow) learning of the
 initial memories, projections, CMS levels and head, by backpropagation, as for every other learner.
 
-**Not done: a memory that keeps its state across the examples of a stream.** The paper's continual
-claim is closer to a fast memory whose state persists from example to example (and from task
-to task), so that the stream itself is the context. That needs decisions we could not test
-properly in this issue: which state is carried when a batch holds 32 parallel sequences (a mean of
-32 final states is no longer any sequence's state), whether the test queries may write to it
-(then the accuracy depends on the test order), and how it interacts with the meta-learned
-initial state that backpropagation trains. We leave it out rather than ship an untested guess.
-The functional form :meth:`HopeEncoder.read` takes and returns the memory state, so such a
-variant can be built on it.
+**The second arm: a memory that keeps its state across the stream** (``method="hope-persistent"``,
+:class:`PersistentHopeLearner`). The paper's continual claim is about a fast memory whose state
+persists from example to example and from task to task, so that the stream itself is the context.
+That arm carries the state of all five memories from batch to batch and never resets it: every
+query of a batch starts from the carried state, and after each optimizer step the carried state
+becomes the mean over the batch of the states the queries end in (after their last real byte:
+padding writes nothing, :meth:`PersistentHopeEncoder.read_masked`). Evaluation reads every test
+query from the state the training stream left (after task t: the state after its last step), and
+discards the test queries' own writes. The choices and why:
+``docs/decisions.md#continual-hope-persistent``.
 
-**Stability.** The memory's largest in-context learning rate is ``eta_max = 0.2``, the value
-:class:`nlteach.models.HopeLM` used while its laptop-preset NaN was open; since the fix in
-:mod:`nlteach.titans` (choices (b) and (g), which our committed runs already used) HopeLM uses 1.0.
-We kept 0.2 and did not tune it. None of our runs diverged. A non-finite loss is not skipped or
-hidden: the learner raises ``FloatingPointError`` naming the task and step, and the run stops there.
+**Stability.** The memory's largest in-context learning rate ``eta_max`` defaults to 0.2, the value
+:class:`nlteach.models.HopeLM` used while its laptop-preset NaN was open; the fair tuning
+(:mod:`nlteach.continual.tune`, ``docs/decisions.md#continual-fair-tuning``) chooses it and the chunk
+size on validation data for both arms. A non-finite loss is not skipped or hidden: the learner
+raises ``FloatingPointError`` naming the task and step, and the run stops there (a tuning point
+that diverges is recorded as diverged).
 """
 
 from __future__ import annotations
@@ -132,16 +134,85 @@ class HopeEncoder(nn.Module):
         return self.norm_out((w[..., None] * h).sum(1))  # [B, dim]
 
 
+class PersistentHopeEncoder(HopeEncoder):
+    """:class:`HopeEncoder` whose memory state persists across the inputs of a stream
+    (``docs/decisions.md#continual-hope-persistent``).
+
+    ``state`` is the carried state of all five memories (``{box: (S2 [1, H, d, hidden], S1 [1, H,
+    hidden, d])}``, detached), or None at the start of the stream, where the meta-learned initial
+    memories stand for it. Every input of a batch starts from ``state`` and writes in context as in
+    :class:`HopeEncoder`; in training mode the forward also keeps ``pending``: the mean over the
+    batch of the state each input ends in (at its last real token). :meth:`commit` makes ``pending``
+    the new ``state`` (the learner calls it after each optimizer step), so evaluation reads from the
+    state the training stream left, and the evaluated inputs' own writes are discarded.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.state: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.pending: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def start_states(self, B: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The state every one of ``B`` inputs starts from: the carried ``state`` (or, before the first
+        step, the meta-learned initial memories), expanded to ``[B, H, ...]``."""
+        if self.state is None:
+            return self.memory.initial_states(B)
+        return {b: (S2.expand(B, -1, -1, -1), S1.expand(B, -1, -1, -1)) for b, (S2, S1) in self.state.items()}
+
+    def read_masked(self, h: torch.Tensor, mask: torch.Tensor, states: dict) -> tuple[torch.Tensor, dict]:
+        """The memory layer on normalized tokens ``h [B, T, dim]`` with real-token ``mask [B, T]``
+        (padding last), from ``states``. Returns ``(y [B, T, dim], final)``, ``final[box]`` the state
+        of each input after its **last real token**.
+
+        Padding writes nothing: its ``u`` and ``q`` are set to 0, so its keys, values and gate inputs
+        are 0 (``M(0) = 0`` for every memory, Eq. 89), the gradient terms vanish and each padding
+        token only decays every memory by its retention at zero input, ``alpha_pad =
+        sigmoid(b_alpha)`` per head (Eq. 85). The state after the last real token is therefore the
+        final state divided by ``alpha_pad ** n_pad``, exactly (tested against reading each input alone).
+        """
+        m = self.memory
+        B, T, dim = h.shape
+        u, q = m.inputs(h)  # [B, H, T, d]
+        keep = mask[:, None, :, None].to(u.dtype)
+        fn = self_modifying_titans_naive if m.impl == "naive" else self_modifying_titans_chunked
+        o, (final, _) = fn(u * keep, q * keep, states, m.readout(), **m.opts)
+        n_pad = (T - mask.sum(1)).to(u.dtype)  # [B]
+        scale = torch.exp(-n_pad[:, None] * torch.log(torch.sigmoid(m.b_alpha.detach()))[None, :])  # [B, H]
+        if not torch.isfinite(scale).all():
+            raise FloatingPointError(f"persistent HOPE memory: the padding's decay cannot be undone (retention "
+                                     f"{torch.sigmoid(m.b_alpha).tolist()} over up to {int(n_pad.max())} padding tokens).")
+        s = scale[:, :, None, None]
+        final = {b: (S2 * s, S1 * s) for b, (S2, S1) in final.items()}
+        return m.W_out(o.transpose(1, 2).reshape(B, T, dim)), final
+
+    def forward(self, x: Inputs) -> torch.Tensor:
+        h, mask = self.tokens(x)
+        y, final = self.read_masked(self.norm_in(h), mask, self.start_states(h.shape[0]))
+        h = h + y  # [B, T, dim]: each read sees the carried state and the writes of earlier tokens
+        if self.training:
+            self.pending = {b: (S2.detach().mean(0, keepdim=True), S1.detach().mean(0, keepdim=True))
+                            for b, (S2, S1) in final.items()}
+        w = mask / mask.sum(1, keepdim=True).clamp(min=1.0)
+        return self.norm_out((w[..., None] * h).sum(1))  # [B, dim]
+
+    def commit(self) -> None:
+        """The carried state becomes the mean final state of the last training batch (if there was one)."""
+        if self.pending is not None:
+            self.state, self.pending = self.pending, None
+
+
 class HopeBackbone(Backbone):
-    """:class:`HopeEncoder` followed by the shared CMS chain, LayerNorm and head."""
+    """:class:`HopeEncoder` (or ``encoder_cls``) followed by the shared CMS chain, LayerNorm and head."""
 
     def __init__(self, input_kind: str, input_dim: int, n_classes: int, dim: int, hidden: int,
-                 periods: tuple[int, ...], *, n_heads: int, chunk_size: int, eta_max: float) -> None:
+                 periods: tuple[int, ...], *, n_heads: int, chunk_size: int, eta_max: float,
+                 encoder_cls: type[HopeEncoder] = HopeEncoder) -> None:
         self._enc = dict(n_heads=n_heads, chunk_size=chunk_size, eta_max=eta_max)
+        self._encoder_cls = encoder_cls
         super().__init__(input_kind, input_dim, n_classes, dim, hidden, periods)
 
     def make_encoder(self, input_kind: str, input_dim: int, dim: int) -> nn.Module:
-        return HopeEncoder(input_kind, input_dim, dim, **self._enc)
+        return self._encoder_cls(input_kind, input_dim, dim, **self._enc)
 
     def encode(self, x: Inputs) -> torch.Tensor:
         return self.encoder(x)
@@ -152,11 +223,12 @@ class HopeLearner(CMSLearner):
     """HOPE-style learner: in-context self-modifying memory + multi-frequency CMS (module docstring)."""
 
     text_features = "sequence"
+    encoder_cls: type[HopeEncoder] = HopeEncoder
 
     def build_model(self, stream: Stream, cfg: LearnerConfig) -> Backbone:
         return HopeBackbone(stream.input_kind, stream.input_dim, stream.n_classes, cfg.dim, cfg.hidden,
                             self.periods(), n_heads=cfg.hope_heads, chunk_size=cfg.hope_chunk_size,
-                            eta_max=cfg.hope_eta_max)
+                            eta_max=cfg.hope_eta_max, encoder_cls=self.encoder_cls)
 
     @torch.no_grad()
     def logits(self, x: Inputs, group: int = 256) -> torch.Tensor:
@@ -180,6 +252,43 @@ class HopeLearner(CMSLearner):
                 f"{self.opt.step_count + 1}; the self-modifying memory diverged (try a smaller "
                 f"hope_eta_max than {self.cfg.hope_eta_max} or a smaller lr than {self.cfg.lr}).")
         return loss
+
+
+@register_learner("hope-persistent")
+class PersistentHopeLearner(HopeLearner):
+    """The HOPE-style learner whose in-context memory persists across the stream: the state of its
+    five memories is carried from batch to batch and from task to task, never reset
+    (:class:`PersistentHopeEncoder`; ``docs/decisions.md#continual-hope-persistent``).
+
+    - *What persists*: the state ``(S2, S1)`` of the main memory and of the k, v, eta and alpha
+      memories (Eqs. 83-89). The projections, readouts, convolution, CMS and head are weights,
+      trained by backpropagation as for ``hope``.
+    - *When it is updated*: once per optimizer step. The batch's inputs all start from the carried
+      state and write in context, token by token; the new carried state is the mean over the batch of
+      the states they end in (the inputs of one batch are written in parallel, as the tokens of one
+      chunk are: :mod:`nlteach.titans`). It is detached: the outer gradient does not flow into earlier
+      batches (truncated backpropagation of one step). The stream starts from the meta-learned
+      initial memories, which therefore get a gradient on the first step only.
+    - *How it is evaluated*: every test input reads from the carried state as it is when the row is
+      measured (after task t: the state after task t's last step; the last row: after the whole
+      stream); its own writes are discarded, so the accuracy does not depend on the test order.
+    """
+
+    encoder_cls = PersistentHopeEncoder
+
+    def train_step(self, x: Inputs, y: torch.Tensor, t: int, generator: torch.Generator) -> float:
+        loss = super().train_step(x, y, t, generator)
+        self.model.encoder.commit()
+        return loss
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"memory_state": self.model.encoder.state}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        carried = state["memory_state"]
+        dev = self.device
+        self.model.encoder.state = None if carried is None else {
+            b: (S2.to(dev), S1.to(dev)) for b, (S2, S1) in carried.items()}
 
 
 @torch.no_grad()
@@ -245,5 +354,5 @@ def encoder_parameters(learner: Any) -> int:
     return sum(p.numel() for p in learner.model.encoder.parameters())
 
 
-__all__ = ["HopeBackbone", "HopeEncoder", "HopeLearner", "draw_memory_trace", "encoder_parameters", "memory_trace",
+__all__ = ["HopeBackbone", "HopeEncoder", "HopeLearner", "PersistentHopeEncoder", "PersistentHopeLearner", "draw_memory_trace", "encoder_parameters", "memory_trace",
            "parameter_counts"]

@@ -37,6 +37,8 @@
 - ``hope``: HOPE-style (:mod:`nlteach.continual.hope`): the encoder reads the input as a
   sequence through a self-modifying Titans layer that learns in context (within each input),
   followed by the same CMS, norm and head, trained with multi-frequency levels like ``cms``.
+- ``hope-persistent``: the same model whose in-context memory is never reset: its state is
+  carried across the inputs, batches and tasks of the stream (:mod:`nlteach.continual.hope`).
 - ``joint``: the upper bound: at task t it trains on the union of tasks 0..t's training data
   (cumulative joint training, the same number of steps as the others, batches drawn from the
   union); after the last task it has trained on every task at once.
@@ -46,7 +48,8 @@ only calls ``begin_task``, ``training_data``, ``train_step``, ``end_task``, ``lo
 state-dict methods, so a learner with another model (``build_model``) or input features
 (``text_features``), like the HOPE-style learner, is registered without changing the runner.
 
-EWC's lambda and LwF's temperature were tuned on validation splits (``runner.TUNING``).
+Every learner's own knobs are tuned on validation splits with the same budget
+(:mod:`nlteach.continual.tune`, ``runner.TUNING``).
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ class LearnerConfig:
     lwf_temperature: float = 2.0
     hope_heads: int = 4  # the HOPE learner's memory layer (nlteach.continual.hope)
     hope_chunk_size: int = 24  # chunk of its main memory and of its k, v, eta, alpha memories
-    hope_eta_max: float = 0.2  # largest in-context learning rate (not tuned; see nlteach.continual.hope)
+    hope_eta_max: float = 0.2  # largest in-context learning rate (the default; tuned per data set: continual.tune)
 
 
 class Backbone(nn.Module):

@@ -15,6 +15,13 @@ filled; entries above the diagonal are tasks not learned yet). With T tasks:
   the drop from the best accuracy a task ever had (after it was learned) to its final accuracy.
   The max starts at l = j: rows before task j was learned are not counted (in class-incremental
   streams they are 0 by construction; in domain-incremental ones they are chance-level guesses).
+
+**Two evaluations of the same model** (:mod:`nlteach.continual.runner`): ``acc_matrix`` is the
+class-incremental one (argmax over every class seen so far: the model must also tell the tasks
+apart), ``acc_matrix_task`` the task-incremental one (argmax over the evaluated task's own classes:
+the task is given, so the shared head's bias towards the newest classes cannot hurt). Every metric
+above applies to either; :func:`summarize` reports both, the task-incremental ones prefixed
+``task_`` (``docs/decisions.md#continual-task-il``).
 """
 
 from __future__ import annotations
@@ -75,13 +82,30 @@ def forgetting(R: Any) -> float:
     return float(np.mean(drops))
 
 
-def summarize(matrices: Sequence[Any]) -> dict[str, dict[str, Any]]:
-    """The ``summary`` of results.json: final average accuracy, BWT and forgetting, each
-    :func:`nlteach.runs.stats.summarize` over seeds (mean, std, n, ci95, dropped)."""
+MEASURES = ("avg_acc", "bwt", "forgetting", "learning_acc")
+"""The measures of a ``summary``, in table order: final average accuracy, BWT, forgetting, learning accuracy."""
+
+
+def measures(R: Any) -> dict[str, float]:
+    """Every measure of :data:`MEASURES` for one accuracy matrix."""
+    return {"avg_acc": float(average_accuracy(R)[-1]), "bwt": backward_transfer(R), "forgetting": forgetting(R),
+            "learning_acc": learning_accuracy(R)}
+
+
+def summarize(matrices: Sequence[Any], task_matrices: Sequence[Any] | None = None) -> dict[str, dict[str, Any]]:
+    """The ``summary`` of results.json: final average accuracy, BWT, forgetting and learning accuracy
+    (:data:`MEASURES`), each :func:`nlteach.runs.stats.summarize` over seeds (mean, std, n, ci95,
+    dropped). With ``task_matrices`` (the task-incremental matrices of the same seeds) also the same
+    measures of those, under ``task_avg_acc``, ``task_bwt``, ..."""
     if len(matrices) == 0:
         raise ValueError("summarize needs at least one accuracy matrix (one per seed).")
-    return {
-        "avg_acc": summarize_values([average_accuracy(R)[-1] for R in matrices]),
-        "bwt": summarize_values([backward_transfer(R) for R in matrices]),
-        "forgetting": summarize_values([forgetting(R) for R in matrices]),
-    }
+    if task_matrices is not None and len(task_matrices) != len(matrices):
+        raise ValueError(f"task_matrices must hold one matrix per seed like matrices ({len(matrices)}), "
+                         f"got {len(task_matrices)}.")
+    out = {}
+    for prefix, mats in (("", matrices), ("task_", task_matrices)):
+        if mats is None:
+            continue
+        per = [measures(R) for R in mats]
+        out |= {prefix + k: summarize_values([p[k] for p in per]) for k in MEASURES}
+    return out

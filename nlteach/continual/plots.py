@@ -13,16 +13,25 @@ from matplotlib.figure import Figure
 
 from nlteach.continual.metrics import average_accuracy
 
+MATRICES = {"acc_matrix": "class-incremental", "acc_matrix_task": "task-incremental"}
 
-def mean_matrix(results: dict[str, Any]) -> np.ndarray:
-    """The accuracy matrix averaged over seeds, [T, T]."""
-    return np.mean([np.asarray(p["acc_matrix"], dtype=float) for p in results["per_seed"]], axis=0)
+
+def mean_matrix(results: dict[str, Any], matrix: str = "acc_matrix") -> np.ndarray:
+    """The accuracy matrix ``matrix`` (``"acc_matrix"`` or ``"acc_matrix_task"``) averaged over seeds, [T, T]."""
+    if matrix not in MATRICES:
+        raise ValueError(f"matrix must be one of {list(MATRICES)}, got {matrix!r}.")
+    missing = [p.get("seed") for p in results["per_seed"] if p.get(matrix) is None]
+    if missing:
+        raise ValueError(f"the results hold no {matrix!r} for seeds {missing} (a run made before the "
+                         "task-incremental evaluation); nothing to draw.")
+    return np.mean([np.asarray(p[matrix], dtype=float) for p in results["per_seed"]], axis=0)
 
 
 def draw_acc_matrix(fig: Figure, results: dict[str, Any], ax: Any = None, title: str | None = None,
-                    colorbar: bool = True, annotate: bool | None = None) -> None:
-    """Heatmap of the mean accuracy matrix: row i = after learning task i, column j = task j."""
-    R = mean_matrix(results)
+                    colorbar: bool = True, annotate: bool | None = None, matrix: str = "acc_matrix") -> None:
+    """Heatmap of the mean accuracy matrix: row i = after learning task i, column j = task j.
+    ``matrix="acc_matrix_task"``: the task-incremental one (the task given at test time)."""
+    R = mean_matrix(results, matrix)
     T = R.shape[0]
     ax = ax if ax is not None else fig.add_subplot(1, 1, 1)
     im = ax.imshow(R, vmin=0.0, vmax=1.0, cmap="viridis")
@@ -38,9 +47,18 @@ def draw_acc_matrix(fig: Figure, results: dict[str, Any], ax: Any = None, title:
     ax.set_yticks(list(ticks))
     cfg = results["config"]
     n = len(results["per_seed"])
-    ax.set_title(title or f"{cfg['dataset']} / {cfg['method']} (mean of {n} seed{'s' * (n > 1)})", fontsize=9)
+    kind = "" if matrix == "acc_matrix" else f", {MATRICES[matrix]}"
+    ax.set_title(title or f"{cfg['dataset']} / {cfg['method']} (mean of {n} seed{'s' * (n > 1)}{kind})", fontsize=9)
     if colorbar:
         fig.colorbar(im, ax=ax, shrink=0.8, label="accuracy")
+
+
+def draw_both_matrices(fig: Figure, results: dict[str, Any]) -> None:
+    """The class-incremental (left) and task-incremental (right) mean accuracy matrices of one run
+    side by side (:func:`draw_acc_matrix`): how much of what the left one shows as forgotten is
+    still there when the task is given."""
+    for ax, matrix in zip(fig.subplots(1, 2), MATRICES, strict=True):
+        draw_acc_matrix(fig, results, ax=ax, matrix=matrix, colorbar=False)
 
 
 def draw_avg_acc(fig: Figure, results_by_method: dict[str, dict[str, Any]], ax: Any = None,

@@ -4,11 +4,14 @@
 :class:`nlteach.runs.rundir.RunDir`):
 
 - ``results.json``: ``config`` (every setting), ``per_seed`` (a list of
-  ``{"seed": int, "acc_matrix": [[...]]}``, ``acc_matrix[i][j]`` = accuracy on task j after
-  learning task i, every entry filled), ``summary`` (``avg_acc`` = final average accuracy,
-  ``bwt``, ``forgetting``, each :func:`nlteach.runs.stats.summarize` over seeds: mean, std
+  ``{"seed": int, "acc_matrix": [[...]], "acc_matrix_task": [[...]]}``, ``acc_matrix[i][j]`` =
+  accuracy on task j after learning task i, every entry filled; ``acc_matrix_task`` the same with
+  the task given at test time, :func:`evaluate_rows`), ``summary`` (``avg_acc`` = final average
+  accuracy, ``bwt``, ``forgetting``, ``learning_acc`` and the same four of the task-incremental
+  matrices, ``task_avg_acc`` ..., each :func:`nlteach.runs.stats.summarize` over seeds: mean, std
   (ddof=1; NaN for one seed), n, ci95, dropped) and ``provenance`` (commit, dirty files, command,
-  device of the run that wrote the file);
+  device of the run that wrote the file). Files written before the task-incremental evaluation
+  lack ``acc_matrix_task`` and the ``task_`` measures: :func:`measure_summary` reads both kinds;
 - ``acc_matrix.png`` (mean accuracy matrix over seeds) and ``avg_acc.png`` (average accuracy vs
   tasks seen, mean and spread);
 - ``config.json``, ``seeds/seed_<s>.json`` for every finished seed (with its CPU seconds and
@@ -23,10 +26,11 @@ EWC's Fisher, the replay buffer). Other settings in an existing ``out`` are refu
 naming each one (the project's one policy, :mod:`nlteach.runs.rundir`); ``overwrite=True``
 (``--overwrite``) starts over.
 
-**Tuning.** EWC's lambda and LwF's temperature were chosen on validation splits
+**Tuning.** Every learner's own knobs are chosen on validation splits with the same budget
 (:mod:`nlteach.continual.tune`); the records live in ``tuning.json`` beside this module
-(:data:`TUNING_FILE`, read into :data:`TUNING`), which the laptop and full presets read and every
-results.json records under ``config["tuning"]``.
+(:data:`TUNING_FILE`, read into :data:`TUNING`), which the laptop and full presets read: a
+method's chosen point applies to that method only, and its results.json records the method's
+record under ``config["tuning"]`` (None: not tuned yet, the defaults).
 """
 
 from __future__ import annotations
@@ -59,17 +63,56 @@ from nlteach.runs.stats import summarize as summarize_values
 from nlteach.runs.tables import markdown_table, pm_summary, text_table
 from nlteach.runs.threads import torch_threads
 
-CHECKPOINT_VERSION = 2  # 2: the run's settings stored flat, under "settings"
+CHECKPOINT_VERSION = 3  # 2: the run's settings stored flat, under "settings"; 3: task-incremental rows
 
 TUNING_FILE: Path = Path(__file__).with_name("tuning.json")
 """Hyper-parameters tuned on the validation split (``python -m nlteach.continual.tune``, laptop
 preset, seeds 0 1; the raw records are in ``results/continual_tuning_laptop/tuning.json``, merged
-by :func:`nlteach.continual.tune.merge_records`): ``{dataset: {param: record}}``. Shipped with the
+by :func:`nlteach.continual.tune.merge_records`): ``{dataset: {method: record}}``. Shipped with the
 package."""
 
 TUNING: dict[str, dict[str, dict[str, Any]]] = read_json(TUNING_FILE)
 """The contents of :data:`TUNING_FILE`. Used by the laptop and full presets; the tiny preset (CI)
 keeps :class:`LearnerConfig`'s defaults."""
+
+
+def normalize_record(raw: dict[str, Any], *, dataset: str | None = None, param: str | None = None) -> dict[str, Any]:
+    """A tuning record in the layout of :mod:`nlteach.continual.tune` (``axes``, ``points``, scores
+    per point, ``chosen`` a point ``{param: value}``). A record of the first tuning runs (one
+    parameter: ``param``, ``grid``, ``chosen`` a value) becomes the one-axis record of the same
+    numbers; ``dataset`` and ``param`` fill in what a record stored inside a tuning file leaves to its keys."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"a tuning record must be a dict, got {type(raw).__name__}.")
+    rec = dict(raw)
+    if dataset is not None:
+        rec.setdefault("dataset", dataset)
+    if "axes" in rec:
+        rec.setdefault("val_learning_acc", [None] * len(rec["points"]))
+        return rec
+    param = rec.pop("param", param)
+    missing = [k for k in ("method", "grid", "val_avg_acc", "val_bwt") if k not in rec] + (
+        ["param"] if param is None else [])
+    if missing:
+        raise ValueError(f"a tuning record lacks {missing}; it has {sorted(raw)}.")
+    grid = rec.pop("grid")
+    return {**rec, "axes": {param: list(grid)}, "points": [{param: g} for g in grid],
+            "val_learning_acc": [None] * len(grid), "chosen": {param: rec["chosen"]} if "chosen" in rec else None,
+            "budget": rec.get("budget")}
+
+
+def method_tuning(tuning: dict[str, dict[str, dict[str, Any]]], dataset: str, method: str) -> dict[str, Any] | None:
+    """``method``'s tuning record on ``dataset`` in a tuning file's contents (either layout,
+    :func:`normalize_record`), or None when that method was not tuned there. A file of the first
+    layout may hold several one-parameter records of one method: they are combined (the union of
+    their axes is not a grid that ran, so only one such record per method is accepted)."""
+    recs = tuning.get(dataset) or {}
+    if method in recs and "axes" in recs[method]:
+        return normalize_record(recs[method], dataset=dataset)
+    legacy = [normalize_record(r, dataset=dataset, param=k) for k, r in recs.items()
+              if "axes" not in r and r.get("method") == method]
+    if len(legacy) > 1:
+        raise ValueError(f"the tuning of {dataset}/{method} holds {len(legacy)} one-parameter records; expected one.")
+    return legacy[0] if legacy else None
 
 
 @dataclass(frozen=True)
@@ -87,7 +130,7 @@ class ContinualConfig:
     max_len: int = 64  # text read as a sequence (the hope learner): at most this many bytes per query
     split: str = "test"  # evaluate on "test" (results) or "val" (tuning; streams.make_stream)
     learner: LearnerConfig = LearnerConfig()
-    tuning: dict | None = None  # where tuned settings came from: grids and validation scores (TUNING)
+    tuning: dict | None = None  # this method's tuning record: grid and validation scores (TUNING); None: defaults
 
     def __post_init__(self) -> None:
         if self.dataset not in STREAMS:
@@ -143,7 +186,6 @@ def preset_config(dataset: str, method: str = "finetune", preset: str | None = N
         "n_buckets": pick(tiny=2048, laptop=4096, full=32768),
         "max_len": pick(tiny=32, laptop=48, full=128),
         "split": "test",
-        "tuning": TUNING.get(dataset),
     }
     lc = {
         "dim": pick(tiny=32, laptop=64, full=256),
@@ -153,10 +195,13 @@ def preset_config(dataset: str, method: str = "finetune", preset: str | None = N
         "replay_size": {"clinc150": 300, "banking77": 154}.get(dataset, 50),
         "hope_chunk_size": pick(tiny=16, laptop=24, full=32),
     }
-    tuning = TUNING.get(dataset) if preset != "tiny" else None  # tuned at laptop; tiny (CI) keeps the defaults
+    if "tuning" in overrides:  # a record given (or None: the tuning runs themselves)
+        tuning = overrides.pop("tuning")
+    else:  # tuned at laptop; tiny (CI) keeps the defaults
+        tuning = method_tuning(TUNING, dataset, method) if preset != "tiny" else None
     top["tuning"] = tuning
-    for param, rec in (tuning or {}).items():  # values chosen on the validation split
-        lc[param] = rec["chosen"]
+    for param, v in ((tuning or {}).get("chosen") or {}).items():  # the point chosen on the validation split
+        lc[param] = tuple(v) if param == "periods" else v
     learner_fields = {f.name for f in fields(LearnerConfig)}
     for k, v in overrides.items():
         if k in learner_fields:
@@ -179,22 +224,40 @@ def _task_generator(seed: int, t: int) -> torch.Generator:
 
 
 @torch.no_grad()
-def evaluate(learner: Any, stream: Stream, t: int, batch: int = 1024) -> list[float]:
-    """Row t of the accuracy matrix: accuracy on every task's test set, argmax over seen classes."""
+def evaluate_rows(learner: Any, stream: Stream, t: int, batch: int = 1024) -> tuple[list[float], list[float]]:
+    """Rows t of both accuracy matrices after learning tasks 0..t, from one pass over the test sets:
+    ``(class_row, task_row)``. Class-incremental (the results' ``acc_matrix``): the argmax over
+    every class seen so far. Task-incremental (``acc_matrix_task``): the argmax over the evaluated
+    task's own classes, i.e. the task label is given at test time and the shared head's bias
+    towards the newest classes cannot hurt (``docs/decisions.md#continual-task-il``). In
+    class-incremental streams the entries of tasks not learned yet (j > t) are 0 in both: none of
+    their classes was ever trained (class row: they cannot be predicted; task row: 0 by convention,
+    not evaluated). In domain-incremental streams every task has every class, so the two rows are equal."""
     mask = stream.seen_mask(t)
-    row = []
+    row, task_row = [], []
     for j, task in enumerate(stream.tasks):
-        if stream.scenario == "class" and j > t:  # none of its classes can be predicted yet: exactly 0
+        if stream.scenario == "class" and j > t:
             row.append(0.0)
+            task_row.append(0.0)
             continue
-        correct = 0
+        own = torch.zeros_like(mask)
+        own[list(task.classes)] = True
+        correct = correct_task = 0
         n = len(task.y_test)
         for a in range(0, n, batch):
             logits = learner.logits(take(task.x_test, slice(a, a + batch)))
-            pred = logits.masked_fill(~mask.to(logits.device), float("-inf")).argmax(-1)
-            correct += int((pred == task.y_test[a:a + batch]).sum())
+            y = task.y_test[a:a + batch]
+            correct += int((logits.masked_fill(~mask.to(logits.device), float("-inf")).argmax(-1) == y).sum())
+            correct_task += int((logits.masked_fill(~own.to(logits.device), float("-inf")).argmax(-1) == y).sum())
         row.append(correct / n)
-    return row
+        task_row.append(correct_task / n)
+    return row, task_row
+
+
+def evaluate(learner: Any, stream: Stream, t: int, batch: int = 1024) -> list[float]:
+    """Row t of the (class-incremental) accuracy matrix: accuracy on every task's test set, argmax
+    over seen classes (:func:`evaluate_rows`)."""
+    return evaluate_rows(learner, stream, t, batch)[0]
 
 
 def train_task(learner: Any, stream: Stream, t: int, cfg: ContinualConfig, seed: int,
@@ -233,30 +296,35 @@ def _learner(cfg: ContinualConfig, stream: Stream, seed: int, device: torch.devi
 
 def run_seed(cfg: ContinualConfig, seed: int, *, device: torch.device | str | None = None,
              checkpoint: Path | None = None, bar: Any = None, _stop_after_task: int | None = None
-             ) -> list[list[float]]:
-    """One seed: returns the accuracy matrix (resuming from ``checkpoint`` if it exists)."""
+             ) -> dict[str, list[list[float]]]:
+    """One seed: returns ``{"acc_matrix": R, "acc_matrix_task": R_task}``, the class- and
+    task-incremental accuracy matrices (:func:`evaluate_rows`), resuming from ``checkpoint`` if it exists."""
     device = get_device(device)
     stream = build_stream(cfg, seed).to(device)
     learner = _learner(cfg, stream, seed, device)
     rows: list[list[float]] = []
+    task_rows: list[list[float]] = []
     state = load_seed_checkpoint(checkpoint, cfg.settings(), version=CHECKPOINT_VERSION)
     if state is not None:
         learner.load_state_dict(state["learner"])
-        rows = state["rows"]
+        rows, task_rows = state["rows"], state["task_rows"]
         if bar is not None:
             bar.update(len(rows))
     for t in range(len(rows), stream.n_tasks):
         loss = train_task(learner, stream, t, cfg, seed)
-        rows.append(evaluate(learner, stream, t))
+        row, task_row = evaluate_rows(learner, stream, t)
+        rows.append(row)
+        task_rows.append(task_row)
         if checkpoint is not None:
-            save_seed_checkpoint(checkpoint, cfg.settings(), {"seed": seed, "rows": rows, "learner": learner.state_dict()},
+            save_seed_checkpoint(checkpoint, cfg.settings(), {"seed": seed, "rows": rows, "task_rows": task_rows,
+                                                              "learner": learner.state_dict()},
                                  version=CHECKPOINT_VERSION)
         if bar is not None:
             bar.set_postfix(seed=seed, task=t, loss=f"{loss:.3f}", acc=f"{np.mean(rows[-1][:t + 1]):.3f}")
             bar.update(1)
         if _stop_after_task is not None and t == _stop_after_task:
             raise _Interrupted(f"stopped after task {t} (test hook)")
-    return rows
+    return {"acc_matrix": rows, "acc_matrix_task": task_rows}
 
 
 def trace_tasks(cfg: ContinualConfig, seed: int, *, n_tasks: int | None = None, eval_every: int = 5,
@@ -307,15 +375,17 @@ def run(cfg: ContinualConfig, out: str | Path | None = None, *, device: torch.de
         device = get_device(device)
 
         def train_seed(seed: int, checkpoint: Path | None, bar: Any) -> dict[str, Any]:
-            return {"seed": seed, "acc_matrix": run_seed(cfg, seed, device=device, checkpoint=checkpoint, bar=bar,
-                                                         _stop_after_task=_stop_after_task)}
+            return {"seed": seed, **run_seed(cfg, seed, device=device, checkpoint=checkpoint, bar=bar,
+                                             _stop_after_task=_stop_after_task)}
 
         done = run_seeds(cfg.seeds, train_seed, rundir=rundir, units=cfg.n_tasks,
                          desc=f"{cfg.dataset}/{cfg.method}", progress=progress, device=device)
         results = {
             "config": cfg.to_dict(),
-            "per_seed": [{"seed": s, "acc_matrix": done[s]["acc_matrix"]} for s in cfg.seeds],
-            "summary": metrics.summarize([done[s]["acc_matrix"] for s in cfg.seeds]),
+            "per_seed": [{"seed": s, "acc_matrix": done[s]["acc_matrix"], "acc_matrix_task": done[s]["acc_matrix_task"]}
+                         for s in cfg.seeds],
+            "summary": metrics.summarize([done[s]["acc_matrix"] for s in cfg.seeds],
+                                         [done[s]["acc_matrix_task"] for s in cfg.seeds]),
         }
         if rundir is None:
             return results
@@ -348,20 +418,43 @@ def run_methods(dataset: str, methods: list[str], *, preset: str | None = None, 
     return res
 
 
-def _learning_accuracy(results: dict[str, Any]) -> dict[str, Any]:
-    return summarize_values([metrics.learning_accuracy(p["acc_matrix"]) for p in results["per_seed"]])
+def measure_summary(results: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """``results``' summary of measure ``key`` (:data:`nlteach.continual.metrics.MEASURES`, or one of
+    them prefixed ``task_``): from its ``summary`` when recorded, else recomputed from the per-seed
+    matrices when they hold it (learning accuracy from files written before it was summarized), else
+    None (a task-incremental measure of a file written before it was evaluated: not measured)."""
+    if key in results.get("summary", {}):
+        return results["summary"][key]
+    task = key.startswith("task_")
+    name, field = (key.removeprefix("task_"), "acc_matrix_task") if task else (key, "acc_matrix")
+    if name not in metrics.MEASURES:
+        raise ValueError(f"key must be one of {metrics.MEASURES}, optionally prefixed 'task_', got {key!r}.")
+    mats = [p.get(field) for p in results.get("per_seed", [])]
+    if not mats or any(m is None for m in mats):
+        return None
+    return summarize_values([metrics.measures(m)[name] for m in mats])
+
+
+NOT_MEASURED = "not measured yet"
+
+
+def _pm(summary: dict[str, Any] | None, digits: int = 3) -> str:
+    return NOT_MEASURED if summary is None else pm_summary(summary, digits)
+
+
+SUMMARY_COLUMNS = {"avg_acc": "avg acc", "bwt": "BWT", "forgetting": "forgetting", "learning_acc": "learning acc",
+                   "task_avg_acc": "task-IL avg acc", "task_bwt": "task-IL BWT"}
+"""The columns of :func:`format_table` and :func:`comparison_table`: the class-incremental measures,
+then the task-incremental ones (``docs/decisions.md#continual-task-il``)."""
 
 
 def format_table(results_by_method: dict[str, dict[str, Any]]) -> str:
-    """A plain-text table: final average accuracy, BWT, forgetting and learning accuracy (the mean
-    accuracy on each task right after learning it), mean +- std over seeds."""
-    rows = [{"method": m, **{name: pm_summary(r["summary"][k], 3) for k, name in SUMMARY_COLUMNS.items()},
-             "learning acc": pm_summary(_learning_accuracy(r), 3),
+    """A plain-text table: final average accuracy, BWT, forgetting, learning accuracy (the mean
+    accuracy on each task right after learning it) and the task-incremental final average accuracy
+    and BWT, mean +- std over seeds ("not measured yet" where a file has no task-incremental matrices)."""
+    rows = [{"method": m, **{name: _pm(measure_summary(r, k)) for k, name in SUMMARY_COLUMNS.items()},
              "seeds": ",".join(str(p["seed"]) for p in r["per_seed"])} for m, r in results_by_method.items()]
-    return text_table(rows, ["method", *SUMMARY_COLUMNS.values(), "learning acc", "seeds"])
-
-
-SUMMARY_COLUMNS = {"avg_acc": "avg acc", "bwt": "BWT", "forgetting": "forgetting"}
+    return text_table(rows, ["method", *SUMMARY_COLUMNS.values(), "seeds"])
 
 
 def load_committed(dataset: str, preset: str = "laptop", root: str | Path | None = None
@@ -390,32 +483,30 @@ def with_seeds(cfg: ContinualConfig, seeds: tuple[int, ...]) -> ContinualConfig:
 
 def comparison_rows(results_by_dataset: dict[str, dict[str, dict[str, Any]]],
                     params_by_dataset: dict[str, dict[str, dict[str, int]]] | None = None) -> list[dict[str, Any]]:
-    """One row per (dataset, method): final average accuracy, BWT, forgetting and learning
-    accuracy (each a :func:`nlteach.runs.stats.summarize` dict over seeds), the gaps of the means
-    to ``finetune``, the CPU seconds per seed (mean; None if not recorded) and the parameter count
-    (if given)."""
+    """One row per (dataset, method): every measure of :data:`SUMMARY_COLUMNS` (each a
+    :func:`nlteach.runs.stats.summarize` dict over seeds, or None when not measured:
+    :func:`measure_summary`), the gaps of the means to ``finetune`` (``d_avg_acc``, ``d_bwt``), the
+    CPU seconds per seed (mean; None if not recorded) and the parameter count (if given)."""
     rows = []
     for d, res in results_by_dataset.items():
         base = res.get("finetune")
         for m, r in res.items():
-            s = r["summary"]
             cpu = [c for c in r.get("cpu_seconds") or [] if c is not None]
             row = {"dataset": d, "method": m, "seeds": [p["seed"] for p in r["per_seed"]],
-                   "avg_acc": s["avg_acc"], "bwt": s["bwt"], "forgetting": s["forgetting"],
-                   "learning_acc": _learning_accuracy(r), "cpu_seconds": float(np.mean(cpu)) if cpu else None,
+                   **{k: measure_summary(r, k) for k in SUMMARY_COLUMNS},
+                   "cpu_seconds": float(np.mean(cpu)) if cpu else None,
                    "params": (params_by_dataset or {}).get(d, {}).get(m, {}).get("total")}
             if base is not None:
-                row["d_avg_acc"] = s["avg_acc"]["mean"] - base["summary"]["avg_acc"]["mean"]
-                row["d_bwt"] = s["bwt"]["mean"] - base["summary"]["bwt"]["mean"]
+                row["d_avg_acc"] = row["avg_acc"]["mean"] - measure_summary(base, "avg_acc")["mean"]
+                row["d_bwt"] = row["bwt"]["mean"] - measure_summary(base, "bwt")["mean"]
             rows.append(row)
     return rows
 
 
 def comparison_table(rows: list[dict[str, Any]]) -> str:
     """:func:`comparison_rows` as a markdown table (mean ± std over seeds)."""
-    header = ["stream", "learner", "final avg acc", "BWT", "forgetting", "learning acc", "Δ avg acc", "Δ BWT",
-              "params", "CPU s / seed"]
-    body = [[r["dataset"], r["method"], *(pm_summary(r[k], 3) for k in ("avg_acc", "bwt", "forgetting", "learning_acc")),
+    header = ["stream", "learner", *SUMMARY_COLUMNS.values(), "Δ avg acc", "Δ BWT", "params", "CPU s / seed"]
+    body = [[r["dataset"], r["method"], *(_pm(r[k]) for k in SUMMARY_COLUMNS),
              *((f"{r['d_avg_acc']:+.3f}", f"{r['d_bwt']:+.3f}") if "d_avg_acc" in r else ("", "")),
              "" if r["params"] is None else format(r["params"], ","),
              "" if r["cpu_seconds"] is None else format(r["cpu_seconds"], ".0f")] for r in rows]
