@@ -636,10 +636,13 @@ def longctx_findings(experiments: list[Experiment]) -> list[str]:
             (above if z["n"] > 1 and z["ci95"][0] > chance else not_above).append((name, f"{z['mean']:.2f}"))
         task = rows[0]["task"]
         train, longest = max(r["at_train"] for r in rows), max(r["longest"] for r in rows)
+        solved = "; ".join(f"{words} by {_names(group)}" for words, group in (
+            ("on every seed", every), ("on some seeds", some), ("on no seed", none)) if group)
+        far = "; ".join(f"{words}: {_names(group)}" for words, group in (
+            ("above chance by its 95% interval", above), ("not above chance", not_above)) if group)
         out.append(f"- `{exp.name}` ({task}; chance {chance:.3g}): at the training length ({train}), solved "
-                   f"(accuracy >= {LEARNED_ACCURACY:g}) on every seed by {_names(every)}; on some seeds by "
-                   f"{_names(some)}; on no seed by {_names(none)}. At {longest} ({longest / train:g}x the training "
-                   f"length), above chance by its 95% interval: {_names(above)}; not: {_names(not_above)}.")
+                   f"(accuracy >= {LEARNED_ACCURACY:g}) {solved}. At {longest} ({longest / train:g}x the training "
+                   f"length), {far}.")
     return out
 
 

@@ -141,15 +141,18 @@ def draw_cms_study(fig: Figure, results_by_name: dict[str, dict[str, Any]],
             spread = np.nan_to_num([a["std"] for a in acc])  # one seed: no spread (std NaN)
             ax.errorbar(xs, [a["mean"] for a in acc], yerr=spread, marker="o", ms=3, capsize=2,
                         color=f"C{j}", label=f"length {L}{'*' if L > train_max else ''}")
-            for x, (_, r) in zip(xs, series, strict=True):  # every seed, so a failed one shows
+            off = j - (len(lengths) - 1) / 2  # each length's seeds a little to the side, so a failed one shows
+            for x, (_, r) in zip(xs, series, strict=True):
                 seeds = [p["accuracy"][str(L)] for p in r["per_seed"]]
-                ax.scatter([x] * len(seeds), seeds, s=8, color=f"C{j}", alpha=0.5, linewidths=0, zorder=3)
+                px = x * 2.0 ** (0.05 * off) if log else x + 0.05 * off
+                ax.scatter([px] * len(seeds), seeds, s=14, marker="x", color=f"C{j}", alpha=0.8, linewidths=1,
+                           zorder=3)
         if log:
             ax.set_xscale("log", base=2)
         ax.set_xticks([x for x, _ in series])
         ax.set_xticklabels([str(x) for x, _ in series])
         ax.set_xlabel(xlabel, fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("accuracy (mean over seeds)")
+    axes[0].set_ylabel("accuracy (line: mean over seeds; x: each seed)")
     axes[0].set_ylim(-0.02, 1.02)
     (axes[0] if series_a else axes[1]).legend(fontsize=7)

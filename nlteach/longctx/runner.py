@@ -758,9 +758,9 @@ def verdict(results_by_variant: dict[str, dict[str, Any]]) -> str:
     if lengths[-1] > at_train:
         lines.append(f"length generalization ({at_train} -> {lengths[-1]}; chance {chance:.3g}):")
         for v, r in results_by_variant.items():
-            acc = r["summary"]["accuracy"]
-            a, z = acc[str(at_train)], acc[str(lengths[-1])]
+            # from the per-seed values: files written before stats.summarize lack n and ci95 in their summary
             solved = list(_seed_values(r, at_train).values())
+            a, z = summarize_values(solved), summarize_values(list(_seed_values(r, lengths[-1]).values()))
             if z["n"] < 2:
                 tag = "one seed"
             elif z["ci95"][0] <= chance:
