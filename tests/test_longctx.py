@@ -449,6 +449,19 @@ def test_cli_help_and_errors(capsys):
     with pytest.raises(SystemExit):
         main(["--task", "mqar", "--model", "hope", "--cms-step-periods", "1", "4", "16", "--out", "x"])
     assert "needs --cms-multi-frequency" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--task", "parity", "--budget", "learned", "--out", "x"])
+    assert "retrieval tasks" in capsys.readouterr().err
+
+
+def test_cli_trains_the_learned_budget(tmp_path, capsys):
+    args = ["--task", "mqar", "--model", "transformer", "--preset", "tiny", "--budget", "learned", "--seeds", "0",
+            "--out", str(tmp_path), "--no-progress", "--steps", "2", "--curriculum", "1"]
+    assert main(args) == 0
+    d = json.loads((tmp_path / "results.json").read_text())
+    assert d["config"]["budget"] == "learned" and d["config"]["curriculum"] == 1
+    assert [int(L) for L in d["per_seed"][0]["accuracy"]] == list(preset_config("mqar", preset="tiny", budget="learned").eval_lengths)
+    assert "chance" in capsys.readouterr().out
 
 
 def test_cli_runs_several_models_and_resumes(tmp_path, capsys):
