@@ -370,14 +370,14 @@ for name in longctx.LEARNED_BUDGET:
           f"{longctx.learned_command(name)}")
 
 # %% [markdown]
-# Live (with `TRAIN_LIVE = True`; about 2 minutes at the laptop preset): the Transformer on MK-NIAH
-# at the learned budget of the active preset (at `tiny`, the tiny sizes tested up to 8x: a smoke
-# test).
+# Live (with `TRAIN_LIVE = True`; about 2 minutes at the laptop preset, estimated from the pilots'
+# CPU time): the Transformer on MQAR at the learned budget of the active preset, with its length
+# curriculum (at `tiny`, the tiny sizes tested up to 8x: a smoke test).
 
 # %%
 live_learned = {}
-if live_cell(TRAIN_LIVE, minutes=2, results=longctx.learned_folder("mk-niah")):
-    c = longctx.preset_config("mk-niah", "transformer", preset, seeds=tuple(live_seeds), budget="learned")
+if live_cell(TRAIN_LIVE, minutes=2, results=longctx.learned_folder("mqar")):
+    c = longctx.preset_config("mqar", "transformer", preset, seeds=tuple(live_seeds), budget="learned")
     live_learned[c.variant] = longctx.run(c, progress=True)
     print(longctx.format_table(live_learned))
 

@@ -318,7 +318,8 @@ LEARNED_BUDGET: dict[str, dict[str, Any]] = {
 }
 """The ``learned`` budget of each retrieval task at the laptop preset's model sizes (60k parameters,
 2 layers, 2 heads): settings that replace the preset's so that the Transformer solves the task at its
-training length (accuracy >= :data:`LEARNED_ACCURACY` in our pilots), and tested up to 8x that length.
+training length (accuracy >= :data:`LEARNED_ACCURACY`; :data:`LEARNED_VERIFIED` names the rows a pilot
+run verified), and tested up to 8x that length.
 Reasons and pilot numbers: docs/decisions.md#longctx-learned-budget."""
 
 
