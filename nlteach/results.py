@@ -599,7 +599,7 @@ def longctx_settings_line(exp: Experiment) -> str:
     cfgs = [r.get("config", {}) for r in exp.runs.values()]
     parts = []
     for key, name in (("preset", "preset"), ("budget", "budget"), ("steps", "steps"), ("batch_size", "batch"),
-                      ("lr", "learning rate"), ("curriculum", "length curriculum (steps)"),
+                      ("lr", "learning rate"), ("curriculum", "curriculum (steps)"), ("curriculum_needles", "needles during the curriculum"),
                       ("train_lengths", "trained on lengths"), ("eval_lengths", "tested at lengths"),
                       ("task_options", "task options"), ("params", "parameters")):
         values = list(dict.fromkeys(str(c.get(key)) for c in cfgs if c.get(key) not in (None, {}, 0)))

@@ -237,7 +237,8 @@ print(f"{result.whose} recurrent memory answers {mqar.check(batch.inputs, preds)
 # - **Data**: step s of seed k trains on fresh examples drawn from `make_rng(k, 0, s)`, cycling
 #   through the training lengths; evaluation draws from another stream, `make_rng(k, 1, length)`.
 #   Nothing else is random, so an interrupted run resumes exactly (tested). An optional **length
-#   curriculum** (`curriculum=C`) takes the training lengths shortest first during the first C steps.
+#   curriculum** (`curriculum=C`) takes the training lengths shortest first during the first C steps;
+#   for the needle tasks, `curriculum_needles` takes fewer needles first during those steps.
 # - **Budgets**: `budget="preset"` (the default) trains with the preset's settings;
 #   `budget="learned"` (`--budget learned`) with the row of `LEARNED_BUDGET` for the task (section 4).
 # - **Loss and accuracy**: cross-entropy on answer positions; greedy answers (argmax). For the
@@ -364,7 +365,7 @@ for name in longctx.LEARNED_BUDGET:
     c = longctx.preset_config(name, "transformer", "laptop", budget="learned")
     t = c.make_task()
     print(f"{name:8s} steps {c.steps}, batch {c.batch_size}, lr {c.lr:g}, warmup {c.warmup}, "
-          f"curriculum {c.curriculum}, train {c.train_lengths}, test {c.eval_lengths}, options {c.task_options}; "
+          f"curriculum {c.curriculum} (needles {c.curriculum_needles}), train {c.train_lengths}, test {c.eval_lengths}, options {c.task_options}; "
           f"chance {t.chance:.3g} per {t.unit}")
     print(f"         solved at the training length in a pilot: {'yes' if name in longctx.LEARNED_VERIFIED else 'not yet'}; "
           f"{longctx.learned_command(name)}")

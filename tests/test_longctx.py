@@ -585,6 +585,24 @@ def test_the_length_curriculum_trains_short_lengths_first():
     assert [runner_mod.train_length(plain, s) for s in range(1, 5)] == [16, 8, 16, 8]
 
 
+def test_the_needle_curriculum_adds_needles():
+    cfg = preset_config("mk-niah", preset="tiny", steps=8, curriculum=4, curriculum_needles=(1, 2),
+                        task_options={"n_keys": 4})
+    task = cfg.make_task()
+    counts = [runner_mod.train_task(cfg, task, s).n_needles for s in range(1, 9)]
+    assert counts == [1, 1, 2, 2, 4, 4, 4, 4]
+    b = runner_mod.train_batch(cfg, task, 0, 1)
+    assert int((b.inputs == task.NEEDLE).sum(1).max()) == 1 and task.check(b.inputs, b.targets).all()
+    assert runner_mod.train_task(cfg, task, 5) is task
+    assert LongCtxConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="needs curriculum > 0"):
+        preset_config("mk-niah", preset="tiny", curriculum_needles=(1, 2))
+    with pytest.raises(ValueError, match="needle tasks"):
+        preset_config("mqar", preset="tiny", curriculum=2, curriculum_needles=(1, 2))
+    with pytest.raises(ValueError, match="99 needles"):
+        preset_config("mk-niah", preset="tiny", curriculum=2, curriculum_needles=(99,))
+
+
 def test_draw_cms_study_picks_the_two_series():
     runs = {str(p): _hand({32: [0.5, 0.7], 64: [0.1, 0.3]}, periods=p)
             for p in [(1,), (1, 4), (1, 4, 16), (1, 4, 64), (1, 4, 256)]}

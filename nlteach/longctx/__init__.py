@@ -44,6 +44,7 @@ from nlteach.longctx.runner import (
     split_combined,
     static_cms_results,
     train_length,
+    train_task,
     verdict,
 )
 from nlteach.longctx.tasks import (
@@ -69,7 +70,7 @@ from nlteach.runs.seeds import load_results
 
 __all__ = [
     "BUDGETS", "LEARNED_ACCURACY", "LEARNED_BUDGET", "LEARNED_SEEDS", "LEARNED_VERIFIED", "chance_accuracy", "learned_command",
-    "learned_folder", "learned_sizes", "train_length",
+    "learned_folder", "learned_sizes", "train_length", "train_task",
     "CMS_MODELS", "IGNORE", "LANGUAGES", "MODELS", "MQAR", "NIAH", "RECALL_TASKS", "TASKS", "Batch",
     "FormalLanguage", "LongCtxConfig", "Task", "accuracy", "accuracy_counts", "accuracy_table", "build",
     "build_optimizer", "combine", "config_periods", "draw_accuracy", "draw_grid", "evaluate", "format_table", "is_member", "length_bin",

@@ -46,7 +46,8 @@ and :func:`run_label` names their runs for what they measured (``hope-static-cms
 chosen by pilot runs so that the Transformer *solves* each retrieval task at its training length
 (accuracy >= :data:`LEARNED_ACCURACY`), and tested up to 8x that length
 (docs/decisions.md#longctx-learned-budget). An optional length curriculum (``curriculum`` steps,
-:func:`train_length`) trains the shortest lengths first.
+:func:`train_length`) trains the shortest lengths first; for the needle tasks, a needle-count
+curriculum (``curriculum_needles``, :func:`train_task`) trains fewer needles first.
 
 **Evaluation.** At each length of ``eval_lengths``, ``eval_examples`` examples drawn with
 ``make_rng(seed, 1, length)`` (a stream the training never draws from), greedy answers (argmax),
@@ -150,6 +151,9 @@ class LongCtxConfig:
     curriculum: int = field(default=0, metadata={
         "help": "length curriculum: the first CURRICULUM steps take the training lengths shortest first, an "
                 "equal share of steps each; later steps cycle through them (0: no curriculum)"})
+    curriculum_needles: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "needle tasks: a needle-count curriculum; the first CURRICULUM steps use these numbers of needles, "
+                "an equal share of steps each, in the order given; later steps the task's own"})
     task_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -197,6 +201,16 @@ class LongCtxConfig:
         if self.multi_frequency and self.model in CMS_MODELS:  # record the periods the optimizer uses
             periods = cms_step_periods(len(self.arch.cms_periods), self.cms_step_periods)
             object.__setattr__(self, "cms_step_periods", tuple(periods))
+        if self.curriculum_needles is not None:
+            if self.task not in ("s-niah", "mk-niah"):
+                raise ValueError(f"curriculum_needles is for the needle tasks (s-niah, mk-niah), got task={self.task!r}.")
+            if not self.curriculum:
+                raise ValueError(f"curriculum_needles={self.curriculum_needles!r} needs curriculum > 0 (its steps).")
+            for k in self.curriculum_needles:
+                try:
+                    make_task(self.task, **{**self.task_options, "n_needles": k}).sample(1, min(self.train_lengths), 0)
+                except (TypeError, ValueError) as e:
+                    raise ValueError(f"curriculum_needles={self.curriculum_needles!r}: {k} needles: {e}") from None
         task = self.make_task()
         for L in sorted(set(self.train_lengths) | set(self.eval_lengths)):
             try:
@@ -247,7 +261,7 @@ class LongCtxConfig:
             d.setdefault("multi_frequency", True)  # the runner's default then
             if d["multi_frequency"] and d.get("model") in CMS_MODELS and d.get("cms_step_periods") is None:
                 d["cms_step_periods"] = arch.get("cms_periods")  # one clock then: the periods were optimizer steps
-        for k in ("seeds", "train_lengths", "eval_lengths", "cms_step_periods"):
+        for k in ("seeds", "train_lengths", "eval_lengths", "cms_step_periods", "curriculum_needles"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
         return cls(**d, arch=replace(default_arch(), **arch))
@@ -308,9 +322,10 @@ def _task_sizes(preset: str, task: str) -> dict[str, Any]:
 LEARNED_BUDGET: dict[str, dict[str, Any]] = {
     # one needle: the preset's row already solves it (no key to match: copy what follows NEEDLE)
     "s-niah": dict(steps=600, warmup=30, train_lengths=(32,), eval_lengths=(32, 64, 128, 256)),
-    # key matching among 4 needles: not solved in any pilot yet (LEARNED_VERIFIED); the best guess so far
-    "mk-niah": dict(steps=8000, warmup=100, train_lengths=(32,), eval_lengths=(32, 64, 128, 256),
-                    task_options={"n_keys": 4}),
+    # key matching among 4 needles: not solved in any pilot yet (LEARNED_VERIFIED); the best guess so far,
+    # a needle-count curriculum (1, 2, 3 needles in the first 1500 steps, then 4) and twice the steps
+    "mk-niah": dict(steps=8000, warmup=100, train_lengths=(32,), curriculum=1500, curriculum_needles=(1, 2, 3),
+                    eval_lengths=(32, 64, 128, 256), task_options={"n_keys": 4}),
     # 8 pairs at the training length (64 keys, so that 256 tokens, 64 pairs, 8x, can be tested); a
     # length curriculum (2, then 4, then 8 pairs) starts the key matching where a guess is often right
     "mqar": dict(steps=4000, warmup=100, train_lengths=(8, 16, 32), curriculum=1500,
@@ -401,7 +416,7 @@ def preset_config(task: str, model: str = "transformer", preset: str | None = No
     for k, v in overrides.items():
         if k not in top | arch_fields:
             raise ValueError(f"unknown setting {k!r}; known: {sorted(top)} and the model's {sorted(arch_fields)}.")
-        tuples = ("seeds", "cms_periods", "cms_step_periods", "train_lengths", "eval_lengths")
+        tuples = ("seeds", "cms_periods", "cms_step_periods", "train_lengths", "eval_lengths", "curriculum_needles")
         values[k] = tuple(v) if k in tuples and v is not None else v
     if "params" in overrides and "dim" not in overrides:
         values["dim"] = None if overrides["params"] is not None else default_arch().dim
@@ -449,9 +464,21 @@ def train_length(cfg: LongCtxConfig, step: int) -> int:
     return cfg.train_lengths[(step - 1) % len(cfg.train_lengths)]
 
 
+def train_task(cfg: LongCtxConfig, task: Task, step: int) -> Task:
+    """The task of training step ``step`` (from 1): ``task``, except during a needle-count curriculum
+    (``cfg.curriculum_needles``, steps 1..``cfg.curriculum``), where step s uses
+    ``curriculum_needles[(s - 1) K // C]`` needles (K numbers, C curriculum steps; the vocabulary
+    does not change)."""
+    if cfg.curriculum_needles is None or step > cfg.curriculum:
+        return task
+    k = cfg.curriculum_needles[(step - 1) * len(cfg.curriculum_needles) // cfg.curriculum]
+    return make_task(cfg.task, **{**cfg.task_options, "n_needles": k})
+
+
 def train_batch(cfg: LongCtxConfig, task: Task, seed: int, step: int):
-    """The batch of training step ``step`` (from 1) of ``seed`` (length: :func:`train_length`)."""
-    return task.sample(cfg.batch_size, train_length(cfg, step), make_rng(seed, 0, step))
+    """The batch of training step ``step`` (from 1) of ``seed`` (length: :func:`train_length`; task:
+    :func:`train_task`)."""
+    return train_task(cfg, task, step).sample(cfg.batch_size, train_length(cfg, step), make_rng(seed, 0, step))
 
 
 def answer_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
