@@ -48,8 +48,8 @@ from nlteach.continual.runner import method_tuning, normalize_record
 from nlteach.continual.streams import STREAMS
 from nlteach.experiments import cms_tasks, lm_comparison, lm_reference, optimizers
 from nlteach.longctx.plots import draw_grid
-from nlteach.longctx.runner import run_label, split_combined
-from nlteach.longctx.tasks import LANGUAGES
+from nlteach.longctx.runner import LEARNED_ACCURACY, run_label, seeds_cell, split_combined
+from nlteach.longctx.tasks import LANGUAGES, make_task
 from nlteach.runs import RESULTS_ROOT
 from nlteach.runs.io import CorruptFileError, read_json
 from nlteach.runs.stats import paired, summarize
@@ -519,6 +519,184 @@ CONTINUAL_TABLE_MEASURES = ("avg_acc", "bwt", "forgetting", "learning_acc", "tas
 
 def _pm_or_not(summary: dict[str, Any] | None) -> str:
     return NOT_MEASURED if summary is None else pm_summary(summary)
+
+
+# ---------------------------------------------------------------------------------------------
+# Long context in notebook 11 (issue 19 items 4 and 5): chance levels computed from each task's
+# definition, every seed shown where seeds disagree, and model comparisons paired by seed with the
+# course's one verdict rule (the 95% t interval of the paired difference, as
+# nlteach.experiments.lm_comparison.paired_verdict and the continual tables use it).
+
+LONGCTX_REFERENCE = "transformer"  # the arm every long-context model is paired against
+def longctx_chance(config: dict[str, Any]) -> float:
+    """Chance accuracy of a long-context run, computed from its task's definition (``config``'s
+    ``task`` and ``task_options``: :attr:`nlteach.longctx.tasks.Task.chance`), not read from the file."""
+    return make_task(config["task"], **(config.get("task_options") or {})).chance
+
+
+def longctx_seed_accuracy(run: dict[str, Any], length: int) -> dict[int, float]:
+    """``{seed: accuracy at length}`` of one run (results dict); seeds without that length are left out."""
+    return {p["seed"]: p["accuracy"][str(length)] for p in _per_seed(run) if str(length) in p["accuracy"]}
+
+
+def _solved(values: list[float]) -> str:
+    return f"{sum(v >= LEARNED_ACCURACY for v in values)}/{len(values)}"
+
+
+def longctx_summary_table(experiments: list[Experiment]) -> str:
+    """Markdown, one row per run of every long-context experiment: the task, the model, chance (from
+    the task's definition), accuracy at the longest training length and at the longest tested length
+    (:func:`seeds_cell`: mean ± std, every seed where they disagree), how many seeds solve the task at
+    the training length (accuracy >= :data:`nlteach.longctx.runner.LEARNED_ACCURACY`), and the seeds.
+    Rows of files without full provenance are marked †."""
+    body = []
+    for exp in experiments:
+        for r in longctx_rows(exp) if exp.kind == "longctx" else []:
+            run = exp.runs[r["model"]]
+            at_train = list(longctx_seed_accuracy(run, r["at_train"]).values())
+            longest = list(longctx_seed_accuracy(run, r["longest"]).values())
+            body.append([r["task"], r["model"] + provenance_mark(r), f"{longctx_chance(run['config']):.3g}",
+                         f"{r['at_train']}: {seeds_cell(at_train)}", _solved(at_train),
+                         f"{r['longest']} ({r['longest'] / r['at_train']:g}x): {seeds_cell(longest)}", _seeds(r["seeds"])])
+    return markdown_table(["task", "model", "chance", "at the training length", f"seeds >= {LEARNED_ACCURACY:g} there",
+                           "at the longest tested length", "seeds"], body)
+
+
+def longctx_length_table(exp: Experiment) -> str:
+    """Markdown for one long-context experiment: one row per run, one column per tested length
+    (beyond training marked *), each cell :func:`seeds_cell`; a chance column computed from the task."""
+    rows = longctx_rows(exp)
+    if not rows:
+        return "(no runs)"
+    lengths = sorted({L for r in rows for L in r["lengths"]})
+    header = ["model", "chance", *(f"{L}{'*' if all(L > r['train_max'] for r in rows) else ''}" for L in lengths),
+              "seeds"]
+    body = []
+    for r in rows:
+        run = exp.runs[r["model"]]
+        cells = [seeds_cell(list(longctx_seed_accuracy(run, L).values())) if L in r["acc"] else "" for L in lengths]
+        body.append([r["model"] + provenance_mark(r), f"{longctx_chance(run['config']):.3g}", *cells, _seeds(r["seeds"])])
+    return markdown_table(header, body)
+
+
+def longctx_paired_rows(exp: Experiment, reference: str = LONGCTX_REFERENCE) -> list[dict[str, Any]]:
+    """Every other run of ``exp`` against ``reference``, paired by seed, at the longest training
+    length and at the longest tested length: ``{"task", "model", "length", "seeds"`` and
+    :func:`nlteach.runs.stats.paired` of the model's accuracy minus the reference's (``"sign"``: +1
+    better, -1 worse, 0 no clear difference), ``"provenance"``}``; empty without the reference."""
+    if exp.kind != "longctx" or reference not in exp.runs:
+        return []
+    ref_row = next(r for r in longctx_rows(exp) if r["model"] == reference)
+    out = []
+    for r in longctx_rows(exp):
+        if r["model"] == reference:
+            continue
+        for L in dict.fromkeys((r["at_train"], r["longest"])):
+            own = longctx_seed_accuracy(exp.runs[r["model"]], L)
+            ref = longctx_seed_accuracy(exp.runs[reference], L)
+            seeds = sorted(set(own) & set(ref))
+            if not seeds:
+                continue
+            out.append({"task": r["task"], "model": r["model"], "length": L, "seeds": seeds,
+                        **paired([own[s] for s in seeds], [ref[s] for s in seeds]),
+                        "provenance": _merged_status({r["model"]: r["provenance"], reference: ref_row["provenance"]})})
+    return out
+
+
+def paired_word(d: dict[str, Any]) -> str:
+    """The course's one verdict rule on a paired difference (higher is better): ``better`` (``worse``)
+    when its whole 95% interval lies above (below) 0, else ``no clear difference``; one seed cannot tell."""
+    if d["n"] < 2:
+        return "one seed: cannot tell"
+    return {1: "better", -1: "worse", 0: "no clear difference"}[d["sign"]]
+
+
+def longctx_paired_table(experiments: list[Experiment], reference: str = LONGCTX_REFERENCE) -> str:
+    """Markdown: each model minus ``reference``, paired by seed (:func:`longctx_paired_rows`), mean
+    [95% interval] and :func:`paired_word`; empty string when no experiment has a pair."""
+    rows = [r for e in experiments for r in longctx_paired_rows(e, reference)]
+    if not rows:
+        return ""
+    body = [[r["task"], r["model"] + provenance_mark(r), r["length"],
+             f"{r['mean']:+.2f} [{r['ci95'][0]:+.2f}, {r['ci95'][1]:+.2f}]" if r["n"] > 1 else
+             ", ".join("nan" if x is None else f"{x:+.2f}" for x in r["diffs"]),
+             paired_word(r), _seeds(r["seeds"])] for r in rows]
+    return markdown_table(["task", f"model - {reference}", "length", "accuracy difference [95% interval]", "verdict",
+                           "paired seeds"], body)
+
+
+def longctx_settings_line(exp: Experiment) -> str:
+    """What the runs of ``exp`` were trained and tested on, read from their configs: preset, budget,
+    steps x batch, learning rate, training and tested lengths, task options, seeds."""
+    cfgs = [r.get("config", {}) for r in exp.runs.values()]
+    parts = []
+    for key, name in (("preset", "preset"), ("budget", "budget"), ("steps", "steps"), ("batch_size", "batch"),
+                      ("lr", "learning rate"), ("curriculum", "curriculum (steps)"), ("curriculum_needles", "needles during the curriculum"),
+                      ("train_lengths", "trained on lengths"), ("eval_lengths", "tested at lengths"),
+                      ("task_options", "task options"), ("params", "parameters")):
+        values = list(dict.fromkeys(str(c.get(key)) for c in cfgs if c.get(key) not in (None, {}, 0)))
+        if values:
+            parts.append(f"{name} {' / '.join(values)}")
+    seeds = sorted({s for r in exp.runs.values() for s in (p["seed"] for p in _per_seed(r))})
+    return "; ".join([*parts, f"seeds {_seeds(seeds)}"])
+
+
+def _names(items: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{m} ({k})" for m, k in items) if items else "none"
+
+
+def longctx_findings(experiments: list[Experiment]) -> list[str]:
+    """Notebook 11's verdict sentences, one markdown bullet per long-context experiment, written from
+    its files: which runs solve the task at the longest training length on every seed, on some, on
+    none (accuracy >= :data:`nlteach.longctx.runner.LEARNED_ACCURACY`), and which are above chance
+    at the longest tested length (the 95% interval of the mean over seeds lies above the chance
+    level of the task's definition) with their mean there. Rows of files without full provenance are
+    marked †."""
+    out = []
+    for exp in experiments:
+        rows = longctx_rows(exp) if exp.kind == "longctx" else []
+        if not rows:
+            continue
+        every, some, none, above, not_above = [], [], [], [], []
+        chance = longctx_chance(exp.runs[rows[0]["model"]]["config"])
+        for r in rows:
+            name = r["model"] + provenance_mark(r)
+            vals = list(longctx_seed_accuracy(exp.runs[r["model"]], r["at_train"]).values())
+            k = sum(v >= LEARNED_ACCURACY for v in vals)
+            (every if k == len(vals) else some if k else none).append((name, f"{k}/{len(vals)}"))
+            z = r["acc"][r["longest"]]
+            (above if z["n"] > 1 and z["ci95"][0] > chance else not_above).append((name, f"{z['mean']:.2f}"))
+        task = rows[0]["task"]
+        train, longest = max(r["at_train"] for r in rows), max(r["longest"] for r in rows)
+        solved = "; ".join(f"{words} by {_names(group)}" for words, group in (
+            ("on every seed", every), ("on some seeds", some), ("on no seed", none)) if group)
+        far = "; ".join(f"{words}: {_names(group)}" for words, group in (
+            ("above chance by its 95% interval", above), ("not above chance", not_above)) if group)
+        out.append(f"- `{exp.name}` ({task}; chance {chance:.3g}): at the training length ({train}), solved "
+                   f"(accuracy >= {LEARNED_ACCURACY:g}) {solved}. At {longest} ({longest / train:g}x the training "
+                   f"length), {far}.")
+    return out
+
+
+def longctx_report(name: str, root: str | Path = DEFAULT_ROOT, *, command: str | None = None,
+                   reference: str = LONGCTX_REFERENCE) -> str:
+    """Markdown for the long-context results folder ``root/name``: its settings, accuracy at every
+    length (with chance and every seed where seeds disagree), each model paired against
+    ``reference``, and the provenance notes; or a line saying it is not measured yet (with
+    ``command``, the command that makes it). Nothing here is typed: every number comes from the files."""
+    exp = load_experiment(Path(root) / name)
+    if exp is None or exp.kind != "longctx":
+        return (f"**`results/{name}`: not measured yet.**"
+                + (f" The command that makes it: `{command}`" if command else ""))
+    lines = [f"**`results/{name}`** ({longctx_settings_line(exp)}):", "", longctx_length_table(exp)]
+    pairs = longctx_paired_table([exp], reference)
+    if pairs:
+        lines += ["", f"Each model minus the {reference}, paired by seed (better/worse only when the whole 95% "
+                  "interval lies above/below 0):", "", pairs]
+    notes = provenance_lines([exp])  # the files of this folder that lack commit, clean tree or command
+    lines += notes
+    lines += [f"\nnote: {p}" for p in exp.problems]
+    return "\n".join(lines)
 
 
 def continual_table(rows: list[dict[str, Any]]) -> str:

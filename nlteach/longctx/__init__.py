@@ -18,14 +18,23 @@ from nlteach.longctx.plots import (
     save_accuracy_figure,
 )
 from nlteach.longctx.runner import (
+    BUDGETS,
     CMS_MODELS,
+    LEARNED_ACCURACY,
+    LEARNED_BUDGET,
+    LEARNED_SEEDS,
+    LEARNED_VERIFIED,
     MODELS,
     LongCtxConfig,
     build,
     build_optimizer,
+    chance_accuracy,
     combine,
     evaluate,
     format_table,
+    learned_command,
+    learned_folder,
+    learned_sizes,
     model_config,
     preset_config,
     run,
@@ -34,6 +43,8 @@ from nlteach.longctx.runner import (
     run_variants,
     split_combined,
     static_cms_results,
+    train_length,
+    train_task,
     verdict,
 )
 from nlteach.longctx.tasks import (
@@ -58,6 +69,8 @@ from nlteach.longctx.tasks import (
 from nlteach.runs.seeds import load_results
 
 __all__ = [
+    "BUDGETS", "LEARNED_ACCURACY", "LEARNED_BUDGET", "LEARNED_SEEDS", "LEARNED_VERIFIED", "chance_accuracy", "learned_command",
+    "learned_folder", "learned_sizes", "train_length", "train_task",
     "CMS_MODELS", "IGNORE", "LANGUAGES", "MODELS", "MQAR", "NIAH", "RECALL_TASKS", "TASKS", "Batch",
     "FormalLanguage", "LongCtxConfig", "Task", "accuracy", "accuracy_counts", "accuracy_table", "build",
     "build_optimizer", "combine", "config_periods", "draw_accuracy", "draw_grid", "evaluate", "format_table", "is_member", "length_bin",

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from nlteach.longctx.runner import (
+    BUDGETS,
     CMS_MODELS,
     MODELS,
     LongCtxConfig,
@@ -42,8 +43,8 @@ def parse_model(spec: str) -> tuple[str, tuple[int, ...] | None]:
     return name, p
 
 
-SETTINGS_SKIP = ("task", "model", "preset", "seeds", "task_options", "vocab_size", "cms_periods", "multi_frequency")
-"""Settings with an option of their own (``--task``, ``--model NAME@PERIODS``, ``--cms-multi-frequency``,
+SETTINGS_SKIP = ("task", "model", "preset", "budget", "seeds", "task_options", "vocab_size", "cms_periods", "multi_frequency")
+"""Settings with an option of their own (``--task``, ``--model NAME@PERIODS``, ``--budget``, ``--cms-multi-frequency``,
 the common options) or none (the vocabulary and task options follow from the task)."""
 
 
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "OUT/<variant>/, and OUT/results.json combines them.",
         epilog="Examples: python -m nlteach.longctx --task mqar --model all --preset laptop --out runs/mqar ; "
                "python -m nlteach.longctx --task mk-niah --model hope@16 hope@16,64 hope@16,64,256 --out runs/cms ; "
+               "python -m nlteach.longctx --task mqar --model all --budget learned --seeds 0 1 2 3 4 --out runs/mqar_learned ; "
                "python -m nlteach.longctx --task s-niah --model hope --cms-multi-frequency --cms-step-periods 1 4 16 "
                "--out runs/mf")
     p.add_argument("--task", required=True, choices=TASKS)
@@ -66,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"one or more of {', '.join(MODELS)}, or 'all'; CMS models take @PERIODS "
                         "(hope@16,64,256: three CMS levels learning in context every 16, 64, 256 tokens; "
                         "default: the model's)")
+    p.add_argument("--budget", choices=BUDGETS, default="preset",
+                   help="the row of training settings: 'preset' (the preset's; default) or 'learned' (retrieval tasks "
+                        "only: LEARNED_BUDGET, in which the Transformer solves the task at its training length, tested "
+                        "up to 8x it; docs/decisions.md#longctx-learned-budget); options below override either")
     add_run_arguments(p, LongCtxConfig, skip=SETTINGS_SKIP, what="the run (LongCtxConfig) or of its model (ModelConfig)")
     p.add_argument("--cms-multi-frequency", action="store_true",
                    help="outer multi-frequency training: the optimizer steps CMS level l only every "
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         if periods is not None:
             over["cms_periods"] = periods
         try:
-            cfgs.append(preset_config(args.task, name, args.preset, seeds=tuple(args.seeds), **over))
+            cfgs.append(preset_config(args.task, name, args.preset, seeds=tuple(args.seeds), budget=args.budget, **over))
         except ValueError as e:
             parser.error(str(e))
     out = Path(args.out)

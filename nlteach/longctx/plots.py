@@ -23,20 +23,25 @@ def accuracy_table(results: dict[str, Any]) -> tuple[list[int], np.ndarray]:
 
 def draw_accuracy(fig: Figure, results_by_name: dict[str, dict[str, Any]], ax: Any = None,
                   title: str | None = None, legend: bool = True) -> Any:
-    """Accuracy vs context length, one line per name: mean over seeds, band = min..max over seeds.
-    A dotted vertical line marks the longest training length (to its right: length
-    generalization), a grey dashed line the chance level."""
+    """Accuracy vs context length, one colour per name: a line through the mean over seeds and one
+    point per seed (so that seeds that disagree, a bimodal result, stay visible; the points of the
+    names are shifted sideways a little so that they do not hide each other). A dotted vertical line
+    marks the longest training length (to its right: length generalization), a grey dashed line the
+    chance level (:attr:`nlteach.longctx.tasks.Task.chance`, as recorded in the results)."""
     if not results_by_name:
         raise ValueError("results_by_name is empty; pass {name: results}.")
     ax = ax if ax is not None else fig.add_subplot(1, 1, 1)
     train_max, chance = set(), set()
+    k = len(results_by_name)
     for i, (name, res) in enumerate(results_by_name.items()):
         lengths, acc = accuracy_table(res)
-        mu = acc.mean(0)
+        mu = np.nanmean(acc, 0) if np.isfinite(acc).any() else acc.mean(0)
         n = acc.shape[0]
         ax.plot(lengths, mu, marker="o", ms=3, color=f"C{i}", label=f"{name} ({n} seed{'s' * (n > 1)})")
         if n > 1:
-            ax.fill_between(lengths, acc.min(0), acc.max(0), color=f"C{i}", alpha=0.15)
+            shift = 2.0 ** (0.06 * (i - (k - 1) / 2))  # a sideways offset on the log-2 axis, per name
+            xs = np.repeat(np.asarray(lengths, dtype=float)[None, :] * shift, n, 0)
+            ax.scatter(xs.ravel(), acc.ravel(), s=9, color=f"C{i}", alpha=0.55, linewidths=0, zorder=3)
         s = res.get("summary", {})
         if "train_max_length" in s:
             train_max.add(s["train_max_length"])
@@ -44,8 +49,10 @@ def draw_accuracy(fig: Figure, results_by_name: dict[str, dict[str, Any]], ax: A
             chance.add(s["chance"])
     for L in train_max:
         ax.axvline(L, color="gray", ls=":", lw=1)
-    for c in chance:
+    for c in sorted(chance):
         ax.axhline(c, color="gray", ls="--", lw=0.8)
+        ax.annotate(f"chance {c:.2g}", (0.01, c), xycoords=("axes fraction", "data"), xytext=(0, 2),
+                    textcoords="offset points", fontsize=6, color="gray")
     ticks = sorted({L for res in results_by_name.values() for L in accuracy_table(res)[0]})
     ax.set_xscale("log", base=2)
     ax.set_xticks(ticks)
@@ -103,7 +110,7 @@ def draw_cms_study(fig: Figure, results_by_name: dict[str, dict[str, Any]],
     number of CMS levels (variants whose periods are ``levels[:k]``), and against the lowest
     frequency (the longest period) of the variants whose periods start with ``lowest_prefix`` and
     have one more level. One line per evaluation length; error bars: std over seeds (none for one
-    seed). The periods are the recorded ``cms_periods``: tokens for the in-context CMS, optimizer
+    seed); points: the seeds themselves. The periods are the recorded ``cms_periods``: tokens for the in-context CMS, optimizer
     steps for the runs made before it (the defaults ``levels``, ``lowest_prefix`` are those of the
     committed study). Only runs with one outer training schedule are used: ``multi_frequency``
     (None: that of the first run; files that do not record it were multi-frequency)."""
@@ -134,12 +141,18 @@ def draw_cms_study(fig: Figure, results_by_name: dict[str, dict[str, Any]],
             spread = np.nan_to_num([a["std"] for a in acc])  # one seed: no spread (std NaN)
             ax.errorbar(xs, [a["mean"] for a in acc], yerr=spread, marker="o", ms=3, capsize=2,
                         color=f"C{j}", label=f"length {L}{'*' if L > train_max else ''}")
+            off = j - (len(lengths) - 1) / 2  # each length's seeds a little to the side, so a failed one shows
+            for x, (_, r) in zip(xs, series, strict=True):
+                seeds = [p["accuracy"][str(L)] for p in r["per_seed"]]
+                px = x * 2.0 ** (0.05 * off) if log else x + 0.05 * off
+                ax.scatter([px] * len(seeds), seeds, s=14, marker="x", color=f"C{j}", alpha=0.8, linewidths=1,
+                           zorder=3)
         if log:
             ax.set_xscale("log", base=2)
         ax.set_xticks([x for x, _ in series])
         ax.set_xticklabels([str(x) for x, _ in series])
         ax.set_xlabel(xlabel, fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("accuracy (mean over seeds)")
+    axes[0].set_ylabel("accuracy (line: mean over seeds; x: each seed)")
     axes[0].set_ylim(-0.02, 1.02)
     (axes[0] if series_a else axes[1]).legend(fontsize=7)

@@ -10,7 +10,7 @@ every evaluation context length, and writes, in ``out`` (a :class:`nlteach.runs.
   ``summary`` (per length: :func:`nlteach.runs.stats.summarize` of the accuracy over seeds, plus
   min and max; the longest training length; chance accuracy) and ``provenance`` (commit, dirty
   files, command, device of the run that wrote the file);
-- ``accuracy.png``: accuracy against context length (mean over seeds, band = min..max);
+- ``accuracy.png``: accuracy against context length (mean over seeds and every seed as a point);
 - ``config.json``, ``seeds/seed_<s>.json`` for every finished seed and, while a seed trains,
   ``seeds/seed_<s>.pt`` (written atomically every ``ckpt_every`` steps).
 
@@ -40,6 +40,14 @@ and ``hope-attention-static-cms``), trained multi-frequency with optimizer-step 
 their recorded ``cms_periods`` (the gradients summed, not averaged: with AdamW the two differ only
 through epsilon) and memories of twice the head width. :func:`static_cms_results` recognizes them
 and :func:`run_label` names their runs for what they measured (``hope-static-cms_steps1-4-16``).
+
+**Budgets.** ``preset_config(..., budget="preset")`` takes the preset's training settings;
+``budget="learned"`` (``--budget learned``, retrieval tasks only) those of :data:`LEARNED_BUDGET`,
+chosen by pilot runs so that the Transformer *solves* each retrieval task at its training length
+(accuracy >= :data:`LEARNED_ACCURACY`), and tested up to 8x that length
+(docs/decisions.md#longctx-learned-budget). An optional length curriculum (``curriculum`` steps,
+:func:`train_length`) trains the shortest lengths first; for the needle tasks, a needle-count
+curriculum (``curriculum_needles``, :func:`train_task`) trains fewer needles first.
 
 **Evaluation.** At each length of ``eval_lengths``, ``eval_examples`` examples drawn with
 ``make_rng(seed, 1, length)`` (a stream the training never draws from), greedy answers (argmax),
@@ -78,11 +86,16 @@ from nlteach.models import ModelConfig, build_model, count_parameters, size_to_b
 from nlteach.recipes import WarmupCosine, cms_step_periods, make_model_optimizer, set_lr
 from nlteach.runs.rundir import plain, run_folder
 from nlteach.runs.seeds import flat_settings, load_seed_checkpoint, run_seeds, save_seed_checkpoint
+from nlteach.runs.stats import paired as paired_values
 from nlteach.runs.stats import summarize as summarize_values
-from nlteach.runs.tables import pm, text_table
+from nlteach.runs.tables import pm, pm_summary, text_table
 from nlteach.runs.threads import torch_threads
 
 CHECKPOINT_VERSION = 2  # 2: settings with the model's config nested under "arch"
+BUDGETS = ("preset", "learned")
+LEARNED_ACCURACY = 0.9
+"""A model *solves* a task at a length when its accuracy there is at least this (issue 19 item 4's
+criterion for the retrieval tasks at their training length; docs/decisions.md#longctx-learned-budget)."""
 MODELS = ("transformer", "titans", "hope", "hope-attention")
 CMS_MODELS = ("hope", "hope-attention")
 ARCH_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ModelConfig))
@@ -102,6 +115,9 @@ class LongCtxConfig:
     :class:`~nlteach.models.ModelConfig` (its ``vocab_size`` stays None: the task sets it).
     ``params``: a parameter budget; when set, ``arch.dim`` stays None and is chosen by
     :func:`nlteach.models.size_to_budget` (equal parameters across models).
+    ``budget``: the name of the row of training settings the config was made from
+    (:func:`preset_config`: ``"preset"``, or ``"learned"``, :data:`LEARNED_BUDGET`), recorded so that
+    readers can say which; ``curriculum``: steps of the length curriculum (:func:`train_length`).
     ``multi_frequency``: the outer multi-frequency training of the CMS levels (off by default, as in
     notebook 09; ignored for models without a CMS); ``cms_step_periods``: its optimizer-step
     periods, one per CMS level (left None with ``multi_frequency``: 1, 4, 16, ..., recorded as
@@ -110,6 +126,9 @@ class LongCtxConfig:
     task: str = "mqar"
     model: str = "transformer"
     preset: str = "laptop"
+    budget: str = field(default="preset", metadata={
+        "help": "which row of training settings: 'preset' (the preset's) or 'learned' (LEARNED_BUDGET: long "
+                "enough that the Transformer solves each retrieval task at its training length)"})
     seeds: tuple[int, ...] = (0, 1, 2)
     arch: ModelConfig = field(default_factory=default_arch)
     params: int | None = None
@@ -129,6 +148,12 @@ class LongCtxConfig:
     eval_batch: int = 64
     log_every: int = 10
     ckpt_every: int = 50
+    curriculum: int = field(default=0, metadata={
+        "help": "length curriculum: the first CURRICULUM steps take the training lengths shortest first, an "
+                "equal share of steps each; later steps cycle through them (0: no curriculum)"})
+    curriculum_needles: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "needle tasks: a needle-count curriculum; the first CURRICULUM steps use these numbers of needles, "
+                "an equal share of steps each, in the order given; later steps the task's own"})
     task_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -154,6 +179,12 @@ class LongCtxConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}.")
+        if self.budget not in BUDGETS:
+            raise ValueError(f"budget must be one of {BUDGETS}, got {self.budget!r}.")
+        if not isinstance(self.curriculum, int) or isinstance(self.curriculum, bool) \
+                or not 0 <= self.curriculum <= self.steps:
+            raise ValueError(f"curriculum must be an int in [0, steps={self.steps}] (steps of the length "
+                             f"curriculum), got {self.curriculum!r}.")
         if self.params is not None and (not isinstance(self.params, int) or self.params < 1):
             raise ValueError(f"params must be a positive int or None, got {self.params!r}.")
         if not isinstance(self.warmup, int) or not 0 <= self.warmup < max(2, self.steps):
@@ -170,6 +201,16 @@ class LongCtxConfig:
         if self.multi_frequency and self.model in CMS_MODELS:  # record the periods the optimizer uses
             periods = cms_step_periods(len(self.arch.cms_periods), self.cms_step_periods)
             object.__setattr__(self, "cms_step_periods", tuple(periods))
+        if self.curriculum_needles is not None:
+            if self.task not in ("s-niah", "mk-niah"):
+                raise ValueError(f"curriculum_needles is for the needle tasks (s-niah, mk-niah), got task={self.task!r}.")
+            if not self.curriculum:
+                raise ValueError(f"curriculum_needles={self.curriculum_needles!r} needs curriculum > 0 (its steps).")
+            for k in self.curriculum_needles:
+                try:
+                    make_task(self.task, **{**self.task_options, "n_needles": k}).sample(1, min(self.train_lengths), 0)
+                except (TypeError, ValueError) as e:
+                    raise ValueError(f"curriculum_needles={self.curriculum_needles!r}: {k} needles: {e}") from None
         task = self.make_task()
         for L in sorted(set(self.train_lengths) | set(self.eval_lengths)):
             try:
@@ -220,7 +261,7 @@ class LongCtxConfig:
             d.setdefault("multi_frequency", True)  # the runner's default then
             if d["multi_frequency"] and d.get("model") in CMS_MODELS and d.get("cms_step_periods") is None:
                 d["cms_step_periods"] = arch.get("cms_periods")  # one clock then: the periods were optimizer steps
-        for k in ("seeds", "train_lengths", "eval_lengths", "cms_step_periods"):
+        for k in ("seeds", "train_lengths", "eval_lengths", "cms_step_periods", "curriculum_needles"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
         return cls(**d, arch=replace(default_arch(), **arch))
@@ -278,12 +319,71 @@ def _task_sizes(preset: str, task: str) -> dict[str, Any]:
 
 
 
+LEARNED_BUDGET: dict[str, dict[str, Any]] = {
+    # one needle: the preset's row already solves it (no key to match: copy what follows NEEDLE)
+    "s-niah": dict(steps=600, warmup=30, train_lengths=(32,), eval_lengths=(32, 64, 128, 256)),
+    # key matching among 4 needles: not solved in any pilot yet (LEARNED_VERIFIED); the best guess so far,
+    # a needle-count curriculum (1, 2, 3 needles in the first 1500 steps, then 4) and twice the steps
+    "mk-niah": dict(steps=8000, warmup=100, train_lengths=(32,), curriculum=1500, curriculum_needles=(1, 2, 3),
+                    eval_lengths=(32, 64, 128, 256), task_options={"n_keys": 4}),
+    # 8 pairs at the training length (64 keys, so that 256 tokens, 64 pairs, 8x, can be tested); a
+    # length curriculum (2, then 4, then 8 pairs) starts the key matching where a guess is often right
+    "mqar": dict(steps=4000, warmup=100, train_lengths=(8, 16, 32), curriculum=1500,
+                 eval_lengths=(32, 64, 128, 256), task_options={"n_keys": 64, "n_values": 16}),
+}
+"""The ``learned`` budget of each retrieval task at the laptop preset's model sizes (60k parameters,
+2 layers, 2 heads): settings that replace the preset's so that the Transformer solves the task at its
+training length (accuracy >= :data:`LEARNED_ACCURACY`; :data:`LEARNED_VERIFIED` names the rows a pilot
+run verified), and tested up to 8x that length.
+Reasons and pilot numbers: docs/decisions.md#longctx-learned-budget."""
+
+
+LEARNED_VERIFIED = ("s-niah", "mqar")
+"""The tasks whose :data:`LEARNED_BUDGET` row a pilot run showed the Transformer solving at its
+training length (docs/decisions.md#longctx-learned-budget); the others' rows are the best found so far."""
+LEARNED_SEEDS = (0, 1, 2, 3, 4)  # five seeds: the paired verdicts of notebook 11 rest on them
+
+
+def learned_folder(task: str) -> str:
+    """The results folder (under ``results/``) of ``task``'s runs at the learned budget."""
+    return f"longctx_{task}_learned"
+
+
+def learned_command(task: str, seeds: tuple[int, ...] = LEARNED_SEEDS, out_root: str = "results") -> str:
+    """The command that trains every model on ``task`` at the learned budget (laptop preset) into
+    ``out_root/`` :func:`learned_folder` (commit results only from a clean tree)."""
+    if task not in LEARNED_BUDGET:
+        raise ValueError(f"task must be one of the retrieval tasks {tuple(LEARNED_BUDGET)}, got {task!r}.")
+    return (f"python -m nlteach.longctx --task {task} --model all --preset laptop --budget learned "
+            f"--seeds {' '.join(map(str, seeds))} --out {out_root}/{learned_folder(task)}")
+
+
+def learned_sizes(preset: str, task: str) -> dict[str, Any]:
+    """The settings of the ``learned`` budget for ``task`` at ``preset``: :data:`LEARNED_BUDGET` at
+    the laptop preset; at tiny, the tiny preset's sizes tested up to 8x the training length (a smoke
+    test of the same shape). Not defined at full (its preset already trains 5000 steps) nor for the
+    formal languages."""
+    if task not in LEARNED_BUDGET:
+        raise ValueError(f"budget='learned' is defined for the retrieval tasks {tuple(LEARNED_BUDGET)}, got task={task!r}.")
+    preset = get_preset(preset)
+    if preset == "full":
+        raise ValueError("budget='learned' is measured at the laptop preset (tiny: its smoke test); at preset='full' "
+                         "use budget='preset' (5000 steps already).")
+    if preset == "laptop":
+        return dict(LEARNED_BUDGET[task])
+    train = _task_sizes("tiny", task)["train_lengths"]
+    return dict(train_lengths=train, eval_lengths=tuple(max(train) * 2 ** i for i in range(4)))
+
+
 def preset_config(task: str, model: str = "transformer", preset: str | None = None,
-                  seeds: tuple[int, ...] = (0, 1, 2), **overrides: Any) -> LongCtxConfig:
+                  seeds: tuple[int, ...] = (0, 1, 2), budget: str = "preset", **overrides: Any) -> LongCtxConfig:
     """The settings of ``preset`` (default: the active one) for ``task`` and ``model``; keyword
     ``overrides`` replace any field of :class:`LongCtxConfig` or of its ``arch``
     (:class:`~nlteach.models.ModelConfig`: ``steps=..., cms_periods=..., n_layers=...``). Giving
     ``params`` sizes ``dim`` to it; giving ``dim`` drops the parameter budget.
+
+    ``budget="learned"`` replaces the preset's training settings by the task's row of
+    :data:`LEARNED_BUDGET` (:func:`learned_sizes`) before the ``overrides``.
 
     Sizes (laptop): about 60k parameters (2 layers, 2 heads, the same budget for every model), 600
     steps of 32 examples (formal languages: 300), training on 32-token haystacks, 16-32-token MQAR
@@ -307,12 +407,16 @@ def preset_config(task: str, model: str = "transformer", preset: str | None = No
                   proj_chunk_size=16),
     ))
     values.update(_task_sizes(preset, task))
+    if budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}.")
+    if budget == "learned":
+        values.update(learned_sizes(preset, task), budget=budget)
     top = {f.name for f in dataclasses.fields(LongCtxConfig)} - {"arch"}
     arch_fields = set(ARCH_FIELDS) - {"vocab_size"}
     for k, v in overrides.items():
         if k not in top | arch_fields:
             raise ValueError(f"unknown setting {k!r}; known: {sorted(top)} and the model's {sorted(arch_fields)}.")
-        tuples = ("seeds", "cms_periods", "cms_step_periods", "train_lengths", "eval_lengths")
+        tuples = ("seeds", "cms_periods", "cms_step_periods", "train_lengths", "eval_lengths", "curriculum_needles")
         values[k] = tuple(v) if k in tuples and v is not None else v
     if "params" in overrides and "dim" not in overrides:
         values["dim"] = None if overrides["params"] is not None else default_arch().dim
@@ -350,10 +454,31 @@ def build_optimizer(cfg: LongCtxConfig, model: torch.nn.Module) -> Any:
                                 step_periods=cfg.cms_step_periods if multi else None)
 
 
+def train_length(cfg: LongCtxConfig, step: int) -> int:
+    """The length of training step ``step`` (from 1). With a length curriculum (``cfg.curriculum`` = C
+    > 0), steps 1..C take the training lengths in increasing order, an equal share of the C steps each
+    (the shortest first); every other step cycles through ``cfg.train_lengths`` in their order."""
+    if step <= cfg.curriculum:
+        ordered = sorted(cfg.train_lengths)
+        return ordered[(step - 1) * len(ordered) // cfg.curriculum]
+    return cfg.train_lengths[(step - 1) % len(cfg.train_lengths)]
+
+
+def train_task(cfg: LongCtxConfig, task: Task, step: int) -> Task:
+    """The task of training step ``step`` (from 1): ``task``, except during a needle-count curriculum
+    (``cfg.curriculum_needles``, steps 1..``cfg.curriculum``), where step s uses
+    ``curriculum_needles[(s - 1) K // C]`` needles (K numbers, C curriculum steps; the vocabulary
+    does not change)."""
+    if cfg.curriculum_needles is None or step > cfg.curriculum:
+        return task
+    k = cfg.curriculum_needles[(step - 1) * len(cfg.curriculum_needles) // cfg.curriculum]
+    return make_task(cfg.task, **{**cfg.task_options, "n_needles": k})
+
+
 def train_batch(cfg: LongCtxConfig, task: Task, seed: int, step: int):
-    """The batch of training step ``step`` (from 1) of ``seed``."""
-    length = cfg.train_lengths[(step - 1) % len(cfg.train_lengths)]
-    return task.sample(cfg.batch_size, length, make_rng(seed, 0, step))
+    """The batch of training step ``step`` (from 1) of ``seed`` (length: :func:`train_length`; task:
+    :func:`train_task`)."""
+    return train_task(cfg, task, step).sample(cfg.batch_size, train_length(cfg, step), make_rng(seed, 0, step))
 
 
 def answer_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -385,12 +510,8 @@ def evaluate(model: torch.nn.Module, task: Task, lengths: tuple[int, ...], n_exa
 
 
 def chance_accuracy(task: Task) -> float:
-    """Accuracy of uniform guessing among the plausible answers (for the figures)."""
-    if task.name == "mqar":
-        return 1.0 / task.n_values
-    if task.name in ("s-niah", "mk-niah"):
-        return 0.1 ** task.value_len
-    return 0.5
+    """Accuracy of uniform guessing among the answers ``task`` allows (:attr:`Task.chance`)."""
+    return task.chance
 
 
 # ---------------------------------------------------------------------------------------------
@@ -577,34 +698,64 @@ def with_seeds(cfg: LongCtxConfig, seeds: tuple[int, ...]) -> LongCtxConfig:
     return replace(cfg, seeds=tuple(seeds))
 
 
+SEEDS_DISAGREE = 0.2
+"""Accuracy range over seeds (max - min) from which a table cell lists every seed beside the mean:
+a spread that large at these sizes means that some seeds learned the task and some did not."""
+
+
+def seeds_cell(values: list[float], digits: int = 2) -> str:
+    """``"mean ± std"`` of per-seed ``values``, followed by every seed's value (in seed order) when they
+    disagree by :data:`SEEDS_DISAGREE` or more, so a bimodal result cannot hide in its mean."""
+    cell = pm_summary(summarize_values(values), digits)
+    finite = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    if len(finite) > 1 and max(finite) - min(finite) >= SEEDS_DISAGREE:
+        cell += " (seeds: " + ", ".join(f"{v:.{digits}f}" for v in values) + ")"
+    return cell
+
+
 def format_table(results_by_variant: dict[str, dict[str, Any]]) -> str:
-    """A plain-text table: one row per variant, accuracy mean +- std over seeds at each length
-    (lengths beyond the longest training length marked with *)."""
+    """A plain-text table: one row per variant, its chance accuracy (:func:`task_chance`) and the
+    accuracy at each length (:func:`seeds_cell`: mean +- std over seeds, every seed where they
+    disagree; lengths beyond the longest training length marked with *)."""
     lengths = sorted({L for r in results_by_variant.values() for L in r["summary"]["accuracy"]}, key=int)
     train_max = max(r["summary"]["train_max_length"] for r in results_by_variant.values())
     head = {L: f"{L}{'*' if int(L) > train_max else ''}" for L in lengths}
     rows = []
     for v, r in results_by_variant.items():
         acc = r["summary"]["accuracy"]
-        rows.append({"variant": v, **{head[L]: pm(acc[L]["mean"], acc[L]["std"], 3) if L in acc else "-" for L in lengths},
+        rows.append({"variant": v, "chance": f"{task_chance(r['config']):.3g}",
+                     **{head[L]: seeds_cell(list(_seed_values(r, int(L)).values()), 3) if L in acc else "-"
+                        for L in lengths},
                      "seeds": ",".join(str(p["seed"]) for p in r["per_seed"])})
-    return (text_table(rows, ["variant", *head.values(), "seeds"])
-            + f"\n(* = longer than every training length; the longest trained is {train_max})")
+    return (text_table(rows, ["variant", "chance", *head.values(), "seeds"])
+            + f"\n(* = longer than every training length; the longest trained is {train_max}; chance: from the task's "
+              f"definition; every seed is listed where seeds differ by {SEEDS_DISAGREE:g} or more)")
 
 
-def verdict(results_by_variant: dict[str, dict[str, Any]], *, margin: float = 2.0) -> str:
-    """Plain-language reading of several runs of one task, computed from their numbers.
+def task_chance(config: dict[str, Any]) -> float:
+    """Chance accuracy of a results file's run, computed from its task's definition (``config``'s
+    ``task`` and ``task_options``; :attr:`nlteach.longctx.tasks.Task.chance`)."""
+    return make_task(config["task"], **(config.get("task_options") or {})).chance
+
+
+def _seed_values(r: dict[str, Any], length: int) -> dict[int, float]:
+    return {p["seed"]: p["accuracy"][str(length)] for p in r["per_seed"] if str(length) in p["accuracy"]}
+
+
+def verdict(results_by_variant: dict[str, dict[str, Any]]) -> str:
+    """Plain-language reading of several runs of one task, computed from their numbers with the
+    course's one rule (the 95% t interval of a seed-paired difference, :func:`nlteach.runs.stats.paired`).
 
     At the longest training length and at the longest tested length: which variant has the best
-    mean accuracy, and whether each other variant's gap is larger than ``margin`` times the larger
-    of the two seed standard deviations ("clear") or not ("within the seed spread"). Then, per
-    variant, how much accuracy is kept from the longest training length to the longest tested one,
-    and whether it is near chance (within 0.05).
+    mean accuracy, and for each other variant the difference to it paired by seed: "behind" when the
+    whole interval lies below 0, else "no clear difference". Then, per variant, the accuracy at the
+    longest training length and at the longest tested one, how many seeds solve the task at the
+    training length (accuracy >= :data:`LEARNED_ACCURACY`), and whether the longest length is above
+    chance (:func:`task_chance`; the 95% interval of the mean above it) or not.
     """
     if not results_by_variant:
         raise ValueError("results_by_variant is empty.")
     any_r = next(iter(results_by_variant.values()))
-    s0 = any_r["summary"]
     lengths = sorted({int(L) for r in results_by_variant.values() for L in r["summary"]["accuracy"]})
     train_max = max(r["summary"]["train_max_length"] for r in results_by_variant.values())
     at_train = max((L for L in lengths if L <= train_max), default=lengths[0])
@@ -617,23 +768,34 @@ def verdict(results_by_variant: dict[str, dict[str, Any]], *, margin: float = 2.
         best = max(accs, key=lambda v: accs[v]["mean"])
         b = accs[best]
         lines.append(f"{label} ({L}): best {best} {pm(b['mean'], b['std'], 3)}")
+        ref = _seed_values(results_by_variant[best], L)
         for v, a in sorted(accs.items(), key=lambda kv: -kv[1]["mean"]):
             if v == best:
                 continue
-            gap = b["mean"] - a["mean"]
-            n = min(s0.get("n_seeds", 1), results_by_variant[v]["summary"].get("n_seeds", 1))
-            judged = ("one seed: cannot tell" if n < 2 else
-                      "clear" if gap > margin * max(a["std"], b["std"]) else "within the seed spread")
-            lines.append(f"  {v}: {pm(a['mean'], a['std'], 3)} ({gap:+.3f} behind, {judged})")
-    chance = s0.get("chance", 0.0)
+            own = _seed_values(results_by_variant[v], L)
+            seeds = sorted(set(own) & set(ref))
+            d = paired_values([own[s] for s in seeds], [ref[s] for s in seeds])
+            if d["n"] < 2:
+                judged = f"{d['n']} paired seed(s): cannot tell"
+            else:
+                lo, hi = d["ci95"]
+                judged = (f"95% interval [{lo:+.3f}, {hi:+.3f}] over {d['n']} paired seeds: "
+                          + ("behind" if d["sign"] < 0 else "no clear difference"))
+            lines.append(f"  {v}: {pm(a['mean'], a['std'], 3)} ({d['mean']:+.3f} paired, {judged})")
+    chance = task_chance(any_r["config"])
     if lengths[-1] > at_train:
-        lines.append(f"length generalization ({at_train} -> {lengths[-1]}; chance ~ {chance:.3g}):")
+        lines.append(f"length generalization ({at_train} -> {lengths[-1]}; chance {chance:.3g}):")
         for v, r in results_by_variant.items():
-            acc = r["summary"]["accuracy"]
-            a, z = acc[str(at_train)]["mean"], acc[str(lengths[-1])]["mean"]
-            tag = "near chance" if z < chance + 0.05 else ("kept" if z >= a - 0.05 else "drops")
-            learned = (" (not learned even at the training length)" if a < chance + 0.1 else
-                       " (only partly learned at the training length)" if a < 0.5 else "")
-            lines.append(f"  {v}: {a:.3f} -> {z:.3f} ({tag}){learned}")
+            # from the per-seed values: files written before stats.summarize lack n and ci95 in their summary
+            solved = list(_seed_values(r, at_train).values())
+            a, z = summarize_values(solved), summarize_values(list(_seed_values(r, lengths[-1]).values()))
+            if z["n"] < 2:
+                tag = "one seed"
+            elif z["ci95"][0] <= chance:
+                tag = "not above chance"
+            else:
+                tag = "above chance"
+            learned = "" if a["n"] < 2 or a["ci95"][0] > chance else " (not learned even at the training length)"
+            lines.append(f"  {v}: {a['mean']:.3f} -> {z['mean']:.3f} ({tag}; solved at the training length on "
+                         f"{sum(x >= LEARNED_ACCURACY for x in solved)}/{len(solved)} seeds){learned}")
     return "\n".join(lines)
-

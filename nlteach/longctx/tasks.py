@@ -123,6 +123,12 @@ class Task(abc.ABC):
     def valid_lengths(self) -> str:
         return "any length >= 1"
 
+    @property
+    @abc.abstractmethod
+    def chance(self) -> float:
+        """The accuracy of guessing uniformly among the answers the task's definition allows, in the
+        task's own ``unit`` (the level every table and figure of notebook 11 shows beside a model's)."""
+
     def check(self, inputs: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
         """BoolTensor[B]: True where every answer in ``predictions[b]`` (token ids at the answer
         positions; other positions are not read) is right."""
@@ -171,6 +177,11 @@ class MQAR(Task):
 
     def valid_lengths(self) -> str:
         return f"a multiple of 4 between 4 and {4 * self.n_keys} (4 n_keys)"
+
+    @property
+    def chance(self) -> float:
+        """Per query: one of the ``n_values`` values, guessed uniformly."""
+        return 1.0 / self.n_values
 
     def sample(self, batch_size: int, length: int, rng: np.random.Generator | int) -> Batch:
         self._check_sample_args(batch_size, length)
@@ -242,6 +253,17 @@ class NIAH(Task):
 
     def valid_lengths(self) -> str:
         return f"any length >= {self.min_length} (the needles and the query must fit)"
+
+    @property
+    def chance(self) -> float:
+        """Per example (exact match): all ``value_len`` digits guessed uniformly, ``10^-m``."""
+        return 0.1 ** self.value_len
+
+    @property
+    def distractor_chance(self) -> float:
+        """Per example: the value of one of the ``n_needles`` needles, picked uniformly (a model that
+        found the needles but not which one is asked; equal to 1 for S-NIAH)."""
+        return 1.0 / self.n_needles
 
     def sample(self, batch_size: int, length: int, rng: np.random.Generator | int) -> Batch:
         self._check_sample_args(batch_size, length)
@@ -424,6 +446,12 @@ class FormalLanguage(Task):
 
     def valid_lengths(self) -> str:
         return "a length bin (L/2, L] that holds a member's length (L >= 6 for every language)"
+
+    @property
+    def chance(self) -> float:
+        """Per example: ``ACCEPT`` or ``REJECT``, each the answer of half the examples (labels are drawn
+        with probability 1/2), so any fixed or uniform guess scores 1/2."""
+        return 0.5
 
     def sample(self, batch_size: int, length: int, rng: np.random.Generator | int) -> Batch:
         self._check_sample_args(batch_size, length)
