@@ -400,6 +400,7 @@ def longctx_rows(exp: Experiment) -> list[dict[str, Any]]:
         train_max = r.get("summary", {}).get("train_max_length") or max(cfg.get("train_lengths", [lengths[0]]))
         at_train = max((L for L in lengths if L <= train_max), default=lengths[0])
         rows.append({"experiment": exp.name, "task": cfg.get("task", "?"), "model": name,
+                     "chance": longctx_chance(cfg) if "task" in cfg else math.nan,
                      "seeds": [p["seed"] for p in ps], "train_max": train_max, "lengths": lengths, "acc": acc,
                      "at_train": at_train, "longest": lengths[-1],
                      "nonfinite": [d.get("seed") for d in r.get("details", []) if d.get("nonfinite_step")],
@@ -486,9 +487,10 @@ def longctx_table(rows: list[dict[str, Any]], full: bool = False, experiment: bo
         body = [[r["task"], r["model"] + provenance_mark(r),
                  *(pm_summary(r["acc"][L]) if L in r["acc"] else "" for L in lengths), _seeds(r["seeds"])] for r in rows]
         return markdown_table(header, body)
-    header = ["task", "model", "trained up to", "acc. at that length", "tested up to", "acc. there", "seeds"]
-    body = [[r["task"], r["model"] + provenance_mark(r), r["train_max"], pm_summary(r["acc"][r["at_train"]]), r["longest"],
-             pm_summary(r["acc"][r["longest"]]), _seeds(r["seeds"])] for r in rows]
+    header = ["task", "model", "chance", "trained up to", "acc. at that length", "tested up to", "acc. there", "seeds"]
+    body = [[r["task"], r["model"] + provenance_mark(r), f"{r['chance']:.2g}", r["train_max"],
+             pm_summary(r["acc"][r["at_train"]]), r["longest"], pm_summary(r["acc"][r["longest"]]), _seeds(r["seeds"])]
+            for r in rows]
     if experiment:
         header = ["experiment", *header]
         body = [[r["experiment"], *b] for r, b in zip(rows, body)]
@@ -1058,7 +1060,8 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
     formal = [r for r in lc if r["task"] in LANGUAGES]
     recall = [r for r in lc if r["task"] not in LANGUAGES]
     if recall:
-        lines += ["", "**Long context** (notebook 11; trained on short inputs, tested on longer ones; accuracy; "
+        lines += ["", "**Long context** (notebook 11; trained on short inputs, tested on longer ones; accuracy, beside "
+                  "the chance level computed from each task's definition; "
                   "`_cmsA-B-C` = the CMS levels' in-context periods in tokens, `_stepsA-B-C` = multi-frequency "
                   "training, level l stepping every A, B, C optimizer steps; `-static-cms`: made before the "
                   "in-context CMS, with the CMS fixed at test time; rerun pending, issue 19):", "",
