@@ -153,8 +153,8 @@ def test_rows_of_files_without_provenance_are_marked_and_listed(tmp_path):
     block = R.readme_section(root)
     assert "| replay | 0.65 (-0.40), 1 seed |" in block
     assert "| finetune | 0.65 (-0.40), 1 seed † |" in block
-    assert "| longctx_s-niah_laptop | s-niah | transformer | 32 |" in block
-    assert "| longctx_s-niah_laptop | s-niah | titans † | 32 |" in block
+    assert "| longctx_s-niah_laptop | s-niah | transformer | 0.01 | 32 |" in block
+    assert "| longctx_s-niah_laptop | s-niah | titans † | 0.01 | 32 |" in block
     assert R.PROVENANCE_NOTE in block
     assert ("- `continual_split-digits_laptop` (`finetune`): no recorded commit or command; no record of whether "
             "the tree was clean.") in block
