@@ -48,7 +48,13 @@ from nlteach.continual.runner import method_tuning, normalize_record
 from nlteach.continual.streams import STREAMS
 from nlteach.experiments import cms_tasks, lm_comparison, lm_reference, optimizers
 from nlteach.longctx.plots import draw_grid
-from nlteach.longctx.runner import LEARNED_ACCURACY, run_label, seeds_cell, split_combined
+from nlteach.longctx.runner import (
+    LEARNED_ACCURACY,
+    SEEDS_DISAGREE,
+    run_label,
+    seeds_cell,
+    split_combined,
+)
 from nlteach.longctx.tasks import LANGUAGES, make_task
 from nlteach.runs import RESULTS_ROOT
 from nlteach.runs.io import CorruptFileError, read_json
@@ -396,12 +402,14 @@ def longctx_rows(exp: Experiment) -> list[dict[str, Any]]:
         if not ps:
             continue
         lengths = sorted({int(L) for p in ps for L in p["accuracy"]})
-        acc = {L: summarize([p["accuracy"].get(str(L), math.nan) for p in ps]) for L in lengths}
+        seed_acc = {L: [p["accuracy"].get(str(L), math.nan) for p in ps] for L in lengths}  # seed order
+        acc = {L: summarize(v) for L, v in seed_acc.items()}
         train_max = r.get("summary", {}).get("train_max_length") or max(cfg.get("train_lengths", [lengths[0]]))
         at_train = max((L for L in lengths if L <= train_max), default=lengths[0])
         rows.append({"experiment": exp.name, "task": cfg.get("task", "?"), "model": name,
                      "chance": longctx_chance(cfg) if "task" in cfg else math.nan,
                      "seeds": [p["seed"] for p in ps], "train_max": train_max, "lengths": lengths, "acc": acc,
+                     "seed_acc": seed_acc,
                      "at_train": at_train, "longest": lengths[-1],
                      "nonfinite": [d.get("seed") for d in r.get("details", []) if d.get("nonfinite_step")],
                      "provenance": run_provenance(exp, name)})
@@ -488,9 +496,11 @@ def longctx_table(rows: list[dict[str, Any]], full: bool = False, experiment: bo
                  *(pm_summary(r["acc"][L]) if L in r["acc"] else "" for L in lengths), _seeds(r["seeds"])] for r in rows]
         return markdown_table(header, body)
     header = ["task", "model", "chance", "trained up to", "acc. at that length", "tested up to", "acc. there", "seeds"]
-    body = [[r["task"], r["model"] + provenance_mark(r), f"{r['chance']:.2g}", r["train_max"],
-             pm_summary(r["acc"][r["at_train"]]), r["longest"], pm_summary(r["acc"][r["longest"]]), _seeds(r["seeds"])]
-            for r in rows]
+    def cell(r: dict[str, Any], L: int) -> str:  # every seed listed where seeds disagree (a bimodal mean)
+        return seeds_cell(r["seed_acc"][L]) if "seed_acc" in r else pm_summary(r["acc"][L])
+
+    body = [[r["task"], r["model"] + provenance_mark(r), f"{r['chance']:.2g}", r["train_max"], cell(r, r["at_train"]),
+             r["longest"], cell(r, r["longest"]), _seeds(r["seeds"])] for r in rows]
     if experiment:
         header = ["experiment", *header]
         body = [[r["experiment"], *b] for r, b in zip(rows, body)]
@@ -1061,7 +1071,8 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
     recall = [r for r in lc if r["task"] not in LANGUAGES]
     if recall:
         lines += ["", "**Long context** (notebook 11; trained on short inputs, tested on longer ones; accuracy, beside "
-                  "the chance level computed from each task's definition; "
+                  "the chance level computed from each task's definition, every seed listed where seeds differ by "
+                  f"{SEEDS_DISAGREE:g} or more; "
                   "`_cmsA-B-C` = the CMS levels' in-context periods in tokens, `_stepsA-B-C` = multi-frequency "
                   "training, level l stepping every A, B, C optimizer steps; `-static-cms`: made before the "
                   "in-context CMS, with the CMS fixed at test time; rerun pending, issue 19):", "",

@@ -75,7 +75,7 @@ def _expected_phrases() -> list[str]:
     out.append(f"its {100 * CONFIDENCE:.0f}% interval and verdict, is generated under the forgetting table")
     # long context
     niah, mqar = _rows("longctx_s-niah_laptop"), _rows("longctx_mqar_laptop")
-    lc = [e for e in R.load_all() if e.kind == "longctx"]
+    lc = [e for e in R.load_all() if e.kind == "longctx" and e.name.endswith("_laptop")]  # the bullet's runs
     lseeds = sorted({s for e in lc for r in R.longctx_rows(e) for s in r["seeds"]})
     out.append(f"(notebook 11, seeds {lseeds[0]}-{lseeds[-1]};")
     static = [r for e in lc for name, r in e.runs.items() if name.startswith("hope-static-cms_steps")]

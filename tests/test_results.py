@@ -97,7 +97,7 @@ def test_rows_are_computed_from_the_files(root):
 def test_readme_section_and_cli(root, capsys):
     text = R.readme_section(root)
     assert text.startswith("## Results (our measurements)")
-    assert "| s-niah | transformer † | 0.01 | 32 | 0.90 ± 0.14 | 128 | 0.40 ± 0.14 | 0,1 |" in text
+    assert "| s-niah | transformer † | 0.01 | 32 | 0.90 ± 0.14 | 128 | 0.40 ± 0.14 (seeds: 0.50, 0.30) | 0,1 |" in text
     assert "| finetune | 0.73 (-0.35), 2 seeds † |" in text and "| replay | 0.80 (-0.30), 1 seed † |" in text
     assert "hope" in text and "1.400" in text and "1.400 ±" not in text  # one seed: no ± shown
     assert "broken_laptop" in text  # a bad file is reported, not hidden
