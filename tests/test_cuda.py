@@ -208,42 +208,45 @@ def check_model(device: str, name: str) -> None:
 
 # -- the tests -------------------------------------------------------------------------------------
 
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
 @pytest.mark.parametrize("gated", [False, True])
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@needs_cuda
 def test_delta_rule_on_cuda(gated):
     check_delta_rule("cuda", gated)
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@needs_cuda
 def test_linear_attention_on_cuda():
     check_linear_attention("cuda")
 
 
 @pytest.mark.parametrize("hidden", [None, 12], ids=["linear", "mlp"])
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@needs_cuda
 def test_titans_memory_on_cuda(hidden):
     check_titans("cuda", hidden)
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@needs_cuda
 def test_self_modifying_titans_on_cuda():
     check_self_modifying_titans("cuda")
 
 
 @pytest.mark.parametrize("variant", ["sequential", "independent"])
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@needs_cuda
 def test_in_context_cms_on_cuda(variant):
     check_in_context_cms("cuda", variant)
 
 
 @pytest.mark.parametrize("name", MAIN_MODELS)
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@needs_cuda
 def test_model_forward_backward_on_cuda(name):
     check_model("cuda", name)
 
