@@ -159,6 +159,17 @@ class PersistentHopeEncoder(HopeEncoder):
             return self.memory.initial_states(B)
         return {b: (S2.expand(B, -1, -1, -1), S1.expand(B, -1, -1, -1)) for b, (S2, S1) in self.state.items()}
 
+    @staticmethod
+    def max_undo(dtype: torch.dtype) -> float:
+        """The largest factor ``alpha_pad ** -n_pad`` that :meth:`read_masked` divides out.
+
+        A state entry ``x`` decayed by ``alpha ** n`` stays a normal float, and so keeps its full
+        relative precision after the division, while ``|x| alpha ** n >= tiny``. Allowing factors
+        up to ``1 / sqrt(tiny)`` (about 1e19 in fp32) keeps every entry down to ``sqrt(tiny)``
+        (about 1e-19) exact to rounding; beyond it the inputs are read again in groups of equal
+        length, without padding (exact, slower)."""
+        return torch.finfo(dtype).tiny ** -0.5
+
     def read_masked(self, h: torch.Tensor, mask: torch.Tensor, states: dict) -> tuple[torch.Tensor, dict]:
         """The memory layer on normalized tokens ``h [B, T, dim]`` with real-token ``mask [B, T]``
         (padding last), from ``states``. Returns ``(y [B, T, dim], final)``, ``final[box]`` the state
@@ -169,6 +180,8 @@ class PersistentHopeEncoder(HopeEncoder):
         token only decays every memory by its retention at zero input, ``alpha_pad =
         sigmoid(b_alpha)`` per head (Eq. 85). The state after the last real token is therefore the
         final state divided by ``alpha_pad ** n_pad``, exactly (tested against reading each input alone).
+        Where that factor is too large to undo without losing precision (a low learned retention over
+        a long padding, :meth:`max_undo`), the inputs are read again in groups of equal length.
         """
         m = self.memory
         B, T, dim = h.shape
@@ -176,13 +189,21 @@ class PersistentHopeEncoder(HopeEncoder):
         keep = mask[:, None, :, None].to(u.dtype)
         fn = self_modifying_titans_naive if m.impl == "naive" else self_modifying_titans_chunked
         o, (final, _) = fn(u * keep, q * keep, states, m.readout(), **m.opts)
-        n_pad = (T - mask.sum(1)).to(u.dtype)  # [B]
+        lengths = mask.sum(1).long()  # [B]
+        n_pad = (T - lengths).to(u.dtype)  # [B]
         scale = torch.exp(-n_pad[:, None] * torch.log(torch.sigmoid(m.b_alpha.detach()))[None, :])  # [B, H]
-        if not torch.isfinite(scale).all():
-            raise FloatingPointError(f"persistent HOPE memory: the padding's decay cannot be undone (retention "
-                                     f"{torch.sigmoid(m.b_alpha).tolist()} over up to {int(n_pad.max())} padding tokens).")
-        s = scale[:, :, None, None]
-        final = {b: (S2 * s, S1 * s) for b, (S2, S1) in final.items()}
+        if bool((scale <= self.max_undo(u.dtype)).all()):
+            s = scale[:, :, None, None]
+            final = {b: (S2 * s, S1 * s) for b, (S2, S1) in final.items()}
+        else:  # undoing the decay would lose precision: read each length group again without padding
+            final = {b: [torch.empty_like(S2), torch.empty_like(S1)] for b, (S2, S1) in final.items()}
+            for n in lengths.unique().tolist():
+                rows = (lengths == n).nonzero().squeeze(1)
+                sub = {b: (S2[rows], S1[rows]) for b, (S2, S1) in states.items()}
+                alone = sub if n == 0 else fn(u[rows, :, :n], q[rows, :, :n], sub, m.readout(), **m.opts)[1][0]
+                for b, (S2, S1) in alone.items():
+                    final[b][0][rows], final[b][1][rows] = S2, S1
+            final = {b: (S2, S1) for b, (S2, S1) in final.items()}
         return m.W_out(o.transpose(1, 2).reshape(B, T, dim)), final
 
     def forward(self, x: Inputs) -> torch.Tensor:
