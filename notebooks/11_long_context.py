@@ -364,7 +364,7 @@ report("longctx_mqar_laptop")
 for name in longctx.LEARNED_BUDGET:
     c = longctx.preset_config(name, "transformer", "laptop", budget="learned")
     t = c.make_task()
-    print(f"{name:8s} steps {c.steps}, batch {c.batch_size}, lr {c.lr:g}, warmup {c.warmup}, "
+    print(f"{name:8s} {c.arch.n_layers} layers, steps {c.steps}, batch {c.batch_size}, lr {c.lr:g}, warmup {c.warmup}, "
           f"curriculum {c.curriculum} (needles {c.curriculum_needles}), train {c.train_lengths}, test {c.eval_lengths}, options {c.task_options}; "
           f"chance {t.chance:.3g} per {t.unit}")
     print(f"         solved at the training length in a pilot: {'yes' if name in longctx.LEARNED_VERIFIED else 'not yet'}; "

@@ -41,7 +41,7 @@ from nlteach.longctx import (
 from nlteach.longctx import runner as runner_mod
 from nlteach.longctx.__main__ import main, parse_model
 from nlteach.longctx.runner import LongCtxConfig
-from nlteach.models import ModelConfig, cms_level_parameters
+from nlteach.models import ModelConfig, cms_level_parameters, count_parameters
 from nlteach.runs.io import CheckpointWarning, CorruptFileError, load_checkpoint, previous_path
 from nlteach.runs.lock import FolderInUse
 from nlteach.runs.rundir import SettingsMismatch
@@ -377,6 +377,23 @@ def test_config_validation():
     for preset in ("tiny", "laptop", "full"):
         for task in TASKS:
             preset_config(task, "hope", preset)  # every preset is a valid configuration
+    with pytest.raises(ValueError, match="match_mlp chooses arch.mlp_hidden"):
+        preset_config("mqar", "transformer", "laptop", mlp_hidden=64, match_mlp=True)
+    with pytest.raises(ValueError, match="match_mlp must be a bool"):
+        preset_config("mqar", "transformer", "laptop", match_mlp=1)
+    # a width or an MLP width given by hand leaves nothing to match
+    assert not preset_config("mqar", "transformer", "laptop", dim=32).match_mlp
+    assert not preset_config("mqar", "transformer", "laptop", mlp_hidden=64).match_mlp
+
+
+def test_the_laptop_preset_matches_parameters_within_one_percent():
+    """Widths in steps of 2 heads alone leave the models up to ~10% apart; match_mlp closes the gap."""
+    for task in ("mqar", "parity"):
+        counts = [count_parameters(runner_mod.build(preset_config(task, m, "laptop"), 0)) for m in MODELS]
+        assert max(counts) / min(counts) - 1 < 0.01 and abs(counts[0] - 60_000) < 600, (task, counts)
+        plain = [count_parameters(runner_mod.build(preset_config(task, m, "laptop", match_mlp=False), 0))
+                 for m in MODELS]
+        assert max(plain) / min(plain) - 1 > 0.03  # without it the gap is real (so the test can fail)
 
 
 def test_config_round_trips_and_reads_the_flat_layout_of_older_files():
@@ -562,7 +579,11 @@ def test_the_learned_budget_is_a_named_row():
         cfg = preset_config(task, "transformer", "laptop", budget="learned")
         assert cfg.budget == "learned"
         row = LEARNED_BUDGET[task]
-        assert all(getattr(cfg, k) == (tuple(v) if isinstance(v, list) else v) for k, v in row.items())
+        for k, v in row.items():  # model settings (MK-NIAH's depth and heads) live in cfg.arch
+            assert getattr(cfg.arch if k in runner_mod.ARCH_FIELDS else cfg, k) == (tuple(v) if isinstance(v, list) else v), k
+        for m in MODELS:  # every model at the same parameter budget
+            c = preset_config(task, m, "laptop", budget="learned")
+            assert count_parameters(runner_mod.build(c, 0)) == pytest.approx(60_000, rel=0.01), (task, m)
         assert max(cfg.eval_lengths) == 8 * max(cfg.train_lengths)  # tested up to 8x the training length
         tiny = preset_config(task, "hope", "tiny", budget="learned")
         assert max(tiny.eval_lengths) == 8 * max(tiny.train_lengths) and tiny.steps == preset_config(task, preset="tiny").steps
