@@ -713,43 +713,19 @@ def _persistent(dataset="banking77", seed=0, **kw):
     return make_learner("hope-persistent", s, cfg.learner), s, cfg
 
 
-def test_persistent_memory_ignores_padding_exactly():
-    """The state each input ends in is the state after its last real byte: as if read alone."""
+def _short_and_long_texts():
+    """The persistent learner's encoder and a batch of its two shortest and two longest texts."""
     L, s, _ = _persistent(max_len=48)
-    enc = L.model.encoder
     xa = s.tasks[0].x_train
     order = xa[1].sum(1).argsort()
-    x = take(xa, torch.cat([order[:2], order[-2:]]))
-    h, mask = enc.tokens(x)
-    h = enc.norm_in(h)
-    assert mask.sum(1).min() < mask.shape[1]  # some padding to ignore
-    with torch.no_grad():
-        y, final = enc.read_masked(h, mask, enc.start_states(4))
-        for i in range(4):
-            n = int(mask[i].sum())
-            yi, fi = enc.read_masked(h[i:i + 1, :n], mask[i:i + 1, :n], enc.start_states(1))
-            torch.testing.assert_close(y[i, :n], yi[0])
-            for box in fi:
-                for k in range(2):
-                    torch.testing.assert_close(final[box][k][i], fi[box][k][0], rtol=1e-5, atol=1e-6)
+    return L.model.encoder, take(xa, torch.cat([order[:2], order[-2:]]))
 
 
-def test_persistent_memory_ignores_padding_exactly_at_low_retention():
-    """A retention so low that undoing the padding's decay would overflow or lose precision: the
-    inputs are read again in length groups, and the states are still those of reading each alone."""
-    L, s, _ = _persistent(max_len=48)
-    enc = L.model.encoder
-    xa = s.tasks[0].x_train
-    order = xa[1].sum(1).argsort()
-    x = take(xa, torch.cat([order[:2], order[-2:]]))
+def _assert_as_if_read_alone(enc, h, mask):
+    """Each input's reads and final state from one padded batch equal those of reading it alone."""
     with torch.no_grad():
-        enc.memory.b_alpha.fill_(-7.0)  # retention sigmoid(-7) ~ 9e-4 per padding token
-        h, mask = enc.tokens(x)
-        h = enc.norm_in(h)
-        n_pad = int((mask.shape[1] - mask.sum(1)).max())
-        assert torch.sigmoid(torch.tensor(-7.0)) ** -n_pad > enc.max_undo(h.dtype)  # the fallback is taken
-        y, final = enc.read_masked(h, mask, enc.start_states(4))
-        for i in range(4):
+        y, final = enc.read_masked(h, mask, enc.start_states(len(h)))
+        for i in range(len(h)):
             n = int(mask[i].sum())
             yi, fi = enc.read_masked(h[i:i + 1, :n], mask[i:i + 1, :n], enc.start_states(1))
             torch.testing.assert_close(y[i, :n], yi[0])
@@ -757,6 +733,28 @@ def test_persistent_memory_ignores_padding_exactly_at_low_retention():
                 for k in range(2):
                     assert torch.isfinite(final[box][k][i]).all()
                     torch.testing.assert_close(final[box][k][i], fi[box][k][0], rtol=1e-5, atol=1e-6)
+
+
+def test_persistent_memory_ignores_padding_exactly():
+    """The state each input ends in is the state after its last real byte: as if read alone."""
+    enc, x = _short_and_long_texts()
+    h, mask = enc.tokens(x)
+    h = enc.norm_in(h)
+    assert mask.sum(1).min() < mask.shape[1]  # some padding to ignore
+    _assert_as_if_read_alone(enc, h, mask)
+
+
+def test_persistent_memory_ignores_padding_exactly_at_low_retention():
+    """A retention so low that undoing the padding's decay would overflow or lose precision: the
+    inputs are read again in length groups, and the states are still those of reading each alone."""
+    enc, x = _short_and_long_texts()
+    with torch.no_grad():
+        enc.memory.b_alpha.fill_(-7.0)  # retention sigmoid(-7) ~ 9e-4 per padding token
+        h, mask = enc.tokens(x)
+        h = enc.norm_in(h)
+        n_pad = int((mask.shape[1] - mask.sum(1)).max())
+        assert torch.sigmoid(torch.tensor(-7.0)) ** -n_pad > enc.max_undo(h.dtype)  # the fallback is taken
+    _assert_as_if_read_alone(enc, h, mask)
 
 
 def test_persistent_memory_is_carried_and_read_at_evaluation():
