@@ -212,8 +212,10 @@ def markdown(comparison: dict[str, Any] | None, ngram: dict[str, Any] | None) ->
                   f"{worst[0]}); the condition is {100 * PARAM_TOLERANCE:.0f}%: "
                   f"{'met' if c['params_ok'] else 'NOT met'}."]
     if c["margin"] is not None:
-        lines.append(f"- The Transformer is {c['margin']:+.3f} nats/char below the whole-split trigram "
-                     f"({c['trigram']:.3f}); the condition is {MARGIN}: {'met' if c['margin_ok'] else 'NOT met'}.")
+        side = "below" if c["margin"] >= 0 else "above"
+        lines.append(f"- The Transformer's validation loss is {abs(c['margin']):.3f} nats/char {side} the whole-split "
+                     f"trigram's ({c['trigram']:.3f}); the condition is at least {MARGIN} below: "
+                     f"{'met' if c['margin_ok'] else 'NOT met'}.")
     flat = [f"{k} {'flat' if v['flat'] else 'still moving'} ({v['change']:+.3f} vs spread {v['spread']:.3f})"
             for k, v in c["flat"].items() if v["seeds"] >= 2]
     if flat:
