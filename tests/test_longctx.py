@@ -20,6 +20,7 @@ from nlteach.longctx import (
     MODELS,
     TASKS,
     accuracy,
+    accuracy_by_answer,
     accuracy_counts,
     combine,
     config_periods,
@@ -711,3 +712,22 @@ def test_notebook_11_types_no_measured_number():
     assert not decimals, f"notebook 11's markdown types measured numbers; generate them from the results files: {decimals}"
     assert not re.search(r"\d\s*±", text), "a mean ± std typed in notebook 11's markdown"
     assert "## 4. Long context that is learned" in text and "LEARNED_BUDGET" in text
+
+
+def test_accuracy_by_answer_separates_the_answer_positions():
+    I = IGNORE
+    targets = torch.tensor([[I, 5, 6, I], [I, I, 7, 8], [I, 1, 2, I]])
+    preds = torch.tensor([[0, 5, 0, 0], [0, 0, 7, 8], [0, 3, 2, 0]])
+    assert accuracy_by_answer(preds, targets) == pytest.approx([2 / 3, 2 / 3])
+    with pytest.raises(ValueError, match="same, non-zero number of answers"):
+        accuracy_by_answer(preds, torch.tensor([[I, 5, 6, I], [I, I, I, 8], [I, 1, 2, I]]))
+    with pytest.raises(ValueError, match="differ in shape"):
+        accuracy_by_answer(preds[:, :3], targets)
+
+
+def test_run_seed_can_return_the_trained_model():
+    cfg = preset_config("s-niah", "transformer", "tiny", seeds=(0,), steps=2)
+    record, model = runner_mod.run_seed(cfg, 0, return_model=True)
+    again = runner_mod.evaluate(model, cfg.make_task(), cfg.eval_lengths, cfg.eval_examples, 0, batch=cfg.eval_batch)
+    assert again == record["accuracy"]  # the model the record was measured on
+    assert set(runner_mod.run_seed(cfg, 0)) == set(record)

@@ -537,11 +537,12 @@ class _Interrupted(KeyboardInterrupt):
 
 
 def run_seed(cfg: LongCtxConfig, seed: int, *, device: torch.device | str | None = None,
-             checkpoint: Path | None = None, bar: Any = None, _stop_after_step: int | None = None
-             ) -> dict[str, Any]:
+             checkpoint: Path | None = None, bar: Any = None, return_model: bool = False,
+             _stop_after_step: int | None = None) -> Any:
     """Train and evaluate one seed; returns ``{"seed", "accuracy", "n_params", "seconds",
-    "eval_seconds", "loss_curve", "nonfinite_step"}``. Resumes from ``checkpoint`` when it exists
-    (same settings required)."""
+    "eval_seconds", "loss_curve", "nonfinite_step"}`` (with ``return_model``: that record and the
+    trained model, for a closer look such as ``tools.longctx_pilot``). Resumes from ``checkpoint``
+    when it exists (same settings required)."""
     device = get_device(device)
     task = cfg.make_task()
     model = build(cfg, seed).to(device)
@@ -588,8 +589,9 @@ def run_seed(cfg: LongCtxConfig, seed: int, *, device: torch.device | str | None
                 raise _Interrupted(f"stopped after step {step} (test hook)")
     t0 = time.perf_counter()
     acc = evaluate(model, task, cfg.eval_lengths, cfg.eval_examples, seed, batch=cfg.eval_batch, device=device)
-    return {"seed": seed, "accuracy": acc, "n_params": count_parameters(model), "seconds": seconds,
-            "eval_seconds": time.perf_counter() - t0, "loss_curve": curve, "nonfinite_step": nonfinite}
+    record = {"seed": seed, "accuracy": acc, "n_params": count_parameters(model), "seconds": seconds,
+              "eval_seconds": time.perf_counter() - t0, "loss_curve": curve, "nonfinite_step": nonfinite}
+    return (record, model) if return_model else record
 
 
 def summarize(cfg: LongCtxConfig, per_seed: list[dict[str, Any]]) -> dict[str, Any]:

@@ -529,6 +529,22 @@ def accuracy_counts(predictions: torch.Tensor, targets: torch.Tensor, unit: str)
     return int(right.sum()), int(has.sum())
 
 
+def accuracy_by_answer(predictions: torch.Tensor, targets: torch.Tensor) -> list[float]:
+    """The accuracy of each example's k-th answer, k = 1, 2, ... (answers in position order), for
+    batches whose examples all have the same number of answers (the needle tasks: the value's
+    digits). It separates *finding* the value (the first digit: which needle was read) from
+    *copying* it (the later digits); see docs/decisions.md#longctx-learned-budget."""
+    if predictions.shape != targets.shape:
+        raise ValueError(f"predictions {tuple(predictions.shape)} and targets {tuple(targets.shape)} differ in shape.")
+    mask = targets != IGNORE  # [B, T]
+    counts = mask.sum(1).unique()
+    if counts.numel() != 1 or int(counts[0]) == 0:
+        raise ValueError(f"every example needs the same, non-zero number of answers, got {counts.tolist()}.")
+    k = int(counts[0])
+    hit = (predictions == targets)[mask].view(-1, k)  # [B, k]: row-major keeps each example's answers in order
+    return hit.float().mean(0).tolist()
+
+
 def accuracy(predictions: torch.Tensor, targets: torch.Tensor, unit: str = "example") -> float:
     """Fraction right (see :func:`accuracy_counts`); ``nan`` when there is no answer at all."""
     right, total = accuracy_counts(predictions, targets, unit)
