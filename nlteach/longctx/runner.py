@@ -334,7 +334,7 @@ LEARNED_BUDGET: dict[str, dict[str, Any]] = {
     "s-niah": dict(steps=600, warmup=30, train_lengths=(32,), eval_lengths=(32, 64, 128, 256)),
     # key matching among 4 needles: a needle-count curriculum (1, 2, 3 needles in the first 1500 steps, then
     # 4) and a deeper, narrower model at the same 60k parameters (3 layers of 2 heads): with 2 layers no
-    # pilot matched the queried key (docs/decisions.md#longctx-learned-budget, pilots p14-p24)
+    # pilot matched the queried key (docs/decisions.md#longctx-learned-budget, pilots p14-p26)
     "mk-niah": dict(steps=6000, warmup=100, train_lengths=(32,), curriculum=1500, curriculum_needles=(1, 2, 3),
                     n_layers=3, eval_lengths=(32, 64, 128, 256), task_options={"n_keys": 4}),
     # 8 pairs at the training length (64 keys, so that 256 tokens, 64 pairs, 8x, can be tested); a
