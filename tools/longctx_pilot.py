@@ -65,12 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         cfg = runner.preset_config(args.task, args.model, args.preset, seeds=(args.seed,), budget=args.budget,
                                    **dict(args.settings))
     except ValueError as e:
-        build_parser().error(str(e))
+        parser.error(str(e))
     torch.set_num_threads(args.threads)
     print("settings:", json.dumps(cfg.settings()), flush=True)
     t0 = time.process_time()

@@ -344,8 +344,8 @@ LEARNED_BUDGET: dict[str, dict[str, Any]] = {
 }
 """The ``learned`` budget of each retrieval task at the laptop preset's parameter budget (60k
 parameters, 2 heads, 2 layers; MK-NIAH 3 layers): settings that replace the preset's so that the
-Transformer solves the task at its training length (accuracy >= :data:`LEARNED_ACCURACY`; :data:`LEARNED_VERIFIED` names the rows a pilot
-run verified), and tested up to 8x that length.
+Transformer solves the task at its training length (accuracy >= :data:`LEARNED_ACCURACY`;
+:data:`LEARNED_VERIFIED` names the rows a pilot run verified), and tested up to 8x that length.
 Reasons and pilot numbers: docs/decisions.md#longctx-learned-budget."""
 
 
@@ -399,8 +399,8 @@ def preset_config(task: str, model: str = "transformer", preset: str | None = No
 
     Sizes (laptop): 60k parameters (2 layers, 2 heads, the same budget for every model, matched to
     within 1% by ``match_mlp``), 600 steps of 32 examples (formal languages: 300), training on
-    32-token haystacks, 16-32-token MQAR sequences, strings of up to 16 symbols. Chosen so that notebook 11's laptop results fit in
-    roughly 40 CPU-minutes on one thread; measured on one thread of a busy 2-core CPU, an S-NIAH seed
+    32-token haystacks, 16-32-token MQAR sequences, strings of up to 16 symbols. Chosen so that
+    notebook 11's laptop results fit in roughly 40 CPU-minutes on one thread; measured on one thread of a busy 2-core CPU, an S-NIAH seed
     took 0.5-2 minutes for the Transformer, about 3 for Titans and about 4 for HOPE (the slowest per
     step). They are small; the verdicts of notebook 11 are about this scale.
     """
@@ -411,11 +411,11 @@ def preset_config(task: str, model: str = "transformer", preset: str | None = No
         tiny=dict(params=None, dim=16, n_layers=1, n_heads=2, steps=6, batch_size=8, lr=3e-3, warmup=1,
                   eval_examples=16, eval_batch=16, log_every=2, ckpt_every=3, chunk_size=8, proj_chunk_size=8,
                   cms_periods=(2, 4)),  # tokens: in-context updates within the tiny sequences (12-48 tokens)
-        laptop=dict(params=60_000, match_mlp=True, dim=None, n_layers=2, n_heads=2, steps=600, batch_size=32, lr=3e-3, warmup=30,
-                    eval_examples=256, eval_batch=64, log_every=20, ckpt_every=100, chunk_size=16,
+        laptop=dict(params=60_000, match_mlp=True, dim=None, n_layers=2, n_heads=2, steps=600, batch_size=32,
+                    lr=3e-3, warmup=30, eval_examples=256, eval_batch=64, log_every=20, ckpt_every=100, chunk_size=16,
                     proj_chunk_size=16),
-        full=dict(params=5_000_000, match_mlp=True, dim=None, n_layers=4, n_heads=4, steps=5000, batch_size=64, lr=1e-3, warmup=250,
-                  eval_examples=1000, eval_batch=32, log_every=50, ckpt_every=250, chunk_size=64,
+        full=dict(params=5_000_000, match_mlp=True, dim=None, n_layers=4, n_heads=4, steps=5000, batch_size=64,
+                  lr=1e-3, warmup=250, eval_examples=1000, eval_batch=32, log_every=50, ckpt_every=250, chunk_size=64,
                   proj_chunk_size=16),
     ))
     values.update(_task_sizes(preset, task))
