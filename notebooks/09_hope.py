@@ -335,8 +335,13 @@ if reference is not None and reference.get("per_seed"):
 
 # %% [markdown]
 # How to read the checks above: the Transformer's margin below the trigram says whether the
-# models learn more than counting; "flat" says whether more steps would still change the ranking;
-# an arm on the edge of its learning-rate grid may be held back by the grid, not by its design.
+# models learn more than counting. "Flat" asks whether each curve has settled (the last 20% of the
+# steps move its validation loss by less than the seeds' spread); where a curve is still moving, a
+# verdict compares the models *at this budget of characters*, not at convergence, and more steps
+# could still reorder them. The "Was each gap settled?" lines ask the narrower question a verdict
+# depends on: two curves may both still fall while the difference between them has stopped moving
+# (`lm_reference.gap_drift`). An arm on the edge of its learning-rate grid may be held back by the
+# grid, not by its design.
 #
 # ## 4b. The laptop budget and the n-gram baselines
 #

@@ -130,6 +130,44 @@ def pairs(comparison: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def gap_drift(comparison: dict[str, Any], a: str, b: str) -> dict[str, Any]:
+    """Whether the validation-loss gap ``a - b`` was still moving over the last :data:`FLAT_FRACTION`
+    of the steps. For each seed both arms have: the gap at the last evaluation at or before 80% of
+    the steps (``before``: :func:`nlteach.runs.stats.paired` of the two arms' losses there) and its
+    change from there to the end (``change``: ``paired`` of the two arms' own changes, so per seed
+    ``(a_end - a_80) - (b_end - b_80)``). By the comparison's one rule the gap is still moving when
+    the change's 95% interval excludes 0 (``change["sign"] != 0``).
+
+    The budget's flatness condition (:func:`flatness`) asks whether each curve has settled; this asks
+    the weaker question the verdicts depend on: whether the *difference* between two curves has."""
+    at = (1 - FLAT_FRACTION) * comparison["config"]["steps"]
+    runs = _by_label(comparison)
+    ra, rb = ({r["seed"]: r for r in runs.get(x, [])} for x in (a, b))
+    seeds = sorted(set(ra) & set(rb))
+    a80, b80 = ([_val_at(r[s]["curve"], at) for s in seeds] for r in (ra, rb))
+    a_end, b_end = ([r[s]["val_loss"] for s in seeds] for r in (ra, rb))
+    change = lambda end, mid: [None if m is None else e - m for e, m in zip(end, mid)]  # noqa: E731
+    step = max((p["step"] for p in (ra[seeds[0]]["curve"] if seeds else []) if p.get("val_loss") is not None
+                and p["step"] <= at), default=None)
+    return {"a": a, "b": b, "seeds": seeds, "step": step,
+            "before": stats.paired(a80, b80), "change": stats.paired(change(a_end, a80), change(b_end, b80))}
+
+
+def drift_lines(comparison: dict[str, Any]) -> list[str]:
+    """One line per pair of :func:`pairs` with two or more paired seeds: the gap at 80% of the steps
+    and its change since, worded by :func:`gap_drift`'s rule."""
+    lines = []
+    for a, b in pairs(comparison):
+        g = gap_drift(comparison, a, b)
+        if g["change"]["n"] < 2:
+            continue
+        moving = {0: "no change the seeds can detect", 1: f"still moving in {b}'s favour",
+                  -1: f"still moving in {a}'s favour"}[g["change"]["sign"]]
+        lines.append(f"{a} - {b}: {ci_text(g['before'], 3)} at step {g['step']}, then {ci_text(g['change'], 3)} "
+                     f"over the last {100 * FLAT_FRACTION:.0f}% of steps ({g['change']['n']} paired seeds): {moving}")
+    return lines
+
+
 def verdict_lines(comparison: dict[str, Any], key: str = "val_loss") -> list[str]:
     """:func:`lm_comparison.paired_verdict` of every pair of :func:`pairs` (``key``: ``val_loss``, or
     ``test_loss`` for the final table)."""
@@ -233,6 +271,12 @@ def markdown(comparison: dict[str, Any] | None, ngram: dict[str, Any] | None) ->
     if verdicts:
         lines += ["", "Paired over seeds (validation loss; a model is better when the whole 95% interval of the "
                   "difference lies below 0):", ""] + [f"- {v}" for v in verdicts]
+    drift = drift_lines(comparison)
+    if drift:
+        lines += ["", "Was each gap settled? The paired difference at 80% of the steps, then its change over the "
+                  "rest (two curves can both still fall while the gap between them has stopped moving; the gap is "
+                  "still moving when the change's 95% interval excludes 0):", ""]
+        lines += [f"- {v}" for v in drift]
     st = stream_lines(comparison)
     if st:
         lines += ["", "Domain stream (retention: loss in the first "

@@ -58,6 +58,24 @@ def test_pairs_and_verdicts_follow_the_one_rule():
     assert lines[1].startswith("hope - hope-static-cms") and "no difference the seeds can detect" in lines[1]
 
 
+def test_gap_drift_asks_whether_the_difference_still_moves():
+    c = comparison()
+    g = R.gap_drift(c, "hope", "transformer")
+    assert g["seeds"] == [0, 1, 2, 3, 4] and g["step"] == 400  # the last evaluation at or before 80% of 600
+    assert g["before"]["mean"] == pytest.approx(0.104)  # hope's curve is 0.05 higher at step 400: 0.10 + 0.002 s
+    assert g["change"]["diffs"] == pytest.approx([-0.05] * 5) and g["change"]["sign"] == -1
+    assert R.drift_lines(c)[0].startswith("hope - transformer: +0.104") and "still moving in hope's favour" in R.drift_lines(c)[0]
+    # the Transformer falls too, by 0.05 +- 0.01 alternating: the gap's change straddles 0
+    for s, r in enumerate(x for x in c["per_seed"] if x["label"] == "transformer"):
+        r["curve"] = record("transformer", s, r["val_loss"], moving=0.05 + 0.01 * (-1) ** s)["curve"]
+    g = R.gap_drift(c, "hope", "transformer")
+    assert g["change"]["diffs"] == pytest.approx([0.01, -0.01, 0.01, -0.01, 0.01]) and g["change"]["sign"] == 0
+    assert "no change the seeds can detect" in R.drift_lines(c)[0]
+    assert any(line.startswith("Was each gap settled?") for line in R.markdown(c, NGRAM))
+    c["per_seed"] = [r for r in c["per_seed"] if r["label"] != "hope" or r["seed"] == 0]  # one paired seed: no line
+    assert not any(line.startswith("hope - transformer") for line in R.drift_lines(c))
+
+
 def test_stream_retention_against_the_windowed_transformer():
     c = comparison()
     rows = {r["model"]: r for r in R.stream_rows(c)}
