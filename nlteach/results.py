@@ -1046,11 +1046,11 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
     if not exps:
         return "\n".join([*lines, "", "No results are committed yet.", *speed_lines(root)]) + "\n"
     lines += notebooks_06_07_lines(root)  # the optimizer comparison and the CMS experiment
-    reference = lm_reference.markdown(*lm_reference.load(root))
+    reference = lm_reference.markdown(*lm_reference.load(root), lm_reference.load_longer(root))
     lines += ["", "**Language modelling at the reference budget** (notebook 09, issue 18; character-level tiny "
               "Shakespeare, nats per character; `results/lm_reference` and `results/ngram_reference`):", "",
               *reference]
-    lm = [r for e in exps if e.kind == "lm" and e.name != lm_reference.COMPARISON for r in lm_rows(e)]
+    lm = [r for e in exps if e.kind == "lm" and e.name not in (lm_reference.COMPARISON, lm_reference.LONGER) for r in lm_rows(e)]
     if lm:
         z = lm_comparison.sizes("laptop")
         lines += ["", f"**Language modelling, laptop preset** (notebook 09's live budget, {z['params']:,} parameters and "
@@ -1058,7 +1058,7 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
                   "started learning; character-level tiny Shakespeare, nats per character):",
                   "", lm_table(lm)]
         lines += [f"- `{e.name}`: " + lm_comparison.paired_verdict(d["per_seed"], "hope", "hope-static-cms")
-                  for e in exps if e.kind == "lm" and e.name != lm_reference.COMPARISON for d in e.runs.values()
+                  for e in exps if e.kind == "lm" and e.name not in (lm_reference.COMPARISON, lm_reference.LONGER) for d in e.runs.values()
                   if {"hope", "hope-static-cms"} <= {r.get("label") for r in d.get("per_seed", [])}]
     cont = [r for e in exps if e.kind == "continual" for r in continual_rows(e)]
     if cont:

@@ -325,7 +325,7 @@ else:  # section 4 draws these; kept here for the samples cell
 from nlteach.experiments import lm_reference, stream
 
 reference, ngram_reference = lm_reference.load(RESULTS_ROOT)
-print("\n".join(lm_reference.markdown(reference, ngram_reference)))
+print("\n".join(lm_reference.markdown(reference, ngram_reference, lm_reference.load_longer(RESULTS_ROOT))))
 if reference is not None and reference.get("per_seed"):
     ref_runs = lm_comparison.by_label(reference)
     fig = plt.figure(figsize=(8, 4), layout="constrained")

@@ -21,6 +21,7 @@ it is: the rows say how many seeds each arm has, and a comparison without two pa
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,10 @@ from nlteach.runs.io import read_json
 from nlteach.runs.tables import markdown_table
 
 COMPARISON, NGRAM = "lm_reference", "ngram_reference"
+LONGER = "lm_reference_longer"
+"""One seed of some main arms trained for more steps than the reference budget, otherwise the same
+(``nlteach.train`` runs, one folder per model holding its ``results.json`` and ``metrics.jsonl``):
+how far from flat the reference curves are (:func:`longer_lines`, ``docs/decisions.md#reference-budget``)."""
 PARAM_TOLERANCE = 0.03  # every arm within 3% of the budget
 MARGIN = 0.3  # the Transformer at least this far below the whole-split trigram (nats/char)
 FLAT_FRACTION = 0.2  # "flat": the last 20% of steps change the validation loss by less than the seed spread
@@ -44,6 +49,45 @@ def load(root: str | Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None
     root = Path(root)
     files = (root / COMPARISON / "results.json", root / NGRAM / "results.json")
     return tuple(read_json(f) if f.exists() else None for f in files)  # type: ignore[return-value]
+
+
+def load_longer(root: str | Path) -> dict[str, dict[str, Any]]:
+    """The runs of :data:`LONGER` under ``root``: ``{model: {"result": its results.json, "curve": the
+    lines of its metrics.jsonl that hold a validation loss}}``, in name order (empty when none)."""
+    out = {}
+    for run in sorted((Path(root) / LONGER).glob("*/results.json")):
+        lines = (run.parent / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        curve = [r for r in map(json.loads, lines) if r.get("val_loss") is not None]
+        out[run.parent.name] = {"result": read_json(run), "curve": curve}
+    return out
+
+
+def longer_lines(comparison: dict[str, Any], longer: dict[str, dict[str, Any]]) -> list[str]:
+    """Each longer run beside the same model and seed at the reference budget: the validation loss at
+    both budgets and how much the longer run's last :data:`FLAT_FRACTION` of steps still moved it;
+    then each gap to the Transformer at both budgets (one seed: no interval, so no verdict)."""
+    ref = {(r["label"], r["seed"]): r for r in comparison.get("per_seed", [])}
+    lines, gaps = [], {}
+    for model, run in longer.items():
+        cfg, res = run["result"]["config"], run["result"]
+        seed, steps = cfg["seed"], cfg["steps"]
+        r = ref.get((model, seed))
+        if r is None:
+            continue
+        factor = steps / comparison["config"]["steps"]
+        mid = _val_at(run["curve"], (1 - FLAT_FRACTION) * steps)
+        moved = "n/a" if mid is None else f"{res['val_loss'] - mid:+.3f}"
+        lines.append(f"{model}, seed {seed}: {r['val_loss']:.3f} after {comparison['config']['steps']} steps, "
+                     f"{res['val_loss']:.3f} after {steps} ({factor:g}x the characters); the last "
+                     f"{100 * FLAT_FRACTION:.0f}% of the longer run's steps still moved it by {moved}")
+        gaps[model] = (seed, r["val_loss"], res["val_loss"], factor)
+    if PAIRS_VS in gaps:
+        seed0, ref0, long0, _ = gaps[PAIRS_VS]
+        for model, (seed, ref1, long1, factor) in gaps.items():
+            if model != PAIRS_VS and seed == seed0:
+                lines.append(f"{model} - {PAIRS_VS}, seed {seed}: {ref1 - ref0:+.4f} at the reference budget, "
+                             f"{long1 - long0:+.4f} at {factor:g}x (one seed: no interval)")
+    return lines
 
 
 def _by_label(comparison: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -222,9 +266,11 @@ def _fmt(s: dict[str, Any], digits: int = 3) -> str:
     return f"{s['mean']:.{digits}f}" if math.isnan(s["std"]) else f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
 
 
-def markdown(comparison: dict[str, Any] | None, ngram: dict[str, Any] | None) -> list[str]:
+def markdown(comparison: dict[str, Any] | None, ngram: dict[str, Any] | None,
+             longer: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """The README's (and notebook 09's) lines on the reference comparison: the table with the n-gram
-    rows, the budget's checks, the sweep, the paired verdicts and the stream."""
+    rows, the budget's checks, the sweep, the paired verdicts, the longer runs (:func:`load_longer`,
+    when given) and the stream."""
     if comparison is None or ngram is None:
         return ["The reference-budget comparison has not been committed yet (`results/lm_reference`)."]
     cfg = comparison["config"]
@@ -277,6 +323,10 @@ def markdown(comparison: dict[str, Any] | None, ngram: dict[str, Any] | None) ->
                   "rest (two curves can both still fall while the gap between them has stopped moving; the gap is "
                   "still moving when the change's 95% interval excludes 0):", ""]
         lines += [f"- {v}" for v in drift]
+    long_ = longer_lines(comparison, longer or {})
+    if long_:
+        lines += ["", "How far from flat? The same runs for more steps (otherwise the same settings, the same "
+                  f"learning rates; `results/{LONGER}`):", ""] + [f"- {v}" for v in long_]
     st = stream_lines(comparison)
     if st:
         lines += ["", "Domain stream (retention: loss in the first "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from nlteach.experiments import lm_reference as R
@@ -74,6 +76,35 @@ def test_gap_drift_asks_whether_the_difference_still_moves():
     assert any(line.startswith("Was each gap settled?") for line in R.markdown(c, NGRAM))
     c["per_seed"] = [r for r in c["per_seed"] if r["label"] != "hope" or r["seed"] == 0]  # one paired seed: no line
     assert not any(line.startswith("hope - transformer") for line in R.drift_lines(c))
+
+
+def write_longer_run(root, model, seed, val_at, steps=1800):
+    """A crafted nlteach.train run folder of lm_reference_longer: results.json and metrics.jsonl."""
+    run = root / R.LONGER / model
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps({"config": {"model": model, "seed": seed, "steps": steps},
+                                                  "val_loss": val_at[steps], "test_loss": val_at[steps] + 0.1}))
+    lines = [{"step": s, "train_loss": 2.0, "val_loss": val_at.get(s)} for s in range(100, steps + 1, 100)]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+
+
+def test_longer_runs_beside_the_reference_budget(tmp_path):
+    assert R.load_longer(tmp_path) == {}
+    write_longer_run(tmp_path, "transformer", 0, {1400: 1.55, 1800: 1.50})
+    write_longer_run(tmp_path, "hope", 0, {1400: 1.52, 1800: 1.48})
+    longer = R.load_longer(tmp_path)
+    assert list(longer) == ["hope", "transformer"] and [p["step"] for p in longer["hope"]["curve"]] == [1400, 1800]
+    lines = R.longer_lines(comparison(), longer)
+    # seed 0 at the reference budget: transformer 1.80, hope 1.85; the 80% point of 1800 steps is step 1400
+    assert lines[0] == ("hope, seed 0: 1.850 after 600 steps, 1.480 after 1800 (3x the characters); the last 20% "
+                        "of the longer run's steps still moved it by -0.040")
+    assert lines[1].startswith("transformer, seed 0: 1.800 after 600 steps, 1.500 after 1800") and "-0.050" in lines[1]
+    assert lines[2] == "hope - transformer, seed 0: +0.0500 at the reference budget, -0.0200 at 3x (one seed: no interval)"
+    md = R.markdown(comparison(), NGRAM, longer)
+    assert any(line.startswith("How far from flat?") for line in md) and f"- {lines[2]}" in md
+    assert not any(line.startswith("How far from flat?") for line in R.markdown(comparison(), NGRAM))
+    write_longer_run(tmp_path, "titans", 0, {1400: 1.5, 1800: 1.4})  # no reference-budget titans: left out
+    assert len(R.longer_lines(comparison(), R.load_longer(tmp_path))) == 3
 
 
 def test_stream_retention_against_the_windowed_transformer():
