@@ -96,7 +96,7 @@ def test_the_wheel_ships_the_committed_results_and_no_figures(built):
     wheel, _ = built
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {f"nlteach/committed_results/{p.relative_to(ROOT / 'results').as_posix()}"
-                for p in (ROOT / "results").rglob("*.json")}
+                for pattern in ("*.json", "metrics.jsonl") for p in (ROOT / "results").rglob(pattern)}
     assert expected, "the checkout has no committed results"
     assert not expected - names, f"missing from the wheel: {sorted(expected - names)[:5]}"
     assert not [n for n in names if n.endswith(".png")], "figures are redrawn from the JSON; no PNG ships"
