@@ -512,6 +512,9 @@ class InContextCMSBranch(CMSBranch):
             raise ValueError(f"target must be one of {CMS_TARGETS}, got {target!r}.")
         self.target = target
         self.eta_max = CMS_ETA_MAX  # a test sets it to 0: then the branch is CMSBranch with these weights
+        # levels whose in-context updates are switched off (eta_t = 0), for diagnosis only: which
+        # levels' updates change what a trained model does (tools/cms_levels.py); empty in training
+        self.frozen_levels: frozenset[int] = frozenset()
         self.fn = cms_in_context_naive if config.impl == "naive" else cms_in_context_chunked
         K, D = len(config.cms_periods), config.dim
         self.values = nn.ModuleList(nn.Linear(D, D, bias=False) for _ in range(K))
@@ -526,8 +529,10 @@ class InContextCMSBranch(CMSBranch):
         return u + self.values[level](u)
 
     def step(self, level: int, u: torch.Tensor) -> torch.Tensor:
-        """Level ``level``'s per-token steps ``eta_max sigmoid(w_l . u_t + b_l)``, ``[B, T]``."""
-        return self.eta_max * torch.sigmoid(self.gates[level](u)[..., 0])
+        """Level ``level``'s per-token steps ``eta_max sigmoid(w_l . u_t + b_l)``, ``[B, T]`` (zeros for a
+        level in :attr:`frozen_levels`)."""
+        eta = self.eta_max * torch.sigmoid(self.gates[level](u)[..., 0])
+        return torch.zeros_like(eta) if level in self.frozen_levels else eta
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         y, _ = self.fn(u, self.cms.block_weights(), self.cms.periods, self.step, targets=self.value,

@@ -256,6 +256,31 @@ def test_relative_change_of_the_level_weights_over_a_sequence(name):
         cms_relative_change(make(STATIC[name]), idx)
 
 
+def test_frozen_levels_stop_only_their_own_updates():
+    """``frozen_levels`` (a diagnosis): a frozen level's weights do not move over the sequence, the
+    others move as before; all frozen is the inner step 0 (the static model's logits)."""
+    idx = torch.randint(0, V, (3, 20), generator=torch.Generator().manual_seed(4))
+    model = make("hope", dtype=torch.float64, cms_periods=(2, 8, 32))
+    moving = cms_relative_change(model, idx)
+    with torch.no_grad():
+        logits = model(idx)
+    for branch in branches(model):
+        branch.frozen_levels = frozenset({1})
+    ratios = cms_relative_change(model, idx)
+    assert (ratios[:, 1] == 0).all() and (ratios[:, 0] > 1e-6).all()
+    # the first layer's first level reads the embeddings only: it moves exactly as before (later layers
+    # read what the frozen level changed)
+    torch.testing.assert_close(ratios[0, 0], moving[0, 0], rtol=0, atol=0)
+    for branch in branches(model):
+        branch.frozen_levels = frozenset({0, 1, 2})
+    with torch.no_grad():
+        frozen = model(idx)
+        for branch in branches(model):
+            branch.frozen_levels, branch.eta_max = frozenset(), 0.0
+        torch.testing.assert_close(frozen, model(idx), rtol=0, atol=0)
+    assert not torch.allclose(frozen, logits, rtol=1e-6, atol=1e-9)
+
+
 @pytest.mark.parametrize("T", [16, 19, 5])
 def test_without_the_final_state_the_unread_updates_are_skipped_and_nothing_else_changes(T):
     """``final_state=False`` (what the model asks for): the same outputs and the same gradients of
