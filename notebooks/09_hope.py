@@ -442,6 +442,27 @@ else:
     print("no stream record is committed yet (each finished reference seed adds one)")
 
 # %% [markdown]
+# **Reading a model that gets worse as the stream goes on.** If the arms with an in-context CMS
+# lose ground over the stream (their loss rising within and across segments while `hope-static-cms`
+# stays level), look at how often each CMS level updated in training against how often it updates
+# here (the cell below). Eq. 71 has no decay: each update adds to the weights, so a level that
+# trained with a handful of updates per window is, deep into the stream, far from any weights the
+# outer optimizer ever saw. `python -m tools.cms_levels --run <a trained HOPE run folder>` reads the
+# stream again with the slowest levels' updates switched off, one level more each time; what it
+# showed on the longer HOPE run of section 4 is in `docs/decisions.md#domain-stream`. At this scale
+# the stream therefore tests how the in-context updates extrapolate in length as much as what they
+# remember.
+
+# %%
+if reference is not None:
+    T_train, periods = reference["config"]["seq_len"], reference["config"]["cms_periods"]
+    T_stream = len(stream.DOMAINS_IN_ORDER) * stream.SEGMENT_CHARS
+    print(text_table([{"level": i + 1, "period": p, f"updates in a {T_train}-char training window": (T_train - 1) // p,
+                       f"updates over a {T_stream}-char stream": (T_stream - 1) // p} for i, p in enumerate(periods)],
+                     ["level", "period", f"updates in a {T_train}-char training window",
+                      f"updates over a {T_stream}-char stream"]))
+
+# %% [markdown]
 # ## 6. Ablation: which part of HOPE matters?
 #
 # Each variant is registered as a model and trains through the same loop:
