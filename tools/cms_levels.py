@@ -6,10 +6,11 @@ Loads the trained model of a run folder (its final checkpoint) and reads the dom
 :mod:`nlteach.experiments.stream` (attention limited to ``--window`` characters, as the committed
 stream records are) once as trained, then with the in-context updates of the slowest level
 switched off, then of the two slowest, and so on down to every level
-(:attr:`nlteach.models.InContextCMSBranch.frozen_levels`: the level's step ``eta_t`` is 0, so its
+(:func:`nlteach.experiments.stream.cms_level_records`: the level's step ``eta_t`` is 0, so its
 weights stay the trained initial ones). Prints the mean loss per segment and bin of positions since
-the segment's start. Nothing is written: a diagnosis, recorded with its command where it informed a
-decision (``docs/decisions.md#domain-stream``).
+the segment's start. With ``--out FILE`` it also writes them as JSON with their provenance (commit,
+clean tree, command) and the run's own (``docs/decisions.md#domain-stream`` reads
+``results/lm_reference_longer/hope/cms_levels.json``, and notebook 09 prints it).
 """
 
 from __future__ import annotations
@@ -21,43 +22,9 @@ from typing import Any
 import torch
 
 from nlteach.experiments import stream
-from nlteach.models import InContextCMSBranch
+from nlteach.runs.io import atomic_write_json, read_json
+from nlteach.runs.provenance import provenance
 from nlteach.train import load_model
-
-
-def cms_branches(model: torch.nn.Module) -> list[InContextCMSBranch]:
-    """The model's in-context CMS branches (one per block); a clear error for a model without one."""
-    found = [m for m in model.modules() if isinstance(m, InContextCMSBranch)]
-    if not found:
-        raise ValueError(f"{type(model).__name__} has no in-context CMS: nothing to switch off.")
-    return found
-
-
-def frozen_sets(n_levels: int) -> list[frozenset[int]]:
-    """None, the slowest level, the two slowest, ..., all ``n_levels`` (levels are numbered fastest first)."""
-    return [frozenset(range(n_levels - k, n_levels)) for k in range(n_levels + 1)]
-
-
-def level_records(model: torch.nn.Module, vocab: Any, *, window: int | None, segment_chars: int = stream.SEGMENT_CHARS,
-                  n_streams: int = stream.N_STREAMS) -> list[dict[str, Any]]:
-    """``[{"frozen": [levels], "record": stream.evaluate_streams(...)}]`` for each of :func:`frozen_sets`;
-    every branch's ``frozen_levels`` is restored afterwards."""
-    branches = cms_branches(model)
-    periods = branches[0].cms.periods
-    before = [b.frozen_levels for b in branches]
-    out = []
-    try:
-        for frozen in frozen_sets(len(periods)):
-            for b in branches:
-                b.frozen_levels = frozen
-            with torch.no_grad():
-                rec = stream.evaluate_streams(model, vocab, window=window, segment_chars=segment_chars,
-                                              n_streams=n_streams)
-            out.append({"frozen": sorted(frozen), "record": rec})
-    finally:
-        for b, f in zip(branches, before, strict=True):
-            b.frozen_levels = f
-    return out
 
 
 def table(records: list[dict[str, Any]], periods: tuple[int, ...]) -> str:
@@ -80,13 +47,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--segment-chars", type=int, default=stream.SEGMENT_CHARS)
     p.add_argument("--streams", type=int, default=stream.N_STREAMS)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=None, help="also write the records here as JSON")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, vocab, _ = load_model(args.run, device="cpu")
     model.eval()
-    records = level_records(model, vocab, window=args.window, segment_chars=args.segment_chars,
+    records = stream.cms_level_records(model, vocab, window=args.window, segment_chars=args.segment_chars,
                             n_streams=args.streams)
-    print(table(records, cms_branches(model)[0].cms.periods))
+    periods = stream.cms_branches(model)[0].cms.periods
+    print(table(records, periods))
+    if args.out is not None:
+        trained = args.run / "results.json"
+        atomic_write_json(args.out, {
+            "run": str(args.run), "periods": list(periods), "window": args.window,
+            "segment_chars": args.segment_chars, "n_streams": args.streams, "records": records,
+            "run_provenance": read_json(trained).get("provenance") if trained.exists() else None,
+            "provenance": provenance(device="cpu")})
+        print(f"written to {args.out}")
     return 0
 
 

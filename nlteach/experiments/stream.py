@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlteach.data import load_banking77, load_clinc150, load_tinyshakespeare
-from nlteach.models import CausalSelfAttention
+from nlteach.models import CausalSelfAttention, InContextCMSBranch
 from nlteach.runs import stats
 from nlteach.text import CharVocab
 
@@ -180,6 +180,56 @@ def evaluate_streams(model: nn.Module, vocab: CharVocab, *, window: int | None, 
     loss = np.nanmean(np.array(per_stream), axis=0)  # [segment, bin]
     return {"domains": list(domains), "segment_chars": segment_chars, "bins": list(bins), "window": window,
             "n_streams": n_streams, "loss": loss.tolist()}
+
+
+def cms_branches(model: nn.Module) -> list[InContextCMSBranch]:
+    """The model's in-context CMS branches (one per block); a clear error for a model without one."""
+    found = [m for m in model.modules() if isinstance(m, InContextCMSBranch)]
+    if not found:
+        raise ValueError(f"{type(model).__name__} has no in-context CMS: no level to switch off.")
+    return found
+
+
+def frozen_sets(n_levels: int) -> list[frozenset[int]]:
+    """None, the slowest level, the two slowest, ..., all ``n_levels`` (levels are numbered fastest first)."""
+    return [frozenset(range(n_levels - k, n_levels)) for k in range(n_levels + 1)]
+
+
+def cms_level_records(model: nn.Module, vocab: CharVocab, *, window: int | None, segment_chars: int = SEGMENT_CHARS,
+                      n_streams: int = N_STREAMS) -> list[dict[str, Any]]:
+    """Which in-context CMS levels change what a trained model does on the stream:
+    ``[{"frozen": [levels], "record": evaluate_streams(...)}]`` for each of :func:`frozen_sets`, the
+    levels in a set switched off (:attr:`nlteach.models.InContextCMSBranch.frozen_levels`: step 0, so
+    their weights stay the trained initial ones). Every branch's ``frozen_levels`` is restored after."""
+    branches = cms_branches(model)
+    before = [b.frozen_levels for b in branches]
+    out = []
+    try:
+        for frozen in frozen_sets(len(branches[0].cms.periods)):
+            for b in branches:
+                b.frozen_levels = frozen
+            with torch.no_grad():
+                rec = evaluate_streams(model, vocab, window=window, segment_chars=segment_chars, n_streams=n_streams)
+            out.append({"frozen": sorted(frozen), "record": rec})
+    finally:
+        for b, f in zip(branches, before, strict=True):
+            b.frozen_levels = f
+    return out
+
+
+def levels_table_rows(levels: dict[str, Any]) -> list[dict[str, Any]]:
+    """A written :func:`cms_level_records` file (``tools.cms_levels --out``) as table rows: per set
+    of levels switched off (named by their periods), each segment's loss in its last bin of
+    positions (the segment's settled loss)."""
+    periods = levels["periods"]
+    rows = []
+    for r in levels["records"]:
+        rec = r["record"]
+        row: dict[str, Any] = {"switched off (periods)": ", ".join(str(periods[i]) for i in r["frozen"]) or "none"}
+        for k, (d, loss) in enumerate(zip(rec["domains"], rec["loss"], strict=True)):
+            row[f"{k + 1}. {d}"] = f"{loss[-1]:.3f}"
+        rows.append(row)
+    return rows
 
 
 def visits(domains: Sequence[str]) -> dict[str, list[int]]:

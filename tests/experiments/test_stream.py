@@ -103,3 +103,31 @@ def test_a_reference_arm_records_its_stream(tmp_path, monkeypatch, data_mirror):
         s = r["stream"]
         assert s["domains"] == list(S.DOMAINS_IN_ORDER) and s["window"] == C.SIZES["tiny"]["seq_len"]
         assert len(s["loss"]) == 5 and all(len(row) == len(S.bins_for(96)) - 1 and all(math.isfinite(x) for x in row) for row in s["loss"])
+
+
+def hope_model(name: str = "hope") -> torch.nn.Module:
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=VOCAB.size, dim=16, n_layers=2, n_heads=2, chunk_size=4, proj_chunk_size=4,
+                      cms_periods=(2, 8, 32))
+    return build_model(name, cfg).eval()
+
+
+def test_cms_level_records_switch_off_each_set_of_slowest_levels_then_restore(monkeypatch):
+    monkeypatch.setattr(S, "_domain_texts", lambda: SOURCES)
+    assert S.frozen_sets(3) == [frozenset(), {2}, {1, 2}, {0, 1, 2}]
+    m = hope_model()
+    recs = S.cms_level_records(m, VOCAB, window=16, segment_chars=48, n_streams=1)
+    assert [r["frozen"] for r in recs] == [[], [2], [1, 2], [0, 1, 2]]
+    assert all(b.frozen_levels == frozenset() for b in S.cms_branches(m))  # restored
+    # every level off is the inner step 0
+    for b in S.cms_branches(m):
+        b.eta_max = 0.0
+    with torch.no_grad():
+        static = S.evaluate_streams(m, VOCAB, window=16, segment_chars=48, n_streams=1)
+    torch.testing.assert_close(torch.tensor(recs[-1]["record"]["loss"]), torch.tensor(static["loss"]))
+    assert not torch.allclose(torch.tensor(recs[0]["record"]["loss"]), torch.tensor(static["loss"]), rtol=1e-5)
+
+
+def test_a_model_without_an_in_context_cms_is_refused():
+    with pytest.raises(ValueError, match="no in-context CMS"):
+        S.cms_branches(hope_model("hope-static-cms"))
