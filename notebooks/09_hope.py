@@ -448,10 +448,11 @@ else:
 # here (the cell below). Eq. 71 has no decay: each update adds to the weights, so a level that
 # trained with a handful of updates per window is, deep into the stream, far from any weights the
 # outer optimizer ever saw. `python -m tools.cms_levels --run <a trained HOPE run folder>` reads the
-# stream again with the slowest levels' updates switched off, one level more each time; what it
-# showed on the longer HOPE run of section 4 is in `docs/decisions.md#domain-stream`. At this scale
-# the stream therefore tests how the in-context updates extrapolate in length as much as what they
-# remember.
+# stream again with the slowest levels' updates switched off, one level more each time; the second
+# table below is that diagnosis on the longer HOPE run of section 4 (each segment's loss over its
+# last positions; `docs/decisions.md#domain-stream`). If switching off the faster levels brings the
+# loss back to the static model's, the stream is testing how the in-context updates extrapolate in
+# length as much as what they remember.
 
 # %%
 if reference is not None:
@@ -461,6 +462,13 @@ if reference is not None:
                        f"updates over a {T_stream}-char stream": (T_stream - 1) // p} for i, p in enumerate(periods)],
                      ["level", "period", f"updates in a {T_train}-char training window",
                       f"updates over a {T_stream}-char stream"]))
+levels = lm_reference.load_levels(RESULTS_ROOT)
+if levels is not None:
+    rows = stream.levels_table_rows(levels)
+    print(f"\nlonger HOPE run, the stream read with CMS levels switched off ({levels['n_streams']} streams):")
+    print(text_table(rows, list(rows[0])))
+else:
+    print("the CMS-level diagnosis of the longer HOPE run is not committed yet")
 
 # %% [markdown]
 # ## 6. Ablation: which part of HOPE matters?

@@ -62,6 +62,17 @@ def load_longer(root: str | Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+LEVELS = "hope/cms_levels.json"  # under LONGER: tools.cms_levels run on the longer HOPE (stream.cms_level_records)
+
+
+def load_levels(root: str | Path) -> dict[str, Any] | None:
+    """The longer HOPE run's stream read with each set of slowest CMS levels switched off (the file
+    ``tools.cms_levels --out`` writes; :func:`nlteach.experiments.stream.levels_table_rows` tabulates
+    it), or ``None`` when it is not committed."""
+    path = Path(root) / LONGER / LEVELS
+    return read_json(path) if path.exists() else None
+
+
 def longer_lines(comparison: dict[str, Any], longer: dict[str, dict[str, Any]]) -> list[str]:
     """Each longer run beside the same model and seed at the reference budget: the validation loss at
     both budgets and how much the longer run's last :data:`FLAT_FRACTION` of steps still moved it;

@@ -135,3 +135,11 @@ def test_a_comparison_with_only_its_sweep_reads_as_such():
     c = {**comparison(), "per_seed": []}
     text = "\n".join(R.markdown(c, NGRAM))
     assert "No arm has finished a seed yet" in text and "Learning-rate sweep" in text and "Paired" not in text
+
+
+def test_the_cms_level_diagnosis_is_read_when_committed(tmp_path):
+    assert R.load_levels(tmp_path) is None
+    path = tmp_path / R.LONGER / R.LEVELS
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"periods": [16, 64, 256], "records": []}))
+    assert R.load_levels(tmp_path)["periods"] == [16, 64, 256]
