@@ -337,7 +337,7 @@ def markdown(comparison: dict[str, Any] | None, ngram: dict[str, Any] | None,
     long_ = longer_lines(comparison, longer or {})
     if long_:
         lines += ["", "How far from flat? The same runs for more steps (otherwise the same settings, the same "
-                  f"learning rates; `results/{LONGER}`):", ""] + [f"- {v}" for v in long_]
+                  f"learning rates; `results/{LONGER}`, each run's command in its results.json):", ""] + [f"- {v}" for v in long_]
     st = stream_lines(comparison)
     if st:
         lines += ["", "Domain stream (retention: loss in the first "
