@@ -1,6 +1,6 @@
 """Reading the reference-budget comparison (notebook 09's main evidence, issue 18).
 
-Two committed files feed it: the comparison (``results/lm_reference``, written by
+Two committed results feed it (besides the optional longer runs, :data:`LONGER`): the comparison (``results/lm_reference``, written by
 ``python -m nlteach.experiments.lm_comparison --budget reference ...``) and the n-gram baselines
 counted at the same budget (``results/ngram_reference``, ``python -m nlteach.experiments.ngram
 --budget reference ...``). Everything notebook 09 and the README say about them comes from here:
@@ -12,6 +12,10 @@ counted at the same budget (``results/ngram_reference``, ``python -m nlteach.exp
   0.3 nats/char below the whole-split trigram, curves flat over the last 20% of steps);
 - :func:`verdict_lines`: every comparison as a seed-paired difference with its 95% t interval,
   worded by the one rule of :func:`lm_comparison.paired_verdict`;
+- :func:`drift_lines`: whether each of those gaps still moved over the last 20% of the steps
+  (:func:`gap_drift`, the same rule): what a verdict needs when the curves are not flat;
+- :func:`longer_lines`: the runs of :data:`LONGER` (one seed, more steps) beside their seed at the
+  reference budget, and :func:`load_levels`, the longer HOPE's CMS-level stream diagnosis;
 - :func:`stream_lines`: the domain stream (:mod:`nlteach.experiments.stream`): retention on the
   return to a domain, arm minus the sliding-window Transformer, by the same rule.
 
