@@ -220,8 +220,8 @@ def drift_lines(comparison: dict[str, Any]) -> list[str]:
         g = gap_drift(comparison, a, b)
         if g["change"]["n"] < 2:
             continue
-        moving = {0: "no change the seeds can detect", 1: f"still moving in {b}'s favour",
-                  -1: f"still moving in {a}'s favour"}[g["change"]["sign"]]
+        moving = {0: "no change the seeds can detect", 1: f"still moving in favour of {b}",
+                  -1: f"still moving in favour of {a}"}[g["change"]["sign"]]
         lines.append(f"{a} - {b}: {ci_text(g['before'], 3)} at step {g['step']}, then {ci_text(g['change'], 3)} "
                      f"over the last {100 * FLAT_FRACTION:.0f}% of steps ({g['change']['n']} paired seeds): {moving}")
     return lines

@@ -66,7 +66,7 @@ def test_gap_drift_asks_whether_the_difference_still_moves():
     assert g["seeds"] == [0, 1, 2, 3, 4] and g["step"] == 400  # the last evaluation at or before 80% of 600
     assert g["before"]["mean"] == pytest.approx(0.104)  # hope's curve is 0.05 higher at step 400: 0.10 + 0.002 s
     assert g["change"]["diffs"] == pytest.approx([-0.05] * 5) and g["change"]["sign"] == -1
-    assert R.drift_lines(c)[0].startswith("hope - transformer: +0.104") and "still moving in hope's favour" in R.drift_lines(c)[0]
+    assert R.drift_lines(c)[0].startswith("hope - transformer: +0.104") and "still moving in favour of hope" in R.drift_lines(c)[0]
     # the Transformer falls too, by 0.05 +- 0.01 alternating: the gap's change straddles 0
     for s, r in enumerate(x for x in c["per_seed"] if x["label"] == "transformer"):
         r["curve"] = record("transformer", s, r["val_loss"], moving=0.05 + 0.01 * (-1) ** s)["curve"]
