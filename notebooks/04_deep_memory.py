@@ -59,7 +59,7 @@
 # - explain why an MLP memory stores more pairs than a matrix of the same width, and what surprise, momentum and forgetting do;
 # - trade chunk size against staleness of the gradients.
 #
-# **Paper:** Titans (arXiv 2501.00663) Sec. 3; Sec. 8, Eq. 89. **Prerequisites:** notebooks 01, 03 section 1. **Time at the laptop preset:** < 1 min.
+# **Paper:** Titans (arXiv 2501.00663) Sec. 3; Sec. 8, Eq. 89. **Prerequisites:** notebooks 01, 03 section 1. **Time at the laptop preset:** 1 min.
 #
 # **Optional deep dive** (skip it for the conceptual path): sections 5-6 (the chunked dual form and the chunk-size trade-off).
 

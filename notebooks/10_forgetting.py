@@ -47,7 +47,7 @@
 # - run fine-tuning, EWC, replay, LwF, a CMS learner and a HOPE-style learner on the same streams;
 # - compare the result with the paper's continual-learning claim.
 #
-# **Paper:** Sec. 9.1. **Prerequisites:** notebooks 07, 09. **Time at the laptop preset:** < 1 min.
+# **Paper:** Sec. 9.1. **Prerequisites:** notebooks 07, 09. **Time at the laptop preset:** 1 min.
 
 # %%
 # Set-up. On Google Colab this installs the course library; anywhere else it does nothing.
