@@ -16,8 +16,9 @@ counted at the same budget (``results/ngram_reference``, ``python -m nlteach.exp
   (:func:`gap_drift`, the same rule): what a verdict needs when the curves are not flat;
 - :func:`longer_lines`: the runs of :data:`LONGER` (one seed, more steps) beside their seed at the
   reference budget, and :func:`load_levels`, the longer HOPE's CMS-level stream diagnosis;
-- :func:`stream_lines`: the domain stream (:mod:`nlteach.experiments.stream`): retention on the
-  return to a domain, arm minus the sliding-window Transformer, by the same rule.
+- :func:`stream_lines` and :func:`adaptation_lines`: the domain stream
+  (:mod:`nlteach.experiments.stream`): retention on the return to a domain, and adaptation to a new
+  one, arm minus the sliding-window Transformer, by the same rule.
 
 Every function takes the loaded dicts, so a partial comparison (seeds still running) reads as what
 it is: the rows say how many seeds each arm has, and a comparison without two paired seeds says so.
@@ -275,6 +276,32 @@ def stream_lines(comparison: dict[str, Any], bin_index: int = 0) -> list[str]:
     return lines
 
 
+ADAPTATION_DOMAINS = ("clinc150", "banking77")  # the domains the stream switches to for the first time
+
+
+def adaptation_lines(comparison: dict[str, Any], bin_index: int = stream.ADAPTATION_BIN) -> list[str]:
+    """Adaptation to each new domain (:func:`stream.adaptation`: how far the loss falls from the first
+    characters after the switch to the next ones) of each arm minus the Transformer's, seed by seed,
+    with the verdict rule of :func:`lm_comparison.paired_verdict`: an arm *adapts faster* when the
+    whole 95% interval lies below 0."""
+    labels = [r["model"] for r in stream_rows(comparison)]
+    if PAIRS_VS not in labels:
+        return []
+    lines = []
+    for d in ADAPTATION_DOMAINS:
+        for label in labels:
+            if label == PAIRS_VS:
+                continue
+            p = stream.paired_adaptation(comparison["per_seed"], label, PAIRS_VS, d, bin_index)
+            if p["n"] < 2:
+                judged = "fewer than 2 paired seeds: cannot tell"
+            else:
+                judged = {-1: f"{label} adapts to {d} faster", 1: f"{label} adapts to {d} more slowly",
+                          0: "no difference the seeds can detect"}[p["sign"]]
+            lines.append(f"{d}, {label} - {PAIRS_VS}: {ci_text(p, 3)} over {p['n']} paired seed(s): {judged}")
+    return lines
+
+
 def _fmt(s: dict[str, Any], digits: int = 3) -> str:
     if math.isnan(s["mean"]):
         return "-"
@@ -348,4 +375,12 @@ def markdown(comparison: dict[str, Any] | None, ngram: dict[str, Any] | None,
                   f"{stream.BINS[1]} characters after returning to a domain minus the first visit's, arm minus the "
                   "Transformer with a sliding window of the training length; below 0: the arm keeps more):", ""]
         lines += [f"- {v}" for v in st]
+    ad = adaptation_lines(comparison)
+    if ad:
+        b = stream.BINS
+        lines += ["", f"Domain stream (adaptation: loss in characters {b[stream.ADAPTATION_BIN]}-"
+                  f"{b[stream.ADAPTATION_BIN + 1]} after switching to a domain not read before minus the loss in its "
+                  f"first {b[1]}, arm minus the same Transformer; below 0: the arm's loss falls further, it adapts "
+                  "faster):", ""]
+        lines += [f"- {v}" for v in ad]
     return lines

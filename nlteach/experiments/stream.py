@@ -20,11 +20,13 @@ scale on models trained on tiny Shakespeare only:
 - **Measures** (:func:`segment_losses`): the mean loss in bins of positions since the segment's
   start (:data:`BINS`), per segment: **adaptation** is how fast the loss falls inside a segment;
   **retention** (:func:`retention`) is the loss on the second visit of a domain minus the loss
-  on the first, bin by bin (negative: the model reads the domain better the second time).
+  on the first, bin by bin (negative: the model reads the domain better the second time);
+  :func:`adaptation` puts a number on the first: how far the loss falls from the first characters
+  after switching to a new domain to the next ones (:data:`ADAPTATION_BIN`).
 
 The comparison's arms record these numbers for each trained seed (``stream`` in a per-seed
-record of :mod:`nlteach.experiments.lm_comparison`); :func:`paired_retention` compares two arms
-seed by seed. The choices and their reasons: docs/decisions.md#domain-stream.
+record of :mod:`nlteach.experiments.lm_comparison`); :func:`paired_retention` and
+:func:`paired_adaptation` compare two arms seed by seed. The choices and their reasons: docs/decisions.md#domain-stream.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def bins_for(segment_chars: int) -> tuple[int, ...]:
 
 BINS = bins_for(SEGMENT_CHARS)
 N_STREAMS = 4  # streams per trained model (seeds 0..3), the same for every model
+ADAPTATION_BIN = 1  # adaptation: the loss in characters 16-64 after a switch against the first 16
 
 
 @dataclass
@@ -250,20 +253,49 @@ def retention(record: dict[str, Any], domain: str) -> list[float]:
     return (second - first).tolist()
 
 
-def paired_retention(per_seed: Sequence[dict[str, Any]], a: str, b: str, domain: str,
-                     bin_index: int = 0) -> dict[str, Any]:
-    """Retention of arm ``a`` minus arm ``b`` in one bin, seed by seed over the seeds both recorded
-    a stream for (:func:`nlteach.runs.stats.paired`, plus ``"seeds"``): negative when ``a`` gains more
-    from having read the domain before."""
+def adaptation(record: dict[str, Any], domain: str, bin_index: int = ADAPTATION_BIN) -> float:
+    """How fast a model takes to a domain the stream has just switched to: on the domain's first
+    visit (not the stream's first segment), the loss in bin ``bin_index`` of positions since the
+    switch minus the loss in bin 0 (one model's :func:`evaluate_streams` record). Below 0: the loss
+    fell as the model read the new domain; the further below, the faster it adapted. A difference
+    inside one segment and one model, over the segment's first characters: neither how well the model
+    reads every domain nor a drift that builds up over thousands of characters weighs much in it."""
+    seen = visits(record["domains"]).get(domain, [])
+    if not seen or seen[0] == 0:
+        raise ValueError(f"domain {domain!r} must be switched to inside the stream {record['domains']} "
+                         "(a first visit after the first segment) to measure adaptation.")
+    row = record["loss"][seen[0]]
+    if not 1 <= bin_index < len(row):
+        raise ValueError(f"bin_index must be in [1, {len(row) - 1}] (a bin after the first of {len(row)}), "
+                         f"got {bin_index}.")
+    return float(row[bin_index] - row[0])
+
+
+def _paired_by_seed(per_seed: Sequence[dict[str, Any]], a: str, b: str, value) -> dict[str, Any]:
+    """``value(stream record)`` of arm ``a`` minus arm ``b``, seed by seed over the seeds both
+    recorded a stream for (:func:`nlteach.runs.stats.paired`, plus ``"seeds"``)."""
     def by_seed(label: str) -> dict[int, float]:
-        return {r["seed"]: retention(r["stream"], domain)[bin_index] for r in per_seed
-                if r["label"] == label and "stream" in r}
+        return {r["seed"]: value(r["stream"]) for r in per_seed if r["label"] == label and "stream" in r}
 
     va, vb = by_seed(a), by_seed(b)
     seeds = sorted(set(va) & set(vb))
     if not seeds:
         raise ValueError(f"arms {a!r} and {b!r} share no seed with a stream record.")
     return {**stats.paired([va[s] for s in seeds], [vb[s] for s in seeds]), "seeds": seeds}
+
+
+def paired_retention(per_seed: Sequence[dict[str, Any]], a: str, b: str, domain: str,
+                     bin_index: int = 0) -> dict[str, Any]:
+    """Retention of arm ``a`` minus arm ``b`` in one bin, seed by seed (:func:`_paired_by_seed`):
+    negative when ``a`` gains more from having read the domain before."""
+    return _paired_by_seed(per_seed, a, b, lambda rec: retention(rec, domain)[bin_index])
+
+
+def paired_adaptation(per_seed: Sequence[dict[str, Any]], a: str, b: str, domain: str,
+                      bin_index: int = ADAPTATION_BIN) -> dict[str, Any]:
+    """:func:`adaptation` of arm ``a`` minus arm ``b``, seed by seed (:func:`_paired_by_seed`):
+    negative when ``a``'s loss falls further, i.e. ``a`` adapts to the new domain faster."""
+    return _paired_by_seed(per_seed, a, b, lambda rec: adaptation(rec, domain, bin_index))
 
 
 def draw_stream(fig, per_seed: Sequence[dict[str, Any]], labels: Sequence[str]):

@@ -11,20 +11,23 @@ from nlteach.experiments import lm_reference as R
 DOMAINS = ["shakespeare", "clinc150", "banking77", "clinc150", "shakespeare"]
 
 
-def record(label, seed, val, *, params=200_000, lr=4e-3, moving=0.0, second_clinc=2.0):
+def record(label, seed, val, *, params=200_000, lr=4e-3, moving=0.0, second_clinc=2.0, early=0.3):
     curve = [{"step": s, "tokens": s * 10, "train_loss": val + 1, "val_loss": val + moving * (600 - s) / 200}
              for s in (100, 200, 300, 400, 500, 600)]
-    loss = [[2.0, 1.8], [3.0, 2.5], [3.2, 2.9], [second_clinc, 2.4], [2.1, 1.8]]
+    # [segment][bin]; adaptation to clinc150 (bin 1 minus bin 0 of its first visit) is early - 0.5
+    loss = [[2.0, 1.9, 1.8], [3.0, 2.5 + early, 2.5], [3.2, 3.0, 2.9], [second_clinc, 2.45, 2.4], [2.1, 1.9, 1.8]]
     return {"label": label, "model": label, "architecture": label, "seed": seed, "val_loss": val, "test_loss": val + 0.1,
             "n_params": params, "lr": lr, "curve": curve,
-            "stream": {"domains": DOMAINS, "bins": [0, 16, 1536], "segment_chars": 1536, "loss": loss, "window": 256}}
+            "stream": {"domains": DOMAINS, "bins": [0, 16, 64, 1536], "segment_chars": 1536, "loss": loss,
+                       "window": 256}}
 
 
 def comparison():
     per_seed = []
     for s in range(5):
-        per_seed += [record("transformer", s, 1.80 + 0.01 * s, params=200_144, second_clinc=3.0 + 0.001 * s),
-                     record("hope", s, 1.85 + 0.012 * s, params=199_628, moving=0.05, second_clinc=2.5),
+        per_seed += [record("transformer", s, 1.80 + 0.01 * s, params=200_144, second_clinc=3.0 + 0.001 * s,
+                            early=0.3 + 0.001 * s),
+                     record("hope", s, 1.85 + 0.012 * s, params=199_628, moving=0.05, second_clinc=2.5, early=0.1),
                      record("hope-static-cms", s, 1.85 + 0.01 * s + 0.001 * (s % 2), params=200_400)]
     return {"config": {"params": 200_000, "steps": 600, "batch_size": 16, "seq_len": 256, "tokens_per_run": 2_457_600},
             "per_seed": per_seed,
@@ -117,11 +120,23 @@ def test_stream_retention_against_the_windowed_transformer():
     assert any("shakespeare, hope -" in x and "no difference" in x for x in lines)
 
 
+def test_stream_adaptation_against_the_windowed_transformer():
+    lines = R.adaptation_lines(comparison())
+    hope = next(x for x in lines if x.startswith("clinc150, hope -"))
+    assert hope.startswith("clinc150, hope - transformer: -0.202") and "hope adapts to clinc150 faster" in hope
+    # banking77's first visit: bin 1 is 0.2 below bin 0 for every arm and seed
+    assert any(x.startswith("banking77, hope-static-cms -") and "no difference" in x for x in lines)
+    assert len(lines) == 4  # two new domains x two arms besides the Transformer
+    c = comparison()
+    c["per_seed"] = [r for r in c["per_seed"] if r["label"] != "transformer"]
+    assert R.adaptation_lines(c) == []  # nothing to pair with
+
+
 def test_markdown_has_the_table_the_checks_and_no_missing_piece():
     text = "\n".join(R.markdown(comparison(), NGRAM))
     for piece in ("| transformer | 200,144 | 0.004 | 5 |", "| trigram (train split) | - |", "NOT met",
                   "Learning-rate sweep", "transformer 0.002: 1.900, 0.004: 1.800, 0.008: 1.850 -> 0.004",
-                  "hope keeps more of clinc150"):
+                  "hope keeps more of clinc150", "hope adapts to clinc150 faster"):
         assert piece in text, piece
     assert "unigram" not in text  # the table starts at the bigram
     c = comparison()

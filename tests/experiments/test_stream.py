@@ -93,6 +93,25 @@ def test_paired_retention_compares_arms_seed_by_seed():
     assert d["seeds"] == [0, 1, 2] and d["mean"] == pytest.approx(-0.49) and d["ci95"][1] < 0
 
 
+def test_adaptation_is_the_fall_of_the_loss_after_switching_to_a_new_domain():
+    rec = {"domains": ["shakespeare", "clinc150", "banking77", "clinc150"],
+           "loss": [[2.0, 1.9, 1.8], [3.0, 2.6, 2.2], [3.5, 3.1, 2.8], [2.5, 2.3, 2.2]]}
+    assert S.adaptation(rec, "clinc150") == pytest.approx(-0.4)  # the first visit (segment 1), not the return
+    assert S.adaptation(rec, "banking77", bin_index=2) == pytest.approx(-0.7)
+    with pytest.raises(ValueError, match="'shakespeare' must be switched to"):
+        S.adaptation(rec, "shakespeare")  # the stream starts there: no switch
+    for bad in (0, 3):
+        with pytest.raises(ValueError, match=f"bin_index must be in \\[1, 2\\].*got {bad}"):
+            S.adaptation(rec, "clinc150", bin_index=bad)
+
+    def arm(label, seed, bin1):
+        return {"label": label, "seed": seed, "stream": {**rec, "loss": [rec["loss"][0], [3.0, bin1, 2.2]] + rec["loss"][2:]}}
+
+    per_seed = [arm("a", s, 2.3 + 0.01 * s) for s in range(3)] + [arm("b", s, 2.6) for s in range(3)]
+    d = S.paired_adaptation(per_seed, "a", "b", "clinc150")
+    assert d["seeds"] == [0, 1, 2] and d["mean"] == pytest.approx(-0.29) and d["ci95"][1] < 0
+
+
 def test_a_reference_arm_records_its_stream(tmp_path, monkeypatch, data_mirror):
     """At a budget in STREAM_BUDGETS every trained arm (not the sweep) reads the streams."""
     monkeypatch.setattr(C, "STREAM_BUDGETS", ("tiny",))
