@@ -253,27 +253,35 @@ def stream_rows(comparison: dict[str, Any], bin_index: int = 0) -> list[dict[str
     return rows
 
 
-def stream_lines(comparison: dict[str, Any], bin_index: int = 0) -> list[str]:
-    """Retention of each arm minus the Transformer's (whose attention window is the training length),
-    seed by seed, with the verdict rule of :func:`lm_comparison.paired_verdict`: an arm *keeps more*
-    of a domain when the whole 95% interval lies below 0."""
-    rows = stream_rows(comparison, bin_index)
-    labels = [r["model"] for r in rows]
+def _stream_verdicts(comparison: dict[str, Any], domains: Sequence[str], paired, below: str, above: str) -> list[str]:
+    """Each arm with stream records minus the Transformer, per domain: ``paired(per_seed, arm,
+    "transformer", domain)`` (a :func:`stats.paired` dict) worded by the verdict rule of
+    :func:`lm_comparison.paired_verdict`; ``below`` / ``above`` word an interval wholly below / above
+    0 (``{label}`` and ``{d}`` filled in)."""
+    labels = [r["model"] for r in stream_rows(comparison)]
     if PAIRS_VS not in labels:
         return []
     lines = []
-    for d in RETENTION_DOMAINS:
+    for d in domains:
         for label in labels:
             if label == PAIRS_VS:
                 continue
-            p = stream.paired_retention(comparison["per_seed"], label, PAIRS_VS, d, bin_index)
+            p = paired(comparison["per_seed"], label, PAIRS_VS, d)
             if p["n"] < 2:
                 judged = "fewer than 2 paired seeds: cannot tell"
             else:
-                judged = {-1: f"{label} keeps more of {d}", 1: f"{label} keeps less of {d}",
-                          0: "no difference the seeds can detect"}[p["sign"]]
+                judged = {-1: below, 1: above, 0: "no difference the seeds can detect"}[p["sign"]].format(label=label, d=d)
             lines.append(f"{d}, {label} - {PAIRS_VS}: {ci_text(p, 3)} over {p['n']} paired seed(s): {judged}")
     return lines
+
+
+def stream_lines(comparison: dict[str, Any], bin_index: int = 0) -> list[str]:
+    """Retention of each arm minus the Transformer's (whose attention window is the training length),
+    seed by seed (:func:`_stream_verdicts`): an arm *keeps more* of a domain when the whole 95%
+    interval lies below 0."""
+    return _stream_verdicts(comparison, RETENTION_DOMAINS,
+                            lambda ps, a, b, d: stream.paired_retention(ps, a, b, d, bin_index),
+                            "{label} keeps more of {d}", "{label} keeps less of {d}")
 
 
 ADAPTATION_DOMAINS = ("clinc150", "banking77")  # the domains the stream switches to for the first time
@@ -281,25 +289,11 @@ ADAPTATION_DOMAINS = ("clinc150", "banking77")  # the domains the stream switche
 
 def adaptation_lines(comparison: dict[str, Any], bin_index: int = stream.ADAPTATION_BIN) -> list[str]:
     """Adaptation to each new domain (:func:`stream.adaptation`: how far the loss falls from the first
-    characters after the switch to the next ones) of each arm minus the Transformer's, seed by seed,
-    with the verdict rule of :func:`lm_comparison.paired_verdict`: an arm *adapts faster* when the
-    whole 95% interval lies below 0."""
-    labels = [r["model"] for r in stream_rows(comparison)]
-    if PAIRS_VS not in labels:
-        return []
-    lines = []
-    for d in ADAPTATION_DOMAINS:
-        for label in labels:
-            if label == PAIRS_VS:
-                continue
-            p = stream.paired_adaptation(comparison["per_seed"], label, PAIRS_VS, d, bin_index)
-            if p["n"] < 2:
-                judged = "fewer than 2 paired seeds: cannot tell"
-            else:
-                judged = {-1: f"{label} adapts to {d} faster", 1: f"{label} adapts to {d} more slowly",
-                          0: "no difference the seeds can detect"}[p["sign"]]
-            lines.append(f"{d}, {label} - {PAIRS_VS}: {ci_text(p, 3)} over {p['n']} paired seed(s): {judged}")
-    return lines
+    characters after the switch to the next ones) of each arm minus the Transformer's, seed by seed
+    (:func:`_stream_verdicts`): an arm *adapts faster* when the whole 95% interval lies below 0."""
+    return _stream_verdicts(comparison, ADAPTATION_DOMAINS,
+                            lambda ps, a, b, d: stream.paired_adaptation(ps, a, b, d, bin_index),
+                            "{label} adapts to {d} faster", "{label} adapts to {d} more slowly")
 
 
 def _fmt(s: dict[str, Any], digits: int = 3) -> str:
