@@ -436,7 +436,8 @@ for title, res in (("reference budget", reference), ("laptop budget (parameters 
 # adapts faster. Both measures are differences within one model and one stream, so an arm that reads
 # every domain better is not credited for that alone; adaptation looks only at the first 64
 # characters of a segment, so a drift that builds up over thousands of characters (below) barely
-# enters it.
+# enters it. What it still mixes in: a model that the switch surprises more has more room to fall
+# (the figure shows both levels).
 
 # %%
 if reference is not None and any("stream" in r for r in reference.get("per_seed", [])):

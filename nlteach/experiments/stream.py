@@ -31,7 +31,7 @@ record of :mod:`nlteach.experiments.lm_comparison`); :func:`paired_retention` an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -258,8 +258,9 @@ def adaptation(record: dict[str, Any], domain: str, bin_index: int = ADAPTATION_
     visit (not the stream's first segment), the loss in bin ``bin_index`` of positions since the
     switch minus the loss in bin 0 (one model's :func:`evaluate_streams` record). Below 0: the loss
     fell as the model read the new domain; the further below, the faster it adapted. A difference
-    inside one segment and one model, over the segment's first characters: neither how well the model
-    reads every domain nor a drift that builds up over thousands of characters weighs much in it."""
+    inside one segment and one model, over the segment's first characters, so neither how well the
+    model reads every domain nor a drift that builds up over thousands of characters weighs much in
+    it; a model that the switch surprises more has more room to fall (bin 0 is in the record too)."""
     seen = visits(record["domains"]).get(domain, [])
     if not seen or seen[0] == 0:
         raise ValueError(f"domain {domain!r} must be switched to inside the stream {record['domains']} "
@@ -271,7 +272,8 @@ def adaptation(record: dict[str, Any], domain: str, bin_index: int = ADAPTATION_
     return float(row[bin_index] - row[0])
 
 
-def _paired_by_seed(per_seed: Sequence[dict[str, Any]], a: str, b: str, value) -> dict[str, Any]:
+def _paired_by_seed(per_seed: Sequence[dict[str, Any]], a: str, b: str,
+                    value: Callable[[dict[str, Any]], float]) -> dict[str, Any]:
     """``value(stream record)`` of arm ``a`` minus arm ``b``, seed by seed over the seeds both
     recorded a stream for (:func:`nlteach.runs.stats.paired`, plus ``"seeds"``)."""
     def by_seed(label: str) -> dict[int, float]:
