@@ -258,7 +258,7 @@ def _stream_verdicts(comparison: dict[str, Any], domains: Sequence[str], paired,
     "transformer", domain)`` (a :func:`stats.paired` dict) worded by the verdict rule of
     :func:`lm_comparison.paired_verdict`; ``below`` / ``above`` word an interval wholly below / above
     0 (``{label}`` and ``{d}`` filled in)."""
-    labels = [r["model"] for r in stream_rows(comparison)]
+    labels = [label for label, recs in _by_label(comparison).items() if any("stream" in r for r in recs)]
     if PAIRS_VS not in labels:
         return []
     lines = []
