@@ -16,6 +16,9 @@ val_loss or null, lr, tokens, time, grad_norm), ``checkpoint.pt`` and ``results.
 resumed, a CPU run writes the same metrics (all but ``time``) and weights as an uninterrupted one; a
 resume with other settings (the preset included) is refused, naming each; another CPU thread count
 is warned about. **DDP**: each rank takes ``batch_size / world_size`` rows of one global batch.
+**Divergence**: the loop stops at the first step whose global gradient norm is not finite (a NaN
+or infinite loss), before applying it; ``results.json`` then holds ``diverged_at_step`` and no
+losses, and the command exits with status 1.
 """
 
 from __future__ import annotations
@@ -114,7 +117,8 @@ def train(config: TrainConfig | dict | None = None, *, on_log=None, **overrides)
     ``config``: a :class:`TrainConfig` or a dict of its fields; ``overrides`` replace fields
     (``train(model="hope", preset="tiny", steps=50, dim=64)``). ``on_log(record)`` gets every
     ``metrics.jsonl`` record on rank 0. A run stopped early (signal or ``stop_after``) returns
-    ``{"interrupted": True, "step": ...}``."""
+    ``{"interrupted": True, "step": ...}``; a diverged run (module docstring) returns its results with
+    ``diverged_at_step`` set and ``val_loss``/``test_loss`` None."""
     cfg = resolve_config(config, **overrides)
     if cfg.resume and not (Path(cfg.out) / CHECKPOINT).exists():  # before the lock creates the folder
         raise ConfigError(f"resume=True but there is no checkpoint at {Path(cfg.out) / CHECKPOINT}; start without "
@@ -241,6 +245,7 @@ def _train(cfg: TrainConfig, corpus: text.CharCorpus, model_cfg: ModelConfig, de
     bar = tqdm(total=cfg.steps, initial=step, desc=cfg.model, dynamic_ncols=True, disable=not (cfg.progress and dist.main))
     metrics_file = open(metrics_path, "a", encoding="utf-8") if dist.main else None  # noqa: SIM115
     interrupted: str | None = None  # why the loop stopped early: "signal" or "stop_after"
+    diverged: int | None = None  # the step whose gradient was not finite (the loop stops there)
     model.train()
     try:
         with distributed.StopFlag(distributed=dist.world_size > 1, verbose=dist.main, name="nlteach.train") as stop:
@@ -262,6 +267,9 @@ def _train(cfg: TrainConfig, corpus: text.CharCorpus, model_cfg: ModelConfig, de
                 loss.backward()
                 # global gradient norm, clipped to grad_clip (an infinite max norm only measures it)
                 grad_norm = nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+                if not math.isfinite(float(grad_norm)):  # a NaN/inf loss or gradient: stop before the step
+                    diverged = step + 1  # (DDP: the norm of the all-reduced gradients, the same on every rank)
+                    break
                 optimizer.step()
                 scheduler.step()
                 step += 1
@@ -303,6 +311,8 @@ def _train(cfg: TrainConfig, corpus: text.CharCorpus, model_cfg: ModelConfig, de
                    f"{launcher} -m nlteach.train --out {out} --resume")
         return {"interrupted": True, "stopped_by": interrupted, "step": step, "checkpoint": str(ckpt_path),
                 "out": str(out)}
+    if diverged is not None:
+        return _diverged(cfg, out, dist, diverged, n_params, model_cfg, vocab.size, device, p, clock)
     test_loss = run_eval(test_tokens)
     sampled = ""
     if dist.main and cfg.sample_chars:
@@ -321,6 +331,25 @@ def _train(cfg: TrainConfig, corpus: text.CharCorpus, model_cfg: ModelConfig, de
         io.atomic_write_json(out / RESULTS, results, indent=2)
     _say(dist, f"done: val loss {p.last_val:.4f}, test loss {test_loss:.4f} nats/char ({results['test_bpc']:.3f} "
                f"bits/char); results in {out / RESULTS}" + (f"\n--- sample ---\n{sampled}" if sampled else ""))
+    return results
+
+
+def _diverged(cfg: TrainConfig, out: Path, dist: distributed.Dist, step: int, n_params: int,
+              model_cfg: ModelConfig, vocab_size: int, device: torch.device, p: _Progress, clock: Clock) -> dict:
+    """The results of a run stopped at its first non-finite gradient norm (``step``, 1-based): no
+    evaluation (the losses are None), ``diverged_at_step`` set; the checkpoint holds the weights
+    before that step (a resume would take the same step again)."""
+    results = {
+        "config": cfg.to_dict(), "model_config": model_cfg.to_dict(), "n_params": n_params, "vocab_size": vocab_size,
+        "device": str(device), "world_size": dist.world_size, "steps": step - 1, "tokens": (step - 1) * cfg.batch_size * cfg.seq_len,
+        "diverged_at_step": step, "train_loss": None, "val_loss": None, "best_val_loss": p.best_val, "test_loss": None,
+        "val_bpc": None, "test_bpc": None, "time_s": p.elapsed, **clock.as_dict(), "sample": "", "interrupted": False,
+        "provenance": provenance(device=device),
+    }
+    if dist.main:
+        io.atomic_write_json(out / RESULTS, results, indent=2)
+    _say(dist, f"diverged: the gradient norm at step {step} is not finite (a NaN or infinite loss or gradient); "
+               f"stopped before applying it, no evaluation. Results in {out / RESULTS}")
     return results
 
 
@@ -366,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         result = train(values)
     except (ConfigError, SettingsMismatch, io.CorruptFileError, FolderInUse, DataUnavailableError) as e:
         parser.error(str(e))
+    if result.get("diverged_at_step") is not None:
+        return 1
     return 130 if result.get("stopped_by") == "signal" else 0
 
 

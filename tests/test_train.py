@@ -215,6 +215,39 @@ def test_ddp_two_processes_match_one_process(tmp_path, data_mirror, model):
     assert not list((tmp_path / "ddp").glob(".*.tmp"))
 
 
+def test_a_diverging_run_stops_at_its_first_non_finite_gradient_and_says_so(tmp_path, data_mirror):
+    """lr=1e30: the first full step (after warmup's first) overflows the weights, so step 2's loss
+    and gradient are not finite. The loop stops there without applying it, evaluates nothing, and
+    records the step; resuming takes the same step again and stops at the same place."""
+    cfg = {**SMALL, "lr": 1e30}
+    res = tr.train(cfg, out=str(tmp_path))
+    assert res["diverged_at_step"] == 2 and res["steps"] == 1 and not res["interrupted"]
+    assert res["val_loss"] is None and res["test_loss"] is None and res["val_bpc"] is None
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["diverged_at_step"] == 2 and saved["provenance"]["command"]
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ckpt["step"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    assert tr.train(cfg, out=str(tmp_path), resume=True)["diverged_at_step"] == 2
+    healthy = tr.train(SMALL, out=str(tmp_path / "ok"))
+    assert healthy.get("diverged_at_step") is None and healthy["val_loss"] is not None
+
+
+def test_a_diverging_run_exits_with_status_1_on_the_command_line_and_under_ddp(tmp_path, data_mirror):
+    """The CLI's exit status 1, and under torchrun both ranks stop at the same step (they test the
+    norm of the all-reduced gradient, so neither is left waiting in a collective)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["-m", "nlteach.train", *SMALL_ARGS, "--lr", "1e30"]
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], capture_output=True, text=True,
+                         cwd=ROOT, env=env, timeout=240)
+    assert one.returncode == 1 and "diverged: the gradient norm at step 2" in one.stderr
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          *args, "--out", str(tmp_path / "ddp")], capture_output=True, text=True, cwd=ROOT,
+                         env=env, timeout=240)
+    assert ddp.returncode != 0, ddp.stderr[-3000:]
+    for run in ("one", "ddp"):
+        assert json.loads((tmp_path / run / "results.json").read_text())["diverged_at_step"] == 2
+
+
 def test_crash_resume_drops_records_after_the_checkpoint(tmp_path, data_mirror):
     """A crash (an exception, no final checkpoint) at step 6 with the last checkpoint at step 4:
     resume drops the step-6 record, recomputes it, and ends equal to an uninterrupted run."""

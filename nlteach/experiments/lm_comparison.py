@@ -7,7 +7,9 @@ parameters and tokens, several seeds.
 
 **Arms.** The main models (:data:`MAIN_MODELS`) over ``seeds``; HOPE's ablations
 (:data:`ABLATIONS`) over ``ablation_seeds``; ``hope+multi-frequency CMS`` (HOPE trained with
-``cms_multi_frequency=True``) over ``multi_frequency_seeds``; ``hope+half-width memories``
+``cms_multi_frequency=True``) over ``multi_frequency_seeds``; at a budget whose learning rates are
+swept, each ablation of ``own_lr_ablations`` also over ``ablation_seeds`` at its own swept rate
+(:func:`own_lr_label`); ``hope+half-width memories``
 (:data:`SMALL_MEMORY`: HOPE whose memories have a hidden width of half a head,
 :func:`half_width_memory_hidden`) over ``small_memory_seeds``. Every arm is one
 :func:`nlteach.train.train` run per seed with the preset's row of :data:`SIZES`, the one table of
@@ -106,6 +108,27 @@ SWEEP_SEED = 100
 MAX_WIDEN = 2
 REFERENCE_MODELS: tuple[str, ...] = (*("transformer", "titans", "hope", "hope-attention"), "hope-static-cms")
 REFERENCE_ABLATIONS: tuple[str, ...] = ("hope-no-selfmod", "hope-no-dgd")
+# Ablations that also get their own learning-rate sweep (like a main model) and an arm at the rate it
+# chose, :func:`own_lr_label`, beside the arm at HOPE's rate: without DGD's normalized step the
+# second memory matrix's update is stable only for small enough steps, and at HOPE's rate
+# hope-no-dgd diverges (docs/decisions.md#hope-no-dgd-lr).
+REFERENCE_OWN_LR_ABLATIONS: tuple[str, ...] = ("hope-no-dgd",)
+
+
+def own_lr_label(ablation: str) -> str:
+    """The label of the arm of ``ablation`` trained at its own swept learning rate."""
+    return f"{ablation}, own lr"
+
+
+def diverged(record: dict[str, Any]) -> bool:
+    """Whether a per-seed record is of a run that stopped at a non-finite gradient (``nlteach.train``:
+    ``diverged_at_step`` set, no losses)."""
+    return record.get("diverged_at_step") is not None
+
+
+def converged(per_seed: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of ``per_seed`` whose runs did not diverge (the ones that have losses)."""
+    return [r for r in per_seed if not diverged(r)]
 
 
 def budget_name(budget: str | None = None) -> str:
@@ -167,16 +190,21 @@ def settings(preset: str | None = None) -> dict[str, Any]:
 def plan(*, preset: str | None = None, seeds: Sequence[int] = (0, 1, 2), models: Sequence[str] = MAIN_MODELS,
          ablation_seeds: Sequence[int] = (0,), multi_frequency_seeds: Sequence[int] = (0,),
          small_memory_seeds: Sequence[int] = (), ablations: Sequence[str] = ABLATIONS,
+         own_lr_ablations: Sequence[str] = (),
          lrs: dict[str, float] | None = None) -> list[tuple[str, str, int, dict[str, Any]]]:
     """The runs of a comparison, in order: ``(label, model, seed, extra training settings)``. The main
     models seed by seed (a call cut short holds whole seeds), then the other arms. ``lrs``: each
-    main model's learning rate (the sweep's choice, :func:`sweep_plan`); the HOPE variants take
-    HOPE's; without it every run trains at the budget's ``lr``."""
+    swept model's learning rate (the sweep's choice, :func:`sweep_plan`); the HOPE variants take
+    HOPE's; without it every run trains at the budget's ``lr``. Each of ``own_lr_ablations`` adds an
+    arm :func:`own_lr_label` over ``ablation_seeds`` at its own rate ``lrs[ablation]`` (left out
+    while its sweep is unfinished, or when there is no sweep)."""
     def lr(model: str) -> dict[str, float]:
         return {} if lrs is None else {"lr": lrs[model if model in lrs else "hope"]}
 
     runs = [(m, m, s, lr(m)) for s in seeds for m in models]
-    runs += [(m, m, s, lr(m)) for m in ablations for s in ablation_seeds]
+    runs += [(m, m, s, lr("hope")) for m in ablations for s in ablation_seeds]  # HOPE's rate, even when swept
+    runs += [(own_lr_label(m), m, s, {"lr": lrs[m]}) for m in own_lr_ablations if lrs and m in lrs
+             for s in ablation_seeds]
     runs += [(MULTI_FREQUENCY, "hope", s, {"cms_multi_frequency": True, **lr("hope")}) for s in multi_frequency_seeds]
     if small_memory_seeds:
         z = sizes(preset)
@@ -205,13 +233,15 @@ def choose_lr(val_by_lr: dict[float, float]) -> tuple[float, float | None]:
 def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequence[int] = (0, 1, 2),
                    models: Sequence[str] = MAIN_MODELS, ablation_seeds: Sequence[int] = (0,),
                    multi_frequency_seeds: Sequence[int] = (0,), small_memory_seeds: Sequence[int] = (),
-                   ablations: Sequence[str] = ABLATIONS, sample_chars: int = 300, overwrite: bool = False,
+                   ablations: Sequence[str] = ABLATIONS, own_lr_ablations: Sequence[str] = (),
+                   sample_chars: int = 300, overwrite: bool = False,
                    device: str | None = None, command: str | None = None, report_only: bool = False) -> dict[str, Any]:
     """Train every run of :func:`plan` not yet finished in ``out`` and write ``out/results.json``
     after each one (module docstring). ``preset`` is the budget (a row of :data:`SIZES`); a budget
     with a learning-rate grid (:data:`LR_GRIDS`) first sweeps it for each main model on seed
-    :data:`SWEEP_SEED` (:func:`sweep_plan`, widened at an edge by :func:`choose_lr`) and trains
-    the arms at the chosen rates. The first of ``seeds`` samples ``sample_chars`` characters.
+    :data:`SWEEP_SEED` (:func:`sweep_plan`, widened at an edge by :func:`choose_lr`), then for each
+    of ``own_lr_ablations``, and trains the arms at the chosen rates (a run that diverged counts as
+    the worst value of the sweep). The first of ``seeds`` samples ``sample_chars`` characters.
     ``report_only=True`` trains nothing: it writes ``results.json`` from the runs already finished
     in ``out`` (e.g. seeds gathered from several processes), a sweep still missing values marked
     ``"complete": False`` and the arms that need its choice left out.
@@ -229,27 +259,33 @@ def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequenc
                          sample_chars=sample_chars, first_seed=seeds[0] if seeds else None)
         lrs = None
         if grid:
-            for model in models:
+            for model in [*models, *own_lr_ablations]:
                 values, widen = sorted(grid), 0
                 while True:
                     todo = sweep_plan([model], values)
                     if not runner.run_all(todo):
                         return runner.write(interrupted=True)
                     val = {extra["lr"]: runner.records[(label, seed)]["val_loss"] for label, _, seed, extra in todo
-                           if (label, seed) in runner.records}
+                           if (label, seed) in runner.records}  # None: the run diverged
+                    stopped = {extra["lr"]: runner.records[(label, seed)]["diverged_at_step"]
+                               for label, _, seed, extra in todo
+                               if (label, seed) in runner.records and diverged(runner.records[(label, seed)])}
                     if not val:
                         break
                     complete = len(val) == len(todo)
-                    best, extra_lr = choose_lr(val)
+                    best, extra_lr = choose_lr({v: math.nan if x is None else x for v, x in val.items()})
                     sweep[model] = {"seed": SWEEP_SEED, "lrs": sorted(val), "val_loss": [val[v] for v in sorted(val)],
                                     "chosen": best, "at_edge": extra_lr is not None, "complete": complete,
-                                    "n_params": runner.records[(sweep_label(model, best), SWEEP_SEED)]["n_params"]}
+                                    "n_params": runner.records[(sweep_label(model, best), SWEEP_SEED)]["n_params"],
+                                    **({"diverged_at_step": {f"{v:g}": n for v, n in sorted(stopped.items())}}
+                                       if stopped else {})}
                     if not complete or extra_lr is None or widen == MAX_WIDEN:
                         break
                     values, widen = sorted({*values, extra_lr}), widen + 1
             lrs = {m: s["chosen"] for m, s in sweep.items() if s["complete"]}
             if report_only:  # only the arms whose learning rate is decided
                 models = [m for m in models if m in lrs]
+                own_lr_ablations = [a for a in own_lr_ablations if a in lrs]
                 ablations = [a for a in ablations if "hope" in lrs]
                 if "hope" not in lrs:
                     multi_frequency_seeds = small_memory_seeds = ()
@@ -258,7 +294,7 @@ def run_comparison(out: str | Path, *, preset: str | None = None, seeds: Sequenc
                                  f"in models (got {list(models)}).")
         todo = plan(preset=budget, seeds=seeds, models=models, ablation_seeds=ablation_seeds,
                     multi_frequency_seeds=multi_frequency_seeds, small_memory_seeds=small_memory_seeds,
-                    ablations=ablations, lrs=lrs)
+                    ablations=ablations, own_lr_ablations=own_lr_ablations, lrs=lrs)
         runner.order = todo
         done = runner.run_all(todo, main=True)
         return runner.write(interrupted=not done)
@@ -320,14 +356,19 @@ class _Runner:
             "val_loss", "val_bpc", "test_loss", "test_bpc", "n_params", "time_s", "sample")
         record = {"label": label, "model": label, "architecture": model, "seed": seed,
                   **{k: res[k] for k in keys}, **extra, "curve": curve}
-        change = cms_change(run_dir, int(z["seq_len"])) if has_in_context_cms(model) else None
-        if change is not None:
-            record["cms_relative_change"] = change
-        if self.budget in STREAM_BUDGETS and not label.startswith("lr sweep"):
-            record["stream"] = stream_record(run_dir, int(z["seq_len"]))
+        stopped = res.get("diverged_at_step")
+        if stopped is not None:  # no losses, nothing to read the stream with: the step says what happened
+            record["diverged_at_step"] = stopped
+        else:
+            change = cms_change(run_dir, int(z["seq_len"])) if has_in_context_cms(model) else None
+            if change is not None:
+                record["cms_relative_change"] = change
+            if self.budget in STREAM_BUDGETS and not label.startswith("lr sweep"):
+                record["stream"] = stream_record(run_dir, int(z["seq_len"]))
         self.records[(label, seed)] = arm.save_seed(seed, record, device=res["device"])
         shutil.rmtree(run_dir)
-        print(f"[{NAME}] {label} seed {seed}: val {res['val_loss']:.4f} nats/char, {res['time_s']:.0f} s", flush=True)
+        result = (f"diverged at step {stopped}" if stopped is not None else f"val {res['val_loss']:.4f} nats/char")
+        print(f"[{NAME}] {label} seed {seed}: {result}, {res['time_s']:.0f} s", flush=True)
         return True
 
     def write(self, *, interrupted: bool = False) -> dict[str, Any]:
@@ -405,13 +446,16 @@ def _write(top: RunDir, preset: str, todo: list, records: dict, command: str | N
 
 
 def _summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per arm: seeds, parameters, and :func:`nlteach.runs.stats.summarize` of each number (JSON-safe)."""
+    """Per arm: seeds, parameters, and :func:`nlteach.runs.stats.summarize` of each number over the
+    seeds that did not diverge (JSON-safe); ``diverged``: ``{seed: step}`` of those that did."""
     by_label: dict[str, list[dict[str, Any]]] = {}
     for r in per_seed:
         by_label.setdefault(r["label"], []).append(r)
-    return {label: {"seeds": [r["seed"] for r in recs], "n_params": recs[0]["n_params"],
-                    **{k: json_safe(stats.summarize([r[k] for r in recs]))
-                       for k in ("val_loss", "val_bpc", "test_loss", "test_bpc", "time_s")}}
+    return {label: {"seeds": [r["seed"] for r in converged(recs)], "n_params": recs[0]["n_params"],
+                    **{k: json_safe(stats.summarize([r[k] for r in converged(recs)]))
+                       for k in ("val_loss", "val_bpc", "test_loss", "test_bpc", "time_s")},
+                    **({"diverged": {str(r["seed"]): r["diverged_at_step"] for r in recs if diverged(r)}}
+                       if any(map(diverged, recs)) else {})}
             for label, recs in by_label.items()}
 
 
@@ -420,9 +464,10 @@ def _summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def by_label(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """``{label: [per-seed record]}`` of a results dict, each record with ``log`` = its curve."""
+    """``{label: [per-seed record]}`` of a results dict, each record with ``log`` = its curve; seeds
+    that diverged are left out (:func:`converged`; the summary's ``diverged`` names them)."""
     runs: dict[str, list[dict[str, Any]]] = {}
-    for r in results.get("per_seed", []):
+    for r in converged(results.get("per_seed", [])):
         runs.setdefault(r["label"], []).append({**r, "log": r["curve"]})
     return runs
 
@@ -516,10 +561,10 @@ def comparison_verdict(rows: list[dict[str, Any]], reference: str | None = None)
 
 
 def paired_difference(per_seed: Sequence[dict[str, Any]], a: str, b: str, key: str = "val_loss") -> dict[str, Any]:
-    """``key`` of arm ``a`` minus arm ``b``, seed by seed over the seeds both have
-    (:func:`nlteach.runs.stats.paired`, plus ``"seeds"``)."""
-    va = {r["seed"]: r[key] for r in per_seed if r["label"] == a}
-    vb = {r["seed"]: r[key] for r in per_seed if r["label"] == b}
+    """``key`` of arm ``a`` minus arm ``b``, seed by seed over the seeds both have and neither
+    diverged on (:func:`nlteach.runs.stats.paired`, plus ``"seeds"``)."""
+    va = {r["seed"]: r[key] for r in converged(per_seed) if r["label"] == a}
+    vb = {r["seed"]: r[key] for r in converged(per_seed) if r["label"] == b}
     seeds = sorted(set(va) & set(vb))
     if not seeds:
         raise ValueError(f"arms {a!r} and {b!r} share no seed; seeds: {sorted(va)} and {sorted(vb)}.")
@@ -562,6 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablations", nargs="*", default=None,
                    help=f"HOPE's ablations (default: {' '.join(ABLATIONS)}; at the reference budget "
                         f"{' '.join(REFERENCE_ABLATIONS)})")
+    p.add_argument("--own-lr-ablations", nargs="*", default=None,
+                   help="ablations that also get their own learning-rate sweep and an arm at its choice "
+                        f"(reference budget only; default there: {' '.join(REFERENCE_OWN_LR_ABLATIONS)})")
     p.add_argument("--ablation-seeds", type=cli.nonneg_int, nargs="*", default=[0],
                    help="seeds of the ablations (default: 0)")
     p.add_argument("--multi-frequency-seeds", type=cli.nonneg_int, nargs="*", default=[0],
@@ -581,6 +629,14 @@ def main(argv: list[str] | None = None) -> int:
     reference = bool(lr_grid(budget))
     models = args.models or list(REFERENCE_MODELS if reference else MAIN_MODELS)
     ablations = args.ablations if args.ablations is not None else list(REFERENCE_ABLATIONS if reference else ABLATIONS)
+    own_lr = args.own_lr_ablations if args.own_lr_ablations is not None else list(
+        REFERENCE_OWN_LR_ABLATIONS if reference else ())
+    if own_lr and not reference:
+        p.error(f"--own-lr-ablations {' '.join(own_lr)}: only a budget whose learning rates are swept has them "
+                f"(--budget reference); got budget {budget_name(budget)!r}.")
+    unknown = [a for a in own_lr if a not in MODELS]
+    if unknown:
+        p.error(f"--own-lr-ablations: {unknown} are not models; expected some of {', '.join(MODELS)}.")
     out = args.out or f"runs/{NAME}_{budget}"
     cli.check_out(p, out)
     try:  # every run's settings, before the first one trains
@@ -597,7 +653,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"{'--models' if unknown else '--ablations'}: {e}" if "model=" in str(e) else str(e))
     command = command_line(None if argv is None else ["python", "-m", f"nlteach.experiments.{NAME}", *argv])
     res, code = run_guarded(lambda: run_comparison(
-        out, preset=budget, seeds=args.seeds, models=models, ablations=ablations, ablation_seeds=args.ablation_seeds,
+        out, preset=budget, seeds=args.seeds, models=models, ablations=ablations, own_lr_ablations=own_lr,
+        ablation_seeds=args.ablation_seeds,
         multi_frequency_seeds=args.multi_frequency_seeds, small_memory_seeds=args.small_memory_seeds,
         sample_chars=args.sample_chars, overwrite=args.overwrite, device=args.device, command=command,
         report_only=args.report_only))

@@ -107,10 +107,33 @@ def longer_lines(comparison: dict[str, Any], longer: dict[str, dict[str, Any]]) 
 
 
 def _by_label(comparison: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The seeds of each arm that did not diverge (every table, check and pair reads these only;
+    :func:`diverged_rows` reports the others)."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for r in comparison.get("per_seed", []):
+    for r in lm_comparison.converged(comparison.get("per_seed", [])):
         out.setdefault(r["label"], []).append(r)
     return out
+
+
+def diverged_rows(comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per arm with seeds that diverged (stopped at a non-finite gradient, no losses): ``model``,
+    ``lr``, ``seeds`` (the diverged ones), ``steps`` (where each stopped) and ``of`` (the arm's seeds)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for r in comparison.get("per_seed", []):
+        row = rows.setdefault(r["label"], {"model": r["label"], "lr": r.get("lr"), "seeds": [], "steps": [], "of": 0})
+        row["of"] += 1
+        if lm_comparison.diverged(r):
+            row["seeds"].append(r["seed"])
+            row["steps"].append(r["diverged_at_step"])
+    return [r for r in rows.values() if r["seeds"]]
+
+
+def diverged_lines(comparison: dict[str, Any]) -> list[str]:
+    """One line per arm of :func:`diverged_rows`."""
+    return [f"{r['model']} at learning rate {'-' if r['lr'] is None else format(r['lr'], 'g')}: diverged on "
+            f"{len(r['seeds'])} of its {r['of']} seeds (seed {', '.join(map(str, r['seeds']))} at step "
+            f"{', '.join(map(str, r['steps']))}: the first step whose gradient was not finite); those seeds "
+            "are left out of every mean and pair" for r in diverged_rows(comparison)]
 
 
 def arm_rows(comparison: dict[str, Any]) -> list[dict[str, Any]]:
@@ -320,6 +343,8 @@ def markdown(comparison: dict[str, Any] | None, ngram: dict[str, Any] | None,
              + (f" Reproduce with `{comparison['reproduce']}`." if comparison.get("reproduce") else ""), ""]
     table = [[r["model"], f"{r['params']:,}", "-" if r["lr"] is None else f"{r['lr']:g}", len(r["seeds"]),
               _fmt(r["val"]), _fmt(r["test"])] for r in sorted(rows, key=lambda r: r["val"]["mean"])]
+    table += [[r["model"], "-", "-" if r["lr"] is None else f"{r['lr']:g}", r["of"], "diverged", "diverged"]
+              for r in diverged_rows(comparison) if len(r["seeds"]) == r["of"]]
     table += [[r["model"], "-", "-", "-", f"{r['val']:.3f}", f"{r['test']:.3f}"]
               for r in baseline_rows(ngram) if r["order"] > 1]
     lines.append(markdown_table(["model", "parameters", "lr", "seeds", "val loss", "test loss"], table))
@@ -345,10 +370,12 @@ def markdown(comparison: dict[str, Any] | None, ngram: dict[str, Any] | None,
     if sweep:
         lines.append("- Learning-rate sweep (validation loss, seed "
                      f"{comparison['lr_sweep'][sweep[0]['model']]['seed']}): " + "; ".join(
-                         f"{s['model']} " + ", ".join(f"{lr:g}: {v:.3f}" for lr, v in zip(s["lrs"], s["val_loss"]))
+                         f"{s['model']} " + ", ".join(f"{lr:g}: {'diverged' if v is None else format(v, '.3f')}"
+                                                      for lr, v in zip(s["lrs"], s["val_loss"]))
                          + (f" -> {s['chosen']:g}" if s["complete"] else " (sweep still running)")
                          + (" (on the grid's edge)" if s["at_edge"] and s["complete"] else "") for s in sweep)
                      + ".")
+    lines += [f"- {v}." for v in diverged_lines(comparison)]
     verdicts = verdict_lines(comparison)
     if verdicts:
         lines += ["", "Paired over seeds (validation loss; a model is better when the whole 95% interval of the "

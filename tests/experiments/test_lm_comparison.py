@@ -160,7 +160,9 @@ UNCHANGED_ARMS = {"transformer": "transformer", "titans": "titans", "hope-static
 def test_tiny_comparison_gives_the_numbers_of_the_code_it_replaced(tmp_path, monkeypatch, data_mirror):
     """Notebook 09's comparison at the tiny preset, seed 0, against the numbers the previous code
     (``python -m nlteach.models``, commit in the fixture) gave: identical floats (CPU, float32), for
-    the arms whose code did not change (:data:`UNCHANGED_ARMS`)."""
+    the arms whose code did not change (:data:`UNCHANGED_ARMS`). Equal to 1e-6 relative: on another
+    CPU (an AMD EPYC against the Intel that made the fixture) float32 kernels sum in another order and
+    the last bits differ (titans: 6e-8 apart), while a change of the computation moves them far more."""
     ref = {r["model"]: r for r in json.loads(REFERENCE.read_text())["records"]}
     # the reference predates the default memory width of one head (it was two heads' width)
     monkeypatch.setattr(ModelConfig, "mem_hidden", property(lambda c: c.memory_hidden or 2 * c.head_dim))
@@ -170,7 +172,8 @@ def test_tiny_comparison_gives_the_numbers_of_the_code_it_replaced(tmp_path, mon
     assert sorted(got) == sorted(UNCHANGED_ARMS)
     for arm, old in UNCHANGED_ARMS.items():
         g, r = got[arm], ref[old]
-        assert (g["val_loss"], g["test_loss"], g["n_params"]) == (r["val_loss"], r["test_loss"], r["n_params"]), arm
+        assert g["n_params"] == r["n_params"], arm
+        assert (g["val_loss"], g["test_loss"]) == pytest.approx((r["val_loss"], r["test_loss"]), rel=1e-6, abs=0), arm
         assert (g["architecture"], r["architecture"]) == (arm, old)
 
 
@@ -359,7 +362,8 @@ def test_choose_lr_picks_the_lowest_finite_loss_and_widens_at_an_edge():
 
 def _fake_swept_train(monkeypatch, calls: list, val_of) -> None:
     """Replace nlteach.train.train by a stand-in whose validation loss is ``val_of(model, seed, lr)``
-    (it records each call and writes a metrics line), and give the tiny budget a 3-value grid."""
+    (it records each call and writes a metrics line; ``None``: the run diverged at step 7, as
+    nlteach.train reports it), and give the tiny budget a 3-value grid."""
     def train(model, seed, out, lr, **kw):
         calls.append((model, seed, lr))
         val = val_of(model, seed, lr)
@@ -367,7 +371,7 @@ def _fake_swept_train(monkeypatch, calls: list, val_of) -> None:
         line = {"step": 1, "tokens": 10, "train_loss": val, "val_loss": val, "lr": lr, "time": 0.0}
         (Path(out) / "metrics.jsonl").write_text(json.dumps(line) + "\n")
         return {"val_loss": val, "val_bpc": val, "test_loss": val, "test_bpc": val, "n_params": 100, "time_s": 1.0,
-                "sample": "", "device": "cpu"}
+                "sample": "", "device": "cpu", **({"diverged_at_step": 7} if val is None else {})}
 
     monkeypatch.setattr(C, "train", train)
     monkeypatch.setattr(C, "cms_change", lambda run_dir, seq_len: None)
@@ -397,6 +401,37 @@ def test_a_budget_with_a_grid_sweeps_each_model_then_trains_at_its_choice(tmp_pa
     again = C.run_comparison(tmp_path / "r", preset="tiny", seeds=(0, 1), models=("transformer", "hope"),
                              ablations=("hope-no-dgd",), ablation_seeds=(0,), multi_frequency_seeds=())
     assert calls == [] and again["lr_sweep"] == sweep and again["per_seed"] == res["per_seed"]
+
+
+def test_a_diverged_run_loses_the_sweep_and_an_own_lr_ablation_gets_its_own(tmp_path, monkeypatch, capsys):
+    """hope-no-dgd diverges at 3e-3 and above: at HOPE's rate (3e-3) both its seeds are recorded as
+    diverged (no losses, the step kept, left out of summaries and pairs); its own sweep counts the
+    diverged values as the worst, widens below the edge and trains the ``own lr`` arm at 1e-3."""
+    calls: list = []
+    _fake_swept_train(monkeypatch, calls, lambda model, seed, lr: (
+        2.0 + abs(lr - 3e-3) * 100 + 0.01 * seed if model == "hope"
+        else None if lr >= 3e-3 else 2.1 + abs(lr - 1e-3) * 100 + 0.01 * seed))
+    res = C.run_comparison(tmp_path / "r", preset="tiny", seeds=(0, 1), models=("hope",), ablations=("hope-no-dgd",),
+                           own_lr_ablations=("hope-no-dgd",), ablation_seeds=(0, 1), multi_frequency_seeds=())
+    own = res["lr_sweep"]["hope-no-dgd"]
+    assert own["lrs"] == [5e-4, 1e-3, 3e-3, 9e-3] and own["val_loss"][2:] == [None, None]
+    assert own["chosen"] == 1e-3 and not own["at_edge"] and own["diverged_at_step"] == {"0.003": 7, "0.009": 7}
+    label = C.own_lr_label("hope-no-dgd")
+    by = {(r["label"], r["seed"]): r for r in res["per_seed"]}
+    assert by[("hope-no-dgd", 0)]["lr"] == 3e-3 and C.diverged(by[("hope-no-dgd", 0)])
+    assert by[("hope-no-dgd", 1)]["diverged_at_step"] == 7 and by[("hope-no-dgd", 1)]["val_loss"] is None
+    assert by[(label, 1)]["lr"] == 1e-3 and by[(label, 1)]["val_loss"] == pytest.approx(2.11)
+    summary = res["summary"]["hope-no-dgd"]
+    assert summary["seeds"] == [] and summary["val_loss"]["mean"] is None and summary["diverged"] == {"0": 7, "1": 7}
+    assert "diverged" not in res["summary"][label] and res["summary"][label]["seeds"] == [0, 1]
+    assert "hope-no-dgd" not in C.load_comparison(tmp_path / "r")
+    with pytest.raises(ValueError, match="share no seed"):
+        C.paired_difference(res["per_seed"], "hope", "hope-no-dgd")
+    assert C.paired_difference(res["per_seed"], "hope", label)["mean"] == pytest.approx(-0.1)
+    monkeypatch.setitem(C.LR_GRIDS, "tiny", ())  # only a swept budget has own-rate arms
+    with pytest.raises(SystemExit):
+        C.main(["--preset", "tiny", "--out", str(tmp_path / "t"), "--own-lr-ablations", "hope-no-dgd"])
+    assert "--own-lr-ablations hope-no-dgd: only a budget whose learning rates are swept" in capsys.readouterr().err
 
 
 def test_the_reference_budget_is_its_own_row_and_runs_on_the_laptop_preset():

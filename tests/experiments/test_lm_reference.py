@@ -146,6 +146,39 @@ def test_markdown_has_the_table_the_checks_and_no_missing_piece():
                                        "(`results/lm_reference`)."]
 
 
+def diverged(label, seed, step, lr=4e-3):
+    """A per-seed record as lm_comparison writes it for a run that stopped at a non-finite gradient."""
+    r = record(label, seed, 0.0, lr=lr)
+    del r["stream"]
+    return {**r, "val_loss": None, "test_loss": None, "diverged_at_step": step, "curve": []}
+
+
+def test_diverged_seeds_are_reported_and_kept_out_of_rows_checks_and_pairs():
+    """An arm whose every seed diverged shows as "diverged" in the table and in one line naming the
+    seeds and steps; it makes no pair. An arm with one diverged seed keeps its other seeds' rows and
+    pairs; its diverged seed is named too."""
+    c = comparison()
+    c["per_seed"] += [diverged("hope-no-dgd", s, step) for s, step in ((0, 60), (1, 80), (2, 100))]
+    c["per_seed"] += [record("hope-no-dgd, own lr", s, 1.86 + 0.01 * s, lr=2e-3, params=199_628) for s in (0, 1)]
+    c["per_seed"] += [diverged("hope-no-dgd, own lr", 2, 340, lr=2e-3)]
+    assert [r["model"] for r in R.arm_rows(c)] == ["transformer", "hope", "hope-static-cms", "hope-no-dgd, own lr"]
+    assert R.arm_rows(c)[-1]["seeds"] == [0, 1]
+    assert R.pairs(c)[-1] == ("hope", "hope-no-dgd, own lr") and ("hope", "hope-no-dgd") not in R.pairs(c)
+    assert "over 2 paired seeds" in R.verdict_lines(c)[-1]
+    assert R.checks(c, NGRAM)["flat"]["hope-no-dgd, own lr"]["seeds"] == 2
+    assert [(r["model"], r["seeds"], r["steps"], r["of"]) for r in R.diverged_rows(c)] == [
+        ("hope-no-dgd", [0, 1, 2], [60, 80, 100], 3), ("hope-no-dgd, own lr", [2], [340], 3)]
+    text = "\n".join(R.markdown(c, NGRAM))
+    assert "| hope-no-dgd | - | 0.004 | 3 | diverged | diverged |" in text
+    assert ("- hope-no-dgd at learning rate 0.004: diverged on 3 of its 3 seeds (seed 0, 1, 2 at step 60, 80, 100"
+            in text)
+    assert "- hope-no-dgd, own lr at learning rate 0.002: diverged on 1 of its 3 seeds (seed 2 at step 340" in text
+    assert "| hope-no-dgd, own lr | 199,628 | 0.002 | 2 |" in text
+    c["lr_sweep"]["hope-no-dgd"] = {"seed": 100, "lrs": [2e-3, 4e-3], "val_loss": [1.9, None], "chosen": 2e-3,
+                                    "at_edge": True, "diverged_at_step": {"0.004": 60}}
+    assert "hope-no-dgd 0.002: 1.900, 0.004: diverged -> 0.002" in "\n".join(R.markdown(c, NGRAM))
+
+
 def test_a_comparison_with_only_its_sweep_reads_as_such():
     c = {**comparison(), "per_seed": []}
     text = "\n".join(R.markdown(c, NGRAM))
