@@ -2,7 +2,9 @@
 
 The reference numbers in tests/data/optimizers_tiny_reference.json were made by the code before it
 moved onto nlteach.runs and nlteach.recipes (the commit is in the file); the tiny preset must give
-them back exactly.
+them back, equal to 1e-6 relative: on another CPU (an AMD EPYC against the Intel that made the
+file) float32 kernels sum in another order and the last bits differ (a few 1e-8), while a change of
+the computation moves them far more.
 """
 
 import json
@@ -36,7 +38,13 @@ def test_tiny_preset_gives_the_reference_numbers(task):
     assert res["eval_steps"] == ref["eval_steps"]
     got = {n: [{"seed": r["seed"], "train_loss": r["train_loss"], "eval_loss": r["eval_loss"]} for r in per]
            for n, per in E.by_optimizer(res).items()}
-    assert got == ref["runs"]  # exact equality, every optimizer and seed
+    assert got.keys() == ref["runs"].keys()
+    for name, per in got.items():  # every optimizer and seed, every logged loss
+        want = ref["runs"][name]
+        assert [r["seed"] for r in per] == [r["seed"] for r in want], name
+        for g, w in zip(per, want):
+            for key in ("train_loss", "eval_loss"):
+                assert g[key] == pytest.approx(w[key], rel=1e-6, abs=0), (name, g["seed"], key)
 
 
 @pytest.mark.parametrize("task", E.TASKS)
