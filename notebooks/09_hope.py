@@ -307,6 +307,9 @@ else:  # section 4 draws these; kept here for the samples cell
 #   (one seed, `SWEEP_SEED`, not a reported seed; the grid is widened when the best sits on its edge);
 #   the test split is read once, for the final table;
 # - **5 seeds** for the main arms and HOPE with a static CMS, 3 for HOPE's ablations;
+# - **a run that diverges** (a loss or gradient that is no longer finite) stops at that step; the
+#   table marks its arm "diverged" and a line names the seeds and steps, and the seed is left out of
+#   every mean and pair;
 # - **n-gram rows** counted on the same characters (interpolated Kneser-Ney, section 4b), evaluated
 #   on the same windows.
 #
@@ -496,10 +499,14 @@ else:
 # (The paper's ablation also removes momentum; our HOPE has momentum off by default, choice (c) of
 # notebook 08, so there is nothing to remove.) At the reference budget the ablations take HOPE's
 # learning rate (an ablation changes one part and keeps the rest), 3 seeds each; their paired
-# verdicts against `hope` are in section 4's list. The laptop-budget ablation is below, its verdict
-# computed against HOPE with a static CMS. At the `laptop` and `full` presets the cell also trains
-# the ablation live (with `TRAIN_LIVE = True`); at `tiny` it does not (a 64-character window barely
-# lets the projection memories change, chunk 32).
+# verdicts against `hope` are in section 4's list. Without DGD's normalized step the in-context
+# recursion of a memory contracts only for small enough steps, and at HOPE's rate `hope-no-dgd`
+# can overflow within a training window (`docs/decisions.md#hope-no-dgd-lr` traces where): so it is
+# also swept on its own, like a main model, and trained at its choice as `hope-no-dgd, own lr`.
+# Section 4's table and lines say which seeds of each arm diverged, and at which step. The
+# laptop-budget ablation is below, its verdict computed against HOPE with a static CMS. At the
+# `laptop` and `full` presets the cell also trains the ablation live (with `TRAIN_LIVE = True`); at
+# `tiny` it does not (a 64-character window barely lets the projection memories change, chunk 32).
 
 # %%
 ablations = list(lm_comparison.ABLATIONS)
