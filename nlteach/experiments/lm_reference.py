@@ -132,8 +132,9 @@ def diverged_lines(comparison: dict[str, Any]) -> list[str]:
     """One line per arm of :func:`diverged_rows`."""
     return [f"{r['model']} at learning rate {'-' if r['lr'] is None else format(r['lr'], 'g')}: diverged on "
             f"{len(r['seeds'])} of its {r['of']} seeds (seed {', '.join(map(str, r['seeds']))} at step "
-            f"{', '.join(map(str, r['steps']))}: the first step whose gradient was not finite); those seeds "
-            "are left out of every mean and pair" for r in diverged_rows(comparison)]
+            f"{', '.join(map(str, r['steps']))}: the first step whose gradient was not finite), "
+            f"{'that seed is' if len(r['seeds']) == 1 else 'those seeds are'} left out of every mean and pair"
+            for r in diverged_rows(comparison)]
 
 
 def arm_rows(comparison: dict[str, Any]) -> list[dict[str, Any]]:

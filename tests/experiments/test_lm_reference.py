@@ -173,6 +173,7 @@ def test_diverged_seeds_are_reported_and_kept_out_of_rows_checks_and_pairs():
     assert ("- hope-no-dgd at learning rate 0.004: diverged on 3 of its 3 seeds (seed 0, 1, 2 at step 60, 80, 100"
             in text)
     assert "- hope-no-dgd, own lr at learning rate 0.002: diverged on 1 of its 3 seeds (seed 2 at step 340" in text
+    assert "not finite), that seed is left out" in text and "not finite), those seeds are left out" in text
     assert "| hope-no-dgd, own lr | 199,628 | 0.002 | 2 |" in text
     c["lr_sweep"]["hope-no-dgd"] = {"seed": 100, "lrs": [2e-3, 4e-3], "val_loss": [1.9, None], "chosen": 2e-3,
                                     "at_edge": True, "diverged_at_step": {"0.004": 60}}
