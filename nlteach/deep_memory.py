@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 # the input checks shared with the matrix memories (same layer)
-from nlteach.memory import _all_finite, _first_nonfinite_token, _first_outside
+from nlteach.memory import _all_finite, _first_nonfinite_token, range_error
 
 Params = tuple[torch.Tensor, ...]
 
@@ -245,8 +245,7 @@ def _prepare(q, k, v, lr, momentum, decay, params, chunk_size, momentum_state):
             if not bool(ok.all()):
                 _, span, meaning = _GATES[name]
                 bad = ~ok.expand(B, H, T)
-                raise ValueError(f"{name} must {span} ({meaning}); "
-                                 + _first_outside(gates[name].expand(B, H, T), bad))
+                raise range_error(f"{name} must {span} ({meaning}); ", gates[name].expand(B, H, T), bad)
     S = tuple(torch.zeros_like(p) for p in params) if momentum_state is None else tuple(momentum_state)
     dtypes = (named[ref].dtype, tuple(p.dtype for p in params), tuple(m.dtype for m in S))
     q, k, v = (None if x is None else x.to(dt) for x in (q, k, v))

@@ -125,16 +125,29 @@ def _check(
     # Value ranges (NaN fails every comparison, so it is refused too). (This reads a flag back
     # from the device: one synchronisation per call.)
     if beta is not None and beta.numel() and not bool(((beta >= 0) & (beta <= 2)).all()):
-        raise ValueError(
+        raise range_error(
             "beta must lie in [0, 2] (the step size of the delta rule; with unit-norm keys "
-            "I - beta k k^T only shrinks the memory for beta in [0, 2]); "
-            + _first_outside(beta, ~((beta >= 0) & (beta <= 2)))
-        )
+            "I - beta k k^T only shrinks the memory for beta in [0, 2]); ",
+            beta, ~((beta >= 0) & (beta <= 2)))
     if alpha is not None and alpha.numel() and not bool(((alpha > 0) & (alpha <= 1)).all()):
-        raise ValueError(
+        raise range_error(
             "alpha must lie in (0, 1] (the fraction of the memory kept before each write; "
-            "use alpha=None for the ungated rule); " + _first_outside(alpha, ~((alpha > 0) & (alpha <= 1)))
-        )
+            "use alpha=None for the ungated rule); ", alpha, ~((alpha > 0) & (alpha <= 1)))
+
+
+class NonFiniteError(ValueError):
+    """A per-token gate that must be a finite number holds a NaN or an infinity (inside a model: an
+    activation that overflowed upstream). A ``ValueError`` like every refused input; a caller that
+    can go on without the result (an evaluation at a length the model never trained on) catches
+    this one alone."""
+
+
+def range_error(message: str, x: torch.Tensor, bad: torch.Tensor) -> ValueError:
+    """The error for a gate ``x [B, H, T]`` with entries ``bad`` outside its range: ``message`` and
+    the first such entry (:func:`_first_outside`); a :class:`NonFiniteError` when any of them is NaN
+    or infinite, else a ``ValueError``."""
+    cls = NonFiniteError if not bool(torch.isfinite(x[bad]).all()) else ValueError
+    return cls(message + _first_outside(x, bad))
 
 
 def _first_position(bad: torch.Tensor) -> tuple[int, int, int]:

@@ -4,6 +4,8 @@ experiments and exercise references: tests/course/test_nb04_deep_memory.py.)"""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,6 +13,7 @@ import torch.nn.functional as F
 from nlteach import deep_memory as dm
 from nlteach import memory
 from nlteach.deep_memory import titans_chunked, titans_naive
+from nlteach.memory import NonFiniteError
 from nlteach.models import ModelConfig, build_model
 
 
@@ -265,8 +268,10 @@ def test_gate_values_are_range_checked(fn, gate, value, expected):
         fn(q, k, v, **{**gates, gate: value}, params=p, chunk_size=2)
     x = torch.full((1, 2, 6), 0.5)  # a tensor: the first bad position is named
     x[0, 1, 4] = value
-    with pytest.raises(ValueError, match=rf"^{expected} .*got {value:.4g} at \(batch 0, head 1, token 4\)"):
+    with pytest.raises(ValueError, match=rf"^{expected} .*got {value:.4g} at \(batch 0, head 1, token 4\)") as e:
         fn(q, k, v, **{**gates, gate: x}, params=p, chunk_size=2)
+    # a NaN or infinite gate (an overflow upstream) is the subclass a caller may catch alone
+    assert isinstance(e.value, NonFiniteError) == (not math.isfinite(value))
 
 
 def test_surprise_checks_its_inputs_too():

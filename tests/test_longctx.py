@@ -42,6 +42,7 @@ from nlteach.longctx import (
 from nlteach.longctx import runner as runner_mod
 from nlteach.longctx.__main__ import main, parse_model
 from nlteach.longctx.runner import LongCtxConfig
+from nlteach.memory import NonFiniteError
 from nlteach.models import ModelConfig, cms_level_parameters, count_parameters
 from nlteach.runs.io import CheckpointWarning, CorruptFileError, load_checkpoint, previous_path
 from nlteach.runs.lock import FolderInUse
@@ -731,3 +732,51 @@ def test_run_seed_can_return_the_trained_model():
     again = runner_mod.evaluate(model, cfg.make_task(), cfg.eval_lengths, cfg.eval_examples, 0, batch=cfg.eval_batch)
     assert again == record["accuracy"]  # the model the record was measured on
     assert set(runner_mod.run_seed(cfg, 0)) == set(record)
+
+
+class _Overflowing(torch.nn.Module):
+    """Answers right (from the targets it is handed) up to ``ok_until`` tokens; beyond, its forward
+    stops at a non-finite gate, as a Titans memory that overflowed; ``nan_row`` gives one example
+    NaN logits at every length."""
+
+    def __init__(self, task, ok_until: int, nan_row: int | None = None):
+        super().__init__()
+        self.task, self.ok_until, self.nan_row, self.targets = task, ok_until, nan_row, None
+
+    def forward(self, x):
+        if x.shape[1] > self.ok_until:
+            raise NonFiniteError("lr must be finite and >= 0 (a test); got nan at (batch 0, head 0, token 9)")
+        logits = torch.zeros(*x.shape, self.task.vocab_size)
+        logits.scatter_(-1, self.targets.clamp_min(0).unsqueeze(-1), 1.0)
+        if self.nan_row is not None:
+            logits[self.nan_row] = float("nan")
+        return logits
+
+
+def test_an_overflow_at_an_untrained_length_counts_as_wrong_and_is_reported(monkeypatch):
+    """A forward that stops at a non-finite gate (every example of the batch) or returns NaN
+    logits for an example counts those examples as answered wrong, and the fraction is reported;
+    any other error still stops the evaluation."""
+    task = make_task("s-niah")
+    model = _Overflowing(task, ok_until=40, nan_row=1)
+    real = task.sample
+
+    def sample(n, length, rng):  # hand the model the targets, so that it answers right where it can
+        b = real(n, length, rng)
+        model.targets = b.targets
+        return b
+
+    monkeypatch.setattr(task, "sample", sample)
+    acc, overflow = runner_mod.evaluate_counting_overflow(model, task, (32, 64), 8, 0, batch=4)
+    assert acc == {"32": 6 / 8, "64": 0.0}  # at 32, row 1 of each batch of 4 is NaN
+    assert overflow == {"32": 2 / 8, "64": 1.0}
+    assert runner_mod.evaluate(model, task, (32,), 8, 0, batch=8) == {"32": 7 / 8}
+    model.nan_row = None
+    assert runner_mod.evaluate_counting_overflow(model, task, (32,), 8, 0, batch=8) == ({"32": 1.0}, {})
+
+    def broken(x):
+        raise ValueError("a bug, not an overflow")
+
+    monkeypatch.setattr(model, "forward", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        runner_mod.evaluate(model, task, (32,), 8, 0, batch=8)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from nlteach import memory
 from nlteach.memory import (
+    NonFiniteError,
     delta_rule_chunked,
     delta_rule_naive,
     linear_attention_chunked,
@@ -370,8 +371,12 @@ def test_nonfinite_gates_are_refused_with_their_position(rule, gate, bad, fn):
     if x["alpha"] is None and gate == "alpha":
         x["alpha"] = torch.ones_like(x["beta"])
     x[gate][1, 0, 7] = bad
-    with pytest.raises(ValueError, match=rf"{gate} must lie in .*got {bad} at \(batch 1, head 0, token 7\)"):
+    with pytest.raises(NonFiniteError, match=rf"{gate} must lie in .*got {bad} at \(batch 1, head 0, token 7\)"):
         fn(**x)
+    x[gate][1, 0, 7] = 2.5  # finite but outside the range: a plain ValueError
+    with pytest.raises(ValueError, match=rf"{gate} must lie in .*got 2.5 at \(batch 1, head 0, token 7\)") as e:
+        fn(**x)
+    assert not isinstance(e.value, NonFiniteError)
 
 
 def test_nonfinite_state_from_finite_inputs_is_returned_as_is():

@@ -82,6 +82,7 @@ from nlteach.longctx.tasks import (
     make_rng,
     make_task,
 )
+from nlteach.memory import NonFiniteError
 from nlteach.models import ModelConfig, build_model, count_parameters, size_to_budget
 from nlteach.recipes import WarmupCosine, cms_step_periods, make_model_optimizer, set_lr
 from nlteach.runs.rundir import plain, run_folder
@@ -504,23 +505,44 @@ def answer_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def evaluate(model: torch.nn.Module, task: Task, lengths: tuple[int, ...], n_examples: int, seed: int, *,
              batch: int = 64, device: torch.device | str = "cpu") -> dict[str, float]:
     """``{str(length): accuracy}``: greedy answers on ``n_examples`` examples per length, drawn
-    with ``make_rng(seed, 1, length)``."""
+    with ``make_rng(seed, 1, length)`` (:func:`evaluate_counting_overflow`'s first half)."""
+    return evaluate_counting_overflow(model, task, lengths, n_examples, seed, batch=batch, device=device)[0]
+
+
+@torch.no_grad()
+def evaluate_counting_overflow(model: torch.nn.Module, task: Task, lengths: tuple[int, ...], n_examples: int,
+                               seed: int, *, batch: int = 64,
+                               device: torch.device | str = "cpu") -> tuple[dict[str, float], dict[str, float]]:
+    """``({str(length): accuracy}, {str(length): overflow})``. A model may overflow at a length it
+    never trained on (a recurrent memory's state growing along the sequence): an example whose
+    logits are not finite, or every example of a batch whose forward pass stopped at a non-finite
+    gate (:class:`nlteach.memory.NonFiniteError`), counts as answered wrong, and ``overflow`` is the
+    fraction of such examples (lengths without any are left out)."""
     was = model.training
     model.eval()
-    out = {}
+    acc, overflow = {}, {}
     try:
         for L in lengths:
             rng = make_rng(seed, 1, L)
-            right = total = 0
+            right = total = bad = 0
             for a in range(0, n_examples, batch):
                 b = task.sample(min(batch, n_examples - a), L, rng).to(device)
-                pred = model(b.inputs).argmax(-1)
-                r, t = accuracy_counts(pred.cpu(), b.targets.cpu(), task.unit)
-                right, total = right + r, total + t
-            out[str(L)] = right / total
+                try:
+                    logits = model(b.inputs)  # [B, T, V]
+                    broken = ~torch.isfinite(logits).flatten(1).all(1)  # [B]: an example that overflowed
+                except NonFiniteError:
+                    logits, broken = None, torch.ones(b.inputs.shape[0], dtype=torch.bool, device=b.inputs.device)
+                targets = b.targets.cpu()
+                pred = targets.clone() if logits is None else logits.argmax(-1).cpu()
+                pred[broken.cpu()] = -1  # matches no target: wrong
+                r, t = accuracy_counts(pred, targets, task.unit)
+                right, total, bad = right + r, total + t, bad + int(broken.sum())
+            acc[str(L)] = right / total
+            if bad:
+                overflow[str(L)] = bad / n_examples
     finally:
         model.train(was)
-    return out
+    return acc, overflow
 
 
 def chance_accuracy(task: Task) -> float:
@@ -588,9 +610,11 @@ def run_seed(cfg: LongCtxConfig, seed: int, *, device: torch.device | str | None
             if _stop_after_step is not None and step >= _stop_after_step:
                 raise _Interrupted(f"stopped after step {step} (test hook)")
     t0 = time.perf_counter()
-    acc = evaluate(model, task, cfg.eval_lengths, cfg.eval_examples, seed, batch=cfg.eval_batch, device=device)
+    acc, overflow = evaluate_counting_overflow(model, task, cfg.eval_lengths, cfg.eval_examples, seed,
+                                               batch=cfg.eval_batch, device=device)
     record = {"seed": seed, "accuracy": acc, "n_params": count_parameters(model), "seconds": seconds,
-              "eval_seconds": time.perf_counter() - t0, "loss_curve": curve, "nonfinite_step": nonfinite}
+              "eval_seconds": time.perf_counter() - t0, "loss_curve": curve, "nonfinite_step": nonfinite,
+              "eval_overflow": overflow}
     return (record, model) if return_model else record
 
 
@@ -611,7 +635,8 @@ def summarize(cfg: LongCtxConfig, per_seed: list[dict[str, Any]]) -> dict[str, A
     }
 
 
-DETAILS = ("seed", "n_params", "seconds", "eval_seconds", "nonfinite_step", "loss_curve", "cpu_seconds", "provenance")
+DETAILS = ("seed", "n_params", "seconds", "eval_seconds", "nonfinite_step", "eval_overflow", "loss_curve",
+           "cpu_seconds", "provenance")
 """The keys of a seed's record that ``results.json`` repeats under ``details`` (None where a record
 does not hold one: a run without a folder has no provenance)."""
 
