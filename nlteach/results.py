@@ -412,6 +412,8 @@ def longctx_rows(exp: Experiment) -> list[dict[str, Any]]:
                      "seed_acc": seed_acc,
                      "at_train": at_train, "longest": lengths[-1],
                      "nonfinite": [d.get("seed") for d in r.get("details", []) if d.get("nonfinite_step")],
+                     # {seed: {length: fraction}}: examples whose forward pass overflowed (counted wrong)
+                     "overflow": {d.get("seed"): d["eval_overflow"] for d in r.get("details", []) if d.get("eval_overflow")},
                      "provenance": run_provenance(exp, name)})
     return rows
 
@@ -690,6 +692,24 @@ def longctx_findings(experiments: list[Experiment]) -> list[str]:
     return out
 
 
+def overflow_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One markdown paragraph naming the long-context runs (of :func:`longctx_rows`) whose forward
+    pass overflowed on some test examples (NaN logits or a non-finite gate: counted as wrong), with
+    the seeds, the lengths and the largest fraction of examples; empty when none did."""
+    items = []
+    for r in rows:
+        if r.get("overflow"):
+            lengths = sorted({int(L) for per in r["overflow"].values() for L in per})
+            worst = max(f for per in r["overflow"].values() for f in per.values())
+            items.append(f"`{r['experiment']}` {r['model']} (seed {_seeds(sorted(r['overflow']))}; lengths "
+                         f"{', '.join(map(str, lengths))}; up to {worst:.0%} of the examples)")
+    if not items:
+        return []
+    return ["", "At lengths beyond training, the forward pass of some runs overflowed on some test examples "
+            "(a memory's state growing along the sequence until a value is no longer finite); those examples "
+            "count as answered wrong: " + "; ".join(items) + "."]
+
+
 def longctx_report(name: str, root: str | Path = DEFAULT_ROOT, *, command: str | None = None,
                    reference: str = LONGCTX_REFERENCE) -> str:
     """Markdown for the long-context results folder ``root/name``: its settings, accuracy at every
@@ -705,6 +725,7 @@ def longctx_report(name: str, root: str | Path = DEFAULT_ROOT, *, command: str |
     if pairs:
         lines += ["", f"Each model minus the {reference}, paired by seed (better/worse only when the whole 95% "
                   "interval lies above/below 0):", "", pairs]
+    lines += overflow_lines(longctx_rows(exp))
     notes = provenance_lines([exp])  # the files of this folder that lack commit, clean tree or command
     lines += notes
     lines += [f"\nnote: {p}" for p in exp.problems]
@@ -1077,6 +1098,10 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
                   "training, level l stepping every A, B, C optimizer steps; `-static-cms`: made before the "
                   "in-context CMS, with the CMS fixed at test time; rerun pending, issue 19):", "",
                   longctx_table(recall, experiment=True)]
+        lines += ["", "What the table shows, by the same rule everywhere (solved: accuracy >= "
+                  f"{LEARNED_ACCURACY:g}; above chance: the 95% interval of the mean over seeds lies above it):",
+                  ""] + longctx_findings([e for e in exps if e.kind == "longctx" and any(
+                      r["task"] not in LANGUAGES for r in longctx_rows(e))])
     if formal:
         lines += ["", "**Formal languages** (notebook 11; recognition accuracy at the longest training length "
                   "-> at the longest tested length; chance 0.5):", "", formal_table(formal)]
@@ -1084,6 +1109,7 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
         if bad:
             lines += ["", f"Training loss went to NaN/inf in some seeds of: {', '.join(bad)} (their accuracy is "
                       "that of the diverged model)."]
+    lines += overflow_lines(lc)
     lines += speed_lines(root)
     lines += provenance_lines(exps)  # the files that lack commit/clean tree/command (issue 19), marked † above
     presets = sorted({e.preset for e in exps if e.preset})

@@ -73,3 +73,19 @@ def test_findings_and_summary_table(root):
     table = R.longctx_summary_table([exp])
     assert "| mqar | hope † | 0.0625 | 32: 0.67 ± 0.39 (seeds: 0.95, 0.20, 0.96, 0.30, 0.94) | 3/5 |" in table
     assert R.longctx_chance({"task": "s-niah"}) == pytest.approx(0.01)
+
+
+def test_an_overflow_at_test_time_is_named_with_its_seeds_and_lengths(root):
+    """A run whose forward pass overflowed on some test examples (``eval_overflow`` in its details)
+    is named with its seeds, lengths and largest fraction, in the report and the README block; a
+    run without any adds nothing."""
+    exp = R.load_experiment(root / "longctx_mqar_learned")
+    assert R.overflow_lines(R.longctx_rows(exp)) == []
+    data = json.loads((root / "longctx_mqar_learned" / "results.json").read_text())
+    data["details"]["titans"][1]["eval_overflow"] = {"256": 0.25}
+    data["details"]["titans"][3]["eval_overflow"] = {"128": 0.5, "256": 1.0}
+    (root / "longctx_mqar_learned" / "results.json").write_text(json.dumps(data))
+    (line,) = [x for x in R.overflow_lines(R.longctx_rows(R.load_experiment(root / "longctx_mqar_learned"))) if x]
+    assert "`longctx_mqar_learned` titans (seed 1,3; lengths 128, 256; up to 100% of the examples)" in line
+    assert line in R.longctx_report("longctx_mqar_learned", root)
+    assert line in R.readme_section(root)
