@@ -248,16 +248,11 @@ LEGACY_WITHOUT_PROVENANCE: dict[str, str] = {
     "lm_tinyshakespeare_laptop/results.json": ("notebook 09's laptop comparison, written by the former "
                                                "`python -m nlteach.models` before provenance was recorded: a "
                                                "command but no commit (its HOPE arms have the static CMS)"),
-    **{f"longctx_{task}_laptop/results.json": _LEGACY_LONGCTX_COMBINED
-       for task in ("aa", "abab", "anbn", "anbncn", "mqar", "parity", "s-niah", "s-niah_cms", "shuffle2")},
+    **{f"longctx_{task}_laptop/results.json": _LEGACY_LONGCTX_COMBINED for task in ("mqar", "s-niah", "s-niah_cms")},
     **{f"longctx_{path}/results.json": _LEGACY_LONGCTX_DIRTY for path in (
-        "aa_laptop/hope_cms1-4-16", "abab_laptop/transformer", "anbn_laptop/hope_cms1-4-16",
-        "anbn_laptop/transformer", "anbncn_laptop/hope_cms1-4-16", "anbncn_laptop/transformer",
-        "mqar_laptop/hope-attention_cms1-4-16", "mqar_laptop/transformer", "parity_laptop/hope_cms1-4-16",
-        "parity_laptop/transformer", "s-niah_cms_laptop/hope-attention_cms1",
+        "mqar_laptop/hope-attention_cms1-4-16", "mqar_laptop/transformer", "s-niah_cms_laptop/hope-attention_cms1",
         "s-niah_cms_laptop/hope-attention_cms1-4", "s-niah_cms_laptop/hope-attention_cms1-4-16",
-        "s-niah_cms_laptop/hope-attention_cms1-4-16-64", "s-niah_cms_laptop/hope-attention_cms1-4-256",
-        "shuffle2_laptop/hope_cms1-4-16", "shuffle2_laptop/transformer")},
+        "s-niah_cms_laptop/hope-attention_cms1-4-16-64", "s-niah_cms_laptop/hope-attention_cms1-4-256")},
     **{f"longctx_s-niah_laptop/{variant}/results.json": _LEGACY_LONGCTX_UNKNOWN
        for variant in ("hope-attention_cms1-4-16", "hope_cms1-4-16", "titans", "transformer")},
 }
@@ -511,7 +506,16 @@ def longctx_table(rows: list[dict[str, Any]], full: bool = False, experiment: bo
 
 def formal_table(rows: list[dict[str, Any]]) -> str:
     """Markdown, one row per language, one column per model: ``acc at the longest training length ->
-    acc at the longest tested length`` (means over seeds)."""
+    acc at the longest tested length`` (means over seeds), followed by every seed's values when the
+    seeds disagree by :data:`nlteach.longctx.runner.SEEDS_DISAGREE` or more at either length (a mean
+    of seeds that solved the language and seeds that did not describes none of them)."""
+    def per_seed(r: dict[str, Any]) -> str:
+        a, b = r["seed_acc"][r["at_train"]], r["seed_acc"][r["longest"]]
+        spread = [max(v) - min(v) for v in (a, b) if len(v) > 1 and all(math.isfinite(x) for x in v)]
+        if not spread or max(spread) < SEEDS_DISAGREE:
+            return ""
+        return f" (seeds: {', '.join(f'{x:.2f}' for x in a)} -> {', '.join(f'{x:.2f}' for x in b)})"
+
     models = list(dict.fromkeys(r["model"] for r in rows))
     langs = list(dict.fromkeys(r["task"] for r in rows))
     cell = {(r["task"], r["model"]): r for r in rows}
@@ -522,7 +526,8 @@ def formal_table(rows: list[dict[str, Any]]) -> str:
         for m in models:
             r = cell.get((lang, m))
             cells.append("" if r is None else
-                         f"{r['acc'][r['at_train']]['mean']:.2f} -> {r['acc'][r['longest']]['mean']:.2f}{provenance_mark(r)}")
+                         f"{r['acc'][r['at_train']]['mean']:.2f} -> {r['acc'][r['longest']]['mean']:.2f}{per_seed(r)}"
+                         f"{provenance_mark(r)}")
         seeds = sorted({s for r in rows if r["task"] == lang for s in r["seeds"]})
         body.append([lang, f"{some['train_max']} -> {some['longest']}", *cells, _seeds(seeds)])
     return markdown_table(["language", "lengths", *models, "seeds"], body)

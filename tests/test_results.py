@@ -193,6 +193,10 @@ def test_readme_formal_languages_are_pivoted(root):
     text = R.readme_section(root)
     assert "| language | lengths | transformer | hope | seeds |" in text
     assert "| anbn | 32 -> 128 | 0.95 -> 0.50 † | 0.70 -> 0.50 † | 0,1 |" in text
+    # seeds that disagree (one solved the language, one did not) are listed beside the mean
+    t = _longctx("transformer", ((1.0, 0.9), (0.5, 0.5)), task="anbn")
+    _write(root / "longctx_anbn_laptop" / "results.json", combine({"transformer": t, "hope": h}))
+    assert "| anbn | 32 -> 128 | 0.75 -> 0.70 (seeds: 1.00, 0.50 -> 0.90, 0.50) † | 0.70 -> 0.50 † | 0,1 |" in R.readme_section(root)
 
 
 def test_longctx_runs_made_before_the_in_context_cms_are_named_for_what_they_measured(tmp_path):
