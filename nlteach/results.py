@@ -248,11 +248,7 @@ LEGACY_WITHOUT_PROVENANCE: dict[str, str] = {
     "lm_tinyshakespeare_laptop/results.json": ("notebook 09's laptop comparison, written by the former "
                                                "`python -m nlteach.models` before provenance was recorded: a "
                                                "command but no commit (its HOPE arms have the static CMS)"),
-    **{f"longctx_{task}_laptop/results.json": _LEGACY_LONGCTX_COMBINED for task in ("mqar", "s-niah", "s-niah_cms")},
-    **{f"longctx_{path}/results.json": _LEGACY_LONGCTX_DIRTY for path in (
-        "mqar_laptop/hope-attention_cms1-4-16", "mqar_laptop/transformer", "s-niah_cms_laptop/hope-attention_cms1",
-        "s-niah_cms_laptop/hope-attention_cms1-4", "s-niah_cms_laptop/hope-attention_cms1-4-16",
-        "s-niah_cms_laptop/hope-attention_cms1-4-16-64", "s-niah_cms_laptop/hope-attention_cms1-4-256")},
+    "longctx_s-niah_laptop/results.json": _LEGACY_LONGCTX_COMBINED,
     **{f"longctx_s-niah_laptop/{variant}/results.json": _LEGACY_LONGCTX_UNKNOWN
        for variant in ("hope-attention_cms1-4-16", "hope_cms1-4-16", "titans", "transformer")},
 }
