@@ -229,12 +229,6 @@ RESULTS_FILE_NAMES = ("results.json", "bench_models.json", "tuning.json")  # wha
 
 _LEGACY_CONTINUAL = ("written by nlteach.continual before it recorded provenance: no commit, no command, no "
                      "clean-tree record; rerun pending with today's learners (issue 19 items 1-3)")
-_LEGACY_LONGCTX_COMBINED = ("the combined file of a long-context run, written before combined files carried a "
-                            "provenance block: a command but no commit; rerun pending (issue 19 items 1 and 4)")
-_LEGACY_LONGCTX_DIRTY = ("a long-context variant trained from a tree with uncommitted changes to the library "
-                         "(listed in its git_dirty); rerun pending (issue 19 items 1 and 4)")
-_LEGACY_LONGCTX_UNKNOWN = ("a long-context variant that records its commit but not whether the tree was clean "
-                           "(no git_dirty); rerun pending (issue 19 items 1 and 4)")
 # Files under results/ that lack a commit, a clean tree or a command, each with why. The list may
 # only shrink: tests/test_results_provenance.py fails when a file not listed here lacks provenance,
 # and when a listed file is gone or has gained it (then delete its line).
@@ -248,9 +242,6 @@ LEGACY_WITHOUT_PROVENANCE: dict[str, str] = {
     "lm_tinyshakespeare_laptop/results.json": ("notebook 09's laptop comparison, written by the former "
                                                "`python -m nlteach.models` before provenance was recorded: a "
                                                "command but no commit (its HOPE arms have the static CMS)"),
-    "longctx_s-niah_laptop/results.json": _LEGACY_LONGCTX_COMBINED,
-    **{f"longctx_s-niah_laptop/{variant}/results.json": _LEGACY_LONGCTX_UNKNOWN
-       for variant in ("hope-attention_cms1-4-16", "hope_cms1-4-16", "titans", "transformer")},
 }
 
 
@@ -1096,8 +1087,9 @@ def readme_section(root: str | Path = DEFAULT_ROOT, *, heading: str = "## Result
                   "the chance level computed from each task's definition, every seed listed where seeds differ by "
                   f"{SEEDS_DISAGREE:g} or more; "
                   "`_cmsA-B-C` = the CMS levels' in-context periods in tokens, `_stepsA-B-C` = multi-frequency "
-                  "training, level l stepping every A, B, C optimizer steps; `-static-cms`: made before the "
-                  "in-context CMS, with the CMS fixed at test time; rerun pending, issue 19):", "",
+                  "training, level l stepping every A, B, C optimizer steps"
+                  + ("; `-static-cms`: made before the in-context CMS, with the CMS fixed at test time"
+                     if any("-static-cms" in r["model"] for r in recall) else "") + "):", "",
                   longctx_table(recall, experiment=True)]
         lines += ["", "What the table shows, by the same rule everywhere (solved: accuracy >= "
                   f"{LEARNED_ACCURACY:g}; above chance: the 95% interval of the mean over seeds lies above it):",
