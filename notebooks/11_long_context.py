@@ -37,12 +37,13 @@
 # What you see here comes in two parts: a **live run** at the active size preset (at `tiny`, a
 # smoke test whose numbers mean nothing), and our **committed results**
 # (`results/longctx_*/results.json`; settings, seeds and commands are inside the files), drawn and
-# tabulated from those files: no number in this notebook's text is typed by hand. The laptop-preset
-# runs (`results/longctx_*_laptop`) predate the in-context CMS: their HOPE and Hope-Attention
-# measure the CMS that stays fixed at test time, trained multi-frequency (section 3 says exactly
-# what). Section 4 trains every retrieval task at a **learned budget**, long enough that the
-# Transformer solves it at its training length (`results/longctx_*_learned`, where measured). The
-# paper's numbers are its own; none of them appear in our files.
+# tabulated from those files: no number in this notebook's text is typed by hand. The committed
+# runs train today's models (HOPE and Hope-Attention with notebook 09's in-context CMS); a file
+# made before that, or from a tree with uncommitted changes, is marked † and listed under the
+# tables. Sections 3, 5 and 6 use the laptop preset's budget; section 4 trains every retrieval task
+# at a **learned budget**, chosen by pilot runs in which the Transformer solved it at its training
+# length (`results/longctx_*_learned`, where measured). The paper's numbers are its own; none of
+# them appear in our files.
 #
 # Library: `nlteach.longctx` (tasks and checkers in `tasks.py`, training and evaluation in
 # `runner.py`, figures in `plots.py`; tested in `tests/test_longctx.py`) and
@@ -275,17 +276,10 @@ print("widths at equal parameters:",
 # %% [markdown]
 # ## 3. Recall against context length
 #
-# **Read this first.** The committed runs below were made before HOPE's CMS learned in context
-# (issue 17). Their `hope` and `hope-attention` are what the library now calls `hope-static-cms` and
-# `hope-attention-static-cms` (CMS weights fixed at test time, memories of twice the head width),
-# trained **multi-frequency**: level l stepped every 1, 4, 16 **optimizer steps** (the recorded
-# `cms_periods`), on the *sum* of its accumulated gradients (the runner averages them now; with
-# AdamW the two differ only through Adam's epsilon). The tables and legends name them for that:
-# `hope-static-cms_steps1-4-16` (the file records `hope_cms1-4-16`). Their rerun with today's
-# models is pending (issue 19). The commands quoted below are those that made them; run today, they
-# train today's models without multi-frequency training (`--cms-multi-frequency` restores the
-# committed schedule, not the static CMS). Live runs in this notebook use today's models, without
-# multi-frequency training.
+# The runs of this section use the laptop preset's budget (600 steps, trained at 32 tokens): the
+# tables say which tasks and models it was enough for (section 4 gives the retrieval tasks a longer
+# one). HOPE and Hope-Attention carry the in-context CMS of notebook 09 (default periods 16, 64,
+# 256 tokens: `_cms16-64-256` in the run names), and nothing is trained multi-frequency.
 #
 # **Live run** (active preset, seeds `live_seeds`, only with `TRAIN_LIVE = True`): the four models
 # on S-NIAH. At `tiny` this takes seconds and the accuracies are noise. **Slow cell: about 9
@@ -326,8 +320,7 @@ report("longctx_s-niah_laptop")
 # **MQAR** (committed; `python -m nlteach.longctx --task mqar --model transformer hope-attention titans hope --preset laptop --seeds 0 1 2 --out results/longctx_mqar_laptop`).
 # MQAR is the harder recall task: at length T there are T/4 pairs to hold, and it needs far more
 # training than the needle task; the table says how far the preset's budget got (section 4 trains
-# it longer). All four models are in the committed runs (the same settings; Titans and HOPE were
-# added in a second session and resumed into the same folder). A full-preset MQAR sweep
+# it longer). A full-preset MQAR sweep
 # (`--preset full`) needs a GPU; none was available for this course's runs, so there are no
 # full-preset MQAR numbers here.
 
@@ -406,17 +399,14 @@ for name in longctx.LEARNED_BUDGET:
 #
 # The paper reports that more CMS levels, and a lower lowest frequency, help on long-context tasks
 # (its Fig. 7, MK-NIAH among them; no seeds or error bars are given). We ask the same question of
-# **Hope-Attention** (softmax attention followed by the CMS), on S-NIAH.
-# The committed study predates the in-context CMS: its CMS was fixed at test time, and its periods
-# are the **optimizer-step** periods of multi-frequency training (named `..._steps1-4-16`):
+# **Hope-Attention** (softmax attention followed by the CMS), on S-NIAH, with today's in-context
+# levels, their periods in **tokens** (`hope-attention@1,4,16`: level l updates its weights every
+# 1, 4, 16 tokens of the sequence it reads):
 #
 # - number of levels: periods `(1)`, `(1, 4)`, `(1, 4, 16)`, `(1, 4, 16, 64)`;
-# - lowest frequency: three levels `(1, 4, P)` with `P` = 16 and 256 (the slowest level of
-#   `(1, 4, 256)` is trained only a handful of times in the whole run).
-#
-# So it asks how slowly the *optimizer* may train a level, not how slowly a level learns in context;
-# the question of the paper's Fig. 7 for today's in-context levels (periods in tokens) waits for the
-# rerun (issue 19).
+# - lowest frequency: three levels `(1, 4, P)` with `P` = 16 and 256 (a level of period 256
+#   updates only after its first 256 tokens, so within the 32-token training sequences and the
+#   test sequences of up to 256 tokens it acts as a fixed MLP).
 #
 # *Why Hope-Attention and S-NIAH.* The CMS module is the same in HOPE and Hope-Attention; HOPE's
 # self-modifying memory makes each CPU step several times slower, and the laptop budget of this
@@ -447,8 +437,8 @@ cms = committed("longctx_s-niah_cms_laptop")
 if cms:
     fig = plt.figure(figsize=(10, 3.6), layout="constrained")
     longctx.draw_cms_study(fig, cms)
-    fig.suptitle("Hope-Attention with the static CMS (before issue 17) on S-NIAH, laptop preset; "
-                 "periods in optimizer steps (multi-frequency training); points: seeds", fontsize=9)
+    fig.suptitle("Hope-Attention on S-NIAH, laptop preset; CMS periods in tokens (in-context levels); "
+                 "points: seeds", fontsize=9)
     plt.show()
     print(longctx.verdict(cms))
 report("longctx_s-niah_cms_laptop")
@@ -456,10 +446,14 @@ report("longctx_s-niah_cms_laptop")
 # %% [markdown]
 # ## 6. Formal languages: train short, test long
 #
-# Transformer and HOPE (the model the paper's Table 5 credits with solving all six languages; in
-# the committed runs, the static CMS trained multi-frequency, `hope-static-cms_steps1-4-16`).
-# Trained on short strings and tested on longer ones (the settings, read from the files, head the
-# table below; chance is computed from the task: half the examples are members). The six languages
+# Transformer and HOPE (the model the paper's Table 5 credits with solving all six languages),
+# trained on short strings and tested on longer ones (the settings, read from the files, head the
+# table below; chance is computed from the task: half the examples are members). HOPE comes twice:
+# with notebook 09's CMS periods (16, 64, 256 tokens) and with periods 1, 4, 16 (`hope@1,4,16`).
+# The training strings hold at most 16 symbols, so at the default periods the CMS levels barely
+# learn in context while reading one (the fastest updates once, at most, before the answer; the
+# others never): the second HOPE asks whether levels that do update inside a string change what
+# it learns (`docs/decisions.md#longctx-cms-steps`). The six languages
 # need different machinery: a running bit (parity, (aa)\*), a pattern check ((abab)\*), one
 # counter (a^n b^n), two counters (a^n b^n c^n, Shuffle-2).
 #
@@ -475,7 +469,7 @@ if live_cell(TRAIN_LIVE, minutes=2, results="longctx_parity_laptop"):
     print(longctx.format_table(live_formal))
 
 # %% [markdown]
-# Committed, one folder per language (`python -m nlteach.longctx --task LANGUAGE --model transformer hope --preset laptop --seeds 0 1 2 --out results/longctx_LANGUAGE_laptop`):
+# Committed, one folder per language (`python -m nlteach.longctx --task LANGUAGE --model transformer hope hope@1,4,16 --preset laptop --seeds 0 1 2 --out results/longctx_LANGUAGE_laptop`):
 
 # %%
 formal = {lang: committed(f"longctx_{lang}_laptop") for lang in longctx.LANGUAGES}
@@ -500,9 +494,9 @@ if formal_exps:
 # **above chance** at the longest length when the 95% interval of its mean over seeds lies above
 # the chance level of the task's definition; two models differ only when the 95% interval of their
 # seed-paired difference excludes 0 (the course's one rule, as in notebooks 09 and 10). Files marked
-# † lack a recorded commit, clean tree or command (listed under the tables); the `*_laptop` files'
-# `hope-static-cms` and `hope-attention-static-cms` runs are the static CMS trained multi-frequency
-# (section 3), not today's in-context CMS.
+# † lack a recorded commit, clean tree or command (listed under the tables). Where a model's forward
+# pass overflowed on some test examples (a memory's state growing along a sequence longer than any
+# it trained on), those examples count as wrong and a line names the runs.
 
 # %%
 longctx_exps = [e for e in results.load_all() if e.kind == "longctx"]
@@ -515,8 +509,9 @@ display(Markdown("\n".join(results.longctx_findings(longctx_exps)) or "No long-c
 
 # %%
 if longctx_exps:
+    overflow = results.overflow_lines([r for e in longctx_exps for r in results.longctx_rows(e)])
     display(Markdown("\n\n".join([results.longctx_summary_table(longctx_exps), results.longctx_paired_table(longctx_exps),
-                                    "\n".join(results.provenance_lines(longctx_exps))])))
+                                    "\n".join(overflow + results.provenance_lines(longctx_exps))])))
 for name in longctx.LEARNED_BUDGET:
     if not (results.DEFAULT_ROOT / longctx.learned_folder(name)).is_dir():
         print(f"{longctx.learned_folder(name)}: not measured yet ({longctx.learned_command(name)})")
@@ -538,8 +533,6 @@ for name in longctx.LEARNED_BUDGET:
 #   a task at the training length, these runs **cannot test** the claim; where it does, the paired
 #   table says whether it keeps more of its accuracy at long range than the Transformer. We do not
 #   reproduce the paper's numbers.
-# - The `*_laptop` files were made before HOPE's CMS learned in context; the reruns with today's
-#   models (issue 19) replace them, and the tables above change with the files.
 #
 # What to try next:
 #
