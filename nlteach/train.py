@@ -311,45 +311,31 @@ def _train(cfg: TrainConfig, corpus: text.CharCorpus, model_cfg: ModelConfig, de
                    f"{launcher} -m nlteach.train --out {out} --resume")
         return {"interrupted": True, "stopped_by": interrupted, "step": step, "checkpoint": str(ckpt_path),
                 "out": str(out)}
-    if diverged is not None:
-        return _diverged(cfg, out, dist, diverged, n_params, model_cfg, vocab.size, device, p, clock)
-    test_loss = run_eval(test_tokens)
+    ok = diverged is None  # a diverged run is not evaluated: its losses are None (module docstring)
+    test_loss = run_eval(test_tokens) if ok else None
     sampled = ""
-    if dist.main and cfg.sample_chars:
+    if ok and dist.main and cfg.sample_chars:
         sampled = models.sample(raw_model, vocab, "\n", cfg.sample_chars, temperature=cfg.temperature, context=cfg.seq_len,
                       seed=cfg.seed)
     results = {
         "config": cfg.to_dict(), "model_config": model_cfg.to_dict(), "n_params": n_params,
         "n_params_non_embedding": models.count_parameters(raw_model, non_embedding=True), "vocab_size": vocab.size,
         "device": str(device), "world_size": dist.world_size, "steps": step, "tokens": step * tokens_per_step,
-        "train_loss": p.last_train, "val_loss": p.last_val, "best_val_loss": p.best_val, "test_loss": test_loss,
-        "val_bpc": p.last_val / math.log(2), "test_bpc": test_loss / math.log(2), "time_s": p.elapsed,
+        **({} if ok else {"diverged_at_step": diverged}),
+        "train_loss": p.last_train if ok else None, "val_loss": p.last_val if ok else None, "best_val_loss": p.best_val,
+        "test_loss": test_loss, "val_bpc": p.last_val / math.log(2) if ok else None,
+        "test_bpc": test_loss / math.log(2) if ok else None, "time_s": p.elapsed,
         "tokens_per_s": step * tokens_per_step / p.elapsed if p.elapsed > 0 else None, **clock.as_dict(),
         "sample": sampled, "interrupted": False, "provenance": provenance(device=device),
     }
     if dist.main:
         io.atomic_write_json(out / RESULTS, results, indent=2)
-    _say(dist, f"done: val loss {p.last_val:.4f}, test loss {test_loss:.4f} nats/char ({results['test_bpc']:.3f} "
-               f"bits/char); results in {out / RESULTS}" + (f"\n--- sample ---\n{sampled}" if sampled else ""))
-    return results
-
-
-def _diverged(cfg: TrainConfig, out: Path, dist: distributed.Dist, step: int, n_params: int,
-              model_cfg: ModelConfig, vocab_size: int, device: torch.device, p: _Progress, clock: Clock) -> dict:
-    """The results of a run stopped at its first non-finite gradient norm (``step``, 1-based): no
-    evaluation (the losses are None), ``diverged_at_step`` set; the checkpoint holds the weights
-    before that step (a resume would take the same step again)."""
-    results = {
-        "config": cfg.to_dict(), "model_config": model_cfg.to_dict(), "n_params": n_params, "vocab_size": vocab_size,
-        "device": str(device), "world_size": dist.world_size, "steps": step - 1, "tokens": (step - 1) * cfg.batch_size * cfg.seq_len,
-        "diverged_at_step": step, "train_loss": None, "val_loss": None, "best_val_loss": p.best_val, "test_loss": None,
-        "val_bpc": None, "test_bpc": None, "time_s": p.elapsed, **clock.as_dict(), "sample": "", "interrupted": False,
-        "provenance": provenance(device=device),
-    }
-    if dist.main:
-        io.atomic_write_json(out / RESULTS, results, indent=2)
-    _say(dist, f"diverged: the gradient norm at step {step} is not finite (a NaN or infinite loss or gradient); "
-               f"stopped before applying it, no evaluation. Results in {out / RESULTS}")
+    if ok:
+        _say(dist, f"done: val loss {p.last_val:.4f}, test loss {test_loss:.4f} nats/char ({results['test_bpc']:.3f} "
+                   f"bits/char); results in {out / RESULTS}" + (f"\n--- sample ---\n{sampled}" if sampled else ""))
+    else:  # the checkpoint holds the weights before that step: a resume takes the same step again
+        _say(dist, f"diverged: the gradient norm at step {diverged} is not finite (a NaN or infinite loss or "
+                   f"gradient); stopped before applying it, no evaluation. Results in {out / RESULTS}")
     return results
 
 

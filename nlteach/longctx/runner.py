@@ -534,8 +534,8 @@ def evaluate_counting_overflow(model: torch.nn.Module, task: Task, lengths: tupl
                 except NonFiniteError:
                     logits, broken = None, torch.ones(b.inputs.shape[0], dtype=torch.bool, device=b.inputs.device)
                 targets = b.targets.cpu()
-                pred = targets.clone() if logits is None else logits.argmax(-1).cpu()
-                pred[broken.cpu()] = -1  # matches no target: wrong
+                pred = torch.full_like(targets, -1) if logits is None else logits.argmax(-1).cpu()
+                pred[broken.cpu()] = -1  # -1 matches no target: wrong
                 r, t = accuracy_counts(pred, targets, task.unit)
                 right, total, bad = right + r, total + t, bad + int(broken.sum())
             acc[str(L)] = right / total
