@@ -125,14 +125,17 @@ def train(config: TrainConfig | dict | None = None, *, on_log=None, **overrides)
                           "--resume.")
     corpus, model_cfg = _data_and_model(cfg)  # every check that needs the data, before anything is written
     dist, device = distributed.init_distributed(get_device(cfg.device))
+    finished = False  # the ranks meet at a barrier before the group ends, unless leaving on an error
     try:
         # one run per folder: rank 0 holds the lock of `out` for the whole run (its ranks share it)
         with FolderLock(cfg.out) if dist.main else contextlib.nullcontext():
             if dist.main:
                 io.remove_stale_temporaries(cfg.out)
-            return _train(cfg, corpus, model_cfg, device, dist, on_log)
+            results = _train(cfg, corpus, model_cfg, device, dist, on_log)
+        finished = True
+        return results
     finally:
-        dist.close()
+        dist.close(synchronize=finished)
 
 
 def _data_and_model(cfg: TrainConfig) -> tuple[text.CharCorpus, ModelConfig]:

@@ -493,3 +493,29 @@ def test_choose_on_grid_picks_the_lowest_finite_loss_and_widens_at_an_edge():
             choose_on_grid(bad)
     with pytest.raises(ValueError, match="factor must be"):
         choose_on_grid({1.0: 1.0}, factor=1.0)
+
+
+@pytest.mark.parametrize(("synchronize", "barrier_fails", "expected"), [
+    (True, False, ["barrier", "destroy"]),  # a normal end: the ranks meet before any tears down
+    (True, True, ["barrier", "destroy"]),  # a peer already gone: the group still ends
+    (False, False, ["destroy"]),  # leaving on an error: no wait for a peer that may never come
+])
+def test_closing_a_process_group_waits_for_every_rank_first(monkeypatch, synchronize, barrier_fails, expected):
+    """``Dist.close`` meets the other ranks at a barrier before destroying the group (without it,
+    gloo sometimes aborted the rank that exited second), except on an error path."""
+    from nlteach.runs import distributed
+
+    calls: list[str] = []
+
+    def barrier():
+        calls.append("barrier")
+        if barrier_fails:
+            raise RuntimeError("Connection closed by peer")
+
+    monkeypatch.setattr(torch.distributed, "barrier", barrier)
+    monkeypatch.setattr(torch.distributed, "destroy_process_group", lambda: calls.append("destroy"))
+    distributed.Dist(rank=1, world_size=2, owns_group=True).close(synchronize=synchronize)
+    assert calls == expected
+    calls.clear()
+    distributed.Dist(rank=1, world_size=2, owns_group=False).close(synchronize=synchronize)  # not ours to end
+    assert calls == []

@@ -35,9 +35,19 @@ class Dist:
     def main(self) -> bool:
         return self.rank == 0
 
-    def close(self) -> None:
-        if self.owns_group:
-            torch.distributed.destroy_process_group()
+    def close(self, synchronize: bool = True) -> None:
+        """End the process group this process started. ``synchronize``: wait at a barrier first, so
+        that no rank tears its connections down while a peer is still using them (without it, gloo
+        sometimes aborted a rank that exited a moment before another: "terminate called without an
+        active exception"). Pass False when leaving on an error, where a peer may never arrive."""
+        if not self.owns_group:
+            return
+        if synchronize:
+            try:
+                torch.distributed.barrier()
+            except RuntimeError:  # a peer already gone: nothing left to wait for
+                pass
+        torch.distributed.destroy_process_group()
 
 
 def init_distributed(device: torch.device) -> tuple[Dist, torch.device]:
