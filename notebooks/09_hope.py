@@ -8,7 +8,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.7
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -89,7 +89,7 @@ import torch
 from nlteach import config, models
 from nlteach.runs import RESULTS_ROOT
 from nlteach.runs.tables import text_table
-from nlteach.experiments import lm_comparison
+from nlteach.experiments import lm_comparison, lm_reference
 from nlteach.exercises import grade
 
 config.seed_everything(0)
@@ -280,6 +280,8 @@ if live_cell(TRAIN_LIVE, minutes=15, results="lm_tinyshakespeare_laptop"):
     runs = lm_comparison.by_label(live)
     summary = lm_comparison.summarize_comparison(runs)
     print(lm_comparison.summary_table(summary))
+    for line in lm_reference.diverged_lines(live):  # seeds that diverged are left out above: say which
+        print(line)
     fig = plt.figure(figsize=(8, 4), layout="constrained")
     lm_comparison.draw_comparison(fig, runs, "val_loss")
     fig.axes[0].set_title(f"live run, {config.get_preset()} preset: validation loss (band: min..max over seeds)")
@@ -325,7 +327,7 @@ else:  # section 4 draws these; kept here for the samples cell
 # Everything printed below, verdicts included, is computed from the two files.
 
 # %%
-from nlteach.experiments import lm_reference, stream
+from nlteach.experiments import stream
 
 reference, ngram_reference = lm_reference.load(RESULTS_ROOT)
 print("\n".join(lm_reference.markdown(reference, ngram_reference, lm_reference.load_longer(RESULTS_ROOT))))
@@ -515,6 +517,8 @@ if config.get_preset() != "tiny" and live_cell(TRAIN_LIVE, minutes=6, results="l
     live = lm_comparison.run_comparison(workdir, seeds=seeds, ablation_seeds=seeds[:1], multi_frequency_seeds=[])
     ab_live = {k: v for k, v in lm_comparison.by_label(live).items() if k in ("hope", *ablations)}
     print(lm_comparison.summary_table(lm_comparison.summarize_comparison(ab_live)))
+    for line in lm_reference.diverged_lines(live):  # arms whose seeds diverged (left out above)
+        print(line)
 variants = ["hope", *ablations, lm_comparison.MULTI_FREQUENCY, lm_comparison.SMALL_MEMORY]
 ab = {k: committed[k] for k in variants if k in committed}
 if len(ab) < 2:
@@ -522,6 +526,8 @@ if len(ab) < 2:
 else:
     ab_summary = lm_comparison.summarize_comparison(ab)
     print(lm_comparison.summary_table(ab_summary))
+    for line in lm_reference.diverged_lines(json.loads(path.read_text())):  # left out of the table: say so
+        print(line)
     per_seed = [{**r, "label": k} for k, recs in ab.items() for r in recs]
     for k in ab:
         if k != "hope":
