@@ -236,9 +236,6 @@ LEGACY_WITHOUT_PROVENANCE: dict[str, str] = {
     **{f"continual_{data}_laptop/{method}/results.json": _LEGACY_CONTINUAL
        for data in ("banking77", "clinc150", "permuted-digits", "split-digits")
        for method in ("cms", "ewc", "finetune", "hope", "joint", "lwf", "replay")},
-    "continual_tuning_laptop/tuning.json": ("notebook 10's validation tuning of EWC's lambda and LwF's temperature, "
-                                            "a list of grid points with no provenance block; rerun pending "
-                                            "(issue 19 item 2)"),
     "lm_tinyshakespeare_laptop/results.json": ("notebook 09's laptop comparison, written by the former "
                                                "`python -m nlteach.models` before provenance was recorded: a "
                                                "command but no commit (its HOPE arms have the static CMS)"),
