@@ -342,6 +342,16 @@ def test_cli(tmp_path, capsys):
     for m in ("finetune", "replay"):
         _check_schema(json.loads((tmp_path / m / "results.json").read_text()), 1, 5)
     assert (tmp_path / "comparison.png").exists()
+    # a second command adds learners: the figure draws those of both commands (same stream and preset)
+    from nlteach.continual.__main__ import figure_results
+    shown = figure_results(tmp_path, {"ewc": json.loads((tmp_path / "replay" / "results.json").read_text())})
+    assert list(shown) == ["finetune", "ewc", "replay"]  # the learners' order, not the commands'
+    other = json.loads((tmp_path / "finetune" / "results.json").read_text())
+    other["config"]["dataset"] = "permuted-digits"
+    (tmp_path / "finetune" / "results.json").write_text(json.dumps(other))  # another stream: not drawn
+    (tmp_path / "lwf").mkdir()
+    (tmp_path / "lwf" / "results.json").write_text("{not json")  # unreadable: not drawn
+    assert list(figure_results(tmp_path, {"cms": shown["replay"]})) == ["replay", "cms"]
 
 
 def test_cli_refuses_to_resume_with_other_settings(tmp_path, capsys):

@@ -13,6 +13,7 @@ from nlteach.continual.runner import ContinualConfig, format_table, preset_confi
 from nlteach.continual.streams import STREAMS
 from nlteach.runs.cli import apply_common
 from nlteach.runs.commands import add_run_arguments, check_run_folders, run_guarded, typed_settings
+from nlteach.runs.io import read_json
 from nlteach.runs.provenance import command_line
 
 SETTINGS_SKIP = ("dataset", "method", "preset", "seeds", "tuning")
@@ -34,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                "nlteach.continual.tune); results.json records the method's record under config.tuning.")
     p.add_argument("--dataset", required=True, choices=STREAMS)
     p.add_argument("--method", nargs="+", default=["finetune"], choices=[*available_learners(), "all"],
-                   help="one or more learners, or 'all'. With several, each writes to OUT/<method>/.")
+                   help="one or more learners, or 'all'. With several, each writes to OUT/<method>/, and OUT/comparison.png "
+                        "draws them with every other learner already in OUT (same stream and preset).")
     add_run_arguments(p, ContinualConfig, skip=SETTINGS_SKIP,
                       what="the run (ContinualConfig) or of its learners (LearnerConfig)")
     return p
@@ -63,10 +65,32 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.dataset}, preset {args.preset}, seeds {args.seeds}; results in {out}")
     print(format_table(results))
     if len(methods) > 1:
-        fig = Figure(figsize=(3 + 1.6 * len(methods), 3.2), layout="constrained")
-        draw_comparison(fig, results)
+        shown = figure_results(out, results)
+        fig = Figure(figsize=(3 + 1.6 * len(shown), 3.2), layout="constrained")
+        draw_comparison(fig, shown)
         fig.savefig(out / "comparison.png", dpi=110)
     return 0
+
+
+def figure_results(out: Path, results: dict[str, dict]) -> dict[str, dict]:
+    """What ``OUT/comparison.png`` draws: the learners just run, and every other learner whose finished
+    run is in ``OUT/<learner>/results.json`` for the same stream and preset (a stream's learners may be
+    run by several commands), in the order of :func:`available_learners`."""
+    first = next(iter(results.values()))["config"]
+    found = dict(results)
+    for m in available_learners():
+        path = out / m / "results.json"
+        if m in found or not path.is_file():
+            continue
+        try:
+            r = read_json(path)
+        except ValueError:  # unreadable: not drawn (its own command reports it)
+            continue
+        cfg = r.get("config", {}) if isinstance(r, dict) else {}
+        if cfg.get("dataset") == first.get("dataset") and cfg.get("preset") == first.get("preset"):
+            found[m] = r
+    order = [*available_learners(), *results]
+    return {m: found[m] for m in sorted(found, key=order.index)}
 
 
 if __name__ == "__main__":
