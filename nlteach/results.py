@@ -234,7 +234,7 @@ _LEGACY_CONTINUAL = ("written by nlteach.continual before it recorded provenance
 # and when a listed file is gone or has gained it (then delete its line).
 LEGACY_WITHOUT_PROVENANCE: dict[str, str] = {
     **{f"continual_{data}_laptop/{method}/results.json": _LEGACY_CONTINUAL
-       for data in ("banking77", "clinc150", "permuted-digits", "split-digits")
+       for data in ("banking77", "clinc150")
        for method in ("cms", "ewc", "finetune", "hope", "joint", "lwf", "replay")},
     "lm_tinyshakespeare_laptop/results.json": ("notebook 09's laptop comparison, written by the former "
                                                "`python -m nlteach.models` before provenance was recorded: a "
@@ -733,7 +733,8 @@ def continual_table(rows: list[dict[str, Any]]) -> str:
 
 def continual_pivot(rows: list[dict[str, Any]]) -> str:
     """Markdown, one row per method, one column per data set: ``avg acc (BWT)`` (means over seeds;
-    the number of seeds is added when it is not 3)."""
+    the number of seeds is added when it is not 3); "not measured yet" where a data set has no run
+    of the method."""
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     cell = {(r["method"], r["dataset"]): r for r in rows}
@@ -743,7 +744,7 @@ def continual_pivot(rows: list[dict[str, Any]]) -> str:
         for d in datasets:
             r = cell.get((m, d))
             if r is None:
-                cells.append("")
+                cells.append(NOT_MEASURED)
                 continue
             n = len(r["seeds"])
             cells.append(f"{r['avg_acc']['mean']:.2f} ({r['bwt']['mean']:+.2f})" + ("" if n == 3 else f", {n} seed{'s' * (n > 1)}")
@@ -805,7 +806,7 @@ def continual_paired_lines(experiments: list[Experiment]) -> list[str]:
             for ds in datasets:
                 r = cell.get((method, ds))
                 if r is None or r[key] is None:
-                    cells.append("")
+                    cells.append(NOT_MEASURED)
                     continue
                 d = r[key]
                 lo, hi = d["ci95"]
@@ -960,8 +961,11 @@ def continual_verdict(experiments: dict[str, Experiment]) -> str:
     out.append("- *The paper's claim* (HOPE ahead of EWC and of plain training on class-incremental intent "
                "streams; Sec. 9.1, figures only), final average accuracy on our class-incremental streams, by the "
                "same rule: " + "; ".join(claim) + ".")
-    if any(not r["provenance"]["ok"] for exp in experiments.values() for r in continual_rows(exp)):
-        out.append(f"- Every number above comes from files marked † in the tables: {PROVENANCE_NOTE.split(' ', 1)[1]}.")
+    marked = [s for s, exp in experiments.items() if any(not r["provenance"]["ok"] for r in continual_rows(exp))]
+    if marked:
+        which = ("Every number above comes" if len(marked) == len(experiments) else
+                 f"The numbers on {', '.join(marked)} come")
+        out.append(f"- {which} from files marked † in the tables: {PROVENANCE_NOTE.split(' ', 1)[1]}.")
     return "\n".join(out)
 
 

@@ -1,7 +1,14 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -311,8 +318,9 @@ for scale in (1.0, 10.0):  # a larger W fits its own predictions more confidentl
 #   sum of the learned embeddings of the hashed character 1- to 4-grams that *end* at byte $t$ (the
 #   same 4,096 buckets as the bag learners, now in reading order). A digit is read as its 8 rows
 #   of 8 pixels (a linear map and a position embedding).
-# - **In-context memory.** The self-modifying Titans layer of notebook 08 (4 heads, chunks of 24
-#   tokens at the laptop preset, largest in-context learning rate 0.2, not tuned) starts
+# - **In-context memory.** The self-modifying Titans layer of notebook 08 (4 heads; its chunk size
+#   and largest in-context learning rate $\eta_\text{max}$ are tuned per stream on validation data,
+#   the tuning table below, with defaults of 24 tokens and 0.2 elsewhere) starts
 #   every query from its meta-learned initial memories and, while reading it, writes to its main
 #   memory at every token (a DGD step on keys and values it generates itself) and rewrites the
 #   memories that generate those keys, values and learning rates. The read at token $t$ sees the
@@ -411,10 +419,12 @@ display(Markdown(markdown_table(["learner", "knobs (grid)", "points"], [
 #
 # `OMP_NUM_THREADS=1 python -m nlteach.continual --dataset <stream> --method all --seeds 0 1 2 --preset laptop --out results/continual_<stream>_laptop`
 #
-# (CPU, one torch thread). The cells below load them; nothing is recomputed. Rows marked † come
-# from files that do not record their commit, a clean tree and their command (made before the
-# project recorded them; a rerun with today's learners is pending), and the learners or measures
-# those runs did not have read "not measured yet". The first table has every measure of every
+# (CPU, one torch thread; a stream's learners may have been run by several such commands, each
+# naming some of them: every results file records its own command, commit and tuning record). The
+# cells below load them; nothing is recomputed. Rows marked † come from files that do not record
+# their commit, a clean tree and their command (made before the project recorded them, with the
+# learners of that time), and the learners or measures those runs did not have read "not measured
+# yet". The first table has every measure of every
 # run; the second the CPU time and parameters (Δ: the gap of the means to fine-tuning; CPU s /
 # seed: the CPU time of one seed's whole run, training and all evaluations, a rough cost measure).
 

@@ -59,7 +59,7 @@ def _expected_phrases() -> list[str]:
     cseeds = sorted({p["seed"] for e in cont for r in e.runs.values() for p in r["per_seed"]})
     out.append(f"(notebook 10, seeds {cseeds[0]}-{cseeds[-1]})")
     assert cseeds == list(range(cseeds[0], cseeds[-1] + 1))
-    out.append(f"its {100 * CONFIDENCE:.0f}% interval and verdict, is generated under the forgetting table")
+    out.append(f"its {100 * CONFIDENCE:.0f}% interval and verdict, are generated under the")
     return out
 
 
