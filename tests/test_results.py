@@ -368,7 +368,8 @@ def test_notebook10_tables_and_verdict_come_from_the_files(tmp_path):
         r = json.loads(f.read_text())
         _write(f, {**r, "provenance": {"git_commit": "a" * 40, "git_dirty": [], "command": "python -m nlteach.continual"}})
     marked = R.continual_verdict(R.continual_experiments(tmp_path))
-    assert "- The numbers on banking77 come from files marked †" in marked and "Every number above" not in marked
+    assert marked.splitlines()[-1].startswith("- The numbers of `ewc` on banking77; `finetune` on banking77 come from files marked †")
+    assert "Every number above" not in marked
     assert R.continual_verdict({}).startswith("No continual results")
     assert R.paired_words(None) == R.NOT_MEASURED
     assert R.paired_words({"n": 3, "mean": 0.1, "ci95": [0.05, 0.15], "sign": 1}, higher_is_better=False).endswith("worse")
