@@ -626,6 +626,50 @@ def test_the_needle_curriculum_adds_needles():
         preset_config("mk-niah", preset="tiny", curriculum=2, curriculum_needles=(99,))
 
 
+def test_several_queries_per_needle_example():
+    """``n_queries`` asks distinct needles in turn at the end; the checker (from the inputs alone)
+    agrees with the generator on every answer; one query draws exactly the examples it drew before."""
+    task = make_task("mk-niah", n_keys=4, n_queries=3)
+    b = task.sample(16, 40, 0)
+    m, w = task.value_len, 2 + task.value_len
+    assert task.check(b.inputs, b.targets).all()
+    assert (task.answer_positions(b.inputs) == b.answer_mask).all() and int(b.answer_mask.sum(1).max()) == 3 * m
+    for x in b.inputs.tolist():
+        asked = [x[40 - (3 - j) * w + 1] for j in range(3)]  # the keys of the three queries
+        assert [x[40 - (3 - j) * w] for j in range(3)] == [task.QUERY] * 3 and len(set(asked)) == 3
+    wrong = b.targets.clone()
+    wrong[:, -2] = (wrong[:, -2] - task.digit0 + 1) % 10 + task.digit0  # the last query's last digit (predicted
+    # one position before it appears)
+    assert not task.check(b.inputs, wrong).any()
+    assert task.min_length == 7 * w and task.chance == pytest.approx(0.1 ** 6)
+    assert task.distractor_chance == pytest.approx(0.25 ** 3)
+    one = make_task("mk-niah", n_keys=4)
+    assert one.n_queries == 1 and torch.equal(one.sample(4, 32, 7).inputs, make_task("mk-niah", n_keys=4, n_queries=1)
+                                              .sample(4, 32, 7).inputs)
+    with pytest.raises(ValueError, match="at most n_needles=4"):
+        make_task("mk-niah", n_queries=5)
+    with pytest.raises(ValueError, match="too short"):
+        task.sample(1, 7 * w - 1, 0)
+
+
+def test_train_queries_ask_several_needles_in_training_only():
+    cfg = preset_config("mk-niah", preset="tiny", steps=8, curriculum=4, curriculum_needles=(1, 2),
+                        train_queries=3, train_lengths=(32,), eval_lengths=(32,), task_options={"n_keys": 4})
+    task = cfg.make_task()
+    assert task.n_queries == 1  # evaluation: the task's own single query
+    assert [runner_mod.train_task(cfg, task, s).n_queries for s in range(1, 9)] == [1, 1, 2, 2, 3, 3, 3, 3]
+    b = runner_mod.train_batch(cfg, task, 0, 6)
+    assert int(b.answer_mask.sum(1).max()) == 3 * task.value_len
+    assert LongCtxConfig.from_dict(cfg.to_dict()) == cfg and cfg.settings()["train_queries"] == 3
+    assert "train_queries" not in replace(cfg, train_queries=None).settings()  # older run folders still resume
+    with pytest.raises(ValueError, match="needle tasks"):
+        preset_config("mqar", preset="tiny", train_queries=2)
+    with pytest.raises(ValueError, match="positive int"):
+        preset_config("mk-niah", preset="tiny", train_queries=0)
+    with pytest.raises(ValueError, match="train_queries=4: 4 needles"):
+        preset_config("mk-niah", preset="tiny", train_queries=4, train_lengths=(20,), eval_lengths=(20,))
+
+
 def test_draw_cms_study_picks_the_two_series():
     runs = {str(p): _hand({32: [0.5, 0.7], 64: [0.1, 0.3]}, periods=p)
             for p in [(1,), (1, 4), (1, 4, 16), (1, 4, 64), (1, 4, 256)]}

@@ -160,6 +160,9 @@ class LongCtxConfig:
     curriculum_needles: tuple[int, ...] | None = field(default=None, metadata={
         "help": "needle tasks: a needle-count curriculum; the first CURRICULUM steps use these numbers of needles, "
                 "an equal share of steps each, in the order given; later steps the task's own"})
+    train_queries: int | None = field(default=None, metadata={
+        "help": "needle tasks: queries per training example (distinct needles asked in turn, each scored; at most "
+                "the needles of the step); evaluation keeps the task's own (None: the task's own in training too)"})
     task_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -222,6 +225,17 @@ class LongCtxConfig:
                     make_task(self.task, **{**self.task_options, "n_needles": k}).sample(1, min(self.train_lengths), 0)
                 except (TypeError, ValueError) as e:
                     raise ValueError(f"curriculum_needles={self.curriculum_needles!r}: {k} needles: {e}") from None
+        if self.train_queries is not None:
+            if self.task not in ("s-niah", "mk-niah"):
+                raise ValueError(f"train_queries is for the needle tasks (s-niah, mk-niah), got task={self.task!r}.")
+            if not isinstance(self.train_queries, int) or isinstance(self.train_queries, bool) or self.train_queries < 1:
+                raise ValueError(f"train_queries must be a positive int or None, got {self.train_queries!r}.")
+            for k in (*(self.curriculum_needles or ()), self.make_task().n_needles):
+                try:
+                    make_task(self.task, **{**self.task_options, "n_needles": k,
+                                            "n_queries": min(self.train_queries, k)}).sample(1, min(self.train_lengths), 0)
+                except (TypeError, ValueError) as e:
+                    raise ValueError(f"train_queries={self.train_queries}: {k} needles: {e}") from None
         task = self.make_task()
         for L in sorted(set(self.train_lengths) | set(self.eval_lengths)):
             try:
@@ -252,8 +266,10 @@ class LongCtxConfig:
 
     def settings(self) -> dict[str, Any]:
         """The settings a run folder and a checkpoint compare: :meth:`to_dict` with dotted names
-        (``arch.dim``) and without the seeds."""
-        return {k: v for k, v in flat_settings(self.to_dict()).items() if k != "seeds"}
+        (``arch.dim``) and without the seeds; ``train_queries`` only when set (run folders written
+        before it existed still resume)."""
+        return {k: v for k, v in flat_settings(self.to_dict()).items()
+                if k != "seeds" and not (k == "train_queries" and v is None)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LongCtxConfig:
@@ -484,11 +500,17 @@ def train_task(cfg: LongCtxConfig, task: Task, step: int) -> Task:
     """The task of training step ``step`` (from 1): ``task``, except during a needle-count curriculum
     (``cfg.curriculum_needles``, steps 1..``cfg.curriculum``), where step s uses
     ``curriculum_needles[(s - 1) K // C]`` needles (K numbers, C curriculum steps; the vocabulary
-    does not change)."""
-    if cfg.curriculum_needles is None or step > cfg.curriculum:
+    does not change), and with ``cfg.train_queries`` ``min(train_queries, needles)`` queries per
+    example at every step (the evaluation keeps ``task``'s own)."""
+    in_curriculum = cfg.curriculum_needles is not None and step <= cfg.curriculum
+    if not in_curriculum and cfg.train_queries is None:
         return task
-    k = cfg.curriculum_needles[(step - 1) * len(cfg.curriculum_needles) // cfg.curriculum]
-    return make_task(cfg.task, **{**cfg.task_options, "n_needles": k})
+    k = cfg.curriculum_needles[(step - 1) * len(cfg.curriculum_needles) // cfg.curriculum] if in_curriculum \
+        else task.n_needles
+    options = {**cfg.task_options, "n_needles": k}
+    if cfg.train_queries is not None:  # several queries per training example (at most one per needle)
+        options["n_queries"] = min(cfg.train_queries, k)
+    return make_task(cfg.task, **options)
 
 
 def train_batch(cfg: LongCtxConfig, task: Task, seed: int, step: int):

@@ -228,14 +228,20 @@ class NIAH(Task):
 
     Vocabulary: ``PAD=0, NEEDLE=1, QUERY=2``, then ``n_keys`` keys, 10 digits, ``n_filler`` filler.
     ``n_needles=1`` is S-NIAH; more needles (distinct keys, one queried) is MK-NIAH.
+    ``n_queries`` > 1 ends the sequence with that many queries of distinct needles, one after the
+    other, every digit of each scored (RULER's tasks ask one; more answers per example are a denser
+    training signal, ``LongCtxConfig.train_queries``). An example counts as right when all are.
     """
 
     unit = "example"
     PAD, NEEDLE, QUERY = 0, 1, 2
 
     def __init__(self, n_needles: int = 1, value_len: int = 2, n_keys: int = 16, n_filler: int = 32,
-                 name: str | None = None):
+                 name: str | None = None, n_queries: int = 1):
         self.n_needles = _check_pos_int(n_needles, "n_needles")
+        self.n_queries = _check_pos_int(n_queries, "n_queries")
+        if self.n_queries > self.n_needles:
+            raise ValueError(f"n_queries={n_queries} asks distinct needles: expected at most n_needles={n_needles}.")
         self.value_len = _check_pos_int(value_len, "value_len")
         self.n_keys = _check_pos_int(n_keys, "n_keys")
         self.n_filler = _check_pos_int(n_filler, "n_filler")
@@ -249,29 +255,30 @@ class NIAH(Task):
 
     @property
     def min_length(self) -> int:
-        return (self.n_needles + 1) * (2 + self.value_len)
+        return (self.n_needles + self.n_queries) * (2 + self.value_len)
 
     def valid_lengths(self) -> str:
-        return f"any length >= {self.min_length} (the needles and the query must fit)"
+        return f"any length >= {self.min_length} (the needles and the queries must fit)"
 
     @property
     def chance(self) -> float:
-        """Per example (exact match): all ``value_len`` digits guessed uniformly, ``10^-m``."""
-        return 0.1 ** self.value_len
+        """Per example (exact match): all ``value_len`` digits of every query guessed uniformly,
+        ``10^-(m q)``."""
+        return 0.1 ** (self.value_len * self.n_queries)
 
     @property
     def distractor_chance(self) -> float:
-        """Per example: the value of one of the ``n_needles`` needles, picked uniformly (a model that
-        found the needles but not which one is asked; equal to 1 for S-NIAH)."""
-        return 1.0 / self.n_needles
+        """Per example: for each query the value of one of the ``n_needles`` needles, picked uniformly
+        (a model that found the needles but not which one is asked; equal to 1 for S-NIAH)."""
+        return (1.0 / self.n_needles) ** self.n_queries
 
     def sample(self, batch_size: int, length: int, rng: np.random.Generator | int) -> Batch:
         self._check_sample_args(batch_size, length)
         if length < self.min_length:
             raise ValueError(f"length={length} is too short for {self.name}: expected {self.valid_lengths()}.")
         rng = _check_rng(rng)
-        m, w = self.value_len, 2 + self.value_len  # digits, width of a needle and of the query
-        hay = length - w  # the haystack (filler + needles) before the query
+        m, w = self.value_len, 2 + self.value_len  # digits, width of a needle and of a query
+        hay = length - self.n_queries * w  # the haystack (filler + needles) before the queries
         inputs = self.filler0 + rng.integers(0, self.n_filler, size=(batch_size, length))
         targets = np.full((batch_size, length), IGNORE, dtype=np.int64)
         for b in range(batch_size):
@@ -283,33 +290,39 @@ class NIAH(Task):
             starts = slots + np.arange(self.n_needles) * (w - 1)
             for j, s in enumerate(starts):
                 inputs[b, s], inputs[b, s + 1], inputs[b, s + 2:s + w] = self.NEEDLE, keys[j], values[j]
-            q = rng.integers(self.n_needles)  # the needle asked for
-            inputs[b, hay], inputs[b, hay + 1], inputs[b, hay + 2:] = self.QUERY, keys[q], values[q]
-            targets[b, hay + 1:length - 1] = values[q][:m]  # digit i is predicted one position earlier
+            asked = ([rng.integers(self.n_needles)] if self.n_queries == 1 else  # the needles asked for
+                     rng.choice(self.n_needles, size=self.n_queries, replace=False))
+            for j, q in enumerate(asked):
+                s = hay + j * w
+                inputs[b, s], inputs[b, s + 1], inputs[b, s + 2:s + w] = self.QUERY, keys[q], values[q]
+                targets[b, s + 1:s + w - 1] = values[q]  # digit i is predicted one position earlier
         return Batch(torch.from_numpy(inputs), torch.from_numpy(targets))
 
-    def _query_start(self, inputs: torch.Tensor) -> int:
-        return inputs.shape[1] - 2 - self.value_len
+    def _query_starts(self, inputs: torch.Tensor) -> list[int]:
+        w = 2 + self.value_len
+        return [inputs.shape[1] - (self.n_queries - j) * w for j in range(self.n_queries)]
 
     def answer_positions(self, inputs: torch.Tensor) -> torch.Tensor:
         B, T = inputs.shape
         pos = torch.zeros(B, T, dtype=torch.bool)
-        pos[:, self._query_start(inputs) + 1:T - 1] = True
+        for s in self._query_starts(inputs):
+            pos[:, s + 1:s + 1 + self.value_len] = True
         return pos
 
     def expected(self, inputs: torch.Tensor) -> torch.Tensor:
         B, T = inputs.shape
-        m, q0 = self.value_len, self._query_start(inputs)
+        m, starts = self.value_len, self._query_starts(inputs)
         exp = torch.full((B, T), IGNORE, dtype=torch.long)
         x = inputs.tolist()
         for b in range(B):
-            if x[b][q0] != self.QUERY:
-                exp[b, q0 + 1:T - 1] = IGNORE - 1  # malformed: nothing is right
-                continue
-            key = x[b][q0 + 1]
-            found = [i for i in range(q0 - m - 1) if x[b][i] == self.NEEDLE and x[b][i + 1] == key]
-            value = x[b][found[0] + 2:found[0] + 2 + m] if len(found) == 1 else [IGNORE - 1] * m
-            exp[b, q0 + 1:T - 1] = torch.tensor(value)
+            for q0 in starts:  # each query is answered from the needles before the first query
+                if x[b][q0] != self.QUERY:
+                    exp[b, q0 + 1:q0 + 1 + m] = IGNORE - 1  # malformed: nothing is right
+                    continue
+                key = x[b][q0 + 1]
+                found = [i for i in range(starts[0] - m - 1) if x[b][i] == self.NEEDLE and x[b][i + 1] == key]
+                value = x[b][found[0] + 2:found[0] + 2 + m] if len(found) == 1 else [IGNORE - 1] * m
+                exp[b, q0 + 1:q0 + 1 + m] = torch.tensor(value)
         return exp
 
 
