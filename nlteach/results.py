@@ -35,6 +35,7 @@ import json
 import math
 import shlex
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -729,12 +730,19 @@ def continual_table(rows: list[dict[str, Any]]) -> str:
     return markdown_table(header, body)
 
 
+def _learner_order(methods: Iterable[str]) -> list[str]:
+    """The distinct ``methods`` in the order of :func:`available_learners` (others after them, as met)."""
+    seen = list(dict.fromkeys(methods))
+    known = [m for m in available_learners() if m in seen]
+    return known + [m for m in seen if m not in known]
+
+
 def continual_pivot(rows: list[dict[str, Any]]) -> str:
     """Markdown, one row per method, one column per data set: ``avg acc (BWT)`` (means over seeds;
     the number of seeds is added when it is not 3); "not measured yet" where a data set has no run
     of the method."""
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    methods = _learner_order(r["method"] for r in rows)
     cell = {(r["method"], r["dataset"]): r for r in rows}
     body = []
     for m in methods:
@@ -798,7 +806,7 @@ def continual_paired_lines(experiments: list[Experiment]) -> list[str]:
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     cell = {(r["method"], r["dataset"]): r for r in rows}
     body = []
-    for method in dict.fromkeys(r["method"] for r in rows):
+    for method in _learner_order(r["method"] for r in rows):
         for key, title in (("avg_acc", "final avg. accuracy"), ("bwt", "BWT")):
             cells = []
             for ds in datasets:

@@ -346,6 +346,9 @@ def test_notebook10_tables_and_verdict_come_from_the_files(tmp_path):
     assert rows[("split-digits", "finetune")]["learning_acc"]["mean"] == pytest.approx((0.85 + 0.85 + 0.8) / 3)
     assert rows[("split-digits", "hope")]["task_avg_acc"]["mean"] > rows[("split-digits", "hope")]["avg_acc"]["mean"]
     assert rows[("banking77", "finetune")]["task_avg_acc"] is None  # legacy: not measured
+    pivot = R.continual_pivot([r for e in exps.values() for r in R.continual_rows(e)])
+    assert [line.split(" | ")[0] for line in pivot.splitlines()[2:]] == [  # the learners' order, not the files'
+        "| finetune", "| ewc", "| hope", "| hope-persistent"]
     overview = R.continual_overview(exps)
     assert "learning accuracy" in overview and "task-IL BWT" in overview and R.NOT_MEASURED in overview
 
