@@ -496,6 +496,11 @@ def test_tune_cli_resumes_refuses_other_settings_and_merges(tmp_path, capsys):
     package = tmp_path / "package.json"
     assert tune_main(["--merge", str(tmp_path / "t" / "tuning.json"), "--update-tuning", str(package)]) == 0
     assert read_json(package)["split-digits"]["lwf"] == merged["split-digits"]["lwf"]
+    package.write_text(json.dumps({"clinc150": TUNING["clinc150"], **read_json(package)}))
+    assert tune_main(["--merge", str(tmp_path / "t" / "tuning.json"), "--update-tuning", str(package), "--fresh"]) == 0
+    assert read_json(package) == merge_records(read_records(tmp_path / "t" / "tuning.json"))  # clinc150 dropped
+    with pytest.raises(SystemExit):
+        tune_main(["--dataset", "split-digits", "--method", "lwf", "--fresh"])  # --fresh without --merge
     with pytest.raises(SystemExit):
         tune_main(["--merge", str(tmp_path / "missing.json")])
     with pytest.raises(SystemExit):

@@ -24,7 +24,9 @@ With ``--out DIR`` every point runs in its own resumable run folder
 ``DIR/<dataset>/<method>/<param>=<value>,.../`` (rerun the same command to resume; other settings
 there are refused, naming them, unless ``--overwrite``), and the record, with its provenance
 (commit, uncommitted paths, command), is added to ``DIR/tuning.json`` (:func:`add_record`; the
-file's own provenance block names one commit only when every record was made at it). ``--update-tuning`` merges the record into the package's
+file's own provenance block names one commit only when every record was made at it). The
+package's file is the merge of the committed records: ``--merge results/continual_tuning_laptop/tuning.json
+--fresh`` rewrites it from them. ``--update-tuning`` merges the record into the package's
 ``nlteach/continual/tuning.json`` (:data:`nlteach.continual.runner.TUNING_FILE`,
 :func:`merge_records`), which the laptop and full presets read: a method's chosen point applies
 to that method only, and its results.json records the method's record under ``config["tuning"]``.
@@ -324,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run nothing: merge every record of this tuning file (an --out's tuning.json) into the "
                         "--update-tuning file (default: the package's); after all tuning runs, so that they ran "
                         "from a clean tree")
+    p.add_argument("--fresh", action="store_true",
+                   help="with --merge: the target becomes the merge of RECORDS alone (what it held before is "
+                        "dropped), as the package's file is the merge of the committed records")
     p.add_argument("--param", default=None,
                    help="tune this one LearnerConfig field over --grid instead of the method's plan (TUNING_PLAN)")
     p.add_argument("--grid", nargs="+", type=_value, default=None, help="the values of --param")
@@ -346,10 +351,16 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as e:  # missing, not JSON, not a tuning file
             p.error(f"--merge {args.merge!r}: {e}")
         target = args.update_tuning or str(TUNING_FILE)
-        for rec in records:
-            update_tuning(rec, target)
-        print(f"merged {len(records)} records of {args.merge} into {target}")
+        if args.fresh:
+            with FileLock(Path(target).parent / LOCK_NAME, timeout=LOCK_WAIT):
+                atomic_write_json(target, merge_records(records))
+        else:
+            for rec in records:
+                update_tuning(rec, target)
+        print(f"merged {len(records)} records of {args.merge} into {target}{' (replacing it)' * args.fresh}")
         return 0
+    if args.fresh:
+        p.error("--fresh goes with --merge")
     if args.dataset is None or args.method is None:
         p.error("--dataset and --method are required (unless --merge)")
     if (args.param is None) != (args.grid is None):
