@@ -220,22 +220,19 @@ class LongCtxConfig:
                 raise ValueError(f"curriculum_needles is for the needle tasks (s-niah, mk-niah), got task={self.task!r}.")
             if not self.curriculum:
                 raise ValueError(f"curriculum_needles={self.curriculum_needles!r} needs curriculum > 0 (its steps).")
-            for k in self.curriculum_needles:
-                try:
-                    make_task(self.task, **{**self.task_options, "n_needles": k}).sample(1, min(self.train_lengths), 0)
-                except (TypeError, ValueError) as e:
-                    raise ValueError(f"curriculum_needles={self.curriculum_needles!r}: {k} needles: {e}") from None
         if self.train_queries is not None:
             if self.task not in ("s-niah", "mk-niah"):
                 raise ValueError(f"train_queries is for the needle tasks (s-niah, mk-niah), got task={self.task!r}.")
             if not isinstance(self.train_queries, int) or isinstance(self.train_queries, bool) or self.train_queries < 1:
                 raise ValueError(f"train_queries must be a positive int or None, got {self.train_queries!r}.")
-            for k in (*(self.curriculum_needles or ()), self.make_task().n_needles):
-                try:
-                    make_task(self.task, **{**self.task_options, "n_needles": k,
-                                            "n_queries": min(self.train_queries, k)}).sample(1, min(self.train_lengths), 0)
-                except (TypeError, ValueError) as e:
-                    raise ValueError(f"train_queries={self.train_queries}: {k} needles: {e}") from None
+        needles = (*(self.curriculum_needles or ()), *((self.make_task().n_needles,) if self.train_queries else ()))
+        for k in dict.fromkeys(needles):  # every training task other than the task itself fits the lengths
+            try:
+                self.training_task(k).sample(1, min(self.train_lengths), 0)
+            except (TypeError, ValueError) as e:
+                what = ", ".join(f"{n}={getattr(self, n)!r}" for n in ("curriculum_needles", "train_queries")
+                                 if getattr(self, n) is not None)
+                raise ValueError(f"{what}: {k} needles: {e}") from None
         task = self.make_task()
         for L in sorted(set(self.train_lengths) | set(self.eval_lengths)):
             try:
@@ -245,6 +242,14 @@ class LongCtxConfig:
 
     def make_task(self) -> Task:
         return make_task(self.task, **self.task_options)
+
+    def training_task(self, n_needles: int) -> Task:
+        """The needle task of a training step with ``n_needles`` needles, asking ``train_queries`` of
+        them (at most all) when that is set (:func:`train_task`)."""
+        options = {**self.task_options, "n_needles": n_needles}
+        if self.train_queries is not None:  # several queries per training example (at most one per needle)
+            options["n_queries"] = min(self.train_queries, n_needles)
+        return make_task(self.task, **options)
 
     @property
     def cms_periods(self) -> tuple[int, ...]:
@@ -508,12 +513,8 @@ def train_task(cfg: LongCtxConfig, task: Task, step: int) -> Task:
     in_curriculum = cfg.curriculum_needles is not None and step <= cfg.curriculum
     if not in_curriculum and cfg.train_queries is None:
         return task
-    k = cfg.curriculum_needles[(step - 1) * len(cfg.curriculum_needles) // cfg.curriculum] if in_curriculum \
-        else task.n_needles
-    options = {**cfg.task_options, "n_needles": k}
-    if cfg.train_queries is not None:  # several queries per training example (at most one per needle)
-        options["n_queries"] = min(cfg.train_queries, k)
-    return make_task(cfg.task, **options)
+    return cfg.training_task(cfg.curriculum_needles[(step - 1) * len(cfg.curriculum_needles) // cfg.curriculum]
+                             if in_curriculum else task.n_needles)
 
 
 def train_batch(cfg: LongCtxConfig, task: Task, seed: int, step: int):
